@@ -1,0 +1,126 @@
+//! The narrow interface through which the driver reaches hardware.
+//!
+//! `nvme-core` never touches an OS API. Everything it needs from the
+//! platform is here: 32/64-bit register access to BAR0, doorbell handles,
+//! and DMA-able memory with its device-visible address (IOVA).
+//!
+//! `nvme-vfio` implements [`Hardware`] for a real PCI function behind VFIO;
+//! an in-process controller model can implement it for unit tests and
+//! fault injection. Everything on the I/O path is generic (monomorphised),
+//! never a trait object, so a doorbell write compiles to one store.
+
+use std::fmt;
+
+/// A device-visible DMA address (an IOVA under an IOMMU).
+///
+/// Distinct from host virtual addresses and from byte counts so the two
+/// cannot be swapped by accident.
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct Iova(pub u64);
+
+impl Iova {
+    /// The address `bytes` further on.
+    #[inline]
+    pub const fn add(self, bytes: u64) -> Iova {
+        Iova(self.0 + bytes)
+    }
+}
+
+impl fmt::Debug for Iova {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Iova({:#x})", self.0)
+    }
+}
+
+impl fmt::Display for Iova {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+/// One region of memory the device can access by DMA.
+///
+/// Contract for implementors:
+/// - `as_ptr()` is valid for reads and writes of `len()` bytes for as long as
+///   the value lives, is aligned to at least 4096 bytes, and the region is
+///   zero-filled when handed out.
+/// - The region is contiguous in IOVA space: byte `i` is at `iova() + i`.
+/// - Dropping the value removes the device's access (IOMMU unmap) *before*
+///   the memory is returned to the OS. The driver guarantees it drops a
+///   region only when the controller can no longer use it.
+pub trait DmaRegion: Send + 'static {
+    /// Host virtual address of byte 0.
+    fn as_ptr(&self) -> *mut u8;
+    /// Device-visible address of byte 0.
+    fn iova(&self) -> Iova;
+    /// Size in bytes (a multiple of 4096).
+    fn len(&self) -> usize;
+    /// True when `len() == 0` (never, for a region handed out by `alloc_dma`).
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A handle that writes one doorbell register.
+///
+/// `ring` must perform exactly one 32-bit store of `value` to the doorbell.
+/// The caller (the queue code in `nvme-core`) has already issued the barrier
+/// that orders its earlier stores to DMA memory before this store
+/// ([`crate::barrier::before_doorbell`]); an implementation whose doorbell
+/// mapping is write-combining must itself flush after the store
+/// ([`crate::barrier::wc_flush`]) so the store is not held in a WC buffer.
+pub trait Doorbell: Send + 'static {
+    /// Store `value` to the doorbell register.
+    fn ring(&mut self, value: u32);
+}
+
+/// How the platform's mapping of one range of device memory behaves.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum MemoryType {
+    /// Strongly ordered, uncached (x86 UC/UC-, arm64 Device-nGnRnE).
+    Uncached,
+    /// Write-combining (x86 WC, arm64 Normal-NC).
+    WriteCombining,
+    /// Not known (the platform could not tell).
+    Unknown,
+}
+
+/// An error from the platform layer, carried through `nvme-core` errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HwError(pub String);
+
+/// Register access, doorbells and DMA memory for one NVMe controller.
+///
+/// Register offsets are byte offsets into BAR0. Implementations must perform
+/// each access as a single naturally aligned load/store of the given width
+/// (QEMU's controller emulates nothing wider than 8 bytes).
+pub trait Hardware: Send + Sync + 'static {
+    /// DMA memory handed out by [`Hardware::alloc_dma`].
+    type Dma: DmaRegion;
+    /// Doorbell handle handed out by [`Hardware::doorbell`].
+    type Doorbell: Doorbell;
+
+    /// Read a 32-bit register.
+    fn read32(&self, offset: usize) -> u32;
+    /// Read a 64-bit register.
+    fn read64(&self, offset: usize) -> u64;
+    /// Write a 32-bit register.
+    fn write32(&self, offset: usize, value: u32);
+    /// Write a 64-bit register.
+    fn write64(&self, offset: usize, value: u64);
+
+    /// A handle to the doorbell register at `offset` in BAR0
+    /// (computed by the caller from CAP.DSTRD).
+    fn doorbell(&self, offset: usize) -> Result<Self::Doorbell, HwError>;
+
+    /// Allocate `len` bytes (rounded up to 4096) of zeroed DMA memory.
+    fn alloc_dma(&self, len: usize) -> Result<Self::Dma, HwError>;
+
+    /// Sleep or yield for about `micros` microseconds while waiting on the
+    /// controller during bring-up and admin commands (never on the I/O path).
+    fn delay_us(&self, micros: u64) {
+        std::thread::sleep(std::time::Duration::from_micros(micros));
+    }
+}

@@ -1,0 +1,3 @@
+//! NVMe spec types and driver logic, with no OS dependency.
+pub mod barrier;
+pub mod hw;

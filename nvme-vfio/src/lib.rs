@@ -1,0 +1,1 @@
+//! Linux VFIO backend for nvme-core.
