@@ -1,3 +1,28 @@
 //! NVMe spec types and driver logic, with no OS dependency.
+//!
+//! - [`regs`], [`cmd`], [`status`], [`identify`]: the spec as typed values.
+//! - [`hw`]: the narrow trait through which the driver reaches hardware.
+//! - [`Controller`]: bring-up, admin commands, orderly teardown.
+//! - [`IoQueuePair`]: one submission/completion queue pair, owned by one thread.
+//! - [`DmaBuf`]: DMA memory whose ownership moves into a command and back.
+
 pub mod barrier;
+pub mod buffer;
+pub mod cmd;
+pub mod controller;
+pub mod error;
 pub mod hw;
+pub mod identify;
+pub mod io;
+#[cfg(any(test, feature = "model"))]
+pub mod model;
+mod queue;
+pub mod regs;
+pub mod status;
+
+pub use buffer::DmaBuf;
+pub use controller::{Controller, ControllerOptions, Namespace};
+pub use error::{Error, IoError, Rejected};
+pub use hw::{DmaRegion, Doorbell, Hardware, HwError, Iova, MemoryType};
+pub use io::{Completion, IoQueuePair};
+pub use status::NvmeStatus;
