@@ -14,6 +14,7 @@
 //! aarch64 needs a real barrier in both cases (`dmb oshst` for normal memory,
 //! `dsb st` to drain Normal-NC/WC).
 
+#[cfg(not(target_arch = "aarch64"))]
 use std::sync::atomic::{compiler_fence, Ordering};
 
 /// Order earlier stores to host DMA memory (SQEs, PRP lists, write data)
@@ -46,7 +47,7 @@ pub fn wc_flush() {
         std::arch::asm!("dsb st", options(nostack, preserves_flags));
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    std::sync::atomic::fence(Ordering::SeqCst);
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
 }
 
 /// After observing a new completion entry (its phase bit), order the reads

@@ -23,7 +23,7 @@ impl Iova {
     /// The address `bytes` further on.
     #[inline]
     pub const fn add(self, bytes: u64) -> Iova {
-        Iova(self.0 + bytes)
+        Iova(self.0.wrapping_add(bytes))
     }
 }
 
@@ -95,7 +95,10 @@ pub struct HwError(pub String);
 ///
 /// Register offsets are byte offsets into BAR0. Implementations must perform
 /// each access as a single naturally aligned load/store of the given width
-/// (QEMU's controller emulates nothing wider than 8 bytes).
+/// (QEMU's controller emulates nothing wider than 8 bytes). Register access
+/// cannot fail: an implementation that cannot complete a read returns all
+/// ones (what a PCIe read of a removed device returns), which the driver
+/// treats as "device gone"; a write it cannot complete is logged and dropped.
 pub trait Hardware: Send + Sync + 'static {
     /// DMA memory handed out by [`Hardware::alloc_dma`].
     type Dma: DmaRegion;

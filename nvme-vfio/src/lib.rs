@@ -1,1 +1,102 @@
-//! Linux VFIO backend for nvme-core.
+//! Linux VFIO backend for `nvme-core`: drives a PCI NVMe controller from user
+//! space through the VFIO type1 container/group API.
+//!
+//! ```no_run
+//! use nvme_core::hw::{Hardware, DmaRegion};
+//! use nvme_vfio::{PciAddress, VfioDevice};
+//!
+//! let dev = VfioDevice::open("0000:01:00.0".parse::<PciAddress>()?)?;
+//! let cap = dev.read64(0x00);             // NVMe CAP register
+//! let sq = dev.alloc_dma(4096)?;          // zeroed, IOMMU-mapped
+//! println!("CAP={cap:#x} SQ at IOVA {}", sq.iova());
+//! for m in dev.mappings() { println!("{m}"); }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Layers
+//!
+//! - [`pci`], [`sysfs`]: parse the PCI address and check the system before
+//!   opening anything (device present, IOMMU group, bound to vfio-pci, group
+//!   viable). Every failure is a [`VfioError`] whose message says what to do.
+//! - `container`: `/dev/vfio/vfio` + `/dev/vfio/<group>`: API version,
+//!   Type1v2/Type1 IOMMU, viability, IOVA ranges ([`iova`] allocates in them).
+//! - `region`: `VFIO_DEVICE_GET_REGION_INFO` with its capability chain
+//!   (parsed in `caps`), BAR0 mapping honouring sparse-mmap areas, and the
+//!   per-access route: the mapping when the access lies inside a mapped
+//!   area, else `pread`/`pwrite` on the device fd. [`MappingRecord`]s report
+//!   each range's route and memory type.
+//! - `dma`: [`DmaBuffer`]: anonymous memory (2 MiB hugepages when possible),
+//!   pre-faulted, locked, zeroed, mapped with `VFIO_IOMMU_MAP_DMA`; dropped
+//!   as IOMMU unmap → munmap → IOVA free.
+//! - `device`: [`VfioDevice`] ties it together and implements
+//!   [`nvme_core::hw::Hardware`]; [`VfioDoorbell`] is a pointer into the BAR0
+//!   mapping, so ringing is one volatile store.
+//!
+//! # Where `unsafe` lives
+//!
+//! Only in the private `sys` module: the ioctls, `mmap`/`munmap`/`mlock`/
+//! `madvise`, taking ownership of the fd `VFIO_GROUP_GET_DEVICE_FD`
+//! returns, the volatile loads/stores into mappings (bounds- and
+//! alignment-checked), and the `Send`/`Sync` impls of the two types that hold
+//! raw pointers (`Mmap`, `Reg32`). Every block carries a `// SAFETY:` comment.
+//!
+//! # Lifetimes and teardown
+//!
+//! The container (IOMMU context) is shared by `Arc` between the device and
+//! every DMA buffer; a doorbell holds an `Arc` to the device. So a buffer can
+//! outlive the [`VfioDevice`] handle: its IOMMU mapping is removed before its
+//! memory is released, and if that unmap fails the memory is leaked rather
+//! than reused. When the last handle to the device goes: Bus Master is
+//! cleared, BAR0 is unmapped, the device fd is closed; when the last buffer
+//! goes too, the group is detached from the container and the group and
+//! container fds are closed. The NVMe-level shutdown (CC.SHN) is
+//! `nvme-core`'s job and must happen before.
+
+mod caps;
+mod container;
+mod device;
+mod dma;
+mod error;
+pub mod iova;
+pub mod pci;
+mod region;
+mod sys;
+pub mod sysfs;
+
+pub use device::{OpenOptions, VfioDevice, VfioDoorbell};
+pub use dma::{DmaBuffer, DmaStats, HUGEPAGE_SIZE};
+pub use error::{PeerDevice, VfioError};
+pub use iova::IovaRange;
+pub use pci::PciAddress;
+pub use region::{MappingRecord, MappingRoute};
+pub use sysfs::SysfsDevice;
+
+/// `VFIO_TYPE1v2_IOMMU`, as returned by [`VfioDevice::iommu_type`].
+pub const VFIO_TYPE1V2_IOMMU: u32 = vfio_bindings::bindings::vfio::VFIO_TYPE1v2_IOMMU;
+/// `VFIO_TYPE1_IOMMU`, as returned by [`VfioDevice::iommu_type`].
+pub const VFIO_TYPE1_IOMMU: u32 = vfio_bindings::bindings::vfio::VFIO_TYPE1_IOMMU;
+
+/// The [`nvme_core::hw::Hardware`] implementation of this crate (an alias:
+/// [`VfioDevice`] implements the trait itself).
+pub type VfioHw = VfioDevice;
+
+/// Why [`open_controller`] failed: opening the device, or bringing up the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The PCI/VFIO layer (address, sysfs, permissions, IOMMU, mapping).
+    #[error(transparent)]
+    Vfio(#[from] VfioError),
+    /// The NVMe bring-up in `nvme-core`.
+    #[error(transparent)]
+    Nvme(#[from] nvme_core::Error),
+}
+
+/// Parse `addr`, open the device through VFIO (see [`VfioDevice::open`]) and
+/// bring up the NVMe controller on it.
+pub fn open_controller(
+    addr: &str,
+    opts: nvme_core::ControllerOptions,
+) -> Result<nvme_core::Controller<VfioHw>, OpenError> {
+    let dev = VfioDevice::open(PciAddress::parse(addr)?)?;
+    Ok(nvme_core::Controller::init(dev, opts)?)
+}
