@@ -62,8 +62,10 @@ fn first_light_in_qemu() {
     let dir = scratch_dir();
     let img0 = dir.join("ctrl0.raw");
     let img1 = dir.join("ctrl1.raw");
+    let img2 = dir.join("ctrl1-ns2.raw");
     const SIZE0: u64 = 64 << 20;
     const SIZE1: u64 = 32 << 20;
+    const SIZE2: u64 = 48 << 20;
     let cfg = GuestConfig::default()
         // 512-byte LBAs, default MDTS (512 KiB): PRP lists up to 128 entries.
         .nvme(NvmeController::raw_file(&img0, SIZE0).with_serial("fl-first"))
@@ -73,7 +75,7 @@ fn first_light_in_qemu() {
                 .with_block_size(4096)
                 .with_serial("fl-second")
                 .with_mdts(2)
-                .with_namespace(Namespace::new(fixtures::Backend::null(1 << 30))),
+                .with_namespace(Namespace::new(fixtures::Backend::raw_file(&img2, SIZE2))),
         )
         .file(guest_file_for_binary(CHECK));
     let mut g = Guest::boot(cfg).expect("boot the guest");
@@ -151,7 +153,7 @@ fn first_light_in_qemu() {
     let id1 = kv(&run_ok(&mut g, &format!("nvme-guest-check identify {b1}")));
     assert_eq!(id1["namespaces"], "2");
     assert_eq!(id1["ns2.block_size"], "512");
-    assert_eq!(id1["ns2.bytes"], (1u64 << 30).to_string());
+    assert_eq!(id1["ns2.bytes"], SIZE2.to_string());
 
     // Random verified round trips: sizes from one block to MDTS, buffers
     // starting mid-page (PRP offsets and lists), all namespaces.

@@ -363,11 +363,12 @@ fn reopen(addr: &str, times: u32) -> Result<(), Failure> {
         let ns = c.namespaces()[0].clone();
         let bs = ns.block_size as usize;
         let mut qp = c.create_io_queue_pair(8)?;
-        let lba = u64::from(i) * 8;
-        let mut w = c.alloc_buffer(8 * bs)?;
+        let n = (c.max_transfer_bytes() / bs).min(8);
+        let lba = u64::from(i) * n as u64;
+        let mut w = c.alloc_buffer(n * bs)?;
         fill_pattern(&mut w, 1000 + u64::from(i), lba, bs);
         qp.write(&ns, lba, w)?;
-        let r = qp.read(&ns, lba, c.alloc_buffer(8 * bs)?)?;
+        let r = qp.read(&ns, lba, c.alloc_buffer(n * bs)?)?;
         check_pattern(&r, 1000 + u64::from(i), lba, bs)?;
         drop(qp);
         c.shutdown()?;
