@@ -77,7 +77,9 @@ fn first_light_in_qemu() {
                 .with_mdts(2)
                 .with_namespace(Namespace::new(fixtures::Backend::raw_file(&img2, SIZE2))),
         )
-        .file(guest_file_for_binary(CHECK));
+        .file(guest_file_for_binary(CHECK))
+        // 2 MiB hugepages for DMA buffers of 2 MiB and more.
+        .cmdline("hugepages=16");
     let mut g = Guest::boot(cfg).expect("boot the guest");
     eprintln!("booted in {:?}", t0.elapsed());
     let b0 = g.nvme_bdf(0).to_string();
@@ -164,6 +166,10 @@ fn first_light_in_qemu() {
         ));
         assert!(kvs.contains_key("roundtrip"), "{kvs:?}");
         assert!(kvs["roundtrip"].starts_with("ok"), "{kvs:?}");
+        assert_eq!(
+            kvs["hugepage_regions"], "1",
+            "the 4 MiB buffer should sit on hugepages: {kvs:?}"
+        );
     }
     let so = run_ok(
         &mut g,
