@@ -163,7 +163,7 @@ impl SubmissionEntry {
     /// Get Log Page: `dwords` dwords of log `lid` from byte `offset` into `buf`
     /// (at most one page; the caller sets PRP2 for more).
     pub fn get_log_page(lid: u8, nsid: u32, dwords: u32, offset: u64, buf: Iova) -> Self {
-        let numd = dwords - 1;
+        let numd = dwords.saturating_sub(1);
         let mut e = Self::new(admin_opcode::GET_LOG_PAGE, nsid);
         e.prp1 = buf.0;
         e.cdw10 = u32::from(lid) | ((numd & 0xffff) << 16);
@@ -194,7 +194,7 @@ impl SubmissionEntry {
     pub fn set_number_of_queues(sq: u16, cq: u16) -> Self {
         Self::set_features(
             feature::NUMBER_OF_QUEUES,
-            u32::from(sq - 1) | (u32::from(cq - 1) << 16),
+            u32::from(sq.saturating_sub(1)) | (u32::from(cq.saturating_sub(1)) << 16),
         )
     }
 
@@ -202,7 +202,7 @@ impl SubmissionEntry {
     pub fn create_io_cq(qid: u16, entries: u16, base: Iova) -> Self {
         let mut e = Self::new(admin_opcode::CREATE_IO_CQ, 0);
         e.prp1 = base.0;
-        e.cdw10 = u32::from(qid) | (u32::from(entries - 1) << 16);
+        e.cdw10 = u32::from(qid) | (u32::from(entries.saturating_sub(1)) << 16);
         e.cdw11 = 1; // PC=1, IEN=0, IV=0
         e
     }
@@ -211,7 +211,7 @@ impl SubmissionEntry {
     pub fn create_io_sq(qid: u16, entries: u16, base: Iova, cqid: u16) -> Self {
         let mut e = Self::new(admin_opcode::CREATE_IO_SQ, 0);
         e.prp1 = base.0;
-        e.cdw10 = u32::from(qid) | (u32::from(entries - 1) << 16);
+        e.cdw10 = u32::from(qid) | (u32::from(entries.saturating_sub(1)) << 16);
         e.cdw11 = 1 | (u32::from(cqid) << 16); // PC=1, QPRIO=urgent(0)
         e
     }
@@ -230,12 +230,15 @@ impl SubmissionEntry {
         e
     }
 
-    /// Read or Write of `blocks` logical blocks (1-based) at `slba`.
+    /// Read or Write of `blocks` logical blocks at `slba`. NLB is 16 bits
+    /// (0-based): callers keep `blocks` in `1..=65536` (the I/O path checks
+    /// transfers against MDTS long before that).
     pub fn rw(opcode: u8, nsid: u32, slba: u64, blocks: u32, fua: bool) -> Self {
+        debug_assert!((1..=65536).contains(&blocks), "NLB out of range: {blocks}");
         let mut e = Self::new(opcode, nsid);
         e.cdw10 = slba as u32;
         e.cdw11 = (slba >> 32) as u32;
-        e.cdw12 = ((blocks - 1) & 0xffff) | (u32::from(fua) << 30);
+        e.cdw12 = (blocks.saturating_sub(1) & 0xffff) | (u32::from(fua) << 30);
         e
     }
 

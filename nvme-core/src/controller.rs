@@ -242,7 +242,7 @@ impl<H: Hardware> Shared<H> {
         let mut first_err = None;
         if !self.is_dead() {
             let mut cc = Cc::from_bits(hw.read32(offset::CC));
-            cc.shn = Some(ShutdownNotification::Normal);
+            cc.shn = ShutdownNotification::Normal;
             hw.write32(offset::CC, cc.to_bits());
             let deadline = Instant::now() + self.opts.shutdown_timeout;
             loop {
@@ -428,7 +428,7 @@ impl<H: Hardware> Controller<H> {
             css: 0,
             mps: 0,
             ams: 0,
-            shn: None,
+            shn: ShutdownNotification::None,
             iosqes: 6,
             iocqes: 4,
         };

@@ -6,6 +6,11 @@
 //! - [`IoQueuePair`]: one submission/completion queue pair, owned by one thread.
 //! - [`DmaBuf`]: DMA memory whose ownership moves into a command and back.
 
+// Queue entries are written to device-visible memory as native `repr(C)`
+// structs; NVMe is little-endian.
+#[cfg(target_endian = "big")]
+compile_error!("nvme-core supports little-endian targets only (x86_64, aarch64)");
+
 pub mod barrier;
 pub mod buffer;
 pub mod cmd;

@@ -177,15 +177,18 @@ impl std::fmt::Debug for Version {
     }
 }
 
-/// CC.SHN / CSTS.SHST shutdown notification values.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+/// CC.SHN shutdown notification values.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
 pub enum ShutdownNotification {
-    /// No notification.
+    /// No notification (0).
+    #[default]
     None,
-    /// Normal shutdown.
+    /// Normal shutdown (1).
     Normal,
-    /// Abrupt shutdown.
+    /// Abrupt shutdown (2).
     Abrupt,
+    /// Reserved value 3, kept so a read-modify-write preserves it.
+    Reserved,
 }
 
 /// CC: Controller Configuration.
@@ -200,7 +203,7 @@ pub struct Cc {
     /// AMS: arbitration mechanism (0 = round robin).
     pub ams: u8,
     /// SHN: shutdown notification.
-    pub shn: Option<ShutdownNotification>,
+    pub shn: ShutdownNotification,
     /// IOSQES: I/O submission queue entry size, `2^n` bytes.
     pub iosqes: u8,
     /// IOCQES: I/O completion queue entry size, `2^n` bytes.
@@ -216,10 +219,10 @@ impl Cc {
             mps: bits32(v, 7, 4) as u8,
             ams: bits32(v, 11, 3) as u8,
             shn: match bits32(v, 14, 2) {
-                0 => None,
-                1 => Some(ShutdownNotification::Normal),
-                2 => Some(ShutdownNotification::Abrupt),
-                _ => Some(ShutdownNotification::None),
+                0 => ShutdownNotification::None,
+                1 => ShutdownNotification::Normal,
+                2 => ShutdownNotification::Abrupt,
+                _ => ShutdownNotification::Reserved,
             },
             iosqes: bits32(v, 16, 4) as u8,
             iocqes: bits32(v, 20, 4) as u8,
@@ -228,9 +231,10 @@ impl Cc {
     /// Encode as a raw CC value.
     pub const fn to_bits(self) -> u32 {
         let shn = match self.shn {
-            None | Some(ShutdownNotification::None) => 0,
-            Some(ShutdownNotification::Normal) => 1,
-            Some(ShutdownNotification::Abrupt) => 2,
+            ShutdownNotification::None => 0,
+            ShutdownNotification::Normal => 1,
+            ShutdownNotification::Abrupt => 2,
+            ShutdownNotification::Reserved => 3,
         };
         (self.enable as u32)
             | ((self.css as u32 & 0x7) << 4)
@@ -450,12 +454,15 @@ mod tests {
             css: 0,
             mps: 0,
             ams: 0,
-            shn: Some(ShutdownNotification::Normal),
+            shn: ShutdownNotification::Normal,
             iosqes: 6,
             iocqes: 4,
         };
         assert_eq!(cc.to_bits(), 0x0046_4001);
         assert_eq!(Cc::from_bits(cc.to_bits()), cc);
+        for raw in [0u32, 1 << 14, 2 << 14, 3 << 14] {
+            assert_eq!(Cc::from_bits(raw).to_bits(), raw, "SHN {raw:#x} round-trips");
+        }
     }
 
     #[test]

@@ -157,7 +157,7 @@ fn cc_enabled() -> Cc {
         css: 0,
         mps: 0,
         ams: 0,
-        shn: None,
+        shn: ShutdownNotification::None,
         iosqes: 6,
         iocqes: 4,
     }
@@ -225,7 +225,7 @@ fn bring_up_ready_disable_and_shutdown() {
 
     // Normal shutdown completes at once.
     let cc = Cc {
-        shn: Some(ShutdownNotification::Normal),
+        shn: ShutdownNotification::Normal,
         ..cc_enabled()
     };
     hw.write32(offset::CC, cc.to_bits());
@@ -257,7 +257,7 @@ fn ready_and_shutdown_can_take_several_csts_reads() {
         .collect();
     assert_eq!(reads, [false, false, false, true, true]);
     let cc = Cc {
-        shn: Some(ShutdownNotification::Normal),
+        shn: ShutdownNotification::Normal,
         ..cc_enabled()
     };
     hw.write32(offset::CC, cc.to_bits());
