@@ -86,6 +86,43 @@ pub enum MemoryType {
     Unknown,
 }
 
+/// Device memory (a Controller Memory Buffer window) mapped into the host.
+///
+/// Contract for implementors: `as_ptr()` is valid for volatile stores and
+/// loads of `len()` bytes for as long as the value lives; stores must be no
+/// wider than [`Hardware::max_device_store`]. The mapping is write-combining
+/// when `memory_type()` says so, in which case the driver drains WC buffers
+/// ([`crate::barrier::wc_flush`]) before ringing a doorbell.
+pub trait DeviceMemory: Send + Sync + 'static {
+    /// Host virtual address of byte 0.
+    fn as_ptr(&self) -> *mut u8;
+    /// Bytes mapped.
+    fn len(&self) -> usize;
+    /// True when `len() == 0`.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The memory type this mapping actually got (verified where the
+    /// platform can tell).
+    fn memory_type(&self) -> MemoryType;
+}
+
+/// For platforms with no device-memory mappings (e.g. the controller model).
+#[derive(Debug)]
+pub enum NoDeviceMemory {}
+
+impl DeviceMemory for NoDeviceMemory {
+    fn as_ptr(&self) -> *mut u8 {
+        match *self {}
+    }
+    fn len(&self) -> usize {
+        match *self {}
+    }
+    fn memory_type(&self) -> MemoryType {
+        match *self {}
+    }
+}
+
 /// An error from the platform layer, carried through `nvme-core` errors.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -104,6 +141,8 @@ pub trait Hardware: Send + Sync + 'static {
     type Dma: DmaRegion;
     /// Doorbell handle handed out by [`Hardware::doorbell`].
     type Doorbell: Doorbell;
+    /// Device memory handed out by [`Hardware::map_device_memory`].
+    type DeviceMem: DeviceMemory;
 
     /// Read a 32-bit register.
     fn read32(&self, offset: usize) -> u32;
@@ -120,6 +159,22 @@ pub trait Hardware: Send + Sync + 'static {
 
     /// Allocate `len` bytes (rounded up to 4096) of zeroed DMA memory.
     fn alloc_dma(&self, len: usize) -> Result<Self::Dma, HwError>;
+
+    /// Map `len` bytes at `offset` of memory BAR `bar` (the CMB), with the
+    /// best memory type the platform can give (write-combining if it can).
+    fn map_device_memory(&self, bar: u8, offset: u64, len: u64)
+        -> Result<Self::DeviceMem, HwError>;
+
+    /// The bus address the device decodes for BAR `bar` (the legacy CMB
+    /// scheme matches data pointers against it; the NVMe 1.4 scheme
+    /// programs it into CMBMSC.CBA).
+    fn bar_address(&self, bar: u8) -> Result<u64, HwError>;
+
+    /// Widest single store (bytes) the device accepts into device memory:
+    /// a per-device property (QEMU's 1b36:0010 emulates at most 8 bytes).
+    fn max_device_store(&self) -> usize {
+        8
+    }
 
     /// Sleep or yield for about `micros` microseconds while waiting on the
     /// controller during bring-up and admin commands (never on the I/O path).

@@ -28,6 +28,8 @@ pub mod status;
 pub use buffer::DmaBuf;
 pub use controller::{Controller, ControllerOptions, Namespace};
 pub use error::{Error, IoError, Rejected};
-pub use hw::{DmaRegion, Doorbell, Hardware, HwError, Iova, MemoryType};
+pub use hw::{
+    DeviceMemory, DmaRegion, Doorbell, Hardware, HwError, Iova, MemoryType, NoDeviceMemory,
+};
 pub use io::{Completion, IoQueuePair};
 pub use status::NvmeStatus;

@@ -461,7 +461,11 @@ mod tests {
         assert_eq!(cc.to_bits(), 0x0046_4001);
         assert_eq!(Cc::from_bits(cc.to_bits()), cc);
         for raw in [0u32, 1 << 14, 2 << 14, 3 << 14] {
-            assert_eq!(Cc::from_bits(raw).to_bits(), raw, "SHN {raw:#x} round-trips");
+            assert_eq!(
+                Cc::from_bits(raw).to_bits(),
+                raw,
+                "SHN {raw:#x} round-trips"
+            );
         }
     }
 

@@ -574,6 +574,8 @@ impl Doorbell for VfioDoorbell {
 impl Hardware for VfioDevice {
     type Dma = DmaBuffer;
     type Doorbell = VfioDoorbell;
+    // Placeholder until the CMB mapping plan lands.
+    type DeviceMem = nvme_core::hw::NoDeviceMemory;
 
     #[inline]
     fn read32(&self, offset: usize) -> u32 {
@@ -621,6 +623,23 @@ impl Hardware for VfioDevice {
 
     fn doorbell(&self, offset: usize) -> Result<VfioDoorbell, HwError> {
         Ok(self.doorbell_at(offset)?)
+    }
+
+    fn map_device_memory(
+        &self,
+        bar: u8,
+        _offset: u64,
+        _len: u64,
+    ) -> Result<nvme_core::hw::NoDeviceMemory, HwError> {
+        Err(HwError(format!(
+            "device-memory mapping of BAR{bar} is not implemented yet"
+        )))
+    }
+
+    fn bar_address(&self, bar: u8) -> Result<u64, HwError> {
+        Err(HwError(format!(
+            "BAR{bar} address lookup is not implemented yet"
+        )))
     }
 
     fn alloc_dma(&self, len: usize) -> Result<DmaBuffer, HwError> {

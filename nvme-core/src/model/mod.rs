@@ -456,6 +456,7 @@ impl Doorbell for ModelDoorbell {
 impl Hardware for ModelController {
     type Dma = ModelDma;
     type Doorbell = ModelDoorbell;
+    type DeviceMem = crate::hw::NoDeviceMemory;
 
     fn read32(&self, offset: usize) -> u32 {
         self.lock().read32(offset)
@@ -484,6 +485,21 @@ impl Hardware for ModelController {
             shared: Arc::clone(&self.shared),
             target,
         })
+    }
+
+    fn map_device_memory(
+        &self,
+        bar: u8,
+        _offset: u64,
+        _len: u64,
+    ) -> Result<crate::hw::NoDeviceMemory, HwError> {
+        Err(HwError(format!(
+            "the model has no memory BAR {bar} (no CMB)"
+        )))
+    }
+
+    fn bar_address(&self, bar: u8) -> Result<u64, HwError> {
+        Err(HwError(format!("the model has no BAR {bar} address")))
     }
 
     fn alloc_dma(&self, len: usize) -> Result<ModelDma, HwError> {
