@@ -5,9 +5,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::buffer::DmaBuf;
+use crate::cmb::{self, Cmb, CmbLayout};
 use crate::cmd::{cns, feature, log_page, CompletionEntry, SubmissionEntry};
 use crate::error::Error;
-use crate::hw::{DmaRegion, Hardware};
+use crate::hw::{DmaRegion, Hardware, MemoryType};
 use crate::identify::{
     ErrorLogEntry, IdentifyController, IdentifyNamespace, SmartLog, ERROR_LOG_ENTRY_SIZE,
     IDENTIFY_SIZE, SMART_LOG_SIZE,
@@ -36,6 +37,9 @@ pub struct ControllerOptions {
     pub io_timeout: Duration,
     /// How long a normal shutdown may take before we disable anyway.
     pub shutdown_timeout: Duration,
+    /// Put I/O submission queues in the Controller Memory Buffer when the
+    /// controller has one that may hold them (CMBSZ.SQS). Off: host memory.
+    pub cmb_queues: bool,
 }
 
 impl Default for ControllerOptions {
@@ -46,6 +50,7 @@ impl Default for ControllerOptions {
             admin_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(10),
+            cmb_queues: true,
         }
     }
 }
@@ -70,6 +75,17 @@ impl Namespace {
     pub fn size_bytes(&self) -> u64 {
         self.blocks * self.block_size
     }
+}
+
+/// What [`Controller::cmb`] reports.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct CmbStatus {
+    /// Location, size, scheme and capabilities.
+    pub layout: CmbLayout,
+    /// I/O submission queues are placed in the CMB.
+    pub sq_in_cmb: bool,
+    /// The memory type of the host mapping, when mapped.
+    pub memory_type: Option<MemoryType>,
 }
 
 /// The admin queue pair plus a scratch page for identify and log data.
@@ -176,6 +192,10 @@ pub(crate) struct Shared<H: Hardware> {
     io_queues_granted: u16,
     qid_in_use: Mutex<Vec<bool>>,
     pub(crate) max_transfer: usize,
+    /// The CMB as discovered (reported even when not used for queues).
+    cmb_layout: Option<CmbLayout>,
+    /// The mapped CMB, when submission queues go there.
+    pub(crate) cmb: Option<Arc<Cmb<H>>>,
     pub(crate) domain: u64,
     dead: AtomicBool,
     torn_down: bool,
@@ -265,6 +285,9 @@ impl<H: Hardware> Shared<H> {
             }
         }
         let disabled = disable(hw, self.cap);
+        if let Some(layout) = &self.cmb_layout {
+            cmb::disable(hw, layout);
+        }
         match (first_err, disabled) {
             (Some(e), _) => Err(e),
             (None, r) => r,
@@ -408,6 +431,30 @@ impl<H: Hardware> Controller<H> {
         }
         disable(&hw, cap)?;
 
+        // The CMB is programmed while the controller is disabled.
+        let cmb_layout = match cmb::discover(&hw, cap) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("controller memory buffer not usable: {e}");
+                None
+            }
+        };
+        let cmb = match cmb_layout {
+            Some(layout) if opts.cmb_queues && layout.sz.sqs() => {
+                match Cmb::map(&hw, layout) {
+                    Ok(c) => {
+                        tracing::info!(?layout, memory_type = ?c.memory_type(), "submission queues go to the CMB");
+                        Some(c)
+                    }
+                    Err(e) => {
+                        tracing::warn!("cannot map the controller memory buffer: {e}; queues stay in host memory");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+
         let admin_entries = opts
             .admin_queue_entries
             .clamp(2, 4096)
@@ -547,6 +594,8 @@ impl<H: Hardware> Controller<H> {
                 io_queues_granted: granted,
                 qid_in_use: Mutex::new(vec![false; usize::from(granted) + 1]),
                 max_transfer,
+                cmb_layout,
+                cmb,
                 domain: NEXT_DOMAIN.fetch_add(1, Ordering::Relaxed),
                 dead,
                 torn_down: false,
@@ -598,6 +647,17 @@ impl<H: Hardware> Controller<H> {
     pub fn max_queue_entries(&self) -> u32 {
         self.shared.cap.max_queue_entries()
     }
+    /// The controller memory buffer, if the controller has one: where it
+    /// is, what it may hold, whether I/O submission queues use it, and the
+    /// memory type its mapping got.
+    pub fn cmb(&self) -> Option<CmbStatus> {
+        self.shared.cmb_layout.map(|layout| CmbStatus {
+            layout,
+            sq_in_cmb: self.shared.cmb.is_some(),
+            memory_type: self.shared.cmb.as_ref().map(|c| c.memory_type()),
+        })
+    }
+
     /// Options in force.
     pub fn options(&self) -> &ControllerOptions {
         &self.shared.opts

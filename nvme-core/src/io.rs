@@ -86,7 +86,16 @@ impl<H: Hardware> IoQueuePair<H> {
         let hw = &shared.hw;
         let cap = shared.cap;
         let cq = CqRing::new(hw, n, cap.cq_head_doorbell(qid))?;
-        let sq = SqRing::new(hw, n, cap.sq_tail_doorbell(qid))?;
+        let sq = match &shared.cmb {
+            Some(cmb) => match SqRing::new_in_cmb(hw, cmb, n, cap.sq_tail_doorbell(qid)) {
+                Ok(sq) => sq,
+                Err(e) => {
+                    tracing::debug!(qid, "SQ in host memory: {e}");
+                    SqRing::new(hw, n, cap.sq_tail_doorbell(qid))?
+                }
+            },
+            None => SqRing::new(hw, n, cap.sq_tail_doorbell(qid))?,
+        };
         let prp_mem = hw.alloc_dma(usize::from(n) * PAGE_SIZE)?;
         shared.admin_cmd(
             SubmissionEntry::create_io_cq(qid, n, cq.iova()),
@@ -127,6 +136,11 @@ impl<H: Hardware> IoQueuePair<H> {
     /// The queue identifier on the controller.
     pub fn qid(&self) -> u16 {
         self.qid
+    }
+
+    /// True if this pair's submission queue lives in the controller memory buffer.
+    pub fn sq_in_cmb(&self) -> bool {
+        self.sq.in_cmb()
     }
 
     /// Slots in the submission queue (one is always kept empty).

@@ -13,6 +13,7 @@ compile_error!("nvme-core supports little-endian targets only (x86_64, aarch64)"
 
 pub mod barrier;
 pub mod buffer;
+pub mod cmb;
 pub mod cmd;
 pub mod controller;
 pub mod error;
@@ -26,7 +27,7 @@ pub mod regs;
 pub mod status;
 
 pub use buffer::DmaBuf;
-pub use controller::{Controller, ControllerOptions, Namespace};
+pub use controller::{CmbStatus, Controller, ControllerOptions, Namespace};
 pub use error::{Error, IoError, Rejected};
 pub use hw::{
     DeviceMemory, DmaRegion, Doorbell, Hardware, HwError, Iova, MemoryType, NoDeviceMemory,

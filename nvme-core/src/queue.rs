@@ -4,16 +4,42 @@
 //! only ever touched through raw pointers with volatile accesses, never
 //! through references, because the device changes it behind our back.
 
+use std::sync::Arc;
+
 use crate::barrier;
+use crate::cmb::{Cmb, CmbSlice};
 use crate::cmd::{CompletionEntry, SubmissionEntry};
 use crate::error::Error;
 use crate::hw::{DmaRegion, Doorbell, Hardware, Iova};
 
+/// Where a submission ring lives. Held for its `Drop`: it keeps the ring
+/// memory alive (and returns CMB space) for as long as the ring exists.
+#[allow(dead_code)]
+enum SqMemory<H: Hardware> {
+    /// Host memory the device reads by DMA.
+    Host(H::Dma),
+    /// The controller's own memory buffer.
+    Cmb(CmbSlice<H>),
+}
+
+/// How SQ entries are stored.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum StoreKind {
+    /// Host memory: a plain store of the entry.
+    Host,
+    /// Device memory: 8-byte volatile stores, then a WC drain before the doorbell.
+    Device8,
+    /// Device memory: 16-byte non-temporal stores (x86_64), then `sfence`.
+    Device16,
+}
+
 /// A submission ring: the host produces at `tail`, the device consumes up
 /// to the `sq_head` it reports in completions.
 pub(crate) struct SqRing<H: Hardware> {
-    mem: H::Dma,
+    mem: SqMemory<H>,
     base: *mut SubmissionEntry,
+    device_addr: Iova,
+    store: StoreKind,
     entries: u16,
     tail: u16,
     head: u16,
@@ -31,8 +57,10 @@ impl<H: Hardware> SqRing<H> {
         let doorbell = hw.doorbell(doorbell_offset)?;
         let base = mem.as_ptr().cast::<SubmissionEntry>();
         Ok(SqRing {
-            mem,
+            device_addr: mem.iova(),
+            mem: SqMemory::Host(mem),
             base,
+            store: StoreKind::Host,
             entries,
             tail: 0,
             head: 0,
@@ -40,8 +68,41 @@ impl<H: Hardware> SqRing<H> {
         })
     }
 
+    /// A ring in the controller memory buffer.
+    pub(crate) fn new_in_cmb(
+        hw: &H,
+        cmb: &Arc<Cmb<H>>,
+        entries: u16,
+        doorbell_offset: usize,
+    ) -> Result<Self, Error> {
+        let bytes = usize::from(entries) * std::mem::size_of::<SubmissionEntry>();
+        let slice = Cmb::alloc(cmb, bytes)?;
+        let doorbell = hw.doorbell(doorbell_offset)?;
+        let store = if hw.max_device_store() >= 16 && cfg!(target_arch = "x86_64") {
+            StoreKind::Device16
+        } else {
+            StoreKind::Device8
+        };
+        Ok(SqRing {
+            base: slice.as_ptr().cast::<SubmissionEntry>(),
+            device_addr: slice.device_address(),
+            mem: SqMemory::Cmb(slice),
+            store,
+            entries,
+            tail: 0,
+            head: 0,
+            doorbell,
+        })
+    }
+
+    /// The address the controller uses for the ring (IOVA, or CMB address).
     pub(crate) fn iova(&self) -> Iova {
-        self.mem.iova()
+        self.device_addr
+    }
+
+    /// True if the ring is in the controller memory buffer.
+    pub(crate) fn in_cmb(&self) -> bool {
+        matches!(self.mem, SqMemory::Cmb(_))
     }
 
     pub(crate) fn entries(&self) -> u16 {
@@ -76,18 +137,75 @@ impl<H: Hardware> SqRing<H> {
     pub(crate) fn push(&mut self, entry: &SubmissionEntry) {
         debug_assert!(!self.is_full());
         // SAFETY: `tail < entries` and the ring memory holds `entries`
-        // 64-byte, 64-byte-aligned slots (alloc_dma gives 4096-aligned memory
-        // of at least that size). The device does not read this slot until
+        // 64-byte slots, 64-byte aligned (host rings: alloc_dma gives
+        // 4096-aligned memory of at least that size; CMB rings: the CMB
+        // allocator hands out 4096-aligned slices of at least that size
+        // inside the mapped window). The device does not read this slot until
         // the doorbell says so, and we hold `&mut self`.
-        unsafe { std::ptr::write_volatile(self.base.add(usize::from(self.tail)), *entry) };
+        unsafe {
+            let slot = self.base.add(usize::from(self.tail));
+            match self.store {
+                StoreKind::Host => std::ptr::write_volatile(slot, *entry),
+                StoreKind::Device8 => store_entry_8(slot, entry),
+                StoreKind::Device16 => store_entry_16(slot, entry),
+            }
+        }
         self.tail = self.next(self.tail);
     }
 
     /// Publish everything pushed so far with one doorbell store.
     #[inline]
     pub(crate) fn ring(&mut self) {
-        barrier::before_doorbell();
+        if self.store == StoreKind::Host {
+            barrier::before_doorbell();
+        } else {
+            // Device-memory (possibly WC, possibly non-temporal) stores are
+            // weakly ordered: drain them before the doorbell.
+            barrier::wc_flush();
+        }
         self.doorbell.ring(u32::from(self.tail));
+    }
+}
+
+/// Copy a 64-byte entry into device memory with 8-byte volatile stores,
+/// the widest QEMU's controller (and any device) accepts.
+///
+/// # Safety
+/// `dst` must be valid for a 64-byte write and 8-byte aligned.
+#[inline]
+unsafe fn store_entry_8(dst: *mut SubmissionEntry, entry: &SubmissionEntry) {
+    let src = (entry as *const SubmissionEntry).cast::<u64>();
+    let dst = dst.cast::<u64>();
+    for i in 0..8 {
+        // SAFETY: `src` is a 64-byte, 8-aligned struct; `dst` per the
+        // function contract; i < 8 keeps both in bounds.
+        unsafe { dst.add(i).write_volatile(src.add(i).read()) };
+    }
+}
+
+/// Copy a 64-byte entry into device memory with 16-byte non-temporal stores
+/// (for devices known to accept them; see `Hardware::max_device_store`).
+///
+/// # Safety
+/// `dst` must be valid for a 64-byte write and 16-byte aligned.
+#[inline]
+unsafe fn store_entry_16(dst: *mut SubmissionEntry, entry: &SubmissionEntry) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
+        let src = (entry as *const SubmissionEntry).cast::<__m128i>();
+        let dst = dst.cast::<__m128i>();
+        for i in 0..4 {
+            // SAFETY: SSE2 is part of the x86_64 baseline; `src` is readable
+            // for 64 bytes (unaligned load); `dst` is valid and 16-aligned per
+            // the function contract; i < 4 keeps both in bounds.
+            unsafe { _mm_stream_si128(dst.add(i), _mm_loadu_si128(src.add(i))) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: same contract, narrower stores.
+    unsafe {
+        store_entry_8(dst, entry)
     }
 }
 
