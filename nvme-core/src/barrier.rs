@@ -50,6 +50,13 @@ pub fn wc_flush() {
     std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
 }
 
+/// Full fence: earlier stores are visible before later loads (used between
+/// a shadow doorbell store and the EventIdx load that follows it).
+#[inline(always)]
+pub fn full() {
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+}
+
 /// After observing a new completion entry (its phase bit), order the reads
 /// of the rest of the entry and of the data the command transferred.
 #[inline(always)]

@@ -4,8 +4,15 @@
 //! command moves the buffer into the queue pair; the completion hands it
 //! back. While the device may touch it, no safe code can read, write, free or
 //! reuse it: there is simply no value left to do it with.
+//!
+//! Buffers are cut from DMA regions: one region per buffer
+//! ([`crate::Controller::alloc_buffer`]) or many equal buffers from one
+//! region ([`crate::Controller::alloc_buffers`], one IOMMU mapping, on
+//! hugepages when the platform has them). The region is unmapped and freed
+//! when its last buffer is dropped.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::Error;
 use crate::hw::{DmaRegion, Iova};
@@ -15,23 +22,43 @@ pub const DATA_ALIGN: usize = 4;
 
 /// DMA-able memory owned by the caller, with a window that I/O transfers.
 pub struct DmaBuf<D: DmaRegion> {
-    region: D,
+    /// Keeps the region (and its IOMMU mapping) alive.
+    region: Arc<D>,
+    /// This buffer's part of the region: host pointer, device address, size.
+    base: *mut u8,
+    iova: Iova,
+    cap: usize,
     /// Which controller's DMA space the IOVA belongs to.
     domain: u64,
     off: usize,
     len: usize,
 }
 
+// SAFETY: a DmaBuf has exclusive use of bytes `[base, base + cap)` of its
+// region (buffers cut from one region never overlap), so moving it to
+// another thread moves that exclusive access. The region itself is only
+// kept alive through the Arc (`D: Send + Sync`), never accessed through it.
+unsafe impl<D: DmaRegion + Sync> Send for DmaBuf<D> {}
+
 impl<D: DmaRegion> DmaBuf<D> {
-    /// Wrap a region allocated for the controller with DMA domain `domain`.
-    /// The window covers the whole region.
+    /// The whole of `region`, for the controller with DMA domain `domain`.
     pub(crate) fn new(region: D, domain: u64) -> Self {
-        let len = region.len();
+        let cap = region.len();
+        Self::slice(Arc::new(region), 0, cap, domain)
+    }
+
+    /// Bytes `[start, start + cap)` of a shared region. Callers hand out
+    /// non-overlapping slices only.
+    pub(crate) fn slice(region: Arc<D>, start: usize, cap: usize, domain: u64) -> Self {
+        assert!(start + cap <= region.len(), "slice inside its region");
         DmaBuf {
+            base: region.as_ptr().wrapping_add(start),
+            iova: region.iova().add(start as u64),
+            cap,
             region,
             domain,
             off: 0,
-            len,
+            len: cap,
         }
     }
 
@@ -51,29 +78,29 @@ impl<D: DmaRegion> DmaBuf<D> {
         self.len == 0
     }
 
-    /// Bytes in the whole underlying region.
+    /// Bytes this buffer may use.
     pub fn capacity(&self) -> usize {
-        self.region.len()
+        self.cap
     }
 
-    /// Offset of the window in the region.
+    /// Offset of the window in the buffer.
     pub fn offset(&self) -> usize {
         self.off
     }
 
-    /// Select the window `[offset, offset + len)` of the region that reads
+    /// Select the window `[offset, offset + len)` of the buffer that reads
     /// and writes transfer. `offset` must be a multiple of 4 (PRP rule).
     pub fn set_window(&mut self, offset: usize, len: usize) -> Result<(), Error> {
         let end = offset.checked_add(len);
-        if end.is_none_or(|e| e > self.region.len()) {
+        if end.is_none_or(|e| e > self.cap) {
             return Err(Error::InvalidArgument(format!(
                 "window {offset}+{len} does not fit a {}-byte buffer",
-                self.region.len()
+                self.cap
             )));
         }
         if offset % DATA_ALIGN != 0 {
             return Err(Error::MisalignedBuffer {
-                iova: self.region.iova().add(offset as u64),
+                iova: self.iova.add(offset as u64),
             });
         }
         self.off = offset;
@@ -84,25 +111,31 @@ impl<D: DmaRegion> DmaBuf<D> {
     /// Device address of the window's first byte.
     #[inline]
     pub fn iova(&self) -> Iova {
-        self.region.iova().add(self.off as u64)
+        self.iova.add(self.off as u64)
     }
 
     /// The window's bytes.
     #[inline]
     pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: the region is valid for `region.len()` bytes for as long as
-        // it lives (DmaRegion contract) and the window lies inside it
-        // (`set_window` checks). The device does not access it now: a buffer
-        // the device may use has been moved into a queue pair, so no `&self`
-        // to it can exist. u8 has no invalid bit patterns.
-        unsafe { std::slice::from_raw_parts(self.region.as_ptr().add(self.off), self.len) }
+        // SAFETY: `[base, base + cap)` lies inside the region (checked in
+        // `slice`), which lives as long as the Arc we hold, and the window is
+        // inside that (`set_window` checks). No other DmaBuf overlaps it. The
+        // device does not access it now: a buffer the device may use has been
+        // moved into a queue pair, so no `&self` to it can exist. u8 has no
+        // invalid bit patterns.
+        unsafe { std::slice::from_raw_parts(self.base.add(self.off), self.len) }
     }
 
     /// The window's bytes, writable.
     #[inline]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in `as_slice`; `&mut self` makes this the only reference.
-        unsafe { std::slice::from_raw_parts_mut(self.region.as_ptr().add(self.off), self.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(self.off), self.len) }
+    }
+
+    /// Buffers sharing this one's region (1 if it has its own).
+    pub fn region_users(&self) -> usize {
+        Arc::strong_count(&self.region)
     }
 }
 
@@ -124,7 +157,7 @@ impl<D: DmaRegion> fmt::Debug for DmaBuf<D> {
         f.debug_struct("DmaBuf")
             .field("iova", &self.iova())
             .field("len", &self.len)
-            .field("capacity", &self.capacity())
+            .field("capacity", &self.cap)
             .finish()
     }
 }

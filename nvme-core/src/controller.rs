@@ -14,7 +14,7 @@ use crate::identify::{
     IDENTIFY_SIZE, SMART_LOG_SIZE,
 };
 use crate::io::IoQueuePair;
-use crate::queue::{CqRing, SqRing};
+use crate::queue::{CqRing, Shadow, SqRing};
 use crate::regs::{offset, Aqa, Cap, Cc, Csts, ShutdownNotification, ShutdownStatus, Version};
 
 /// The memory page size the driver programs (CC.MPS = 0).
@@ -37,6 +37,10 @@ pub struct ControllerOptions {
     pub io_timeout: Duration,
     /// How long a normal shutdown may take before we disable anyway.
     pub shutdown_timeout: Duration,
+    /// Use shadow doorbells (Doorbell Buffer Config) when the controller
+    /// supports them (OACS.DBCS): doorbell values go to host memory and the
+    /// MMIO doorbell is written only when the controller's EventIdx asks.
+    pub shadow_doorbells: bool,
     /// Put I/O submission queues in the Controller Memory Buffer when the
     /// controller has one that may hold them (CMBSZ.SQS). Off: host memory.
     pub cmb_queues: bool,
@@ -51,6 +55,7 @@ impl Default for ControllerOptions {
             io_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(10),
             cmb_queues: true,
+            shadow_doorbells: true,
         }
     }
 }
@@ -180,6 +185,36 @@ impl<H: Hardware> AdminQueue<H> {
 
 static NEXT_DOMAIN: AtomicU64 = AtomicU64::new(1);
 
+/// The two pages of Doorbell Buffer Config.
+struct DbBuf<H: Hardware> {
+    shadow: H::Dma,
+    eventidx: H::Dma,
+    stride: usize,
+}
+
+impl<H: Hardware> DbBuf<H> {
+    /// The shadow slots of queue `qid` (SQ tail if `sq`, else CQ head), or
+    /// `None` if the pages do not reach that far.
+    fn slot(&self, qid: u16, sq: bool, always_mmio: bool) -> Option<Shadow> {
+        let off = (2 * usize::from(qid) + usize::from(!sq)) * self.stride;
+        if off + 4 > PAGE_SIZE {
+            return None;
+        }
+        // SAFETY: `off + 4 <= PAGE_SIZE` and both regions are PAGE_SIZE
+        // bytes, 4096-aligned, so the slots are in bounds and 4-aligned. The
+        // pages live in `Shared`, which every queue holding a `Shadow`
+        // keeps alive (admin queue: same struct; I/O queues: an Arc), and
+        // are released only after the controller has stopped.
+        unsafe {
+            Some(Shadow::new(
+                self.shadow.as_ptr().add(off).cast::<u32>(),
+                self.eventidx.as_ptr().add(off).cast::<u32>().cast_const(),
+                always_mmio,
+            ))
+        }
+    }
+}
+
 /// State shared by the controller handle and its I/O queue pairs.
 pub(crate) struct Shared<H: Hardware> {
     pub(crate) hw: H,
@@ -196,6 +231,8 @@ pub(crate) struct Shared<H: Hardware> {
     cmb_layout: Option<CmbLayout>,
     /// The mapped CMB, when submission queues go there.
     pub(crate) cmb: Option<Arc<Cmb<H>>>,
+    /// Shadow doorbell and EventIdx pages, when enabled.
+    dbbuf: Option<DbBuf<H>>,
     pub(crate) domain: u64,
     dead: AtomicBool,
     torn_down: bool,
@@ -238,6 +275,17 @@ impl<H: Hardware> Shared<H> {
         self.with_admin(|q| {
             exec_marking_dead(q, &self.hw, cmd, what, self.opts.admin_timeout, &self.dead)
         })
+    }
+
+    /// Optional NVM commands the controller supports.
+    pub(crate) fn oncs(&self) -> crate::identify::Oncs {
+        self.identify.oncs
+    }
+
+    /// Shadow slots for I/O queue `qid`'s SQ and CQ, if shadow doorbells are on.
+    pub(crate) fn shadows(&self, qid: u16) -> Option<(Shadow, Shadow)> {
+        let d = self.dbbuf.as_ref()?;
+        Some((d.slot(qid, true, false)?, d.slot(qid, false, false)?))
     }
 
     pub(crate) fn release_qid(&self, qid: u16) {
@@ -334,6 +382,33 @@ impl<H: Hardware> Drop for Shared<H> {
             std::mem::forget(admin);
         }
     }
+}
+
+/// Doorbell Buffer Config: hand the controller a shadow doorbell page and an
+/// EventIdx page. The controller applies them to every queue that exists,
+/// the admin queue included (QEMU seeds each shadow slot with its current
+/// value), so from here on the admin rings publish through their shadow
+/// slots too (and still always write MMIO: admin commands are rare).
+fn setup_dbbuf<H: Hardware>(
+    hw: &H,
+    cap: Cap,
+    admin: &mut AdminQueue<H>,
+    timeout: Duration,
+    dead: &AtomicBool,
+) -> Result<DbBuf<H>, Error> {
+    let buf: DbBuf<H> = DbBuf {
+        shadow: hw.alloc_dma(PAGE_SIZE)?,
+        eventidx: hw.alloc_dma(PAGE_SIZE)?,
+        stride: cap.doorbell_stride(),
+    };
+    let mut cmd = SubmissionEntry::new(crate::cmd::admin_opcode::DOORBELL_BUFFER_CONFIG, 0);
+    cmd.set_prps(buf.shadow.iova(), buf.eventidx.iova());
+    exec_marking_dead(admin, hw, cmd, "Doorbell Buffer Config", timeout, dead)?;
+    if let (Some(sq), Some(cq)) = (buf.slot(0, true, true), buf.slot(0, false, true)) {
+        admin.sq.set_shadow(sq);
+        admin.cq.set_shadow(cq);
+    }
+    Ok(buf)
 }
 
 /// Clear CC.EN and wait for CSTS.RDY = 0, bounded by CAP.TO.
@@ -521,6 +596,21 @@ impl<H: Hardware> Controller<H> {
             Err(e) => return Err(e),
         };
 
+        let dbbuf = if opts.shadow_doorbells && identify.oacs.doorbell_buffer_config() {
+            match setup_dbbuf(&hw, cap, &mut admin, t, &dead) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!("shadow doorbells not enabled: {e}");
+                    if dead.load(Ordering::Relaxed) {
+                        return Err(e);
+                    }
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
         let nsids: Vec<u32> = if version >= Version::new(1, 1, 0) {
             exec_marking_dead(
                 &mut admin,
@@ -596,6 +686,7 @@ impl<H: Hardware> Controller<H> {
                 max_transfer,
                 cmb_layout,
                 cmb,
+                dbbuf,
                 domain: NEXT_DOMAIN.fetch_add(1, Ordering::Relaxed),
                 dead,
                 torn_down: false,
@@ -658,6 +749,11 @@ impl<H: Hardware> Controller<H> {
         })
     }
 
+    /// True if shadow doorbells (Doorbell Buffer Config) are in use.
+    pub fn shadow_doorbells(&self) -> bool {
+        self.shared.dbbuf.is_some()
+    }
+
     /// Options in force.
     pub fn options(&self) -> &ControllerOptions {
         &self.shared.opts
@@ -678,6 +774,30 @@ impl<H: Hardware> Controller<H> {
         let mut buf = DmaBuf::new(region, self.shared.domain);
         buf.set_window(0, len)?;
         Ok(buf)
+    }
+
+    /// Allocate `count` buffers of `size` bytes each (rounded up to a
+    /// multiple of 4096) from one DMA region: one IOMMU mapping, on 2 MiB
+    /// hugepages when the platform has them and the total is large enough.
+    /// Each buffer's window starts covering `size` bytes.
+    pub fn alloc_buffers(&self, count: usize, size: usize) -> Result<Vec<DmaBuf<H::Dma>>, Error> {
+        if count == 0 || size == 0 {
+            return Err(Error::InvalidArgument(
+                "zero buffers or zero-sized buffers".into(),
+            ));
+        }
+        let stride = size.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let total = stride
+            .checked_mul(count)
+            .ok_or_else(|| Error::InvalidArgument(format!("{count} x {size} bytes overflows")))?;
+        let region = Arc::new(self.shared.hw.alloc_dma(total)?);
+        (0..count)
+            .map(|i| {
+                let mut b = DmaBuf::slice(region.clone(), i * stride, stride, self.shared.domain);
+                b.set_window(0, size)?;
+                Ok(b)
+            })
+            .collect()
     }
 
     /// Create an I/O queue pair with `entries` slots (2..=CAP.MQES+1).

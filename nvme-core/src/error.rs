@@ -112,10 +112,11 @@ pub enum Error {
         block_size: u64,
     },
 
-    /// The transfer is larger than one command may move.
+    /// The transfer is larger than this queue can carry at once, even
+    /// split into MDTS-sized commands.
     #[error(
-        "transfer of {len} bytes exceeds the largest single command, {max} bytes \
-         (MDTS); split it into several commands"
+        "transfer of {len} bytes exceeds the {max} bytes this queue pair can carry at once \
+         (MDTS-sized commands in every slot); use a larger queue or split the request"
     )]
     TooLarge {
         /// Bytes asked for.

@@ -49,7 +49,7 @@ impl fmt::Display for Iova {
 /// - Dropping the value removes the device's access (IOMMU unmap) *before*
 ///   the memory is returned to the OS. The driver guarantees it drops a
 ///   region only when the controller can no longer use it.
-pub trait DmaRegion: Send + 'static {
+pub trait DmaRegion: Send + Sync + 'static {
     /// Host virtual address of byte 0.
     fn as_ptr(&self) -> *mut u8;
     /// Device-visible address of byte 0.

@@ -22,7 +22,8 @@ use crate::cmd::{io_opcode, SubmissionEntry};
 use crate::controller::{Namespace, Shared, PAGE_SIZE};
 use crate::error::{Error, IoError, Rejected};
 use crate::hw::{DmaRegion, Hardware, Iova};
-use crate::queue::{CqRing, SqRing};
+use crate::identify::Oncs;
+use crate::queue::{CqRing, DoorbellStats, SqRing};
 use crate::status::NvmeStatus;
 
 /// A finished command.
@@ -47,14 +48,40 @@ impl<D: DmaRegion> std::fmt::Debug for Completion<D> {
     }
 }
 
+/// Per-command-slot state. A request larger than MDTS becomes a group of
+/// commands; the group's state lives in its first slot (the head).
 struct Slot<D: DmaRegion> {
     busy: bool,
+    /// The head slot of this command's group (itself for a lone command).
+    group: u16,
+    /// Head only: commands of the group not yet completed.
+    pending: u16,
+    /// Head only: the first error any command of the group reported.
+    error: Option<NvmeStatus>,
+    /// Head only: completion DW0 of the last command of the group.
+    result: u32,
     tag: u64,
     buf: Option<DmaBuf<D>>,
 }
 
+/// Counters of one queue pair (plain fields: only its owner touches them).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// NVMe commands submitted (a split request counts each piece).
+    pub commands: u64,
+    /// Completions delivered to the caller (a split request counts once).
+    pub completions: u64,
+    /// Submission queue tail doorbell updates and MMIO writes.
+    pub sq_doorbell: DoorbellStats,
+    /// Completion queue head doorbell updates and MMIO writes.
+    pub cq_doorbell: DoorbellStats,
+}
+
 /// Tag used by the synchronous helpers.
 const SYNC_TAG: u64 = u64::MAX;
+
+/// Largest number of ranges in one Dataset Management command.
+pub const MAX_DSM_RANGES: usize = 256;
 
 /// An I/O submission/completion queue pair.
 pub struct IoQueuePair<H: Hardware> {
@@ -64,12 +91,18 @@ pub struct IoQueuePair<H: Hardware> {
     // after the controller confirmed the queues are gone.
     sq: ManuallyDrop<SqRing<H>>,
     cq: ManuallyDrop<CqRing<H>>,
-    /// One 4 KiB PRP list page per command slot.
+    /// One 4 KiB PRP list (or DSM range) page per command slot.
     prp_mem: ManuallyDrop<H::Dma>,
     slots: ManuallyDrop<Box<[Slot<H::Dma>]>>,
     free_cids: Vec<u16>,
     max_transfer: usize,
     domain: u64,
+    oncs: Oncs,
+    /// Defer SQ doorbells until `ring()` / `poll()`.
+    batch_doorbells: bool,
+    unrung: bool,
+    commands: u64,
+    completions: u64,
     /// Not `Sync`: all access goes through `&mut self` on one thread.
     _not_sync: PhantomData<std::cell::Cell<()>>,
 }
@@ -81,12 +114,15 @@ unsafe impl<H: Hardware> Send for IoQueuePair<H> {}
 
 impl<H: Hardware> IoQueuePair<H> {
     pub(crate) fn create(shared: Arc<Shared<H>>, qid: u16, entries: u32) -> Result<Self, Error> {
-        let n = entries as u16; // checked <= 65536 by the caller; 65536 wraps to 0
-        let n = if entries == 65536 { u16::MAX } else { n };
+        let n = if entries >= 65536 {
+            u16::MAX
+        } else {
+            entries as u16
+        };
         let hw = &shared.hw;
         let cap = shared.cap;
-        let cq = CqRing::new(hw, n, cap.cq_head_doorbell(qid))?;
-        let sq = match &shared.cmb {
+        let mut cq = CqRing::new(hw, n, cap.cq_head_doorbell(qid))?;
+        let mut sq = match &shared.cmb {
             Some(cmb) => match SqRing::new_in_cmb(hw, cmb, n, cap.sq_tail_doorbell(qid)) {
                 Ok(sq) => sq,
                 Err(e) => {
@@ -96,6 +132,10 @@ impl<H: Hardware> IoQueuePair<H> {
             },
             None => SqRing::new(hw, n, cap.sq_tail_doorbell(qid))?,
         };
+        if let Some((s, c)) = shared.shadows(qid) {
+            sq.set_shadow(s);
+            cq.set_shadow(c);
+        }
         let prp_mem = hw.alloc_dma(usize::from(n) * PAGE_SIZE)?;
         shared.admin_cmd(
             SubmissionEntry::create_io_cq(qid, n, cq.iova()),
@@ -109,8 +149,12 @@ impl<H: Hardware> IoQueuePair<H> {
             return Err(e);
         }
         let slots = (0..n)
-            .map(|_| Slot {
+            .map(|i| Slot {
                 busy: false,
+                group: i,
+                pending: 0,
+                error: None,
+                result: 0,
                 tag: 0,
                 buf: None,
             })
@@ -119,6 +163,7 @@ impl<H: Hardware> IoQueuePair<H> {
         let free_cids = (0..n - 1).rev().collect();
         let max_transfer = shared.max_transfer;
         let domain = shared.domain;
+        let oncs = shared.oncs();
         Ok(IoQueuePair {
             shared,
             qid,
@@ -129,6 +174,11 @@ impl<H: Hardware> IoQueuePair<H> {
             free_cids,
             max_transfer,
             domain,
+            oncs,
+            batch_doorbells: false,
+            unrung: false,
+            commands: 0,
+            completions: 0,
             _not_sync: PhantomData,
         })
     }
@@ -153,12 +203,44 @@ impl<H: Hardware> IoQueuePair<H> {
         usize::from(self.sq.entries()) - 1 - self.free_cids.len()
     }
 
-    /// Largest transfer one command may carry.
+    /// Largest transfer one NVMe command carries; larger requests are split.
     pub fn max_transfer_bytes(&self) -> usize {
         self.max_transfer
     }
 
-    /// Submit a read of `buf.len()` bytes from `lba` into `buf`.
+    /// Counters: commands, completions, doorbell updates and MMIO writes.
+    pub fn stats(&self) -> QueueStats {
+        QueueStats {
+            commands: self.commands,
+            completions: self.completions,
+            sq_doorbell: self.sq.stats,
+            cq_doorbell: self.cq.stats,
+        }
+    }
+
+    /// With batching on, submissions only write queue entries; the SQ
+    /// doorbell is written once by [`IoQueuePair::ring`] or at the start of
+    /// the next [`IoQueuePair::poll`]. Off (the default): every submission
+    /// rings.
+    pub fn set_doorbell_batching(&mut self, on: bool) {
+        self.batch_doorbells = on;
+        if !on {
+            self.ring();
+        }
+    }
+
+    /// Publish every submission not yet published, with one doorbell write.
+    #[inline]
+    pub fn ring(&mut self) {
+        if self.unrung {
+            self.unrung = false;
+            self.sq.ring();
+        }
+    }
+
+    /// Submit a read of `buf.len()` bytes from `lba` into `buf`. Requests
+    /// larger than [`IoQueuePair::max_transfer_bytes`] are split into
+    /// several commands that complete as one.
     #[inline]
     pub fn submit_read(
         &mut self,
@@ -167,7 +249,7 @@ impl<H: Hardware> IoQueuePair<H> {
         buf: DmaBuf<H::Dma>,
         tag: u64,
     ) -> Result<(), Rejected<H::Dma>> {
-        self.submit_rw(io_opcode::READ, ns, lba, buf, tag, false)
+        self.submit_data(io_opcode::READ, ns, lba, buf, tag, false)
     }
 
     /// Submit a write of `buf.len()` bytes from `buf` to `lba`.
@@ -179,21 +261,139 @@ impl<H: Hardware> IoQueuePair<H> {
         buf: DmaBuf<H::Dma>,
         tag: u64,
     ) -> Result<(), Rejected<H::Dma>> {
-        self.submit_rw(io_opcode::WRITE, ns, lba, buf, tag, false)
+        self.submit_data(io_opcode::WRITE, ns, lba, buf, tag, false)
+    }
+
+    /// Submit a Force Unit Access write: complete only once the data is on
+    /// non-volatile media.
+    #[inline]
+    pub fn submit_write_fua(
+        &mut self,
+        ns: &Namespace,
+        lba: u64,
+        buf: DmaBuf<H::Dma>,
+        tag: u64,
+    ) -> Result<(), Rejected<H::Dma>> {
+        self.submit_data(io_opcode::WRITE, ns, lba, buf, tag, true)
+    }
+
+    /// Submit a Compare of `buf` against the blocks at `lba`; a mismatch
+    /// completes with "Compare Failure".
+    pub fn submit_compare(
+        &mut self,
+        ns: &Namespace,
+        lba: u64,
+        buf: DmaBuf<H::Dma>,
+        tag: u64,
+    ) -> Result<(), Rejected<H::Dma>> {
+        if !self.oncs.compare() {
+            return Err(Rejected {
+                error: unsupported("Compare"),
+                buf,
+            });
+        }
+        self.submit_data(io_opcode::COMPARE, ns, lba, buf, tag, false)
     }
 
     /// Submit a flush of the namespace's volatile write cache.
     pub fn submit_flush(&mut self, ns: &Namespace, tag: u64) -> Result<(), Error> {
-        let cid = self.free_cids.pop().ok_or(Error::QueueFull {
-            outstanding: self.outstanding(),
-        })?;
-        let mut cmd = SubmissionEntry::flush(ns.nsid);
+        let cmd = SubmissionEntry::flush(ns.nsid);
+        self.submit_simple(cmd, tag, |_, _| None)
+    }
+
+    /// Submit Write Zeroes of `blocks` blocks (1..=65536) at `lba`.
+    pub fn submit_write_zeroes(
+        &mut self,
+        ns: &Namespace,
+        lba: u64,
+        blocks: u32,
+        tag: u64,
+    ) -> Result<(), Error> {
+        if !self.oncs.write_zeroes() {
+            return Err(unsupported("Write Zeroes"));
+        }
+        if !(1..=65536).contains(&blocks) {
+            return Err(Error::InvalidArgument(format!(
+                "Write Zeroes covers 1..=65536 blocks per command, not {blocks}"
+            )));
+        }
+        check_range(ns, lba, u64::from(blocks))?;
+        let cmd = SubmissionEntry::rw(io_opcode::WRITE_ZEROES, ns.nsid, lba, blocks, false);
+        self.submit_simple(cmd, tag, |_, _| None)
+    }
+
+    /// Submit a Dataset Management deallocate (trim) of `ranges`
+    /// (`(lba, blocks)` pairs, 1..=256 of them). What deallocated blocks
+    /// read back as is the namespace's DLFEAT.
+    pub fn submit_deallocate(
+        &mut self,
+        ns: &Namespace,
+        ranges: &[(u64, u32)],
+        tag: u64,
+    ) -> Result<(), Error> {
+        if !self.oncs.dataset_management() {
+            return Err(unsupported("Dataset Management"));
+        }
+        if ranges.is_empty() || ranges.len() > MAX_DSM_RANGES {
+            return Err(Error::InvalidArgument(format!(
+                "Dataset Management takes 1..={MAX_DSM_RANGES} ranges, not {}",
+                ranges.len()
+            )));
+        }
+        for &(lba, blocks) in ranges {
+            if blocks == 0 {
+                return Err(Error::InvalidArgument(format!("empty range at LBA {lba}")));
+            }
+            check_range(ns, lba, u64::from(blocks))?;
+        }
+        let mut cmd = SubmissionEntry::new(io_opcode::DATASET_MANAGEMENT, ns.nsid);
+        cmd.cdw10 = ranges.len() as u32 - 1; // NR, 0-based
+        cmd.cdw11 = 1 << 2; // AD: attribute deallocate
+        self.submit_simple(cmd, tag, |qp, cid| {
+            // The range list goes into this slot's list page.
+            let page = usize::from(cid) * PAGE_SIZE;
+            // SAFETY: slot `cid` owns bytes [cid*4096, cid*4096+4096) of
+            // `prp_mem` (one page per slot); 256 ranges of 16 bytes fill at
+            // most that page; the slot is free, so the device is not reading
+            // it; the region is 4096-aligned so the u32/u64 stores are aligned.
+            unsafe {
+                let base = qp.prp_mem.as_ptr().add(page);
+                for (i, &(lba, blocks)) in ranges.iter().enumerate() {
+                    let d = base.add(i * 16);
+                    d.cast::<u32>().write_volatile(0); // context attributes
+                    d.add(4).cast::<u32>().write_volatile(blocks); // length in blocks
+                    d.add(8).cast::<u64>().write_volatile(lba); // starting LBA
+                }
+            }
+            Some(qp.prp_mem.iova().add(page as u64))
+        })
+    }
+
+    /// Submit a command with no caller buffer. `fill` may put a data page in
+    /// the slot's list page and return its address for PRP1.
+    fn submit_simple(
+        &mut self,
+        mut cmd: SubmissionEntry,
+        tag: u64,
+        fill: impl FnOnce(&mut Self, u16) -> Option<Iova>,
+    ) -> Result<(), Error> {
+        let Some(cid) = self.take_cids(1) else {
+            return Err(Error::QueueFull {
+                outstanding: self.outstanding(),
+            });
+        };
+        if let Some(prp1) = fill(self, cid) {
+            cmd.set_prps(prp1, Iova(0));
+        }
         cmd.set_cid(cid);
-        self.issue(cid, cmd, tag, None);
+        self.start_group(cid, 1, tag, None);
+        self.push(&cmd);
+        self.publish();
         Ok(())
     }
 
-    fn check_rw(&self, ns: &Namespace, lba: u64, buf: &DmaBuf<H::Dma>) -> Result<u32, Error> {
+    /// Validate a data transfer; returns its block count.
+    fn check_data(&self, ns: &Namespace, lba: u64, buf: &DmaBuf<H::Dma>) -> Result<u64, Error> {
         if buf.domain() != self.domain {
             return Err(Error::ForeignBuffer);
         }
@@ -210,28 +410,15 @@ impl<H: Hardware> IoQueuePair<H> {
                 block_size: ns.block_size,
             });
         }
-        if len > self.max_transfer {
-            return Err(Error::TooLarge {
-                len,
-                max: self.max_transfer,
-            });
-        }
         if buf.iova().0 % 4 != 0 {
             return Err(Error::MisalignedBuffer { iova: buf.iova() });
         }
         let blocks = len as u64 / ns.block_size;
-        if lba.checked_add(blocks).is_none_or(|end| end > ns.blocks) {
-            return Err(Error::LbaOutOfRange {
-                nsid: ns.nsid,
-                lba,
-                blocks,
-                size: ns.blocks,
-            });
-        }
-        Ok(blocks as u32)
+        check_range(ns, lba, blocks)?;
+        Ok(blocks)
     }
 
-    fn submit_rw(
+    fn submit_data(
         &mut self,
         opcode: u8,
         ns: &Namespace,
@@ -240,22 +427,86 @@ impl<H: Hardware> IoQueuePair<H> {
         tag: u64,
         fua: bool,
     ) -> Result<(), Rejected<H::Dma>> {
-        let blocks = match self.check_rw(ns, lba, &buf) {
+        let blocks = match self.check_data(ns, lba, &buf) {
             Ok(b) => b,
             Err(error) => return Err(Rejected { error, buf }),
         };
-        let Some(cid) = self.free_cids.pop() else {
+        let len = buf.len();
+        // Split at MDTS; every piece is a whole number of blocks because
+        // MDTS is a power-of-two multiple of 4 KiB.
+        let pieces = len.div_ceil(self.max_transfer);
+        let max_pieces = usize::from(self.sq.entries()) - 1;
+        if pieces > max_pieces {
+            let error = Error::TooLarge {
+                len,
+                max: self.max_transfer * max_pieces,
+            };
+            return Err(Rejected { error, buf });
+        }
+        let Some(head) = self.take_cids(pieces) else {
             let error = Error::QueueFull {
                 outstanding: self.outstanding(),
             };
             return Err(Rejected { error, buf });
         };
-        let mut cmd = SubmissionEntry::rw(opcode, ns.nsid, lba, blocks, fua);
-        cmd.set_cid(cid);
-        let (prp1, prp2) = self.build_prps(cid, buf.iova(), buf.len());
-        cmd.set_prps(prp1, prp2);
-        self.issue(cid, cmd, tag, Some(buf));
+        let iova = buf.iova();
+        self.start_group(head, pieces as u16, tag, Some(buf));
+        let piece_blocks = (self.max_transfer as u64 / ns.block_size).max(1);
+        let mut cid = head;
+        for i in 0..pieces {
+            if i > 0 {
+                cid = self.free_cids.pop().expect("take_cids reserved enough");
+                let s = &mut self.slots[usize::from(cid)];
+                s.busy = true;
+                s.group = head;
+            }
+            let first = i as u64 * piece_blocks;
+            let n = piece_blocks.min(blocks - first);
+            let mut cmd = SubmissionEntry::rw(opcode, ns.nsid, lba + first, n as u32, fua);
+            cmd.set_cid(cid);
+            let off = first * ns.block_size;
+            let (p1, p2) = self.build_prps(cid, iova.add(off), (n * ns.block_size) as usize);
+            cmd.set_prps(p1, p2);
+            self.push(&cmd);
+        }
+        self.publish();
         Ok(())
+    }
+
+    /// Reserve `n` command ids: pops the group head and leaves `n - 1` on
+    /// the free list for the caller to pop. `None` if not enough are free.
+    #[inline]
+    fn take_cids(&mut self, n: usize) -> Option<u16> {
+        if self.free_cids.len() < n || self.sq.is_full() {
+            return None;
+        }
+        self.free_cids.pop()
+    }
+
+    #[inline]
+    fn start_group(&mut self, head: u16, pieces: u16, tag: u64, buf: Option<DmaBuf<H::Dma>>) {
+        let s = &mut self.slots[usize::from(head)];
+        s.busy = true;
+        s.group = head;
+        s.pending = pieces;
+        s.error = None;
+        s.result = 0;
+        s.tag = tag;
+        s.buf = buf;
+    }
+
+    #[inline]
+    fn push(&mut self, cmd: &SubmissionEntry) {
+        self.sq.push(cmd);
+        self.commands += 1;
+        self.unrung = true;
+    }
+
+    #[inline]
+    fn publish(&mut self) {
+        if !self.batch_doorbells {
+            self.ring();
+        }
     }
 
     /// PRP1/PRP2 for `len` bytes at `iova` (4 KiB memory pages). Transfers
@@ -291,43 +542,51 @@ impl<H: Hardware> IoQueuePair<H> {
         (iova, self.prp_mem.iova().add(list_off as u64))
     }
 
-    #[inline]
-    fn issue(&mut self, cid: u16, cmd: SubmissionEntry, tag: u64, buf: Option<DmaBuf<H::Dma>>) {
-        let slot = &mut self.slots[usize::from(cid)];
-        slot.busy = true;
-        slot.tag = tag;
-        slot.buf = buf;
-        self.sq.push(&cmd);
-        self.sq.ring();
-    }
-
-    /// Reap up to `max` completions, handing each to `f`. Returns how many.
-    /// One CQ head doorbell write covers the whole batch.
+    /// Reap up to `max` completions, handing each to `f`. Returns how many
+    /// NVMe completion entries were consumed. Publishes batched submissions
+    /// first; one CQ head doorbell write covers the whole batch.
     #[inline]
     pub fn poll(&mut self, max: usize, mut f: impl FnMut(Completion<H::Dma>)) -> usize {
+        self.ring();
         let mut n = 0;
         while n < max {
             let Some(cqe) = self.cq.peek() else { break };
             self.cq.advance();
             self.sq.set_head(cqe.sq_head);
             n += 1;
-            let Some(slot) = self.slots.get_mut(usize::from(cqe.cid)).filter(|s| s.busy) else {
+            let cid = cqe.cid;
+            let Some(slot) = self.slots.get_mut(usize::from(cid)).filter(|s| s.busy) else {
                 tracing::warn!(
                     qid = self.qid,
-                    cid = cqe.cid,
+                    cid,
                     "completion for a command not in flight; ignored"
                 );
                 continue;
             };
-            slot.busy = false;
-            let completion = Completion {
-                tag: slot.tag,
-                status: cqe.status(),
-                result: cqe.result,
-                buf: slot.buf.take(),
-            };
-            self.free_cids.push(cqe.cid);
-            f(completion);
+            let head = slot.group;
+            if head != cid {
+                // A later piece of a split request: free its id now.
+                slot.busy = false;
+                self.free_cids.push(cid);
+            }
+            let h = &mut self.slots[usize::from(head)];
+            if let Err(e) = cqe.status() {
+                h.error.get_or_insert(e);
+            }
+            h.result = cqe.result;
+            h.pending -= 1;
+            if h.pending == 0 {
+                h.busy = false;
+                let completion = Completion {
+                    tag: h.tag,
+                    status: h.error.map_or(Ok(()), Err),
+                    result: h.result,
+                    buf: h.buf.take(),
+                };
+                self.free_cids.push(head);
+                self.completions += 1;
+                f(completion);
+            }
         }
         if n > 0 {
             self.cq.ring();
@@ -335,62 +594,95 @@ impl<H: Hardware> IoQueuePair<H> {
         n
     }
 
-    /// Wait for the one outstanding synchronous command.
-    fn wait_sync(&mut self, what: &'static str) -> Result<Completion<H::Dma>, Error> {
+    /// Submit with `submit`, then wait for that one command (the queue must
+    /// be idle). A timeout leaves the buffer with the queue pair.
+    fn sync<T>(
+        &mut self,
+        what: &'static str,
+        buf: Option<DmaBuf<H::Dma>>,
+        submit: impl FnOnce(&mut Self, Option<DmaBuf<H::Dma>>) -> Result<(), IoError<H::Dma>>,
+        done: impl FnOnce(Option<DmaBuf<H::Dma>>) -> T,
+    ) -> Result<T, IoError<H::Dma>> {
+        if self.outstanding() != 0 {
+            return Err(IoError {
+                error: Error::Busy {
+                    outstanding: self.outstanding(),
+                },
+                buf,
+            });
+        }
+        submit(self, buf)?;
         let timeout = self.shared.opts.io_timeout;
         let start = Instant::now();
-        let mut done = None;
+        let mut finished = None;
         let mut spins: u32 = 0;
         loop {
-            self.poll(1, |c| done = Some(c));
-            if let Some(c) = done.take() {
-                return Ok(c);
+            self.poll(1, |c| finished = Some(c));
+            if let Some(c) = finished.take() {
+                return match c.status {
+                    Ok(()) => Ok(done(c.buf)),
+                    Err(status) => Err(IoError {
+                        error: Error::Command {
+                            command: what,
+                            status,
+                        },
+                        buf: c.buf,
+                    }),
+                };
             }
             spins = spins.wrapping_add(1);
             if spins % 1024 == 0 && start.elapsed() > timeout {
-                return Err(Error::Timeout {
-                    command: what,
-                    timeout,
+                return Err(IoError {
+                    error: Error::Timeout {
+                        command: what,
+                        timeout,
+                    },
+                    buf: None,
                 });
             }
             std::hint::spin_loop();
         }
     }
 
-    fn sync_rw(
+    fn sync_data(
         &mut self,
-        write: bool,
+        what: &'static str,
+        opcode: u8,
+        fua: bool,
         ns: &Namespace,
         lba: u64,
         buf: DmaBuf<H::Dma>,
     ) -> Result<DmaBuf<H::Dma>, IoError<H::Dma>> {
-        if self.outstanding() != 0 {
+        if opcode == io_opcode::COMPARE && !self.oncs.compare() {
             return Err(IoError {
-                error: Error::Busy {
-                    outstanding: self.outstanding(),
-                },
+                error: unsupported("Compare"),
                 buf: Some(buf),
             });
         }
-        let what = if write { "Write" } else { "Read" };
-        if write {
-            self.submit_write(ns, lba, buf, SYNC_TAG)?;
-        } else {
-            self.submit_read(ns, lba, buf, SYNC_TAG)?;
-        }
-        let c = self
-            .wait_sync(what)
-            .map_err(|error| IoError { error, buf: None })?;
-        match c.status {
-            Ok(()) => Ok(c.buf.expect("read/write completions carry their buffer")),
-            Err(status) => Err(IoError {
-                error: Error::Command {
-                    command: what,
-                    status,
-                },
-                buf: c.buf,
-            }),
-        }
+        self.sync(
+            what,
+            Some(buf),
+            |qp, b| {
+                let b = b.expect("data commands carry a buffer");
+                qp.submit_data(opcode, ns, lba, b, SYNC_TAG, fua)
+                    .map_err(IoError::from)
+            },
+            |b| b.expect("data completions carry their buffer"),
+        )
+    }
+
+    fn sync_simple(
+        &mut self,
+        what: &'static str,
+        submit: impl FnOnce(&mut Self) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.sync(
+            what,
+            None,
+            |qp, _| submit(qp).map_err(|error| IoError { error, buf: None }),
+            |_| (),
+        )
+        .map_err(|e| e.error)
     }
 
     /// Read `buf.len()` bytes at `lba` and wait. The queue must be idle.
@@ -400,7 +692,7 @@ impl<H: Hardware> IoQueuePair<H> {
         lba: u64,
         buf: DmaBuf<H::Dma>,
     ) -> Result<DmaBuf<H::Dma>, IoError<H::Dma>> {
-        self.sync_rw(false, ns, lba, buf)
+        self.sync_data("Read", io_opcode::READ, false, ns, lba, buf)
     }
 
     /// Write `buf` at `lba` and wait. The queue must be idle.
@@ -410,23 +702,66 @@ impl<H: Hardware> IoQueuePair<H> {
         lba: u64,
         buf: DmaBuf<H::Dma>,
     ) -> Result<DmaBuf<H::Dma>, IoError<H::Dma>> {
-        self.sync_rw(true, ns, lba, buf)
+        self.sync_data("Write", io_opcode::WRITE, false, ns, lba, buf)
+    }
+
+    /// Force Unit Access write, and wait. The queue must be idle.
+    pub fn write_fua(
+        &mut self,
+        ns: &Namespace,
+        lba: u64,
+        buf: DmaBuf<H::Dma>,
+    ) -> Result<DmaBuf<H::Dma>, IoError<H::Dma>> {
+        self.sync_data("Write (FUA)", io_opcode::WRITE, true, ns, lba, buf)
+    }
+
+    /// Compare `buf` with the blocks at `lba`, and wait. A mismatch is
+    /// `Error::Command` with status "Compare Failure".
+    pub fn compare(
+        &mut self,
+        ns: &Namespace,
+        lba: u64,
+        buf: DmaBuf<H::Dma>,
+    ) -> Result<DmaBuf<H::Dma>, IoError<H::Dma>> {
+        self.sync_data("Compare", io_opcode::COMPARE, false, ns, lba, buf)
     }
 
     /// Flush and wait. The queue must be idle.
     pub fn flush(&mut self, ns: &Namespace) -> Result<(), Error> {
-        if self.outstanding() != 0 {
-            return Err(Error::Busy {
-                outstanding: self.outstanding(),
-            });
-        }
-        self.submit_flush(ns, SYNC_TAG)?;
-        let c = self.wait_sync("Flush")?;
-        c.status.map_err(|status| Error::Command {
-            command: "Flush",
-            status,
+        self.sync_simple("Flush", |qp| qp.submit_flush(ns, SYNC_TAG))
+    }
+
+    /// Write Zeroes and wait. The queue must be idle.
+    pub fn write_zeroes(&mut self, ns: &Namespace, lba: u64, blocks: u32) -> Result<(), Error> {
+        self.sync_simple("Write Zeroes", |qp| {
+            qp.submit_write_zeroes(ns, lba, blocks, SYNC_TAG)
         })
     }
+
+    /// Deallocate (trim) `ranges` and wait. The queue must be idle.
+    pub fn deallocate(&mut self, ns: &Namespace, ranges: &[(u64, u32)]) -> Result<(), Error> {
+        self.sync_simple("Dataset Management (deallocate)", |qp| {
+            qp.submit_deallocate(ns, ranges, SYNC_TAG)
+        })
+    }
+}
+
+fn unsupported(what: &str) -> Error {
+    Error::Unsupported(format!(
+        "the controller does not support {what} (Identify Controller ONCS)"
+    ))
+}
+
+fn check_range(ns: &Namespace, lba: u64, blocks: u64) -> Result<(), Error> {
+    if lba.checked_add(blocks).is_none_or(|end| end > ns.blocks) {
+        return Err(Error::LbaOutOfRange {
+            nsid: ns.nsid,
+            lba,
+            blocks,
+            size: ns.blocks,
+        });
+    }
+    Ok(())
 }
 
 impl<H: Hardware> Drop for IoQueuePair<H> {

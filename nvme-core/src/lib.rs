@@ -16,13 +16,14 @@ pub mod buffer;
 pub mod cmb;
 pub mod cmd;
 pub mod controller;
+#[cfg(test)]
 pub mod error;
 pub mod hw;
 pub mod identify;
 pub mod io;
 #[cfg(any(test, feature = "model"))]
 pub mod model;
-mod queue;
+pub mod queue;
 pub mod regs;
 pub mod status;
 
@@ -32,5 +33,6 @@ pub use error::{Error, IoError, Rejected};
 pub use hw::{
     DeviceMemory, DmaRegion, Doorbell, Hardware, HwError, Iova, MemoryType, NoDeviceMemory,
 };
-pub use io::{Completion, IoQueuePair};
+pub use io::{Completion, IoQueuePair, QueueStats};
+pub use queue::{need_event, DoorbellStats};
 pub use status::NvmeStatus;

@@ -12,6 +12,62 @@ use crate::cmd::{CompletionEntry, SubmissionEntry};
 use crate::error::Error;
 use crate::hw::{DmaRegion, Doorbell, Hardware, Iova};
 
+/// The EventIdx rule for shadow doorbells: after moving a doorbell value
+/// from `old` to `new`, an MMIO write is needed only if the controller's
+/// `event_idx` lies in `[old, new)` (mod 2^16), i.e. the controller asked to
+/// be told once the value passes it. Linux's `nvme_dbbuf_need_event`.
+#[inline]
+pub fn need_event(event_idx: u16, new: u16, old: u16) -> bool {
+    new.wrapping_sub(event_idx).wrapping_sub(1) < new.wrapping_sub(old)
+}
+
+/// One queue's slots in the shadow doorbell and EventIdx pages.
+#[derive(Copy, Clone)]
+pub(crate) struct Shadow {
+    db: *mut u32,
+    ei: *const u32,
+    /// Ring the MMIO doorbell every time (admin queue), whatever EventIdx says.
+    always_mmio: bool,
+}
+
+impl Shadow {
+    /// # Safety
+    /// `db` and `ei` must stay valid for 4-byte volatile access, 4-aligned,
+    /// for as long as the ring that holds this `Shadow` lives.
+    pub(crate) unsafe fn new(db: *mut u32, ei: *const u32, always_mmio: bool) -> Self {
+        Shadow {
+            db,
+            ei,
+            always_mmio,
+        }
+    }
+
+    /// Publish `new` in the shadow slot; true if the MMIO doorbell must
+    /// be written too.
+    #[inline]
+    fn update(&self, new: u16, old: u16) -> bool {
+        // SAFETY: per `Shadow::new`'s contract the slots are valid and
+        // aligned; the controller reads `db` and writes `ei` concurrently,
+        // so both are volatile accesses.
+        unsafe { self.db.write_volatile(u32::from(new)) };
+        // The shadow store must be visible before we read EventIdx
+        // (store -> load ordering needs a full fence).
+        barrier::full();
+        // SAFETY: as above.
+        let ei = unsafe { self.ei.read_volatile() } as u16;
+        self.always_mmio || need_event(ei, new, old)
+    }
+}
+
+/// MMIO doorbell writes and the ones shadow doorbells made unnecessary.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct DoorbellStats {
+    /// Doorbell values published (one per ring call).
+    pub updates: u64,
+    /// MMIO doorbell stores actually made.
+    pub mmio_writes: u64,
+}
+
 /// Where a submission ring lives. Held for its `Drop`: it keeps the ring
 /// memory alive (and returns CMB space) for as long as the ring exists.
 #[allow(dead_code)]
@@ -44,6 +100,9 @@ pub(crate) struct SqRing<H: Hardware> {
     tail: u16,
     head: u16,
     doorbell: H::Doorbell,
+    shadow: Option<Shadow>,
+    last_rung: u16,
+    pub(crate) stats: DoorbellStats,
 }
 
 // SAFETY: `base` points into `mem`, which the ring owns; moving the ring to
@@ -65,6 +124,9 @@ impl<H: Hardware> SqRing<H> {
             tail: 0,
             head: 0,
             doorbell,
+            shadow: None,
+            last_rung: 0,
+            stats: DoorbellStats::default(),
         })
     }
 
@@ -92,7 +154,15 @@ impl<H: Hardware> SqRing<H> {
             tail: 0,
             head: 0,
             doorbell,
+            shadow: None,
+            last_rung: 0,
+            stats: DoorbellStats::default(),
         })
+    }
+
+    /// Route doorbell updates through a shadow slot from now on.
+    pub(crate) fn set_shadow(&mut self, shadow: Shadow) {
+        self.shadow = Some(shadow);
     }
 
     /// The address the controller uses for the ring (IOVA, or CMB address).
@@ -163,7 +233,16 @@ impl<H: Hardware> SqRing<H> {
             // weakly ordered: drain them before the doorbell.
             barrier::wc_flush();
         }
-        self.doorbell.ring(u32::from(self.tail));
+        self.stats.updates += 1;
+        let mmio = match &self.shadow {
+            Some(sh) => sh.update(self.tail, self.last_rung),
+            None => true,
+        };
+        self.last_rung = self.tail;
+        if mmio {
+            self.stats.mmio_writes += 1;
+            self.doorbell.ring(u32::from(self.tail));
+        }
     }
 }
 
@@ -218,6 +297,9 @@ pub(crate) struct CqRing<H: Hardware> {
     head: u16,
     phase: bool,
     doorbell: H::Doorbell,
+    shadow: Option<Shadow>,
+    last_rung: u16,
+    pub(crate) stats: DoorbellStats,
 }
 
 // SAFETY: as for SqRing: `base` points into memory the ring owns.
@@ -235,6 +317,9 @@ impl<H: Hardware> CqRing<H> {
             head: 0,
             phase: true,
             doorbell,
+            shadow: None,
+            last_rung: 0,
+            stats: DoorbellStats::default(),
         })
     }
 
@@ -271,9 +356,74 @@ impl<H: Hardware> CqRing<H> {
         }
     }
 
+    /// Route doorbell updates through a shadow slot from now on.
+    pub(crate) fn set_shadow(&mut self, shadow: Shadow) {
+        self.shadow = Some(shadow);
+    }
+
     /// Tell the device how far we have consumed.
     #[inline]
     pub(crate) fn ring(&mut self) {
-        self.doorbell.ring(u32::from(self.head));
+        self.stats.updates += 1;
+        let mmio = match &self.shadow {
+            Some(sh) => sh.update(self.head, self.last_rung),
+            None => true,
+        };
+        self.last_rung = self.head;
+        if mmio {
+            self.stats.mmio_writes += 1;
+            self.doorbell.ring(u32::from(self.head));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::need_event;
+
+    /// The spec's rule, stated directly: the controller wants an MMIO write
+    /// when the doorbell moved from `old` to `new` past `event_idx`, i.e.
+    /// `event_idx` is one of old, old+1, ..., new-1 (mod 2^16).
+    fn crossed(event_idx: u16, new: u16, old: u16) -> bool {
+        let mut v = old;
+        while v != new {
+            if v == event_idx {
+                return true;
+            }
+            v = v.wrapping_add(1);
+        }
+        false
+    }
+
+    #[test]
+    fn need_event_matches_the_spec_rule() {
+        // Every distance new-old up to 600 and every event_idx, around
+        // several bases including the u16 wrap.
+        for old in [0u16, 1, 1000, 65_000, 65_535] {
+            for d in 0u16..600 {
+                let new = old.wrapping_add(d);
+                for e in 0..=u16::MAX {
+                    assert_eq!(
+                        need_event(e, new, old),
+                        crossed(e, new, old),
+                        "ei={e} new={new} old={old}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn need_event_over_all_u16_distances() {
+        // The closed form over every (new - old, event_idx - old) pair in a
+        // strided sweep of the full u16 x u16 space.
+        for d in (0..=u16::MAX).step_by(7) {
+            for x in (0..=u16::MAX).step_by(13) {
+                let old = 12345u16;
+                let new = old.wrapping_add(d);
+                let ei = old.wrapping_add(x);
+                assert_eq!(need_event(ei, new, old), x < d, "d={d} x={x}");
+            }
+        }
     }
 }

@@ -199,7 +199,9 @@ fn first_light_in_qemu() {
         bad["partial_block"].contains("512-byte logical block size"),
         "{bad:?}"
     );
-    assert!(bad["over_mdts"].contains("MDTS"), "{bad:?}");
+    assert!(bad["over_queue_capacity"].contains("exceeds"), "{bad:?}");
+    // 3 x MDTS + 1 block, written and read back: 4 commands each way.
+    assert_eq!(bad["split_commands"], "8", "{bad:?}");
     assert!(
         bad["misaligned_buffer"].contains("4-byte aligned"),
         "{bad:?}"

@@ -36,6 +36,12 @@ pub(crate) struct HostPtr(NonNull<u8>);
 // thread cannot create unsynchronised access from the model's side.
 unsafe impl Send for HostPtr {}
 
+// SAFETY: shared references to a HostPtr only copy the pointer value out
+// (`ModelDma::as_ptr` through `&self`); they never dereference it. Access to
+// the memory is governed as for `Send` above, and on the driver side by the
+// ownership rules of `DmaBuf` and the rings.
+unsafe impl Sync for HostPtr {}
+
 /// Why a DMA access failed.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum DmaFaultKind {

@@ -328,9 +328,23 @@ fn bad_input(addr: &str) -> Result<(), Failure> {
         matches!(e, Error::UnalignedLength { .. })
     })?;
 
-    let buf = c.alloc_buffer(c.max_transfer_bytes() + bs)?;
+    // More than one queue's worth of MDTS-sized commands: refused.
+    let per_queue = c.max_transfer_bytes() * (usize::from(qp.entries()) - 1);
+    let buf = c.alloc_buffer(per_queue + bs)?;
     let r = qp.read(&ns, 0, buf).map_err(|e| e.error);
-    expect_err("over_mdts", r, |e| matches!(e, Error::TooLarge { .. }))?;
+    expect_err("over_queue_capacity", r, |e| {
+        matches!(e, Error::TooLarge { .. })
+    })?;
+
+    // Over MDTS: split into several commands that complete as one, verified.
+    let len = 3 * c.max_transfer_bytes() + bs;
+    let before = qp.stats().commands;
+    let mut w = c.alloc_buffer(len)?;
+    fill_pattern(&mut w, 77, 8, bs);
+    qp.write(&ns, 8, w)?;
+    let r = qp.read(&ns, 8, c.alloc_buffer(len)?)?;
+    check_pattern(&r, 77, 8, bs).map_err(|e| format!("split transfer: {e}"))?;
+    println!("split_commands={}", qp.stats().commands - before);
 
     let mut buf = c.alloc_buffer(2 * bs)?;
     let r = buf.set_window(2, bs);
