@@ -8,19 +8,23 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use nvme_core::hw::{Doorbell, Hardware, HwError, MemoryType};
+use vfio_bindings::bindings::vfio::VFIO_REGION_INFO_FLAG_MMAP;
 use vfio_bindings::bindings::vfio::{
     VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_FLAGS_RESET, VFIO_PCI_CONFIG_REGION_INDEX,
     VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
 };
 
+use crate::caps::{RegionCaps, RegionInfo};
 use crate::container::Container;
+use crate::devmem::{self, MemBar, PlanCtx, VfioDeviceMemory};
 use crate::dma::{DmaBuffer, DmaStats};
 use crate::error::VfioError;
 use crate::iova::IovaRange;
 use crate::pci::PciAddress;
-use crate::region::{query_region, rw_write, Bar, MappingRecord};
+use crate::region::{mmap_plan, query_region, rw_write, Bar, MappingRecord, Span};
 use crate::sys::{self, Reg32};
 use crate::sysfs::{self, SysfsDevice};
+use crate::wc::{self, BarFacts, BarResource, PatSource, VfioWcSupport};
 
 /// PCI command register offset and bits.
 const PCI_COMMAND: u64 = 0x04;
@@ -35,6 +39,9 @@ pub struct OpenOptions {
     dev_vfio: PathBuf,
     reset: bool,
     hugepages: bool,
+    debugfs_root: PathBuf,
+    write_combining: bool,
+    touch_bar_first: Option<u8>,
 }
 
 impl Default for OpenOptions {
@@ -44,6 +51,9 @@ impl Default for OpenOptions {
             dev_vfio: "/dev/vfio".into(),
             reset: true,
             hugepages: true,
+            debugfs_root: "/sys/kernel/debug".into(),
+            write_combining: true,
+            touch_bar_first: None,
         }
     }
 }
@@ -71,6 +81,28 @@ impl OpenOptions {
     /// Try 2 MiB hugepages for DMA buffers of 2 MiB or more (default true).
     pub fn hugepages(&mut self, yes: bool) -> &mut Self {
         self.hugepages = yes;
+        self
+    }
+    /// Where debugfs is mounted (default `/sys/kernel/debug`). The driver
+    /// reads `x86/pat_memtype_list` there to verify memory types, only if it
+    /// is present and readable; it never mounts anything.
+    pub fn debugfs_root(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.debugfs_root = dir.into();
+        self
+    }
+    /// Ask for write-combining for doorbells and device memory (default
+    /// true); false maps everything uncached.
+    pub fn write_combining(&mut self, yes: bool) -> &mut Self {
+        self.write_combining = yes;
+        self
+    }
+    /// Test and diagnostics knob: map BAR `bar` (1..=5) through vfio
+    /// *before* the write-combining plan runs, the way an earlier user of
+    /// the BAR would. On x86 vfio's mapping fixes the range's PAT type, so
+    /// the later WC attempt is refused or downgraded; the driver must notice
+    /// and fall back to uncached, and say so in [`VfioDevice::mappings`].
+    pub fn touch_bar_first(&mut self, bar: u8) -> &mut Self {
+        self.touch_bar_first = Some(bar);
         self
     }
     /// Run the sysfs checks only (exists, IOMMU group, bound to vfio-pci,
@@ -102,6 +134,9 @@ pub struct VfioDevice {
 #[derive(Debug)]
 struct DeviceInner {
     bar0: Bar,
+    /// Memory BARs other than BAR0, mapped by the WC plan (unmapped before
+    /// the device fd closes).
+    mem_bars: Vec<MemBar>,
     device: File,
     container: Arc<Container>,
     address: PciAddress,
@@ -111,6 +146,16 @@ struct DeviceInner {
     vendor_id: u16,
     device_id: u16,
     bar_sizes: [u64; 6],
+    /// sysfs `resource` lines of BAR0..BAR5 (CPU physical addresses).
+    bar_resources: [Option<BarResource>; 6],
+    /// Bus addresses of the memory BARs from config space.
+    bar_bus: [Option<u64>; 6],
+    /// IOVA ranges withheld from the allocator (the device's own BARs).
+    iova_reserved: Vec<IovaRange>,
+    /// The mapping report: BAR0 ranges, then each memory BAR's.
+    records: Vec<MappingRecord>,
+    /// Result of the vfio WC probe (route 1).
+    vfio_wc: VfioWcSupport,
     reset_done: bool,
     reset_supported: bool,
     num_irqs: u32,
@@ -263,19 +308,17 @@ impl VfioDevice {
         }
 
         let mut bar_sizes = [0u64; 6];
-        let mut bar0 = None;
+        let mut regions: Vec<Option<(RegionInfo, RegionCaps)>> = vec![None; 6];
         for (i, size) in bar_sizes.iter_mut().enumerate() {
             match query_region(&device, i as u32) {
                 Ok((ri, caps)) => {
                     *size = ri.size;
-                    if i == 0 {
-                        bar0 = Some((ri, caps));
-                    }
+                    regions[i] = Some((ri, caps));
                 }
                 Err(e) => tracing::debug!("{address}: BAR{i} info: {e}"),
             }
         }
-        let Some((b0, b0caps)) = bar0.filter(|(ri, _)| ri.size > 0) else {
+        let Some((b0, b0caps)) = regions[0].clone().filter(|(ri, _)| ri.size > 0) else {
             return Err(VfioError::UnsupportedDevice {
                 address,
                 reason: "BAR0 is absent or empty".into(),
@@ -288,10 +331,89 @@ impl VfioDevice {
                 reason: "BAR0 is not readable and writable".into(),
             });
         }
+
+        // The write-combining plan runs before vfio maps, reads or writes any
+        // memory BAR: on x86 the first mapping of a physical range fixes its
+        // PAT type, and vfio's first access ioremaps the whole BAR uncached.
+        let bar_resources = wc::read_bar_resources(&sysfs.path);
+        let page = sys::page_size() as u64;
+        let facts: Vec<BarFacts> = (0..6u8)
+            .map(|i| {
+                let (size, whole_mmap) = match &regions[i as usize] {
+                    Some((ri, caps)) => (
+                        ri.size,
+                        ri.flags & VFIO_REGION_INFO_FLAG_MMAP != 0
+                            && mmap_plan(ri, caps, page)
+                                == [Span {
+                                    start: 0,
+                                    len: ri.size,
+                                }],
+                    ),
+                    None => (0, false),
+                };
+                let wc_file = sysfs.path.join(format!("resource{i}_wc"));
+                BarFacts {
+                    index: i,
+                    size,
+                    resource: bar_resources[i as usize],
+                    wc_file: wc_file.exists().then_some(wc_file),
+                    whole_mmap,
+                }
+            })
+            .collect();
+        let vfio_wc = devmem::probe_vfio_wc(&device);
+        let ctx = PlanCtx {
+            pat: PatSource::new(&opts.debugfs_root),
+            vfio: vfio_wc.clone(),
+            wc_enabled: opts.write_combining,
+        };
+        let mut pre: Option<Bar> = None;
+        if let Some(n) = opts.touch_bar_first.filter(|n| (1..6).contains(n)) {
+            if let Some((ri, caps)) = &regions[n as usize] {
+                tracing::info!(
+                    "{address}: mapping BAR{n} through vfio before the WC plan (touch_bar_first)"
+                );
+                pre = Some(Bar::map(&device, &address, n, ri, caps));
+            }
+        }
+        let mut mem_bars = Vec::new();
+        for f in facts.iter().skip(1) {
+            let Some((ri, caps)) = &regions[f.index as usize] else {
+                continue;
+            };
+            // Memory BARs only (sysfs says so, or, without sysfs, VFIO can map it).
+            let is_mem = match &f.resource {
+                Some(r) => r.is_mem(),
+                None => ri.flags & VFIO_REGION_INFO_FLAG_MMAP != 0,
+            };
+            if f.size == 0 || !is_mem {
+                continue;
+            }
+            let pre_bar = if pre.as_ref().is_some_and(|b| b.index == f.index) {
+                pre.take()
+            } else {
+                None
+            };
+            mem_bars.push(devmem::map_mem_bar(
+                &ctx, &device, &address, f, ri, caps, pre_bar,
+            ));
+        }
+
         let bar0 = Bar::map(&device, &address, 0, &b0, &b0caps);
+        let doorbell_why = wc::doorbell_reason(
+            &facts[0],
+            &vfio_wc,
+            cfg!(any(target_arch = "x86_64", target_arch = "x86")),
+        );
+        let mut records =
+            devmem::bar0_records(&ctx, &address, &facts[0], &bar0.records, &doorbell_why);
+        for m in &mem_bars {
+            records.extend(m.records.iter().cloned());
+        }
 
         let mut inner = DeviceInner {
             bar0,
+            mem_bars,
             device,
             container,
             address,
@@ -301,10 +423,35 @@ impl VfioDevice {
             vendor_id: 0,
             device_id: 0,
             bar_sizes,
+            bar_resources,
+            bar_bus: [None; 6],
+            iova_reserved: Vec::new(),
+            records,
+            vfio_wc,
             reset_done,
             reset_supported,
             num_irqs: info.num_irqs,
         };
+        // Bus addresses of the BARs (config space as the device decodes it),
+        // and keep the IOVA allocator out of every BAR range: the controller
+        // takes a data pointer inside its CMB's bus range as a CMB address
+        // before any IOMMU translation.
+        let mut cfg_bars = [0u8; 0x28];
+        if inner.config_read(0, &mut cfg_bars).is_ok() {
+            inner.bar_bus = wc::parse_config_bars(&cfg_bars);
+        }
+        inner.iova_reserved =
+            bar_iova_holes(&inner.bar_resources, &inner.bar_bus, &inner.bar_sizes);
+        {
+            let mut a = inner
+                .container
+                .iova
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for r in &inner.iova_reserved {
+                a.reserve(*r);
+            }
+        }
         let mut ids = [0u8; 4];
         inner.config_read(0, &mut ids)?;
         inner.vendor_id = u16::from_le_bytes([ids[0], ids[1]]);
@@ -312,7 +459,7 @@ impl VfioDevice {
         let cmd = inner.config_read_u16(PCI_COMMAND)?;
         inner.config_write_u16(PCI_COMMAND, cmd | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER)?;
 
-        for m in &inner.bar0.records {
+        for m in &inner.records {
             tracing::debug!("{address}: {m}");
         }
         tracing::info!(
@@ -377,9 +524,95 @@ impl VfioDevice {
     pub fn num_irqs(&self) -> u32 {
         self.inner.num_irqs
     }
-    /// How every range of BAR0 is reached (mmap or pread/pwrite), with memory types.
+    /// How every range of BAR0 and of the other memory BARs is reached
+    /// (vfio mmap, pread/pwrite, sysfs `resourceN_wc`), with the memory
+    /// type each asked for, obtained and (where the platform can tell)
+    /// was verified to have, and a note on any fallback.
     pub fn mappings(&self) -> &[MappingRecord] {
-        &self.inner.bar0.records
+        &self.inner.records
+    }
+    /// What the vfio write-combining probe (route 1) found.
+    pub fn vfio_wc_support(&self) -> &VfioWcSupport {
+        &self.inner.vfio_wc
+    }
+    /// sysfs `resource` line of BAR `bar` (CPU physical addresses).
+    pub fn bar_resource(&self, bar: u8) -> Option<BarResource> {
+        self.inner
+            .bar_resources
+            .get(bar as usize)
+            .copied()
+            .flatten()
+    }
+    /// IOVA ranges withheld from DMA allocation (the device's BARs).
+    pub fn iova_reserved(&self) -> &[IovaRange] {
+        &self.inner.iova_reserved
+    }
+    /// Map `len` bytes at `offset` of BAR `bar` (what
+    /// [`Hardware::map_device_memory`] calls, with the typed error).
+    pub fn map_device_memory_at(
+        &self,
+        bar: u8,
+        offset: u64,
+        len: u64,
+    ) -> Result<VfioDeviceMemory, VfioError> {
+        let err = |reason: String| VfioError::DeviceMemory {
+            address: self.inner.address,
+            bar,
+            offset,
+            len,
+            reason,
+        };
+        let size = *self
+            .inner
+            .bar_sizes
+            .get(bar as usize)
+            .ok_or_else(|| err("there are only BARs 0..=5".into()))?;
+        if len == 0 || offset.checked_add(len).is_none_or(|e| e > size) {
+            return Err(err(format!(
+                "range is empty or beyond the {size:#x}-byte BAR"
+            )));
+        }
+        let found = if bar == 0 {
+            self.inner.bar0.window(offset, len)
+        } else {
+            match self.inner.mem_bars.iter().find(|m| m.index == bar) {
+                Some(m) => m.window(offset, len),
+                None => return Err(err("not a mapped memory BAR".into())),
+            }
+        };
+        let (map, off, memory_type) =
+            found.ok_or_else(|| err("the range is not inside one mmappable area".into()))?;
+        let len = usize::try_from(len).map_err(|_| err("too large".into()))?;
+        Ok(VfioDeviceMemory {
+            map,
+            off,
+            len,
+            bar,
+            bar_offset: offset,
+            memory_type,
+            _keep: Arc::clone(&self.inner) as Arc<dyn Send + Sync>,
+        })
+    }
+    /// The bus address the device decodes for BAR `bar` (what
+    /// [`Hardware::bar_address`] calls, with the typed error).
+    pub fn bar_bus_address(&self, bar: u8) -> Result<u64, VfioError> {
+        let i = bar as usize;
+        let bus = self.inner.bar_bus.get(i).copied().flatten();
+        let phys = self
+            .inner
+            .bar_resources
+            .get(i)
+            .copied()
+            .flatten()
+            .filter(|r| r.is_mem())
+            .map(|r| r.start);
+        bus.or(phys).ok_or(VfioError::DeviceMemory {
+            address: self.inner.address,
+            bar,
+            offset: 0,
+            len: 0,
+            reason: "not an assigned memory BAR (no address in config space or sysfs)".into(),
+        })
     }
     /// Whether any DMA buffer so far got hugepages.
     pub fn hugepages_used(&self) -> bool {
@@ -409,8 +642,13 @@ impl VfioDevice {
             .iter()
             .map(|r| format!("{:#x}..={:#x}", r.start, r.end))
             .collect();
+        let reserved: Vec<String> = self
+            .iova_reserved()
+            .iter()
+            .map(|r| format!("{:#x}..={:#x}", r.start, r.end))
+            .collect();
         format!(
-            "{}; hugepages used: {}; IOMMU type {}; IOVA ranges {}{}",
+            "{}; hugepages used: {}; IOMMU type {}; IOVA ranges {}{}; withheld (device BARs): {}",
             self.dma_stats(),
             if self.hugepages_used() { "yes" } else { "no" },
             match self.iommu_type() {
@@ -423,6 +661,11 @@ impl VfioDevice {
                 ""
             } else {
                 " (assumed)"
+            },
+            if reserved.is_empty() {
+                "none".to_string()
+            } else {
+                reserved.join(", ")
             }
         )
     }
@@ -574,8 +817,7 @@ impl Doorbell for VfioDoorbell {
 impl Hardware for VfioDevice {
     type Dma = DmaBuffer;
     type Doorbell = VfioDoorbell;
-    // Placeholder until the CMB mapping plan lands.
-    type DeviceMem = nvme_core::hw::NoDeviceMemory;
+    type DeviceMem = VfioDeviceMemory;
 
     #[inline]
     fn read32(&self, offset: usize) -> u32 {
@@ -628,23 +870,56 @@ impl Hardware for VfioDevice {
     fn map_device_memory(
         &self,
         bar: u8,
-        _offset: u64,
-        _len: u64,
-    ) -> Result<nvme_core::hw::NoDeviceMemory, HwError> {
-        Err(HwError(format!(
-            "device-memory mapping of BAR{bar} is not implemented yet"
-        )))
+        offset: u64,
+        len: u64,
+    ) -> Result<VfioDeviceMemory, HwError> {
+        Ok(self.map_device_memory_at(bar, offset, len)?)
     }
 
     fn bar_address(&self, bar: u8) -> Result<u64, HwError> {
-        Err(HwError(format!(
-            "BAR{bar} address lookup is not implemented yet"
-        )))
+        Ok(self.bar_bus_address(bar)?)
+    }
+
+    /// From [`wc::STORE_QUIRKS`], keyed by PCI vendor/device (8 bytes for
+    /// devices not listed).
+    fn max_device_store(&self) -> usize {
+        wc::max_store_for(self.inner.vendor_id, self.inner.device_id)
     }
 
     fn alloc_dma(&self, len: usize) -> Result<DmaBuffer, HwError> {
         Ok(self.allocate_dma(len)?)
     }
+}
+
+/// The IOVA ranges to withhold: every memory BAR's range, at its sysfs
+/// (CPU physical) address and at its config-space (bus) address when they
+/// differ. The bus range's length is the BAR size VFIO reports.
+pub(crate) fn bar_iova_holes(
+    resources: &[Option<BarResource>; 6],
+    bus: &[Option<u64>; 6],
+    sizes: &[u64; 6],
+) -> Vec<IovaRange> {
+    let mut v = Vec::new();
+    for i in 0..6 {
+        let res = resources[i].filter(|r| r.is_mem());
+        if let Some(r) = res {
+            v.push(IovaRange {
+                start: r.start,
+                end: r.end,
+            });
+        }
+        let len = res.map_or(sizes[i], |r| r.len());
+        if let (Some(b), true) = (bus[i], len > 0) {
+            if let Some(end) = b.checked_add(len - 1) {
+                let r = IovaRange { start: b, end };
+                if !v.contains(&r) {
+                    v.push(r);
+                }
+            }
+        }
+    }
+    v.sort_by_key(|r| r.start);
+    v
 }
 
 // `Hardware` requires Send + Sync; `Doorbell` requires Send.
@@ -729,6 +1004,71 @@ mod tests {
         let (s, _dev, addr) = fake();
         let d = OpenOptions::new().sysfs_root(s.root()).check(addr).unwrap();
         assert_eq!(d.iommu_group, 4);
+    }
+
+    #[test]
+    fn bar_holes_cover_sysfs_and_bus_addresses() {
+        let res = wc::parse_resource_file(
+            "0x00000000fe600000 0x00000000fe603fff 0x0000000000140204\n\
+             0x0000000000000000 0x0000000000000000 0x0000000000000000\n\
+             0x0000000800000000 0x0000000800ffffff 0x000000000014220c\n\
+             0x000000000000c000 0x000000000000c0ff 0x0000000000040101\n",
+        );
+        let sizes = [0x4000, 0, 16 << 20, 0x100, 0, 0];
+        // Same bus and CPU addresses (x86): one hole per memory BAR, I/O skipped.
+        let bus = [
+            Some(0xfe60_0000),
+            None,
+            Some(0x8_0000_0000),
+            None,
+            None,
+            None,
+        ];
+        let h = bar_iova_holes(&res, &bus, &sizes);
+        assert_eq!(
+            h,
+            vec![
+                IovaRange {
+                    start: 0xfe60_0000,
+                    end: 0xfe60_3fff
+                },
+                IovaRange {
+                    start: 0x8_0000_0000,
+                    end: 0x8_00ff_ffff
+                }
+            ]
+        );
+        // A bus address different from the CPU address: both are withheld.
+        let bus = [None, None, Some(0x4000_0000), None, None, None];
+        let h = bar_iova_holes(&res, &bus, &sizes);
+        assert_eq!(h.len(), 3);
+        assert!(h.contains(&IovaRange {
+            start: 0x4000_0000,
+            end: 0x40ff_ffff
+        }));
+        // No sysfs at all: the bus address and VFIO's size.
+        let h = bar_iova_holes(&[None; 6], &bus, &sizes);
+        assert_eq!(
+            h,
+            vec![IovaRange {
+                start: 0x4000_0000,
+                end: 0x40ff_ffff
+            }]
+        );
+        // The allocator built from the container's ranges never hands them out.
+        let mut a = crate::iova::IovaAllocator::new(
+            &[IovaRange {
+                start: 0,
+                end: (1 << 39) - 1,
+            }],
+            1 << 20,
+        );
+        for r in &h {
+            a.reserve(*r);
+        }
+        while let Some(x) = a.alloc(1 << 24, 1 << 24) {
+            assert!(x + (1 << 24) <= 0x4000_0000 || x > 0x40ff_ffff, "{x:#x}");
+        }
     }
 
     #[test]

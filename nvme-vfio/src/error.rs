@@ -239,6 +239,21 @@ pub enum VfioError {
         source: io::Error,
     },
 
+    /// A device-memory window could not be mapped or a BAR has no address.
+    #[error("{address}: device memory BAR{bar} offset {offset:#x} ({len:#x} bytes): {reason}")]
+    DeviceMemory {
+        /// The device.
+        address: PciAddress,
+        /// BAR index.
+        bar: u8,
+        /// Offset in the BAR.
+        offset: u64,
+        /// Length asked for.
+        len: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A config-space or region access was out of range or failed.
     #[error("{what} at offset {offset:#x} ({len} bytes): {reason}")]
     Access {

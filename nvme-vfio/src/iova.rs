@@ -53,6 +53,32 @@ impl IovaAllocator {
         a
     }
 
+    /// Remove `[r.start, r.end]` from the free list for good: addresses the
+    /// device must never see as DMA addresses (its own BARs: a data pointer
+    /// that falls into the CMB's bus range is taken as a CMB address by the
+    /// controller, before any IOMMU translation). Call before allocating;
+    /// ranges already handed out are not affected.
+    pub fn reserve(&mut self, r: IovaRange) {
+        if r.start > r.end {
+            return;
+        }
+        let hit: Vec<(u64, u64)> = self
+            .free
+            .iter()
+            .filter(|(&s, &l)| s <= r.end && r.start <= l)
+            .map(|(&s, &l)| (s, l))
+            .collect();
+        for (s, l) in hit {
+            self.free.remove(&s);
+            if s < r.start {
+                self.free.insert(s, r.start - 1);
+            }
+            if l > r.end {
+                self.free.insert(r.end + 1, l);
+            }
+        }
+    }
+
     /// Allocate `len` bytes aligned to `align` (a power of two). `None` if
     /// `len` is 0, `align` is not a power of two, or no free range fits.
     pub fn alloc(&mut self, len: u64, align: u64) -> Option<u64> {
@@ -244,6 +270,56 @@ mod tests {
         a.free(u64::MAX - 0xfff, 0x1000).unwrap();
         assert_eq!(a.free_bytes(), 0x1000);
         assert_eq!(a.alloc(0x2000, 0x1000), None);
+    }
+
+    #[test]
+    fn reserved_bar_ranges_are_never_handed_out() {
+        // QEMU q35: BAR0 below 4 GiB, a 16 MiB CMB BAR at 8 GiB, 39-bit aperture.
+        let bar0 = IovaRange {
+            start: 0xfe60_0000,
+            end: 0xfe60_3fff,
+        };
+        let cmb = IovaRange {
+            start: 0x8_0000_0000,
+            end: 0x8_00ff_ffff,
+        };
+        let mut a = IovaAllocator::new(&x86_ranges(), MIB);
+        let before = a.free_bytes();
+        a.reserve(bar0);
+        a.reserve(cmb);
+        a.reserve(cmb); // twice: no effect
+        a.reserve(IovaRange { start: 5, end: 4 }); // empty: ignored
+        assert_eq!(a.free_bytes(), before - 0x4000 - (16 << 20));
+        for r in a.free_ranges() {
+            for hole in [bar0, cmb] {
+                assert!(
+                    r.end < hole.start || r.start > hole.end,
+                    "{r:x?} overlaps {hole:x?}"
+                );
+            }
+        }
+        // Allocate the whole space in 1 GiB chunks (and the rest in 2 MiB):
+        // nothing lands in a BAR.
+        let overlaps =
+            |x: u64, len: u64| [bar0, cmb].iter().any(|h| x <= h.end && h.start < x + len);
+        let mut n = 0;
+        while let Some(x) = a.alloc(1 << 30, 1 << 30) {
+            assert!(!overlaps(x, 1 << 30), "{x:#x}");
+            n += 1;
+        }
+        while let Some(x) = a.alloc(2 * MIB, 2 * MIB) {
+            assert!(!overlaps(x, 2 * MIB), "{x:#x}");
+            n += 1;
+        }
+        assert!(n > 500, "{n}");
+        // A range straddling two free ranges and the hole between them.
+        let mut b = IovaAllocator::new(&x86_ranges(), 0);
+        b.reserve(IovaRange {
+            start: 0xfed0_0000,
+            end: 0xfef0_ffff,
+        });
+        assert_eq!(b.free_ranges()[0].end, 0xfecf_ffff);
+        assert_eq!(b.free_ranges()[1].start, 0xfef1_0000);
     }
 
     #[test]

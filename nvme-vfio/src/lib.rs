@@ -25,6 +25,15 @@
 //!   per-access route: the mapping when the access lies inside a mapped
 //!   area, else `pread`/`pwrite` on the device fd. [`MappingRecord`]s report
 //!   each range's route and memory type.
+//! - [`wc`] (plan, PAT parsing, store-width quirks) and `devmem` (carrying
+//!   it out): at open, before vfio touches any memory BAR, each range gets
+//!   its intent (BAR0 register page uncached; doorbells and the CMB
+//!   write-combining if possible) and the best route: a vfio WC uAPI probed
+//!   at run time (dma-buf memattr, cargo feature `dmabuf-wc`), sysfs
+//!   `resourceN_wc` for prefetchable BARs, else the uncached vfio mmap.
+//!   Every record is checked against x86's `pat_memtype_list` when it is
+//!   readable; see `docs/write-combining.md`. The device's BAR ranges are
+//!   withheld from IOVA allocation.
 //! - `dma`: [`DmaBuffer`]: anonymous memory (2 MiB hugepages when possible),
 //!   pre-faulted, locked, zeroed, mapped with `VFIO_IOMMU_MAP_DMA`; dropped
 //!   as IOMMU unmap → munmap → IOVA free.
@@ -55,6 +64,7 @@
 mod caps;
 mod container;
 mod device;
+mod devmem;
 mod dma;
 mod error;
 pub mod iova;
@@ -62,13 +72,15 @@ pub mod pci;
 mod region;
 mod sys;
 pub mod sysfs;
+pub mod wc;
 
 pub use device::{OpenOptions, VfioDevice, VfioDoorbell};
+pub use devmem::VfioDeviceMemory;
 pub use dma::{DmaBuffer, DmaStats, HUGEPAGE_SIZE};
 pub use error::{PeerDevice, VfioError};
 pub use iova::IovaRange;
 pub use pci::PciAddress;
-pub use region::{MappingRecord, MappingRoute};
+pub use region::{MappingRecord, MappingRoute, RangePurpose};
 pub use sysfs::SysfsDevice;
 
 /// `VFIO_TYPE1v2_IOMMU`, as returned by [`VfioDevice::iommu_type`].

@@ -51,23 +51,58 @@ pub(crate) fn query_region(dev: &File, index: u32) -> Result<(RegionInfo, Region
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MappingRoute {
-    /// `mmap` of the VFIO device fd at the region offset.
+    /// `mmap` of the VFIO device fd at the region offset (uncached).
     VfioMmap,
     /// Not mappable (e.g. the MSI-X table): each access is a `pread`/`pwrite`
     /// on the VFIO device fd, performed by the kernel.
     VfioRegionRw,
+    /// `mmap` of sysfs `resourceN_wc` (the BAR index), made before vfio
+    /// touched the BAR.
+    SysfsResourceWc(u8),
+    /// `mmap` of a vfio dma-buf of the BAR with the WC memory attribute
+    /// (cargo feature `dmabuf-wc`; an unmerged kernel proposal).
+    VfioDmaBufWc,
 }
 
 impl fmt::Display for MappingRoute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MappingRoute::VfioMmap => f.write_str("vfio mmap"),
+            MappingRoute::VfioRegionRw => f.write_str("vfio pread/pwrite"),
+            MappingRoute::SysfsResourceWc(n) => write!(f, "sysfs resource{n}_wc"),
+            MappingRoute::VfioDmaBufWc => f.write_str("vfio dma-buf (memattr WC)"),
+        }
+    }
+}
+
+/// What a range is used for, which decides the memory type it asks for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RangePurpose {
+    /// BAR0's register page: uncached, always.
+    Registers,
+    /// BAR0 past the register page (doorbells): write-combining if possible.
+    Doorbells,
+    /// Device memory (a CMB) in another BAR: write-combining if possible.
+    DeviceMemory,
+    /// Reached only through pread/pwrite (MSI-X table, PBA, unmappable).
+    Unmapped,
+}
+
+impl fmt::Display for RangePurpose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            MappingRoute::VfioMmap => "vfio mmap",
-            MappingRoute::VfioRegionRw => "vfio pread/pwrite",
+            RangePurpose::Registers => "registers",
+            RangePurpose::Doorbells => "doorbells",
+            RangePurpose::DeviceMemory => "device memory",
+            RangePurpose::Unmapped => "not mapped",
         })
     }
 }
 
-/// One entry of the mapping report: a range of a BAR and how it is reached.
+/// One entry of the mapping report: a range of a BAR, how it is reached,
+/// the memory type it asked for, got, and (where the platform can tell)
+/// was verified to have.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MappingRecord {
     /// BAR index (0..=5).
@@ -76,27 +111,55 @@ pub struct MappingRecord {
     pub offset: u64,
     /// Length of the range.
     pub len: u64,
+    /// What the range is used for.
+    pub purpose: RangePurpose,
     /// The memory type asked for.
     pub requested: MemoryType,
-    /// The memory type obtained.
+    /// The memory type obtained (what the route gives, or what PAT
+    /// verification found when it disagrees).
     pub obtained: MemoryType,
+    /// The type the platform's own bookkeeping shows (x86:
+    /// `pat_memtype_list`); `None` when it could not be checked.
+    pub verified: Option<MemoryType>,
     /// How accesses get there.
     pub route: MappingRoute,
+    /// Why the obtained type differs from the requested one, how it was
+    /// verified, or why it could not be (empty when there is nothing to say).
+    pub note: String,
+}
+
+impl MappingRecord {
+    /// True when the verified type is known and differs from the obtained one.
+    pub fn mismatch(&self) -> bool {
+        self.verified.is_some_and(|v| v != self.obtained)
+    }
 }
 
 impl fmt::Display for MappingRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "BAR{} {:#010x}..{:#010x} ({:#x} bytes) requested {:?}, obtained {:?}, via {}",
+            "BAR{} {:#010x}..{:#010x} ({:#x} bytes) {}: requested {:?}, obtained {:?} via {}, verified {}",
             self.bar,
             self.offset,
             self.offset + self.len,
             self.len,
+            self.purpose,
             self.requested,
             self.obtained,
-            self.route
-        )
+            self.route,
+            match self.verified {
+                Some(v) => format!("{v:?}"),
+                None => "no".into(),
+            }
+        )?;
+        if self.mismatch() {
+            f.write_str(" (MISMATCH)")?;
+        }
+        if !self.note.is_empty() {
+            write!(f, "; {}", self.note)?;
+        }
+        Ok(())
     }
 }
 
@@ -188,9 +251,12 @@ pub(crate) fn report(
         bar,
         offset,
         len,
+        purpose: RangePurpose::Unmapped,
         requested,
         obtained: MemoryType::Uncached,
+        verified: None,
         route: MappingRoute::VfioRegionRw,
+        note: String::new(),
     };
     for (s, mt) in mapped {
         if s.start > at {
@@ -200,9 +266,16 @@ pub(crate) fn report(
             bar,
             offset: s.start,
             len: s.len,
+            purpose: if bar == 0 {
+                RangePurpose::Registers
+            } else {
+                RangePurpose::DeviceMemory
+            },
             requested,
             obtained: *mt,
+            verified: None,
             route: MappingRoute::VfioMmap,
+            note: String::new(),
         });
         at = s.start + s.len;
     }
@@ -283,6 +356,18 @@ impl Bar {
             }
             _ => None,
         }
+    }
+
+    /// The mapping holding all of `[offset, offset+len)` and the offset of
+    /// `offset` inside it, if one mapped span covers the range.
+    pub(crate) fn window(&self, offset: u64, len: u64) -> Option<(Arc<Mmap>, usize, MemoryType)> {
+        let end = offset.checked_add(len)?;
+        self.spans
+            .iter()
+            .zip(&self.maps)
+            .zip(&self.types)
+            .find(|((s, _), _)| offset >= s.start && end <= s.start + s.len)
+            .map(|((s, m), t)| (Arc::clone(m), (offset - s.start) as usize, *t))
     }
 
     /// Validate an access for the pread/pwrite route.

@@ -57,6 +57,18 @@ const VFIO_IOMMU_GET_INFO: u64 = vfio_io(12);
 const VFIO_IOMMU_MAP_DMA: u64 = vfio_io(13);
 /// `VFIO_IOMMU_UNMAP_DMA`: `_IO(';', 114)`, on the container.
 const VFIO_IOMMU_UNMAP_DMA: u64 = vfio_io(14);
+/// `VFIO_DEVICE_FEATURE`: `_IO(';', 117)`, on a device (Linux 5.7+).
+const VFIO_DEVICE_FEATURE: u64 = vfio_io(17);
+
+/// `VFIO_DEVICE_FEATURE_GET` (flags bit 16).
+pub(crate) const FEATURE_GET: u32 = 1 << 16;
+/// `VFIO_DEVICE_FEATURE_SET` (flags bit 17).
+#[cfg_attr(not(feature = "dmabuf-wc"), allow(dead_code))]
+pub(crate) const FEATURE_SET: u32 = 1 << 17;
+/// `VFIO_DEVICE_FEATURE_PROBE` (flags bit 18).
+pub(crate) const FEATURE_PROBE: u32 = 1 << 18;
+/// `VFIO_DEVICE_FEATURE_DMA_BUF` (merged in Linux 6.19).
+pub(crate) const FEATURE_DMA_BUF: u32 = 11;
 
 /// `MAP_HUGE_2MB` (`21 << MAP_HUGE_SHIFT`); not exported by libc for glibc targets.
 const MAP_HUGE_2MB: libc::c_int = 21 << 26;
@@ -208,6 +220,41 @@ pub(crate) fn unmap_dma(container: &impl AsFd, iova: u64, size: u64) -> io::Resu
     };
     ioctl_struct(container, VFIO_IOMMU_UNMAP_DMA, &mut u)?;
     Ok(u.size)
+}
+
+/// `VFIO_DEVICE_FEATURE` with `flags` (feature number and GET/SET/PROBE
+/// bits) and `payload` after the 8-byte header; returns the ioctl's
+/// non-negative result.
+pub(crate) fn device_feature(
+    device: &impl AsFd,
+    flags: u32,
+    payload: &[u8],
+) -> io::Result<libc::c_int> {
+    let mut buf = vec![0u8; 8 + payload.len()];
+    let argsz =
+        u32::try_from(buf.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    buf[..4].copy_from_slice(&argsz.to_ne_bytes());
+    buf[4..8].copy_from_slice(&flags.to_ne_bytes());
+    buf[8..].copy_from_slice(payload);
+    let fd = device.as_fd().as_raw_fd();
+    // SAFETY: `buf` is valid for reads and writes of `argsz` bytes, which is
+    // what its header tells the kernel; VFIO_DEVICE_FEATURE never accesses
+    // more than `argsz` bytes of its argument. `fd` is borrowed, so open.
+    cvt(unsafe { libc::ioctl(fd, VFIO_DEVICE_FEATURE as _, buf.as_mut_ptr()) })
+}
+
+/// `VFIO_DEVICE_FEATURE` for a feature that returns a new file descriptor
+/// (`VFIO_DEVICE_FEATURE_DMA_BUF`), which the caller then owns.
+#[cfg(feature = "dmabuf-wc")]
+pub(crate) fn device_feature_fd(
+    device: &impl AsFd,
+    flags: u32,
+    payload: &[u8],
+) -> io::Result<File> {
+    let fd = device_feature(device, flags, payload)?;
+    // SAFETY: on success this GET returns a new file descriptor (the dma-buf)
+    // that nothing else owns; we take ownership of it exactly once.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 /// Effective user id (for error messages).
@@ -468,6 +515,7 @@ mod tests {
         assert_eq!(VFIO_IOMMU_GET_INFO, 0x3b70);
         assert_eq!(VFIO_IOMMU_MAP_DMA, 0x3b71);
         assert_eq!(VFIO_IOMMU_UNMAP_DMA, 0x3b72);
+        assert_eq!(VFIO_DEVICE_FEATURE, 0x3b75);
     }
 
     #[test]

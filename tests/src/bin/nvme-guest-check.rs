@@ -13,9 +13,20 @@ use nvme_vfio::VfioHw;
 #[derive(Parser)]
 #[command(about = "Guest-side checks for the userspace NVMe driver")]
 struct Cli {
+    /// Do not use shadow doorbells even if the controller offers them.
+    #[arg(long, global = true)]
+    no_shadow: bool,
+    /// Keep submission queues in host memory even if there is a CMB.
+    #[arg(long, global = true)]
+    no_cmb: bool,
+    /// I/O queue pairs to ask the controller for.
+    #[arg(long, global = true, default_value_t = 16)]
+    queues: u16,
     #[command(subcommand)]
     cmd: Cmd,
 }
+
+static OPTIONS: std::sync::OnceLock<ControllerOptions> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Cmd {
@@ -62,6 +73,31 @@ enum Cmd {
     /// Bad input must give the right typed error, and the controller must
     /// keep working afterwards.
     BadInput { addr: String },
+    /// N threads, each with its own queue pair, doing concurrent verified
+    /// I/O (several commands in flight each) on disjoint LBA ranges.
+    Threads {
+        addr: String,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 200)]
+        ops: u32,
+        #[arg(long, default_value_t = 8)]
+        depth: usize,
+        #[arg(long, default_value_t = 1)]
+        nsid: u32,
+        #[arg(long, default_value_t = 5)]
+        seed: u64,
+    },
+    /// Write Zeroes, Deallocate, Compare (match and mismatch), FUA write,
+    /// and doorbell batching, each checked.
+    Commands {
+        addr: String,
+        #[arg(long, default_value_t = 1)]
+        nsid: u32,
+        /// First LBA of the 4 regions of 16 blocks this uses.
+        #[arg(long, default_value_t = 2048)]
+        lba: u64,
+    },
     /// Open, do verified I/O, close; `times` times in a row.
     Reopen {
         addr: String,
@@ -87,14 +123,18 @@ type Ctrl = Controller<VfioHw>;
 type Failure = Box<dyn std::error::Error>;
 
 fn open(addr: &str) -> Result<Ctrl, Failure> {
-    Ok(nvme_vfio::open_controller(
-        addr,
-        ControllerOptions::default(),
-    )?)
+    let opts = OPTIONS.get().cloned().unwrap_or_default();
+    Ok(nvme_vfio::open_controller(addr, opts)?)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = OPTIONS.set(ControllerOptions {
+        shadow_doorbells: !cli.no_shadow,
+        cmb_queues: !cli.no_cmb,
+        io_queue_pairs: cli.queues,
+        ..ControllerOptions::default()
+    });
     let r = match cli.cmd {
         Cmd::Identify { addr } => identify(&addr),
         Cmd::Open { addr } => match open(&addr) {
@@ -138,6 +178,15 @@ fn main() -> ExitCode {
                 Ok(())
             }),
         Cmd::BadInput { addr } => bad_input(&addr),
+        Cmd::Threads {
+            addr,
+            threads,
+            ops,
+            depth,
+            nsid,
+            seed,
+        } => threads_io(&addr, threads, ops, depth, nsid, seed),
+        Cmd::Commands { addr, nsid, lba } => commands(&addr, nsid, lba),
         Cmd::Reopen { addr, times } => reopen(&addr, times),
     };
     match r {
@@ -405,5 +454,235 @@ fn reopen(addr: &str, times: u32) -> Result<(), Failure> {
         c.shutdown()?;
         println!("reopen.{i}=ok ms={}", t.elapsed().as_millis());
     }
+    Ok(())
+}
+
+/// One thread's share: a queue pair, `depth` commands in flight, each a
+/// write of a fresh pattern followed (after it completes) by a read-back.
+fn thread_worker(
+    c: &Ctrl,
+    mut qp: nvme_core::IoQueuePair<VfioHw>,
+    ns: &Namespace,
+    range: (u64, u64),
+    ops: u32,
+    depth: usize,
+    seed: u64,
+) -> Result<nvme_core::QueueStats, String> {
+    let bs = ns.block_size as usize;
+    let max_blocks = ((c.max_transfer_bytes() * 3) / bs).max(1) as u64; // includes split requests
+    let slots = depth.min(usize::from(qp.entries()) - 1);
+    // Each in-flight slot owns a disjoint sub-range so concurrent commands
+    // never overlap; buffers come from one slab and cycle.
+    let per_slot = (range.1 - range.0) / slots as u64;
+    let bufs = c
+        .alloc_buffers(slots, max_blocks as usize * bs)
+        .map_err(|e| e.to_string())?;
+    let mut rng = Rng::new(seed);
+    // state per slot: (lba, blocks, seed, phase 0=writing 1=reading)
+    let mut state = vec![(0u64, 0u64, 0u64, 0u8); slots];
+    let mut free: Vec<(usize, nvme_core::DmaBuf<nvme_vfio::DmaBuffer>)> =
+        bufs.into_iter().enumerate().collect();
+    let mut done = 0u32;
+    let mut started = 0u32;
+    let mut failure: Option<String> = None;
+    while done < ops && failure.is_none() {
+        while started < ops {
+            let Some((i, mut buf)) = free.pop() else {
+                break;
+            };
+            let blocks = rng.range(1, max_blocks.min(per_slot));
+            let lba = range.0 + i as u64 * per_slot + rng.range(0, per_slot - blocks);
+            let s = seed ^ (u64::from(started) << 20) ^ i as u64;
+            buf.set_window(0, blocks as usize * bs)
+                .map_err(|e| e.to_string())?;
+            fill_pattern(&mut buf, s, lba, bs);
+            state[i] = (lba, blocks, s, 0);
+            qp.submit_write(ns, lba, buf, i as u64)
+                .map_err(|r| r.error.to_string())?;
+            started += 1;
+        }
+        let mut resubmit = Vec::new();
+        qp.poll(64, |comp| {
+            let i = comp.tag as usize;
+            let buf = comp.buf.expect("data commands return their buffer");
+            if let Err(st) = comp.status {
+                failure.get_or_insert(format!("slot {i}: {st}"));
+                return;
+            }
+            resubmit.push((i, buf));
+        });
+        for (i, buf) in resubmit {
+            let (lba, _blocks, s, phase) = state[i];
+            if phase == 0 {
+                state[i].3 = 1;
+                qp.submit_read(ns, lba, buf, i as u64)
+                    .map_err(|r| r.error.to_string())?;
+            } else {
+                check_pattern(&buf, s, lba, bs)?;
+                done += 1;
+                free.push((i, buf));
+            }
+        }
+    }
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    Ok(qp.stats())
+}
+
+fn threads_io(
+    addr: &str,
+    threads: usize,
+    ops: u32,
+    depth: usize,
+    nsid: u32,
+    seed: u64,
+) -> Result<(), Failure> {
+    let c = open(addr)?;
+    let ns = c.namespace(nsid)?.clone();
+    // Create every queue pair here, then move each into its own thread.
+    let mut qps = Vec::new();
+    for _ in 0..threads {
+        qps.push(c.create_io_queue_pair(64)?);
+    }
+    println!("queue_pairs={}", qps.len());
+    let span = ns.blocks / threads as u64;
+    let t = Instant::now();
+    let results: Vec<Result<nvme_core::QueueStats, String>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = qps
+            .into_iter()
+            .enumerate()
+            .map(|(k, qp)| {
+                let (c, ns) = (&c, &ns);
+                let range = (k as u64 * span, (k as u64 + 1) * span);
+                sc.spawn(move || thread_worker(c, qp, ns, range, ops, depth, seed + k as u64))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into())))
+            .collect()
+    });
+    let mut total = nvme_core::QueueStats::default();
+    for (k, r) in results.into_iter().enumerate() {
+        let st = r.map_err(|e| format!("thread {k}: {e}"))?;
+        println!(
+            "thread{k}=ok commands={} completions={}",
+            st.commands, st.completions
+        );
+        total.commands += st.commands;
+        total.sq_doorbell.updates += st.sq_doorbell.updates;
+        total.sq_doorbell.mmio_writes += st.sq_doorbell.mmio_writes;
+        total.cq_doorbell.updates += st.cq_doorbell.updates;
+        total.cq_doorbell.mmio_writes += st.cq_doorbell.mmio_writes;
+    }
+    println!("shadow_doorbells={}", c.shadow_doorbells());
+    println!(
+        "doorbells sq_updates={} sq_mmio={} cq_updates={} cq_mmio={}",
+        total.sq_doorbell.updates,
+        total.sq_doorbell.mmio_writes,
+        total.cq_doorbell.updates,
+        total.cq_doorbell.mmio_writes
+    );
+    println!(
+        "threads=ok n={threads} ops_each={ops} commands={} ms={}",
+        total.commands,
+        t.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+fn commands(addr: &str, nsid: u32, base: u64) -> Result<(), Failure> {
+    let c = open(addr)?;
+    let ns = c.namespace(nsid)?.clone();
+    let bs = ns.block_size as usize;
+    let n = 16usize;
+    let mut qp = c.create_io_queue_pair(32)?;
+    let pattern =
+        |seed: u64, lba: u64| -> Result<nvme_core::DmaBuf<nvme_vfio::DmaBuffer>, Failure> {
+            let mut b = c.alloc_buffer(n * bs)?;
+            fill_pattern(&mut b, seed, lba, bs);
+            Ok(b)
+        };
+
+    // Write Zeroes: pattern, then zeroes, then the blocks read back as zeros.
+    let l1 = base;
+    qp.write(&ns, l1, pattern(11, l1)?)?;
+    qp.write_zeroes(&ns, l1, n as u32)?;
+    let r = qp.read(&ns, l1, c.alloc_buffer(n * bs)?)?;
+    if r.iter().any(|&b| b != 0) {
+        return Err("write zeroes: blocks do not read back as zeros".into());
+    }
+    println!("write_zeroes=ok lba={l1} blocks={n}");
+
+    // Deallocate: what it reads back as is DLFEAT bits 2:0 (1: zeros, 2: ones, 0: not said).
+    let l2 = base + n as u64;
+    qp.write(&ns, l2, pattern(12, l2)?)?;
+    qp.deallocate(&ns, &[(l2, n as u32)])?;
+    let r = qp.read(&ns, l2, c.alloc_buffer(n * bs)?)?;
+    let dlfeat = ns.identify.dlfeat & 0x7;
+    let ok = match dlfeat {
+        1 => r.iter().all(|&b| b == 0),
+        2 => r.iter().all(|&b| b == 0xff),
+        _ => true,
+    };
+    if !ok {
+        return Err(format!("deallocate: DLFEAT {dlfeat} not honoured").into());
+    }
+    println!(
+        "deallocate=ok dlfeat={dlfeat} zeros={}",
+        r.iter().all(|&b| b == 0)
+    );
+
+    // Compare: the same data matches; one flipped byte is a Compare Failure.
+    let l3 = base + 2 * n as u64;
+    qp.write(&ns, l3, pattern(13, l3)?)?;
+    qp.compare(&ns, l3, pattern(13, l3)?)?;
+    println!("compare_match=ok");
+    let mut bad = pattern(13, l3)?;
+    bad[bs + 7] ^= 0x40;
+    match qp.compare(&ns, l3, bad) {
+        Ok(_) => return Err("compare of altered data succeeded".into()),
+        Err(e) => {
+            let st = e
+                .error
+                .nvme_status()
+                .ok_or_else(|| format!("compare: not an NVMe status: {}", e.error))?;
+            if st.name() != Some("Compare Failure") {
+                return Err(format!("compare: wrong status {st}").into());
+            }
+            println!("compare_mismatch={}", e.error);
+        }
+    }
+
+    // FUA write (the host test reads it back through the kernel).
+    let l4 = base + 3 * n as u64;
+    qp.write_fua(&ns, l4, pattern(14, l4)?)?;
+    println!("fua_write=ok lba={l4} blocks={n} seed=14");
+
+    // Doorbell batching: 8 submissions, one SQ doorbell update.
+    qp.set_doorbell_batching(true);
+    let before = qp.stats();
+    let bufs = c.alloc_buffers(8, bs)?;
+    for (i, b) in bufs.into_iter().enumerate() {
+        qp.submit_read(&ns, l1 + i as u64, b, i as u64)
+            .map_err(|r| r.error)?;
+    }
+    let mid = qp.stats();
+    let mut got = 0;
+    while got < 8 {
+        qp.poll(8, |comp| {
+            if comp.status.is_ok() {
+                got += 1;
+            }
+        });
+    }
+    let after = qp.stats();
+    println!(
+        "batching=ok updates_before_poll={} updates_after_poll={} commands={}",
+        mid.sq_doorbell.updates - before.sq_doorbell.updates,
+        after.sq_doorbell.updates - before.sq_doorbell.updates,
+        after.commands - before.commands
+    );
     Ok(())
 }
