@@ -9,8 +9,13 @@
 //!   its BAR's bus address.
 //!
 //! In both, the driver uses "BAR bus address + CMB offset" as the CMB's
-//! device address, so queue base addresses in Create I/O SQ are CMB
-//! addresses, not IOVAs.
+//! device address (in the 1.4 scheme by programming exactly that into CBA),
+//! so queue base addresses in Create I/O SQ are CMB addresses, not IOVAs,
+//! and they match under either rule. QEMU sets CAP.CMBS even with
+//! `legacy-cmb=on` (where it matches against the BAR address and ignores
+//! CBA), so such a controller is driven with the 1.4 protocol and works the
+//! same. The registers cannot tell the two apart reliably: QEMU clears
+//! CMBLOC/CMBSZ whenever CMBMSC is written with CRE = 0, in either mode.
 
 use std::sync::{Arc, Mutex};
 

@@ -98,6 +98,17 @@ enum Cmd {
         #[arg(long, default_value_t = 2048)]
         lba: u64,
     },
+    /// Verified random reads at a queue depth for a while; prints IOPS.
+    Iops {
+        addr: String,
+        #[arg(long, default_value_t = 32)]
+        qd: usize,
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        /// Bytes of the namespace to prefill with the pattern and read from.
+        #[arg(long, default_value_t = 8 << 20)]
+        span: u64,
+    },
     /// Open, do verified I/O, close; `times` times in a row.
     Reopen {
         addr: String,
@@ -187,6 +198,12 @@ fn main() -> ExitCode {
             seed,
         } => threads_io(&addr, threads, ops, depth, nsid, seed),
         Cmd::Commands { addr, nsid, lba } => commands(&addr, nsid, lba),
+        Cmd::Iops {
+            addr,
+            qd,
+            seconds,
+            span,
+        } => iops(&addr, qd, seconds, span),
         Cmd::Reopen { addr, times } => reopen(&addr, times),
     };
     match r {
@@ -221,6 +238,22 @@ fn identify(addr: &str) -> Result<(), Failure> {
         println!("ns{}.block_size={}", ns.nsid, ns.block_size);
         println!("ns{}.bytes={}", ns.nsid, ns.size_bytes());
     }
+    match c.cmb() {
+        None => println!("cmb=none"),
+        Some(st) => {
+            println!("cmb=present");
+            println!("cmb.scheme={:?}", st.layout.scheme);
+            println!("cmb.bar={}", st.layout.bar);
+            println!("cmb.size={}", st.layout.size);
+            println!("cmb.sqs={}", st.layout.sz.sqs());
+            println!("cmb.cqs={}", st.layout.sz.cqs());
+            println!("cmb.sq_in_cmb={}", st.sq_in_cmb);
+            println!("cmb.memory_type={:?}", st.memory_type);
+        }
+    }
+    let qp = c.create_io_queue_pair(16)?;
+    println!("qp.sq_in_cmb={}", qp.sq_in_cmb());
+    drop(qp);
     let smart = c.smart_log()?;
     println!("smart.temperature_kelvin={}", smart.temperature_kelvin);
     println!("smart.host_write_commands={}", smart.host_write_commands);
@@ -337,6 +370,7 @@ fn roundtrip(addr: &str, seed: u64, ops: u32) -> Result<(), Failure> {
     check_pattern(&back, seed ^ 0xb16, 0, bs).map_err(|e| format!("large buffer: {e}"))?;
     drop(big);
     println!("hugepage_regions={hugepage_regions}");
+    println!("sq_in_cmb={}", qp.sq_in_cmb());
     println!("roundtrip=ok ops={ops} bytes={bytes} multi_page={multi_page} prp_list={prp_list}");
     Ok(())
 }
@@ -683,6 +717,70 @@ fn commands(addr: &str, nsid: u32, base: u64) -> Result<(), Failure> {
         mid.sq_doorbell.updates - before.sq_doorbell.updates,
         after.sq_doorbell.updates - before.sq_doorbell.updates,
         after.commands - before.commands
+    );
+    Ok(())
+}
+
+fn iops(addr: &str, qd: usize, seconds: u64, span: u64) -> Result<(), Failure> {
+    let c = open(addr)?;
+    let ns = c.namespaces()[0].clone();
+    let bs = ns.block_size as usize;
+    let io = 4096usize.max(bs);
+    let per_io = (io / bs) as u64;
+    let blocks = (span / ns.block_size).min(ns.blocks) / per_io * per_io;
+    let mut qp = c.create_io_queue_pair((qd as u32 + 1).max(2))?;
+    // Prefill with the pattern (seed 31), in MDTS-sized writes.
+    let chunk = (c.max_transfer_bytes() / bs) as u64;
+    let mut lba = 0;
+    while lba < blocks {
+        let n = chunk.min(blocks - lba);
+        let mut b = c.alloc_buffer(n as usize * bs)?;
+        fill_pattern(&mut b, 31, lba, bs);
+        qp.write(&ns, lba, b)?;
+        lba += n;
+    }
+    let mut rng = Rng::new(9);
+    let slots = blocks / per_io;
+    let mut lbas = vec![0u64; qd];
+    let bufs = c.alloc_buffers(qd, io)?;
+    let start = Instant::now();
+    let deadline = std::time::Duration::from_secs(seconds);
+    let mut done = 0u64;
+    let mut ready: Vec<(usize, nvme_core::DmaBuf<nvme_vfio::DmaBuffer>)> =
+        bufs.into_iter().enumerate().collect();
+    let mut failure: Option<String> = None;
+    loop {
+        let stop = start.elapsed() >= deadline;
+        if !stop {
+            while let Some((i, b)) = ready.pop() {
+                lbas[i] = rng.range(0, slots - 1) * per_io;
+                qp.submit_read(&ns, lbas[i], b, i as u64)
+                    .map_err(|r| r.error)?;
+            }
+        }
+        qp.poll(qd, |comp| {
+            let i = comp.tag as usize;
+            let b = comp.buf.expect("reads return their buffer");
+            if let Err(st) = comp.status {
+                failure.get_or_insert(st.to_string());
+            } else if let Err(e) = check_pattern(&b, 31, lbas[i], bs) {
+                failure.get_or_insert(e);
+            }
+            done += 1;
+            ready.push((i, b));
+        });
+        if let Some(f) = failure {
+            return Err(f.into());
+        }
+        if stop && qp.outstanding() == 0 {
+            break;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "iops={:.0} qd={qd} reads={done} verified=yes sq_in_cmb={} seconds={secs:.2}",
+        done as f64 / secs,
+        qp.sq_in_cmb()
     );
     Ok(())
 }
