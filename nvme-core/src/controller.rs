@@ -403,12 +403,50 @@ fn setup_dbbuf<H: Hardware>(
     };
     let mut cmd = SubmissionEntry::new(crate::cmd::admin_opcode::DOORBELL_BUFFER_CONFIG, 0);
     cmd.set_prps(buf.shadow.iova(), buf.eventidx.iova());
-    exec_marking_dead(admin, hw, cmd, "Doorbell Buffer Config", timeout, dead)?;
+    if let Err(e) = exec_marking_dead(admin, hw, cmd, "Doorbell Buffer Config", timeout, dead) {
+        // Refused with a status: the controller does not use the pages. Any
+        // other failure: it may, so they are leaked rather than freed.
+        if !matches!(e, Error::Command { .. }) {
+            std::mem::forget(buf);
+        }
+        return Err(e);
+    }
     if let (Some(sq), Some(cq)) = (buf.slot(0, true, true), buf.slot(0, false, true)) {
         admin.sq.set_shadow(sq);
         admin.cq.set_shadow(cq);
     }
     Ok(buf)
+}
+
+/// The admin queue of a controller being brought up after CC.EN = 1: if
+/// bring-up fails, dropping this disables the controller before the queue
+/// memory is freed, and leaks the memory if the disable is not confirmed.
+struct EnabledAdmin<'a, H: Hardware> {
+    hw: &'a H,
+    cap: Cap,
+    admin: Option<AdminQueue<H>>,
+    /// Shadow doorbell pages, once handed to the controller.
+    dbbuf: Option<DbBuf<H>>,
+}
+
+impl<H: Hardware> EnabledAdmin<'_, H> {
+    fn disarm(mut self) -> (AdminQueue<H>, Option<DbBuf<H>>) {
+        (self.admin.take().expect("armed"), self.dbbuf.take())
+    }
+}
+
+impl<H: Hardware> Drop for EnabledAdmin<'_, H> {
+    fn drop(&mut self) {
+        if let Some(admin) = self.admin.take() {
+            if disable(self.hw, self.cap).is_err() {
+                tracing::error!(
+                    "bring-up failed and the controller did not stop; leaking its admin queue"
+                );
+                std::mem::forget(admin);
+                std::mem::forget(self.dbbuf.take());
+            }
+        }
+    }
 }
 
 /// Clear CC.EN and wait for CSTS.RDY = 0, bounded by CAP.TO.
@@ -534,7 +572,7 @@ impl<H: Hardware> Controller<H> {
             .admin_queue_entries
             .clamp(2, 4096)
             .min(cap.max_queue_entries().min(4096) as u16);
-        let mut admin = AdminQueue::new(&hw, cap, admin_entries)?;
+        let admin = AdminQueue::new(&hw, cap, admin_entries)?;
         hw.write32(
             offset::AQA,
             Aqa {
@@ -556,14 +594,23 @@ impl<H: Hardware> Controller<H> {
         };
         hw.write32(offset::CC, cc.to_bits());
         cc.enable = true;
+        // From here on the controller may use the admin queue memory: an
+        // error must disable it before that memory is freed (or leak it).
+        let mut armed = EnabledAdmin {
+            hw: &hw,
+            cap,
+            admin: Some(admin),
+            dbbuf: None,
+        };
         hw.write32(offset::CC, cc.to_bits());
         wait_ready(&hw, cap, true)?;
+        let admin = armed.admin.as_mut().expect("armed");
 
         let dead = AtomicBool::new(false);
         let t = opts.admin_timeout;
         let scratch = admin.scratch.iova();
         exec_marking_dead(
-            &mut admin,
+            admin,
             &hw,
             SubmissionEntry::identify(cns::CONTROLLER, 0, scratch),
             "Identify Controller",
@@ -581,7 +628,7 @@ impl<H: Hardware> Controller<H> {
 
         let want = opts.io_queue_pairs.max(1);
         let granted = match exec_marking_dead(
-            &mut admin,
+            admin,
             &hw,
             SubmissionEntry::set_number_of_queues(want, want),
             "Set Features (Number of Queues)",
@@ -597,7 +644,7 @@ impl<H: Hardware> Controller<H> {
         };
 
         let dbbuf = if opts.shadow_doorbells && identify.oacs.doorbell_buffer_config() {
-            match setup_dbbuf(&hw, cap, &mut admin, t, &dead) {
+            match setup_dbbuf(&hw, cap, admin, t, &dead) {
                 Ok(d) => Some(d),
                 Err(e) => {
                     tracing::warn!("shadow doorbells not enabled: {e}");
@@ -610,10 +657,12 @@ impl<H: Hardware> Controller<H> {
         } else {
             None
         };
+        armed.dbbuf = dbbuf;
+        let admin = armed.admin.as_mut().expect("armed");
 
         let nsids: Vec<u32> = if version >= Version::new(1, 1, 0) {
             exec_marking_dead(
-                &mut admin,
+                admin,
                 &hw,
                 SubmissionEntry::identify(cns::ACTIVE_NAMESPACES, 0, scratch),
                 "Identify (Active Namespace List)",
@@ -632,7 +681,7 @@ impl<H: Hardware> Controller<H> {
         let mut namespaces = Vec::new();
         for nsid in nsids {
             exec_marking_dead(
-                &mut admin,
+                admin,
                 &hw,
                 SubmissionEntry::identify(cns::NAMESPACE, nsid, scratch),
                 "Identify Namespace",
@@ -664,6 +713,7 @@ impl<H: Hardware> Controller<H> {
             .max_transfer_bytes(cap.min_page_size())
             .unwrap_or(PRP_LIST_LIMIT)
             .min(PRP_LIST_LIMIT);
+        let (admin, dbbuf) = armed.disarm();
         tracing::info!(
             model = %identify.model,
             serial = %identify.serial,

@@ -137,16 +137,36 @@ impl<H: Hardware> IoQueuePair<H> {
             cq.set_shadow(c);
         }
         let prp_mem = hw.alloc_dma(usize::from(n) * PAGE_SIZE)?;
-        shared.admin_cmd(
+        // A create that did not complete, or a CQ that could not be deleted
+        // again, may leave the controller owning this memory: stop it first,
+        // and leak the memory if it cannot be shown to have stopped.
+        let abandon = |e: Error, cq: CqRing<H>, sq: SqRing<H>, prp: H::Dma| {
+            if !shared.emergency_disable() {
+                std::mem::forget((cq, sq, prp));
+            }
+            e
+        };
+        if let Err(e) = shared.admin_cmd(
             SubmissionEntry::create_io_cq(qid, n, cq.iova()),
             "Create I/O Completion Queue",
-        )?;
+        ) {
+            if matches!(e, Error::Command { .. }) {
+                return Err(e);
+            }
+            return Err(abandon(e, cq, sq, prp_mem));
+        }
         if let Err(e) = shared.admin_cmd(
             SubmissionEntry::create_io_sq(qid, n, sq.iova(), qid),
             "Create I/O Submission Queue",
         ) {
-            let _ = shared.admin_cmd(SubmissionEntry::delete_io_cq(qid), "Delete I/O CQ");
-            return Err(e);
+            let cq_gone = matches!(e, Error::Command { .. })
+                && shared
+                    .admin_cmd(SubmissionEntry::delete_io_cq(qid), "Delete I/O CQ")
+                    .is_ok();
+            if cq_gone {
+                return Err(e);
+            }
+            return Err(abandon(e, cq, sq, prp_mem));
         }
         let slots = (0..n)
             .map(|i| Slot {

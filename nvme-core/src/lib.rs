@@ -17,6 +17,7 @@ pub mod cmb;
 pub mod cmd;
 pub mod controller;
 #[cfg(test)]
+mod driver_tests;
 pub mod error;
 pub mod hw;
 pub mod identify;
