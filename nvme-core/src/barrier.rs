@@ -36,12 +36,16 @@ pub fn before_doorbell() {
 /// after a doorbell store through a WC mapping.
 #[inline(always)]
 pub fn wc_flush() {
-    #[cfg(target_arch = "x86_64")]
+    // Miri cannot run inline assembly; a SeqCst fence is at least as strong
+    // for the memory model it checks.
+    #[cfg(miri)]
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     // SAFETY: `sfence` has no operands and only orders stores.
     unsafe {
         std::arch::asm!("sfence", options(nostack, preserves_flags));
     }
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
     // SAFETY: `dsb st` has no operands and only waits for stores to complete.
     unsafe {
         std::arch::asm!("dsb st", options(nostack, preserves_flags));
