@@ -1694,3 +1694,107 @@ fn reopen_on_the_same_model() {
     assert_eq!(model.dma_regions_live(), 0);
     assert_clean(&model);
 }
+
+// ----- optional commands (ONCS) ------------------------------------------------
+
+#[test]
+fn optional_commands_work_when_supported_and_are_refused_before_submission_when_not() {
+    // Supported: Write Zeroes, Deallocate, Compare (match and mismatch), FUA.
+    let (model, c) = up();
+    let ns = c.namespace(1).unwrap().clone();
+    let mut qp = c.create_io_queue_pair(8).unwrap();
+    let b = qp.write(&ns, 100, filled(&c, 4096, 9)).unwrap();
+    qp.compare(&ns, 100, b).unwrap();
+    let mut bad = filled(&c, 4096, 9);
+    bad[100] ^= 1;
+    let e = qp.compare(&ns, 100, bad).unwrap_err();
+    assert_eq!(
+        e.error.nvme_status().unwrap().name(),
+        Some("Compare Failure")
+    );
+    assert!(e.buf.is_some(), "a failed compare hands the buffer back");
+    qp.write_zeroes(&ns, 100, 4).unwrap();
+    assert!(model.read_blocks(1, 100, 4).iter().all(|&b| b == 0));
+    assert_eq!(
+        model.read_blocks(1, 104, 4),
+        pattern(4096, 9)[2048..].to_vec()
+    );
+    qp.write_fua(&ns, 200, filled(&c, 1024, 3)).unwrap();
+    assert_eq!(model.read_blocks(1, 200, 2), pattern(1024, 3));
+    qp.deallocate(&ns, &[(200, 2), (104, 4)]).unwrap();
+    assert!(model.read_blocks(1, 104, 4).iter().all(|&b| b == 0));
+    assert!(model.read_blocks(1, 200, 2).iter().all(|&b| b == 0));
+    // Bad ranges are refused before anything is submitted.
+    let before = model.stats();
+    assert!(matches!(
+        qp.deallocate(&ns, &[]),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        qp.deallocate(&ns, &[(ns.blocks, 1)]),
+        Err(Error::LbaOutOfRange { .. })
+    ));
+    assert!(matches!(
+        qp.write_zeroes(&ns, 0, 0),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(
+        model.stats().io(io_opcode::DATASET_MANAGEMENT),
+        before.io(io_opcode::DATASET_MANAGEMENT)
+    );
+    assert_clean(&model);
+
+    // Not supported (ONCS = 0): a typed error, and the controller never sees it.
+    let (model, c) = up_with(ModelConfig { oncs: 0, ..cfg() }, opts());
+    let ns = c.namespace(1).unwrap().clone();
+    let mut qp = c.create_io_queue_pair(8).unwrap();
+    let unsupported = |e: &Error| matches!(e, Error::Unsupported(m) if m.contains("ONCS"));
+    assert!(unsupported(&qp.write_zeroes(&ns, 0, 1).unwrap_err()));
+    assert!(unsupported(&qp.deallocate(&ns, &[(0, 1)]).unwrap_err()));
+    let e = qp.compare(&ns, 0, filled(&c, 512, 1)).unwrap_err();
+    assert!(unsupported(&e.error) && e.buf.is_some(), "{e}");
+    let r = qp
+        .submit_compare(&ns, 0, filled(&c, 512, 1), 5)
+        .unwrap_err();
+    assert!(unsupported(&r.error));
+    for op in [
+        io_opcode::WRITE_ZEROES,
+        io_opcode::DATASET_MANAGEMENT,
+        io_opcode::COMPARE,
+    ] {
+        assert_eq!(
+            model.stats().io(op),
+            0,
+            "opcode {op:#x} reached the controller"
+        );
+    }
+    assert_eq!(qp.outstanding(), 0);
+    assert_clean(&model);
+}
+
+#[test]
+fn batched_doorbells_publish_once_per_batch() {
+    let (model, c) = up();
+    let ns = c.namespace(1).unwrap().clone();
+    let mut qp = c.create_io_queue_pair(16).unwrap();
+    qp.set_doorbell_batching(true);
+    let before = model.stats().sq_doorbells(qp.qid());
+    for (i, b) in c.alloc_buffers(8, 512).unwrap().into_iter().enumerate() {
+        qp.submit_read(&ns, i as u64, b, i as u64).unwrap();
+    }
+    assert_eq!(
+        model.stats().sq_doorbells(qp.qid()),
+        before,
+        "nothing published before ring/poll"
+    );
+    assert_eq!(model.stats().io(io_opcode::READ), 0);
+    let done = reap(&mut qp, 8);
+    assert_eq!(done.len(), 8);
+    assert_eq!(
+        model.stats().sq_doorbells(qp.qid()),
+        before + 1,
+        "one doorbell for the batch"
+    );
+    assert_eq!(qp.stats().sq_doorbell.updates, 1);
+    assert_clean(&model);
+}
