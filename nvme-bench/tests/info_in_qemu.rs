@@ -59,7 +59,10 @@ fn info_and_smoke_in_qemu() {
     // write-combining and, on this kernel, says why it got uncached.
     for l in &bar0 {
         if l.contains("doorbells") {
-            assert!(l.contains("requested WriteCombining, obtained Uncached"), "{l}");
+            assert!(
+                l.contains("requested WriteCombining, obtained Uncached"),
+                "{l}"
+            );
             assert!(l.contains("not prefetchable"), "{l}");
         } else {
             assert!(l.contains("requested Uncached, obtained Uncached"), "{l}");

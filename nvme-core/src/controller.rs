@@ -41,6 +41,9 @@ pub struct ControllerOptions {
     /// supports them (OACS.DBCS): doorbell values go to host memory and the
     /// MMIO doorbell is written only when the controller's EventIdx asks.
     pub shadow_doorbells: bool,
+    /// Use SGLs for vectored I/O when the controller supports them (SGLS);
+    /// off: PRP lists only (vectored buffers must then meet on page boundaries).
+    pub use_sgls: bool,
     /// Put I/O submission queues in the Controller Memory Buffer when the
     /// controller has one that may hold them (CMBSZ.SQS). Off: host memory.
     pub cmb_queues: bool,
@@ -56,6 +59,7 @@ impl Default for ControllerOptions {
             shutdown_timeout: Duration::from_secs(10),
             cmb_queues: true,
             shadow_doorbells: true,
+            use_sgls: true,
         }
     }
 }
@@ -275,6 +279,11 @@ impl<H: Hardware> Shared<H> {
         self.with_admin(|q| {
             exec_marking_dead(q, &self.hw, cmd, what, self.opts.admin_timeout, &self.dead)
         })
+    }
+
+    /// SGLs may be used for NVM data pointers.
+    pub(crate) fn sgls_usable(&self) -> bool {
+        self.opts.use_sgls && self.identify.sgls.supported()
     }
 
     /// Optional NVM commands the controller supports.

@@ -1798,3 +1798,66 @@ fn batched_doorbells_publish_once_per_batch() {
     assert_eq!(qp.stats().sq_doorbell.updates, 1);
     assert_clean(&model);
 }
+
+#[test]
+fn vectored_io_with_prp_lists_when_the_controller_has_no_sgls() {
+    let (model, c) = up();
+    assert!(!c.identify().sgls.supported(), "the model offers no SGLs");
+    let ns = c.namespace(1).unwrap().clone();
+    let mut qp = c.create_io_queue_pair(8).unwrap();
+    // Three buffers that meet on page boundaries: 1 page from an offset of
+    // 3072 (ends on a boundary), 2 pages, then 512 bytes.
+    let mut a = c.alloc_buffer(8192).unwrap();
+    a.set_window(3072, 1024).unwrap();
+    let b = c.alloc_buffer(8192).unwrap();
+    let mut last = c.alloc_buffer(4096).unwrap();
+    last.set_window(0, 512).unwrap();
+    let data = pattern(1024 + 8192 + 512, 4);
+    let mut bufs = vec![a, b, last];
+    let mut off = 0;
+    for x in bufs.iter_mut() {
+        let n = x.len();
+        x.copy_from_slice(&data[off..off + n]);
+        off += n;
+    }
+    qp.submit_writev(&ns, 40, bufs, 1).unwrap();
+    let done = reap(&mut qp, 1);
+    assert!(done[0].status.is_ok(), "{:?}", done[0].status);
+    let back = done
+        .into_iter()
+        .next()
+        .unwrap()
+        .bufs
+        .expect("the buffers come back");
+    assert_eq!(back.len(), 3);
+    assert_eq!(model.read_blocks(1, 40, data.len() as u64 / 512), data);
+    // Read it back vectored, into the same buffers.
+    let mut back = back;
+    for x in back.iter_mut() {
+        x.fill(0);
+    }
+    qp.submit_readv(&ns, 40, back, 2).unwrap();
+    let done = reap(&mut qp, 1);
+    let back = done.into_iter().next().unwrap().bufs.unwrap();
+    let joined: Vec<u8> = back.iter().flat_map(|x| x.iter().copied()).collect();
+    assert_eq!(joined, data);
+    // Not meeting on a page boundary: refused before submission, buffers back.
+    let mut odd = c.alloc_buffer(4096).unwrap();
+    odd.set_window(0, 1024).unwrap();
+    let before = model.stats().io(io_opcode::WRITE);
+    let r = qp
+        .submit_writev(&ns, 0, vec![odd, c.alloc_buffer(512).unwrap()], 3)
+        .unwrap_err();
+    assert!(
+        matches!(r.error, Error::Unsupported(ref m) if m.contains("SGL")),
+        "{}",
+        r.error
+    );
+    assert_eq!(r.bufs.len(), 2);
+    assert_eq!(model.stats().io(io_opcode::WRITE), before);
+    assert!(matches!(
+        qp.submit_readv(&ns, 0, Vec::new(), 4).unwrap_err().error,
+        Error::InvalidArgument(_)
+    ));
+    assert_clean(&model);
+}

@@ -36,6 +36,8 @@ pub struct Completion<D: DmaRegion> {
     pub result: u32,
     /// The data buffer, back in the caller's hands.
     pub buf: Option<DmaBuf<D>>,
+    /// The buffers of a vectored command, back in the caller's hands.
+    pub bufs: Option<Vec<DmaBuf<D>>>,
 }
 
 impl<D: DmaRegion> std::fmt::Debug for Completion<D> {
@@ -62,6 +64,8 @@ struct Slot<D: DmaRegion> {
     result: u32,
     tag: u64,
     buf: Option<DmaBuf<D>>,
+    /// Head only: the buffers of a vectored command.
+    bufs: Option<Vec<DmaBuf<D>>>,
 }
 
 /// Counters of one queue pair (plain fields: only its owner touches them).
@@ -75,6 +79,38 @@ pub struct QueueStats {
     pub sq_doorbell: DoorbellStats,
     /// Completion queue head doorbell updates and MMIO writes.
     pub cq_doorbell: DoorbellStats,
+}
+
+/// Largest number of buffers in one vectored command (one list page of
+/// 16-byte SGL descriptors).
+pub const MAX_SEGMENTS: usize = PAGE_SIZE / 16;
+
+/// A vectored submission the queue refused: the error, and the buffers.
+pub struct RejectedVec<D: DmaRegion> {
+    /// Why.
+    pub error: Error,
+    /// The caller's buffers, untouched by the device.
+    pub bufs: Vec<DmaBuf<D>>,
+}
+
+impl<D: DmaRegion> std::fmt::Debug for RejectedVec<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RejectedVec")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: DmaRegion> std::fmt::Display for RejectedVec<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl<D: DmaRegion> std::error::Error for RejectedVec<D> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
 }
 
 /// Tag used by the synchronous helpers.
@@ -98,6 +134,8 @@ pub struct IoQueuePair<H: Hardware> {
     max_transfer: usize,
     domain: u64,
     oncs: Oncs,
+    /// The controller takes SGLs for NVM commands (and the options allow them).
+    sgls: bool,
     /// Defer SQ doorbells until `ring()` / `poll()`.
     batch_doorbells: bool,
     unrung: bool,
@@ -177,6 +215,7 @@ impl<H: Hardware> IoQueuePair<H> {
                 result: 0,
                 tag: 0,
                 buf: None,
+                bufs: None,
             })
             .collect();
         // At most n - 1 commands can be in the ring at once.
@@ -184,6 +223,7 @@ impl<H: Hardware> IoQueuePair<H> {
         let max_transfer = shared.max_transfer;
         let domain = shared.domain;
         let oncs = shared.oncs();
+        let sgls = shared.sgls_usable();
         Ok(IoQueuePair {
             shared,
             qid,
@@ -195,6 +235,7 @@ impl<H: Hardware> IoQueuePair<H> {
             max_transfer,
             domain,
             oncs,
+            sgls,
             batch_doorbells: false,
             unrung: false,
             commands: 0,
@@ -493,6 +534,186 @@ impl<H: Hardware> IoQueuePair<H> {
         Ok(())
     }
 
+    /// Submit a vectored read: the windows of `bufs`, in order, receive
+    /// consecutive blocks starting at `lba`, in one command (at most
+    /// [`IoQueuePair::max_transfer_bytes`] in all, and [`MAX_SEGMENTS`]
+    /// buffers). Uses SGLs when the controller supports them; otherwise a
+    /// PRP list, which needs every buffer but the first to start on a 4 KiB
+    /// page and every buffer but the last to end on one.
+    pub fn submit_readv(
+        &mut self,
+        ns: &Namespace,
+        lba: u64,
+        bufs: Vec<DmaBuf<H::Dma>>,
+        tag: u64,
+    ) -> Result<(), RejectedVec<H::Dma>> {
+        self.submit_vectored(io_opcode::READ, ns, lba, bufs, tag)
+    }
+
+    /// Submit a vectored write: the windows of `bufs`, in order, go to
+    /// consecutive blocks starting at `lba`, in one command.
+    pub fn submit_writev(
+        &mut self,
+        ns: &Namespace,
+        lba: u64,
+        bufs: Vec<DmaBuf<H::Dma>>,
+        tag: u64,
+    ) -> Result<(), RejectedVec<H::Dma>> {
+        self.submit_vectored(io_opcode::WRITE, ns, lba, bufs, tag)
+    }
+
+    fn check_vectored(
+        &self,
+        ns: &Namespace,
+        lba: u64,
+        bufs: &[DmaBuf<H::Dma>],
+    ) -> Result<u64, Error> {
+        if bufs.is_empty() || bufs.len() > MAX_SEGMENTS {
+            return Err(Error::InvalidArgument(format!(
+                "a vectored command takes 1..={MAX_SEGMENTS} buffers, not {}",
+                bufs.len()
+            )));
+        }
+        let mut total = 0usize;
+        for b in bufs {
+            if b.domain() != self.domain {
+                return Err(Error::ForeignBuffer);
+            }
+            if b.is_empty() || b.iova().0 % 4 != 0 || b.len() % 4 != 0 {
+                return Err(Error::MisalignedBuffer { iova: b.iova() });
+            }
+            total += b.len();
+        }
+        if ns.metadata_size != 0 {
+            return Err(Error::Unsupported(format!(
+                "namespace {} uses {} bytes of metadata per block; metadata is not supported yet",
+                ns.nsid, ns.metadata_size
+            )));
+        }
+        if total as u64 % ns.block_size != 0 {
+            return Err(Error::UnalignedLength {
+                len: total,
+                block_size: ns.block_size,
+            });
+        }
+        if total > self.max_transfer {
+            return Err(Error::InvalidArgument(format!(
+                "vectored transfer of {total} bytes exceeds one command's limit of {} bytes \
+                 (MDTS); vectored commands are not split: submit several",
+                self.max_transfer
+            )));
+        }
+        if !self.sgls {
+            let page = PAGE_SIZE as u64;
+            let n = bufs.len();
+            for (i, b) in bufs.iter().enumerate() {
+                let starts_ok = i == 0 || b.iova().0 % page == 0;
+                let ends_ok = i + 1 == n || (b.iova().0 + b.len() as u64) % page == 0;
+                if !starts_ok || !ends_ok {
+                    return Err(Error::Unsupported(format!(
+                        "buffer {i} of this vectored command is not page-aligned where it meets its \
+                         neighbours; without SGLs (SGLS) that cannot be described with PRPs"
+                    )));
+                }
+            }
+        }
+        let blocks = total as u64 / ns.block_size;
+        check_range(ns, lba, blocks)?;
+        Ok(blocks)
+    }
+
+    fn submit_vectored(
+        &mut self,
+        opcode: u8,
+        ns: &Namespace,
+        lba: u64,
+        bufs: Vec<DmaBuf<H::Dma>>,
+        tag: u64,
+    ) -> Result<(), RejectedVec<H::Dma>> {
+        let blocks = match self.check_vectored(ns, lba, &bufs) {
+            Ok(b) => b,
+            Err(error) => return Err(RejectedVec { error, bufs }),
+        };
+        let Some(cid) = self.take_cids(1) else {
+            let error = Error::QueueFull {
+                outstanding: self.outstanding(),
+            };
+            return Err(RejectedVec { error, bufs });
+        };
+        let mut cmd = SubmissionEntry::rw(opcode, ns.nsid, lba, blocks as u32, false);
+        cmd.set_cid(cid);
+        let list_off = usize::from(cid) * PAGE_SIZE;
+        let list_iova = self.prp_mem.iova().add(list_off as u64);
+        // The list page: slot `cid` is free and owns bytes
+        // [cid*4096, cid*4096 + 4096) of `prp_mem`; at most MAX_SEGMENTS
+        // 16-byte SGL descriptors, or at most 512 PRP entries (the transfer
+        // is at most max_transfer <= 2 MiB), fit in that page; the region is
+        // 4096-aligned so the u32/u64 stores are aligned. The device reads
+        // the page only after the doorbell.
+        // SAFETY: `list_off + PAGE_SIZE <= prp_mem.len()` (one page per slot,
+        // `cid < entries`), so the offset pointer stays inside the region.
+        let list = unsafe { self.prp_mem.as_ptr().add(list_off) };
+        if self.sgls {
+            const DATA_BLOCK: u64 = 0x0;
+            const LAST_SEGMENT: u64 = 0x3;
+            cmd.cdw0 |= 1 << 14; // PSDT = 01b: SGLs for the data
+            if let [b] = bufs.as_slice() {
+                cmd.prp1 = b.iova().0;
+                cmd.prp2 = b.len() as u64 | (DATA_BLOCK << 60);
+            } else {
+                for (i, b) in bufs.iter().enumerate() {
+                    // SAFETY: the list page (see above) holds MAX_SEGMENTS
+                    // descriptors and `i < bufs.len() <= MAX_SEGMENTS`.
+                    unsafe {
+                        let d = list.add(i * 16);
+                        d.cast::<u64>().write_volatile(b.iova().0);
+                        d.add(8)
+                            .cast::<u64>()
+                            .write_volatile(b.len() as u64 | (DATA_BLOCK << 60));
+                    }
+                }
+                cmd.prp1 = list_iova.0;
+                cmd.prp2 = (bufs.len() * 16) as u64 | (LAST_SEGMENT << 60);
+            }
+        } else {
+            // PRP: PRP1 is the first byte; then every page boundary in order.
+            let page = PAGE_SIZE as u64;
+            let mut entries = 0usize;
+            let mut second = 0u64;
+            let first = bufs[0].iova().0;
+            for (i, b) in bufs.iter().enumerate() {
+                let start = b.iova().0;
+                let end = start + b.len() as u64;
+                let mut p = if i == 0 {
+                    (start / page + 1) * page
+                } else {
+                    start
+                };
+                while p < end {
+                    if entries == 0 {
+                        second = p;
+                    }
+                    // SAFETY: the list page (see above) holds 512 entries and the
+                    // transfer (<= max_transfer <= 2 MiB) has fewer page boundaries.
+                    unsafe { list.cast::<u64>().add(entries).write_volatile(p) };
+                    entries += 1;
+                    p += page;
+                }
+            }
+            cmd.prp1 = first;
+            cmd.prp2 = match entries {
+                0 => 0,
+                1 => second,
+                _ => list_iova.0,
+            };
+        }
+        self.start_group(cid, 1, tag, None);
+        self.slots[usize::from(cid)].bufs = Some(bufs);
+        self.push(&cmd);
+        self.publish();
+        Ok(())
+    }
+
     /// Reserve `n` command ids: pops the group head and leaves `n - 1` on
     /// the free list for the caller to pop. `None` if not enough are free.
     #[inline]
@@ -513,6 +734,7 @@ impl<H: Hardware> IoQueuePair<H> {
         s.result = 0;
         s.tag = tag;
         s.buf = buf;
+        s.bufs = None;
     }
 
     #[inline]
@@ -602,6 +824,7 @@ impl<H: Hardware> IoQueuePair<H> {
                     status: h.error.map_or(Ok(()), Err),
                     result: h.result,
                     buf: h.buf.take(),
+                    bufs: h.bufs.take(),
                 };
                 self.free_cids.push(head);
                 self.completions += 1;

@@ -34,6 +34,6 @@ pub use error::{Error, IoError, Rejected};
 pub use hw::{
     DeviceMemory, DmaRegion, Doorbell, Hardware, HwError, Iova, MemoryType, NoDeviceMemory,
 };
-pub use io::{Completion, IoQueuePair, QueueStats};
+pub use io::{Completion, IoQueuePair, QueueStats, RejectedVec, MAX_SEGMENTS};
 pub use queue::{need_event, DoorbellStats};
 pub use status::NvmeStatus;
