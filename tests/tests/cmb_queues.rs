@@ -4,38 +4,14 @@
 //! the option that keeps queues in host memory, and the IOPS of both
 //! (QEMU emulates WC, so this is no statement about WC speed on hardware).
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::time::Duration;
+mod common;
+use common::*;
 
 use fixtures::{guest_file_for_binary, Guest, GuestConfig, NvmeController};
 
-const CHECK: &str = env!("CARGO_BIN_EXE_nvme-guest-check");
-const T: Duration = Duration::from_secs(300);
-
-fn kv(out: &str) -> HashMap<String, String> {
-    out.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
-}
-
-fn run_ok(g: &mut Guest, cmd: &str) -> String {
-    let out = g.run(cmd, T).unwrap_or_else(|e| panic!("`{cmd}`: {e}"));
-    let so = out.stdout_str();
-    assert!(
-        out.success(),
-        "`{cmd}` exited {}:\n{so}\n{}",
-        out.status,
-        out.stderr_str()
-    );
-    so
-}
-
 #[test]
 fn submission_queues_in_the_cmb() {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cmb-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("cmb");
     let cfg = GuestConfig::default()
         .nvme(
             NvmeController::raw_file(dir.join("v14.raw"), 64 << 20)
@@ -109,15 +85,7 @@ fn submission_queues_in_the_cmb() {
             &format!("nvme-guest-check write-pattern {bdf} --lba 4000 --blocks 256 --seed 66"),
         );
         run_ok(&mut g, &format!("bind-nvme {bdf}"));
-        let so = run_ok(
-            &mut g,
-            &format!(
-                "d=/dev/$(ls /sys/bus/pci/devices/{bdf}/nvme/*/ | grep -E '^nvme[0-9]+n1$'); \
-                 dd if=$d of=/tmp/c.bin bs=512 skip=4000 count=256 iflag=direct 2>/dev/null && \
-                 nvme-guest-check check-file --file /tmp/c.bin --lba 4000 --block-size 512 --seed 66"
-            ),
-        );
-        assert!(so.contains("check_file=ok blocks=256"), "{bdf}: {so}");
+        kernel_check_pattern(&mut g, bdf, 4000, 256, 66);
     }
     g.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);

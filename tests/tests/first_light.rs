@@ -5,61 +5,17 @@
 //!
 //! One boot holds all the checks, to keep the suite fast under TCG.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+mod common;
+use common::*;
+use std::time::Instant;
 
 use fixtures::{guest_file_for_binary, Guest, GuestConfig, Namespace, NvmeController};
 use nvme_tests::check_pattern;
 
-const CHECK: &str = env!("CARGO_BIN_EXE_nvme-guest-check");
-const T: Duration = Duration::from_secs(300);
-
-/// Parse `key=value` lines.
-fn kv(out: &str) -> HashMap<String, String> {
-    out.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
-}
-
-fn run_ok(g: &mut Guest, cmd: &str) -> String {
-    let out = g.run(cmd, T).unwrap_or_else(|e| panic!("`{cmd}`: {e}"));
-    let so = out.stdout_str();
-    assert!(
-        out.success(),
-        "`{cmd}` exited {}:\nstdout:\n{so}\nstderr:\n{}",
-        out.status,
-        out.stderr_str()
-    );
-    so
-}
-
-fn scratch_dir() -> PathBuf {
-    let d =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("first-light-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Find the block device the kernel made for controller `bdf`.
-fn kernel_disk(g: &mut Guest, bdf: &str) -> String {
-    let out = run_ok(
-        g,
-        &format!("ls /sys/bus/pci/devices/{bdf}/nvme/*/ | grep -E '^nvme[0-9]+n1$' | head -n1"),
-    );
-    let name = out.trim().to_string();
-    assert!(
-        name.starts_with("nvme"),
-        "no namespace block device under {bdf}: {out:?}"
-    );
-    format!("/dev/{name}")
-}
-
 #[test]
 fn first_light_in_qemu() {
     let t0 = Instant::now();
-    let dir = scratch_dir();
+    let dir = scratch_dir("first-light");
     let img0 = dir.join("ctrl0.raw");
     let img1 = dir.join("ctrl1.raw");
     let img2 = dir.join("ctrl1-ns2.raw");
@@ -220,15 +176,7 @@ fn first_light_in_qemu() {
         &format!("nvme-guest-check write-pattern {b0} --lba 1000 --blocks 300 --seed 42"),
     );
     run_ok(&mut g, &format!("bind-nvme {b0}"));
-    let disk = kernel_disk(&mut g, &b0);
-    let so = run_ok(
-        &mut g,
-        &format!(
-            "dd if={disk} of=/tmp/d.bin bs=512 skip=1000 count=300 iflag=direct 2>/dev/null && \
-             nvme-guest-check check-file --file /tmp/d.bin --lba 1000 --block-size 512 --seed 42"
-        ),
-    );
-    assert!(so.contains("check_file=ok blocks=300"), "{so}");
+    kernel_check_pattern(&mut g, &b0, 1000, 300, 42);
     // And the same bytes are in the host's raw image behind the emulated device.
     g.shutdown().expect("guest shutdown");
     let raw = std::fs::read(&img0).unwrap();

@@ -4,47 +4,14 @@
 //! I/O queue pair, shadow doorbells on and off, and every command type,
 //! cross-checked through the kernel's nvme driver where data is involved.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::time::Duration;
+mod common;
+use common::*;
 
 use fixtures::{guest_file_for_binary, Backend, Guest, GuestConfig, Namespace, NvmeController};
 
-const CHECK: &str = env!("CARGO_BIN_EXE_nvme-guest-check");
-const T: Duration = Duration::from_secs(400);
-
-fn kv(out: &str) -> HashMap<String, String> {
-    out.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
-}
-
-fn run_ok(g: &mut Guest, cmd: &str) -> String {
-    let out = g.run(cmd, T).unwrap_or_else(|e| panic!("`{cmd}`: {e}"));
-    let so = out.stdout_str();
-    assert!(
-        out.success(),
-        "`{cmd}` exited {}:\n{so}\n{}",
-        out.status,
-        out.stderr_str()
-    );
-    so
-}
-
-/// The value of `key=` inside a line of space-separated `k=v` words.
-fn word(line: &str, key: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn queue_pairs_and_commands_in_qemu() {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("qp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("qp");
     let cfg = GuestConfig::default()
         // mdts=1: 8 KiB per command, so most requests split.
         .nvme(
