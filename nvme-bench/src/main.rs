@@ -1,5 +1,21 @@
-//! nvme-bench: inspect and exercise an NVMe controller through the
-//! userspace driver (the fio-compatible benchmark grows here).
+//! nvme-bench: a fio-compatible benchmark that runs the userspace driver
+//! (ioengine=nvme-vfio) and the kernel's io_uring paths side by side, plus
+//! `info`, `smoke`, `bind` and `unbind`.
+//!
+//! `nvme-bench [fio options] [job files]` runs fio's job language;
+//! see docs/fio-compat.md.
+
+mod bind;
+mod engine;
+mod error;
+mod gen;
+mod options;
+mod report;
+mod run;
+mod runner;
+mod stats;
+mod sys;
+mod verify;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -11,7 +27,11 @@ use nvme_vfio::VfioHw;
 #[derive(Parser)]
 #[command(
     version,
-    about = "Userspace NVMe driver: inspect and benchmark a controller through VFIO"
+    about = "Userspace NVMe driver: inspect and benchmark a controller through VFIO",
+    after_help = "Benchmark (fio's job language): nvme-bench [--output-format=normal|json|json+] \
+[--output=FILE] [--plot=FILE.svg] [--interval-log=FILE.ndjson] [--status-interval=T] \
+[--eta=auto|always|never] [--parse-only] [JOBFILE...] [--name=JOB --option=value ...]\n\
+See docs/fio-compat.md for the options, engines and output."
 )]
 struct Cli {
     /// Log level filter (also RUST_LOG), e.g. `debug` or `nvme_core=trace`.
@@ -41,9 +61,76 @@ enum Cmd {
         #[arg(long, default_value_t = 16 << 20)]
         bytes: u64,
     },
+    /// Hand a device from the kernel nvme driver to vfio-pci (refuses when a
+    /// namespace holds a mounted filesystem, swap or a device-mapper user).
+    Bind {
+        /// PCI address, e.g. 0000:01:00.0.
+        addr: String,
+        /// Take it even if a namespace is in use (data loss if mounted!).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Give a device back to the kernel nvme driver and wait for its block devices.
+    Unbind {
+        /// PCI address, e.g. 0000:01:00.0.
+        addr: String,
+    },
+}
+
+const SUBCOMMANDS: &[&str] = &[
+    "info",
+    "smoke",
+    "bind",
+    "unbind",
+    "help",
+    "--help",
+    "-h",
+    "--version",
+    "-V",
+];
+
+/// fio mode: everything that is not a subcommand.
+fn fio_main(args: &[String]) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    if args.iter().any(|a| a == "--cmdhelp") {
+        println!("supported fio options: {}", options::SUPPORTED.join(" "));
+        return ExitCode::SUCCESS;
+    }
+    let (g, set) = match options::parse_command_line(args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("nvme-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if g.parse_only {
+        for j in &set.jobs {
+            println!("{j:#?}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    match run::run(&g, &set) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("nvme-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let first = args.iter().find(|a| !a.starts_with("--log"));
+    if !args.is_empty() && !first.is_some_and(|a| SUBCOMMANDS.contains(&a.as_str())) {
+        return fio_main(&args);
+    }
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
@@ -55,6 +142,8 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Info { addr } => info(&addr),
         Cmd::Smoke { addr, nsid, bytes } => smoke(&addr, nsid, bytes),
+        Cmd::Bind { addr, force } => bind::bind(&addr, force).map_err(Into::into),
+        Cmd::Unbind { addr } => bind::unbind(&addr).map_err(Into::into),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,150 @@
+//! I/O engines: one per job thread, each owning `iodepth` buffers ("slots")
+//! that cycle between the job loop and the device.
+//!
+//! The job loop calls [`Engine::queue`] for each I/O of a batch, then
+//! [`Engine::commit`] once, then [`Engine::reap`]. Where slat and clat start
+//! and stop is the loop's business (see `runner.rs` and docs/fio-compat.md).
+
+pub mod nvme;
+pub mod psync;
+pub mod uring;
+
+use crate::error::Result;
+use crate::options::Dir;
+
+/// A finished I/O.
+#[derive(Debug)]
+pub struct Done {
+    pub slot: usize,
+    /// `Err`: the engine's description of the failure.
+    pub res: std::result::Result<(), String>,
+}
+
+pub trait Engine {
+    /// The slot's buffer (only while the slot is idle), its full capacity.
+    fn buf_mut(&mut self, slot: usize) -> &mut [u8];
+    /// Queue an I/O of `len` bytes at byte `offset`. Sync engines do it here.
+    fn queue(&mut self, slot: usize, dir: Dir, offset: u64, len: usize) -> Result<()>;
+    /// Hand everything queued to the device (one doorbell / one syscall).
+    fn commit(&mut self) -> Result<()>;
+    /// Collect at least `min` (0: whatever is there) and at most `max` completions.
+    fn reap(&mut self, min: usize, max: usize, out: &mut Vec<Done>) -> Result<()>;
+    /// The I/O happens inside `queue` (psync): no submission latency.
+    fn is_sync(&self) -> bool {
+        false
+    }
+    /// Bytes addressable on the target.
+    fn size(&self) -> u64;
+    /// Offsets and lengths must be multiples of this.
+    fn block_size(&self) -> u64;
+    /// Engine-specific figures for the `nvme_bench` JSON key.
+    fn extras(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+/// A 4 KiB-aligned heap buffer for O_DIRECT I/O.
+pub struct AlignedBuf {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the buffer is plain heap memory owned by this value.
+unsafe impl Send for AlignedBuf {}
+
+impl AlignedBuf {
+    pub fn new(len: usize) -> Result<Self> {
+        let layout = std::alloc::Layout::from_size_align(len.max(4096), 4096)
+            .map_err(|e| crate::error::Error::msg(format!("buffer of {len} bytes: {e}")))?;
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = std::ptr::NonNull::new(p)
+            .ok_or_else(|| crate::error::Error::msg(format!("out of memory for {len} bytes")))?;
+        Ok(AlignedBuf {
+            ptr,
+            len: len.max(4096),
+        })
+    }
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: ptr points to len initialized (zeroed) bytes we own, and
+        // &mut self makes this the only access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        let layout = std::alloc::Layout::from_size_align(self.len, 4096)
+            .expect("layout was valid at allocation");
+        // SAFETY: allocated in `new` with this very layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), layout) }
+    }
+}
+
+/// Size and logical block size of a kernel block device or file.
+pub fn file_geometry(f: &std::fs::File) -> Result<(u64, u64)> {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::io::AsRawFd;
+    let md = f.metadata()?;
+    if md.file_type().is_block_device() {
+        let mut size: u64 = 0;
+        // SAFETY: BLKGETSIZE64 writes one u64 through the pointer.
+        let r = unsafe { libc::ioctl(f.as_raw_fd(), BLKGETSIZE64, &mut size as *mut u64) };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        let mut lbs: libc::c_int = 0;
+        // SAFETY: BLKSSZGET writes one int through the pointer.
+        let r = unsafe { libc::ioctl(f.as_raw_fd(), BLKSSZGET, &mut lbs as *mut libc::c_int) };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok((size, lbs.max(512) as u64))
+    } else {
+        Ok((md.len(), 512))
+    }
+}
+
+const BLKSSZGET: libc::c_ulong = 0x1268;
+const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+
+/// Open a kernel block device or a regular file for a job; a regular file
+/// shorter than `want` bytes is extended (sparse), as fio lays files out.
+pub fn open_file(
+    path: &str,
+    direct: bool,
+    write: bool,
+    want: Option<u64>,
+) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true);
+    let is_file = std::fs::metadata(path).map(|m| m.is_file()).unwrap_or(true);
+    if write || is_file {
+        o.write(true);
+    }
+    if is_file {
+        o.create(true);
+    }
+    if direct {
+        o.custom_flags(libc::O_DIRECT);
+    }
+    let f = o
+        .open(path)
+        .map_err(|e| crate::error::Error::msg(format!("open {path}: {e}")))?;
+    if is_file {
+        if let Some(w) = want {
+            if f.metadata()?.len() < w {
+                f.set_len(w)
+                    .map_err(|e| crate::error::Error::msg(format!("extend {path}: {e}")))?;
+            }
+        }
+    }
+    Ok(f)
+}

@@ -1,0 +1,76 @@
+//! psync: pread/pwrite, one I/O at a time, inside `queue`.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use super::{AlignedBuf, Done, Engine};
+use crate::error::Result;
+use crate::options::Dir;
+
+pub struct Psync {
+    file: File,
+    bufs: Vec<AlignedBuf>,
+    done: Vec<Done>,
+    size: u64,
+    lbs: u64,
+}
+
+impl Psync {
+    pub fn open(
+        path: &str,
+        direct: bool,
+        write: bool,
+        want: Option<u64>,
+        slots: usize,
+        buf_len: usize,
+    ) -> Result<Self> {
+        let file = super::open_file(path, direct, write, want)?;
+        let (size, lbs) = super::file_geometry(&file)?;
+        let bufs = (0..slots)
+            .map(|_| AlignedBuf::new(buf_len))
+            .collect::<Result<_>>()?;
+        Ok(Psync {
+            file,
+            bufs,
+            done: Vec::new(),
+            size,
+            lbs,
+        })
+    }
+}
+
+impl Engine for Psync {
+    fn buf_mut(&mut self, slot: usize) -> &mut [u8] {
+        self.bufs[slot].as_mut_slice()
+    }
+    fn queue(&mut self, slot: usize, dir: Dir, offset: u64, len: usize) -> Result<()> {
+        let b = &mut self.bufs[slot].as_mut_slice()[..len];
+        let r = match dir {
+            Dir::Read => self.file.read_at(b, offset),
+            Dir::Write => self.file.write_at(b, offset),
+        };
+        let res = match r {
+            Ok(n) if n == len => Ok(()),
+            Ok(n) => Err(format!("short {dir:?} at {offset}: {n} of {len} bytes")),
+            Err(e) => Err(format!("{dir:?} at {offset}: {e}")),
+        };
+        self.done.push(Done { slot, res });
+        Ok(())
+    }
+    fn commit(&mut self) -> Result<()> {
+        Ok(())
+    }
+    fn reap(&mut self, _min: usize, _max: usize, out: &mut Vec<Done>) -> Result<()> {
+        out.append(&mut self.done);
+        Ok(())
+    }
+    fn is_sync(&self) -> bool {
+        true
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn block_size(&self) -> u64 {
+        self.lbs
+    }
+}

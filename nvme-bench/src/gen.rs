@@ -1,0 +1,285 @@
+//! Where the next I/O goes: direction, size and offset, from fio's options.
+
+use crate::options::{Dir, Distribution, Job, Rw};
+
+/// xoshiro256** seeded through splitmix64: fast, and the same sequence for
+/// the same seed (randrepeat).
+#[derive(Clone, Debug)]
+pub struct Rng([u64; 4]);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        let mut x = seed;
+        let mut next = || {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        Rng([next(), next(), next(), next()])
+    }
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        let s = &mut self.0;
+        let r = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        r
+    }
+    /// Uniform in 0..n (n > 0).
+    #[inline]
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+    /// Uniform in [0, 1).
+    #[inline]
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// A full-period LCG modulo the next power of two, skipping values past
+/// `n`: visits every block once per pass in a scrambled order with no
+/// memory (fio's random map, without the bitmap).
+#[derive(Clone, Debug)]
+struct Perm {
+    n: u64,
+    mask: u64,
+    x: u64,
+    c: u64,
+}
+
+impl Perm {
+    fn new(n: u64, seed: u64) -> Self {
+        let m = n.next_power_of_two().max(2);
+        Perm {
+            n,
+            mask: m - 1,
+            x: seed & (m - 1),
+            c: (seed.rotate_left(17) | 1) & (m - 1) | 1,
+        }
+    }
+    #[inline]
+    fn next(&mut self) -> u64 {
+        loop {
+            self.x = self
+                .x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(self.c)
+                & self.mask;
+            if self.x < self.n {
+                return self.x;
+            }
+        }
+    }
+}
+
+/// Zipf over `n` items (Gray et al., as fio's lib/zipf.c), rank 0 hottest.
+#[derive(Clone, Debug)]
+struct Zipf {
+    n: u64,
+    theta: f64,
+    zetan: f64,
+    alpha: f64,
+    eta: f64,
+}
+
+impl Zipf {
+    fn new(n: u64, theta: f64) -> Self {
+        // fio caps the items the zeta sum runs over (ZIPF_MAX_GEN).
+        let gen = n.min(10_000_000);
+        let zetan: f64 = (1..=gen).map(|i| 1.0 / (i as f64).powf(theta)).sum();
+        let zeta2 = 1.0 + 0.5f64.powf(theta);
+        let alpha = 1.0 / (1.0 - theta);
+        let eta = (1.0 - (2.0 / n as f64).powf(1.0 - theta)) / (1.0 - zeta2 / zetan);
+        Zipf {
+            n,
+            theta,
+            zetan,
+            alpha,
+            eta,
+        }
+    }
+    fn next(&self, rng: &mut Rng) -> u64 {
+        let u = rng.unit();
+        let uz = u * self.zetan;
+        let v = if uz < 1.0 {
+            0
+        } else if uz < 1.0 + 0.5f64.powf(self.theta) {
+            1
+        } else {
+            (self.n as f64 * (self.eta * u - self.eta + 1.0).powf(self.alpha)) as u64
+        };
+        v.min(self.n - 1)
+    }
+}
+
+/// Next-I/O generator of one job.
+pub struct Gen {
+    rw: Rw,
+    rwmixread: u32,
+    bs: [u64; 2],
+    bssplit: [Vec<(u64, u32)>; 2],
+    /// Region start and length in bytes.
+    pub base: u64,
+    pub len: u64,
+    unit: u64,
+    blocks: u64,
+    seq_pos: u64,
+    rng: Rng,
+    perm: Option<Perm>,
+    zipf: Option<Zipf>,
+    scatter: u64,
+}
+
+impl Gen {
+    pub fn new(job: &Job, base: u64, len: u64, seed: u64) -> Self {
+        let unit = job.min_bs();
+        let blocks = (len / unit).max(1);
+        let random = job.rw.random();
+        let zipf = match job.random_distribution {
+            Distribution::Zipf(t) if random => Some(Zipf::new(blocks, t)),
+            _ => None,
+        };
+        let perm = (random && !job.norandommap && zipf.is_none())
+            .then(|| Perm::new(blocks, seed ^ 0xa5a5_5a5a_dead_beef));
+        Gen {
+            rw: job.rw,
+            rwmixread: job.rwmixread,
+            bs: job.bs,
+            bssplit: job.bssplit.clone(),
+            base,
+            len,
+            unit,
+            blocks,
+            seq_pos: 0,
+            rng: Rng::new(seed),
+            perm,
+            zipf,
+            scatter: seed | 1,
+        }
+    }
+
+    pub fn pick_dir(&mut self) -> Dir {
+        match self.rw {
+            Rw::Read | Rw::RandRead => Dir::Read,
+            Rw::Write | Rw::RandWrite => Dir::Write,
+            Rw::Rw | Rw::RandRw => {
+                if self.rng.below(100) < u64::from(self.rwmixread) {
+                    Dir::Read
+                } else {
+                    Dir::Write
+                }
+            }
+        }
+    }
+
+    pub fn pick_bs(&mut self, d: Dir) -> u64 {
+        let split = &self.bssplit[d as usize];
+        if split.is_empty() {
+            return self.bs[d as usize];
+        }
+        let r = self.rng.below(100) as u32;
+        let mut acc = 0;
+        for (b, p) in split {
+            acc += p;
+            if r < acc {
+                return *b;
+            }
+        }
+        split.last().map_or(self.bs[d as usize], |x| x.0)
+    }
+
+    /// Byte offset (absolute) for an I/O of `bs` bytes.
+    pub fn pick_offset(&mut self, bs: u64) -> u64 {
+        let block = if self.rw.random() {
+            if let Some(z) = &self.zipf {
+                // Spread the hot ranks over the device, like fio's hashing.
+                let r = z.next(&mut self.rng);
+                r.wrapping_mul(0x9e37_79b9_7f4a_7c15 ^ self.scatter) % self.blocks
+            } else if let Some(p) = &mut self.perm {
+                p.next()
+            } else {
+                self.rng.below(self.blocks)
+            }
+        } else {
+            let b = self.seq_pos;
+            self.seq_pos += bs.div_ceil(self.unit).max(1);
+            if self.seq_pos * self.unit + bs > self.len {
+                // Wrap for the next one.
+                if self.seq_pos * self.unit >= self.len {
+                    self.seq_pos = 0;
+                }
+            }
+            b
+        };
+        let mut off = block * self.unit;
+        if off + bs > self.len {
+            off = (self.len.saturating_sub(bs) / self.unit) * self.unit;
+            if !self.rw.random() {
+                self.seq_pos = 0;
+            }
+        }
+        self.base + off
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_map_covers_every_block_once() {
+        let mut p = Perm::new(1000, 42);
+        let mut seen = vec![false; 1000];
+        for _ in 0..1000 {
+            let x = p.next() as usize;
+            assert!(!seen[x], "block {x} twice in one pass");
+            seen[x] = true;
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn zipf_is_skewed() {
+        let z = Zipf::new(10_000, 1.2);
+        let mut rng = Rng::new(1);
+        let mut hot = 0;
+        for _ in 0..10_000 {
+            if z.next(&mut rng) < 100 {
+                hot += 1;
+            }
+        }
+        // 1% of the items take far more than 1% of the accesses.
+        assert!(hot > 5000, "{hot}");
+    }
+
+    #[test]
+    fn offsets_stay_in_region_and_aligned() {
+        let job = crate::options::parse_str("[j]\nfilename=x\nrw=randrw\nbssplit=4k/50:64k/50\n")
+            .unwrap()
+            .jobs
+            .remove(0);
+        let mut g = Gen::new(&job, 1 << 20, 10 << 20, 7);
+        for _ in 0..10_000 {
+            let d = g.pick_dir();
+            let bs = g.pick_bs(d);
+            let off = g.pick_offset(bs);
+            assert!(off >= 1 << 20 && off + bs <= 11 << 20);
+            assert_eq!(off % 4096, 0);
+        }
+        let job = crate::options::parse_str("[j]\nfilename=x\nrw=write\nbs=4k\n")
+            .unwrap()
+            .jobs
+            .remove(0);
+        let mut g = Gen::new(&job, 0, 16384, 7);
+        let v: Vec<u64> = (0..6).map(|_| g.pick_offset(4096)).collect();
+        assert_eq!(v, [0, 4096, 8192, 12288, 0, 4096]);
+    }
+}

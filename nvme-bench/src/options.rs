@@ -1,0 +1,1637 @@
+//! fio's job language: INI job files and `--name=` command lines, fio's
+//! number and time parsers (kb_base=1024), and the option table.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Direction of one I/O.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Dir {
+    Read = 0,
+    Write = 1,
+}
+
+/// `rw=` (fio's names).
+#[allow(clippy::enum_variant_names)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Rw {
+    Read,
+    Write,
+    RandRead,
+    RandWrite,
+    Rw,
+    RandRw,
+}
+
+impl Rw {
+    pub fn random(self) -> bool {
+        matches!(self, Rw::RandRead | Rw::RandWrite | Rw::RandRw)
+    }
+    pub fn has_read(self) -> bool {
+        !matches!(self, Rw::Write | Rw::RandWrite)
+    }
+    pub fn has_write(self) -> bool {
+        !matches!(self, Rw::Read | Rw::RandRead)
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Rw::Read => "read",
+            Rw::Write => "write",
+            Rw::RandRead => "randread",
+            Rw::RandWrite => "randwrite",
+            Rw::Rw => "rw",
+            Rw::RandRw => "randrw",
+        }
+    }
+    /// fio's status-line letter.
+    pub fn letter(self) -> char {
+        match self {
+            Rw::Read => 'R',
+            Rw::RandRead => 'r',
+            Rw::Write => 'W',
+            Rw::RandWrite => 'w',
+            Rw::Rw => 'M',
+            Rw::RandRw => 'm',
+        }
+    }
+}
+
+/// `ioengine=`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    NvmeVfio,
+    IoUring,
+    IoUringCmd,
+    Psync,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::NvmeVfio => "nvme-vfio",
+            EngineKind::IoUring => "io_uring",
+            EngineKind::IoUringCmd => "io_uring_cmd",
+            EngineKind::Psync => "psync",
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum Distribution {
+    Random,
+    Zipf(f64),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Verify {
+    None,
+    Crc32c,
+    Pattern,
+}
+
+/// A size that may be a percentage of the file or device.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum Amount {
+    Bytes(u64),
+    Percent(f64),
+}
+
+impl Amount {
+    pub fn resolve(self, total: u64) -> u64 {
+        match self {
+            Amount::Bytes(b) => b,
+            Amount::Percent(p) => (total as f64 * p / 100.0) as u64,
+        }
+    }
+}
+
+/// fio's default `percentile_list`.
+pub const DEFAULT_PERCENTILES: [f64; 17] = [
+    1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95,
+    99.99,
+];
+
+/// One job, every option resolved to its meaning.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Job {
+    pub name: String,
+    pub filename: Option<String>,
+    pub ioengine: EngineKind,
+    pub stonewall: bool,
+    pub rw: Rw,
+    pub rwmixread: u32,
+    /// Block size per direction (read, write).
+    pub bs: [u64; 2],
+    /// `bssplit`: (size, percent) per direction; empty = use `bs`.
+    pub bssplit: [Vec<(u64, u32)>; 2],
+    pub size: Option<Amount>,
+    pub offset: Amount,
+    pub iodepth: u32,
+    pub iodepth_batch_submit: u32,
+    pub iodepth_batch_complete_min: u32,
+    pub iodepth_batch_complete_max: u32,
+    pub numjobs: u32,
+    pub runtime: Option<Duration>,
+    pub time_based: bool,
+    pub ramp_time: Duration,
+    pub cpus_allowed: Option<Vec<usize>>,
+    pub cpus_allowed_split: bool,
+    pub norandommap: bool,
+    pub randrepeat: bool,
+    pub randseed: u64,
+    pub random_distribution: Distribution,
+    pub rate_iops: [Option<u64>; 2],
+    pub verify: Verify,
+    pub verify_pattern: Vec<u8>,
+    pub do_verify: bool,
+    pub verify_only: bool,
+    pub group_reporting: bool,
+    pub percentile_list: Vec<f64>,
+    pub clat_percentiles: bool,
+    pub lat_percentiles: bool,
+    pub direct: bool,
+    pub hipri: bool,
+    pub fixedbufs: bool,
+    pub registerfiles: bool,
+    pub sqthread_poll: bool,
+    pub sqthread_poll_cpu: Option<u32>,
+    pub nvme_queue_size: Option<u32>,
+    pub nvme_cmb_queues: Option<bool>,
+    pub nvme_shadow_doorbells: Option<bool>,
+    pub nvme_pin: bool,
+    pub exec_prerun: Option<String>,
+    pub exec_postrun: Option<String>,
+    pub description: Option<String>,
+    /// Options as written in this job's own section (fio's "job options").
+    pub set_options: BTreeMap<String, String>,
+}
+
+impl Default for Job {
+    fn default() -> Self {
+        Job {
+            name: String::new(),
+            filename: None,
+            ioengine: EngineKind::Psync,
+            stonewall: false,
+            rw: Rw::Read,
+            rwmixread: 50,
+            bs: [4096, 4096],
+            bssplit: [Vec::new(), Vec::new()],
+            size: None,
+            offset: Amount::Bytes(0),
+            iodepth: 1,
+            iodepth_batch_submit: 1,
+            iodepth_batch_complete_min: 1,
+            iodepth_batch_complete_max: 0,
+            numjobs: 1,
+            runtime: None,
+            time_based: false,
+            ramp_time: Duration::ZERO,
+            cpus_allowed: None,
+            cpus_allowed_split: false,
+            norandommap: false,
+            randrepeat: true,
+            randseed: 0x89,
+            random_distribution: Distribution::Random,
+            rate_iops: [None, None],
+            verify: Verify::None,
+            verify_pattern: Vec::new(),
+            do_verify: true,
+            verify_only: false,
+            group_reporting: false,
+            percentile_list: DEFAULT_PERCENTILES.to_vec(),
+            clat_percentiles: true,
+            lat_percentiles: false,
+            direct: false,
+            hipri: false,
+            fixedbufs: false,
+            registerfiles: false,
+            sqthread_poll: false,
+            sqthread_poll_cpu: None,
+            nvme_queue_size: None,
+            nvme_cmb_queues: None,
+            nvme_shadow_doorbells: None,
+            nvme_pin: true,
+            exec_prerun: None,
+            exec_postrun: None,
+            description: None,
+            set_options: BTreeMap::new(),
+        }
+    }
+}
+
+impl Job {
+    /// Largest transfer this job issues.
+    pub fn max_bs(&self) -> u64 {
+        let mut m = self.bs[0].max(self.bs[1]);
+        for s in &self.bssplit {
+            for (b, _) in s {
+                m = m.max(*b);
+            }
+        }
+        m
+    }
+    /// Smallest transfer (the unit offsets are aligned to).
+    pub fn min_bs(&self) -> u64 {
+        let mut m = u64::MAX;
+        for d in [Dir::Read, Dir::Write] {
+            let used = match d {
+                Dir::Read => self.rw.has_read() || self.verify != Verify::None,
+                Dir::Write => self.rw.has_write(),
+            };
+            if !used {
+                continue;
+            }
+            let i = d as usize;
+            if self.bssplit[i].is_empty() {
+                m = m.min(self.bs[i]);
+            } else {
+                for (b, _) in &self.bssplit[i] {
+                    m = m.min(*b);
+                }
+            }
+        }
+        if m == u64::MAX {
+            self.bs[0]
+        } else {
+            m
+        }
+    }
+    pub fn percentiles(&self) -> &[f64] {
+        &self.percentile_list
+    }
+}
+
+/// Global (command-line) settings, fio's names.
+#[derive(Clone, Debug, Default)]
+pub struct Globals {
+    pub output: Option<String>,
+    pub formats: Formats,
+    pub status_interval: Option<Duration>,
+    pub eta: Eta,
+    pub sections: Vec<String>,
+    pub parse_only: bool,
+    /// nvme-bench: per-interval NDJSON file.
+    pub interval_log: Option<String>,
+    /// nvme-bench: SVG comparison plot.
+    pub plot: Option<String>,
+    /// nvme-bench: side-by-side table even for one job.
+    pub compare: bool,
+}
+
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Formats {
+    pub normal: bool,
+    pub json: bool,
+    pub json_plus: bool,
+}
+
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Eta {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// What a parse yields: the jobs in order, plus the `[global]` options as
+/// written (for "global options" in the JSON).
+#[derive(Clone, Debug, Default)]
+pub struct JobSet {
+    pub jobs: Vec<Job>,
+    pub global_options: BTreeMap<String, String>,
+}
+
+// ---------------------------------------------------------------- numbers
+
+/// fio's `str_to_decimal` with kb_base=1024: `k`/`kb`/`K` = 1024, and (fio's
+/// compatibility quirk) `KiB` = 1000. Also `0x` hex. No suffix: bytes.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(Error::msg("empty number"));
+    }
+    if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        return u64::from_str_radix(h, 16).map_err(|_| Error::msg(format!("bad number '{s}'")));
+    }
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, suf) = t.split_at(split);
+    if num.is_empty() {
+        return Err(Error::msg(format!("bad number '{s}'")));
+    }
+    let suf_l = suf.to_ascii_lowercase();
+    let (p, base) = match suf_l.as_str() {
+        "" | "b" => (0, 1024u64),
+        "k" | "kb" => (1, 1024),
+        "m" | "mb" => (2, 1024),
+        "g" | "gb" => (3, 1024),
+        "t" | "tb" => (4, 1024),
+        "p" | "pb" => (5, 1024),
+        "kib" => (1, 1000),
+        "mib" => (2, 1000),
+        "gib" => (3, 1000),
+        "tib" => (4, 1000),
+        "pib" => (5, 1000),
+        _ => return Err(Error::msg(format!("bad unit '{suf}' in '{s}'"))),
+    };
+    let mult = base.pow(p);
+    if num.contains('.') {
+        let v: f64 = num
+            .parse()
+            .map_err(|_| Error::msg(format!("bad number '{s}'")))?;
+        Ok((v * mult as f64) as u64)
+    } else {
+        let v: u64 = num
+            .parse()
+            .map_err(|_| Error::msg(format!("bad number '{s}'")))?;
+        v.checked_mul(mult)
+            .ok_or_else(|| Error::msg(format!("number '{s}' too large")))
+    }
+}
+
+/// A size or a percentage (`size=50%`).
+pub fn parse_amount(s: &str) -> Result<Amount> {
+    let t = s.trim();
+    if let Some(p) = t.strip_suffix('%') {
+        let v: f64 = p
+            .trim()
+            .parse()
+            .map_err(|_| Error::msg(format!("bad percentage '{s}'")))?;
+        if !(0.0..=100.0).contains(&v) {
+            return Err(Error::msg(format!("percentage '{s}' outside 0..100")));
+        }
+        return Ok(Amount::Percent(v));
+    }
+    parse_size(t).map(Amount::Bytes)
+}
+
+/// fio's time values: a bare number is in `default_unit`; suffixes
+/// `ns`/`us`/`ms`/`s`/`m`/`h`/`d`.
+pub fn parse_time(s: &str, default_unit: Duration) -> Result<Duration> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, suf) = t.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| Error::msg(format!("bad time '{s}'")))?;
+    let unit = match suf.to_ascii_lowercase().as_str() {
+        "" => default_unit,
+        "ns" => Duration::from_nanos(1),
+        "us" | "usec" => Duration::from_micros(1),
+        "ms" | "msec" => Duration::from_millis(1),
+        "s" | "sec" => Duration::from_secs(1),
+        "m" | "min" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        "d" => Duration::from_secs(86400),
+        _ => return Err(Error::msg(format!("bad time unit '{suf}' in '{s}'"))),
+    };
+    if v < 0.0 || !v.is_finite() || v > 1e9 {
+        return Err(Error::msg(format!("bad time '{s}'")));
+    }
+    Ok(unit.mul_f64(v))
+}
+
+fn parse_bool(s: &str) -> Result<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "" | "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(Error::msg(format!("expected 0 or 1, got '{s}'"))),
+    }
+}
+
+fn parse_u32(s: &str) -> Result<u32> {
+    let v = parse_size(s)?;
+    u32::try_from(v).map_err(|_| Error::msg(format!("'{s}' too large")))
+}
+
+/// `a,b` → per-direction values; `a` alone applies to both; `,b` sets write only.
+fn per_dir<T: Copy>(s: &str, f: impl Fn(&str) -> Result<T>, cur: [T; 2]) -> Result<[T; 2]> {
+    let mut out = cur;
+    match s.split_once(',') {
+        None => {
+            let v = f(s)?;
+            out = [v, v];
+        }
+        Some((r, w)) => {
+            if !r.trim().is_empty() {
+                out[0] = f(r)?;
+            }
+            if !w.trim().is_empty() {
+                out[1] = f(w)?;
+            }
+            if w.contains(',') {
+                return Err(Error::msg(format!(
+                    "'{s}': trim values are not supported (reads and writes only)"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse_bs(s: &str) -> Result<u64> {
+    if s.contains('-') || s.contains(':') {
+        return Err(Error::msg(format!(
+            "block size ranges ('{s}') are not supported; use bssplit"
+        )));
+    }
+    let v = parse_size(s)?;
+    if v == 0 || v % 512 != 0 {
+        return Err(Error::msg(format!(
+            "block size {v} is not a non-zero multiple of 512"
+        )));
+    }
+    Ok(v)
+}
+
+fn parse_bssplit_one(s: &str) -> Result<Vec<(u64, u32)>> {
+    let mut out = Vec::new();
+    let mut unspecified = Vec::new();
+    for part in s.split(':').filter(|p| !p.trim().is_empty()) {
+        let (b, p) = match part.split_once('/') {
+            Some((b, p)) => (b, Some(p)),
+            None => (part, None),
+        };
+        let b = parse_bs(b)?;
+        match p {
+            Some(p) if !p.trim().is_empty() => {
+                let p: u32 = p
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::msg(format!("bad percentage in bssplit '{part}'")))?;
+                out.push((b, p));
+            }
+            _ => unspecified.push(b),
+        }
+    }
+    let total: u32 = out.iter().map(|x| x.1).sum();
+    if total > 100 {
+        return Err(Error::msg(format!("bssplit '{s}' adds up to {total}%")));
+    }
+    // fio: entries without a percentage share what is left equally.
+    if !unspecified.is_empty() {
+        let share = (100 - total) / unspecified.len() as u32;
+        let n = unspecified.len();
+        for (i, b) in unspecified.into_iter().enumerate() {
+            let extra = if i == n - 1 {
+                (100 - total) - share * n as u32
+            } else {
+                0
+            };
+            out.push((b, share + extra));
+        }
+    }
+    let total: u32 = out.iter().map(|x| x.1).sum();
+    if total != 100 {
+        return Err(Error::msg(format!(
+            "bssplit '{s}' adds up to {total}%, not 100%"
+        )));
+    }
+    Ok(out)
+}
+
+pub fn parse_cpus(s: &str) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (part, part),
+        };
+        let a: usize = a
+            .trim()
+            .parse()
+            .map_err(|_| Error::msg(format!("bad CPU '{part}'")))?;
+        let b: usize = b
+            .trim()
+            .parse()
+            .map_err(|_| Error::msg(format!("bad CPU '{part}'")))?;
+        if b < a || b > 4095 {
+            return Err(Error::msg(format!("bad CPU range '{part}'")));
+        }
+        out.extend(a..=b);
+    }
+    if out.is_empty() {
+        return Err(Error::msg("empty CPU list"));
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// `verify_pattern`: `0x` hex bytes, or a quoted string, or both joined with `,`... kept simple:
+/// one hex number or one quoted string.
+pub fn parse_pattern(s: &str) -> Result<Vec<u8>> {
+    let t = s.trim();
+    if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        if h.is_empty() || !h.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::msg(format!("bad hex pattern '{s}'")));
+        }
+        let h = if h.len() % 2 == 1 {
+            format!("0{h}")
+        } else {
+            h.to_string()
+        };
+        return (0..h.len())
+            .step_by(2)
+            .map(|i| {
+                u8::from_str_radix(&h[i..i + 2], 16)
+                    .map_err(|_| Error::msg(format!("bad hex pattern '{s}'")))
+            })
+            .collect();
+    }
+    for q in ['"', '\''] {
+        if t.len() >= 2 && t.starts_with(q) && t.ends_with(q) {
+            return Ok(t.as_bytes()[1..t.len() - 1].to_vec());
+        }
+    }
+    if let Ok(v) = t.parse::<u32>() {
+        // fio stores a decimal pattern as the integer's bytes, little-endian,
+        // without leading zero bytes.
+        let b = v.to_le_bytes();
+        let n = 4 - (v.leading_zeros() / 8) as usize;
+        return Ok(b[..n.max(1)].to_vec());
+    }
+    Err(Error::msg(format!(
+        "verify_pattern '{s}': use 0xHEX, a decimal number or a quoted string (%o is not supported)"
+    )))
+}
+
+// ------------------------------------------------------------ option table
+
+/// fio options that nvme-bench knows but does not implement: a clear error.
+const UNSUPPORTED: &[&str] = &[
+    "bsrange",
+    "blocksize_range",
+    "bs_unaligned",
+    "blockalign",
+    "ba",
+    "bs_is_seq_rand",
+    "zonemode",
+    "zonesize",
+    "zonerange",
+    "zoneskip",
+    "nrfiles",
+    "openfiles",
+    "file_service_type",
+    "filename_format",
+    "directory",
+    "fsync",
+    "fdatasync",
+    "end_fsync",
+    "fsync_on_close",
+    "sync",
+    "write_barrier",
+    "rate",
+    "rate_min",
+    "rate_iops_min",
+    "rate_process",
+    "rate_cycle",
+    "ratemin",
+    "thinktime",
+    "thinktime_spin",
+    "thinktime_blocks",
+    "loops",
+    "io_size",
+    "io_limit",
+    "number_ios",
+    "fill_device",
+    "fill_fs",
+    "verify_interval",
+    "verify_offset",
+    "verify_backlog",
+    "verify_async",
+    "verify_fatal",
+    "verify_dump",
+    "verify_state_save",
+    "verify_state_load",
+    "experimental_verify",
+    "trim_percentage",
+    "write_iolog",
+    "read_iolog",
+    "replay_no_stall",
+    "write_bw_log",
+    "write_lat_log",
+    "write_iops_log",
+    "write_hist_log",
+    "log_avg_msec",
+    "log_hist_msec",
+    "unified_rw_reporting",
+    "continue_on_error",
+    "create_serialize",
+    "create_fsync",
+    "create_on_open",
+    "pre_read",
+    "invalidate",
+    "buffered",
+    "buffer_pattern",
+    "buffer_compress_percentage",
+    "refill_buffers",
+    "scramble_buffers",
+    "zero_buffers",
+    "dedupe_percentage",
+    "iomem",
+    "mem",
+    "iomem_align",
+    "hugepage-size",
+    "lockmem",
+    "nice",
+    "prio",
+    "prioclass",
+    "cpumask",
+    "numa_cpu_nodes",
+    "numa_mem_policy",
+    "startdelay",
+    "wait_for",
+    "new_group",
+    "flow",
+    "flow_id",
+    "steadystate",
+    "ss",
+    "random_generator",
+    "percentage_random",
+    "allrandrepeat",
+    "rwmixcycle",
+    "iodepth_low",
+    "io_submit_mode",
+    "serialize_overlap",
+    "offset_increment",
+    "offset_align",
+    "size_increment",
+    "exitall",
+    "exitall_on_error",
+    "kb_base",
+    "unit_base",
+    "disable_lat",
+    "disable_clat",
+    "disable_slat",
+    "disable_bw_measurement",
+    "gtod_reduce",
+    "clocksource",
+    "per_job_logs",
+    "stats",
+    "cgroup",
+    "uid",
+    "gid",
+    "atomic",
+    "md_per_io_size",
+    "pi_act",
+    "pi_chk",
+    "apptag",
+    "apptag_mask",
+    "nonvectored",
+    "uncached",
+    "nowait",
+    "force_async",
+    "cmdprio_percentage",
+    "cmdprio",
+    "cmdprio_class",
+    "cmdprio_bssplit",
+    "sqthread_poll_cpu_mask",
+    "trim_backlog",
+    "trim_verify_zero",
+    "significant_figures",
+    "ioscheduler",
+    "lat_percentiles_only",
+    "slat_percentiles",
+    "write_hint",
+    "fadvise_hint",
+    "fallocate",
+    "unlink",
+    "unlink_each_loop",
+    "readfua",
+    "writefua",
+    "deac",
+];
+
+/// Every option this tool implements, for `--cmdhelp`-like listings and docs.
+pub const SUPPORTED: &[&str] = &[
+    "name",
+    "description",
+    "filename",
+    "ioengine",
+    "stonewall",
+    "rw",
+    "readwrite",
+    "rwmixread",
+    "rwmixwrite",
+    "bs",
+    "blocksize",
+    "bssplit",
+    "size",
+    "filesize",
+    "offset",
+    "iodepth",
+    "iodepth_batch_submit",
+    "iodepth_batch",
+    "iodepth_batch_complete_min",
+    "iodepth_batch_complete",
+    "iodepth_batch_complete_max",
+    "numjobs",
+    "runtime",
+    "timeout",
+    "time_based",
+    "ramp_time",
+    "cpus_allowed",
+    "cpus_allowed_policy",
+    "norandommap",
+    "randrepeat",
+    "randseed",
+    "random_distribution",
+    "rate_iops",
+    "verify",
+    "verify_pattern",
+    "do_verify",
+    "verify_only",
+    "group_reporting",
+    "percentile_list",
+    "clat_percentiles",
+    "lat_percentiles",
+    "direct",
+    "thread",
+    "hipri",
+    "fixedbufs",
+    "registerfiles",
+    "sqthread_poll",
+    "sqthread_poll_cpu",
+    "cmd_type",
+    "exec_prerun",
+    "exec_postrun",
+    "nvme_queue_size",
+    "nvme_cmb_queues",
+    "nvme_shadow_doorbells",
+    "nvme_pin",
+];
+
+/// Apply one `key=value` to `job`.
+pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
+    let key = key.trim();
+    let v = val.map(str::trim).unwrap_or("");
+    let need = || -> Result<&str> {
+        if val.is_none() || v.is_empty() {
+            Err(Error::msg(format!("option '{key}' needs a value")))
+        } else {
+            Ok(v)
+        }
+    };
+    let ctx = |e: Error| Error::msg(format!("option '{key}={v}': {e}"));
+    match key {
+        "name" => job.name = need()?.to_string(),
+        "description" => job.description = Some(v.to_string()),
+        "filename" => job.filename = Some(need()?.to_string()),
+        "ioengine" => {
+            job.ioengine = match need()? {
+                "nvme-vfio" | "nvme_vfio" | "nvme" | "spdk" => EngineKind::NvmeVfio,
+                "io_uring" => EngineKind::IoUring,
+                "io_uring_cmd" => EngineKind::IoUringCmd,
+                "psync" | "pvsync" | "sync" => EngineKind::Psync,
+                other => {
+                    return Err(Error::msg(format!(
+                "ioengine '{other}' is not supported (nvme-vfio, io_uring, io_uring_cmd, psync)"
+            )))
+                }
+            }
+        }
+        "stonewall" | "wait_for_previous" => job.stonewall = parse_bool(v).map_err(ctx)?,
+        "rw" | "readwrite" => {
+            let s = need()?;
+            if s.contains(':') {
+                return Err(Error::msg(format!(
+                    "option 'rw={s}': the ':N' offset modifier is not supported"
+                )));
+            }
+            job.rw = match s {
+                "read" => Rw::Read,
+                "write" => Rw::Write,
+                "randread" => Rw::RandRead,
+                "randwrite" => Rw::RandWrite,
+                "rw" | "readwrite" => Rw::Rw,
+                "randrw" => Rw::RandRw,
+                "trim" | "randtrim" | "trimwrite" | "randtrimwrite" => {
+                    return Err(Error::msg(format!(
+                        "option 'rw={s}': trim workloads are not supported"
+                    )))
+                }
+                _ => return Err(Error::msg(format!("option 'rw={s}': unknown mode"))),
+            }
+        }
+        "rwmixread" => {
+            let p = parse_u32(need()?).map_err(ctx)?;
+            if p > 100 {
+                return Err(Error::msg(format!("option 'rwmixread={v}': over 100")));
+            }
+            job.rwmixread = p;
+        }
+        "rwmixwrite" => {
+            let p = parse_u32(need()?).map_err(ctx)?;
+            if p > 100 {
+                return Err(Error::msg(format!("option 'rwmixwrite={v}': over 100")));
+            }
+            job.rwmixread = 100 - p;
+        }
+        "bs" | "blocksize" => job.bs = per_dir(need()?, parse_bs, job.bs).map_err(ctx)?,
+        "bssplit" => {
+            let s = need()?;
+            let (r, w) = match s.split_once(',') {
+                Some((r, w)) => (r, Some(w)),
+                None => (s, None),
+            };
+            let rv = parse_bssplit_one(r).map_err(ctx)?;
+            let wv = match w {
+                Some(w) if !w.trim().is_empty() => parse_bssplit_one(w).map_err(ctx)?,
+                _ => rv.clone(),
+            };
+            job.bssplit = [rv, wv];
+        }
+        "size" | "filesize" => job.size = Some(parse_amount(need()?).map_err(ctx)?),
+        "offset" => job.offset = parse_amount(need()?).map_err(ctx)?,
+        "iodepth" => {
+            let d = parse_u32(need()?).map_err(ctx)?;
+            if d == 0 || d > 65535 {
+                return Err(Error::msg(format!(
+                    "option 'iodepth={v}': must be 1..65535"
+                )));
+            }
+            job.iodepth = d;
+        }
+        "iodepth_batch_submit" | "iodepth_batch" => {
+            job.iodepth_batch_submit = parse_u32(need()?).map_err(ctx)?
+        }
+        "iodepth_batch_complete_min" | "iodepth_batch_complete" => {
+            job.iodepth_batch_complete_min = parse_u32(need()?).map_err(ctx)?
+        }
+        "iodepth_batch_complete_max" => {
+            job.iodepth_batch_complete_max = parse_u32(need()?).map_err(ctx)?
+        }
+        "numjobs" => {
+            let n = parse_u32(need()?).map_err(ctx)?;
+            if n == 0 || n > 1024 {
+                return Err(Error::msg(format!("option 'numjobs={v}': must be 1..1024")));
+            }
+            job.numjobs = n;
+        }
+        "runtime" | "timeout" => {
+            let d = parse_time(need()?, Duration::from_secs(1)).map_err(ctx)?;
+            job.runtime = (!d.is_zero()).then_some(d);
+        }
+        "time_based" => job.time_based = parse_bool(v).map_err(ctx)?,
+        "ramp_time" => job.ramp_time = parse_time(need()?, Duration::from_secs(1)).map_err(ctx)?,
+        "cpus_allowed" => job.cpus_allowed = Some(parse_cpus(need()?).map_err(ctx)?),
+        "cpus_allowed_policy" => {
+            job.cpus_allowed_split = match need()? {
+                "shared" => false,
+                "split" => true,
+                o => {
+                    return Err(Error::msg(format!(
+                        "option 'cpus_allowed_policy={o}': shared or split"
+                    )))
+                }
+            }
+        }
+        "norandommap" => job.norandommap = parse_bool(v).map_err(ctx)?,
+        "randrepeat" => job.randrepeat = parse_bool(v).map_err(ctx)?,
+        "randseed" => {
+            job.randseed = parse_size(need()?).map_err(ctx)?;
+            job.randrepeat = true;
+        }
+        "random_distribution" => {
+            let s = need()?;
+            job.random_distribution = if s == "random" {
+                Distribution::Random
+            } else if let Some(t) = s.strip_prefix("zipf:") {
+                let theta: f64 = t
+                    .parse()
+                    .map_err(|_| Error::msg(format!("option '{key}={s}': bad theta")))?;
+                if !(theta > 0.0 && theta.is_finite()) || theta == 1.0 {
+                    return Err(Error::msg(format!(
+                        "option '{key}={s}': zipf theta must be > 0 and not 1"
+                    )));
+                }
+                Distribution::Zipf(theta)
+            } else if s == "zipf" {
+                return Err(Error::msg(format!(
+                    "option '{key}=zipf': give the exponent, e.g. zipf:1.2"
+                )));
+            } else {
+                return Err(Error::msg(format!(
+                    "option '{key}={s}': only random and zipf:θ are supported"
+                )));
+            };
+        }
+        "rate_iops" => {
+            let r = per_dir(need()?, |s| parse_size(s).map(Some), [None, None]).map_err(ctx)?;
+            job.rate_iops = r.map(|x| x.filter(|&n| n > 0));
+        }
+        "verify" => {
+            job.verify = match need()? {
+                "0" | "null" => Verify::None,
+                "crc32c" | "crc32c-intel" => Verify::Crc32c,
+                "pattern" => Verify::Pattern,
+                o => {
+                    return Err(Error::msg(format!(
+                        "option 'verify={o}' is not supported (crc32c, pattern)"
+                    )))
+                }
+            }
+        }
+        "verify_pattern" => job.verify_pattern = parse_pattern(need()?).map_err(ctx)?,
+        "do_verify" => job.do_verify = parse_bool(v).map_err(ctx)?,
+        "verify_only" => job.verify_only = parse_bool(v).map_err(ctx)?,
+        "group_reporting" => job.group_reporting = parse_bool(v).map_err(ctx)?,
+        "percentile_list" => {
+            let mut l = Vec::new();
+            for p in need()?.split(':').filter(|p| !p.trim().is_empty()) {
+                let x: f64 = p
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::msg(format!("option '{key}': bad percentile '{p}'")))?;
+                if !(0.0..=100.0).contains(&x) {
+                    return Err(Error::msg(format!(
+                        "option '{key}': percentile {x} outside 0..100"
+                    )));
+                }
+                l.push(x);
+            }
+            if l.is_empty() || l.len() > 20 {
+                return Err(Error::msg(format!(
+                    "option '{key}': 1 to 20 percentiles (fio's limit)"
+                )));
+            }
+            l.sort_by(f64::total_cmp);
+            job.percentile_list = l;
+        }
+        "clat_percentiles" => job.clat_percentiles = parse_bool(v).map_err(ctx)?,
+        "lat_percentiles" => job.lat_percentiles = parse_bool(v).map_err(ctx)?,
+        "direct" => job.direct = parse_bool(v).map_err(ctx)?,
+        "thread" => {}
+        "hipri" => job.hipri = parse_bool(v).map_err(ctx)?,
+        "fixedbufs" => job.fixedbufs = parse_bool(v).map_err(ctx)?,
+        "registerfiles" => job.registerfiles = parse_bool(v).map_err(ctx)?,
+        "sqthread_poll" => job.sqthread_poll = parse_bool(v).map_err(ctx)?,
+        "sqthread_poll_cpu" => job.sqthread_poll_cpu = Some(parse_u32(need()?).map_err(ctx)?),
+        "cmd_type" => {
+            if need()? != "nvme" {
+                return Err(Error::msg(format!(
+                    "option 'cmd_type={v}': only nvme is supported"
+                )));
+            }
+        }
+        "exec_prerun" => job.exec_prerun = Some(need()?.to_string()),
+        "exec_postrun" => job.exec_postrun = Some(need()?.to_string()),
+        "nvme_queue_size" => {
+            let n = parse_u32(need()?).map_err(ctx)?;
+            if n < 2 {
+                return Err(Error::msg(format!("option '{key}={v}': at least 2")));
+            }
+            job.nvme_queue_size = Some(n);
+        }
+        "nvme_cmb_queues" => job.nvme_cmb_queues = Some(parse_bool(v).map_err(ctx)?),
+        "nvme_shadow_doorbells" => job.nvme_shadow_doorbells = Some(parse_bool(v).map_err(ctx)?),
+        "nvme_pin" => job.nvme_pin = parse_bool(v).map_err(ctx)?,
+        k if UNSUPPORTED.contains(&k) => {
+            return Err(Error::msg(format!(
+                "fio option '{k}' is not supported by nvme-bench (see docs/fio-compat.md)"
+            )))
+        }
+        k => return Err(Error::msg(format!("unknown option '{k}'"))),
+    }
+    Ok(())
+}
+
+/// Checks that need the whole job.
+pub fn validate(job: &Job) -> Result<()> {
+    let n = &job.name;
+    if job.filename.is_none() {
+        return Err(Error::msg(format!("job '{n}': no filename given")));
+    }
+    if job.iodepth_batch_submit > job.iodepth {
+        return Err(Error::msg(format!(
+            "job '{n}': iodepth_batch_submit ({}) exceeds iodepth ({})",
+            job.iodepth_batch_submit, job.iodepth
+        )));
+    }
+    if job.iodepth_batch_complete_min > job.iodepth {
+        return Err(Error::msg(format!(
+            "job '{n}': iodepth_batch_complete_min ({}) exceeds iodepth ({})",
+            job.iodepth_batch_complete_min, job.iodepth
+        )));
+    }
+    if job.iodepth_batch_complete_max != 0
+        && job.iodepth_batch_complete_max < job.iodepth_batch_complete_min
+    {
+        return Err(Error::msg(format!(
+            "job '{n}': iodepth_batch_complete_max below iodepth_batch_complete_min"
+        )));
+    }
+    let kernel = matches!(job.ioengine, EngineKind::IoUring | EngineKind::IoUringCmd);
+    for (set, opt) in [
+        (job.hipri, "hipri"),
+        (job.fixedbufs, "fixedbufs"),
+        (job.registerfiles, "registerfiles"),
+        (job.sqthread_poll, "sqthread_poll"),
+    ] {
+        if set && !kernel {
+            return Err(Error::msg(format!(
+                "job '{n}': option '{opt}' applies to io_uring and io_uring_cmd only, not {}",
+                job.ioengine.name()
+            )));
+        }
+    }
+    if job.ioengine == EngineKind::IoUringCmd && job.fixedbufs {
+        return Err(Error::msg(format!(
+            "job '{n}': fixedbufs with io_uring_cmd is not supported by nvme-bench"
+        )));
+    }
+    let nvme_knob = job.nvme_queue_size.is_some()
+        || job.nvme_cmb_queues.is_some()
+        || job.nvme_shadow_doorbells.is_some();
+    if nvme_knob && job.ioengine != EngineKind::NvmeVfio {
+        return Err(Error::msg(format!(
+            "job '{n}': nvme_* options apply to ioengine=nvme-vfio only"
+        )));
+    }
+    if job.verify == Verify::Pattern && job.verify_pattern.is_empty() {
+        return Err(Error::msg(format!(
+            "job '{n}': verify=pattern needs verify_pattern"
+        )));
+    }
+    if job.verify != Verify::None {
+        for d in 0..2 {
+            if !job.bssplit[d].is_empty() {
+                return Err(Error::msg(format!(
+                    "job '{n}': verify with bssplit is not supported"
+                )));
+            }
+        }
+        if job.bs[0] != job.bs[1] {
+            return Err(Error::msg(format!(
+                "job '{n}': verify needs the same block size for reads and writes"
+            )));
+        }
+        if job.bs[0] < 512 {
+            return Err(Error::msg(format!("job '{n}': verify needs bs >= 512")));
+        }
+        if job.rw.has_write() && job.rw.has_read() {
+            return Err(Error::msg(format!(
+                "job '{n}': verify with a mixed workload (rw/randrw) is not supported"
+            )));
+        }
+    }
+    if job.ioengine == EngineKind::Psync && job.iodepth > 1 {
+        // fio accepts and ignores it; so do we, but the depth shown is 1.
+    }
+    Ok(())
+}
+
+// ----------------------------------------------------------------- parsing
+
+/// Raw sections in order: (name, [(key, value)]).
+type Section = (String, Vec<(String, Option<String>)>);
+
+fn expand_env(line: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let j = after
+            .find('}')
+            .ok_or_else(|| Error::msg(format!("unterminated ${{ in '{line}'")))?;
+        let var = &after[..j];
+        let val = std::env::var(var)
+            .map_err(|_| Error::msg(format!("environment variable '{var}' is not set")))?;
+        out.push_str(&val);
+        rest = &after[j + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn parse_ini_into(
+    text: &str,
+    origin: &Path,
+    sections: &mut Vec<Section>,
+    depth: usize,
+) -> Result<()> {
+    if depth > 8 {
+        return Err(Error::msg("include nesting too deep"));
+    }
+    for (ln, raw) in text.lines().enumerate() {
+        let where_ = || format!("{}:{}", origin.display(), ln + 1);
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
+            continue;
+        }
+        let line = expand_env(line).map_err(|e| Error::msg(format!("{}: {e}", where_())))?;
+        if let Some(inc) = line.strip_prefix("include ") {
+            let p = origin.parent().unwrap_or(Path::new(".")).join(inc.trim());
+            let t = std::fs::read_to_string(&p)
+                .map_err(|e| Error::msg(format!("{}: include {}: {e}", where_(), p.display())))?;
+            parse_ini_into(&t, &p, sections, depth + 1)?;
+            continue;
+        }
+        if line.starts_with('[') {
+            let name = line
+                .strip_prefix('[')
+                .and_then(|l| l.strip_suffix(']'))
+                .ok_or_else(|| Error::msg(format!("{}: bad section header '{line}'", where_())))?;
+            if name.trim().is_empty() {
+                return Err(Error::msg(format!("{}: empty section name", where_())));
+            }
+            sections.push((name.trim().to_string(), Vec::new()));
+            continue;
+        }
+        let Some(sec) = sections.last_mut() else {
+            return Err(Error::msg(format!(
+                "{}: option '{line}' outside any [section]",
+                where_()
+            )));
+        };
+        match line.split_once('=') {
+            Some((k, v)) => sec
+                .1
+                .push((k.trim().to_string(), Some(v.trim().to_string()))),
+            None => sec.1.push((line.trim().to_string(), None)),
+        }
+    }
+    Ok(())
+}
+
+/// Parse INI text (a job file).
+pub fn parse_job_file_text(text: &str, origin: &Path, sections: &mut Vec<Section>) -> Result<()> {
+    parse_ini_into(text, origin, sections, 0)
+}
+
+/// Turn sections into jobs: `[global]` options apply to the jobs after them.
+fn build(sections: Vec<Section>, only: &[String]) -> Result<JobSet> {
+    let mut set = JobSet::default();
+    let mut global = Job::default();
+    for (name, opts) in sections {
+        if name == "global" {
+            for (k, v) in &opts {
+                apply(&mut global, k, v.as_deref())?;
+                // fio lists only options given with a value.
+                if let Some(v) = v {
+                    set.global_options.insert(k.clone(), v.clone());
+                }
+            }
+            continue;
+        }
+        let mut job = global.clone();
+        job.name = name.clone();
+        job.set_options.clear();
+        for (k, v) in &opts {
+            apply(&mut job, k, v.as_deref())
+                .map_err(|e| Error::msg(format!("job '{name}': {e}")))?;
+            if let Some(v) = v {
+                job.set_options.insert(k.clone(), v.clone());
+            }
+        }
+        if !only.is_empty() && !only.contains(&name) {
+            continue;
+        }
+        validate(&job)?;
+        set.jobs.push(job);
+    }
+    if set.jobs.is_empty() {
+        return Err(Error::msg("no jobs defined"));
+    }
+    Ok(set)
+}
+
+/// Parse a whole command line (without argv[0]): fio's global flags, job
+/// files, and `--name=` jobs.
+pub fn parse_command_line(args: &[String]) -> Result<(Globals, JobSet)> {
+    let mut g = Globals {
+        formats: Formats {
+            normal: true,
+            ..Formats::default()
+        },
+        ..Globals::default()
+    };
+    let mut sections: Vec<Section> = Vec::new();
+    let mut cli: Vec<Section> = Vec::new();
+    // Options before the first --name= are global (fio's behaviour).
+    cli.push(("global".to_string(), Vec::new()));
+    let mut it = args.iter().peekable();
+    while let Some(a) = it.next() {
+        if let Some(rest) = a.strip_prefix("--") {
+            let (k, v) = match rest.split_once('=') {
+                Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                None => (rest.to_string(), None),
+            };
+            // Global flags taking a value may also take it as the next argument.
+            let takes = [
+                "output",
+                "output-format",
+                "status-interval",
+                "eta",
+                "section",
+                "interval-log",
+                "plot",
+            ];
+            let v = if v.is_none() && takes.contains(&k.as_str()) {
+                Some(
+                    it.next()
+                        .ok_or_else(|| Error::msg(format!("--{k} needs a value")))?
+                        .clone(),
+                )
+            } else {
+                v
+            };
+            match k.as_str() {
+                "output" => g.output = v,
+                "output-format" => {
+                    let mut f = Formats::default();
+                    for part in v.as_deref().unwrap_or("").split(',') {
+                        match part.trim() {
+                            "normal" => f.normal = true,
+                            "json" => f.json = true,
+                            "json+" => {
+                                f.json = true;
+                                f.json_plus = true
+                            }
+                            "terse" => {
+                                return Err(Error::msg(
+                                    "--output-format=terse is not supported (normal, json, json+)",
+                                ))
+                            }
+                            o => {
+                                return Err(Error::msg(format!(
+                                    "--output-format: unknown format '{o}'"
+                                )))
+                            }
+                        }
+                    }
+                    g.formats = f;
+                }
+                "status-interval" => {
+                    let d = parse_time(v.as_deref().unwrap_or(""), Duration::from_secs(1))?;
+                    if d < Duration::from_millis(10) {
+                        return Err(Error::msg("--status-interval below 10 ms"));
+                    }
+                    g.status_interval = Some(d);
+                }
+                "eta" => {
+                    g.eta = match v.as_deref() {
+                        Some("auto") => Eta::Auto,
+                        Some("always") => Eta::Always,
+                        Some("never") => Eta::Never,
+                        o => {
+                            return Err(Error::msg(format!(
+                                "--eta: auto, always or never, not {o:?}"
+                            )))
+                        }
+                    }
+                }
+                "section" => g.sections.push(v.unwrap_or_default()),
+                "parse-only" => g.parse_only = true,
+                "interval-log" => g.interval_log = v,
+                "plot" => g.plot = v,
+                "compare" => g.compare = true,
+                "minimal" => return Err(Error::msg("--minimal (terse output) is not supported")),
+                "name" => {
+                    let n = v.ok_or_else(|| Error::msg("--name needs a value"))?;
+                    cli.push((n.clone(), vec![("name".to_string(), Some(n))]));
+                }
+                _ => cli.last_mut().expect("non-empty").1.push((k, v)),
+            }
+        } else if a == "-" {
+            let mut t = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)?;
+            parse_job_file_text(&t, Path::new("<stdin>"), &mut sections)?;
+        } else {
+            let p = Path::new(a);
+            let t =
+                std::fs::read_to_string(p).map_err(|e| Error::msg(format!("job file {a}: {e}")))?;
+            parse_job_file_text(&t, p, &mut sections)?;
+        }
+    }
+    // Command-line jobs come after the file's; a leading global block of
+    // command-line options applies to them (and, like fio, to nothing else).
+    let cli_global_empty = cli[0].1.is_empty();
+    if cli.len() > 1 || !cli_global_empty {
+        if cli.len() == 1 && !sections.is_empty() {
+            // Only options, no --name: they override every file job (fio merges
+            // command-line options into the file's global section).
+            let g_opts = cli.remove(0).1;
+            let at = sections
+                .iter()
+                .position(|s| s.0 != "global")
+                .unwrap_or(sections.len());
+            sections.insert(at, ("global".to_string(), g_opts));
+        } else {
+            sections.extend(cli);
+        }
+    }
+    let set = build(sections, &g.sections)?;
+    Ok((g, set))
+}
+
+/// Parse one job file's text (tests).
+#[cfg(test)]
+pub fn parse_str(text: &str) -> Result<JobSet> {
+    let mut sections = Vec::new();
+    parse_job_file_text(text, Path::new("<text>"), &mut sections)?;
+    build(sections, &[])
+}
+
+/// Parse `trtype=PCIe traddr=0000.01.00.0 ns=1` (SPDK's fio plugin form;
+/// `:` may appear escaped as `\:` or plainly). Returns (PCI address, nsid).
+pub fn parse_nvme_target(s: &str) -> Result<(String, u32)> {
+    let mut traddr = None;
+    let mut ns = 1u32;
+    let mut trtype = None;
+    for kv in s.split_whitespace() {
+        let (k, v) = kv.split_once('=').ok_or_else(|| {
+            Error::msg(format!(
+                "nvme-vfio filename: expected key=value, got '{kv}'"
+            ))
+        })?;
+        match k.to_ascii_lowercase().as_str() {
+            "trtype" => trtype = Some(v.to_string()),
+            "traddr" => traddr = Some(v.to_string()),
+            "ns" => {
+                ns = v
+                    .parse()
+                    .map_err(|_| Error::msg(format!("nvme-vfio filename: bad ns '{v}'")))?
+            }
+            _ => {
+                return Err(Error::msg(format!(
+                    "nvme-vfio filename: unknown key '{k}' (trtype, traddr, ns)"
+                )))
+            }
+        }
+    }
+    if let Some(t) = &trtype {
+        if !t.eq_ignore_ascii_case("pcie") {
+            return Err(Error::msg(format!(
+                "nvme-vfio filename: trtype={t} is not supported (PCIe only)"
+            )));
+        }
+    }
+    let a = traddr.ok_or_else(|| {
+        Error::msg(format!(
+            "nvme-vfio filename '{s}': expected 'trtype=PCIe traddr=0000.01.00.0 ns=1'"
+        ))
+    })?;
+    let a = a.replace("\\:", ":");
+    // 0000.01.00.0 → 0000:01:00.0 (the last dot stays: it separates the function).
+    let parts: Vec<&str> = a.split(['.', ':']).collect();
+    let addr = match parts.as_slice() {
+        [d, b, s, f] => format!("{d}:{b}:{s}.{f}"),
+        [b, s, f] => format!("0000:{b}:{s}.{f}"),
+        _ => {
+            return Err(Error::msg(format!(
+                "nvme-vfio filename: bad traddr '{a}' (e.g. 0000.01.00.0)"
+            )))
+        }
+    };
+    if ns == 0 {
+        return Err(Error::msg("nvme-vfio filename: ns must be 1 or more"));
+    }
+    Ok((addr, ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_follow_fio_kb_base_1024() {
+        assert_eq!(parse_size("4k").unwrap(), 4096);
+        assert_eq!(parse_size("4K").unwrap(), 4096);
+        assert_eq!(parse_size("4kb").unwrap(), 4096);
+        assert_eq!(parse_size("4KiB").unwrap(), 4000); // fio's compat quirk
+        assert_eq!(parse_size("1m").unwrap(), 1 << 20);
+        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_size("2t").unwrap(), 2 << 40);
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert_eq!(parse_size("0x1000").unwrap(), 4096);
+        assert_eq!(parse_size("1.5k").unwrap(), 1536);
+        assert!(parse_size("4q").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("k").is_err());
+        assert!(parse_size("99999999999999999999").is_err());
+        assert_eq!(parse_amount("50%").unwrap(), Amount::Percent(50.0));
+        assert!(parse_amount("150%").is_err());
+    }
+
+    #[test]
+    fn times_follow_fio() {
+        let s = Duration::from_secs(1);
+        assert_eq!(parse_time("10", s).unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_time("2m", s).unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_time("500ms", s).unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_time("100us", s).unwrap(), Duration::from_micros(100));
+        assert_eq!(parse_time("1h", s).unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_time("1d", s).unwrap(), Duration::from_secs(86400));
+        assert!(parse_time("1y", s).is_err());
+        assert!(parse_time("x", s).is_err());
+    }
+
+    /// fio's examples/fio-rand-read.fio and friends, as shipped with fio.
+    #[test]
+    fn fio_example_job_files() {
+        let set = parse_str(
+            "; fio-rand-read.job for fiotest\n\
+             \n\
+             [global]\n\
+             name=fio-rand-read\n\
+             filename=fio-rand-read\n\
+             rw=randread\n\
+             bs=4K\n\
+             direct=0\n\
+             numjobs=1\n\
+             time_based\n\
+             runtime=900\n\
+             \n\
+             [file1]\n\
+             size=10G\n\
+             ioengine=libaio\n\
+             iodepth=16\n",
+        );
+        // libaio is not one of ours: a clear error naming it.
+        let e = set.unwrap_err().to_string();
+        assert!(e.contains("ioengine 'libaio'"), "{e}");
+
+        let set = parse_str(
+            "[global]\nname=fio-rand-read\nfilename=fio-rand-read\nrw=randread\nbs=4K\n\
+             direct=0\nnumjobs=1\ntime_based\nruntime=900\n\n[file1]\nsize=10G\n\
+             ioengine=io_uring\niodepth=16\n",
+        )
+        .unwrap();
+        let j = &set.jobs[0];
+        assert_eq!(j.name, "file1");
+        assert_eq!(j.rw, Rw::RandRead);
+        assert_eq!(j.bs, [4096, 4096]);
+        assert!(!j.direct);
+        assert!(j.time_based);
+        assert_eq!(j.runtime, Some(Duration::from_secs(900)));
+        assert_eq!(j.size, Some(Amount::Bytes(10 << 30)));
+        assert_eq!(j.iodepth, 16);
+        assert_eq!(j.ioengine, EngineKind::IoUring);
+        assert_eq!(
+            set.global_options.get("rw").map(String::as_str),
+            Some("randread")
+        );
+        assert_eq!(j.set_options.get("iodepth").map(String::as_str), Some("16"));
+        assert!(!j.set_options.contains_key("rw"));
+    }
+
+    /// fio's examples/ssd-test.fio shape: global + several stonewalled jobs.
+    #[test]
+    fn ssd_test_shape() {
+        let set = parse_str(
+            "# Do some important numbers on SSD drives, to gauge what kind of\n\
+             [global]\nbs=4k\nioengine=psync\niodepth=4\nsize=10g\ndirect=1\nruntime=60\n\
+             filename=/mount-point-of-ssd/ssd.test.file\n\n\
+             [seq-read]\nrw=read\nstonewall\n\n\
+             [rand-read]\nrw=randread\nstonewall\n\n\
+             [seq-write]\nrw=write\nstonewall\n\n\
+             [rand-write]\nrw=randwrite\nstonewall\n",
+        )
+        .unwrap();
+        let names: Vec<_> = set.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["seq-read", "rand-read", "seq-write", "rand-write"]);
+        assert!(set.jobs.iter().all(|j| j.stonewall && j.direct));
+        assert_eq!(set.jobs[3].rw, Rw::RandWrite);
+        assert_eq!(set.jobs[0].runtime, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn bssplit_and_mix() {
+        let set = parse_str(
+            "[j]\nfilename=/dev/x\nrw=randrw\nrwmixread=70\nbssplit=4k/10:64k/50:32k/40\n",
+        )
+        .unwrap();
+        let j = &set.jobs[0];
+        assert_eq!(j.rwmixread, 70);
+        assert_eq!(j.bssplit[0], vec![(4096, 10), (65536, 50), (32768, 40)]);
+        assert_eq!(j.bssplit[1], j.bssplit[0]);
+        // fio: blank percentages share the rest.
+        let set = parse_str("[j]\nfilename=x\nbssplit=4k/50:8k/:16k/,4k\n").unwrap();
+        assert_eq!(
+            set.jobs[0].bssplit[0],
+            vec![(4096, 50), (8192, 25), (16384, 25)]
+        );
+        assert_eq!(set.jobs[0].bssplit[1], vec![(4096, 100)]);
+        assert!(parse_str("[j]\nfilename=x\nbssplit=4k/60:8k/60\n").is_err());
+        let set = parse_str("[j]\nfilename=x\nbs=4k,64k\nrwmixwrite=30\n").unwrap();
+        assert_eq!(set.jobs[0].bs, [4096, 65536]);
+        assert_eq!(set.jobs[0].rwmixread, 70);
+    }
+
+    #[test]
+    fn unknown_and_unsupported_are_clear_errors() {
+        let e = parse_str("[j]\nfilename=x\nbogus_opt=1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown option 'bogus_opt'"), "{e}");
+        let e = parse_str("[j]\nfilename=x\nfsync=1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fio option 'fsync' is not supported"), "{e}");
+        let e = parse_str("[j]\nfilename=x\nverify=md5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("verify=md5"), "{e}");
+        let e = parse_str("[j]\nrw=read\n").unwrap_err().to_string();
+        assert!(e.contains("no filename"), "{e}");
+        let e = parse_str("[j]\nfilename=x\nhipri=1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hipri"), "{e}");
+        let e = parse_str("[j]\nfilename=x\nbs=4k-16k\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ranges"), "{e}");
+        assert!(parse_str("bs=4k\n").is_err());
+        assert!(parse_str("[j]\nfilename=x\niodepth=0\n").is_err());
+    }
+
+    #[test]
+    fn command_line_form() {
+        let args: Vec<String> = [
+            "--output-format=json+",
+            "--ioengine=io_uring",
+            "--direct=1",
+            "--name=a",
+            "--filename=/dev/nvme0n1",
+            "--rw=randread",
+            "--iodepth=32",
+            "--hipri",
+            "--name=b",
+            "--filename=trtype=PCIe traddr=0000.01.00.0 ns=1",
+            "--ioengine=nvme-vfio",
+            "--nvme_queue_size=256",
+            "--nvme_cmb_queues=0",
+            "--stonewall",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (g, set) = parse_command_line(&args).unwrap();
+        assert!(g.formats.json && g.formats.json_plus && !g.formats.normal);
+        assert_eq!(set.jobs.len(), 2);
+        assert_eq!(set.jobs[0].ioengine, EngineKind::IoUring);
+        assert!(set.jobs[0].hipri && set.jobs[0].direct);
+        assert_eq!(set.jobs[1].ioengine, EngineKind::NvmeVfio);
+        assert_eq!(set.jobs[1].nvme_queue_size, Some(256));
+        assert_eq!(set.jobs[1].nvme_cmb_queues, Some(false));
+        assert!(set.jobs[1].stonewall && !set.jobs[0].stonewall);
+        let (addr, ns) = parse_nvme_target(set.jobs[1].filename.as_deref().unwrap()).unwrap();
+        assert_eq!((addr.as_str(), ns), ("0000:01:00.0", 1));
+    }
+
+    #[test]
+    fn misc_options() {
+        let set = parse_str(
+            "[global]\nfilename=f\n[j]\ncpus_allowed=0,5,8-10\ncpus_allowed_policy=split\n\
+             percentile_list=99.9:50:99\nrandom_distribution=zipf:1.2\nrate_iops=1000\n\
+             verify=crc32c\nrw=write\nramp_time=2s\nrandseed=1234\nnorandommap\n\
+             iodepth=8\niodepth_batch_submit=4\niodepth_batch_complete_min=2\n\
+             iodepth_batch_complete_max=8\noffset=1m\nsize=50%\n",
+        )
+        .unwrap();
+        let j = &set.jobs[0];
+        assert_eq!(j.cpus_allowed.as_deref(), Some(&[0, 5, 8, 9, 10][..]));
+        assert!(j.cpus_allowed_split);
+        assert_eq!(j.percentile_list, vec![50.0, 99.0, 99.9]);
+        assert_eq!(j.random_distribution, Distribution::Zipf(1.2));
+        assert_eq!(j.rate_iops, [Some(1000), Some(1000)]);
+        assert_eq!(j.verify, Verify::Crc32c);
+        assert_eq!(j.ramp_time, Duration::from_secs(2));
+        assert_eq!(j.randseed, 1234);
+        assert!(j.norandommap);
+        assert_eq!(j.offset, Amount::Bytes(1 << 20));
+        assert_eq!(j.size, Some(Amount::Percent(50.0)));
+        assert_eq!(
+            parse_pattern("0xdeadbeef").unwrap(),
+            vec![0xde, 0xad, 0xbe, 0xef]
+        );
+        assert_eq!(parse_pattern("\"abc\"").unwrap(), b"abc".to_vec());
+        assert!(parse_str("[j]\nfilename=f\nrandom_distribution=pareto:0.5\n").is_err());
+        assert!(parse_str("[j]\nfilename=f\niodepth=4\niodepth_batch_submit=8\n").is_err());
+    }
+
+    #[test]
+    fn nvme_targets() {
+        assert_eq!(
+            parse_nvme_target("trtype=PCIe traddr=0000.04.00.0 ns=2").unwrap(),
+            ("0000:04:00.0".to_string(), 2)
+        );
+        assert_eq!(
+            parse_nvme_target("traddr=0000\\:01\\:00.0").unwrap(),
+            ("0000:01:00.0".to_string(), 1)
+        );
+        assert!(parse_nvme_target("trtype=RDMA traddr=1.2.3.4").is_err());
+        assert!(parse_nvme_target("/dev/nvme0n1").is_err());
+    }
+}

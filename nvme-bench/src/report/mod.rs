@@ -1,0 +1,247 @@
+//! Reports: fio's normal text, fio's JSON (json / json+), and the
+//! side-by-side comparison (table + SVG).
+
+pub mod compare;
+pub mod json;
+pub mod normal;
+
+use std::io::Write;
+use std::time::{Duration, SystemTime};
+
+use crate::error::{Error, Result};
+use crate::options::{Globals, Job, JobSet};
+use crate::runner::JobResult;
+use crate::stats::{DepthHist, DirStats};
+
+/// What one report block covers: one job instance, or (group_reporting)
+/// every job of a group.
+#[derive(Clone, Debug)]
+pub struct Unit {
+    pub name: String,
+    pub groupid: u32,
+    pub jobs: usize,
+    pub job: Job,
+    pub dirs: [DirStats; 2],
+    pub runtime: Duration,
+    pub elapsed: Duration,
+    pub usr_us: u64,
+    pub sys_us: u64,
+    pub ctx: u64,
+    pub majf: u64,
+    pub minf: u64,
+    pub depth: DepthHist,
+    pub errno: i32,
+    pub error: Option<String>,
+    pub extras: Vec<serde_json::Value>,
+    pub pid: u32,
+    pub verified: u64,
+    pub cpus: Option<Vec<usize>>,
+}
+
+impl Unit {
+    fn from(r: &JobResult) -> Unit {
+        Unit {
+            name: r.job.name.clone(),
+            groupid: r.groupid,
+            jobs: 1,
+            job: r.job.clone(),
+            dirs: r.dirs.clone(),
+            runtime: r.runtime,
+            elapsed: r.elapsed,
+            usr_us: r.usage.user_us,
+            sys_us: r.usage.sys_us,
+            ctx: r.usage.ctx,
+            majf: r.usage.majf,
+            minf: r.usage.minf,
+            depth: r.depth.clone(),
+            errno: r.errno,
+            error: r.error.clone(),
+            extras: vec![r.extras.clone()],
+            pid: r.pid,
+            verified: r.verified,
+            cpus: r.cpus.clone(),
+        }
+    }
+    fn merge(&mut self, r: &JobResult) {
+        self.jobs += 1;
+        for d in 0..2 {
+            self.dirs[d].merge(&r.dirs[d]);
+        }
+        self.runtime = self.runtime.max(r.runtime);
+        self.elapsed = self.elapsed.max(r.elapsed);
+        self.usr_us += r.usage.user_us;
+        self.sys_us += r.usage.sys_us;
+        self.ctx += r.usage.ctx;
+        self.majf += r.usage.majf;
+        self.minf += r.usage.minf;
+        self.depth.merge(&r.depth);
+        if self.errno == 0 {
+            self.errno = r.errno;
+            self.error = r.error.clone();
+        }
+        self.extras.push(r.extras.clone());
+        self.verified += r.verified;
+    }
+    /// Milliseconds of the measured phase (at least 1, as fio).
+    pub fn runtime_ms(&self) -> u64 {
+        (self.runtime.as_millis() as u64).max(1)
+    }
+    pub fn bw_bytes(&self, d: usize) -> f64 {
+        self.dirs[d].bytes as f64 / self.runtime.as_secs_f64().max(1e-3)
+    }
+    pub fn iops(&self, d: usize) -> f64 {
+        self.dirs[d].ios as f64 / self.runtime.as_secs_f64().max(1e-3)
+    }
+    /// CPU use in percent of the runtime (per job, as fio).
+    pub fn cpu_pct(&self) -> (f64, f64) {
+        let rt = self.runtime.as_micros().max(1) as f64 * self.jobs as f64;
+        (
+            self.usr_us as f64 * 100.0 / rt,
+            self.sys_us as f64 * 100.0 / rt,
+        )
+    }
+}
+
+/// Report units in run order, merging group_reporting groups.
+pub fn units(results: &[JobResult]) -> Vec<Unit> {
+    let mut out: Vec<Unit> = Vec::new();
+    for r in results {
+        if r.job.group_reporting {
+            if let Some(u) = out
+                .iter_mut()
+                .find(|u| u.groupid == r.groupid && u.job.group_reporting)
+            {
+                u.merge(r);
+                continue;
+            }
+        }
+        out.push(Unit::from(r));
+    }
+    out
+}
+
+/// Write every requested report.
+pub fn emit(g: &Globals, set: &JobSet, results: &[JobResult], started: SystemTime) -> Result<()> {
+    let us = units(results);
+    let mut text = String::new();
+    if g.formats.normal {
+        text.push_str(&normal::render(&us, g.output.is_some()));
+    }
+    let mut doc = None;
+    if g.formats.json {
+        let d = json::document(g, set, &us, started);
+        text.push_str(&serde_json::to_string_pretty(&d).map_err(|e| Error::msg(e.to_string()))?);
+        text.push('\n');
+        doc = Some(d);
+    }
+    let table = (us.len() > 1 || g.compare).then(|| compare::table(&us));
+    if let Some(t) = &table {
+        if g.formats.normal {
+            text.push('\n');
+            text.push_str(t);
+        }
+    }
+    match &g.output {
+        Some(p) => {
+            std::fs::write(p, &text).map_err(|e| Error::msg(format!("--output {p}: {e}")))?;
+            // The table also goes to the terminal: stdout unless stdout is
+            // reserved for JSON (it is not here: the report went to a file).
+            if let Some(t) = &table {
+                print!("{t}");
+            }
+        }
+        None => {
+            let mut o = std::io::stdout().lock();
+            o.write_all(text.as_bytes())?;
+            if let (Some(t), false) = (&table, g.formats.normal) {
+                // JSON owns stdout: the table goes to stderr.
+                eprint!("{t}");
+            }
+        }
+    }
+    let _ = doc;
+    std::io::stdout().flush()?;
+    if let Some(p) = &g.plot {
+        compare::svg(&us, p)?;
+        eprintln!("nvme-bench: plot written to {p}");
+    }
+    Ok(())
+}
+
+/// fio's num2str for counts: 5247, 21.0k, 210k, 1.23M.
+pub fn num2str(v: f64) -> String {
+    if v < 10_000.0 {
+        return format!("{}", v.round() as u64);
+    }
+    let mut x = v;
+    let mut i = 0;
+    let suf = ["", "k", "M", "G", "T"];
+    while x >= 1000.0 && i < 4 {
+        x /= 1000.0;
+        i += 1;
+    }
+    sig3(x, suf[i])
+}
+
+fn sig3(x: f64, suf: &str) -> String {
+    if x < 10.0 {
+        format!("{x:.2}{suf}")
+    } else if x < 100.0 {
+        format!("{x:.1}{suf}")
+    } else {
+        format!("{x:.0}{suf}")
+    }
+}
+
+/// Bytes per second in IEC units: `82.1MiB/s`.
+pub fn fmt_bw_iec(bps: f64) -> String {
+    format!("{}/s", fmt_bytes_iec(bps))
+}
+
+pub fn fmt_bytes_iec(b: f64) -> String {
+    let suf = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut x = b;
+    let mut i = 0;
+    while x >= 1000.0 && i < 5 {
+        x /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{}{}", x.round() as u64, suf[0])
+    } else {
+        sig3(x, suf[i])
+    }
+}
+
+pub fn fmt_bytes_si(b: f64) -> String {
+    let suf = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut x = b;
+    let mut i = 0;
+    while x >= 1000.0 && i < 5 {
+        x /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{}{}", x.round() as u64, suf[0])
+    } else {
+        sig3(x, suf[i])
+    }
+}
+
+/// ctime()-style local time: `Mon Nov 23 21:22:19 2026`.
+pub fn ctime(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as libc::time_t;
+    // SAFETY: tm is plain data, filled by localtime_r from a valid time_t.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call.
+    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
+        return String::new();
+    }
+    let mut buf = [0u8; 64];
+    let fmt = c"%a %b %e %H:%M:%S %Y";
+    // SAFETY: buf is writable for its length; fmt is NUL-terminated; tm valid.
+    let n = unsafe { libc::strftime(buf.as_mut_ptr().cast(), buf.len(), fmt.as_ptr(), &tm) };
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}

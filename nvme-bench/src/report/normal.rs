@@ -1,0 +1,268 @@
+//! fio's human-readable output.
+
+use std::fmt::Write;
+
+use super::{fmt_bw_iec, fmt_bytes_iec, fmt_bytes_si, num2str, Unit};
+use crate::options::{Job, Verify};
+use crate::stats::{latency_buckets, series, LatStat, LAT_BUCKETS};
+
+/// `t: (g=0): rw=randrw, bs=(R) 4096B-4096B, (W) 4096B-4096B, (T) 4096B-4096B, ioengine=io_uring, iodepth=4`
+pub fn job_header(j: &Job, gid: usize) -> String {
+    format!(
+        "{}: (g={gid}): rw={}, bs=(R) {r}B-{r}B, (W) {w}B-{w}B, (T) {r}B-{r}B, ioengine={}, iodepth={}",
+        j.name,
+        j.rw.name(),
+        j.ioengine.name(),
+        j.iodepth,
+        r = j.bs[0],
+        w = j.bs[1],
+    )
+}
+
+/// fio's display_lat unit choice.
+fn lat_unit(s: &LatStat) -> (&'static str, f64) {
+    let (min, max, dev) = (s.min() as f64, s.max as f64, s.stddev());
+    if min > 2_000_000.0 && max > 99_999_999.0 && dev > 1_000_000.0 {
+        ("msec", 1e6)
+    } else if min > 2000.0 && max > 99_999.0 && dev > 1000.0 {
+        ("usec", 1e3)
+    } else {
+        ("nsec", 1.0)
+    }
+}
+
+fn int6(v: f64) -> String {
+    if v < 1_000_000.0 {
+        format!("{}", v as u64)
+    } else {
+        format!("{}k", (v / 1000.0) as u64)
+    }
+}
+
+fn lat_line(out: &mut String, name: &str, s: &LatStat) {
+    if s.n == 0 {
+        return;
+    }
+    let (u, div) = lat_unit(s);
+    let _ = writeln!(
+        out,
+        "    {name:>4} ({u}): min={}, max={}, avg={:5.02}, stdev={:5.02}",
+        int6(s.min() as f64 / div),
+        int6(s.max as f64 / div),
+        s.mean() / div,
+        s.stddev() / div
+    );
+}
+
+fn pct_block(out: &mut String, name: &str, s: &LatStat, list: &[f64]) {
+    if s.n == 0 || list.is_empty() {
+        return;
+    }
+    let vals: Vec<u64> = list.iter().map(|p| s.percentile(*p)).collect();
+    let minv = *vals.iter().min().unwrap_or(&0);
+    let maxv = *vals.iter().max().unwrap_or(&0);
+    let (unit, scale) = if minv > 2_000_000 && maxv > 99_999_999 {
+        ("msec", 2)
+    } else if minv > 2000 && maxv > 99_999 {
+        ("usec", 1)
+    } else {
+        ("nsec", 0)
+    };
+    let _ = write!(out, "    {name} percentiles ({unit}):\n     |");
+    let per_line = 4;
+    for (j, (p, v)) in list.iter().zip(&vals).enumerate() {
+        if j != 0 && j % per_line == 0 {
+            out.push_str("     |");
+        }
+        let mut v = *v;
+        for _ in 0..scale {
+            v = v.div_ceil(1000);
+        }
+        let last = j == list.len() - 1;
+        let _ = write!(out, " {p:5.2}th=[{v:5}]{}", if last { '\n' } else { ',' });
+        if !last && j % per_line == per_line - 1 {
+            out.push('\n');
+        }
+    }
+}
+
+fn dir_block(out: &mut String, u: &Unit, d: usize, group_bw: f64) {
+    let st = &u.dirs[d];
+    if st.ios == 0 {
+        return;
+    }
+    let name = if d == 0 { "read" } else { "write" };
+    let bw = u.bw_bytes(d);
+    let _ = writeln!(
+        out,
+        "  {name}: IOPS={}, BW={} ({}/s)({}/{}msec)",
+        num2str(u.iops(d)),
+        fmt_bw_iec(bw),
+        fmt_bytes_si(bw),
+        fmt_bytes_iec(st.bytes as f64),
+        u.runtime_ms()
+    );
+    lat_line(out, "slat", &st.slat);
+    lat_line(out, "clat", &st.clat);
+    lat_line(out, "lat", &st.lat);
+    if u.job.clat_percentiles {
+        pct_block(out, "clat", &st.clat, u.job.percentiles());
+    }
+    if u.job.lat_percentiles {
+        pct_block(out, " lat", &st.lat, u.job.percentiles());
+    }
+    let (bmin, bmax, bmean, bdev) = series(&st.bw_samples);
+    let per = if group_bw > 0.0 {
+        (bmean * 1024.0 * u.jobs as f64 / group_bw * 100.0).min(100.0)
+    } else {
+        0.0
+    };
+    let _ = writeln!(
+        out,
+        "   bw (  KiB/s): min={}, max={}, per={per:.2}%, avg={bmean:.2}, stdev={bdev:5.2}, samples={}",
+        bmin as u64,
+        bmax as u64,
+        st.bw_samples.len()
+    );
+    let (imin, imax, imean, idev) = series(&st.iops_samples);
+    let _ = writeln!(
+        out,
+        "   iops        : min={}, max={}, avg={imean:.2}, stdev={idev:5.2}, samples={}",
+        imin as u64,
+        imax as u64,
+        st.iops_samples.len()
+    );
+}
+
+fn pct_row(keys: &[&str], counts: &[u64; 7]) -> String {
+    let total: u64 = counts.iter().sum::<u64>().max(1);
+    keys.iter()
+        .zip(counts)
+        .map(|(k, c)| format!("{k}={:.1}%", *c as f64 * 100.0 / total as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn unit_block(out: &mut String, u: &Unit, group_bw: [f64; 2]) {
+    let _ = writeln!(
+        out,
+        "{}: (groupid={}, jobs={}): err={:2}: pid={}: {}",
+        u.name,
+        u.groupid,
+        u.jobs,
+        u.errno,
+        u.pid,
+        super::ctime(std::time::SystemTime::now())
+    );
+    if let Some(e) = &u.error {
+        let _ = writeln!(out, "  error: {e}");
+    }
+    dir_block(out, u, 0, group_bw[0]);
+    dir_block(out, u, 1, group_bw[1]);
+    // Latency buckets over reads and writes.
+    let mut all = LatStat::new();
+    all.merge(&u.dirs[0].clat);
+    all.merge(&u.dirs[1].clat);
+    if all.n > 0 {
+        let b = latency_buckets(&all);
+        for (i, (unit, _, _)) in LAT_BUCKETS.iter().enumerate() {
+            let nz: Vec<String> = b[i]
+                .iter()
+                .filter(|(_, p)| *p > 0.0)
+                .map(|(k, p)| format!("{k}={p:.2}%"))
+                .collect();
+            for chunk in nz.chunks(5) {
+                let _ = writeln!(out, "  lat ({unit})   : {}", chunk.join(", "));
+            }
+        }
+    }
+    let (usr, sys) = u.cpu_pct();
+    let _ = writeln!(
+        out,
+        "  cpu          : usr={usr:.2}%, sys={sys:.2}%, ctx={}, majf={}, minf={}",
+        u.ctx, u.majf, u.minf
+    );
+    let _ = writeln!(
+        out,
+        "  IO depths    : {}",
+        pct_row(&super::json::LEVEL_KEYS, &u.depth.level)
+    );
+    let _ = writeln!(
+        out,
+        "     submit    : {}",
+        pct_row(&super::json::BATCH_KEYS, &u.depth.submit)
+    );
+    let _ = writeln!(
+        out,
+        "     complete  : {}",
+        pct_row(&super::json::BATCH_KEYS, &u.depth.complete)
+    );
+    let _ = writeln!(
+        out,
+        "     issued rwts: total={},{},0,0 short=0,0,0,0 dropped=0,0,0,0",
+        u.dirs[0].ios, u.dirs[1].ios
+    );
+    let _ = writeln!(
+        out,
+        "     latency   : target=0, window=0, percentile=100.00%, depth={}",
+        u.job.iodepth
+    );
+    if u.job.verify != Verify::None {
+        let _ = writeln!(out, "     verify    : {} blocks verified", u.verified);
+    }
+    out.push('\n');
+}
+
+pub fn render(us: &[Unit], to_file: bool) -> String {
+    let mut out = String::new();
+    if to_file {
+        let mut seen = Vec::new();
+        for u in us {
+            if !seen.contains(&u.name) {
+                let _ = writeln!(out, "{}", job_header(&u.job, u.groupid as usize));
+                seen.push(u.name.clone());
+            }
+        }
+    }
+    out.push('\n');
+    let mut gids: Vec<u32> = us.iter().map(|u| u.groupid).collect();
+    gids.dedup();
+    for u in us {
+        unit_block(&mut out, u, super::json::group_bw(us, u.groupid));
+    }
+    for g in gids {
+        let _ = writeln!(out, "Run status group {g} (all jobs):");
+        for (d, name) in [(0, "READ"), (1, "WRITE")] {
+            let members: Vec<&Unit> = us
+                .iter()
+                .filter(|u| u.groupid == g && u.dirs[d].ios > 0)
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            let total_bw: f64 = members.iter().map(|u| u.bw_bytes(d)).sum();
+            let min_bw = members
+                .iter()
+                .map(|u| u.bw_bytes(d))
+                .fold(f64::INFINITY, f64::min);
+            let max_bw = members.iter().map(|u| u.bw_bytes(d)).fold(0.0, f64::max);
+            let io: u64 = members.iter().map(|u| u.dirs[d].bytes).sum();
+            let rmin = members.iter().map(|u| u.runtime_ms()).min().unwrap_or(0);
+            let rmax = members.iter().map(|u| u.runtime_ms()).max().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "{name:>7}: bw={} ({}/s), {}-{} ({}/s-{}/s), io={} ({}), run={rmin}-{rmax}msec",
+                fmt_bw_iec(total_bw),
+                fmt_bytes_si(total_bw),
+                fmt_bw_iec(min_bw),
+                fmt_bw_iec(max_bw),
+                fmt_bytes_si(min_bw),
+                fmt_bytes_si(max_bw),
+                fmt_bytes_iec(io as f64),
+                fmt_bytes_si(io as f64),
+            );
+        }
+        out.push('\n');
+    }
+    out
+}

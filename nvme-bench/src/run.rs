@@ -1,0 +1,352 @@
+//! The run: expand numjobs, split into stonewall groups, open controllers,
+//! start a thread per job, show the status line, collect results, report.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nvme_core::ControllerOptions;
+
+use crate::error::{Error, Result};
+use crate::options::{EngineKind, Eta, Globals, JobSet};
+use crate::report;
+use crate::runner::{self, JobResult, Progress, RunCtx, Target};
+use crate::sys;
+
+/// Run everything; returns the results and whether every job succeeded.
+pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
+    let started = SystemTime::now();
+    // Groups: a stonewall job starts a new group.
+    let mut groups: Vec<Vec<(crate::options::Job, u32)>> = Vec::new();
+    for job in &set.jobs {
+        if groups.is_empty() || job.stonewall {
+            groups.push(Vec::new());
+        }
+        let grp = groups.last_mut().expect("pushed above");
+        for c in 0..job.numjobs {
+            grp.push((job.clone(), c));
+        }
+    }
+    let mut ilog = match &g.interval_log {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| Error::msg(format!("--interval-log {p}: {e}")))?,
+        )),
+        None => None,
+    };
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let show_eta = match g.eta {
+        Eta::Always => true,
+        Eta::Never => false,
+        Eta::Auto => tty,
+    };
+    let status_every = g.status_interval.unwrap_or(Duration::from_secs(1));
+    if g.formats.normal && g.output.is_none() {
+        let mut seen = Vec::new();
+        for (gid, grp) in groups.iter().enumerate() {
+            for (job, _) in grp {
+                if !seen.contains(&job.name) {
+                    println!("{}", report::normal::job_header(job, gid));
+                    seen.push(job.name.clone());
+                }
+            }
+        }
+        println!("nvme-bench-{}", env!("CARGO_PKG_VERSION"));
+        let n: usize = groups.iter().map(Vec::len).sum();
+        println!("Starting {n} thread{}", if n == 1 { "" } else { "s" });
+    }
+    let cpus = sys::allowed_cpus();
+    let mut results: Vec<JobResult> = Vec::new();
+    for (gid, grp) in groups.into_iter().enumerate() {
+        // exec_prerun: before the group's jobs start (and after the
+        // previous group's controllers are released).
+        let mut seen = Vec::new();
+        for (job, _) in &grp {
+            if let Some(cmd) = &job.exec_prerun {
+                if !seen.contains(&job.name) {
+                    exec(cmd, &job.name, "exec_prerun")?;
+                    seen.push(job.name.clone());
+                }
+            }
+        }
+        // Controllers: one per PCI address, asked for as many I/O queue
+        // pairs as jobs use it.
+        let mut ctrls: BTreeMap<String, nvme_core::Controller<nvme_vfio::VfioHw>> = BTreeMap::new();
+        let mut targets = Vec::new();
+        {
+            let mut want: BTreeMap<String, (ControllerOptions, u16)> = BTreeMap::new();
+            for (job, _) in &grp {
+                if job.ioengine != EngineKind::NvmeVfio {
+                    continue;
+                }
+                let (addr, _) =
+                    crate::options::parse_nvme_target(job.filename.as_deref().unwrap_or(""))?;
+                let e = want
+                    .entry(addr)
+                    .or_insert_with(|| (ControllerOptions::default(), 0));
+                e.1 += 1;
+                if let Some(c) = job.nvme_cmb_queues {
+                    e.0.cmb_queues = c;
+                }
+                if let Some(s) = job.nvme_shadow_doorbells {
+                    e.0.shadow_doorbells = s;
+                }
+            }
+            for (addr, (mut o, n)) in want {
+                o.io_queue_pairs = n.max(1);
+                let c = nvme_vfio::open_controller(&addr, o)
+                    .map_err(|e| Error::msg(format!("nvme-vfio {addr}: {e}")))?;
+                ctrls.insert(addr, c);
+            }
+        }
+        let mut nvme_idx = 0usize;
+        for (job, clone) in &grp {
+            let target = match job.ioengine {
+                EngineKind::NvmeVfio => {
+                    let (addr, nsid) =
+                        crate::options::parse_nvme_target(job.filename.as_deref().unwrap_or(""))?;
+                    Target::Nvme {
+                        ctrl: ctrls[&addr].clone(),
+                        nsid,
+                    }
+                }
+                _ => Target::Path(job.filename.clone().unwrap_or_default()),
+            };
+            let pin = match &job.cpus_allowed {
+                Some(list) if job.cpus_allowed_split => {
+                    Some(vec![list[*clone as usize % list.len()]])
+                }
+                Some(list) => Some(list.clone()),
+                None if job.ioengine == EngineKind::NvmeVfio && job.nvme_pin => {
+                    let c = cpus[nvme_idx % cpus.len()];
+                    nvme_idx += 1;
+                    Some(vec![c])
+                }
+                None => None,
+            };
+            let seed = if job.randrepeat {
+                job.randseed
+                    .wrapping_add(u64::from(*clone).wrapping_mul(0x9e37_79b9))
+            } else {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+                    ^ (u64::from(*clone) << 32)
+            };
+            targets.push((job.clone(), *clone, target, pin, seed));
+        }
+        drop(ctrls);
+        let (tx, rx) = mpsc::channel::<String>();
+        let mut handles = Vec::new();
+        let mut progs = Vec::new();
+        for (job, clone, target, pin, seed) in targets {
+            let progress = Arc::new(Progress::default());
+            progs.push((job.clone(), progress.clone()));
+            let ctx = RunCtx {
+                job,
+                clone,
+                groupid: gid as u32,
+                progress,
+                target,
+                cpus: pin,
+                interval: g.interval_log.as_ref().map(|_| (status_every, tx.clone())),
+                seed,
+            };
+            let h = std::thread::Builder::new()
+                .name(format!("job-{}", ctx.job.name))
+                .spawn(move || runner::run_job(ctx))
+                .map_err(|e| Error::msg(format!("spawn job thread: {e}")))?;
+            handles.push(h);
+        }
+        drop(tx);
+        // Status line and interval log while the group runs.
+        let t0 = Instant::now();
+        let mut last = (Instant::now(), snapshot(&progs));
+        let mut next_status = Instant::now() + status_every;
+        loop {
+            while let Ok(line) = rx.try_recv() {
+                if let Some(w) = &mut ilog {
+                    let _ = writeln!(w, "{line}");
+                }
+            }
+            if handles.iter().all(|h| h.is_finished()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            if show_eta && Instant::now() >= next_status {
+                let now = Instant::now();
+                let snap = snapshot(&progs);
+                let line = status_line(&progs, &last.1, &snap, now - last.0, t0.elapsed());
+                eprint!("\r{line}\x1b[K");
+                let _ = std::io::stderr().flush();
+                last = (now, snap);
+                next_status = now + status_every;
+            }
+        }
+        if show_eta {
+            eprintln!();
+        }
+        for h in handles {
+            match h.join() {
+                Ok(r) => results.push(r),
+                Err(_) => return Err(Error::msg("a job thread panicked")),
+            }
+        }
+        while let Ok(line) = rx.try_recv() {
+            if let Some(w) = &mut ilog {
+                let _ = writeln!(w, "{line}");
+            }
+        }
+        let mut seen = Vec::new();
+        for (job, _) in &grp {
+            if let Some(cmd) = &job.exec_postrun {
+                if !seen.contains(&job.name) {
+                    exec(cmd, &job.name, "exec_postrun")?;
+                    seen.push(job.name.clone());
+                }
+            }
+        }
+    }
+    if let Some(w) = &mut ilog {
+        w.flush()?;
+    }
+    for r in &results {
+        if let Some(e) = &r.error {
+            eprintln!("nvme-bench: job '{}' (#{}): {e}", r.job.name, r.clone);
+        }
+    }
+    report::emit(g, set, &results, started)?;
+    Ok(results.iter().all(|r| r.error.is_none()))
+}
+
+fn exec(cmd: &str, job: &str, what: &str) -> Result<()> {
+    let st = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| Error::msg(format!("job '{job}': {what} '{cmd}': {e}")))?;
+    if !st.success() {
+        return Err(Error::msg(format!(
+            "job '{job}': {what} '{cmd}' failed ({st})"
+        )));
+    }
+    Ok(())
+}
+
+type Snap = Vec<(u8, [u64; 2], [u64; 2])>;
+
+fn snapshot(progs: &[(crate::options::Job, Arc<Progress>)]) -> Snap {
+    progs
+        .iter()
+        .map(|(_, p)| {
+            (
+                p.state.load(Ordering::Relaxed),
+                [
+                    p.ios[0].load(Ordering::Relaxed),
+                    p.ios[1].load(Ordering::Relaxed),
+                ],
+                [
+                    p.bytes[0].load(Ordering::Relaxed),
+                    p.bytes[1].load(Ordering::Relaxed),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// fio's `Jobs: 1 (f=1): [r(1)][24.8%][r=20.5MiB/s][r=5247 IOPS][eta 01m:31s]`.
+fn status_line(
+    progs: &[(crate::options::Job, Arc<Progress>)],
+    prev: &Snap,
+    cur: &Snap,
+    dt: Duration,
+    elapsed: Duration,
+) -> String {
+    let running = cur.iter().filter(|s| s.0 != runner::ST_DONE).count();
+    // Run-length encoded job states.
+    let mut states: Vec<(char, usize)> = Vec::new();
+    for ((job, _), s) in progs.iter().zip(cur) {
+        let c = match s.0 {
+            runner::ST_SETUP => 'P',
+            runner::ST_RAMP => '/',
+            runner::ST_VERIFY => 'V',
+            runner::ST_DONE => '_',
+            _ => job.rw.letter(),
+        };
+        match states.last_mut() {
+            Some((l, n)) if *l == c => *n += 1,
+            _ => states.push((c, 1)),
+        }
+    }
+    let st: Vec<String> = states.iter().map(|(c, n)| format!("{c}({n})")).collect();
+    let secs = dt.as_secs_f64().max(1e-6);
+    let mut bw = [0f64; 2];
+    let mut iops = [0f64; 2];
+    for (p, c) in prev.iter().zip(cur) {
+        for d in 0..2 {
+            bw[d] += (c.2[d].saturating_sub(p.2[d])) as f64 / secs;
+            iops[d] += (c.1[d].saturating_sub(p.1[d])) as f64 / secs;
+        }
+    }
+    // Progress and ETA from the longest job.
+    let mut frac: f64 = 0.0;
+    let mut eta = Duration::ZERO;
+    let mut ramping = false;
+    for ((job, p), s) in progs.iter().zip(cur) {
+        if s.0 == runner::ST_RAMP {
+            ramping = true;
+        }
+        let total = job.ramp_time + job.runtime.unwrap_or(Duration::ZERO);
+        let (f, left) = if job.time_based {
+            let f = (elapsed.as_secs_f64() / total.as_secs_f64().max(1e-6)).min(1.0);
+            (f, total.saturating_sub(elapsed))
+        } else {
+            let planned = p.planned_bytes.load(Ordering::Relaxed).max(1) as f64;
+            let done = (s.2[0] + s.2[1]) as f64;
+            let f = (done / planned).min(1.0);
+            let rate = (bw[0] + bw[1]).max(1.0);
+            let mut left = Duration::from_secs_f64(((planned - done).max(0.0) / rate).min(1e7));
+            if job.runtime.is_some() {
+                left = left.min(total.saturating_sub(elapsed));
+            }
+            (f, left)
+        };
+        if s.0 != runner::ST_DONE {
+            frac = frac.max(f);
+            eta = eta.max(left);
+        } else {
+            frac = frac.max(1.0_f64.min(f.max(0.0)));
+        }
+    }
+    let pct = if ramping {
+        "-.-%".to_string()
+    } else {
+        format!("{:.1}%", frac * 100.0)
+    };
+    let mut rates = Vec::new();
+    let mut iopss = Vec::new();
+    let any_w = progs.iter().any(|(j, _)| j.rw.has_write());
+    let any_r = progs.iter().any(|(j, _)| j.rw.has_read());
+    if any_r || !any_w {
+        rates.push(format!("r={}", report::fmt_bw_iec(bw[0])));
+        iopss.push(format!("r={}", report::num2str(iops[0])));
+    }
+    if any_w {
+        rates.push(format!("w={}", report::fmt_bw_iec(bw[1])));
+        iopss.push(format!("w={}", report::num2str(iops[1])));
+    }
+    let es = eta.as_secs();
+    let eta_s = if es >= 3600 {
+        format!("{:02}h:{:02}m:{:02}s", es / 3600, es / 60 % 60, es % 60)
+    } else {
+        format!("{:02}m:{:02}s", es / 60, es % 60)
+    };
+    format!(
+        "Jobs: {running} (f={running}): [{}][{pct}][{}][{} IOPS][eta {eta_s}]",
+        st.join(","),
+        rates.join(","),
+        iopss.join(",")
+    )
+}

@@ -1,0 +1,649 @@
+//! One job on one thread: open the engine, then issue, commit and reap
+//! until the workload (and its verify pass) is done.
+//!
+//! Timing, for every engine (docs/fio-compat.md has the table):
+//! * `prep` — just before the engine's `queue` call (after any buffer fill);
+//! * `issue` — when `commit` returns (the batch is in the device's or
+//!   kernel's hands);
+//! * `complete` — when `reap` returns the completion (one clock read per reap).
+//!
+//! slat = issue − prep; clat = complete − issue; lat = complete − prep.
+//! psync does the I/O inside `queue`: no slat, clat = lat = the syscall.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nvme_core::Controller;
+use nvme_vfio::VfioHw;
+
+use crate::engine::{self, Done, Engine};
+use crate::error::{Error, Result};
+use crate::gen::{Gen, Rng};
+use crate::options::{Dir, EngineKind, Job, Verify};
+use crate::stats::{DepthHist, DirStats, LatStat};
+use crate::sys;
+use crate::verify;
+
+pub const ST_SETUP: u8 = 0;
+pub const ST_RAMP: u8 = 1;
+pub const ST_RUN: u8 = 2;
+pub const ST_VERIFY: u8 = 3;
+pub const ST_DONE: u8 = 4;
+
+/// Live counters the status line reads.
+#[derive(Default, Debug)]
+pub struct Progress {
+    pub ios: [AtomicU64; 2],
+    pub bytes: [AtomicU64; 2],
+    pub state: AtomicU8,
+    /// Bytes the workload is to move (0: time-based).
+    pub planned_bytes: AtomicU64,
+}
+
+/// Where a job's I/O goes.
+pub enum Target {
+    Nvme { ctrl: Controller<VfioHw>, nsid: u32 },
+    Path(String),
+}
+
+pub struct RunCtx {
+    pub job: Job,
+    pub clone: u32,
+    pub groupid: u32,
+    pub progress: Arc<Progress>,
+    pub target: Target,
+    pub cpus: Option<Vec<usize>>,
+    pub interval: Option<(Duration, Sender<String>)>,
+    pub seed: u64,
+}
+
+/// Everything a job measured.
+#[derive(Clone, Debug)]
+pub struct JobResult {
+    pub job: Job,
+    pub clone: u32,
+    pub groupid: u32,
+    pub dirs: [DirStats; 2],
+    /// The measured phase (after ramp), including the verify pass.
+    pub runtime: Duration,
+    /// From thread start.
+    pub elapsed: Duration,
+    pub usage: sys::Usage,
+    pub depth: DepthHist,
+    pub error: Option<String>,
+    /// fio's error number (EIO 5, EILSEQ 84 for verify failures).
+    pub errno: i32,
+    pub extras: serde_json::Value,
+    pub verified: u64,
+    pub cpus: Option<Vec<usize>>,
+    pub pid: u32,
+}
+
+impl JobResult {
+    fn new(ctx: &RunCtx) -> Self {
+        JobResult {
+            job: ctx.job.clone(),
+            clone: ctx.clone,
+            groupid: ctx.groupid,
+            dirs: [DirStats::default(), DirStats::default()],
+            runtime: Duration::ZERO,
+            elapsed: Duration::ZERO,
+            usage: sys::Usage::default(),
+            depth: DepthHist::default(),
+            error: None,
+            errno: 0,
+            extras: serde_json::Value::Null,
+            verified: 0,
+            cpus: ctx.cpus.clone(),
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// Run one job to the end. Never panics on bad input: errors land in
+/// `JobResult::error`.
+pub fn run_job(ctx: RunCtx) -> JobResult {
+    let t0 = Instant::now();
+    let mut res = JobResult::new(&ctx);
+    if let Err(e) = run_inner(&ctx, &mut res) {
+        if res.error.is_none() {
+            res.error = Some(e.to_string());
+            if res.errno == 0 {
+                res.errno = libc::EIO;
+            }
+        }
+    }
+    res.elapsed = t0.elapsed();
+    ctx.progress.state.store(ST_DONE, Ordering::Relaxed);
+    res
+}
+
+fn open_engine(ctx: &RunCtx, slots: usize, buf_len: usize) -> Result<Box<dyn Engine>> {
+    let job = &ctx.job;
+    let want = job.size.and_then(|s| match s {
+        crate::options::Amount::Bytes(b) => Some(b + job.offset.resolve(0)),
+        _ => None,
+    });
+    Ok(match (&ctx.target, job.ioengine) {
+        (Target::Nvme { ctrl, nsid }, EngineKind::NvmeVfio) => Box::new(
+            engine::nvme::NvmeEngine::open(ctrl, *nsid, job, slots, buf_len)?,
+        ),
+        (Target::Path(p), EngineKind::IoUring) => Box::new(engine::uring::PlainUring::open(
+            job, p, want, slots, buf_len,
+        )?),
+        (Target::Path(p), EngineKind::IoUringCmd) => {
+            Box::new(engine::uring::CmdUring::open(job, p, slots, buf_len)?)
+        }
+        (Target::Path(p), EngineKind::Psync) => Box::new(engine::psync::Psync::open(
+            p,
+            job.direct,
+            job.rw.has_write(),
+            want,
+            slots,
+            buf_len,
+        )?),
+        _ => return Err(Error::msg("internal: engine and target do not match")),
+    })
+}
+
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Mode {
+    Workload,
+    Verify,
+}
+
+#[allow(clippy::needless_range_loop)] // d indexes several per-direction arrays
+fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
+    let job = &ctx.job;
+    if let Some(c) = &ctx.cpus {
+        sys::pin_current_thread(c)?;
+    }
+    let max_bs = job.max_bs() as usize;
+    let depth_cfg = job.iodepth as usize;
+    let mut eng = open_engine(ctx, depth_cfg, max_bs)?;
+    let sync = eng.is_sync();
+    let depth = if sync { 1 } else { depth_cfg };
+
+    // The region.
+    let dev = eng.size();
+    let lbs = eng.block_size();
+    let base = job.offset.resolve(dev);
+    if base % lbs != 0 {
+        return Err(Error::msg(format!(
+            "offset {base} is not a multiple of the {lbs}-byte logical block"
+        )));
+    }
+    if job.min_bs() % lbs != 0 {
+        return Err(Error::msg(format!(
+            "block size {} is not a multiple of the {lbs}-byte logical block",
+            job.min_bs()
+        )));
+    }
+    let len = match job.size {
+        Some(s) => s.resolve(dev),
+        None => dev.saturating_sub(base),
+    };
+    if base + len > dev {
+        return Err(Error::msg(format!(
+            "offset {base} + size {len} is past the end of the target ({dev} bytes)"
+        )));
+    }
+    if len < max_bs as u64 {
+        return Err(Error::msg(format!(
+            "the region ({len} bytes) is smaller than the block size ({max_bs})"
+        )));
+    }
+    if job.time_based && job.runtime.is_none() {
+        return Err(Error::msg("time_based needs a runtime"));
+    }
+    let mut gen = Gen::new(job, base, len, ctx.seed);
+
+    // Verify bookkeeping: the generation last written to each block.
+    let verifying = job.verify != Verify::None;
+    let vbs = job.bs[0];
+    let nblocks = len / vbs;
+    let writes = job.rw.has_write();
+    let mut gens: Vec<u32> = Vec::new();
+    if verifying && writes {
+        if nblocks > 64 << 20 {
+            return Err(Error::msg(format!(
+                "verify over {nblocks} blocks: too many to track (at most 64 Mi blocks)"
+            )));
+        }
+        gens = vec![if job.verify_only { verify::ANY_GEN } else { 0 }; nblocks as usize];
+    }
+    let pattern: Option<Vec<u8>> =
+        (job.verify == Verify::Pattern).then(|| job.verify_pattern.clone());
+    let vseed = ctx.seed;
+
+    // Non-verify writes carry random bytes (fio's default buffer contents).
+    if writes && !verifying {
+        let mut r = Rng::new(ctx.seed ^ 0x5555);
+        for s in 0..depth {
+            for w in eng.buf_mut(s).chunks_mut(8) {
+                let v = r.next_u64().to_le_bytes();
+                w.copy_from_slice(&v[..w.len()]);
+            }
+        }
+    }
+
+    let bsub = if job.iodepth_batch_submit == 0 {
+        depth
+    } else {
+        (job.iodepth_batch_submit as usize).min(depth)
+    };
+    let cmin = (job.iodepth_batch_complete_min as usize).min(depth);
+    let cmax = if job.iodepth_batch_complete_max == 0 {
+        depth
+    } else {
+        (job.iodepth_batch_complete_max as usize).min(depth)
+    };
+
+    let now0 = Instant::now();
+    let mut free: Vec<usize> = (0..depth).rev().collect();
+    let mut sdir = vec![Dir::Read; depth];
+    let mut soff = vec![0u64; depth];
+    let mut slen = vec![0usize; depth];
+    let mut sgen = vec![0u32; depth];
+    let mut scount = vec![false; depth];
+    let mut prep_t = vec![now0; depth];
+    let mut issue_t = vec![now0; depth];
+    let mut done_t = vec![now0; depth];
+    let mut queued: Vec<usize> = Vec::with_capacity(depth);
+    let mut done: Vec<Done> = Vec::with_capacity(depth);
+    let mut inflight = 0usize;
+
+    let ramp = job.ramp_time;
+    let mut state = if ramp.is_zero() { ST_RUN } else { ST_RAMP };
+    ctx.progress.state.store(state, Ordering::Relaxed);
+    let planned = if job.time_based { 0 } else { len };
+    ctx.progress.planned_bytes.store(planned, Ordering::Relaxed);
+    let mut run_start = now0;
+    let ramp_end = now0 + ramp;
+    let mut usage0 = sys::thread_usage();
+    let mut mode = if job.verify_only && writes {
+        Mode::Verify
+    } else {
+        Mode::Workload
+    };
+    if mode == Mode::Verify {
+        state = ST_VERIFY;
+        ctx.progress.state.store(state, Ordering::Relaxed);
+    }
+    let mut vnext: u64 = 0;
+    let mut stop = false;
+    let mut issued_bytes = 0u64;
+    let mut issued_ios = [0u64; 2];
+    let rate = job.rate_iops;
+    let mut pending: Option<(Dir, u64, u64)> = None;
+
+    // Averaging windows (fio's 500 ms) and the interval log.
+    const WINDOW: Duration = Duration::from_millis(500);
+    let mut next_window = run_start + WINDOW;
+    let mut win_base = [(0u64, 0u64); 2];
+    let (ival, itx) = match &ctx.interval {
+        Some((d, tx)) => (*d, Some(tx.clone())),
+        None => (Duration::from_secs(3600 * 24 * 365), None),
+    };
+    let mut next_ival = run_start + ival;
+    let mut ival_base = [(0u64, 0u64); 2];
+    let mut ival_clat = [LatStat::new(), LatStat::new()];
+    let mut local_ios = [0u64; 2];
+    let mut local_bytes = [0u64; 2];
+
+    loop {
+        let now = Instant::now();
+        if state == ST_RAMP && now >= ramp_end {
+            state = ST_RUN;
+            ctx.progress.state.store(state, Ordering::Relaxed);
+            for d in res.dirs.iter_mut() {
+                d.reset();
+            }
+            res.depth = DepthHist::default();
+            run_start = now;
+            next_window = now + WINDOW;
+            next_ival = now + ival;
+            win_base = [(0, 0); 2];
+            ival_base = [(0, 0); 2];
+            usage0 = sys::thread_usage();
+        }
+        if state == ST_RUN || state == ST_VERIFY {
+            if now >= next_window {
+                for d in 0..2 {
+                    let st = &mut res.dirs[d];
+                    let (i0, b0) = win_base[d];
+                    let secs = WINDOW.as_secs_f64();
+                    if job_dir_used(job, d) {
+                        st.bw_samples.push((st.bytes - b0) as f64 / 1024.0 / secs);
+                        st.iops_samples.push((st.ios - i0) as f64 / secs);
+                    }
+                    win_base[d] = (st.ios, st.bytes);
+                }
+                next_window += WINDOW;
+                if next_window < now {
+                    next_window = now + WINDOW;
+                }
+            }
+            if now >= next_ival {
+                if let Some(tx) = &itx {
+                    let line =
+                        interval_line(ctx, res, &ival_base, &ival_clat, now - run_start, ival);
+                    let _ = tx.send(line);
+                }
+                for d in 0..2 {
+                    ival_base[d] = (res.dirs[d].ios, res.dirs[d].bytes);
+                    ival_clat[d].reset();
+                }
+                next_ival += ival;
+                if next_ival < now {
+                    next_ival = now + ival;
+                }
+            }
+        }
+        // Workload end conditions.
+        if mode == Mode::Workload && !stop {
+            if state == ST_RUN {
+                if let Some(rt) = job.runtime {
+                    if now - run_start >= rt {
+                        stop = true;
+                    }
+                }
+            }
+            if !job.time_based && state == ST_RUN && issued_bytes >= len {
+                stop = true;
+            }
+        }
+
+        // Issue.
+        let mut rate_wait: Option<Instant> = None;
+        while !stop && inflight + queued.len() < depth && queued.len() < bsub {
+            let (dir, off, bs) = match mode {
+                Mode::Workload => match pending.take() {
+                    Some(p) => p,
+                    None => {
+                        let d = gen.pick_dir();
+                        let bs = gen.pick_bs(d);
+                        let off = gen.pick_offset(bs);
+                        (d, off, bs)
+                    }
+                },
+                Mode::Verify => {
+                    while vnext < nblocks && gens[vnext as usize] == 0 {
+                        vnext += 1;
+                    }
+                    if vnext >= nblocks {
+                        stop = true;
+                        break;
+                    }
+                    let o = base + vnext * vbs;
+                    vnext += 1;
+                    (Dir::Read, o, vbs)
+                }
+            };
+            if mode == Mode::Workload && state == ST_RUN {
+                if let Some(r) = rate[dir as usize] {
+                    let due = run_start
+                        + Duration::from_secs_f64(issued_ios[dir as usize] as f64 / r as f64);
+                    if now < due {
+                        pending = Some((dir, off, bs));
+                        rate_wait = Some(due);
+                        break;
+                    }
+                }
+            }
+            let Some(slot) = free.pop() else {
+                pending = Some((dir, off, bs));
+                break;
+            };
+            let len_io = bs as usize;
+            if dir == Dir::Write && verifying {
+                let idx = ((off - base) / vbs) as usize;
+                let g = gens[idx].wrapping_add(1).max(1);
+                gens[idx] = g;
+                verify::fill(
+                    &mut eng.buf_mut(slot)[..len_io],
+                    off,
+                    vseed,
+                    g,
+                    pattern.as_deref(),
+                );
+            }
+            sdir[slot] = dir;
+            soff[slot] = off;
+            slen[slot] = len_io;
+            sgen[slot] = if mode == Mode::Verify {
+                gens[((off - base) / vbs) as usize]
+            } else {
+                verify::ANY_GEN
+            };
+            scount[slot] = state != ST_RAMP;
+            let tp = Instant::now();
+            prep_t[slot] = tp;
+            if let Err(e) = eng.queue(slot, dir, off, len_io) {
+                free.push(slot);
+                res.error = Some(format!(
+                    "{} of {len_io} bytes at offset {off}: {e}",
+                    dir_name(dir)
+                ));
+                res.errno = libc::EIO;
+                stop = true;
+                break;
+            }
+            if sync {
+                done_t[slot] = Instant::now();
+            }
+            if mode == Mode::Workload && state == ST_RUN {
+                issued_bytes += bs;
+                issued_ios[dir as usize] += 1;
+            }
+            queued.push(slot);
+        }
+        if !queued.is_empty() {
+            eng.commit()?;
+            let t = Instant::now();
+            let n = queued.len();
+            for &s in &queued {
+                issue_t[s] = if sync { prep_t[s] } else { t };
+                if scount[s] && !sync {
+                    res.dirs[sdir[s] as usize].slat.record(nanos(t - prep_t[s]));
+                }
+            }
+            inflight += n;
+            res.depth.submit[DepthHist::batch_idx(n)] += 1;
+            res.depth.level[DepthHist::level_idx(inflight)] += n as u64;
+            queued.clear();
+        }
+
+        if inflight == 0 {
+            if stop {
+                if mode == Mode::Workload
+                    && verifying
+                    && writes
+                    && job.do_verify
+                    && res.error.is_none()
+                {
+                    mode = Mode::Verify;
+                    state = ST_VERIFY;
+                    ctx.progress.state.store(state, Ordering::Relaxed);
+                    stop = false;
+                    continue;
+                }
+                break;
+            }
+            if let Some(due) = rate_wait {
+                let now = Instant::now();
+                if due > now + Duration::from_micros(200) {
+                    std::thread::sleep(due - now - Duration::from_micros(100));
+                }
+            }
+            continue;
+        }
+        let full = inflight >= depth || stop || rate_wait.is_some() || free.is_empty();
+        if !full {
+            continue;
+        }
+        let min = if rate_wait.is_some() {
+            0
+        } else {
+            cmin.min(inflight)
+        };
+        eng.reap(min, cmax.min(inflight).max(1), &mut done)?;
+        if done.is_empty() {
+            continue;
+        }
+        let t = Instant::now();
+        res.depth.complete[DepthHist::batch_idx(done.len())] += 1;
+        for dn in done.drain(..) {
+            let s = dn.slot;
+            if s >= depth {
+                return Err(Error::msg(format!("engine returned unknown slot {s}")));
+            }
+            let tc = if sync { done_t[s] } else { t };
+            let dir = sdir[s];
+            match dn.res {
+                Err(e) => {
+                    if res.error.is_none() {
+                        res.error = Some(format!(
+                            "{} of {} bytes at offset {}: {e}",
+                            dir_name(dir),
+                            slen[s],
+                            soff[s]
+                        ));
+                        res.errno = libc::EIO;
+                    }
+                    stop = true;
+                }
+                Ok(()) => {
+                    if dir == Dir::Read && verifying {
+                        let b = &eng.buf_mut(s)[..slen[s]];
+                        match verify::check(b, soff[s], vseed, sgen[s], pattern.as_deref()) {
+                            Ok(()) => res.verified += 1,
+                            Err(e) => {
+                                if res.error.is_none() {
+                                    res.error = Some(format!(
+                                        "verify failed: block of {} bytes at offset {} ({:#x}): {e}",
+                                        slen[s], soff[s], soff[s]
+                                    ));
+                                    res.errno = libc::EILSEQ;
+                                }
+                                stop = true;
+                            }
+                        }
+                    }
+                }
+            }
+            if scount[s] {
+                let st = &mut res.dirs[dir as usize];
+                let clat = nanos(tc - issue_t[s]);
+                st.clat.record(clat);
+                st.lat.record(nanos(tc - prep_t[s]));
+                st.ios += 1;
+                st.bytes += slen[s] as u64;
+                local_ios[dir as usize] += 1;
+                local_bytes[dir as usize] += slen[s] as u64;
+                if itx.is_some() {
+                    ival_clat[dir as usize].record(clat);
+                }
+            }
+            free.push(s);
+            inflight -= 1;
+        }
+        for d in 0..2 {
+            if local_ios[d] > 0 {
+                ctx.progress.ios[d].fetch_add(local_ios[d], Ordering::Relaxed);
+                ctx.progress.bytes[d].fetch_add(local_bytes[d], Ordering::Relaxed);
+                local_ios[d] = 0;
+                local_bytes[d] = 0;
+            }
+        }
+    }
+    let end = Instant::now();
+    res.runtime = end.saturating_duration_since(run_start);
+    res.usage = sys::thread_usage() - usage0;
+    // A last partial window counts if it is at least half full (fio keeps
+    // whole windows only; a short run would otherwise have no sample).
+    let rest = end.saturating_duration_since(next_window - WINDOW);
+    if rest >= WINDOW / 2 || res.dirs.iter().all(|d| d.bw_samples.is_empty()) {
+        let secs = rest.as_secs_f64().max(1e-6);
+        for d in 0..2 {
+            if job_dir_used(job, d) {
+                let st = &mut res.dirs[d];
+                let (i0, b0) = win_base[d];
+                st.bw_samples.push((st.bytes - b0) as f64 / 1024.0 / secs);
+                st.iops_samples.push((st.ios - i0) as f64 / secs);
+            }
+        }
+    }
+    if let Some(tx) = &itx {
+        let _ = tx.send(interval_line(
+            ctx,
+            res,
+            &ival_base,
+            &ival_clat,
+            end - run_start,
+            end.saturating_duration_since(next_ival - ival),
+        ));
+    }
+    res.extras = eng.extras();
+    Ok(())
+}
+
+fn job_dir_used(job: &Job, d: usize) -> bool {
+    if d == 0 {
+        job.rw.has_read() || job.verify != Verify::None
+    } else {
+        job.rw.has_write()
+    }
+}
+
+fn dir_name(d: Dir) -> &'static str {
+    match d {
+        Dir::Read => "read",
+        Dir::Write => "write",
+    }
+}
+
+#[inline]
+fn nanos(d: Duration) -> u64 {
+    d.as_nanos().min(u128::from(u64::MAX)) as u64
+}
+
+/// One NDJSON line: this interval's figures, not cumulative ones.
+fn interval_line(
+    ctx: &RunCtx,
+    res: &JobResult,
+    base: &[(u64, u64); 2],
+    clat: &[LatStat; 2],
+    at: Duration,
+    span: Duration,
+) -> String {
+    let secs = span.as_secs_f64().max(1e-9);
+    let dir = |d: usize| {
+        let ios = res.dirs[d].ios - base[d].0;
+        let bytes = res.dirs[d].bytes - base[d].1;
+        let c = &clat[d];
+        serde_json::json!({
+            "ios": ios,
+            "bytes": bytes,
+            "iops": ios as f64 / secs,
+            "bw_bytes": bytes as f64 / secs,
+            "clat_ns": {
+                "min": c.min(), "max": c.max, "mean": c.mean(),
+                "p50": c.percentile(50.0), "p99": c.percentile(99.0), "p99.9": c.percentile(99.9),
+            },
+        })
+    };
+    serde_json::json!({
+        "time_ms": at.as_millis() as u64,
+        "interval_ms": span.as_millis() as u64,
+        "jobname": ctx.job.name,
+        "job": ctx.clone,
+        "groupid": ctx.groupid,
+        "ioengine": ctx.job.ioengine.name(),
+        "read": dir(0),
+        "write": dir(1),
+    })
+    .to_string()
+}

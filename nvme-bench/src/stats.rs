@@ -1,0 +1,290 @@
+//! Latency and throughput statistics: HdrHistogram from 1 ns (auto-resizing,
+//! so a 60 s outlier is recorded as such), exact min/max/mean/stddev.
+
+use hdrhistogram::Histogram;
+
+/// One latency series (slat, clat or lat) in nanoseconds.
+#[derive(Clone, Debug)]
+pub struct LatStat {
+    pub hist: Histogram<u64>,
+    pub n: u64,
+    pub min: u64,
+    pub max: u64,
+    sum: u128,
+    sumsq: u128,
+}
+
+impl Default for LatStat {
+    fn default() -> Self {
+        LatStat::new()
+    }
+}
+
+impl LatStat {
+    pub fn new() -> Self {
+        // 1 ns .. 1 h to start with, 3 significant digits; auto-resize past it.
+        let mut hist = Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+            .expect("static histogram bounds are valid");
+        hist.auto(true);
+        LatStat {
+            hist,
+            n: 0,
+            min: u64::MAX,
+            max: 0,
+            sum: 0,
+            sumsq: 0,
+        }
+    }
+
+    #[inline]
+    pub fn record(&mut self, ns: u64) {
+        let v = ns.max(1);
+        // auto-resize: recording cannot fail for any u64 short of overflow.
+        let _ = self.hist.record(v);
+        self.n += 1;
+        self.min = self.min.min(ns);
+        self.max = self.max.max(ns);
+        self.sum += u128::from(ns);
+        self.sumsq += u128::from(ns) * u128::from(ns);
+    }
+
+    pub fn merge(&mut self, o: &LatStat) {
+        let _ = self.hist.add(&o.hist);
+        self.n += o.n;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        self.sum += o.sum;
+        self.sumsq += o.sumsq;
+    }
+
+    pub fn reset(&mut self) {
+        *self = LatStat::new();
+    }
+
+    pub fn min(&self) -> u64 {
+        if self.n == 0 {
+            0
+        } else {
+            self.min
+        }
+    }
+    pub fn mean(&self) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            self.sum as f64 / self.n as f64
+        }
+    }
+    /// Sample standard deviation (fio divides by N-1).
+    pub fn stddev(&self) -> f64 {
+        if self.n < 2 {
+            return 0.0;
+        }
+        let n = self.n as f64;
+        let mean = self.sum as f64 / n;
+        let var = (self.sumsq as f64 - n * mean * mean) / (n - 1.0);
+        var.max(0.0).sqrt()
+    }
+    /// Value at percentile `p` (0..100), in ns.
+    pub fn percentile(&self, p: f64) -> u64 {
+        if self.n == 0 {
+            return 0;
+        }
+        self.hist
+            .value_at_quantile(p / 100.0)
+            .min(self.max)
+            .max(self.min)
+    }
+}
+
+/// fio's latency buckets: (unit label, bucket upper bounds in that unit, ns per unit).
+pub const LAT_BUCKETS: [(&str, &[u64], u64); 3] = [
+    ("nsec", &[2, 4, 10, 20, 50, 100, 250, 500, 750, 1000], 1),
+    ("usec", &[2, 4, 10, 20, 50, 100, 250, 500, 750, 1000], 1_000),
+    (
+        "msec",
+        &[2, 4, 10, 20, 50, 100, 250, 500, 750, 1000, 2000],
+        1_000_000,
+    ),
+];
+
+/// Percent of I/Os per fio latency bucket: [ns buckets, us buckets, ms buckets + ">=2000"].
+pub fn latency_buckets(s: &LatStat) -> [Vec<(String, f64)>; 3] {
+    let mut counts: [Vec<u64>; 3] = [vec![0; 10], vec![0; 10], vec![0; 12]];
+    for v in s.hist.iter_recorded() {
+        let ns = s.hist.highest_equivalent(v.value_iterated_to()).min(s.max);
+        let c = v.count_at_value();
+        let mut placed = false;
+        // A value belongs to the first unit whose top bucket it is below
+        // (fio: nsec < 1000, usec < 1000 us, msec < 2000 ms, then ">=2000").
+        'outer: for (u, (_, bounds, mult)) in LAT_BUCKETS.iter().enumerate() {
+            for (i, b) in bounds.iter().enumerate() {
+                if ns < b * mult {
+                    counts[u][i] += c;
+                    placed = true;
+                    break 'outer;
+                }
+            }
+        }
+        if !placed {
+            counts[2][11] += c;
+        }
+    }
+    let total: u64 = s.n.max(1);
+    let pct = |c: u64| {
+        let p = c as f64 * 100.0 / total as f64;
+        if c > 0 && p < 0.01 {
+            0.01
+        } else {
+            p
+        }
+    };
+    let mut out: [Vec<(String, f64)>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for (u, (_, bounds, _)) in LAT_BUCKETS.iter().enumerate() {
+        for (i, b) in bounds.iter().enumerate() {
+            out[u].push((b.to_string(), pct(counts[u][i])));
+        }
+    }
+    out[2].push((">=2000".to_string(), pct(counts[2][11])));
+    out
+}
+
+/// Counts per fio depth bucket: 1, 2, 4, 8, 16, 32, >=64 (`iodepth_level`),
+/// and 0, 4, 8, 16, 32, 64, >=64 (`iodepth_submit` / `iodepth_complete`).
+#[derive(Clone, Debug, Default)]
+pub struct DepthHist {
+    pub level: [u64; 7],
+    pub submit: [u64; 7],
+    pub complete: [u64; 7],
+}
+
+impl DepthHist {
+    #[inline]
+    pub fn level_idx(depth: usize) -> usize {
+        match depth {
+            0..=1 => 0,
+            2..=3 => 1,
+            4..=7 => 2,
+            8..=15 => 3,
+            16..=31 => 4,
+            32..=63 => 5,
+            _ => 6,
+        }
+    }
+    #[inline]
+    pub fn batch_idx(n: usize) -> usize {
+        match n {
+            0 => 0,
+            1..=4 => 1,
+            5..=8 => 2,
+            9..=16 => 3,
+            17..=32 => 4,
+            33..=64 => 5,
+            _ => 6,
+        }
+    }
+    pub fn merge(&mut self, o: &DepthHist) {
+        for i in 0..7 {
+            self.level[i] += o.level[i];
+            self.submit[i] += o.submit[i];
+            self.complete[i] += o.complete[i];
+        }
+    }
+}
+
+/// Per-direction figures of one job.
+#[derive(Clone, Debug, Default)]
+pub struct DirStats {
+    pub slat: LatStat,
+    pub clat: LatStat,
+    pub lat: LatStat,
+    pub ios: u64,
+    pub bytes: u64,
+    /// Bandwidth samples in KiB/s and IOPS samples, one per averaging window.
+    pub bw_samples: Vec<f64>,
+    pub iops_samples: Vec<f64>,
+}
+
+impl DirStats {
+    pub fn reset(&mut self) {
+        *self = DirStats::default();
+    }
+    pub fn merge(&mut self, o: &DirStats) {
+        self.slat.merge(&o.slat);
+        self.clat.merge(&o.clat);
+        self.lat.merge(&o.lat);
+        self.ios += o.ios;
+        self.bytes += o.bytes;
+        // Group: samples of concurrent jobs add up window by window.
+        let n = self.bw_samples.len().max(o.bw_samples.len());
+        self.bw_samples.resize(n, 0.0);
+        self.iops_samples.resize(n, 0.0);
+        for i in 0..o.bw_samples.len() {
+            self.bw_samples[i] += o.bw_samples[i];
+            self.iops_samples[i] += o.iops_samples[i];
+        }
+    }
+}
+
+/// min, max, mean, sample stddev of a series.
+pub fn series(v: &[f64]) -> (f64, f64, f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0, 0.0, 0.0);
+    }
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    let sd = if v.len() > 1 {
+        (v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
+    (min, max, mean, sd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn does_not_saturate() {
+        let mut s = LatStat::new();
+        for _ in 0..99 {
+            s.record(10_000);
+        }
+        s.record(90_000_000_000); // 90 s
+        assert_eq!(s.max, 90_000_000_000);
+        let p = s.percentile(99.99);
+        assert!(p > 89_000_000_000, "{p}");
+        assert!(s.percentile(50.0) < 10_100);
+        let mut big = LatStat::new();
+        big.record(20_000_000_000_000); // 5.5 h: past the initial range
+        assert!(big.percentile(100.0) >= 19_000_000_000_000);
+    }
+
+    #[test]
+    fn mean_and_stddev() {
+        let mut s = LatStat::new();
+        for v in [100, 200, 300] {
+            s.record(v);
+        }
+        assert_eq!(s.mean(), 200.0);
+        assert!((s.stddev() - 100.0).abs() < 1e-9);
+        assert_eq!(s.min(), 100);
+    }
+
+    #[test]
+    fn buckets_like_fio() {
+        let mut s = LatStat::new();
+        s.record(300); // ns: 500 bucket
+        s.record(30_000); // us: 50 bucket
+        s.record(3_000_000); // ms: 4 bucket
+        s.record(5_000_000_000); // >=2000 ms
+        let b = latency_buckets(&s);
+        let get = |u: usize, k: &str| b[u].iter().find(|x| x.0 == k).unwrap().1;
+        assert_eq!(get(0, "500"), 25.0);
+        assert_eq!(get(1, "50"), 25.0);
+        assert_eq!(get(2, "4"), 25.0);
+        assert_eq!(get(2, ">=2000"), 25.0);
+    }
+}

@@ -1,0 +1,181 @@
+//! JSON compatibility against the real thing: Debian's fio and nvme-bench
+//! run the same job file (io_uring on a host file, direct=1); every key
+//! path of our JSON (outside `nvme_bench`) must exist in fio's with the same
+//! type, and the figures must be within a sane factor of each other.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
+
+fn ensure_fio() -> String {
+    if Command::new("fio")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return "fio".into();
+    }
+    let st = Command::new("apt-get")
+        .args(["install", "-y", "-q", "fio"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .expect("apt-get");
+    if !st.success() {
+        let _ = Command::new("apt-get").args(["update", "-q"]).status();
+        let st = Command::new("apt-get")
+            .args(["install", "-y", "-q", "fio"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .expect("apt-get");
+        assert!(st.success(), "apt-get install fio failed");
+    }
+    "fio".into()
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Every key path with its type; job array elements as `jobs[]`; the
+/// contents of `bins` (keys are latency values) and `nvme_bench` skipped.
+fn paths(v: &Value, at: String, out: &mut BTreeMap<String, &'static str>) {
+    out.insert(at.clone(), kind(v));
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if k == "nvme_bench" {
+                    continue;
+                }
+                let p = format!("{at}/{k}");
+                // Key sets that depend on what the job set: the values
+                // must be strings (checked below), the keys are free.
+                if k == "bins" || k == "job options" || k == "global options" {
+                    out.insert(p, kind(x));
+                    continue;
+                }
+                paths(x, p, out);
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                paths(x, format!("{at}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn run_json(cmd: &str, args: &[&str]) -> Value {
+    let o = Command::new(cmd).args(args).output().expect(cmd);
+    assert!(
+        o.status.success(),
+        "{cmd} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Only JSON on stdout: the whole of it must parse.
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{cmd}: stdout is not one JSON document ({e}):\n{}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    })
+}
+
+#[test]
+fn json_matches_fio() {
+    let fio = ensure_fio();
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fio-compat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("data");
+    let job = dir.join("compat.fio");
+    std::fs::write(
+        &job,
+        format!(
+            "[global]\nioengine=io_uring\ndirect=1\nfilename={}\nsize=32m\nbs=4k\n\
+             runtime=2\ntime_based\n\n[randread]\nrw=randread\niodepth=8\n\n\
+             [randwrite]\nrw=randwrite\niodepth=4\nstonewall\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let job = job.to_str().unwrap();
+    for fmt in ["--output-format=json", "--output-format=json+"] {
+        let theirs = run_json(&fio, &[fmt, job]);
+        let ours = run_json(BENCH, &[fmt, "--eta=never", job]);
+        let mut tp = BTreeMap::new();
+        paths(&theirs, String::new(), &mut tp);
+        let mut op = BTreeMap::new();
+        paths(&ours, String::new(), &mut op);
+        let mut bad = Vec::new();
+        for (p, k) in &op {
+            match tp.get(p) {
+                None => bad.push(format!("{p}: missing in fio's output")),
+                Some(t) if t != k => bad.push(format!("{p}: ours {k}, fio's {t}")),
+                _ => {}
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "{fmt}: {} mismatches:\n{}",
+            bad.len(),
+            bad.join("\n")
+        );
+        for (k, v) in ours["global options"].as_object().unwrap() {
+            assert!(v.is_string(), "global options.{k}: {v}");
+        }
+        // What consumers index must be there.
+        for j in ours["jobs"].as_array().unwrap() {
+            for (k, v) in j["job options"].as_object().unwrap() {
+                assert!(v.is_string(), "job options.{k}: {v}");
+            }
+            for k in ["iodepth", "numjobs", "bs", "rw", "ioengine"] {
+                assert!(j["job options"][k].is_string(), "job options.{k} in {j}");
+            }
+            let d = if j["jobname"] == "randread" {
+                "read"
+            } else {
+                "write"
+            };
+            assert!(j[d]["clat_ns"]["percentile"]["99.000000"].is_u64());
+            assert!(j[d]["lat_ns"]["mean"].is_f64());
+        }
+        assert!(ours["fio version"]
+            .as_str()
+            .unwrap()
+            .starts_with("nvme-bench"));
+        // Figures of the two within a sane factor (same file, same workload).
+        for (i, d) in [(0, "read"), (1, "write")] {
+            let a = theirs["jobs"][i][d]["iops"].as_f64().unwrap();
+            let b = ours["jobs"][i][d]["iops"].as_f64().unwrap();
+            assert!(a > 0.0 && b > 0.0, "{d}: iops fio {a}, ours {b}");
+            let r = b / a;
+            assert!((0.2..5.0).contains(&r), "{d}: iops fio {a:.0}, ours {b:.0}");
+            let a = theirs["jobs"][i][d]["clat_ns"]["percentile"]["50.000000"]
+                .as_f64()
+                .unwrap();
+            let b = ours["jobs"][i][d]["clat_ns"]["percentile"]["50.000000"]
+                .as_f64()
+                .unwrap();
+            let r = b / a;
+            assert!(
+                (0.2..5.0).contains(&r),
+                "{d}: median clat fio {a}, ours {b}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
