@@ -202,7 +202,31 @@ fn info(addr: &str) -> Res {
         cap.max_page_size()
     );
     println!("  ready timeout    : {:?}", cap.ready_timeout());
-    println!("  CMB supported    : {}", cap.cmbs());
+    match c.cmb() {
+        None => println!("  CMB              : none"),
+        Some(st) => println!(
+            "  CMB              : {} MiB in BAR{} at +{:#x} ({:?} scheme, bus address {:#x}); SQs {}{}",
+            st.layout.size >> 20,
+            st.layout.bar,
+            st.layout.bar_offset,
+            st.layout.scheme,
+            st.layout.bus_address,
+            if st.sq_in_cmb { "in the CMB" } else { "in host memory" },
+            st.memory_type
+                .map(|t| format!(", mapped {t:?}"))
+                .unwrap_or_default()
+        ),
+    }
+    println!(
+        "  shadow doorbells : {}",
+        if c.shadow_doorbells() {
+            "on (Doorbell Buffer Config)"
+        } else if id.oacs.doorbell_buffer_config() {
+            "supported, off"
+        } else {
+            "not supported"
+        }
+    );
     println!(
         "  optional cmds    : compare={} write_zeroes={} dsm={} flush/vwc={} sgl={} shadow_doorbells={}",
         id.oncs.compare(),

@@ -18,7 +18,8 @@ fn info_and_smoke_in_qemu() {
             NvmeController::raw_file(&img, 128 << 20)
                 .with_serial("bench-info")
                 .with_mdts(5)
-                .with_max_ioqpairs(3),
+                .with_max_ioqpairs(3)
+                .with_cmb(16, false),
         )
         .file(guest_file_for_binary(BENCH));
     let mut g = Guest::boot(cfg).expect("boot");
@@ -49,6 +50,23 @@ fn info_and_smoke_in_qemu() {
     ] {
         assert!(info.contains(&want), "missing {want:?} in:\n{info}");
     }
+    // The CMB: found, holding the submission queues, mapped write-combining
+    // (verified from the kernel's PAT table), and shadow doorbells on.
+    for want in [
+        "CMB              : 16 MiB in BAR2",
+        "SQs in the CMB, mapped WriteCombining",
+        "shadow doorbells : on",
+    ] {
+        assert!(info.contains(want), "missing {want:?} in:\n{info}");
+    }
+    let bar2 = info
+        .lines()
+        .find(|l| l.trim_start().starts_with("BAR2"))
+        .unwrap_or_else(|| panic!("no BAR2 mapping line:\n{info}"));
+    assert!(
+        bar2.contains("obtained WriteCombining") && bar2.contains("verified WriteCombining"),
+        "{bar2}"
+    );
     // Every BAR0 range is reported with the type it asked for and got.
     let bar0: Vec<&str> = info
         .lines()
