@@ -11,6 +11,7 @@
 #[cfg(target_endian = "big")]
 compile_error!("nvme-core supports little-endian targets only (x86_64, aarch64)");
 
+pub mod async_io;
 pub mod barrier;
 pub mod buffer;
 pub mod cmb;
