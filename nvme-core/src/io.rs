@@ -534,6 +534,99 @@ impl<H: Hardware> IoQueuePair<H> {
         Ok(())
     }
 
+    /// Submit a read into memory the caller manages itself (no [`DmaBuf`]).
+    /// The completion comes back from [`IoQueuePair::poll`] with `buf: None`.
+    /// One command: `len` must not exceed [`IoQueuePair::max_transfer_bytes`].
+    ///
+    /// # Safety
+    ///
+    /// The driver cannot see this memory, so the caller takes over the
+    /// guarantee [`DmaBuf`] gives:
+    /// - `[iova, iova + len)` is contiguous in this controller's IOVA space
+    ///   (mapped for DMA by this controller's platform layer, e.g. from
+    ///   `Hardware::alloc_dma` of the same hardware), 4-byte aligned;
+    /// - the host memory behind it stays allocated and mapped, and nobody reads
+    ///   or writes it, until the completion carrying `tag` has been returned by
+    ///   `poll` (the device writes it at any time before that);
+    /// - if the queue pair is dropped while the command is in flight, the
+    ///   memory stays valid until the controller has been shut down (its last
+    ///   handle and queue pair dropped), and if the driver reported that the
+    ///   controller did not stop, it is never freed.
+    pub unsafe fn submit_read_raw(
+        &mut self,
+        ns: &Namespace,
+        lba: u64,
+        iova: Iova,
+        len: usize,
+        tag: u64,
+    ) -> Result<(), Error> {
+        self.submit_raw(io_opcode::READ, ns, lba, iova, len, tag)
+    }
+
+    /// Submit a write from memory the caller manages itself.
+    ///
+    /// # Safety
+    ///
+    /// As for [`IoQueuePair::submit_read_raw`], except that the memory must
+    /// only not be *written* (or freed) until the completion arrives.
+    pub unsafe fn submit_write_raw(
+        &mut self,
+        ns: &Namespace,
+        lba: u64,
+        iova: Iova,
+        len: usize,
+        tag: u64,
+    ) -> Result<(), Error> {
+        self.submit_raw(io_opcode::WRITE, ns, lba, iova, len, tag)
+    }
+
+    fn submit_raw(
+        &mut self,
+        opcode: u8,
+        ns: &Namespace,
+        lba: u64,
+        iova: Iova,
+        len: usize,
+        tag: u64,
+    ) -> Result<(), Error> {
+        if ns.metadata_size != 0 {
+            return Err(Error::Unsupported(format!(
+                "namespace {} uses {} bytes of metadata per block; metadata is not supported yet",
+                ns.nsid, ns.metadata_size
+            )));
+        }
+        if len == 0 || len as u64 % ns.block_size != 0 {
+            return Err(Error::UnalignedLength {
+                len,
+                block_size: ns.block_size,
+            });
+        }
+        if len > self.max_transfer {
+            return Err(Error::InvalidArgument(format!(
+                "raw transfer of {len} bytes exceeds one command's limit of {} bytes (MDTS)",
+                self.max_transfer
+            )));
+        }
+        if iova.0 % 4 != 0 {
+            return Err(Error::MisalignedBuffer { iova });
+        }
+        let blocks = len as u64 / ns.block_size;
+        check_range(ns, lba, blocks)?;
+        let Some(cid) = self.take_cids(1) else {
+            return Err(Error::QueueFull {
+                outstanding: self.outstanding(),
+            });
+        };
+        let mut cmd = SubmissionEntry::rw(opcode, ns.nsid, lba, blocks as u32, false);
+        cmd.set_cid(cid);
+        let (p1, p2) = self.build_prps(cid, iova, len);
+        cmd.set_prps(p1, p2);
+        self.start_group(cid, 1, tag, None);
+        self.push(&cmd);
+        self.publish();
+        Ok(())
+    }
+
     /// Submit a vectored read: the windows of `bufs`, in order, receive
     /// consecutive blocks starting at `lba`, in one command (at most
     /// [`IoQueuePair::max_transfer_bytes`] in all, and [`MAX_SEGMENTS`]
