@@ -274,8 +274,8 @@ impl<H: Hardware> IoQueuePair<H> {
         QueueStats {
             commands: self.commands,
             completions: self.completions,
-            sq_doorbell: self.sq.stats,
-            cq_doorbell: self.cq.stats,
+            sq_doorbell: self.sq.doorbell.stats,
+            cq_doorbell: self.cq.doorbell.stats,
         }
     }
 

@@ -68,6 +68,43 @@ pub struct DoorbellStats {
     pub mmio_writes: u64,
 }
 
+/// One doorbell register plus, once shadow doorbells are on, its shadow
+/// slot: publishing a new value goes through the EventIdx rule and counts
+/// what it did. Shared by the submission and completion rings.
+pub(crate) struct DoorbellWriter<H: Hardware> {
+    doorbell: H::Doorbell,
+    shadow: Option<Shadow>,
+    last: u16,
+    pub(crate) stats: DoorbellStats,
+}
+
+impl<H: Hardware> DoorbellWriter<H> {
+    fn new(hw: &H, offset: usize) -> Result<Self, Error> {
+        Ok(DoorbellWriter {
+            doorbell: hw.doorbell(offset)?,
+            shadow: None,
+            last: 0,
+            stats: DoorbellStats::default(),
+        })
+    }
+
+    /// Publish `value`: to the shadow slot if there is one, and to the MMIO
+    /// register unless EventIdx says the controller does not need it.
+    #[inline]
+    fn publish(&mut self, value: u16) {
+        self.stats.updates += 1;
+        let mmio = match &self.shadow {
+            Some(sh) => sh.update(value, self.last),
+            None => true,
+        };
+        self.last = value;
+        if mmio {
+            self.stats.mmio_writes += 1;
+            self.doorbell.ring(u32::from(value));
+        }
+    }
+}
+
 /// Where a submission ring lives. Held for its `Drop`: it keeps the ring
 /// memory alive (and returns CMB space) for as long as the ring exists.
 #[allow(dead_code)]
@@ -99,10 +136,7 @@ pub(crate) struct SqRing<H: Hardware> {
     entries: u16,
     tail: u16,
     head: u16,
-    doorbell: H::Doorbell,
-    shadow: Option<Shadow>,
-    last_rung: u16,
-    pub(crate) stats: DoorbellStats,
+    pub(crate) doorbell: DoorbellWriter<H>,
 }
 
 // SAFETY: `base` points into `mem`, which the ring owns; moving the ring to
@@ -113,7 +147,7 @@ unsafe impl<H: Hardware> Send for SqRing<H> {}
 impl<H: Hardware> SqRing<H> {
     pub(crate) fn new(hw: &H, entries: u16, doorbell_offset: usize) -> Result<Self, Error> {
         let mem = hw.alloc_dma(usize::from(entries) * std::mem::size_of::<SubmissionEntry>())?;
-        let doorbell = hw.doorbell(doorbell_offset)?;
+        let doorbell = DoorbellWriter::new(hw, doorbell_offset)?;
         let base = mem.as_ptr().cast::<SubmissionEntry>();
         Ok(SqRing {
             device_addr: mem.iova(),
@@ -124,9 +158,6 @@ impl<H: Hardware> SqRing<H> {
             tail: 0,
             head: 0,
             doorbell,
-            shadow: None,
-            last_rung: 0,
-            stats: DoorbellStats::default(),
         })
     }
 
@@ -139,7 +170,7 @@ impl<H: Hardware> SqRing<H> {
     ) -> Result<Self, Error> {
         let bytes = usize::from(entries) * std::mem::size_of::<SubmissionEntry>();
         let slice = Cmb::alloc(cmb, bytes)?;
-        let doorbell = hw.doorbell(doorbell_offset)?;
+        let doorbell = DoorbellWriter::new(hw, doorbell_offset)?;
         let store = if hw.max_device_store() >= 16 && cfg!(target_arch = "x86_64") {
             StoreKind::Device16
         } else {
@@ -154,15 +185,12 @@ impl<H: Hardware> SqRing<H> {
             tail: 0,
             head: 0,
             doorbell,
-            shadow: None,
-            last_rung: 0,
-            stats: DoorbellStats::default(),
         })
     }
 
     /// Route doorbell updates through a shadow slot from now on.
     pub(crate) fn set_shadow(&mut self, shadow: Shadow) {
-        self.shadow = Some(shadow);
+        self.doorbell.shadow = Some(shadow);
     }
 
     /// The address the controller uses for the ring (IOVA, or CMB address).
@@ -233,16 +261,7 @@ impl<H: Hardware> SqRing<H> {
             // weakly ordered: drain them before the doorbell.
             barrier::wc_flush();
         }
-        self.stats.updates += 1;
-        let mmio = match &self.shadow {
-            Some(sh) => sh.update(self.tail, self.last_rung),
-            None => true,
-        };
-        self.last_rung = self.tail;
-        if mmio {
-            self.stats.mmio_writes += 1;
-            self.doorbell.ring(u32::from(self.tail));
-        }
+        self.doorbell.publish(self.tail);
     }
 }
 
@@ -296,10 +315,7 @@ pub(crate) struct CqRing<H: Hardware> {
     entries: u16,
     head: u16,
     phase: bool,
-    doorbell: H::Doorbell,
-    shadow: Option<Shadow>,
-    last_rung: u16,
-    pub(crate) stats: DoorbellStats,
+    pub(crate) doorbell: DoorbellWriter<H>,
 }
 
 // SAFETY: as for SqRing: `base` points into memory the ring owns.
@@ -308,7 +324,7 @@ unsafe impl<H: Hardware> Send for CqRing<H> {}
 impl<H: Hardware> CqRing<H> {
     pub(crate) fn new(hw: &H, entries: u16, doorbell_offset: usize) -> Result<Self, Error> {
         let mem = hw.alloc_dma(usize::from(entries) * std::mem::size_of::<CompletionEntry>())?;
-        let doorbell = hw.doorbell(doorbell_offset)?;
+        let doorbell = DoorbellWriter::new(hw, doorbell_offset)?;
         let base = mem.as_ptr().cast::<CompletionEntry>().cast_const();
         Ok(CqRing {
             mem,
@@ -317,9 +333,6 @@ impl<H: Hardware> CqRing<H> {
             head: 0,
             phase: true,
             doorbell,
-            shadow: None,
-            last_rung: 0,
-            stats: DoorbellStats::default(),
         })
     }
 
@@ -358,22 +371,13 @@ impl<H: Hardware> CqRing<H> {
 
     /// Route doorbell updates through a shadow slot from now on.
     pub(crate) fn set_shadow(&mut self, shadow: Shadow) {
-        self.shadow = Some(shadow);
+        self.doorbell.shadow = Some(shadow);
     }
 
     /// Tell the device how far we have consumed.
     #[inline]
     pub(crate) fn ring(&mut self) {
-        self.stats.updates += 1;
-        let mmio = match &self.shadow {
-            Some(sh) => sh.update(self.head, self.last_rung),
-            None => true,
-        };
-        self.last_rung = self.head;
-        if mmio {
-            self.stats.mmio_writes += 1;
-            self.doorbell.ring(u32::from(self.head));
-        }
+        self.doorbell.publish(self.head);
     }
 }
 
