@@ -240,12 +240,12 @@ fn info(addr: &str) -> Res {
     for ns in c.namespaces() {
         println!(
             "  ns {:<3} {:>14} blocks x {:>5} B = {:.2} GiB{}",
-            ns.nsid,
-            ns.blocks,
-            ns.block_size,
+            ns.nsid(),
+            ns.blocks(),
+            ns.block_size(),
             ns.size_bytes() as f64 / (1u64 << 30) as f64,
-            if ns.metadata_size > 0 {
-                format!(" (+{} B metadata)", ns.metadata_size)
+            if ns.metadata_size() > 0 {
+                format!(" (+{} B metadata)", ns.metadata_size())
             } else {
                 String::new()
             }
@@ -273,8 +273,8 @@ fn info(addr: &str) -> Res {
 fn smoke(addr: &str, nsid: u32, bytes: u64) -> Res {
     let c = open(addr)?;
     let ns = c.namespace(nsid)?.clone();
-    let bs = ns.block_size;
-    let total_blocks = (bytes / bs).min(ns.blocks);
+    let bs = ns.block_size();
+    let total_blocks = (bytes / bs).min(ns.blocks());
     if total_blocks == 0 {
         return Err(format!("--bytes {bytes} is less than one {bs}-byte block").into());
     }

@@ -404,8 +404,8 @@ fn io_loop(
     qd: usize,
     ios: u64,
 ) -> u64 {
-    let blocks_per_io = 4096 / ns.block_size;
-    let last_lba = ns.blocks - blocks_per_io;
+    let blocks_per_io = 4096 / ns.block_size();
+    let last_lba = ns.blocks() - blocks_per_io;
     let mut lba = 0u64;
     let mut submitted = 0u64;
     let mut completed = 0u64;

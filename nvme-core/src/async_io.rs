@@ -661,7 +661,7 @@ mod tests {
         let (hw, ctrl, ns) = setup();
         let aqp = AsyncQueuePair::new(ctrl.create_io_queue_pair(8).unwrap());
         // Rejected before submission: past the end of the namespace.
-        let e = block_on(aqp.read(&ns, ns.blocks, ctrl.alloc_buffer(512).unwrap())).unwrap_err();
+        let e = block_on(aqp.read(&ns, ns.blocks(), ctrl.alloc_buffer(512).unwrap())).unwrap_err();
         assert!(matches!(e.error, Error::LbaOutOfRange { .. }), "{e}");
         assert!(e.buf.is_some());
         // Failed by the controller.

@@ -65,24 +65,59 @@ impl Default for ControllerOptions {
 }
 
 /// An active namespace and the geometry I/O needs.
+///
+/// Only a [`Controller`] makes these, and their fields are private: the
+/// block size and count decide how many bytes the device moves for a
+/// command, so a forged or edited geometry could make it DMA past a
+/// buffer. A namespace also remembers its controller, and a queue pair of
+/// another controller refuses it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Namespace {
-    /// Namespace ID.
-    pub nsid: u32,
-    /// Bytes per logical block.
-    pub block_size: u64,
-    /// Size in logical blocks (NSZE): valid LBAs are `0..blocks`.
-    pub blocks: u64,
-    /// Metadata bytes per block in the current format (the driver needs 0).
-    pub metadata_size: u16,
-    /// The full Identify Namespace data.
-    pub identify: IdentifyNamespace,
+    nsid: u32,
+    block_size: u64,
+    block_shift: u32,
+    blocks: u64,
+    metadata_size: u16,
+    identify: IdentifyNamespace,
+    domain: u64,
 }
 
 impl Namespace {
+    /// Namespace ID.
+    #[inline]
+    pub fn nsid(&self) -> u32 {
+        self.nsid
+    }
+    /// Bytes per logical block (a power of two).
+    #[inline]
+    pub fn block_size(&self) -> u64 {
+        self.block_size
+    }
+    /// log2 of the block size.
+    #[inline]
+    pub fn block_shift(&self) -> u32 {
+        self.block_shift
+    }
+    /// Size in logical blocks (NSZE): valid LBAs are `0..blocks()`.
+    #[inline]
+    pub fn blocks(&self) -> u64 {
+        self.blocks
+    }
+    /// Metadata bytes per block in the current format (the driver needs 0).
+    #[inline]
+    pub fn metadata_size(&self) -> u16 {
+        self.metadata_size
+    }
+    /// The full Identify Namespace data.
+    pub fn identify(&self) -> &IdentifyNamespace {
+        &self.identify
+    }
     /// Size in bytes.
     pub fn size_bytes(&self) -> u64 {
         self.blocks * self.block_size
+    }
+    pub(crate) fn domain(&self) -> u64 {
+        self.domain
     }
 }
 
@@ -687,6 +722,7 @@ impl<H: Hardware> Controller<H> {
         } else {
             (1..=identify.nn.min(1024)).collect()
         };
+        let domain = NEXT_DOMAIN.fetch_add(1, Ordering::Relaxed);
         let mut namespaces = Vec::new();
         for nsid in nsids {
             exec_marking_dead(
@@ -701,7 +737,7 @@ impl<H: Hardware> Controller<H> {
             if !id.is_active() {
                 continue;
             }
-            let Some(fmt) = id.current_format() else {
+            let Some(fmt) = id.current_format().filter(|f| (9..=16).contains(&f.lbads)) else {
                 tracing::warn!(
                     nsid,
                     flbas = id.flbas,
@@ -712,9 +748,11 @@ impl<H: Hardware> Controller<H> {
             namespaces.push(Namespace {
                 nsid,
                 block_size: fmt.block_size(),
+                block_shift: u32::from(fmt.lbads),
                 blocks: id.nsze,
                 metadata_size: fmt.metadata_size,
                 identify: id,
+                domain,
             });
         }
 
@@ -746,7 +784,7 @@ impl<H: Hardware> Controller<H> {
                 cmb_layout,
                 cmb,
                 dbbuf,
-                domain: NEXT_DOMAIN.fetch_add(1, Ordering::Relaxed),
+                domain,
                 dead,
                 torn_down: false,
                 opts,

@@ -13,7 +13,7 @@ use crate::buffer::DmaBuf;
 use crate::cmd::{admin_opcode, feature, io_opcode};
 use crate::controller::{Controller, ControllerOptions, PAGE_SIZE};
 use crate::error::{Error, IoError, Rejected};
-use crate::hw::{DmaRegion, Hardware, HwError, NoDeviceMemory};
+use crate::hw::{DmaRegion, Hardware, HwError, Iova, NoDeviceMemory};
 use crate::io::{Completion, IoQueuePair};
 use crate::model::{
     ModelConfig, ModelController, ModelDma, ModelDoorbell, NamespaceConfig, Status,
@@ -258,7 +258,7 @@ fn init_parses_identify_and_discovers_namespaces() {
     let ns: Vec<(u32, u64, u64, u16)> = c
         .namespaces()
         .iter()
-        .map(|n| (n.nsid, n.block_size, n.blocks, n.metadata_size))
+        .map(|n| (n.nsid(), n.block_size(), n.blocks(), n.metadata_size()))
         .collect();
     assert_eq!(ns, [(1, 512, 1 << 20, 0), (2, 4096, 1 << 12, 0)]);
     assert_eq!(c.namespace(2).unwrap().size_bytes(), 4096 << 12);
@@ -268,7 +268,7 @@ fn init_parses_identify_and_discovers_namespaces() {
     }
     // A fresh Identify Namespace agrees with the cached one.
     let fresh = c.identify_namespace(2).unwrap();
-    assert_eq!(fresh, c.namespace(2).unwrap().identify);
+    assert_eq!(&fresh, c.namespace(2).unwrap().identify());
     assert_clean(&model);
 }
 
@@ -772,7 +772,7 @@ fn sync_read_write_flush_on_both_block_sizes() {
         let wid = id(&w);
         let w = qp.write(ns, lba, w).unwrap();
         assert_eq!(id(&w), wid);
-        let bs = ns.block_size;
+        let bs = ns.block_size();
         assert_eq!(
             model.read_blocks(nsid, lba, len as u64 / bs),
             pattern(len, nsid as u8)
@@ -1119,10 +1119,10 @@ fn invalid_requests_are_rejected_before_anything_is_submitted() {
     let b = c.alloc_buffer(4096).unwrap();
     let bid = id(&b);
     let b = check(
-        qp.submit_read(ns1, ns1.blocks - 7, b, 1),
+        qp.submit_read(ns1, ns1.blocks() - 7, b, 1),
         &|e| {
             matches!(e, Error::LbaOutOfRange { nsid: 1, lba, blocks: 8, size }
-            if *lba == ns1.blocks - 7 && *size == ns1.blocks)
+            if *lba == ns1.blocks() - 7 && *size == ns1.blocks())
         },
         bid,
     );
@@ -1134,7 +1134,7 @@ fn invalid_requests_are_rejected_before_anything_is_submitted() {
     // The last 8 blocks are fine (checked below, after the counters).
     // 4096 bytes on a 4096-byte namespace, one block past the end.
     let b = check(
-        qp.submit_read(ns2, ns2.blocks, b, 1),
+        qp.submit_read(ns2, ns2.blocks(), b, 1),
         &|e| matches!(e, Error::LbaOutOfRange { nsid: 2, .. }),
         bid,
     );
@@ -1233,11 +1233,11 @@ fn invalid_requests_are_rejected_before_anything_is_submitted() {
     assert_eq!(qp.poll(8, |_| panic!("nothing was submitted")), 0);
 
     // And the boundary cases that are valid do go through.
-    let b = qp.read(ns1, ns1.blocks - 8, b).unwrap();
+    let b = qp.read(ns1, ns1.blocks() - 8, b).unwrap();
     assert_eq!(id(&b), bid);
     let mut b = b;
     b.set_window(0, 4096).unwrap();
-    qp.read(ns2, ns2.blocks - 1, b).unwrap();
+    qp.read(ns2, ns2.blocks() - 1, b).unwrap();
     assert_clean(&model);
 }
 
@@ -1731,7 +1731,7 @@ fn optional_commands_work_when_supported_and_are_refused_before_submission_when_
         Err(Error::InvalidArgument(_))
     ));
     assert!(matches!(
-        qp.deallocate(&ns, &[(ns.blocks, 1)]),
+        qp.deallocate(&ns, &[(ns.blocks(), 1)]),
         Err(Error::LbaOutOfRange { .. })
     ));
     assert!(matches!(
@@ -1907,7 +1907,7 @@ fn raw_submission_with_caller_managed_dma_memory() {
             Err(Error::UnalignedLength { .. })
         ));
         assert!(matches!(
-            qp.submit_read_raw(&ns, ns.blocks, dst.iova(), 512, 1),
+            qp.submit_read_raw(&ns, ns.blocks(), dst.iova(), 512, 1),
             Err(Error::LbaOutOfRange { .. })
         ));
         let over = c.max_transfer_bytes() + 512;
@@ -1920,4 +1920,45 @@ fn raw_submission_with_caller_managed_dma_memory() {
     drop(qp);
     drop((src, dst));
     assert_clean(&model);
+}
+
+#[test]
+fn a_namespace_from_another_controller_is_refused_before_submission() {
+    // Controller A's namespace 1 has 4096-byte blocks; B's has 512. With
+    // A's geometry on B, a 4 KiB buffer would be 1 block to the driver and
+    // 8 blocks' worth of DMA to B's namespace 2... so it must be refused.
+    let (_ma, a) = up_with(
+        ModelConfig {
+            namespaces: vec![NamespaceConfig::new(1 << 12, 4096)],
+            ..cfg()
+        },
+        opts(),
+    );
+    let (mb, b) = up();
+    let foreign = a.namespace(1).unwrap().clone();
+    let mut qp = b.create_io_queue_pair(8).unwrap();
+    let before = mb.stats();
+    let r = qp
+        .submit_write(&foreign, 0, b.alloc_buffer(4096).unwrap(), 1)
+        .unwrap_err();
+    assert!(
+        matches!(r.error, Error::InvalidArgument(ref m) if m.contains("different controller")),
+        "{}",
+        r.error
+    );
+    assert!(matches!(qp.flush(&foreign), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        qp.write_zeroes(&foreign, 0, 1),
+        Err(Error::InvalidArgument(_))
+    ));
+    // SAFETY: refused before anything is submitted.
+    let raw = unsafe { qp.submit_read_raw(&foreign, 0, Iova(0x1000), 4096, 2) };
+    assert!(matches!(raw, Err(Error::InvalidArgument(_))));
+    assert_eq!(mb.stats().io(io_opcode::WRITE), before.io(io_opcode::WRITE));
+    assert_eq!(mb.stats().io(io_opcode::FLUSH), before.io(io_opcode::FLUSH));
+    assert_eq!(qp.outstanding(), 0);
+    // Its own namespace works.
+    let own = b.namespace(1).unwrap().clone();
+    qp.write(&own, 0, b.alloc_buffer(4096).unwrap()).unwrap();
+    assert_clean(&mb);
 }

@@ -358,7 +358,8 @@ impl<H: Hardware> IoQueuePair<H> {
 
     /// Submit a flush of the namespace's volatile write cache.
     pub fn submit_flush(&mut self, ns: &Namespace, tag: u64) -> Result<(), Error> {
-        let cmd = SubmissionEntry::flush(ns.nsid);
+        self.check_ns(ns)?;
+        let cmd = SubmissionEntry::flush(ns.nsid());
         self.submit_simple(cmd, tag, |_, _| None)
     }
 
@@ -373,13 +374,14 @@ impl<H: Hardware> IoQueuePair<H> {
         if !self.oncs.write_zeroes() {
             return Err(unsupported("Write Zeroes"));
         }
+        self.check_ns(ns)?;
         if !(1..=65536).contains(&blocks) {
             return Err(Error::InvalidArgument(format!(
                 "Write Zeroes covers 1..=65536 blocks per command, not {blocks}"
             )));
         }
         check_range(ns, lba, u64::from(blocks))?;
-        let cmd = SubmissionEntry::rw(io_opcode::WRITE_ZEROES, ns.nsid, lba, blocks, false);
+        let cmd = SubmissionEntry::rw(io_opcode::WRITE_ZEROES, ns.nsid(), lba, blocks, false);
         self.submit_simple(cmd, tag, |_, _| None)
     }
 
@@ -395,6 +397,7 @@ impl<H: Hardware> IoQueuePair<H> {
         if !self.oncs.dataset_management() {
             return Err(unsupported("Dataset Management"));
         }
+        self.check_ns(ns)?;
         if ranges.is_empty() || ranges.len() > MAX_DSM_RANGES {
             return Err(Error::InvalidArgument(format!(
                 "Dataset Management takes 1..={MAX_DSM_RANGES} ranges, not {}",
@@ -407,7 +410,7 @@ impl<H: Hardware> IoQueuePair<H> {
             }
             check_range(ns, lba, u64::from(blocks))?;
         }
-        let mut cmd = SubmissionEntry::new(io_opcode::DATASET_MANAGEMENT, ns.nsid);
+        let mut cmd = SubmissionEntry::new(io_opcode::DATASET_MANAGEMENT, ns.nsid());
         cmd.cdw10 = ranges.len() as u32 - 1; // NR, 0-based
         cmd.cdw11 = 1 << 2; // AD: attribute deallocate
         self.submit_simple(cmd, tag, |qp, cid| {
@@ -454,29 +457,46 @@ impl<H: Hardware> IoQueuePair<H> {
     }
 
     /// Validate a data transfer; returns its block count.
+    #[inline]
     fn check_data(&self, ns: &Namespace, lba: u64, buf: &DmaBuf<H::Dma>) -> Result<u64, Error> {
         if buf.domain() != self.domain {
             return Err(Error::ForeignBuffer);
         }
-        if ns.metadata_size != 0 {
-            return Err(Error::Unsupported(format!(
-                "namespace {} uses {} bytes of metadata per block; metadata is not supported yet",
-                ns.nsid, ns.metadata_size
-            )));
-        }
-        let len = buf.len();
-        if len == 0 || len as u64 % ns.block_size != 0 {
+        self.check_ns(ns)?;
+        let len = buf.len() as u64;
+        // The block size is a power of two: mask and shift, no division.
+        if len == 0 || len & (ns.block_size() - 1) != 0 {
             return Err(Error::UnalignedLength {
-                len,
-                block_size: ns.block_size,
+                len: buf.len(),
+                block_size: ns.block_size(),
             });
         }
         if buf.iova().0 % 4 != 0 {
             return Err(Error::MisalignedBuffer { iova: buf.iova() });
         }
-        let blocks = len as u64 / ns.block_size;
+        let blocks = len >> ns.block_shift();
         check_range(ns, lba, blocks)?;
         Ok(blocks)
+    }
+
+    /// The namespace must come from this controller (its geometry decides
+    /// how much the device transfers) and need no metadata.
+    #[inline]
+    fn check_ns(&self, ns: &Namespace) -> Result<(), Error> {
+        if ns.domain() != self.domain {
+            return Err(Error::InvalidArgument(format!(
+                "namespace {} belongs to a different controller; use this controller's namespaces",
+                ns.nsid()
+            )));
+        }
+        if ns.metadata_size() != 0 {
+            return Err(Error::Unsupported(format!(
+                "namespace {} uses {} bytes of metadata per block; metadata is not supported yet",
+                ns.nsid(),
+                ns.metadata_size()
+            )));
+        }
+        Ok(())
     }
 
     fn submit_data(
@@ -493,6 +513,23 @@ impl<H: Hardware> IoQueuePair<H> {
             Err(error) => return Err(Rejected { error, buf }),
         };
         let len = buf.len();
+        if len <= self.max_transfer {
+            // One command: the common case, no group bookkeeping.
+            let Some(cid) = self.take_cids(1) else {
+                let error = Error::QueueFull {
+                    outstanding: self.outstanding(),
+                };
+                return Err(Rejected { error, buf });
+            };
+            let mut cmd = SubmissionEntry::rw(opcode, ns.nsid(), lba, blocks as u32, fua);
+            cmd.set_cid(cid);
+            let (p1, p2) = self.build_prps(cid, buf.iova(), len);
+            cmd.set_prps(p1, p2);
+            self.start_group(cid, 1, tag, Some(buf));
+            self.push(&cmd);
+            self.publish();
+            return Ok(());
+        }
         // Split at MDTS; every piece is a whole number of blocks because
         // MDTS is a power-of-two multiple of 4 KiB.
         let pieces = len.div_ceil(self.max_transfer);
@@ -512,7 +549,7 @@ impl<H: Hardware> IoQueuePair<H> {
         };
         let iova = buf.iova();
         self.start_group(head, pieces as u16, tag, Some(buf));
-        let piece_blocks = (self.max_transfer as u64 / ns.block_size).max(1);
+        let piece_blocks = ((self.max_transfer as u64) >> ns.block_shift()).max(1);
         let mut cid = head;
         for i in 0..pieces {
             if i > 0 {
@@ -523,10 +560,10 @@ impl<H: Hardware> IoQueuePair<H> {
             }
             let first = i as u64 * piece_blocks;
             let n = piece_blocks.min(blocks - first);
-            let mut cmd = SubmissionEntry::rw(opcode, ns.nsid, lba + first, n as u32, fua);
+            let mut cmd = SubmissionEntry::rw(opcode, ns.nsid(), lba + first, n as u32, fua);
             cmd.set_cid(cid);
-            let off = first * ns.block_size;
-            let (p1, p2) = self.build_prps(cid, iova.add(off), (n * ns.block_size) as usize);
+            let off = first << ns.block_shift();
+            let (p1, p2) = self.build_prps(cid, iova.add(off), (n << ns.block_shift()) as usize);
             cmd.set_prps(p1, p2);
             self.push(&cmd);
         }
@@ -589,16 +626,11 @@ impl<H: Hardware> IoQueuePair<H> {
         len: usize,
         tag: u64,
     ) -> Result<(), Error> {
-        if ns.metadata_size != 0 {
-            return Err(Error::Unsupported(format!(
-                "namespace {} uses {} bytes of metadata per block; metadata is not supported yet",
-                ns.nsid, ns.metadata_size
-            )));
-        }
-        if len == 0 || len as u64 % ns.block_size != 0 {
+        self.check_ns(ns)?;
+        if len == 0 || len as u64 % ns.block_size() != 0 {
             return Err(Error::UnalignedLength {
                 len,
-                block_size: ns.block_size,
+                block_size: ns.block_size(),
             });
         }
         if len > self.max_transfer {
@@ -610,14 +642,14 @@ impl<H: Hardware> IoQueuePair<H> {
         if iova.0 % 4 != 0 {
             return Err(Error::MisalignedBuffer { iova });
         }
-        let blocks = len as u64 / ns.block_size;
+        let blocks = len as u64 / ns.block_size();
         check_range(ns, lba, blocks)?;
         let Some(cid) = self.take_cids(1) else {
             return Err(Error::QueueFull {
                 outstanding: self.outstanding(),
             });
         };
-        let mut cmd = SubmissionEntry::rw(opcode, ns.nsid, lba, blocks as u32, false);
+        let mut cmd = SubmissionEntry::rw(opcode, ns.nsid(), lba, blocks as u32, false);
         cmd.set_cid(cid);
         let (p1, p2) = self.build_prps(cid, iova, len);
         cmd.set_prps(p1, p2);
@@ -677,16 +709,11 @@ impl<H: Hardware> IoQueuePair<H> {
             }
             total += b.len();
         }
-        if ns.metadata_size != 0 {
-            return Err(Error::Unsupported(format!(
-                "namespace {} uses {} bytes of metadata per block; metadata is not supported yet",
-                ns.nsid, ns.metadata_size
-            )));
-        }
-        if total as u64 % ns.block_size != 0 {
+        self.check_ns(ns)?;
+        if total as u64 % ns.block_size() != 0 {
             return Err(Error::UnalignedLength {
                 len: total,
-                block_size: ns.block_size,
+                block_size: ns.block_size(),
             });
         }
         if total > self.max_transfer {
@@ -710,7 +737,7 @@ impl<H: Hardware> IoQueuePair<H> {
                 }
             }
         }
-        let blocks = total as u64 / ns.block_size;
+        let blocks = total as u64 / ns.block_size();
         check_range(ns, lba, blocks)?;
         Ok(blocks)
     }
@@ -733,7 +760,7 @@ impl<H: Hardware> IoQueuePair<H> {
             };
             return Err(RejectedVec { error, bufs });
         };
-        let mut cmd = SubmissionEntry::rw(opcode, ns.nsid, lba, blocks as u32, false);
+        let mut cmd = SubmissionEntry::rw(opcode, ns.nsid(), lba, blocks as u32, false);
         cmd.set_cid(cid);
         let list_off = usize::from(cid) * PAGE_SIZE;
         let list_iova = self.prp_mem.iova().add(list_off as u64);
@@ -1089,12 +1116,12 @@ fn unsupported(what: &str) -> Error {
 }
 
 fn check_range(ns: &Namespace, lba: u64, blocks: u64) -> Result<(), Error> {
-    if lba.checked_add(blocks).is_none_or(|end| end > ns.blocks) {
+    if lba.checked_add(blocks).is_none_or(|end| end > ns.blocks()) {
         return Err(Error::LbaOutOfRange {
-            nsid: ns.nsid,
+            nsid: ns.nsid(),
             lba,
             blocks,
-            size: ns.blocks,
+            size: ns.blocks(),
         });
     }
     Ok(())

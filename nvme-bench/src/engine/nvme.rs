@@ -44,7 +44,7 @@ impl NvmeEngine {
         buf_len: usize,
     ) -> Result<Self> {
         let ns = ctrl.namespace(nsid)?.clone();
-        if ns.metadata_size > 0 {
+        if ns.metadata_size() > 0 {
             return Err(Error::msg(format!(
                 "namespace {nsid} is formatted with metadata; the driver needs 0"
             )));
@@ -94,7 +94,7 @@ impl Engine for NvmeEngine {
 
     #[inline]
     fn queue(&mut self, slot: usize, dir: Dir, offset: u64, len: usize) -> Result<()> {
-        let bs = self.ns.block_size;
+        let bs = self.ns.block_size();
         if offset % bs != 0 || len as u64 % bs != 0 {
             return Err(Error::msg(format!(
                 "I/O of {len} bytes at {offset} is not aligned to the {bs}-byte LBA"
@@ -164,14 +164,14 @@ impl Engine for NvmeEngine {
         self.ns.size_bytes()
     }
     fn block_size(&self) -> u64 {
-        self.ns.block_size
+        self.ns.block_size()
     }
     fn extras(&self) -> serde_json::Value {
         let s = self.qp.stats();
         serde_json::json!({
             "engine": "nvme-vfio",
             "controller": self.ctrl.hardware().pci_address().to_string(),
-            "nsid": self.ns.nsid,
+            "nsid": self.ns.nsid(),
             "qid": self.qp.qid(),
             "queue_entries": self.qp.entries(),
             "sq_in_cmb": self.qp.sq_in_cmb(),

@@ -245,9 +245,9 @@ fn identify(addr: &str) -> Result<(), Failure> {
     println!("vwc={}", id.has_volatile_write_cache());
     println!("namespaces={}", c.namespaces().len());
     for ns in c.namespaces() {
-        println!("ns{}.blocks={}", ns.nsid, ns.blocks);
-        println!("ns{}.block_size={}", ns.nsid, ns.block_size);
-        println!("ns{}.bytes={}", ns.nsid, ns.size_bytes());
+        println!("ns{}.blocks={}", ns.nsid(), ns.blocks());
+        println!("ns{}.block_size={}", ns.nsid(), ns.block_size());
+        println!("ns{}.bytes={}", ns.nsid(), ns.size_bytes());
     }
     match c.cmb() {
         None => println!("cmb=none"),
@@ -279,7 +279,7 @@ fn pattern_io(r: &Range, write: bool) -> Result<(), Failure> {
     let c = open(&r.addr)?;
     let ns = c.namespace(r.nsid)?.clone();
     let mut qp = c.create_io_queue_pair(64)?;
-    let bs = ns.block_size as usize;
+    let bs = ns.block_size() as usize;
     let chunk_blocks = (c.max_transfer_bytes() / bs) as u64;
     let mut lba = r.lba;
     let end = r.lba + r.blocks;
@@ -323,7 +323,7 @@ fn roundtrip(addr: &str, seed: u64, ops: u32) -> Result<(), Failure> {
     for op in 0..ops {
         let ns: &Namespace =
             &c.namespaces()[rng.range(0, c.namespaces().len() as u64 - 1) as usize];
-        let bs = ns.block_size as usize;
+        let bs = ns.block_size() as usize;
         let max_blocks = (max / bs) as u64;
         // The first ops pin the edges: one block, the largest transfer, and
         // a buffer starting mid-page so the PRP offset and list are exercised.
@@ -333,7 +333,7 @@ fn roundtrip(addr: &str, seed: u64, ops: u32) -> Result<(), Failure> {
             _ => rng.range(1, max_blocks),
         };
         let len = blocks as usize * bs;
-        let lba = rng.range(0, ns.blocks - blocks);
+        let lba = rng.range(0, ns.blocks() - blocks);
         let woff = match op {
             0 | 1 => 0,
             2 => 4096 - 4,
@@ -359,7 +359,7 @@ fn roundtrip(addr: &str, seed: u64, ops: u32) -> Result<(), Failure> {
         check_pattern(&rbuf, seed_op, lba, bs).map_err(|e| {
             format!(
                 "op {op} (ns {}, lba {lba}, {blocks} blocks, offsets w{woff}/r{roff}): {e}",
-                ns.nsid
+                ns.nsid()
             )
         })?;
         bytes += 2 * len as u64;
@@ -367,7 +367,7 @@ fn roundtrip(addr: &str, seed: u64, ops: u32) -> Result<(), Failure> {
     // One large buffer (hugepage-backed when the guest has hugepages): a
     // largest-size transfer from its far end, verified.
     let ns = &c.namespaces()[0];
-    let bs = ns.block_size as usize;
+    let bs = ns.block_size() as usize;
     let len = (max / bs) * bs;
     let mut big = c.alloc_buffer(4 << 20)?;
     let off = (4 << 20) - len - 4096 + 8;
@@ -401,17 +401,17 @@ fn expect_err<T>(case: &str, r: Result<T, Error>, want: fn(&Error) -> bool) -> R
 fn bad_input(addr: &str) -> Result<(), Failure> {
     let c = open(addr)?;
     let ns = c.namespaces()[0].clone();
-    let bs = ns.block_size as usize;
+    let bs = ns.block_size() as usize;
     let mut qp = c.create_io_queue_pair(16)?;
 
     let buf = c.alloc_buffer(bs)?;
-    let r = qp.read(&ns, ns.blocks, buf).map_err(|e| e.error);
+    let r = qp.read(&ns, ns.blocks(), buf).map_err(|e| e.error);
     expect_err("lba_past_end", r, |e| {
         matches!(e, Error::LbaOutOfRange { .. })
     })?;
 
     let buf = c.alloc_buffer(2 * bs)?;
-    let r = qp.write(&ns, ns.blocks - 1, buf).map_err(|e| e.error);
+    let r = qp.write(&ns, ns.blocks() - 1, buf).map_err(|e| e.error);
     expect_err("range_crossing_end", r, |e| {
         matches!(e, Error::LbaOutOfRange { .. })
     })?;
@@ -473,10 +473,10 @@ fn bad_input(addr: &str) -> Result<(), Failure> {
 
     // The controller is still fine: a verified round trip at the last LBA.
     let mut w = c.alloc_buffer(bs)?;
-    fill_pattern(&mut w, 99, ns.blocks - 1, bs);
-    qp.write(&ns, ns.blocks - 1, w)?;
-    let r = qp.read(&ns, ns.blocks - 1, c.alloc_buffer(bs)?)?;
-    check_pattern(&r, 99, ns.blocks - 1, bs)?;
+    fill_pattern(&mut w, 99, ns.blocks() - 1, bs);
+    qp.write(&ns, ns.blocks() - 1, w)?;
+    let r = qp.read(&ns, ns.blocks() - 1, c.alloc_buffer(bs)?)?;
+    check_pattern(&r, 99, ns.blocks() - 1, bs)?;
     println!("after_errors=ok");
     Ok(())
 }
@@ -486,7 +486,7 @@ fn reopen(addr: &str, times: u32) -> Result<(), Failure> {
         let t = Instant::now();
         let c = open(addr)?;
         let ns = c.namespaces()[0].clone();
-        let bs = ns.block_size as usize;
+        let bs = ns.block_size() as usize;
         let mut qp = c.create_io_queue_pair(8)?;
         let n = (c.max_transfer_bytes() / bs).min(8);
         let lba = u64::from(i) * n as u64;
@@ -513,7 +513,7 @@ fn thread_worker(
     depth: usize,
     seed: u64,
 ) -> Result<nvme_core::QueueStats, String> {
-    let bs = ns.block_size as usize;
+    let bs = ns.block_size() as usize;
     let max_blocks = ((c.max_transfer_bytes() * 3) / bs).max(1) as u64; // includes split requests
     let slots = depth.min(usize::from(qp.entries()) - 1);
     // Each in-flight slot owns a disjoint sub-range so concurrent commands
@@ -591,7 +591,7 @@ fn threads_io(
         qps.push(c.create_io_queue_pair(64)?);
     }
     println!("queue_pairs={}", qps.len());
-    let span = ns.blocks / threads as u64;
+    let span = ns.blocks() / threads as u64;
     let t = Instant::now();
     let results: Vec<Result<nvme_core::QueueStats, String>> = std::thread::scope(|sc| {
         let handles: Vec<_> = qps
@@ -640,7 +640,7 @@ fn threads_io(
 fn commands(addr: &str, nsid: u32, base: u64) -> Result<(), Failure> {
     let c = open(addr)?;
     let ns = c.namespace(nsid)?.clone();
-    let bs = ns.block_size as usize;
+    let bs = ns.block_size() as usize;
     let n = 16usize;
     let mut qp = c.create_io_queue_pair(32)?;
     let pattern =
@@ -665,7 +665,7 @@ fn commands(addr: &str, nsid: u32, base: u64) -> Result<(), Failure> {
     qp.write(&ns, l2, pattern(12, l2)?)?;
     qp.deallocate(&ns, &[(l2, n as u32)])?;
     let r = qp.read(&ns, l2, c.alloc_buffer(n * bs)?)?;
-    let dlfeat = ns.identify.dlfeat & 0x7;
+    let dlfeat = ns.identify().dlfeat & 0x7;
     let ok = match dlfeat {
         1 => r.iter().all(|&b| b == 0),
         2 => r.iter().all(|&b| b == 0xff),
@@ -735,10 +735,10 @@ fn commands(addr: &str, nsid: u32, base: u64) -> Result<(), Failure> {
 fn iops(addr: &str, qd: usize, seconds: u64, span: u64) -> Result<(), Failure> {
     let c = open(addr)?;
     let ns = c.namespaces()[0].clone();
-    let bs = ns.block_size as usize;
+    let bs = ns.block_size() as usize;
     let io = 4096usize.max(bs);
     let per_io = (io / bs) as u64;
-    let blocks = (span / ns.block_size).min(ns.blocks) / per_io * per_io;
+    let blocks = (span / ns.block_size()).min(ns.blocks()) / per_io * per_io;
     let mut qp = c.create_io_queue_pair((qd as u32 + 1).max(2))?;
     // Prefill with the pattern (seed 31), in MDTS-sized writes.
     let chunk = (c.max_transfer_bytes() / bs) as u64;
@@ -839,7 +839,7 @@ fn run_vec(
 fn vectored(addr: &str, lba: u64) -> Result<(), Failure> {
     let c = open(addr)?;
     let ns = c.namespaces()[0].clone();
-    let bs = ns.block_size as usize;
+    let bs = ns.block_size() as usize;
     let mut qp = c.create_io_queue_pair(8)?;
     println!(
         "sgls={}",
