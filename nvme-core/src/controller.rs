@@ -897,10 +897,13 @@ impl<H: Hardware> Controller<H> {
             .collect()
     }
 
-    /// Create an I/O queue pair with `entries` slots (2..=CAP.MQES+1).
+    /// Create an I/O queue pair with `entries` slots (2..=CAP.MQES+1, at most
+    /// 65535: ring indices are 16-bit). Each slot also owns a 4 KiB PRP/SGL
+    /// list page, so a queue costs `entries` x 4 KiB of DMA memory besides
+    /// its rings.
     /// It is owned by the caller and can be moved to another thread.
     pub fn create_io_queue_pair(&self, entries: u32) -> Result<IoQueuePair<H>, Error> {
-        let max = self.max_queue_entries().min(65536);
+        let max = self.max_queue_entries().min(65535);
         if entries < 2 || entries > max {
             return Err(Error::InvalidArgument(format!(
                 "queue size {entries} outside 2..={max} (CAP.MQES + 1)"

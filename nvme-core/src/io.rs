@@ -152,11 +152,8 @@ unsafe impl<H: Hardware> Send for IoQueuePair<H> {}
 
 impl<H: Hardware> IoQueuePair<H> {
     pub(crate) fn create(shared: Arc<Shared<H>>, qid: u16, entries: u32) -> Result<Self, Error> {
-        let n = if entries >= 65536 {
-            u16::MAX
-        } else {
-            entries as u16
-        };
+        // The caller checked 2..=65535.
+        let n = u16::try_from(entries).unwrap_or(u16::MAX);
         let hw = &shared.hw;
         let cap = shared.cap;
         let mut cq = CqRing::new(hw, n, cap.cq_head_doorbell(qid))?;
