@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::buffer::DmaBuf;
-use crate::cmd::{io_opcode, SubmissionEntry};
+use crate::cmd::{io_opcode, CompletionEntry, SubmissionEntry};
 use crate::controller::{Namespace, Shared, PAGE_SIZE};
 use crate::error::{Error, IoError, Rejected};
 use crate::hw::{DmaRegion, Hardware, Iova};
@@ -58,6 +58,9 @@ struct Slot<D: DmaRegion> {
     group: u16,
     /// Head only: commands of the group not yet completed.
     pending: u16,
+    /// Head only: the head's own command has completed (a second completion
+    /// for it, from a misbehaving device, is ignored).
+    head_done: bool,
     /// Head only: the first error any command of the group reported.
     error: Option<NvmeStatus>,
     /// Head only: completion DW0 of the last command of the group.
@@ -208,6 +211,7 @@ impl<H: Hardware> IoQueuePair<H> {
                 busy: false,
                 group: i,
                 pending: 0,
+                head_done: false,
                 error: None,
                 result: 0,
                 tag: 0,
@@ -847,6 +851,7 @@ impl<H: Hardware> IoQueuePair<H> {
         s.busy = true;
         s.group = head;
         s.pending = pieces;
+        s.head_done = false;
         s.error = None;
         s.result = 0;
         s.tag = tag;
@@ -913,45 +918,65 @@ impl<H: Hardware> IoQueuePair<H> {
             self.cq.advance();
             self.sq.set_head(cqe.sq_head);
             n += 1;
-            let cid = cqe.cid;
-            let Some(slot) = self.slots.get_mut(usize::from(cid)).filter(|s| s.busy) else {
-                tracing::warn!(
-                    qid = self.qid,
-                    cid,
-                    "completion for a command not in flight; ignored"
-                );
-                continue;
-            };
-            let head = slot.group;
-            if head != cid {
-                // A later piece of a split request: free its id now.
-                slot.busy = false;
-                self.free_cids.push(cid);
-            }
-            let h = &mut self.slots[usize::from(head)];
-            if let Err(e) = cqe.status() {
-                h.error.get_or_insert(e);
-            }
-            h.result = cqe.result;
-            h.pending -= 1;
-            if h.pending == 0 {
-                h.busy = false;
-                let completion = Completion {
-                    tag: h.tag,
-                    status: h.error.map_or(Ok(()), Err),
-                    result: h.result,
-                    buf: h.buf.take(),
-                    bufs: h.bufs.take(),
-                };
-                self.free_cids.push(head);
-                self.completions += 1;
-                f(completion);
-            }
+            self.complete_piece(&cqe, &mut f);
         }
         if n > 0 {
             self.cq.ring();
         }
         n
+    }
+
+    /// Account one completion entry to its command (group); once the last
+    /// piece is in, hand the finished request to `f`. Entries for commands not in
+    /// flight, or repeated for a piece already done, are ignored: a
+    /// misbehaving device must not release a buffer early or break the
+    /// bookkeeping.
+    #[inline(always)]
+    fn complete_piece(&mut self, cqe: &CompletionEntry, f: &mut impl FnMut(Completion<H::Dma>)) {
+        let cid = cqe.cid;
+        let Some(slot) = self.slots.get_mut(usize::from(cid)).filter(|s| s.busy) else {
+            tracing::warn!(
+                qid = self.qid,
+                cid,
+                "completion for a command not in flight; ignored"
+            );
+            return;
+        };
+        let head = slot.group;
+        if head != cid {
+            // A later piece of a split request: free its id now.
+            slot.busy = false;
+            self.free_cids.push(cid);
+        } else if slot.head_done {
+            tracing::warn!(
+                qid = self.qid,
+                cid,
+                "repeated completion for a command; ignored"
+            );
+            return;
+        } else {
+            slot.head_done = true;
+        }
+        let h = &mut self.slots[usize::from(head)];
+        if let Err(e) = cqe.status() {
+            h.error.get_or_insert(e);
+        }
+        h.result = cqe.result;
+        h.pending = h.pending.saturating_sub(1);
+        if h.pending != 0 {
+            return;
+        }
+        h.busy = false;
+        let completion = Completion {
+            tag: h.tag,
+            status: h.error.map_or(Ok(()), Err),
+            result: h.result,
+            buf: h.buf.take(),
+            bufs: h.bufs.take(),
+        };
+        self.free_cids.push(head);
+        self.completions += 1;
+        f(completion);
     }
 
     /// Submit with `submit`, then wait for that one command (the queue must
@@ -1167,5 +1192,69 @@ impl<H: Hardware> Drop for IoQueuePair<H> {
                  freeing memory it may still access"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cmd::CompletionEntry;
+    use crate::controller::{Controller, ControllerOptions};
+    use crate::model::{ModelConfig, ModelController};
+
+    /// A device that completes the head piece of a split request twice
+    /// must not get the buffer released before the other pieces are done,
+    /// nor break the bookkeeping.
+    #[test]
+    fn repeated_completions_do_not_release_a_split_request_early() {
+        let model = ModelController::new(ModelConfig {
+            mdts: 1, // 8 KiB per command
+            ..ModelConfig::default()
+        });
+        let c = Controller::init(model.clone(), ControllerOptions::default()).unwrap();
+        let ns = c.namespace(1).unwrap().clone();
+        let mut qp = c.create_io_queue_pair(16).unwrap();
+        // Hold the model's completions: we play the device's CQ ourselves.
+        model.hold_completions(qp.qid(), true);
+        qp.submit_read(&ns, 0, c.alloc_buffer(3 * 8192).unwrap(), 42)
+            .unwrap();
+        let pieces: Vec<u16> = (0..qp.slots.len() as u16)
+            .filter(|&i| qp.slots[usize::from(i)].busy)
+            .collect();
+        assert_eq!(pieces.len(), 3);
+        let head = qp.slots[usize::from(pieces[0])].group;
+        let children: Vec<u16> = pieces.iter().copied().filter(|&p| p != head).collect();
+        let mut out = Vec::new();
+        let mut complete = |qp: &mut super::IoQueuePair<ModelController>, cid: u16| {
+            let before = out.len();
+            let cqe = CompletionEntry {
+                cid,
+                ..CompletionEntry::default()
+            };
+            qp.complete_piece(&cqe, &mut |c| out.push(c));
+            out.len() > before
+        };
+        // Head twice, then the first child: still one piece outstanding.
+        assert!(!complete(&mut qp, head));
+        assert!(!complete(&mut qp, head), "repeated head completion ignored");
+        assert!(
+            !complete(&mut qp, children[0]),
+            "buffer must not come back early"
+        );
+        // A repeat of the finished child is ignored too.
+        assert!(!complete(&mut qp, children[0]));
+        assert!(
+            complete(&mut qp, children[1]),
+            "the last piece completes the request"
+        );
+        // Afterwards nothing is in flight; more repeats are ignored.
+        assert!(!complete(&mut qp, head));
+        assert_eq!(qp.outstanding(), 0);
+        assert_eq!(out.len(), 1);
+        let done = &out[0];
+        assert_eq!(
+            (done.tag, done.status, done.buf.is_some()),
+            (42, Ok(()), true)
+        );
+        model.hold_completions(qp.qid(), false);
     }
 }
