@@ -20,56 +20,65 @@ use crate::hw::{DmaRegion, Iova};
 /// Required alignment of a data buffer's start (PRP entries are dword aligned).
 pub const DATA_ALIGN: usize = 4;
 
+/// Largest buffer: sizes and offsets are kept in 32 bits, which keeps a
+/// `DmaBuf` at 32 bytes (it is moved into and out of every command).
+pub const MAX_BUFFER: usize = u32::MAX as usize;
+
 /// DMA-able memory owned by the caller, with a window that I/O transfers.
 pub struct DmaBuf<D: DmaRegion> {
     /// Keeps the region (and its IOMMU mapping) alive.
     region: Arc<D>,
-    /// This buffer's part of the region: host pointer, device address, size.
-    base: *mut u8,
+    /// Device address of this buffer's first byte; the host address is the
+    /// region's at the same offset (only CPU access needs it).
     iova: Iova,
-    cap: usize,
+    /// Bytes this buffer may use, from `iova`.
+    cap: u32,
+    /// The window that I/O transfers: `[off, off + len)`.
+    off: u32,
+    len: u32,
     /// Which controller's DMA space the IOVA belongs to.
-    domain: u64,
-    off: usize,
-    len: usize,
+    domain: u32,
 }
 
-// SAFETY: a DmaBuf has exclusive use of bytes `[base, base + cap)` of its
-// region (buffers cut from one region never overlap), so moving it to
-// another thread moves that exclusive access. The region itself is only
-// kept alive through the Arc (`D: Send + Sync`), never accessed through it.
+// SAFETY: a DmaBuf has exclusive use of its `cap` bytes of the region
+// (buffers cut from one region never overlap), so moving it to another
+// thread moves that exclusive access. The region itself is shared only
+// through the Arc (`D: Send + Sync`), and only its immutable address
+// getters are called through it.
 unsafe impl<D: DmaRegion + Sync> Send for DmaBuf<D> {}
 
 impl<D: DmaRegion> DmaBuf<D> {
     /// The whole of `region`, for the controller with DMA domain `domain`.
     pub(crate) fn new(region: D, domain: u64) -> Self {
-        let cap = region.len();
+        let cap = region.len().min(MAX_BUFFER);
         Self::slice(Arc::new(region), 0, cap, domain)
     }
 
     /// Bytes `[start, start + cap)` of a shared region. Callers hand out
     /// non-overlapping slices only.
+    /// Callers keep `cap <= MAX_BUFFER` and `domain <= u32::MAX`.
     pub(crate) fn slice(region: Arc<D>, start: usize, cap: usize, domain: u64) -> Self {
         assert!(start + cap <= region.len(), "slice inside its region");
+        assert!(cap <= MAX_BUFFER && domain <= u64::from(u32::MAX));
         DmaBuf {
-            base: region.as_ptr().wrapping_add(start),
             iova: region.iova().add(start as u64),
-            cap,
+            cap: cap as u32,
             region,
-            domain,
+            domain: domain as u32,
             off: 0,
-            len: cap,
+            len: cap as u32,
         }
     }
 
+    #[inline]
     pub(crate) fn domain(&self) -> u64 {
-        self.domain
+        u64::from(self.domain)
     }
 
     /// Bytes in the window (what an I/O command transfers).
     #[inline]
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     /// True if the window is empty.
@@ -80,19 +89,19 @@ impl<D: DmaRegion> DmaBuf<D> {
 
     /// Bytes this buffer may use.
     pub fn capacity(&self) -> usize {
-        self.cap
+        self.cap as usize
     }
 
     /// Offset of the window in the buffer.
     pub fn offset(&self) -> usize {
-        self.off
+        self.off as usize
     }
 
     /// Select the window `[offset, offset + len)` of the buffer that reads
     /// and writes transfer. `offset` must be a multiple of 4 (PRP rule).
     pub fn set_window(&mut self, offset: usize, len: usize) -> Result<(), Error> {
         let end = offset.checked_add(len);
-        if end.is_none_or(|e| e > self.cap) {
+        if end.is_none_or(|e| e > self.capacity()) {
             return Err(Error::InvalidArgument(format!(
                 "window {offset}+{len} does not fit a {}-byte buffer",
                 self.cap
@@ -103,34 +112,43 @@ impl<D: DmaRegion> DmaBuf<D> {
                 iova: self.iova.add(offset as u64),
             });
         }
-        self.off = offset;
-        self.len = len;
+        // Both fit in u32: they end within `cap`, which does.
+        self.off = offset as u32;
+        self.len = len as u32;
         Ok(())
     }
 
     /// Device address of the window's first byte.
     #[inline]
     pub fn iova(&self) -> Iova {
-        self.iova.add(self.off as u64)
+        self.iova.add(u64::from(self.off))
+    }
+
+    /// Host address of the window's first byte.
+    #[inline]
+    fn window_ptr(&self) -> *mut u8 {
+        let start = (self.iova.0 - self.region.iova().0) as usize + self.off as usize;
+        self.region.as_ptr().wrapping_add(start)
     }
 
     /// The window's bytes.
     #[inline]
     pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: `[base, base + cap)` lies inside the region (checked in
-        // `slice`), which lives as long as the Arc we hold, and the window is
-        // inside that (`set_window` checks). No other DmaBuf overlaps it. The
-        // device does not access it now: a buffer the device may use has been
+        // SAFETY: this buffer's `cap` bytes lie inside the region at the
+        // same offset as its IOVA (checked in `slice`), the region lives as
+        // long as the Arc we hold, and the window is inside those bytes
+        // (`set_window` checks). No other DmaBuf overlaps them. The device
+        // does not access them now: a buffer the device may use has been
         // moved into a queue pair, so no `&self` to it can exist. u8 has no
         // invalid bit patterns.
-        unsafe { std::slice::from_raw_parts(self.base.add(self.off), self.len) }
+        unsafe { std::slice::from_raw_parts(self.window_ptr(), self.len()) }
     }
 
     /// The window's bytes, writable.
     #[inline]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in `as_slice`; `&mut self` makes this the only reference.
-        unsafe { std::slice::from_raw_parts_mut(self.base.add(self.off), self.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.window_ptr(), self.len()) }
     }
 
     /// Buffers sharing this one's region (1 if it has its own).

@@ -116,6 +116,24 @@ const _: () = assert!(std::mem::size_of::<SubmissionEntry>() == 64);
 const _: () = assert!(std::mem::align_of::<SubmissionEntry>() == 8);
 
 impl SubmissionEntry {
+    /// The entry as eight little-endian 64-bit words, in memory order
+    /// (computed from the fields, so a caller storing them needs no copy of
+    /// the struct in memory).
+    #[inline(always)]
+    pub fn words(&self) -> [u64; 8] {
+        let pair = |lo: u32, hi: u32| (u64::from(hi) << 32 | u64::from(lo)).to_le();
+        [
+            pair(self.cdw0, self.nsid),
+            pair(self.cdw2, self.cdw3),
+            self.mptr.to_le(),
+            self.prp1.to_le(),
+            self.prp2.to_le(),
+            pair(self.cdw10, self.cdw11),
+            pair(self.cdw12, self.cdw13),
+            pair(self.cdw14, self.cdw15),
+        ]
+    }
+
     /// A command with this opcode and namespace, everything else zero.
     pub const fn new(opcode: u8, nsid: u32) -> Self {
         SubmissionEntry {
@@ -274,6 +292,7 @@ impl CompletionEntry {
         self.status & 1 == 1
     }
     /// The status field, decoded. `Ok(())` for success.
+    #[inline]
     pub fn status(&self) -> Result<(), crate::status::NvmeStatus> {
         crate::status::NvmeStatus::from_field(self.status)
     }
@@ -282,6 +301,18 @@ impl CompletionEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_are_the_entry_in_memory_order() {
+        let mut e = SubmissionEntry::rw(0x02, 7, 0x1122_3344_5566_7788, 8, true);
+        e.set_cid(0xbeef);
+        e.set_prps(crate::hw::Iova(0x1000), crate::hw::Iova(0x2000));
+        e.cdw3 = 3;
+        e.cdw15 = 15;
+        // SAFETY: SubmissionEntry is repr(C), 64 bytes, 8-aligned, no padding.
+        let raw: [u64; 8] = unsafe { std::mem::transmute(e) };
+        assert_eq!(e.words(), raw);
+    }
 
     #[test]
     fn field_offsets_match_the_spec() {

@@ -722,7 +722,16 @@ impl<H: Hardware> Controller<H> {
         } else {
             (1..=identify.nn.min(1024)).collect()
         };
-        let domain = NEXT_DOMAIN.fetch_add(1, Ordering::Relaxed);
+        // Buffers keep their domain in 32 bits; never hand one out twice.
+        let domain = NEXT_DOMAIN
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                (d < u64::from(u32::MAX)).then_some(d + 1)
+            })
+            .map_err(|_| {
+                Error::Unsupported(
+                    "this process has initialised 2^32 controllers; restart it".into(),
+                )
+            })?;
         let mut namespaces = Vec::new();
         for nsid in nsids {
             exec_marking_dead(
@@ -864,8 +873,11 @@ impl<H: Hardware> Controller<H> {
     /// 4096), usable with this controller's queue pairs. Its window starts
     /// covering exactly `len` bytes.
     pub fn alloc_buffer(&self, len: usize) -> Result<DmaBuf<H::Dma>, Error> {
-        if len == 0 {
-            return Err(Error::InvalidArgument("buffer length 0".into()));
+        if len == 0 || len > crate::buffer::MAX_BUFFER {
+            return Err(Error::InvalidArgument(format!(
+                "buffer length {len}: a buffer holds 1..={} bytes",
+                crate::buffer::MAX_BUFFER
+            )));
         }
         let region = self.shared.hw.alloc_dma(len)?;
         let mut buf = DmaBuf::new(region, self.shared.domain);
@@ -884,6 +896,12 @@ impl<H: Hardware> Controller<H> {
             ));
         }
         let stride = size.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        if stride > crate::buffer::MAX_BUFFER {
+            return Err(Error::InvalidArgument(format!(
+                "buffer size {size}: a buffer holds at most {} bytes",
+                crate::buffer::MAX_BUFFER
+            )));
+        }
         let total = stride
             .checked_mul(count)
             .ok_or_else(|| Error::InvalidArgument(format!("{count} x {size} bytes overflows")))?;

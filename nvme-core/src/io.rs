@@ -50,11 +50,31 @@ impl<D: DmaRegion> std::fmt::Debug for Completion<D> {
     }
 }
 
-/// Per-command-slot state. A request larger than MDTS becomes a group of
-/// commands; the group's state lives in its first slot (the head).
+/// What a command slot holds.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum SlotState {
+    /// No command.
+    Free,
+    /// A lone command: everything about it is in the hot [`Slot`].
+    Single,
+    /// A piece of a request split at MDTS, or a vectored command: the
+    /// [`GroupSlot`] of the same index says which group and how far along.
+    Grouped,
+}
+
+/// Hot per-command state: all a lone command (the common case) needs, so
+/// submit and complete touch one small record.
 struct Slot<D: DmaRegion> {
-    busy: bool,
-    /// The head slot of this command's group (itself for a lone command).
+    state: SlotState,
+    tag: u64,
+    buf: Option<DmaBuf<D>>,
+}
+
+/// Cold per-command state, only for grouped commands. A request larger
+/// than MDTS becomes a group of commands; the group's state lives in its
+/// first slot (the head). A vectored command is a group of one.
+struct GroupSlot<D: DmaRegion> {
+    /// The head slot of this command's group.
     group: u16,
     /// Head only: commands of the group not yet completed.
     pending: u16,
@@ -65,8 +85,6 @@ struct Slot<D: DmaRegion> {
     error: Option<NvmeStatus>,
     /// Head only: completion DW0 of the last command of the group.
     result: u32,
-    tag: u64,
-    buf: Option<DmaBuf<D>>,
     /// Head only: the buffers of a vectored command.
     bufs: Option<Vec<DmaBuf<D>>>,
 }
@@ -133,7 +151,10 @@ pub struct IoQueuePair<H: Hardware> {
     /// One 4 KiB PRP list (or DSM range) page per command slot.
     prp_mem: ManuallyDrop<H::Dma>,
     slots: ManuallyDrop<Box<[Slot<H::Dma>]>>,
-    free_cids: Vec<u16>,
+    groups: ManuallyDrop<Box<[GroupSlot<H::Dma>]>>,
+    /// Free command identifiers: a stack, `free_cids[..nfree]`.
+    free_cids: Box<[u16]>,
+    nfree: usize,
     max_transfer: usize,
     domain: u64,
     oncs: Oncs,
@@ -142,6 +163,10 @@ pub struct IoQueuePair<H: Hardware> {
     /// Defer SQ doorbells until `ring()` / `poll()`.
     batch_doorbells: bool,
     unrung: bool,
+    /// CQ entries consumed but not yet acknowledged with a head doorbell.
+    cq_unacked: u16,
+    /// How many may stay unacknowledged: CQ entries minus SQ entries.
+    cq_slack: u16,
     commands: u64,
     completions: u64,
     /// Not `Sync`: all access goes through `&mut self` on one thread.
@@ -159,7 +184,14 @@ impl<H: Hardware> IoQueuePair<H> {
         let n = u16::try_from(entries).unwrap_or(u16::MAX);
         let hw = &shared.hw;
         let cap = shared.cap;
-        let mut cq = CqRing::new(hw, n, cap.cq_head_doorbell(qid))?;
+        // The CQ gets up to twice the SQ's entries: at most n - 1 commands
+        // are ever outstanding, so with C entries the host may leave up to
+        // C - n consumed entries unacknowledged and the controller still
+        // always has room to post. That lets one CQ head doorbell cover many
+        // polls (see `poll`).
+        let cq_n = (2 * u32::from(n)).min(cap.max_queue_entries()).min(65535) as u16;
+        let cq_slack = cq_n.saturating_sub(n);
+        let mut cq = CqRing::new(hw, cq_n, cap.cq_head_doorbell(qid))?;
         let mut sq = match &shared.cmb {
             Some(cmb) => match SqRing::new_in_cmb(hw, cmb, n, cap.sq_tail_doorbell(qid)) {
                 Ok(sq) => sq,
@@ -185,7 +217,7 @@ impl<H: Hardware> IoQueuePair<H> {
             e
         };
         if let Err(e) = shared.admin_cmd(
-            SubmissionEntry::create_io_cq(qid, n, cq.iova()),
+            SubmissionEntry::create_io_cq(qid, cq_n, cq.iova()),
             "Create I/O Completion Queue",
         ) {
             if matches!(e, Error::Command { .. }) {
@@ -207,20 +239,25 @@ impl<H: Hardware> IoQueuePair<H> {
             return Err(abandon(e, cq, sq, prp_mem));
         }
         let slots = (0..n)
-            .map(|i| Slot {
-                busy: false,
+            .map(|_| Slot {
+                state: SlotState::Free,
+                tag: 0,
+                buf: None,
+            })
+            .collect();
+        let groups = (0..n)
+            .map(|i| GroupSlot {
                 group: i,
                 pending: 0,
                 head_done: false,
                 error: None,
                 result: 0,
-                tag: 0,
-                buf: None,
                 bufs: None,
             })
             .collect();
         // At most n - 1 commands can be in the ring at once.
-        let free_cids = (0..n - 1).rev().collect();
+        let free_cids: Box<[u16]> = (0..n - 1).rev().collect();
+        let nfree = free_cids.len();
         let max_transfer = shared.max_transfer;
         let domain = shared.domain;
         let oncs = shared.oncs();
@@ -232,13 +269,17 @@ impl<H: Hardware> IoQueuePair<H> {
             cq: ManuallyDrop::new(cq),
             prp_mem: ManuallyDrop::new(prp_mem),
             slots: ManuallyDrop::new(slots),
+            groups: ManuallyDrop::new(groups),
             free_cids,
+            nfree,
             max_transfer,
             domain,
             oncs,
             sgls,
             batch_doorbells: false,
             unrung: false,
+            cq_unacked: 0,
+            cq_slack,
             commands: 0,
             completions: 0,
             _not_sync: PhantomData,
@@ -262,7 +303,7 @@ impl<H: Hardware> IoQueuePair<H> {
 
     /// Commands submitted and not yet reaped.
     pub fn outstanding(&self) -> usize {
-        usize::from(self.sq.entries()) - 1 - self.free_cids.len()
+        usize::from(self.sq.entries()) - 1 - self.nfree
     }
 
     /// Largest transfer one NVMe command carries; larger requests are split.
@@ -451,15 +492,52 @@ impl<H: Hardware> IoQueuePair<H> {
             cmd.set_prps(prp1, Iova(0));
         }
         cmd.set_cid(cid);
-        self.start_group(cid, 1, tag, None);
+        self.start_single(cid, tag, None);
         self.push(&cmd);
         self.publish();
         Ok(())
     }
 
-    /// Validate a data transfer; returns its block count.
-    #[inline]
+    /// Validate a data transfer; returns its block count. All checks are
+    /// evaluated branch-light first; the precise error is worked out out of
+    /// line only when one fails.
+    #[inline(always)]
     fn check_data(&self, ns: &Namespace, lba: u64, buf: &DmaBuf<H::Dma>) -> Result<u64, Error> {
+        let len = buf.len() as u64;
+        // The block size is a power of two: mask and shift, no division.
+        let blocks = len >> ns.block_shift();
+        let ok = (buf.domain() == self.domain)
+            & (ns.domain() == self.domain)
+            & (ns.metadata_size() == 0)
+            & (len != 0)
+            & (len & (ns.block_size() - 1) == 0)
+            & (buf.iova().0 & 3 == 0)
+            & lba
+                .checked_add(blocks)
+                .is_some_and(|end| end <= ns.blocks());
+        if ok {
+            Ok(blocks)
+        } else {
+            Err(self.data_error(ns, lba, buf))
+        }
+    }
+
+    /// Which check of [`IoQueuePair::check_data`] failed, as an error.
+    #[cold]
+    #[inline(never)]
+    fn data_error(&self, ns: &Namespace, lba: u64, buf: &DmaBuf<H::Dma>) -> Error {
+        match self.check_data_slow(ns, lba, buf) {
+            Err(e) => e,
+            Ok(_) => Error::InvalidArgument("data transfer check failed".into()),
+        }
+    }
+
+    fn check_data_slow(
+        &self,
+        ns: &Namespace,
+        lba: u64,
+        buf: &DmaBuf<H::Dma>,
+    ) -> Result<u64, Error> {
         if buf.domain() != self.domain {
             return Err(Error::ForeignBuffer);
         }
@@ -500,6 +578,9 @@ impl<H: Hardware> IoQueuePair<H> {
         Ok(())
     }
 
+    /// A data command: the one-command case inline, checks included;
+    /// anything else out of line.
+    #[inline(always)]
     fn submit_data(
         &mut self,
         opcode: u8,
@@ -511,26 +592,49 @@ impl<H: Hardware> IoQueuePair<H> {
     ) -> Result<(), Rejected<H::Dma>> {
         let blocks = match self.check_data(ns, lba, &buf) {
             Ok(b) => b,
-            Err(error) => return Err(Rejected { error, buf }),
+            Err(error) => return Err(reject(error, buf)),
         };
         let len = buf.len();
-        if len <= self.max_transfer {
-            // One command: the common case, no group bookkeeping.
-            let Some(cid) = self.take_cids(1) else {
-                let error = Error::QueueFull {
-                    outstanding: self.outstanding(),
-                };
-                return Err(Rejected { error, buf });
-            };
-            let mut cmd = SubmissionEntry::rw(opcode, ns.nsid(), lba, blocks as u32, fua);
-            cmd.set_cid(cid);
-            let (p1, p2) = self.build_prps(cid, buf.iova(), len);
-            cmd.set_prps(p1, p2);
-            self.start_group(cid, 1, tag, Some(buf));
-            self.push(&cmd);
-            self.publish();
-            return Ok(());
+        if len > self.max_transfer {
+            return self.submit_split(opcode, ns, lba, buf, tag, fua, blocks);
         }
+        // One command: the common case, no group bookkeeping.
+        let Some(cid) = self.take_cids(1) else {
+            return Err(self.queue_full(buf));
+        };
+        let mut cmd = SubmissionEntry::rw(opcode, ns.nsid(), lba, blocks as u32, fua);
+        cmd.set_cid(cid);
+        let (p1, p2) = self.build_prps(cid, buf.iova(), len);
+        cmd.set_prps(p1, p2);
+        self.start_single(cid, tag, Some(buf));
+        self.push(&cmd);
+        self.publish();
+        Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn queue_full(&self, buf: DmaBuf<H::Dma>) -> Rejected<H::Dma> {
+        let error = Error::QueueFull {
+            outstanding: self.outstanding(),
+        };
+        Rejected { error, buf }
+    }
+
+    /// A request larger than one command: split at MDTS into a group.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn submit_split(
+        &mut self,
+        opcode: u8,
+        ns: &Namespace,
+        lba: u64,
+        buf: DmaBuf<H::Dma>,
+        tag: u64,
+        fua: bool,
+        blocks: u64,
+    ) -> Result<(), Rejected<H::Dma>> {
+        let len = buf.len();
         // Split at MDTS; every piece is a whole number of blocks because
         // MDTS is a power-of-two multiple of 4 KiB.
         let pieces = len.div_ceil(self.max_transfer);
@@ -554,10 +658,9 @@ impl<H: Hardware> IoQueuePair<H> {
         let mut cid = head;
         for i in 0..pieces {
             if i > 0 {
-                cid = self.free_cids.pop().expect("take_cids reserved enough");
-                let s = &mut self.slots[usize::from(cid)];
-                s.busy = true;
-                s.group = head;
+                cid = self.pop_cid().expect("take_cids reserved enough");
+                self.slots[usize::from(cid)].state = SlotState::Grouped;
+                self.groups[usize::from(cid)].group = head;
             }
             let first = i as u64 * piece_blocks;
             let n = piece_blocks.min(blocks - first);
@@ -654,7 +757,7 @@ impl<H: Hardware> IoQueuePair<H> {
         cmd.set_cid(cid);
         let (p1, p2) = self.build_prps(cid, iova, len);
         cmd.set_prps(p1, p2);
-        self.start_group(cid, 1, tag, None);
+        self.start_single(cid, tag, None);
         self.push(&cmd);
         self.publish();
         Ok(())
@@ -829,7 +932,7 @@ impl<H: Hardware> IoQueuePair<H> {
             };
         }
         self.start_group(cid, 1, tag, None);
-        self.slots[usize::from(cid)].bufs = Some(bufs);
+        self.groups[usize::from(cid)].bufs = Some(bufs);
         self.push(&cmd);
         self.publish();
         Ok(())
@@ -839,24 +942,52 @@ impl<H: Hardware> IoQueuePair<H> {
     /// the free list for the caller to pop. `None` if not enough are free.
     #[inline]
     fn take_cids(&mut self, n: usize) -> Option<u16> {
-        if self.free_cids.len() < n || self.sq.is_full() {
+        if self.nfree < n || self.sq.is_full() {
             return None;
         }
-        self.free_cids.pop()
+        self.pop_cid()
     }
 
     #[inline]
-    fn start_group(&mut self, head: u16, pieces: u16, tag: u64, buf: Option<DmaBuf<H::Dma>>) {
-        let s = &mut self.slots[usize::from(head)];
-        s.busy = true;
-        s.group = head;
-        s.pending = pieces;
-        s.head_done = false;
-        s.error = None;
-        s.result = 0;
+    fn pop_cid(&mut self) -> Option<u16> {
+        let top = self.nfree.checked_sub(1)?;
+        self.nfree = top;
+        self.free_cids.get(top).copied()
+    }
+
+    #[inline]
+    fn push_cid(&mut self, cid: u16) {
+        // Never more than n - 1 ids are free: every pushed id was popped.
+        if let Some(s) = self.free_cids.get_mut(self.nfree) {
+            *s = cid;
+            self.nfree += 1;
+        }
+    }
+
+    /// A lone command in slot `cid` (free, so its `buf` is `None`).
+    #[inline]
+    fn start_single(&mut self, cid: u16, tag: u64, buf: Option<DmaBuf<H::Dma>>) {
+        let s = &mut self.slots[usize::from(cid)];
+        debug_assert!(s.state == SlotState::Free && s.buf.is_none());
+        s.state = SlotState::Single;
         s.tag = tag;
         s.buf = buf;
-        s.bufs = None;
+    }
+
+    /// The head of a group of `pieces` commands (a split request, or a
+    /// vectored command with `pieces == 1`).
+    fn start_group(&mut self, head: u16, pieces: u16, tag: u64, buf: Option<DmaBuf<H::Dma>>) {
+        let s = &mut self.slots[usize::from(head)];
+        s.state = SlotState::Grouped;
+        s.tag = tag;
+        s.buf = buf;
+        let g = &mut self.groups[usize::from(head)];
+        g.group = head;
+        g.pending = pieces;
+        g.head_done = false;
+        g.error = None;
+        g.result = 0;
+        g.bufs = None;
     }
 
     #[inline]
@@ -908,46 +1039,90 @@ impl<H: Hardware> IoQueuePair<H> {
 
     /// Reap up to `max` completions, handing each to `f`. Returns how many
     /// NVMe completion entries were consumed. Publishes batched submissions
-    /// first; one CQ head doorbell write covers the whole batch.
+    /// first.
+    ///
+    /// The CQ head doorbell is written only once the consumed entries not
+    /// yet acknowledged reach the CQ's slack (its entries beyond the SQ's):
+    /// since at most SQ-entries − 1 commands are ever outstanding, the
+    /// controller always has room to post, and one doorbell write covers
+    /// many polls (every poll, if the controller allowed no larger CQ).
     #[inline]
     pub fn poll(&mut self, max: usize, mut f: impl FnMut(Completion<H::Dma>)) -> usize {
         self.ring();
         let mut n = 0;
+        let mut sq_head = None;
         while n < max {
             let Some(cqe) = self.cq.peek() else { break };
             self.cq.advance();
-            self.sq.set_head(cqe.sq_head);
+            sq_head = Some(cqe.sq_head);
             n += 1;
             self.complete_piece(&cqe, &mut f);
         }
-        if n > 0 {
-            self.cq.ring();
+        if let Some(head) = sq_head {
+            // The newest entry carries the newest SQ head.
+            self.sq.set_head(head);
+            // n <= CQ entries: the controller posts no more than that
+            // between two head doorbells.
+            let n16 = u16::try_from(n).unwrap_or(u16::MAX);
+            self.cq_unacked = self.cq_unacked.saturating_add(n16);
+            if self.cq_unacked >= self.cq_slack {
+                self.cq_unacked = 0;
+                self.cq.ring();
+            }
         }
         n
     }
 
-    /// Account one completion entry to its command (group); once the last
-    /// piece is in, hand the finished request to `f`. Entries for commands not in
-    /// flight, or repeated for a piece already done, are ignored: a
-    /// misbehaving device must not release a buffer early or break the
-    /// bookkeeping.
+    /// Account one completion entry to its command; once the last piece of
+    /// its request is in, hand the finished request to `f`. Entries for
+    /// commands not in flight, or repeated for a piece already done, are
+    /// ignored: a misbehaving device must not release a buffer early or
+    /// break the bookkeeping.
     #[inline(always)]
     fn complete_piece(&mut self, cqe: &CompletionEntry, f: &mut impl FnMut(Completion<H::Dma>)) {
         let cid = cqe.cid;
-        let Some(slot) = self.slots.get_mut(usize::from(cid)).filter(|s| s.busy) else {
+        match self.slots.get_mut(usize::from(cid)) {
+            Some(slot) if slot.state == SlotState::Single => {
+                slot.state = SlotState::Free;
+                let completion = Completion {
+                    tag: slot.tag,
+                    status: cqe.status(),
+                    result: cqe.result,
+                    buf: slot.buf.take(),
+                    bufs: None,
+                };
+                self.push_cid(cid);
+                self.completions += 1;
+                f(completion);
+            }
+            _ => self.complete_grouped(cqe, f),
+        }
+    }
+
+    /// [`IoQueuePair::complete_piece`] for grouped commands and strays.
+    #[inline(never)]
+    fn complete_grouped(&mut self, cqe: &CompletionEntry, f: &mut impl FnMut(Completion<H::Dma>)) {
+        let cid = cqe.cid;
+        let i = usize::from(cid);
+        if self
+            .slots
+            .get(i)
+            .is_none_or(|s| s.state != SlotState::Grouped)
+        {
             tracing::warn!(
                 qid = self.qid,
                 cid,
                 "completion for a command not in flight; ignored"
             );
             return;
-        };
-        let head = slot.group;
+        }
+        let g = &mut self.groups[i];
+        let head = g.group;
         if head != cid {
             // A later piece of a split request: free its id now.
-            slot.busy = false;
-            self.free_cids.push(cid);
-        } else if slot.head_done {
+            self.slots[i].state = SlotState::Free;
+            self.push_cid(cid);
+        } else if g.head_done {
             tracing::warn!(
                 qid = self.qid,
                 cid,
@@ -955,9 +1130,9 @@ impl<H: Hardware> IoQueuePair<H> {
             );
             return;
         } else {
-            slot.head_done = true;
+            g.head_done = true;
         }
-        let h = &mut self.slots[usize::from(head)];
+        let h = &mut self.groups[usize::from(head)];
         if let Err(e) = cqe.status() {
             h.error.get_or_insert(e);
         }
@@ -966,15 +1141,17 @@ impl<H: Hardware> IoQueuePair<H> {
         if h.pending != 0 {
             return;
         }
-        h.busy = false;
+        let (status, result, bufs) = (h.error.map_or(Ok(()), Err), h.result, h.bufs.take());
+        let hs = &mut self.slots[usize::from(head)];
+        hs.state = SlotState::Free;
         let completion = Completion {
-            tag: h.tag,
-            status: h.error.map_or(Ok(()), Err),
-            result: h.result,
-            buf: h.buf.take(),
-            bufs: h.bufs.take(),
+            tag: hs.tag,
+            status,
+            result,
+            buf: hs.buf.take(),
+            bufs,
         };
-        self.free_cids.push(head);
+        self.push_cid(head);
         self.completions += 1;
         f(completion);
     }
@@ -1131,6 +1308,12 @@ impl<H: Hardware> IoQueuePair<H> {
     }
 }
 
+#[cold]
+#[inline(never)]
+fn reject<D: DmaRegion>(error: Error, buf: DmaBuf<D>) -> Rejected<D> {
+    Rejected { error, buf }
+}
+
 fn unsupported(what: &str) -> Error {
     Error::Unsupported(format!(
         "the controller does not support {what} (Identify Controller ONCS)"
@@ -1180,6 +1363,7 @@ impl<H: Hardware> Drop for IoQueuePair<H> {
             // disabled (CSTS.RDY = 0).
             unsafe {
                 ManuallyDrop::drop(&mut self.slots);
+                ManuallyDrop::drop(&mut self.groups);
                 ManuallyDrop::drop(&mut self.prp_mem);
                 ManuallyDrop::drop(&mut self.sq);
                 ManuallyDrop::drop(&mut self.cq);
@@ -1218,10 +1402,10 @@ mod tests {
         qp.submit_read(&ns, 0, c.alloc_buffer(3 * 8192).unwrap(), 42)
             .unwrap();
         let pieces: Vec<u16> = (0..qp.slots.len() as u16)
-            .filter(|&i| qp.slots[usize::from(i)].busy)
+            .filter(|&i| qp.slots[usize::from(i)].state != super::SlotState::Free)
             .collect();
         assert_eq!(pieces.len(), 3);
-        let head = qp.slots[usize::from(pieces[0])].group;
+        let head = qp.groups[usize::from(pieces[0])].group;
         let children: Vec<u16> = pieces.iter().copied().filter(|&p| p != head).collect();
         let mut out = Vec::new();
         let mut complete = |qp: &mut super::IoQueuePair<ModelController>, cid: u16| {

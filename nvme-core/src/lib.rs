@@ -29,7 +29,7 @@ pub mod queue;
 pub mod regs;
 pub mod status;
 
-pub use buffer::DmaBuf;
+pub use buffer::{DmaBuf, MAX_BUFFER};
 pub use controller::{CmbStatus, Controller, ControllerOptions, Namespace};
 pub use error::{Error, IoError, Rejected};
 pub use hw::{

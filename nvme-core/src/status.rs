@@ -65,7 +65,19 @@ impl NvmeStatus {
     pub const LBA_OUT_OF_RANGE: (StatusCodeType, u8) = (StatusCodeType::Generic, 0x80);
 
     /// Decode the 16-bit status word of a completion entry (phase in bit 0).
+    #[inline]
     pub fn from_field(field: u16) -> Result<(), NvmeStatus> {
+        // Success is SCT = 0 and SC = 0 (bits 11:1); test that first and
+        // decode only an error, out of line.
+        if field & 0x0ffe == 0 {
+            return Ok(());
+        }
+        Self::decode(field)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn decode(field: u16) -> Result<(), NvmeStatus> {
         let sf = field >> 1;
         let sc = (sf & 0xff) as u8;
         let sct = ((sf >> 8) & 0x7) as u8;
