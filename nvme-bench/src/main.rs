@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use nvme_core::{Controller, ControllerOptions};
+use nvme_core::{ByteCount, Controller, ControllerOptions, Lba};
 use nvme_vfio::VfioHw;
 
 #[derive(Parser)]
@@ -303,9 +303,9 @@ fn smoke(addr: &str, nsid: u32, bytes: u64) -> Res {
     let (mut lba, mut k, mut cmds) = (0u64, 0usize, 0u64);
     while lba < total_blocks {
         let n = sizes[k % sizes.len()].min(total_blocks - lba);
-        let mut buf = c.alloc_buffer((n * bs) as usize)?;
+        let mut buf = c.alloc_buffer(ByteCount((n * bs) as usize))?;
         fill(&mut buf, lba);
-        qp.write(&ns, lba, buf)?;
+        qp.write(&ns, Lba(lba), buf)?;
         lba += n;
         k += 1;
         cmds += 1;
@@ -317,7 +317,7 @@ fn smoke(addr: &str, nsid: u32, bytes: u64) -> Res {
     let mut expect = Vec::new();
     while lba < total_blocks {
         let n = sizes[(k + 1) % sizes.len()].min(total_blocks - lba);
-        let buf = qp.read(&ns, lba, c.alloc_buffer((n * bs) as usize)?)?;
+        let buf = qp.read(&ns, Lba(lba), c.alloc_buffer(ByteCount((n * bs) as usize))?)?;
         expect.resize(buf.len(), 0);
         fill(&mut expect, lba);
         if buf[..] != expect[..] {

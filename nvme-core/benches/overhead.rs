@@ -49,8 +49,8 @@ use nvme_core::model::{
 };
 use nvme_core::regs::{offset, Cap};
 use nvme_core::{
-    Controller, ControllerOptions, DmaBuf, DmaRegion, Doorbell, Hardware, HwError, IoQueuePair,
-    Namespace, NoDeviceMemory,
+    ByteCount, Controller, ControllerOptions, DmaBuf, DmaRegion, Doorbell, Hardware, HwError,
+    IoQueuePair, Lba, Namespace, NoDeviceMemory,
 };
 
 // ----- heap allocation counter ------------------------------------------------
@@ -411,7 +411,7 @@ fn io_loop(
     let mut completed = 0u64;
     let mut errors = 0u64;
     let mut submit = |qp: &mut IoQueuePair<FastHw>, buf: Buf, submitted: &mut u64| {
-        if let Err(r) = qp.submit_read(ns, lba, buf, *submitted) {
+        if let Err(r) = qp.submit_read(ns, Lba(lba), buf, *submitted) {
             panic!("submission refused: {}", r.error);
         }
         *submitted += 1;
@@ -454,7 +454,7 @@ fn run_queue(
     start: &Barrier,
 ) -> Run {
     let ns = ctrl.namespace(1).expect("namespace 1").clone();
-    let mut bufs = ctrl.alloc_buffers(qd, 4096).expect("buffers");
+    let mut bufs = ctrl.alloc_buffers(qd, ByteCount(4096)).expect("buffers");
     let mut ready = Vec::with_capacity(qd);
     qp.set_doorbell_batching(batch);
     io_loop(&mut qp, &ns, &mut bufs, &mut ready, qd, warmup);

@@ -33,7 +33,7 @@
 //!
 //! ```
 //! use nvme_core::async_io::AsyncQueuePair;
-//! use nvme_core::{DmaBuf, Hardware, IoError, Namespace};
+//! use nvme_core::{ByteCount, DmaBuf, Hardware, IoError, Lba, Namespace};
 //!
 //! /// Read two blocks concurrently and return their buffers.
 //! async fn read_two<H: Hardware>(
@@ -42,8 +42,8 @@
 //!     a: DmaBuf<H::Dma>,
 //!     b: DmaBuf<H::Dma>,
 //! ) -> Result<(DmaBuf<H::Dma>, DmaBuf<H::Dma>), IoError<H::Dma>> {
-//!     let fa = aqp.read(ns, 0, a);
-//!     let fb = aqp.read(ns, 8, b);
+//!     let fa = aqp.read(ns, Lba(0), a);
+//!     let fb = aqp.read(ns, Lba(8), b);
 //!     // Any join combinator works; polling them one after the other too,
 //!     // since each future's poll also reaps the other's completion.
 //!     let a = fa.await?;
@@ -58,8 +58,8 @@
 //! #     let ctrl = Controller::init(ModelController::default(), ControllerOptions::default()).unwrap();
 //! #     let ns = ctrl.namespace(1).unwrap().clone();
 //! #     let aqp = AsyncQueuePair::new(ctrl.create_io_queue_pair(16).unwrap());
-//! #     let a = ctrl.alloc_buffer(4096).unwrap();
-//! #     let b = ctrl.alloc_buffer(4096).unwrap();
+//! #     let a = ctrl.alloc_buffer(ByteCount(4096)).unwrap();
+//! #     let b = ctrl.alloc_buffer(ByteCount(4096)).unwrap();
 //! #     // A minimal executor: poll until ready with a no-op waker.
 //! #     let mut fut = std::pin::pin!(read_two(&aqp, &ns, a, b));
 //! #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -85,6 +85,7 @@ use crate::error::{Error, IoError, Rejected};
 use crate::hw::{DmaRegion, Hardware};
 use crate::io::{Completion, IoQueuePair};
 use crate::status::NvmeStatus;
+use crate::units::Lba;
 
 /// Tags the adapter gives its commands: this marker in the high bits, the
 /// result-cell index in the low 32. Completions with other tags (commands
@@ -192,7 +193,7 @@ impl<H: Hardware> AsyncQueuePair<H> {
     pub fn read<'a>(
         &'a self,
         ns: &'a Namespace,
-        lba: u64,
+        lba: Lba,
         buf: DmaBuf<H::Dma>,
     ) -> DataFuture<'a, H> {
         DataFuture(Command::new(self, Op::Read { ns, lba }, Some(buf)))
@@ -202,7 +203,7 @@ impl<H: Hardware> AsyncQueuePair<H> {
     pub fn write<'a>(
         &'a self,
         ns: &'a Namespace,
-        lba: u64,
+        lba: Lba,
         buf: DmaBuf<H::Dma>,
     ) -> DataFuture<'a, H> {
         DataFuture(Command::new(self, Op::Write { ns, lba }, Some(buf)))
@@ -260,8 +261,8 @@ impl<H: Hardware> std::fmt::Debug for AsyncQueuePair<H> {
 
 #[derive(Copy, Clone)]
 enum Op<'a> {
-    Read { ns: &'a Namespace, lba: u64 },
-    Write { ns: &'a Namespace, lba: u64 },
+    Read { ns: &'a Namespace, lba: Lba },
+    Write { ns: &'a Namespace, lba: Lba },
     Flush { ns: &'a Namespace },
 }
 
@@ -469,6 +470,7 @@ impl<H: Hardware> std::fmt::Debug for FlushFuture<'_, H> {
 
 #[cfg(test)]
 mod tests {
+    use crate::units::{ByteCount, Lba};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::task::{Wake, Waker};
@@ -532,14 +534,14 @@ mod tests {
     fn concurrent_writes_then_reads() {
         let (hw, ctrl, ns) = setup();
         let aqp = AsyncQueuePair::new(ctrl.create_io_queue_pair(16).unwrap());
-        let mut bufs = ctrl.alloc_buffers(12, 4096).unwrap();
+        let mut bufs = ctrl.alloc_buffers(12, ByteCount(4096)).unwrap();
         for (i, b) in bufs.iter_mut().enumerate() {
             b.fill(i as u8 + 1);
         }
         let writes: Vec<_> = bufs
             .into_iter()
             .enumerate()
-            .map(|(i, b)| aqp.write(&ns, i as u64 * 8, b))
+            .map(|(i, b)| aqp.write(&ns, Lba(i as u64 * 8), b))
             .collect();
         let bufs: Vec<_> = join_all(writes, Waker::noop())
             .into_iter()
@@ -557,7 +559,7 @@ mod tests {
             .enumerate()
             .map(|(i, mut b)| {
                 b.fill(0);
-                aqp.read(&ns, (11 - i as u64) * 8, b)
+                aqp.read(&ns, Lba((11 - i as u64) * 8), b)
             })
             .collect();
         for (i, b) in join_all(reads, Waker::noop()).into_iter().enumerate() {
@@ -576,11 +578,11 @@ mod tests {
         let aqp = AsyncQueuePair::new(ctrl.create_io_queue_pair(8).unwrap());
         let qid = aqp.with_queue_pair(|q| q.qid());
         let regions = hw.dma_regions_live();
-        let buf = ctrl.alloc_buffer(4096).unwrap();
+        let buf = ctrl.alloc_buffer(ByteCount(4096)).unwrap();
         assert_eq!(hw.dma_regions_live(), regions + 1);
         hw.hold_completions(qid, true);
         {
-            let mut fut = Box::pin(aqp.read(&ns, 0, buf));
+            let mut fut = Box::pin(aqp.read(&ns, Lba(0), buf));
             let mut cx = Context::from_waker(Waker::noop());
             assert!(fut.as_mut().poll(&mut cx).is_pending()); // submitted
             assert!(fut.as_mut().poll(&mut cx).is_pending()); // held by the model
@@ -600,7 +602,8 @@ mod tests {
         );
         assert_eq!(hw.dma_use_after_free(), 0);
         // The cell is usable again.
-        let b = block_on(aqp.read(&ns, 8, ctrl.alloc_buffer(4096).unwrap())).unwrap();
+        let b =
+            block_on(aqp.read(&ns, Lba(8), ctrl.alloc_buffer(ByteCount(4096)).unwrap())).unwrap();
         assert_eq!(b.len(), 4096);
         assert_eq!(hw.dma_use_after_free(), 0);
     }
@@ -611,13 +614,16 @@ mod tests {
         let aqp = AsyncQueuePair::new(ctrl.create_io_queue_pair(4).unwrap());
         let mut cx = Context::from_waker(Waker::noop());
         for _ in 0..10 {
-            let mut fut = Box::pin(aqp.read(&ns, 0, ctrl.alloc_buffer(512).unwrap()));
+            let mut fut =
+                Box::pin(aqp.read(&ns, Lba(0), ctrl.alloc_buffer(ByteCount(512)).unwrap()));
             assert!(fut.as_mut().poll(&mut cx).is_pending()); // submitted
             aqp.drive(); // completed into its cell, never collected
             assert_eq!(aqp.in_flight(), 0);
         }
         // 10 > 3 cells: each drop returned its cell.
-        assert!(block_on(aqp.read(&ns, 0, ctrl.alloc_buffer(512).unwrap())).is_ok());
+        assert!(
+            block_on(aqp.read(&ns, Lba(0), ctrl.alloc_buffer(ByteCount(512)).unwrap())).is_ok()
+        );
         assert_eq!(hw.dma_use_after_free(), 0);
     }
 
@@ -627,11 +633,11 @@ mod tests {
         // 4 entries: at most 3 commands in flight.
         let aqp = AsyncQueuePair::new(ctrl.create_io_queue_pair(4).unwrap());
         let qid = aqp.with_queue_pair(|q| q.qid());
-        let bufs = ctrl.alloc_buffers(10, 512).unwrap();
+        let bufs = ctrl.alloc_buffers(10, ByteCount(512)).unwrap();
         let mut futs: Vec<_> = bufs
             .into_iter()
             .enumerate()
-            .map(|(i, b)| Box::pin(aqp.read(&ns, i as u64, b)))
+            .map(|(i, b)| Box::pin(aqp.read(&ns, Lba(i as u64), b)))
             .collect();
         // With completions held, one round submits 3 and holds 7 back.
         hw.hold_completions(qid, true);
@@ -661,16 +667,22 @@ mod tests {
         let (hw, ctrl, ns) = setup();
         let aqp = AsyncQueuePair::new(ctrl.create_io_queue_pair(8).unwrap());
         // Rejected before submission: past the end of the namespace.
-        let e = block_on(aqp.read(&ns, ns.blocks(), ctrl.alloc_buffer(512).unwrap())).unwrap_err();
+        let e = block_on(aqp.read(
+            &ns,
+            Lba(ns.blocks()),
+            ctrl.alloc_buffer(ByteCount(512)).unwrap(),
+        ))
+        .unwrap_err();
         assert!(matches!(e.error, Error::LbaOutOfRange { .. }), "{e}");
         assert!(e.buf.is_some());
         // Failed by the controller.
         hw.fail_next(io_opcode::READ, Status::UNRECOVERED_READ_ERROR);
-        let e = block_on(aqp.read(&ns, 0, ctrl.alloc_buffer(512).unwrap())).unwrap_err();
+        let e = block_on(aqp.read(&ns, Lba(0), ctrl.alloc_buffer(ByteCount(512)).unwrap()))
+            .unwrap_err();
         assert!(e.error.nvme_status().is_some(), "{e}");
         assert!(e.buf.is_some());
         // The pair still works.
-        assert!(block_on(aqp.write(&ns, 0, e.buf.unwrap())).is_ok());
+        assert!(block_on(aqp.write(&ns, Lba(0), e.buf.unwrap())).is_ok());
     }
 
     #[test]

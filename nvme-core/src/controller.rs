@@ -16,6 +16,7 @@ use crate::identify::{
 use crate::io::IoQueuePair;
 use crate::queue::{CqRing, Shadow, SqRing};
 use crate::regs::{offset, Aqa, Cap, Cc, Csts, ShutdownNotification, ShutdownStatus, Version};
+use crate::units::ByteCount;
 
 /// The memory page size the driver programs (CC.MPS = 0).
 pub const PAGE_SIZE: usize = 4096;
@@ -872,7 +873,8 @@ impl<H: Hardware> Controller<H> {
     /// Allocate a zeroed DMA buffer of at least `len` bytes (rounded up to
     /// 4096), usable with this controller's queue pairs. Its window starts
     /// covering exactly `len` bytes.
-    pub fn alloc_buffer(&self, len: usize) -> Result<DmaBuf<H::Dma>, Error> {
+    pub fn alloc_buffer(&self, len: ByteCount) -> Result<DmaBuf<H::Dma>, Error> {
+        let len = len.0;
         if len == 0 || len > crate::buffer::MAX_BUFFER {
             return Err(Error::InvalidArgument(format!(
                 "buffer length {len}: a buffer holds 1..={} bytes",
@@ -889,7 +891,12 @@ impl<H: Hardware> Controller<H> {
     /// multiple of 4096) from one DMA region: one IOMMU mapping, on 2 MiB
     /// hugepages when the platform has them and the total is large enough.
     /// Each buffer's window starts covering `size` bytes.
-    pub fn alloc_buffers(&self, count: usize, size: usize) -> Result<Vec<DmaBuf<H::Dma>>, Error> {
+    pub fn alloc_buffers(
+        &self,
+        count: usize,
+        size: ByteCount,
+    ) -> Result<Vec<DmaBuf<H::Dma>>, Error> {
+        let size = size.0;
         if count == 0 || size == 0 {
             return Err(Error::InvalidArgument(
                 "zero buffers or zero-sized buffers".into(),

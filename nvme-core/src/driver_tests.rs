@@ -20,6 +20,7 @@ use crate::model::{
 };
 use crate::regs::{offset, Aqa, Cc, Csts, ShutdownNotification, ShutdownStatus};
 use crate::status::{NvmeStatus, StatusCodeType};
+use crate::units::{ByteCount, Lba};
 
 type Ctrl = Controller<ModelController>;
 type Qp = IoQueuePair<ModelController>;
@@ -75,7 +76,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 }
 
 fn filled<H: Hardware<Dma = ModelDma>>(c: &Controller<H>, len: usize, seed: u8) -> Buf {
-    let mut b = c.alloc_buffer(len).unwrap();
+    let mut b = c.alloc_buffer(ByteCount(len)).unwrap();
     b.copy_from_slice(&pattern(len, seed));
     b
 }
@@ -492,7 +493,7 @@ fn ready_and_shutdown_after_several_csts_reads() {
     {
         let mut qp = c.create_io_queue_pair(4).unwrap();
         let ns = c.namespace(1).unwrap();
-        let b = qp.write(ns, 3, filled(&c, 512, 1)).unwrap();
+        let b = qp.write(ns, Lba(3), filled(&c, 512, 1)).unwrap();
         drop(b);
     }
     rec.take();
@@ -597,10 +598,10 @@ fn smart_log_counts_the_io_we_did() {
     let mut qp = c.create_io_queue_pair(8).unwrap();
     let mut b = filled(&c, 4096, 3);
     for lba in [0, 8, 16] {
-        b = qp.write(ns, lba, b).unwrap();
+        b = qp.write(ns, Lba(lba), b).unwrap();
     }
     for lba in [0, 8] {
-        b = qp.read(ns, lba, b).unwrap();
+        b = qp.read(ns, Lba(lba), b).unwrap();
     }
     qp.flush(ns).unwrap();
     let smart = c.smart_log().unwrap();
@@ -620,8 +621,8 @@ fn error_log_shows_an_injected_failure() {
     let ns = c.namespace(1).unwrap();
     let mut qp = c.create_io_queue_pair(8).unwrap();
     model.fail_next(io_opcode::READ, Status::UNRECOVERED_READ_ERROR);
-    let b = c.alloc_buffer(1024).unwrap();
-    qp.submit_read(ns, 77, b, 5).unwrap();
+    let b = c.alloc_buffer(ByteCount(1024)).unwrap();
+    qp.submit_read(ns, Lba(77), b, 5).unwrap();
     let done = reap(&mut qp, 1).pop().unwrap();
     let st = done.status.unwrap_err();
     assert_eq!(done.tag, 5);
@@ -720,7 +721,7 @@ fn submit_and_poll_return_tags_and_buffers() {
     let bufs: Vec<Buf> = (0..4).map(|i| filled(&c, 4096, i as u8)).collect();
     let ids: Vec<_> = bufs.iter().map(id).collect();
     for (i, b) in bufs.into_iter().enumerate() {
-        qp.submit_write(ns, 1000 + 8 * i as u64, b, 100 + i as u64)
+        qp.submit_write(ns, Lba(1000 + 8 * i as u64), b, 100 + i as u64)
             .unwrap();
     }
     assert_eq!(qp.outstanding(), 4);
@@ -745,8 +746,8 @@ fn submit_and_poll_return_tags_and_buffers() {
     }
     // Read them back in reverse order into fresh buffers.
     for i in (0..4u64).rev() {
-        let b = c.alloc_buffer(4096).unwrap();
-        qp.submit_read(ns, 1000 + 8 * i, b, 200 + i).unwrap();
+        let b = c.alloc_buffer(ByteCount(4096)).unwrap();
+        qp.submit_read(ns, Lba(1000 + 8 * i), b, 200 + i).unwrap();
     }
     qp.submit_flush(ns, 300).unwrap();
     let done = reap(&mut qp, 5);
@@ -770,7 +771,7 @@ fn sync_read_write_flush_on_both_block_sizes() {
         let ns = c.namespace(nsid).unwrap();
         let w = filled(&c, len, nsid as u8);
         let wid = id(&w);
-        let w = qp.write(ns, lba, w).unwrap();
+        let w = qp.write(ns, Lba(lba), w).unwrap();
         assert_eq!(id(&w), wid);
         let bs = ns.block_size();
         assert_eq!(
@@ -783,7 +784,9 @@ fn sync_read_write_flush_on_both_block_sizes() {
             .read_blocks(nsid, lba + len as u64 / bs, 1)
             .iter()
             .all(|&b| b == 0));
-        let r = qp.read(ns, lba, c.alloc_buffer(len).unwrap()).unwrap();
+        let r = qp
+            .read(ns, Lba(lba), c.alloc_buffer(ByteCount(len)).unwrap())
+            .unwrap();
         assert_eq!(&r[..], &pattern(len, nsid as u8)[..]);
         qp.flush(ns).unwrap();
     }
@@ -815,12 +818,12 @@ fn prp_round_trip(
     let lba = 4096 + off as u64;
     let data = pattern(len, (off as u8) ^ (len >> 12) as u8);
 
-    let mut w = c.alloc_buffer(cap).unwrap();
+    let mut w = c.alloc_buffer(ByteCount(cap)).unwrap();
     w.set_window(0, cap).unwrap();
     w.fill(0x5a);
     w.set_window(off, len).unwrap();
     w.copy_from_slice(&data);
-    let w = qp.write(ns, lba, w).unwrap();
+    let w = qp.write(ns, Lba(lba), w).unwrap();
     assert_eq!((w.offset(), w.len()), (off, len));
     assert_eq!(
         model.read_blocks(1, lba, (len / 512) as u64),
@@ -828,11 +831,11 @@ fn prp_round_trip(
         "write cap={cap} off={off} len={len}"
     );
 
-    let mut r = c.alloc_buffer(cap).unwrap();
+    let mut r = c.alloc_buffer(ByteCount(cap)).unwrap();
     r.set_window(0, cap).unwrap();
     r.fill(0xa5);
     r.set_window(off, len).unwrap();
-    let mut r = qp.read(ns, lba, r).unwrap();
+    let mut r = qp.read(ns, Lba(lba), r).unwrap();
     assert!(r[..] == data[..], "read cap={cap} off={off} len={len}");
     r.set_window(0, cap).unwrap();
     assert!(
@@ -918,7 +921,7 @@ fn requests_larger_than_mdts_are_split_and_complete_as_one() {
     // Async: one completion per request, after its last piece.
     let w = filled(&c, len, 8);
     let wid = id(&w);
-    qp.submit_write(ns, 300, w, 77).unwrap();
+    qp.submit_write(ns, Lba(300), w, 77).unwrap();
     assert_eq!(qp.outstanding(), 3, "three command slots in use");
     let done = reap(&mut qp, 1);
     assert_eq!((done[0].tag, done[0].status), (77, Ok(())));
@@ -932,9 +935,9 @@ fn requests_larger_than_mdts_are_split_and_complete_as_one() {
 
     // A failing piece fails the whole request; the buffer still comes back.
     model.fail_next(io_opcode::READ, Status::UNRECOVERED_READ_ERROR);
-    let r = c.alloc_buffer(len).unwrap();
+    let r = c.alloc_buffer(ByteCount(len)).unwrap();
     let rid = id(&r);
-    qp.submit_read(ns, 300, r, 78).unwrap();
+    qp.submit_read(ns, Lba(300), r, 78).unwrap();
     let done = reap(&mut qp, 1).pop().unwrap();
     assert_eq!(done.tag, 78);
     assert_eq!(
@@ -950,18 +953,18 @@ fn requests_larger_than_mdts_are_split_and_complete_as_one() {
     }
     let before = model.stats().io_commands;
     let w = filled(&c, len, 9);
-    let Rejected { error, buf } = qp.submit_write(ns, 0, w, 1).unwrap_err();
+    let Rejected { error, buf } = qp.submit_write(ns, Lba(0), w, 1).unwrap_err();
     assert!(
         matches!(error, Error::QueueFull { outstanding: 5 }),
         "{error:?}"
     );
     assert_eq!(model.stats().io_commands, before);
     assert_eq!(reap(&mut qp, 5).len(), 5);
-    qp.write(ns, 0, buf).unwrap();
+    qp.write(ns, Lba(0), buf).unwrap();
 
     // Teardown with a split request in flight: delete, then free; no UAF.
     model.hold_completions(qp.qid(), true);
-    qp.submit_read(ns, 0, c.alloc_buffer(len).unwrap(), 1)
+    qp.submit_read(ns, Lba(0), c.alloc_buffer(ByteCount(len)).unwrap(), 1)
         .unwrap();
     assert_eq!(model.held_commands(qp.qid()), 3);
     let base = model.dma_regions_live() - 4; // CQ, SQ, PRP pages, the buffer
@@ -977,14 +980,14 @@ fn queue_full_hands_the_buffer_back_and_recovers_after_poll() {
     let mut qp = c.create_io_queue_pair(4).unwrap();
     assert_eq!(qp.entries(), 4);
     for i in 0..3u64 {
-        qp.submit_write(ns, i * 8, filled(&c, 4096, i as u8), i)
+        qp.submit_write(ns, Lba(i * 8), filled(&c, 4096, i as u8), i)
             .unwrap();
     }
     assert_eq!(qp.outstanding(), 3);
     let st0 = model.stats();
     let extra = filled(&c, 4096, 9);
     let extra_id = id(&extra);
-    let Rejected { error, buf } = qp.submit_write(ns, 100, extra, 3).unwrap_err();
+    let Rejected { error, buf } = qp.submit_write(ns, Lba(100), extra, 3).unwrap_err();
     assert!(
         matches!(error, Error::QueueFull { outstanding: 3 }),
         "{error:?}"
@@ -996,7 +999,7 @@ fn queue_full_hands_the_buffer_back_and_recovers_after_poll() {
         Err(Error::QueueFull { outstanding: 3 })
     ));
     // Sync I/O on a busy queue is refused too, with the buffer back.
-    let IoError { error, buf } = qp.read(ns, 0, buf).unwrap_err();
+    let IoError { error, buf } = qp.read(ns, Lba(0), buf).unwrap_err();
     assert!(matches!(error, Error::Busy { outstanding: 3 }));
     let buf = buf.expect("buffer handed back");
     assert_eq!(id(&buf), extra_id);
@@ -1007,7 +1010,7 @@ fn queue_full_hands_the_buffer_back_and_recovers_after_poll() {
 
     let done = reap(&mut qp, 3);
     assert_eq!(done.iter().map(|c| c.tag).collect::<Vec<_>>(), [0, 1, 2]);
-    qp.submit_write(ns, 100, buf, 3).unwrap();
+    qp.submit_write(ns, Lba(100), buf, 3).unwrap();
     let done = reap(&mut qp, 1);
     assert_eq!(done[0].tag, 3);
     assert_eq!(model.read_blocks(1, 100, 8), pattern(4096, 9));
@@ -1021,7 +1024,9 @@ fn ring_wraps_many_times_with_phase_flips() {
     for entries in [2u32, 3, 4, 7] {
         let mut qp = c.create_io_queue_pair(entries).unwrap();
         let depth = entries as usize - 1;
-        let mut bufs: Vec<Buf> = (0..depth).map(|_| c.alloc_buffer(512).unwrap()).collect();
+        let mut bufs: Vec<Buf> = (0..depth)
+            .map(|_| c.alloc_buffer(ByteCount(512)).unwrap())
+            .collect();
         let mut tag = 0u64;
         let mut round = 0;
         while tag < 1000 {
@@ -1033,7 +1038,7 @@ fn ring_wraps_many_times_with_phase_flips() {
                 let mut b = b;
                 let lba = tag % 4096;
                 b.copy_from_slice(&pattern(512, tag as u8));
-                qp.submit_write(ns, lba, b, tag).unwrap();
+                qp.submit_write(ns, Lba(lba), b, tag).unwrap();
                 expect.push(tag);
                 tag += 1;
             }
@@ -1049,7 +1054,9 @@ fn ring_wraps_many_times_with_phase_flips() {
             assert_eq!(model.read_blocks(1, t % 4096, 1), pattern(512, t as u8));
         }
         // Synchronous I/O keeps working after all those wraps.
-        let b = qp.read(ns, (tag - 1) % 4096, bufs.pop().unwrap()).unwrap();
+        let b = qp
+            .read(ns, Lba((tag - 1) % 4096), bufs.pop().unwrap())
+            .unwrap();
         assert_eq!(&b[..], &pattern(512, (tag - 1) as u8)[..]);
         assert_eq!(qp.outstanding(), 0);
     }
@@ -1067,7 +1074,7 @@ fn cids_are_reused_while_other_commands_are_in_flight() {
     // A fails, so the error log tells us its CID.
     model.fail_next(io_opcode::READ, Status::UNRECOVERED_READ_ERROR);
     for i in 0..3u64 {
-        qp.submit_read(ns, i, c.alloc_buffer(512).unwrap(), i)
+        qp.submit_read(ns, Lba(i), c.alloc_buffer(ByteCount(512)).unwrap(), i)
             .unwrap();
     }
     let a = reap(&mut qp, 1).pop().unwrap();
@@ -1076,7 +1083,7 @@ fn cids_are_reused_while_other_commands_are_in_flight() {
     let cid_a = c.error_log().unwrap()[0].cid;
     // D goes into A's freed slot while B and C are still unreaped.
     model.fail_next(io_opcode::READ, Status::UNRECOVERED_READ_ERROR);
-    qp.submit_read(ns, 3, c.alloc_buffer(512).unwrap(), 3)
+    qp.submit_read(ns, Lba(3), c.alloc_buffer(ByteCount(512)).unwrap(), 3)
         .unwrap();
     let log = c.error_log().unwrap();
     assert_eq!(log[0].lba, 3);
@@ -1093,7 +1100,9 @@ fn cids_are_reused_while_other_commands_are_in_flight() {
     assert!(rest[2].status.is_err() && rest[2].buf.is_some());
     // Keep going: the reused CIDs stay consistent.
     for i in 0..50u64 {
-        let b = qp.read(ns, i % 4, c.alloc_buffer(512).unwrap()).unwrap();
+        let b = qp
+            .read(ns, Lba(i % 4), c.alloc_buffer(ByteCount(512)).unwrap())
+            .unwrap();
         assert_eq!(&b[..], &pattern(512, 10 + (i % 4) as u8)[..]);
     }
     assert_eq!(model.stats().dma_use_after_free, 0);
@@ -1116,10 +1125,10 @@ fn invalid_requests_are_rejected_before_anything_is_submitted() {
     };
 
     // LBA range past the end, and one that overflows u64.
-    let b = c.alloc_buffer(4096).unwrap();
+    let b = c.alloc_buffer(ByteCount(4096)).unwrap();
     let bid = id(&b);
     let b = check(
-        qp.submit_read(ns1, ns1.blocks() - 7, b, 1),
+        qp.submit_read(ns1, Lba(ns1.blocks() - 7), b, 1),
         &|e| {
             matches!(e, Error::LbaOutOfRange { nsid: 1, lba, blocks: 8, size }
             if *lba == ns1.blocks() - 7 && *size == ns1.blocks())
@@ -1127,23 +1136,23 @@ fn invalid_requests_are_rejected_before_anything_is_submitted() {
         bid,
     );
     let b = check(
-        qp.submit_write(ns1, u64::MAX - 2, b, 1),
+        qp.submit_write(ns1, Lba(u64::MAX - 2), b, 1),
         &|e| matches!(e, Error::LbaOutOfRange { .. }),
         bid,
     );
     // The last 8 blocks are fine (checked below, after the counters).
     // 4096 bytes on a 4096-byte namespace, one block past the end.
     let b = check(
-        qp.submit_read(ns2, ns2.blocks(), b, 1),
+        qp.submit_read(ns2, Lba(ns2.blocks()), b, 1),
         &|e| matches!(e, Error::LbaOutOfRange { nsid: 2, .. }),
         bid,
     );
 
     // Lengths that are not whole blocks.
-    let mut odd = c.alloc_buffer(1000).unwrap();
+    let mut odd = c.alloc_buffer(ByteCount(1000)).unwrap();
     let odd_id = id(&odd);
     let odd_b = check(
-        qp.submit_write(ns1, 0, odd, 1),
+        qp.submit_write(ns1, Lba(0), odd, 1),
         &|e| {
             matches!(
                 e,
@@ -1157,13 +1166,13 @@ fn invalid_requests_are_rejected_before_anything_is_submitted() {
     );
     odd = odd_b;
     let half = {
-        let mut h = c.alloc_buffer(4096).unwrap();
+        let mut h = c.alloc_buffer(ByteCount(4096)).unwrap();
         h.set_window(0, 2048).unwrap();
         h
     };
     let half_id = id(&half);
     check(
-        qp.submit_read(ns2, 0, half, 1),
+        qp.submit_read(ns2, Lba(0), half, 1),
         &|e| {
             matches!(
                 e,
@@ -1178,16 +1187,16 @@ fn invalid_requests_are_rejected_before_anything_is_submitted() {
 
     // Larger than the queue can carry even split at MDTS.
     let limit = c.max_transfer_bytes() * (usize::from(qp.entries()) - 1);
-    let big = c.alloc_buffer(limit + 512).unwrap();
+    let big = c.alloc_buffer(ByteCount(limit + 512)).unwrap();
     let big_id = id(&big);
     check(
-        qp.submit_write(ns1, 0, big, 1),
+        qp.submit_write(ns1, Lba(0), big, 1),
         &|e| matches!(e, Error::TooLarge { len, max } if *len == limit + 512 && *max == limit),
         big_id,
     );
 
     // A misaligned window cannot even be selected; the old window stays.
-    let mut w = c.alloc_buffer(8192).unwrap();
+    let mut w = c.alloc_buffer(ByteCount(8192)).unwrap();
     assert!(matches!(
         w.set_window(2, 512),
         Err(Error::MisalignedBuffer { .. })
@@ -1199,28 +1208,28 @@ fn invalid_requests_are_rejected_before_anything_is_submitted() {
     assert_eq!((w.offset(), w.len()), (0, 8192));
 
     // A buffer of another controller (other DMA domain), both directions.
-    let foreign = other.alloc_buffer(4096).unwrap();
+    let foreign = other.alloc_buffer(ByteCount(4096)).unwrap();
     let fid = id(&foreign);
     let foreign = check(
-        qp.submit_write(ns1, 0, foreign, 1),
+        qp.submit_write(ns1, Lba(0), foreign, 1),
         &|e| matches!(e, Error::ForeignBuffer),
         fid,
     );
     let mut other_qp = other.create_io_queue_pair(4).unwrap();
     let other_ns = other.namespace(1).unwrap();
-    let mine = c.alloc_buffer(4096).unwrap();
+    let mine = c.alloc_buffer(ByteCount(4096)).unwrap();
     let mid = id(&mine);
     check(
-        other_qp.submit_read(other_ns, 0, mine, 1),
+        other_qp.submit_read(other_ns, Lba(0), mine, 1),
         &|e| matches!(e, Error::ForeignBuffer),
         mid,
     );
 
     // The synchronous calls refuse the same way and hand the buffer back.
-    let IoError { error, buf } = qp.read(ns1, 0, foreign).unwrap_err();
+    let IoError { error, buf } = qp.read(ns1, Lba(0), foreign).unwrap_err();
     assert!(matches!(error, Error::ForeignBuffer));
     assert_eq!(id(&buf.unwrap()), fid);
-    let IoError { error, buf } = qp.write(ns1, 0, odd).unwrap_err();
+    let IoError { error, buf } = qp.write(ns1, Lba(0), odd).unwrap_err();
     assert!(matches!(error, Error::UnalignedLength { .. }));
     assert_eq!(id(&buf.unwrap()), odd_id);
 
@@ -1233,11 +1242,11 @@ fn invalid_requests_are_rejected_before_anything_is_submitted() {
     assert_eq!(qp.poll(8, |_| panic!("nothing was submitted")), 0);
 
     // And the boundary cases that are valid do go through.
-    let b = qp.read(ns1, ns1.blocks() - 8, b).unwrap();
+    let b = qp.read(ns1, Lba(ns1.blocks() - 8), b).unwrap();
     assert_eq!(id(&b), bid);
     let mut b = b;
     b.set_window(0, 4096).unwrap();
-    qp.read(ns2, ns2.blocks() - 1, b).unwrap();
+    qp.read(ns2, Lba(ns2.blocks() - 1), b).unwrap();
     assert_clean(&model);
 }
 
@@ -1248,9 +1257,9 @@ fn error_completions_carry_status_and_buffer() {
     let mut qp = c.create_io_queue_pair(8).unwrap();
 
     model.fail_next(io_opcode::READ, Status::UNRECOVERED_READ_ERROR);
-    let b = c.alloc_buffer(4096).unwrap();
+    let b = c.alloc_buffer(ByteCount(4096)).unwrap();
     let bid = id(&b);
-    qp.submit_read(ns, 8, b, 42).unwrap();
+    qp.submit_read(ns, Lba(8), b, 42).unwrap();
     let done = reap(&mut qp, 1).pop().unwrap();
     assert_eq!(done.tag, 42);
     let st = done.status.unwrap_err();
@@ -1263,7 +1272,7 @@ fn error_completions_carry_status_and_buffer() {
 
     // Synchronous read: IoError with the command status and the buffer.
     model.fail_next(io_opcode::READ, Status::UNRECOVERED_READ_ERROR);
-    let IoError { error, buf } = qp.read(ns, 8, done.buf.unwrap()).unwrap_err();
+    let IoError { error, buf } = qp.read(ns, Lba(8), done.buf.unwrap()).unwrap_err();
     match &error {
         Error::Command { command, status } => {
             assert_eq!(*command, "Read");
@@ -1276,7 +1285,7 @@ fn error_completions_carry_status_and_buffer() {
     assert_eq!(id(&b), bid);
 
     model.fail_next(io_opcode::WRITE, Status::WRITE_FAULT);
-    let IoError { error, buf } = qp.write(ns, 8, b).unwrap_err();
+    let IoError { error, buf } = qp.write(ns, Lba(8), b).unwrap_err();
     assert!(
         matches!(&error, Error::Command { command: "Write", status } if status.name() == Some("Write Fault")),
         "{error:?}"
@@ -1292,7 +1301,7 @@ fn error_completions_carry_status_and_buffer() {
         })
     ));
     // The queue is fine afterwards.
-    qp.write(ns, 8, b).unwrap();
+    qp.write(ns, Lba(8), b).unwrap();
     assert_eq!(qp.outstanding(), 0);
     assert_eq!(model.stats().injected_failures, 4);
 }
@@ -1312,11 +1321,11 @@ fn queue_pair_creation_size_checks() {
     assert_eq!(big.entries(), 64);
     let ns = c.namespace(1).unwrap();
     for i in 0..63u64 {
-        big.submit_read(ns, i, c.alloc_buffer(512).unwrap(), i)
+        big.submit_read(ns, Lba(i), c.alloc_buffer(ByteCount(512)).unwrap(), i)
             .unwrap();
     }
     assert!(big
-        .submit_read(ns, 0, c.alloc_buffer(512).unwrap(), 99)
+        .submit_read(ns, Lba(0), c.alloc_buffer(ByteCount(512)).unwrap(), 99)
         .is_err());
     assert_eq!(reap(&mut big, 63).len(), 63);
     assert_eq!(model.stats().admin(admin_opcode::CREATE_IO_CQ), 1);
@@ -1391,11 +1400,12 @@ fn dropping_a_pair_with_commands_in_flight_deletes_the_sq_before_freeing() {
     model.write_blocks(1, 0, &pattern(8192, 1));
     model.hold_completions(qid, true);
     for i in 0..3u64 {
-        qp.submit_read(ns, i * 8, c.alloc_buffer(4096).unwrap(), i)
+        qp.submit_read(ns, Lba(i * 8), c.alloc_buffer(ByteCount(4096)).unwrap(), i)
             .unwrap();
     }
     // A list-PRP write too, so its PRP list page is in flight.
-    qp.submit_write(ns, 64, filled(&c, 16384, 7), 3).unwrap();
+    qp.submit_write(ns, Lba(64), filled(&c, 16384, 7), 3)
+        .unwrap();
     assert_eq!(model.held_commands(qid), 4);
     assert_eq!(model.dma_regions_live(), with_pair + 4);
     assert_eq!(qp.poll(8, |_| panic!("held")), 0);
@@ -1428,7 +1438,7 @@ fn dropping_a_pair_on_a_dead_controller_disables_it_then_frees() {
     let admin_only = model.dma_regions_live();
     let mut qp = c.create_io_queue_pair(8).unwrap();
     model.hold_completions(qp.qid(), true);
-    qp.submit_read(ns, 0, c.alloc_buffer(4096).unwrap(), 1)
+    qp.submit_read(ns, Lba(0), c.alloc_buffer(ByteCount(4096)).unwrap(), 1)
         .unwrap();
     // Kill the controller through an admin timeout.
     model.hold_completions(0, true);
@@ -1452,12 +1462,12 @@ fn sync_timeout_keeps_the_buffer_until_the_command_completes() {
     let ns = c.namespace(1).unwrap();
     let mut qp = c.create_io_queue_pair(8).unwrap();
     model.write_blocks(1, 40, &pattern(4096, 4));
-    let b = c.alloc_buffer(4096).unwrap();
+    let b = c.alloc_buffer(ByteCount(4096)).unwrap();
     let bid = id(&b);
     let live = model.dma_regions_live();
     model.hold_completions(qp.qid(), true);
     let t = Instant::now();
-    let IoError { error, buf } = qp.read(ns, 40, b).unwrap_err();
+    let IoError { error, buf } = qp.read(ns, Lba(40), b).unwrap_err();
     assert!(t.elapsed() >= IO_TIMEOUT);
     assert!(
         matches!(error, Error::Timeout { command: "Read", timeout } if timeout == IO_TIMEOUT),
@@ -1471,7 +1481,9 @@ fn sync_timeout_keeps_the_buffer_until_the_command_completes() {
     assert_eq!(model.dma_regions_live(), live, "not freed");
 
     // Busy until it is reaped.
-    let IoError { error, buf } = qp.read(ns, 0, c.alloc_buffer(512).unwrap()).unwrap_err();
+    let IoError { error, buf } = qp
+        .read(ns, Lba(0), c.alloc_buffer(ByteCount(512)).unwrap())
+        .unwrap_err();
     assert!(matches!(error, Error::Busy { outstanding: 1 }));
     assert!(buf.is_some());
     assert!(matches!(qp.flush(ns), Err(Error::Busy { .. })));
@@ -1484,7 +1496,7 @@ fn sync_timeout_keeps_the_buffer_until_the_command_completes() {
     assert_eq!(id(&b), bid);
     assert_eq!(&b[..], &pattern(4096, 4)[..]);
     assert_eq!(qp.outstanding(), 0);
-    qp.read(ns, 40, b).unwrap();
+    qp.read(ns, Lba(40), b).unwrap();
     assert_clean(&model);
 }
 
@@ -1500,11 +1512,12 @@ fn hung_controller_that_ignores_disable_gets_its_memory_leaked_not_freed() {
     let qid = qp.qid();
     model.write_blocks(1, 0, &pattern(4096, 2));
     model.hold_completions(qid, true);
-    qp.submit_read(ns, 0, c.alloc_buffer(4096).unwrap(), 1)
+    qp.submit_read(ns, Lba(0), c.alloc_buffer(ByteCount(4096)).unwrap(), 1)
         .unwrap();
-    qp.submit_read(ns, 0, c.alloc_buffer(65536).unwrap(), 2)
+    qp.submit_read(ns, Lba(0), c.alloc_buffer(ByteCount(65536)).unwrap(), 2)
         .unwrap();
-    qp.submit_write(ns, 100, filled(&c, 8192, 3), 3).unwrap();
+    qp.submit_write(ns, Lba(100), filled(&c, 8192, 3), 3)
+        .unwrap();
     let live = model.dma_regions_live();
 
     model.ignore_disable(true);
@@ -1548,7 +1561,7 @@ fn the_last_handle_or_pair_shuts_down_and_frees_everything() {
     let ns_id = 1;
     let mut qp = c.create_io_queue_pair(8).unwrap();
     let keep = c.namespace(ns_id).unwrap().clone();
-    let mut b = c.alloc_buffer(4096).unwrap();
+    let mut b = c.alloc_buffer(ByteCount(4096)).unwrap();
     b.copy_from_slice(&pattern(4096, 0x77));
     rec.take();
     drop(c);
@@ -1558,8 +1571,8 @@ fn the_last_handle_or_pair_shuts_down_and_frees_everything() {
         cc_writes(&rec.take()).is_empty(),
         "no shutdown while a pair lives"
     );
-    let b = qp.write(&keep, 9, b).unwrap();
-    let b = qp.read(&keep, 9, b).unwrap();
+    let b = qp.write(&keep, Lba(9), b).unwrap();
+    let b = qp.read(&keep, Lba(9), b).unwrap();
     assert_eq!(&b[..], &pattern(4096, 0x77)[..]);
     drop(b);
 
@@ -1638,10 +1651,10 @@ fn queue_pairs_move_to_other_threads() {
             let c = c.clone();
             s.spawn(move || {
                 let ns = c.namespace(1).unwrap().clone();
-                let mut b = c.alloc_buffer(4096).unwrap();
+                let mut b = c.alloc_buffer(ByteCount(4096)).unwrap();
                 for n in 0..50u64 {
                     b.copy_from_slice(&pattern(4096, (i as u8) ^ n as u8));
-                    b = qp.write(&ns, (i as u64) * 10_000 + n * 8, b).unwrap();
+                    b = qp.write(&ns, Lba((i as u64) * 10_000 + n * 8), b).unwrap();
                 }
                 drop(qp);
             });
@@ -1669,7 +1682,7 @@ fn reopen_on_the_same_model() {
         let c = Controller::init(model.clone(), opts()).unwrap();
         let mut qp = c.create_io_queue_pair(8).unwrap();
         let ns = c.namespace(1).unwrap();
-        old_buf = qp.write(ns, 500, filled(&c, 8192, 21)).unwrap();
+        old_buf = qp.write(ns, Lba(500), filled(&c, 8192, 21)).unwrap();
     }
     assert!(!model.is_running());
     assert_eq!(
@@ -1682,10 +1695,12 @@ fn reopen_on_the_same_model() {
     let ns = c.namespace(1).unwrap();
     let mut qp = c.create_io_queue_pair(8).unwrap();
     assert_eq!(qp.qid(), 1);
-    let b = qp.read(ns, 500, c.alloc_buffer(8192).unwrap()).unwrap();
+    let b = qp
+        .read(ns, Lba(500), c.alloc_buffer(ByteCount(8192)).unwrap())
+        .unwrap();
     assert_eq!(&b[..], &pattern(8192, 21)[..]);
     // A buffer of the previous instance belongs to another DMA domain.
-    let r = qp.submit_write(ns, 0, old_buf, 0).unwrap_err();
+    let r = qp.submit_write(ns, Lba(0), old_buf, 0).unwrap_err();
     assert!(matches!(r.error, Error::ForeignBuffer));
     drop(r);
     drop(b);
@@ -1703,25 +1718,25 @@ fn optional_commands_work_when_supported_and_are_refused_before_submission_when_
     let (model, c) = up();
     let ns = c.namespace(1).unwrap().clone();
     let mut qp = c.create_io_queue_pair(8).unwrap();
-    let b = qp.write(&ns, 100, filled(&c, 4096, 9)).unwrap();
-    qp.compare(&ns, 100, b).unwrap();
+    let b = qp.write(&ns, Lba(100), filled(&c, 4096, 9)).unwrap();
+    qp.compare(&ns, Lba(100), b).unwrap();
     let mut bad = filled(&c, 4096, 9);
     bad[100] ^= 1;
-    let e = qp.compare(&ns, 100, bad).unwrap_err();
+    let e = qp.compare(&ns, Lba(100), bad).unwrap_err();
     assert_eq!(
         e.error.nvme_status().unwrap().name(),
         Some("Compare Failure")
     );
     assert!(e.buf.is_some(), "a failed compare hands the buffer back");
-    qp.write_zeroes(&ns, 100, 4).unwrap();
+    qp.write_zeroes(&ns, Lba(100), 4).unwrap();
     assert!(model.read_blocks(1, 100, 4).iter().all(|&b| b == 0));
     assert_eq!(
         model.read_blocks(1, 104, 4),
         pattern(4096, 9)[2048..].to_vec()
     );
-    qp.write_fua(&ns, 200, filled(&c, 1024, 3)).unwrap();
+    qp.write_fua(&ns, Lba(200), filled(&c, 1024, 3)).unwrap();
     assert_eq!(model.read_blocks(1, 200, 2), pattern(1024, 3));
-    qp.deallocate(&ns, &[(200, 2), (104, 4)]).unwrap();
+    qp.deallocate(&ns, &[(Lba(200), 2), (Lba(104), 4)]).unwrap();
     assert!(model.read_blocks(1, 104, 4).iter().all(|&b| b == 0));
     assert!(model.read_blocks(1, 200, 2).iter().all(|&b| b == 0));
     // Bad ranges are refused before anything is submitted.
@@ -1731,11 +1746,11 @@ fn optional_commands_work_when_supported_and_are_refused_before_submission_when_
         Err(Error::InvalidArgument(_))
     ));
     assert!(matches!(
-        qp.deallocate(&ns, &[(ns.blocks(), 1)]),
+        qp.deallocate(&ns, &[(Lba(ns.blocks()), 1)]),
         Err(Error::LbaOutOfRange { .. })
     ));
     assert!(matches!(
-        qp.write_zeroes(&ns, 0, 0),
+        qp.write_zeroes(&ns, Lba(0), 0),
         Err(Error::InvalidArgument(_))
     ));
     assert_eq!(
@@ -1749,12 +1764,14 @@ fn optional_commands_work_when_supported_and_are_refused_before_submission_when_
     let ns = c.namespace(1).unwrap().clone();
     let mut qp = c.create_io_queue_pair(8).unwrap();
     let unsupported = |e: &Error| matches!(e, Error::Unsupported(m) if m.contains("ONCS"));
-    assert!(unsupported(&qp.write_zeroes(&ns, 0, 1).unwrap_err()));
-    assert!(unsupported(&qp.deallocate(&ns, &[(0, 1)]).unwrap_err()));
-    let e = qp.compare(&ns, 0, filled(&c, 512, 1)).unwrap_err();
+    assert!(unsupported(&qp.write_zeroes(&ns, Lba(0), 1).unwrap_err()));
+    assert!(unsupported(
+        &qp.deallocate(&ns, &[(Lba(0), 1)]).unwrap_err()
+    ));
+    let e = qp.compare(&ns, Lba(0), filled(&c, 512, 1)).unwrap_err();
     assert!(unsupported(&e.error) && e.buf.is_some(), "{e}");
     let r = qp
-        .submit_compare(&ns, 0, filled(&c, 512, 1), 5)
+        .submit_compare(&ns, Lba(0), filled(&c, 512, 1), 5)
         .unwrap_err();
     assert!(unsupported(&r.error));
     for op in [
@@ -1779,8 +1796,13 @@ fn batched_doorbells_publish_once_per_batch() {
     let mut qp = c.create_io_queue_pair(16).unwrap();
     qp.set_doorbell_batching(true);
     let before = model.stats().sq_doorbells(qp.qid());
-    for (i, b) in c.alloc_buffers(8, 512).unwrap().into_iter().enumerate() {
-        qp.submit_read(&ns, i as u64, b, i as u64).unwrap();
+    for (i, b) in c
+        .alloc_buffers(8, ByteCount(512))
+        .unwrap()
+        .into_iter()
+        .enumerate()
+    {
+        qp.submit_read(&ns, Lba(i as u64), b, i as u64).unwrap();
     }
     assert_eq!(
         model.stats().sq_doorbells(qp.qid()),
@@ -1807,10 +1829,10 @@ fn vectored_io_with_prp_lists_when_the_controller_has_no_sgls() {
     let mut qp = c.create_io_queue_pair(8).unwrap();
     // Three buffers that meet on page boundaries: 1 page from an offset of
     // 3072 (ends on a boundary), 2 pages, then 512 bytes.
-    let mut a = c.alloc_buffer(8192).unwrap();
+    let mut a = c.alloc_buffer(ByteCount(8192)).unwrap();
     a.set_window(3072, 1024).unwrap();
-    let b = c.alloc_buffer(8192).unwrap();
-    let mut last = c.alloc_buffer(4096).unwrap();
+    let b = c.alloc_buffer(ByteCount(8192)).unwrap();
+    let mut last = c.alloc_buffer(ByteCount(4096)).unwrap();
     last.set_window(0, 512).unwrap();
     let data = pattern(1024 + 8192 + 512, 4);
     let mut bufs = vec![a, b, last];
@@ -1820,7 +1842,7 @@ fn vectored_io_with_prp_lists_when_the_controller_has_no_sgls() {
         x.copy_from_slice(&data[off..off + n]);
         off += n;
     }
-    qp.submit_writev(&ns, 40, bufs, 1).unwrap();
+    qp.submit_writev(&ns, Lba(40), bufs, 1).unwrap();
     let done = reap(&mut qp, 1);
     assert!(done[0].status.is_ok(), "{:?}", done[0].status);
     let back = done
@@ -1836,17 +1858,22 @@ fn vectored_io_with_prp_lists_when_the_controller_has_no_sgls() {
     for x in back.iter_mut() {
         x.fill(0);
     }
-    qp.submit_readv(&ns, 40, back, 2).unwrap();
+    qp.submit_readv(&ns, Lba(40), back, 2).unwrap();
     let done = reap(&mut qp, 1);
     let back = done.into_iter().next().unwrap().bufs.unwrap();
     let joined: Vec<u8> = back.iter().flat_map(|x| x.iter().copied()).collect();
     assert_eq!(joined, data);
     // Not meeting on a page boundary: refused before submission, buffers back.
-    let mut odd = c.alloc_buffer(4096).unwrap();
+    let mut odd = c.alloc_buffer(ByteCount(4096)).unwrap();
     odd.set_window(0, 1024).unwrap();
     let before = model.stats().io(io_opcode::WRITE);
     let r = qp
-        .submit_writev(&ns, 0, vec![odd, c.alloc_buffer(512).unwrap()], 3)
+        .submit_writev(
+            &ns,
+            Lba(0),
+            vec![odd, c.alloc_buffer(ByteCount(512)).unwrap()],
+            3,
+        )
         .unwrap_err();
     assert!(
         matches!(r.error, Error::Unsupported(ref m) if m.contains("SGL")),
@@ -1856,7 +1883,9 @@ fn vectored_io_with_prp_lists_when_the_controller_has_no_sgls() {
     assert_eq!(r.bufs.len(), 2);
     assert_eq!(model.stats().io(io_opcode::WRITE), before);
     assert!(matches!(
-        qp.submit_readv(&ns, 0, Vec::new(), 4).unwrap_err().error,
+        qp.submit_readv(&ns, Lba(0), Vec::new(), 4)
+            .unwrap_err()
+            .error,
         Error::InvalidArgument(_)
     ));
     assert_clean(&model);
@@ -1876,7 +1905,7 @@ fn raw_submission_with_caller_managed_dma_memory() {
     // SAFETY: both regions come from this controller's hardware, stay alive
     // and untouched until their completions are reaped below.
     unsafe {
-        qp.submit_write_raw(&ns, 64, src.iova().add(1024), 6144, 7)
+        qp.submit_write_raw(&ns, Lba(64), src.iova().add(1024), ByteCount(6144), 7)
             .unwrap();
     }
     let done = reap(&mut qp, 1);
@@ -1887,7 +1916,8 @@ fn raw_submission_with_caller_managed_dma_memory() {
     assert_eq!(model.read_blocks(1, 64, 12), data);
     // SAFETY: as above.
     unsafe {
-        qp.submit_read_raw(&ns, 64, dst.iova(), 6144, 8).unwrap();
+        qp.submit_read_raw(&ns, Lba(64), dst.iova(), ByteCount(6144), 8)
+            .unwrap();
     }
     let done = reap(&mut qp, 1);
     assert_eq!(done[0].status, Ok(()));
@@ -1899,20 +1929,20 @@ fn raw_submission_with_caller_managed_dma_memory() {
     // SAFETY: none of these reaches the controller (each is refused).
     unsafe {
         assert!(matches!(
-            qp.submit_read_raw(&ns, 0, dst.iova().add(2), 512, 1),
+            qp.submit_read_raw(&ns, Lba(0), dst.iova().add(2), ByteCount(512), 1),
             Err(Error::MisalignedBuffer { .. })
         ));
         assert!(matches!(
-            qp.submit_read_raw(&ns, 0, dst.iova(), 100, 1),
+            qp.submit_read_raw(&ns, Lba(0), dst.iova(), ByteCount(100), 1),
             Err(Error::UnalignedLength { .. })
         ));
         assert!(matches!(
-            qp.submit_read_raw(&ns, ns.blocks(), dst.iova(), 512, 1),
+            qp.submit_read_raw(&ns, Lba(ns.blocks()), dst.iova(), ByteCount(512), 1),
             Err(Error::LbaOutOfRange { .. })
         ));
         let over = c.max_transfer_bytes() + 512;
         assert!(matches!(
-            qp.submit_read_raw(&ns, 0, dst.iova(), over, 1),
+            qp.submit_read_raw(&ns, Lba(0), dst.iova(), ByteCount(over), 1),
             Err(Error::InvalidArgument(_))
         ));
     }
@@ -1939,7 +1969,12 @@ fn a_namespace_from_another_controller_is_refused_before_submission() {
     let mut qp = b.create_io_queue_pair(8).unwrap();
     let before = mb.stats();
     let r = qp
-        .submit_write(&foreign, 0, b.alloc_buffer(4096).unwrap(), 1)
+        .submit_write(
+            &foreign,
+            Lba(0),
+            b.alloc_buffer(ByteCount(4096)).unwrap(),
+            1,
+        )
         .unwrap_err();
     assert!(
         matches!(r.error, Error::InvalidArgument(ref m) if m.contains("different controller")),
@@ -1948,18 +1983,19 @@ fn a_namespace_from_another_controller_is_refused_before_submission() {
     );
     assert!(matches!(qp.flush(&foreign), Err(Error::InvalidArgument(_))));
     assert!(matches!(
-        qp.write_zeroes(&foreign, 0, 1),
+        qp.write_zeroes(&foreign, Lba(0), 1),
         Err(Error::InvalidArgument(_))
     ));
     // SAFETY: refused before anything is submitted.
-    let raw = unsafe { qp.submit_read_raw(&foreign, 0, Iova(0x1000), 4096, 2) };
+    let raw = unsafe { qp.submit_read_raw(&foreign, Lba(0), Iova(0x1000), ByteCount(4096), 2) };
     assert!(matches!(raw, Err(Error::InvalidArgument(_))));
     assert_eq!(mb.stats().io(io_opcode::WRITE), before.io(io_opcode::WRITE));
     assert_eq!(mb.stats().io(io_opcode::FLUSH), before.io(io_opcode::FLUSH));
     assert_eq!(qp.outstanding(), 0);
     // Its own namespace works.
     let own = b.namespace(1).unwrap().clone();
-    qp.write(&own, 0, b.alloc_buffer(4096).unwrap()).unwrap();
+    qp.write(&own, Lba(0), b.alloc_buffer(ByteCount(4096)).unwrap())
+        .unwrap();
     assert_clean(&mb);
 }
 
@@ -1976,13 +2012,13 @@ fn cq_head_doorbells_are_deferred_but_the_cq_never_fills() {
         let entries = 16u16;
         let mut qp = c.create_io_queue_pair(u32::from(entries)).unwrap();
         let depth = usize::from(entries) - 1; // the most a pair allows
-        let mut bufs = c.alloc_buffers(depth, 4096).unwrap();
+        let mut bufs = c.alloc_buffers(depth, ByteCount(4096)).unwrap();
         let total = 1000u64;
         let (mut submitted, mut completed) = (0u64, 0u64);
         while completed < total {
             while submitted < total {
                 let Some(b) = bufs.pop() else { break };
-                qp.submit_read(&ns, submitted % 64 * 8, b, submitted)
+                qp.submit_read(&ns, Lba(submitted % 64 * 8), b, submitted)
                     .unwrap();
                 submitted += 1;
             }
@@ -2023,8 +2059,8 @@ fn without_room_for_a_larger_cq_every_poll_acknowledges() {
     let mut qp = c.create_io_queue_pair(16).unwrap();
     let mut polls = 0;
     for i in 0..40u64 {
-        let b = c.alloc_buffer(4096).unwrap();
-        qp.submit_read(&ns, i * 8, b, i).unwrap();
+        let b = c.alloc_buffer(ByteCount(4096)).unwrap();
+        qp.submit_read(&ns, Lba(i * 8), b, i).unwrap();
         while qp.poll(1, drop) == 0 {}
         polls += 1;
     }

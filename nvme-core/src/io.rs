@@ -25,6 +25,7 @@ use crate::hw::{DmaRegion, Hardware, Iova};
 use crate::identify::Oncs;
 use crate::queue::{CqRing, DoorbellStats, SqRing};
 use crate::status::NvmeStatus;
+use crate::units::{ByteCount, Lba};
 
 /// A finished command.
 pub struct Completion<D: DmaRegion> {
@@ -348,7 +349,7 @@ impl<H: Hardware> IoQueuePair<H> {
     pub fn submit_read(
         &mut self,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         buf: DmaBuf<H::Dma>,
         tag: u64,
     ) -> Result<(), Rejected<H::Dma>> {
@@ -360,7 +361,7 @@ impl<H: Hardware> IoQueuePair<H> {
     pub fn submit_write(
         &mut self,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         buf: DmaBuf<H::Dma>,
         tag: u64,
     ) -> Result<(), Rejected<H::Dma>> {
@@ -373,7 +374,7 @@ impl<H: Hardware> IoQueuePair<H> {
     pub fn submit_write_fua(
         &mut self,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         buf: DmaBuf<H::Dma>,
         tag: u64,
     ) -> Result<(), Rejected<H::Dma>> {
@@ -385,7 +386,7 @@ impl<H: Hardware> IoQueuePair<H> {
     pub fn submit_compare(
         &mut self,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         buf: DmaBuf<H::Dma>,
         tag: u64,
     ) -> Result<(), Rejected<H::Dma>> {
@@ -409,7 +410,7 @@ impl<H: Hardware> IoQueuePair<H> {
     pub fn submit_write_zeroes(
         &mut self,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         blocks: u32,
         tag: u64,
     ) -> Result<(), Error> {
@@ -423,7 +424,7 @@ impl<H: Hardware> IoQueuePair<H> {
             )));
         }
         check_range(ns, lba, u64::from(blocks))?;
-        let cmd = SubmissionEntry::rw(io_opcode::WRITE_ZEROES, ns.nsid(), lba, blocks, false);
+        let cmd = SubmissionEntry::rw(io_opcode::WRITE_ZEROES, ns.nsid(), lba.0, blocks, false);
         self.submit_simple(cmd, tag, |_, _| None)
     }
 
@@ -433,7 +434,7 @@ impl<H: Hardware> IoQueuePair<H> {
     pub fn submit_deallocate(
         &mut self,
         ns: &Namespace,
-        ranges: &[(u64, u32)],
+        ranges: &[(Lba, u32)],
         tag: u64,
     ) -> Result<(), Error> {
         if !self.oncs.dataset_management() {
@@ -468,7 +469,7 @@ impl<H: Hardware> IoQueuePair<H> {
                     let d = base.add(i * 16);
                     d.cast::<u32>().write_volatile(0); // context attributes
                     d.add(4).cast::<u32>().write_volatile(blocks); // length in blocks
-                    d.add(8).cast::<u64>().write_volatile(lba); // starting LBA
+                    d.add(8).cast::<u64>().write_volatile(lba.0); // starting LBA
                 }
             }
             Some(qp.prp_mem.iova().add(page as u64))
@@ -502,7 +503,7 @@ impl<H: Hardware> IoQueuePair<H> {
     /// evaluated branch-light first; the precise error is worked out out of
     /// line only when one fails.
     #[inline(always)]
-    fn check_data(&self, ns: &Namespace, lba: u64, buf: &DmaBuf<H::Dma>) -> Result<u64, Error> {
+    fn check_data(&self, ns: &Namespace, lba: Lba, buf: &DmaBuf<H::Dma>) -> Result<u64, Error> {
         let len = buf.len() as u64;
         // The block size is a power of two: mask and shift, no division.
         let blocks = len >> ns.block_shift();
@@ -513,6 +514,7 @@ impl<H: Hardware> IoQueuePair<H> {
             & (len & (ns.block_size() - 1) == 0)
             & (buf.iova().0 & 3 == 0)
             & lba
+                .0
                 .checked_add(blocks)
                 .is_some_and(|end| end <= ns.blocks());
         if ok {
@@ -525,7 +527,7 @@ impl<H: Hardware> IoQueuePair<H> {
     /// Which check of [`IoQueuePair::check_data`] failed, as an error.
     #[cold]
     #[inline(never)]
-    fn data_error(&self, ns: &Namespace, lba: u64, buf: &DmaBuf<H::Dma>) -> Error {
+    fn data_error(&self, ns: &Namespace, lba: Lba, buf: &DmaBuf<H::Dma>) -> Error {
         match self.check_data_slow(ns, lba, buf) {
             Err(e) => e,
             Ok(_) => Error::InvalidArgument("data transfer check failed".into()),
@@ -535,7 +537,7 @@ impl<H: Hardware> IoQueuePair<H> {
     fn check_data_slow(
         &self,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         buf: &DmaBuf<H::Dma>,
     ) -> Result<u64, Error> {
         if buf.domain() != self.domain {
@@ -585,7 +587,7 @@ impl<H: Hardware> IoQueuePair<H> {
         &mut self,
         opcode: u8,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         buf: DmaBuf<H::Dma>,
         tag: u64,
         fua: bool,
@@ -602,7 +604,7 @@ impl<H: Hardware> IoQueuePair<H> {
         let Some(cid) = self.take_cids(1) else {
             return Err(self.queue_full(buf));
         };
-        let mut cmd = SubmissionEntry::rw(opcode, ns.nsid(), lba, blocks as u32, fua);
+        let mut cmd = SubmissionEntry::rw(opcode, ns.nsid(), lba.0, blocks as u32, fua);
         cmd.set_cid(cid);
         let (p1, p2) = self.build_prps(cid, buf.iova(), len);
         cmd.set_prps(p1, p2);
@@ -628,7 +630,7 @@ impl<H: Hardware> IoQueuePair<H> {
         &mut self,
         opcode: u8,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         buf: DmaBuf<H::Dma>,
         tag: u64,
         fua: bool,
@@ -664,7 +666,7 @@ impl<H: Hardware> IoQueuePair<H> {
             }
             let first = i as u64 * piece_blocks;
             let n = piece_blocks.min(blocks - first);
-            let mut cmd = SubmissionEntry::rw(opcode, ns.nsid(), lba + first, n as u32, fua);
+            let mut cmd = SubmissionEntry::rw(opcode, ns.nsid(), lba.0 + first, n as u32, fua);
             cmd.set_cid(cid);
             let off = first << ns.block_shift();
             let (p1, p2) = self.build_prps(cid, iova.add(off), (n << ns.block_shift()) as usize);
@@ -696,9 +698,9 @@ impl<H: Hardware> IoQueuePair<H> {
     pub unsafe fn submit_read_raw(
         &mut self,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         iova: Iova,
-        len: usize,
+        len: ByteCount,
         tag: u64,
     ) -> Result<(), Error> {
         self.submit_raw(io_opcode::READ, ns, lba, iova, len, tag)
@@ -713,9 +715,9 @@ impl<H: Hardware> IoQueuePair<H> {
     pub unsafe fn submit_write_raw(
         &mut self,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         iova: Iova,
-        len: usize,
+        len: ByteCount,
         tag: u64,
     ) -> Result<(), Error> {
         self.submit_raw(io_opcode::WRITE, ns, lba, iova, len, tag)
@@ -725,11 +727,12 @@ impl<H: Hardware> IoQueuePair<H> {
         &mut self,
         opcode: u8,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         iova: Iova,
-        len: usize,
+        len: ByteCount,
         tag: u64,
     ) -> Result<(), Error> {
+        let len = len.0;
         self.check_ns(ns)?;
         if len == 0 || len as u64 % ns.block_size() != 0 {
             return Err(Error::UnalignedLength {
@@ -753,7 +756,7 @@ impl<H: Hardware> IoQueuePair<H> {
                 outstanding: self.outstanding(),
             });
         };
-        let mut cmd = SubmissionEntry::rw(opcode, ns.nsid(), lba, blocks as u32, false);
+        let mut cmd = SubmissionEntry::rw(opcode, ns.nsid(), lba.0, blocks as u32, false);
         cmd.set_cid(cid);
         let (p1, p2) = self.build_prps(cid, iova, len);
         cmd.set_prps(p1, p2);
@@ -772,7 +775,7 @@ impl<H: Hardware> IoQueuePair<H> {
     pub fn submit_readv(
         &mut self,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         bufs: Vec<DmaBuf<H::Dma>>,
         tag: u64,
     ) -> Result<(), RejectedVec<H::Dma>> {
@@ -784,7 +787,7 @@ impl<H: Hardware> IoQueuePair<H> {
     pub fn submit_writev(
         &mut self,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         bufs: Vec<DmaBuf<H::Dma>>,
         tag: u64,
     ) -> Result<(), RejectedVec<H::Dma>> {
@@ -794,7 +797,7 @@ impl<H: Hardware> IoQueuePair<H> {
     fn check_vectored(
         &self,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         bufs: &[DmaBuf<H::Dma>],
     ) -> Result<u64, Error> {
         if bufs.is_empty() || bufs.len() > MAX_SEGMENTS {
@@ -850,7 +853,7 @@ impl<H: Hardware> IoQueuePair<H> {
         &mut self,
         opcode: u8,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         bufs: Vec<DmaBuf<H::Dma>>,
         tag: u64,
     ) -> Result<(), RejectedVec<H::Dma>> {
@@ -864,7 +867,7 @@ impl<H: Hardware> IoQueuePair<H> {
             };
             return Err(RejectedVec { error, bufs });
         };
-        let mut cmd = SubmissionEntry::rw(opcode, ns.nsid(), lba, blocks as u32, false);
+        let mut cmd = SubmissionEntry::rw(opcode, ns.nsid(), lba.0, blocks as u32, false);
         cmd.set_cid(cid);
         let list_off = usize::from(cid) * PAGE_SIZE;
         let list_iova = self.prp_mem.iova().add(list_off as u64);
@@ -1212,7 +1215,7 @@ impl<H: Hardware> IoQueuePair<H> {
         opcode: u8,
         fua: bool,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         buf: DmaBuf<H::Dma>,
     ) -> Result<DmaBuf<H::Dma>, IoError<H::Dma>> {
         if opcode == io_opcode::COMPARE && !self.oncs.compare() {
@@ -1251,7 +1254,7 @@ impl<H: Hardware> IoQueuePair<H> {
     pub fn read(
         &mut self,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         buf: DmaBuf<H::Dma>,
     ) -> Result<DmaBuf<H::Dma>, IoError<H::Dma>> {
         self.sync_data("Read", io_opcode::READ, false, ns, lba, buf)
@@ -1261,7 +1264,7 @@ impl<H: Hardware> IoQueuePair<H> {
     pub fn write(
         &mut self,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         buf: DmaBuf<H::Dma>,
     ) -> Result<DmaBuf<H::Dma>, IoError<H::Dma>> {
         self.sync_data("Write", io_opcode::WRITE, false, ns, lba, buf)
@@ -1271,7 +1274,7 @@ impl<H: Hardware> IoQueuePair<H> {
     pub fn write_fua(
         &mut self,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         buf: DmaBuf<H::Dma>,
     ) -> Result<DmaBuf<H::Dma>, IoError<H::Dma>> {
         self.sync_data("Write (FUA)", io_opcode::WRITE, true, ns, lba, buf)
@@ -1282,7 +1285,7 @@ impl<H: Hardware> IoQueuePair<H> {
     pub fn compare(
         &mut self,
         ns: &Namespace,
-        lba: u64,
+        lba: Lba,
         buf: DmaBuf<H::Dma>,
     ) -> Result<DmaBuf<H::Dma>, IoError<H::Dma>> {
         self.sync_data("Compare", io_opcode::COMPARE, false, ns, lba, buf)
@@ -1294,14 +1297,14 @@ impl<H: Hardware> IoQueuePair<H> {
     }
 
     /// Write Zeroes and wait. The queue must be idle.
-    pub fn write_zeroes(&mut self, ns: &Namespace, lba: u64, blocks: u32) -> Result<(), Error> {
+    pub fn write_zeroes(&mut self, ns: &Namespace, lba: Lba, blocks: u32) -> Result<(), Error> {
         self.sync_simple("Write Zeroes", |qp| {
             qp.submit_write_zeroes(ns, lba, blocks, SYNC_TAG)
         })
     }
 
     /// Deallocate (trim) `ranges` and wait. The queue must be idle.
-    pub fn deallocate(&mut self, ns: &Namespace, ranges: &[(u64, u32)]) -> Result<(), Error> {
+    pub fn deallocate(&mut self, ns: &Namespace, ranges: &[(Lba, u32)]) -> Result<(), Error> {
         self.sync_simple("Dataset Management (deallocate)", |qp| {
             qp.submit_deallocate(ns, ranges, SYNC_TAG)
         })
@@ -1320,11 +1323,15 @@ fn unsupported(what: &str) -> Error {
     ))
 }
 
-fn check_range(ns: &Namespace, lba: u64, blocks: u64) -> Result<(), Error> {
-    if lba.checked_add(blocks).is_none_or(|end| end > ns.blocks()) {
+fn check_range(ns: &Namespace, lba: Lba, blocks: u64) -> Result<(), Error> {
+    if lba
+        .0
+        .checked_add(blocks)
+        .is_none_or(|end| end > ns.blocks())
+    {
         return Err(Error::LbaOutOfRange {
             nsid: ns.nsid(),
-            lba,
+            lba: lba.0,
             blocks,
             size: ns.blocks(),
         });
@@ -1384,6 +1391,7 @@ mod tests {
     use crate::cmd::CompletionEntry;
     use crate::controller::{Controller, ControllerOptions};
     use crate::model::{ModelConfig, ModelController};
+    use crate::units::{ByteCount, Lba};
 
     /// A device that completes the head piece of a split request twice
     /// must not get the buffer released before the other pieces are done,
@@ -1399,8 +1407,13 @@ mod tests {
         let mut qp = c.create_io_queue_pair(16).unwrap();
         // Hold the model's completions: we play the device's CQ ourselves.
         model.hold_completions(qp.qid(), true);
-        qp.submit_read(&ns, 0, c.alloc_buffer(3 * 8192).unwrap(), 42)
-            .unwrap();
+        qp.submit_read(
+            &ns,
+            Lba(0),
+            c.alloc_buffer(ByteCount(3 * 8192)).unwrap(),
+            42,
+        )
+        .unwrap();
         let pieces: Vec<u16> = (0..qp.slots.len() as u16)
             .filter(|&i| qp.slots[usize::from(i)].state != super::SlotState::Free)
             .collect();

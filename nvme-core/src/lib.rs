@@ -28,6 +28,7 @@ pub mod model;
 pub mod queue;
 pub mod regs;
 pub mod status;
+pub mod units;
 
 pub use buffer::{DmaBuf, MAX_BUFFER};
 pub use controller::{CmbStatus, Controller, ControllerOptions, Namespace};
@@ -38,3 +39,4 @@ pub use hw::{
 pub use io::{Completion, IoQueuePair, QueueStats, RejectedVec, MAX_SEGMENTS};
 pub use queue::{need_event, DoorbellStats};
 pub use status::NvmeStatus;
+pub use units::{ByteCount, Lba};

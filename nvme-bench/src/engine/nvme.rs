@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use nvme_core::{Controller, DmaBuf, Hardware, IoQueuePair, Namespace};
+use nvme_core::{ByteCount, Controller, DmaBuf, Hardware, IoQueuePair, Lba, Namespace};
 use nvme_vfio::VfioHw;
 
 use super::{Done, Engine};
@@ -69,7 +69,7 @@ impl NvmeEngine {
             .map_err(|e| Error::msg(format!("create I/O queue pair ({entries} entries): {e}")))?;
         let batching = job.iodepth_batch_submit != 1;
         qp.set_doorbell_batching(batching);
-        let bufs = ctrl.alloc_buffers(slots, buf_len)?;
+        let bufs = ctrl.alloc_buffers(slots, ByteCount(buf_len))?;
         Ok(NvmeEngine {
             qp,
             ns,
@@ -106,8 +106,8 @@ impl Engine for NvmeEngine {
         buf.set_window(0, len)?;
         let lba = offset / bs;
         let r = match dir {
-            Dir::Read => self.qp.submit_read(&self.ns, lba, buf, slot as u64),
-            Dir::Write => self.qp.submit_write(&self.ns, lba, buf, slot as u64),
+            Dir::Read => self.qp.submit_read(&self.ns, Lba(lba), buf, slot as u64),
+            Dir::Write => self.qp.submit_write(&self.ns, Lba(lba), buf, slot as u64),
         };
         r.map_err(|rej| {
             let e = Error::msg(format!("submit at LBA {lba}: {}", rej.error));

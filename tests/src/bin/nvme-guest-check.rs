@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use nvme_core::{Controller, ControllerOptions, Error, Namespace};
+use nvme_core::{ByteCount, Controller, ControllerOptions, Error, Lba, Namespace};
 use nvme_tests::{check_pattern, fill_pattern, Rng};
 use nvme_vfio::VfioHw;
 
@@ -286,12 +286,12 @@ fn pattern_io(r: &Range, write: bool) -> Result<(), Failure> {
     let start = Instant::now();
     while lba < end {
         let n = chunk_blocks.min(end - lba);
-        let mut buf = c.alloc_buffer(n as usize * bs)?;
+        let mut buf = c.alloc_buffer(ByteCount(n as usize * bs))?;
         if write {
             fill_pattern(&mut buf, r.seed, lba, bs);
-            qp.write(&ns, lba, buf)?;
+            qp.write(&ns, Lba(lba), buf)?;
         } else {
-            let buf = qp.read(&ns, lba, buf)?;
+            let buf = qp.read(&ns, Lba(lba), buf)?;
             check_pattern(&buf, r.seed, lba, bs)?;
         }
         lba += n;
@@ -342,7 +342,7 @@ fn roundtrip(addr: &str, seed: u64, ops: u32) -> Result<(), Failure> {
         let roff = (rng.range(0, 1023) * 4) as usize;
         let seed_op = seed.wrapping_mul(1_000_003).wrapping_add(u64::from(op));
 
-        let mut wbuf = c.alloc_buffer(woff + len)?;
+        let mut wbuf = c.alloc_buffer(ByteCount(woff + len))?;
         wbuf.set_window(woff, len)?;
         fill_pattern(&mut wbuf, seed_op, lba, bs);
         let pages = (woff % 4096 + len).div_ceil(4096);
@@ -352,10 +352,10 @@ fn roundtrip(addr: &str, seed: u64, ops: u32) -> Result<(), Failure> {
         if pages > 2 {
             prp_list += 1;
         }
-        qp.write(ns, lba, wbuf)?;
-        let mut rbuf = c.alloc_buffer(roff + len)?;
+        qp.write(ns, Lba(lba), wbuf)?;
+        let mut rbuf = c.alloc_buffer(ByteCount(roff + len))?;
         rbuf.set_window(roff, len)?;
-        let rbuf = qp.read(ns, lba, rbuf)?;
+        let rbuf = qp.read(ns, Lba(lba), rbuf)?;
         check_pattern(&rbuf, seed_op, lba, bs).map_err(|e| {
             format!(
                 "op {op} (ns {}, lba {lba}, {blocks} blocks, offsets w{woff}/r{roff}): {e}",
@@ -369,15 +369,15 @@ fn roundtrip(addr: &str, seed: u64, ops: u32) -> Result<(), Failure> {
     let ns = &c.namespaces()[0];
     let bs = ns.block_size() as usize;
     let len = (max / bs) * bs;
-    let mut big = c.alloc_buffer(4 << 20)?;
+    let mut big = c.alloc_buffer(ByteCount(4 << 20))?;
     let off = (4 << 20) - len - 4096 + 8;
     big.set_window(off, len)?;
     fill_pattern(&mut big, seed ^ 0xb16, 0, bs);
     let hugepage_regions = c.hardware().dma_stats().hugepage_regions;
-    let big = qp.write(ns, 0, big)?;
-    let mut back = c.alloc_buffer(len)?;
+    let big = qp.write(ns, Lba(0), big)?;
+    let mut back = c.alloc_buffer(ByteCount(len))?;
     back.as_mut_slice().fill(0xa5);
-    let back = qp.read(ns, 0, back)?;
+    let back = qp.read(ns, Lba(0), back)?;
     check_pattern(&back, seed ^ 0xb16, 0, bs).map_err(|e| format!("large buffer: {e}"))?;
     drop(big);
     println!("hugepage_regions={hugepage_regions}");
@@ -404,28 +404,30 @@ fn bad_input(addr: &str) -> Result<(), Failure> {
     let bs = ns.block_size() as usize;
     let mut qp = c.create_io_queue_pair(16)?;
 
-    let buf = c.alloc_buffer(bs)?;
-    let r = qp.read(&ns, ns.blocks(), buf).map_err(|e| e.error);
+    let buf = c.alloc_buffer(ByteCount(bs))?;
+    let r = qp.read(&ns, Lba(ns.blocks()), buf).map_err(|e| e.error);
     expect_err("lba_past_end", r, |e| {
         matches!(e, Error::LbaOutOfRange { .. })
     })?;
 
-    let buf = c.alloc_buffer(2 * bs)?;
-    let r = qp.write(&ns, ns.blocks() - 1, buf).map_err(|e| e.error);
+    let buf = c.alloc_buffer(ByteCount(2 * bs))?;
+    let r = qp
+        .write(&ns, Lba(ns.blocks() - 1), buf)
+        .map_err(|e| e.error);
     expect_err("range_crossing_end", r, |e| {
         matches!(e, Error::LbaOutOfRange { .. })
     })?;
 
-    let buf = c.alloc_buffer(bs + 4)?;
-    let r = qp.read(&ns, 0, buf).map_err(|e| e.error);
+    let buf = c.alloc_buffer(ByteCount(bs + 4))?;
+    let r = qp.read(&ns, Lba(0), buf).map_err(|e| e.error);
     expect_err("partial_block", r, |e| {
         matches!(e, Error::UnalignedLength { .. })
     })?;
 
     // More than one queue's worth of MDTS-sized commands: refused.
     let per_queue = c.max_transfer_bytes() * (usize::from(qp.entries()) - 1);
-    let buf = c.alloc_buffer(per_queue + bs)?;
-    let r = qp.read(&ns, 0, buf).map_err(|e| e.error);
+    let buf = c.alloc_buffer(ByteCount(per_queue + bs))?;
+    let r = qp.read(&ns, Lba(0), buf).map_err(|e| e.error);
     expect_err("over_queue_capacity", r, |e| {
         matches!(e, Error::TooLarge { .. })
     })?;
@@ -433,14 +435,14 @@ fn bad_input(addr: &str) -> Result<(), Failure> {
     // Over MDTS: split into several commands that complete as one, verified.
     let len = 3 * c.max_transfer_bytes() + bs;
     let before = qp.stats().commands;
-    let mut w = c.alloc_buffer(len)?;
+    let mut w = c.alloc_buffer(ByteCount(len))?;
     fill_pattern(&mut w, 77, 8, bs);
-    qp.write(&ns, 8, w)?;
-    let r = qp.read(&ns, 8, c.alloc_buffer(len)?)?;
+    qp.write(&ns, Lba(8), w)?;
+    let r = qp.read(&ns, Lba(8), c.alloc_buffer(ByteCount(len))?)?;
     check_pattern(&r, 77, 8, bs).map_err(|e| format!("split transfer: {e}"))?;
     println!("split_commands={}", qp.stats().commands - before);
 
-    let mut buf = c.alloc_buffer(2 * bs)?;
+    let mut buf = c.alloc_buffer(ByteCount(2 * bs))?;
     let r = buf.set_window(2, bs);
     expect_err("misaligned_buffer", r, |e| {
         matches!(e, Error::MisalignedBuffer { .. })
@@ -472,10 +474,10 @@ fn bad_input(addr: &str) -> Result<(), Failure> {
     drop(extra);
 
     // The controller is still fine: a verified round trip at the last LBA.
-    let mut w = c.alloc_buffer(bs)?;
+    let mut w = c.alloc_buffer(ByteCount(bs))?;
     fill_pattern(&mut w, 99, ns.blocks() - 1, bs);
-    qp.write(&ns, ns.blocks() - 1, w)?;
-    let r = qp.read(&ns, ns.blocks() - 1, c.alloc_buffer(bs)?)?;
+    qp.write(&ns, Lba(ns.blocks() - 1), w)?;
+    let r = qp.read(&ns, Lba(ns.blocks() - 1), c.alloc_buffer(ByteCount(bs))?)?;
     check_pattern(&r, 99, ns.blocks() - 1, bs)?;
     println!("after_errors=ok");
     Ok(())
@@ -490,10 +492,10 @@ fn reopen(addr: &str, times: u32) -> Result<(), Failure> {
         let mut qp = c.create_io_queue_pair(8)?;
         let n = (c.max_transfer_bytes() / bs).min(8);
         let lba = u64::from(i) * n as u64;
-        let mut w = c.alloc_buffer(n * bs)?;
+        let mut w = c.alloc_buffer(ByteCount(n * bs))?;
         fill_pattern(&mut w, 1000 + u64::from(i), lba, bs);
-        qp.write(&ns, lba, w)?;
-        let r = qp.read(&ns, lba, c.alloc_buffer(n * bs)?)?;
+        qp.write(&ns, Lba(lba), w)?;
+        let r = qp.read(&ns, Lba(lba), c.alloc_buffer(ByteCount(n * bs))?)?;
         check_pattern(&r, 1000 + u64::from(i), lba, bs)?;
         drop(qp);
         c.shutdown()?;
@@ -520,7 +522,7 @@ fn thread_worker(
     // never overlap; buffers come from one slab and cycle.
     let per_slot = (range.1 - range.0) / slots as u64;
     let bufs = c
-        .alloc_buffers(slots, max_blocks as usize * bs)
+        .alloc_buffers(slots, ByteCount(max_blocks as usize * bs))
         .map_err(|e| e.to_string())?;
     let mut rng = Rng::new(seed);
     // state per slot: (lba, blocks, seed, phase 0=writing 1=reading)
@@ -542,7 +544,7 @@ fn thread_worker(
                 .map_err(|e| e.to_string())?;
             fill_pattern(&mut buf, s, lba, bs);
             state[i] = (lba, blocks, s, 0);
-            qp.submit_write(ns, lba, buf, i as u64)
+            qp.submit_write(ns, Lba(lba), buf, i as u64)
                 .map_err(|r| r.error.to_string())?;
             started += 1;
         }
@@ -560,7 +562,7 @@ fn thread_worker(
             let (lba, _blocks, s, phase) = state[i];
             if phase == 0 {
                 state[i].3 = 1;
-                qp.submit_read(ns, lba, buf, i as u64)
+                qp.submit_read(ns, Lba(lba), buf, i as u64)
                     .map_err(|r| r.error.to_string())?;
             } else {
                 check_pattern(&buf, s, lba, bs)?;
@@ -645,16 +647,16 @@ fn commands(addr: &str, nsid: u32, base: u64) -> Result<(), Failure> {
     let mut qp = c.create_io_queue_pair(32)?;
     let pattern =
         |seed: u64, lba: u64| -> Result<nvme_core::DmaBuf<nvme_vfio::DmaBuffer>, Failure> {
-            let mut b = c.alloc_buffer(n * bs)?;
+            let mut b = c.alloc_buffer(ByteCount(n * bs))?;
             fill_pattern(&mut b, seed, lba, bs);
             Ok(b)
         };
 
     // Write Zeroes: pattern, then zeroes, then the blocks read back as zeros.
     let l1 = base;
-    qp.write(&ns, l1, pattern(11, l1)?)?;
-    qp.write_zeroes(&ns, l1, n as u32)?;
-    let r = qp.read(&ns, l1, c.alloc_buffer(n * bs)?)?;
+    qp.write(&ns, Lba(l1), pattern(11, l1)?)?;
+    qp.write_zeroes(&ns, Lba(l1), n as u32)?;
+    let r = qp.read(&ns, Lba(l1), c.alloc_buffer(ByteCount(n * bs))?)?;
     if r.iter().any(|&b| b != 0) {
         return Err("write zeroes: blocks do not read back as zeros".into());
     }
@@ -662,9 +664,9 @@ fn commands(addr: &str, nsid: u32, base: u64) -> Result<(), Failure> {
 
     // Deallocate: what it reads back as is DLFEAT bits 2:0 (1: zeros, 2: ones, 0: not said).
     let l2 = base + n as u64;
-    qp.write(&ns, l2, pattern(12, l2)?)?;
-    qp.deallocate(&ns, &[(l2, n as u32)])?;
-    let r = qp.read(&ns, l2, c.alloc_buffer(n * bs)?)?;
+    qp.write(&ns, Lba(l2), pattern(12, l2)?)?;
+    qp.deallocate(&ns, &[(Lba(l2), n as u32)])?;
+    let r = qp.read(&ns, Lba(l2), c.alloc_buffer(ByteCount(n * bs))?)?;
     let dlfeat = ns.identify().dlfeat & 0x7;
     let ok = match dlfeat {
         1 => r.iter().all(|&b| b == 0),
@@ -681,12 +683,12 @@ fn commands(addr: &str, nsid: u32, base: u64) -> Result<(), Failure> {
 
     // Compare: the same data matches; one flipped byte is a Compare Failure.
     let l3 = base + 2 * n as u64;
-    qp.write(&ns, l3, pattern(13, l3)?)?;
-    qp.compare(&ns, l3, pattern(13, l3)?)?;
+    qp.write(&ns, Lba(l3), pattern(13, l3)?)?;
+    qp.compare(&ns, Lba(l3), pattern(13, l3)?)?;
     println!("compare_match=ok");
     let mut bad = pattern(13, l3)?;
     bad[bs + 7] ^= 0x40;
-    match qp.compare(&ns, l3, bad) {
+    match qp.compare(&ns, Lba(l3), bad) {
         Ok(_) => return Err("compare of altered data succeeded".into()),
         Err(e) => {
             let st = e
@@ -702,15 +704,15 @@ fn commands(addr: &str, nsid: u32, base: u64) -> Result<(), Failure> {
 
     // FUA write (the host test reads it back through the kernel).
     let l4 = base + 3 * n as u64;
-    qp.write_fua(&ns, l4, pattern(14, l4)?)?;
+    qp.write_fua(&ns, Lba(l4), pattern(14, l4)?)?;
     println!("fua_write=ok lba={l4} blocks={n} seed=14");
 
     // Doorbell batching: 8 submissions, one SQ doorbell update.
     qp.set_doorbell_batching(true);
     let before = qp.stats();
-    let bufs = c.alloc_buffers(8, bs)?;
+    let bufs = c.alloc_buffers(8, ByteCount(bs))?;
     for (i, b) in bufs.into_iter().enumerate() {
-        qp.submit_read(&ns, l1 + i as u64, b, i as u64)
+        qp.submit_read(&ns, Lba(l1 + i as u64), b, i as u64)
             .map_err(|r| r.error)?;
     }
     let mid = qp.stats();
@@ -745,15 +747,15 @@ fn iops(addr: &str, qd: usize, seconds: u64, span: u64) -> Result<(), Failure> {
     let mut lba = 0;
     while lba < blocks {
         let n = chunk.min(blocks - lba);
-        let mut b = c.alloc_buffer(n as usize * bs)?;
+        let mut b = c.alloc_buffer(ByteCount(n as usize * bs))?;
         fill_pattern(&mut b, 31, lba, bs);
-        qp.write(&ns, lba, b)?;
+        qp.write(&ns, Lba(lba), b)?;
         lba += n;
     }
     let mut rng = Rng::new(9);
     let slots = blocks / per_io;
     let mut lbas = vec![0u64; qd];
-    let bufs = c.alloc_buffers(qd, io)?;
+    let bufs = c.alloc_buffers(qd, ByteCount(io))?;
     let start = Instant::now();
     let deadline = std::time::Duration::from_secs(seconds);
     let mut done = 0u64;
@@ -765,7 +767,7 @@ fn iops(addr: &str, qd: usize, seconds: u64, span: u64) -> Result<(), Failure> {
         if !stop {
             while let Some((i, b)) = ready.pop() {
                 lbas[i] = rng.range(0, slots - 1) * per_io;
-                qp.submit_read(&ns, lbas[i], b, i as u64)
+                qp.submit_read(&ns, Lba(lbas[i]), b, i as u64)
                     .map_err(|r| r.error)?;
             }
         }
@@ -804,7 +806,7 @@ fn segments(
     shape
         .iter()
         .map(|&(off, len)| {
-            let mut b = c.alloc_buffer(off + len)?;
+            let mut b = c.alloc_buffer(ByteCount(off + len))?;
             b.set_window(off, len)?;
             Ok(b)
         })
@@ -819,9 +821,9 @@ fn run_vec(
     bufs: Vec<nvme_core::DmaBuf<nvme_vfio::DmaBuffer>>,
 ) -> Result<Vec<nvme_core::DmaBuf<nvme_vfio::DmaBuffer>>, Error> {
     let r = if write {
-        qp.submit_writev(ns, lba, bufs, 1)
+        qp.submit_writev(ns, Lba(lba), bufs, 1)
     } else {
-        qp.submit_readv(ns, lba, bufs, 1)
+        qp.submit_readv(ns, Lba(lba), bufs, 1)
     };
     r.map_err(|r| r.error)?;
     let mut out = None;
@@ -875,7 +877,7 @@ fn vectored(addr: &str, lba: u64) -> Result<(), Failure> {
             Err(e) => return Err(e.into()),
         }
         // A plain read sees the blocks in order...
-        let r = qp.read(&ns, lba, c.alloc_buffer(total)?)?;
+        let r = qp.read(&ns, Lba(lba), c.alloc_buffer(ByteCount(total))?)?;
         check_pattern(&r, seed, lba, bs).map_err(|e| format!("{name} writev: {e}"))?;
         // ...and a vectored read into other odd windows gets them back.
         let back = run_vec(&mut qp, false, &ns, lba, segments(&c, shape)?)?;
