@@ -1053,17 +1053,17 @@ impl<H: Hardware> IoQueuePair<H> {
     pub fn poll(&mut self, max: usize, mut f: impl FnMut(Completion<H::Dma>)) -> usize {
         self.ring();
         let mut n = 0;
-        let mut sq_head = None;
+        let mut sq_head = 0;
         while n < max {
             let Some(cqe) = self.cq.peek() else { break };
             self.cq.advance();
-            sq_head = Some(cqe.sq_head);
+            sq_head = cqe.sq_head;
             n += 1;
             self.complete_piece(&cqe, &mut f);
         }
-        if let Some(head) = sq_head {
+        if n > 0 {
             // The newest entry carries the newest SQ head.
-            self.sq.set_head(head);
+            self.sq.set_head(sq_head);
             // n <= CQ entries: the controller posts no more than that
             // between two head doorbells.
             let n16 = u16::try_from(n).unwrap_or(u16::MAX);
