@@ -1059,7 +1059,7 @@ impl<H: Hardware> IoQueuePair<H> {
             self.cq.advance();
             sq_head = cqe.sq_head;
             n += 1;
-            self.complete_piece(&cqe, &mut f);
+            self.complete_piece(cqe, &mut f);
         }
         if n > 0 {
             // The newest entry carries the newest SQ head.
@@ -1082,7 +1082,7 @@ impl<H: Hardware> IoQueuePair<H> {
     /// ignored: a misbehaving device must not release a buffer early or
     /// break the bookkeeping.
     #[inline(always)]
-    fn complete_piece(&mut self, cqe: &CompletionEntry, f: &mut impl FnMut(Completion<H::Dma>)) {
+    fn complete_piece(&mut self, cqe: CompletionEntry, f: &mut impl FnMut(Completion<H::Dma>)) {
         let cid = cqe.cid;
         match self.slots.get_mut(usize::from(cid)) {
             Some(slot) if slot.state == SlotState::Single => {
@@ -1098,7 +1098,7 @@ impl<H: Hardware> IoQueuePair<H> {
                 self.completions += 1;
                 f(completion);
             }
-            _ => self.complete_grouped(cqe, f),
+            _ => self.complete_grouped(&cqe, f),
         }
     }
 
@@ -1427,7 +1427,7 @@ mod tests {
                 cid,
                 ..CompletionEntry::default()
             };
-            qp.complete_piece(&cqe, &mut |c| out.push(c));
+            qp.complete_piece(cqe, &mut |c| out.push(c));
             out.len() > before
         };
         // Head twice, then the first child: still one piece outstanding.
