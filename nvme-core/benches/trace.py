@@ -9,6 +9,9 @@ The profile must come from
   valgrind --tool=callgrind --toggle-collect='overhead::io_loop' \
     --dump-instr=yes --dump-line=no --compress-strings=no --compress-pos=no ...
 """
+import re
+import subprocess
+import sys
 from collections import defaultdict
 binary, profile, ios = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cost=defaultdict(int); in_call=False
