@@ -790,10 +790,15 @@ fn iops(addr: &str, qd: usize, seconds: u64, span: u64) -> Result<(), Failure> {
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    let st = qp.stats();
     println!(
-        "iops={:.0} qd={qd} reads={done} verified=yes sq_in_cmb={} seconds={secs:.2}",
+        "iops={:.0} qd={qd} reads={done} verified=yes sq_in_cmb={} seconds={secs:.2} \
+         sq_doorbell_mmio={} cq_doorbell_updates={} cq_doorbell_mmio={}",
         done as f64 / secs,
-        qp.sq_in_cmb()
+        qp.sq_in_cmb(),
+        st.sq_doorbell.mmio_writes,
+        st.cq_doorbell.updates,
+        st.cq_doorbell.mmio_writes,
     );
     Ok(())
 }
