@@ -1004,30 +1004,37 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// fio's `fixup_options()` for the batch knobs, applied once the job is
+/// complete: values fio corrects silently are corrected the same way here.
+///
+/// * `iodepth_batch_submit` 0 or above `iodepth` becomes `iodepth`
+///   (init.c: `if (o->iodepth_batch > o->iodepth || !o->iodepth_batch)`).
+/// * `iodepth_batch_complete_max` below `iodepth_batch_complete_min` becomes
+///   the minimum (init.c); 0 stays "up to the queue depth" (nvme-bench's
+///   default, see docs/fio-compat.md).
+/// * Both completion bounds above `iodepth` are capped to it: fio caps them
+///   to the I/Os in flight on every reap (`td_io_getevents`: `max` to
+///   `cur_depth`; backend.c: `min` to `cur_depth`), which never exceeds
+///   `iodepth`; the runner caps to what is in flight as well.
+pub fn fixup(job: &mut Job) {
+    let depth = job.iodepth;
+    if job.iodepth_batch_submit == 0 || job.iodepth_batch_submit > depth {
+        job.iodepth_batch_submit = depth;
+    }
+    job.iodepth_batch_complete_min = job.iodepth_batch_complete_min.min(depth);
+    if job.iodepth_batch_complete_max != 0 {
+        job.iodepth_batch_complete_max = job
+            .iodepth_batch_complete_max
+            .max(job.iodepth_batch_complete_min)
+            .min(depth);
+    }
+}
+
 /// Checks that need the whole job.
 pub fn validate(job: &Job) -> Result<()> {
     let n = &job.name;
     if job.filename.is_none() {
         return Err(Error::msg(format!("job '{n}': no filename given")));
-    }
-    if job.iodepth_batch_submit > job.iodepth {
-        return Err(Error::msg(format!(
-            "job '{n}': iodepth_batch_submit ({}) exceeds iodepth ({})",
-            job.iodepth_batch_submit, job.iodepth
-        )));
-    }
-    if job.iodepth_batch_complete_min > job.iodepth {
-        return Err(Error::msg(format!(
-            "job '{n}': iodepth_batch_complete_min ({}) exceeds iodepth ({})",
-            job.iodepth_batch_complete_min, job.iodepth
-        )));
-    }
-    if job.iodepth_batch_complete_max != 0
-        && job.iodepth_batch_complete_max < job.iodepth_batch_complete_min
-    {
-        return Err(Error::msg(format!(
-            "job '{n}': iodepth_batch_complete_max below iodepth_batch_complete_min"
-        )));
     }
     let kernel = matches!(job.ioengine, EngineKind::IoUring | EngineKind::IoUringCmd);
     for (set, opt) in [
@@ -1196,6 +1203,7 @@ fn build(sections: Vec<Section>, only: &[String]) -> Result<JobSet> {
         if !only.is_empty() && !only.contains(&name) {
             continue;
         }
+        fixup(&mut job);
         validate(&job)?;
         set.jobs.push(job);
     }
@@ -1618,7 +1626,46 @@ mod tests {
         );
         assert_eq!(parse_pattern("\"abc\"").unwrap(), b"abc".to_vec());
         assert!(parse_str("[j]\nfilename=f\nrandom_distribution=pareto:0.5\n").is_err());
-        assert!(parse_str("[j]\nfilename=f\niodepth=4\niodepth_batch_submit=8\n").is_err());
+    }
+
+    /// fio caps the batch knobs instead of refusing them (init.c
+    /// fixup_options, ioengines.c td_io_getevents).
+    #[test]
+    fn batch_knobs_are_capped_like_fio() {
+        let j = |s: &str| parse_str(&format!("[j]\nfilename=f\n{s}")).unwrap().jobs[0].clone();
+        let a = j("iodepth=4\niodepth_batch_submit=8\n");
+        assert_eq!(a.iodepth_batch_submit, 4);
+        // 0 means iodepth, as fio.
+        assert_eq!(j("iodepth=16\niodepth_batch=0\n").iodepth_batch_submit, 16);
+        // Below iodepth: kept.
+        assert_eq!(j("iodepth=16\niodepth_batch=3\n").iodepth_batch_submit, 3);
+        let b = j("iodepth=8\niodepth_batch_complete_min=32\niodepth_batch_complete_max=64\n");
+        assert_eq!(
+            (b.iodepth_batch_complete_min, b.iodepth_batch_complete_max),
+            (8, 8)
+        );
+        // max below min is raised to min (fio), not refused.
+        let c = j("iodepth=8\niodepth_batch_complete_min=4\niodepth_batch_complete_max=2\n");
+        assert_eq!(
+            (c.iodepth_batch_complete_min, c.iodepth_batch_complete_max),
+            (4, 4)
+        );
+        // Unset max stays 0 (up to the depth); the global section's value
+        // is fixed up per job against that job's iodepth.
+        let set = parse_str(
+            "[global]\nfilename=f\niodepth_batch_submit=16\n[a]\niodepth=4\n[b]\niodepth=32\n",
+        )
+        .unwrap();
+        assert_eq!(set.jobs[0].iodepth_batch_submit, 4);
+        assert_eq!(set.jobs[1].iodepth_batch_submit, 16);
+        assert_eq!(set.jobs[0].iodepth_batch_complete_max, 0);
+        // The JSON's "job options" still shows what the user wrote.
+        assert_eq!(
+            a.set_options
+                .get("iodepth_batch_submit")
+                .map(String::as_str),
+            Some("8")
+        );
     }
 
     #[test]
