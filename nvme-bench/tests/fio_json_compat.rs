@@ -3,96 +3,13 @@
 //! path of our JSON (outside `nvme_bench`) must exist in fio's with the same
 //! type, and the figures must be within a sane factor of each other.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-use serde_json::Value;
+use std::path::Path;
+
+use common::{ensure_fio, run_json, shape_mismatches};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
-
-fn ensure_fio() -> String {
-    if Command::new("fio")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return "fio".into();
-    }
-    let st = Command::new("apt-get")
-        .args(["install", "-y", "-q", "fio"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .expect("apt-get");
-    if !st.success() {
-        let _ = Command::new("apt-get").args(["update", "-q"]).status();
-        let st = Command::new("apt-get")
-            .args(["install", "-y", "-q", "fio"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .expect("apt-get");
-        assert!(st.success(), "apt-get install fio failed");
-    }
-    "fio".into()
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_f64() => "float",
-        Value::Number(_) => "integer",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-/// Every key path with its type; job array elements as `jobs[]`; the
-/// contents of `bins` (keys are latency values) and `nvme_bench` skipped.
-fn paths(v: &Value, at: String, out: &mut BTreeMap<String, &'static str>) {
-    out.insert(at.clone(), kind(v));
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m {
-                if k == "nvme_bench" {
-                    continue;
-                }
-                let p = format!("{at}/{k}");
-                // Key sets that depend on what the job set: the values
-                // must be strings (checked below), the keys are free.
-                if k == "bins" || k == "job options" || k == "global options" {
-                    out.insert(p, kind(x));
-                    continue;
-                }
-                paths(x, p, out);
-            }
-        }
-        Value::Array(a) => {
-            for x in a {
-                paths(x, format!("{at}[]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn run_json(cmd: &str, args: &[&str]) -> Value {
-    let o = Command::new(cmd).args(args).output().expect(cmd);
-    assert!(
-        o.status.success(),
-        "{cmd} failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    // Only JSON on stdout: the whole of it must parse.
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{cmd}: stdout is not one JSON document ({e}):\n{}",
-            String::from_utf8_lossy(&o.stdout)
-        )
-    })
-}
 
 #[test]
 fn json_matches_fio() {
@@ -116,18 +33,7 @@ fn json_matches_fio() {
     for fmt in ["--output-format=json", "--output-format=json+"] {
         let theirs = run_json(&fio, &[fmt, job]);
         let ours = run_json(BENCH, &[fmt, "--eta=never", job]);
-        let mut tp = BTreeMap::new();
-        paths(&theirs, String::new(), &mut tp);
-        let mut op = BTreeMap::new();
-        paths(&ours, String::new(), &mut op);
-        let mut bad = Vec::new();
-        for (p, k) in &op {
-            match tp.get(p) {
-                None => bad.push(format!("{p}: missing in fio's output")),
-                Some(t) if t != k => bad.push(format!("{p}: ours {k}, fio's {t}")),
-                _ => {}
-            }
-        }
+        let bad = shape_mismatches(&theirs, &ours);
         assert!(
             bad.is_empty(),
             "{fmt}: {} mismatches:\n{}",
