@@ -6,6 +6,7 @@
 //! see docs/fio-compat.md.
 
 mod bind;
+mod diskstats;
 mod engine;
 mod error;
 mod gen;

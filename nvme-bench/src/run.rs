@@ -58,6 +58,7 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
     }
     let cpus = sys::allowed_cpus();
     let mut results: Vec<JobResult> = Vec::new();
+    let mut disks = Vec::new();
     for (gid, grp) in groups.into_iter().enumerate() {
         // exec_prerun: before the group's jobs start (and after the
         // previous group's controllers are released).
@@ -70,6 +71,9 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                 }
             }
         }
+        // The kernel disks this group uses, after exec_prerun (which may
+        // have just given a device to the kernel).
+        let disk_window = crate::diskstats::DiskSnapshot::take(grp.iter().map(|(j, _)| j));
         // Controllers: one per PCI address, asked for as many I/O queue
         // pairs as jobs use it.
         let mut ctrls: BTreeMap<String, nvme_core::Controller<nvme_vfio::VfioHw>> = BTreeMap::new();
@@ -193,6 +197,7 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                 Err(_) => return Err(Error::msg("a job thread panicked")),
             }
         }
+        crate::diskstats::accumulate(&mut disks, disk_window.finish());
         while let Ok(line) = rx.try_recv() {
             if let Some(w) = &mut ilog {
                 let _ = writeln!(w, "{line}");
@@ -216,7 +221,7 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
             eprintln!("nvme-bench: job '{}' (#{}): {e}", r.job.name, r.clone);
         }
     }
-    report::emit(g, set, &results, started)?;
+    report::emit(g, set, &results, &disks, started)?;
     Ok(results.iter().all(|r| r.error.is_none()))
 }
 

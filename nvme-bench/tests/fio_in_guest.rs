@@ -77,6 +77,20 @@ fn fio_and_nvme_bench_agree_in_the_guest() {
         bad.len(),
         bad.join("\n")
     );
+    // Disk stats of the device, in both, for the I/O each tool did.
+    for (who, doc) in [("fio", &theirs), ("nvme-bench", &ours)] {
+        let d = &doc["disk_util"][0];
+        assert_eq!(d["name"], "nvme0n1", "{who}: {}", doc["disk_util"]);
+        let ios = d["read_ios"].as_u64().unwrap();
+        let total = doc["jobs"][0]["read"]["total_ios"].as_u64().unwrap();
+        // fio samples disk stats on a 250 ms timer, so its window may end
+        // early; ours is exact (counters read around the job group).
+        let low = if who == "fio" { total * 4 / 5 } else { total };
+        assert!(
+            ios >= low && ios <= total + total / 20 + 16,
+            "{who}: disk saw {ios} reads, the job reported {total}"
+        );
+    }
     let fio_iops = theirs["jobs"][0]["read"]["iops"].as_f64().unwrap();
     let our_iops = ours["jobs"][0]["read"]["iops"].as_f64().unwrap();
     let fio_p50 = theirs["jobs"][0]["read"]["clat_ns"]["percentile"]["50.000000"]

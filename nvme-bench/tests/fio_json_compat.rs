@@ -85,3 +85,86 @@ fn json_matches_fio() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The lines of fio's normal output that tools and people grep, in the same
+/// shapes: the job header, the per-job block's key lines, the run-status
+/// summary and the disk stats of the disk holding the file.
+#[test]
+fn normal_output_has_fios_shape() {
+    let fio = ensure_fio();
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fio-normal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("data");
+    let job = dir.join("normal.fio");
+    std::fs::write(
+        &job,
+        format!(
+            "[global]\nioengine=io_uring\ndirect=1\nfilename={}\nsize=16m\nbs=4k\n\
+             runtime=1\ntime_based\n\n[rr]\nrw=randread\niodepth=4\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let job = job.to_str().unwrap();
+    let text = |cmd: &str, args: &[&str]| {
+        let o = std::process::Command::new(cmd).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let theirs = text(&fio, &[job]);
+    let ours = text(BENCH, &["--eta=never", job]);
+    // A line's shape: digits and unit-bearing numbers folded, so
+    // "bw=1123MiB/s (1178MB/s)" and "bw=834MiB/s (874MB/s)" compare equal.
+    fn shape(l: &str) -> String {
+        let mut out = String::new();
+        let mut prev_num = false;
+        for c in l.chars() {
+            let num = c.is_ascii_digit() || (prev_num && c == '.');
+            if num {
+                if !prev_num {
+                    out.push('#');
+                }
+            } else {
+                out.push(c);
+            }
+            prev_num = num;
+        }
+        // Units after a number vary with magnitude (k/M, KiB/MiB, usec/nsec).
+        for u in [
+            "KiB", "MiB", "GiB", "kB", "MB", "GB", "#k", "#M", "nsec", "usec", "msec",
+        ] {
+            out = out.replace(u, if u.starts_with('#') { "#" } else { "U" });
+        }
+        out
+    }
+    let wanted = |l: &str| {
+        let t = l.trim_start();
+        t.starts_with("rr: (g=0)")
+            || t.starts_with("rr: (groupid=0")
+            || t.starts_with("read: IOPS=")
+            || t.starts_with("Run status group")
+            || t.starts_with("READ: bw=")
+            || t.starts_with("Disk stats")
+            || t.contains(": ios=")
+            || t.starts_with("issued rwts:")
+            || t.starts_with("latency   :")
+    };
+    let pick = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| wanted(l))
+            .map(|l| {
+                // pid and date differ by nature; keep the line's frame.
+                let l = l.split(": pid=").next().unwrap();
+                shape(l)
+            })
+            .collect()
+    };
+    let (t, o) = (pick(&theirs), pick(&ours));
+    assert!(
+        t.len() >= 8,
+        "fio's output lacks lines we expect:\n{theirs}"
+    );
+    assert_eq!(t, o, "\nfio:\n{theirs}\nnvme-bench:\n{ours}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -121,15 +121,25 @@ pub fn units(results: &[JobResult]) -> Vec<Unit> {
 }
 
 /// Write every requested report.
-pub fn emit(g: &Globals, set: &JobSet, results: &[JobResult], started: SystemTime) -> Result<()> {
+pub fn emit(
+    g: &Globals,
+    set: &JobSet,
+    results: &[JobResult],
+    disks: &[crate::diskstats::DiskUtil],
+    started: SystemTime,
+) -> Result<()> {
     let us = units(results);
     let mut text = String::new();
     if g.formats.normal {
         text.push_str(&normal::render(&us, g.output.is_some()));
+        text.push_str(&crate::diskstats::render(disks));
     }
     let mut doc = None;
     if g.formats.json {
-        let d = json::document(g, set, &us, started);
+        let mut d = json::document(g, set, &us, started);
+        if !disks.is_empty() {
+            d["disk_util"] = crate::diskstats::json(disks);
+        }
         text.push_str(&serde_json::to_string_pretty(&d).map_err(|e| Error::msg(e.to_string()))?);
         text.push('\n');
         doc = Some(d);
@@ -170,26 +180,28 @@ pub fn emit(g: &Globals, set: &JobSet, results: &[JobResult], started: SystemTim
 
 /// fio's num2str for counts: 5247, 21.0k, 210k, 1.23M.
 pub fn num2str(v: f64) -> String {
-    if v < 10_000.0 {
-        return format!("{}", v.round() as u64);
-    }
-    let mut x = v;
-    let mut i = 0;
-    let suf = ["", "k", "M", "G", "T"];
-    while x >= 1000.0 && i < 4 {
-        x /= 1000.0;
-        i += 1;
-    }
-    sig3(x, suf[i])
+    fio_scale(v, 1000.0, &["", "k", "M", "G", "T"])
 }
 
-fn sig3(x: f64, suf: &str) -> String {
+/// fio's num2str with 4 significant figures: divide by `base` while the
+/// integer part has more than 4 digits, then show as many decimals as fit
+/// in 4 digits (`5247`, `21.0k`, `288k`, `1234k`, `82.1MiB`, `1123MiB`).
+fn fio_scale(v: f64, base: f64, suf: &[&str]) -> String {
+    let mut x = v;
+    let mut i = 0;
+    while x >= 10_000.0 && i + 1 < suf.len() {
+        x /= base;
+        i += 1;
+    }
+    if i == 0 {
+        return format!("{}{}", x.round() as u64, suf[0]);
+    }
     if x < 10.0 {
-        format!("{x:.2}{suf}")
+        format!("{x:.2}{}", suf[i])
     } else if x < 100.0 {
-        format!("{x:.1}{suf}")
+        format!("{x:.1}{}", suf[i])
     } else {
-        format!("{x:.0}{suf}")
+        format!("{x:.0}{}", suf[i])
     }
 }
 
@@ -199,33 +211,11 @@ pub fn fmt_bw_iec(bps: f64) -> String {
 }
 
 pub fn fmt_bytes_iec(b: f64) -> String {
-    let suf = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut x = b;
-    let mut i = 0;
-    while x >= 1000.0 && i < 5 {
-        x /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{}{}", x.round() as u64, suf[0])
-    } else {
-        sig3(x, suf[i])
-    }
+    fio_scale(b, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB", "PiB"])
 }
 
 pub fn fmt_bytes_si(b: f64) -> String {
-    let suf = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut x = b;
-    let mut i = 0;
-    while x >= 1000.0 && i < 5 {
-        x /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{}{}", x.round() as u64, suf[0])
-    } else {
-        sig3(x, suf[i])
-    }
+    fio_scale(b, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB"])
 }
 
 /// ctime()-style local time: `Mon Nov 23 21:22:19 2026`.
