@@ -126,6 +126,7 @@ pub struct Gen {
     rwmixread: u32,
     bs: [u64; 2],
     bssplit: [Vec<(u64, u32)>; 2],
+    bsrange: [Option<(u64, u64)>; 2],
     /// Region start and length in bytes.
     pub base: u64,
     pub len: u64,
@@ -154,6 +155,7 @@ impl Gen {
             rwmixread: job.rwmixread,
             bs: job.bs,
             bssplit: job.bssplit.clone(),
+            bsrange: job.bsrange,
             base,
             len,
             unit,
@@ -183,6 +185,11 @@ impl Gen {
     pub fn pick_bs(&mut self, d: Dir) -> u64 {
         let split = &self.bssplit[d as usize];
         if split.is_empty() {
+            if let Some((lo, hi)) = self.bsrange[d as usize] {
+                // A multiple of min (as fio aligns them), uniformly among
+                // those in [min, max].
+                return lo * (1 + self.rng.below(hi / lo));
+            }
             return self.bs[d as usize];
         }
         let r = self.rng.below(100) as u32;
@@ -258,6 +265,31 @@ mod tests {
         }
         // 1% of the items take far more than 1% of the accesses.
         assert!(hot > 5000, "{hot}");
+    }
+
+    #[test]
+    fn bsrange_sizes_are_uniform_multiples_of_the_minimum() {
+        let job = crate::options::parse_str("[j]\nfilename=x\nrw=randrw\nbsrange=4k-16k,8k-8k\n")
+            .unwrap()
+            .jobs
+            .remove(0);
+        assert_eq!(job.bsrange, [Some((4096, 16384)), Some((8192, 8192))]);
+        assert_eq!((job.min_bs(), job.max_bs()), (4096, 16384));
+        let mut g = Gen::new(&job, 0, 64 << 20, 3);
+        let mut seen = std::collections::BTreeMap::new();
+        for _ in 0..20_000 {
+            let bs = g.pick_bs(Dir::Read);
+            *seen.entry(bs).or_insert(0u32) += 1;
+            let off = g.pick_offset(bs);
+            assert!(off % 4096 == 0 && off + bs <= 64 << 20);
+            assert_eq!(g.pick_bs(Dir::Write), 8192);
+        }
+        // Every multiple of 4k in [4k, 16k], each drawn about equally.
+        let keys: Vec<u64> = seen.keys().copied().collect();
+        assert_eq!(keys, [4096, 8192, 12288, 16384]);
+        for b in keys {
+            assert!((4500..5500).contains(&seen[&b]), "{seen:?}");
+        }
     }
 
     #[test]

@@ -127,6 +127,10 @@ pub struct Job {
     pub bs: [u64; 2],
     /// `bssplit`: (size, percent) per direction; empty = use `bs`.
     pub bssplit: [Vec<(u64, u32)>; 2],
+    /// `bsrange`: (min, max) per direction; each I/O's size is a multiple
+    /// of min (fio aligns to it), uniformly among those up to max.
+    /// `bssplit` wins over it, as in fio.
+    pub bsrange: [Option<(u64, u64)>; 2],
     pub size: Option<Amount>,
     pub offset: Amount,
     pub iodepth: u32,
@@ -180,6 +184,7 @@ impl Default for Job {
             rwmixread: 50,
             bs: [4096, 4096],
             bssplit: [Vec::new(), Vec::new()],
+            bsrange: [None, None],
             size: None,
             offset: Amount::Bytes(0),
             iodepth: 1,
@@ -232,8 +237,27 @@ impl Job {
                 m = m.max(*b);
             }
         }
+        for (_, hi) in self.bsrange.iter().flatten() {
+            m = m.max(*hi);
+        }
         m
     }
+    /// Smallest and largest transfer of direction `d` (0 read, 1 write),
+    /// as fio's job header shows them.
+    pub fn bs_bounds(&self, d: usize) -> (u64, u64) {
+        if !self.bssplit[d].is_empty() {
+            let it = self.bssplit[d].iter().map(|x| x.0);
+            (
+                it.clone().min().unwrap_or(self.bs[d]),
+                it.max().unwrap_or(self.bs[d]),
+            )
+        } else if let Some(r) = self.bsrange[d] {
+            r
+        } else {
+            (self.bs[d], self.bs[d])
+        }
+    }
+
     /// Smallest transfer (the unit offsets are aligned to).
     pub fn min_bs(&self) -> u64 {
         let mut m = u64::MAX;
@@ -246,7 +270,9 @@ impl Job {
                 continue;
             }
             let i = d as usize;
-            if self.bssplit[i].is_empty() {
+            if let (true, Some((lo, _))) = (self.bssplit[i].is_empty(), self.bsrange[i]) {
+                m = m.min(lo);
+            } else if self.bssplit[i].is_empty() {
                 m = m.min(self.bs[i]);
             } else {
                 for (b, _) in &self.bssplit[i] {
@@ -439,7 +465,7 @@ fn per_dir<T: Copy>(s: &str, f: impl Fn(&str) -> Result<T>, cur: [T; 2]) -> Resu
 fn parse_bs(s: &str) -> Result<u64> {
     if s.contains('-') || s.contains(':') {
         return Err(Error::msg(format!(
-            "block size ranges ('{s}') are not supported; use bssplit"
+            "'{s}': bs takes sizes, not ranges; use bsrange=min-max (or bssplit)"
         )));
     }
     let v = parse_size(s)?;
@@ -449,6 +475,18 @@ fn parse_bs(s: &str) -> Result<u64> {
         )));
     }
     Ok(v)
+}
+
+/// One direction of `bsrange`: `min-max` (sizes with fio's units).
+fn parse_bsrange_one(s: &str) -> Result<(u64, u64)> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| Error::msg(format!("bsrange '{s}': expected min-max, e.g. 4k-64k")))?;
+    let (lo, hi) = (parse_bs(a)?, parse_bs(b)?);
+    if lo > hi {
+        return Err(Error::msg(format!("bsrange '{s}': min is larger than max")));
+    }
+    Ok((lo, hi))
 }
 
 fn parse_bssplit_one(s: &str) -> Result<Vec<(u64, u32)>> {
@@ -567,8 +605,6 @@ pub fn parse_pattern(s: &str) -> Result<Vec<u8>> {
 
 /// fio options that nvme-bench knows but does not implement: a clear error.
 const UNSUPPORTED: &[&str] = &[
-    "bsrange",
-    "blocksize_range",
     "bs_unaligned",
     "blockalign",
     "ba",
@@ -724,6 +760,8 @@ pub const SUPPORTED: &[&str] = &[
     "bs",
     "blocksize",
     "bssplit",
+    "bsrange",
+    "blocksize_range",
     "size",
     "filesize",
     "offset",
@@ -836,6 +874,12 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
             job.rwmixread = 100 - p;
         }
         "bs" | "blocksize" => job.bs = per_dir(need()?, parse_bs, job.bs).map_err(ctx)?,
+        "bsrange" | "blocksize_range" => {
+            let cur = job.bsrange;
+            let v =
+                per_dir(need()?, |p| parse_bsrange_one(p.trim()).map(Some), cur).map_err(ctx)?;
+            job.bsrange = v;
+        }
         "bssplit" => {
             let s = need()?;
             let (r, w) = match s.split_once(',') {
@@ -1073,6 +1117,11 @@ pub fn validate(job: &Job) -> Result<()> {
             if !job.bssplit[d].is_empty() {
                 return Err(Error::msg(format!(
                     "job '{n}': verify with bssplit is not supported"
+                )));
+            }
+            if job.bsrange[d].is_some() {
+                return Err(Error::msg(format!(
+                    "job '{n}': verify with bsrange is not supported"
                 )));
             }
         }

@@ -8,14 +8,17 @@ use crate::stats::{latency_buckets, series, LatStat, LAT_BUCKETS};
 
 /// `t: (g=0): rw=randrw, bs=(R) 4096B-4096B, (W) 4096B-4096B, (T) 4096B-4096B, ioengine=io_uring, iodepth=4`
 pub fn job_header(j: &Job, gid: usize) -> String {
+    // Sizes as fio prints them (4096B, 16.0KiB); trim takes the last
+    // value given, which is the write one.
+    let b =
+        |(lo, hi): (u64, u64)| format!("{}-{}", fmt_bytes_iec(lo as f64), fmt_bytes_iec(hi as f64));
+    let (r, w) = (b(j.bs_bounds(0)), b(j.bs_bounds(1)));
     format!(
-        "{}: (g={gid}): rw={}, bs=(R) {r}B-{r}B, (W) {w}B-{w}B, (T) {r}B-{r}B, ioengine={}, iodepth={}",
+        "{}: (g={gid}): rw={}, bs=(R) {r}, (W) {w}, (T) {w}, ioengine={}, iodepth={}",
         j.name,
         j.rw.name(),
         j.ioengine.name(),
         j.iodepth,
-        r = j.bs[0],
-        w = j.bs[1],
     )
 }
 
