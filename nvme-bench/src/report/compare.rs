@@ -214,40 +214,56 @@ pub fn svg(units: &[Unit], path: &str) -> Result<()> {
         .draw()
         .map_err(|x| e(x.to_string()))?;
 
+    // IOPS as horizontal bars: job names on the vertical axis, where long
+    // names have room (they overlapped as labels under vertical bars).
     let n = rs.len().max(1) as u32;
     let imax = rs.iter().map(|r| r.iops).fold(1.0, f64::max);
+    let name_px = rs
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(8)
+        .clamp(8, 28) as u32
+        * 7
+        + 10;
     let mut ch = ChartBuilder::on(&right)
         .caption("IOPS", ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..imax * 1.15)
+        .y_label_area_size(name_px)
+        .build_cartesian_2d(0.0..imax * 1.25, (0..n - 1).into_segmented())
         .map_err(|x| e(x.to_string()))?;
     let names: Vec<String> = rs.iter().map(|r| r.name.clone()).collect();
     ch.configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n as usize)
-        .x_label_formatter(&|x| match x {
-            SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
+        .disable_y_mesh()
+        .y_labels(n as usize)
+        .y_label_formatter(&|y| match y {
+            // Row 0 at the top, in the legend's order.
+            SegmentValue::CenterOf(i) => names
+                .get((n - 1 - *i) as usize)
+                .cloned()
+                .unwrap_or_default(),
             _ => String::new(),
         })
-        .y_label_formatter(&|y| super::num2str(*y))
+        .x_labels(5)
+        .x_label_formatter(&|x| super::num2str(*x))
+        .label_style(("sans-serif", 12))
         .draw()
         .map_err(|x| e(x.to_string()))?;
-    for (i, r) in rs.iter().enumerate() {
-        let i = i as u32;
-        let color = Palette99::pick(i as usize).to_rgba();
+    for (k, r) in rs.iter().enumerate() {
+        let i = n - 1 - k as u32;
+        let color = Palette99::pick(k).to_rgba();
         ch.draw_series(std::iter::once(Rectangle::new(
             [
-                (SegmentValue::Exact(i), 0.0),
-                (SegmentValue::Exact(i + 1), r.iops),
+                (0.0, SegmentValue::Exact(i)),
+                (r.iops, SegmentValue::Exact(i + 1)),
             ],
             color.filled(),
         )))
         .map_err(|x| e(x.to_string()))?;
         ch.draw_series(std::iter::once(Text::new(
             super::num2str(r.iops),
-            (SegmentValue::CenterOf(i), r.iops + imax * 0.03),
+            (r.iops + imax * 0.02, SegmentValue::CenterOf(i)),
             ("sans-serif", 12),
         )))
         .map_err(|x| e(x.to_string()))?;
