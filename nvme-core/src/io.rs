@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::buffer::DmaBuf;
-use crate::cmd::{io_opcode, CompletionEntry, SubmissionEntry};
+use crate::cmd::{io_opcode, SubmissionEntry};
 use crate::controller::{Namespace, Shared, PAGE_SIZE};
 use crate::error::{Error, IoError, Rejected};
 use crate::hw::{DmaRegion, Hardware, Iova};
@@ -1055,11 +1055,11 @@ impl<H: Hardware> IoQueuePair<H> {
         let mut n = 0;
         let mut sq_head = 0;
         while n < max {
-            let Some(cqe) = self.cq.peek() else { break };
+            let Some(cqe) = self.cq.peek_io() else { break };
             self.cq.advance();
             sq_head = cqe.sq_head;
             n += 1;
-            self.complete_piece(cqe, &mut f);
+            self.complete_piece(cqe.cid, cqe.status, cqe.result, &mut f);
         }
         if n > 0 {
             // The newest entry carries the newest SQ head.
@@ -1082,15 +1082,20 @@ impl<H: Hardware> IoQueuePair<H> {
     /// ignored: a misbehaving device must not release a buffer early or
     /// break the bookkeeping.
     #[inline(always)]
-    fn complete_piece(&mut self, cqe: CompletionEntry, f: &mut impl FnMut(Completion<H::Dma>)) {
-        let cid = cqe.cid;
+    fn complete_piece(
+        &mut self,
+        cid: u16,
+        status: u16,
+        result: u32,
+        f: &mut impl FnMut(Completion<H::Dma>),
+    ) {
         match self.slots.get_mut(usize::from(cid)) {
             Some(slot) if slot.state == SlotState::Single => {
                 slot.state = SlotState::Free;
                 let completion = Completion {
                     tag: slot.tag,
-                    status: cqe.status(),
-                    result: cqe.result,
+                    status: NvmeStatus::from_field(status),
+                    result,
                     buf: slot.buf.take(),
                     bufs: None,
                 };
@@ -1098,14 +1103,19 @@ impl<H: Hardware> IoQueuePair<H> {
                 self.completions += 1;
                 f(completion);
             }
-            _ => self.complete_grouped(&cqe, f),
+            _ => self.complete_grouped(cid, status, result, f),
         }
     }
 
     /// [`IoQueuePair::complete_piece`] for grouped commands and strays.
     #[inline(never)]
-    fn complete_grouped(&mut self, cqe: &CompletionEntry, f: &mut impl FnMut(Completion<H::Dma>)) {
-        let cid = cqe.cid;
+    fn complete_grouped(
+        &mut self,
+        cid: u16,
+        status: u16,
+        result: u32,
+        f: &mut impl FnMut(Completion<H::Dma>),
+    ) {
         let i = usize::from(cid);
         if self
             .slots
@@ -1136,10 +1146,10 @@ impl<H: Hardware> IoQueuePair<H> {
             g.head_done = true;
         }
         let h = &mut self.groups[usize::from(head)];
-        if let Err(e) = cqe.status() {
+        if let Err(e) = NvmeStatus::from_field(status) {
             h.error.get_or_insert(e);
         }
-        h.result = cqe.result;
+        h.result = result;
         h.pending = h.pending.saturating_sub(1);
         if h.pending != 0 {
             return;
@@ -1427,7 +1437,7 @@ mod tests {
                 cid,
                 ..CompletionEntry::default()
             };
-            qp.complete_piece(cqe, &mut |c| out.push(c));
+            qp.complete_piece(cqe.cid, cqe.status, cqe.result, &mut |c| out.push(c));
             out.len() > before
         };
         // Head twice, then the first child: still one piece outstanding.

@@ -357,6 +357,32 @@ impl<H: Hardware> CqRing<H> {
         }
     }
 
+    /// As [`CqRing::peek`], for the I/O path: loads only the fields an I/O
+    /// completion uses (DW0, SQ head, CID; the status word from the phase
+    /// check), and returns DW1 and the SQ id as 0.
+    #[inline]
+    pub(crate) fn peek_io(&self) -> Option<CompletionEntry> {
+        // SAFETY: as in `peek`: `head < entries` slots of 16 bytes, read
+        // with volatile loads; the status word first, the rest only once
+        // its phase tag says the device has written the entry.
+        unsafe {
+            let slot = self.base.add(usize::from(self.head));
+            let status = std::ptr::read_volatile(std::ptr::addr_of!((*slot).status));
+            if (status & 1 == 1) != self.phase {
+                return None;
+            }
+            barrier::after_phase_read();
+            Some(CompletionEntry {
+                result: std::ptr::read_volatile(std::ptr::addr_of!((*slot).result)),
+                dw1: 0,
+                sq_head: std::ptr::read_volatile(std::ptr::addr_of!((*slot).sq_head)),
+                sq_id: 0,
+                cid: std::ptr::read_volatile(std::ptr::addr_of!((*slot).cid)),
+                status,
+            })
+        }
+    }
+
     /// Consume the head entry.
     #[inline]
     pub(crate) fn advance(&mut self) {
