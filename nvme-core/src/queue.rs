@@ -341,20 +341,7 @@ impl<H: Hardware> CqRing<H> {
     /// The entry at the head if the device has posted it.
     #[inline]
     pub(crate) fn peek(&self) -> Option<CompletionEntry> {
-        // SAFETY: `head < entries` and the ring memory holds `entries`
-        // 16-byte slots. The device writes this memory concurrently, so we
-        // read it with volatile loads through a raw pointer: first the
-        // status word (which holds the phase tag), then, once the tag says
-        // the entry is new, the whole entry.
-        unsafe {
-            let slot = self.base.add(usize::from(self.head));
-            let status = std::ptr::read_volatile(std::ptr::addr_of!((*slot).status));
-            if (status & 1 == 1) != self.phase {
-                return None;
-            }
-            barrier::after_phase_read();
-            Some(std::ptr::read_volatile(slot))
-        }
+        self.read_head::<true>()
     }
 
     /// As [`CqRing::peek`], for the I/O path: loads only the fields an I/O
@@ -362,9 +349,16 @@ impl<H: Hardware> CqRing<H> {
     /// check), and returns DW1 and the SQ id as 0.
     #[inline]
     pub(crate) fn peek_io(&self) -> Option<CompletionEntry> {
-        // SAFETY: as in `peek`: `head < entries` slots of 16 bytes, read
-        // with volatile loads; the status word first, the rest only once
-        // its phase tag says the device has written the entry.
+        self.read_head::<false>()
+    }
+
+    #[inline(always)]
+    fn read_head<const WHOLE: bool>(&self) -> Option<CompletionEntry> {
+        // SAFETY: `head < entries` and the ring memory holds `entries`
+        // 16-byte slots. The device writes this memory concurrently, so we
+        // read it with volatile loads through a raw pointer: first the
+        // status word (which holds the phase tag), then, once the tag says
+        // the entry is new, the rest of it.
         unsafe {
             let slot = self.base.add(usize::from(self.head));
             let status = std::ptr::read_volatile(std::ptr::addr_of!((*slot).status));
@@ -372,6 +366,9 @@ impl<H: Hardware> CqRing<H> {
                 return None;
             }
             barrier::after_phase_read();
+            if WHOLE {
+                return Some(std::ptr::read_volatile(slot));
+            }
             Some(CompletionEntry {
                 result: std::ptr::read_volatile(std::ptr::addr_of!((*slot).result)),
                 dw1: 0,
