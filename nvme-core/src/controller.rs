@@ -81,6 +81,9 @@ pub struct Namespace {
     metadata_size: u16,
     identify: IdentifyNamespace,
     domain: u64,
+    /// `domain` if the data path can use this namespace as it is (no
+    /// metadata), else 0 (never a domain): one compare on the hot path.
+    io_domain: u64,
 }
 
 impl Namespace {
@@ -119,6 +122,20 @@ impl Namespace {
     }
     pub(crate) fn domain(&self) -> u64 {
         self.domain
+    }
+    #[inline]
+    pub(crate) fn io_domain(&self) -> u64 {
+        self.io_domain
+    }
+    /// This namespace as if formatted with `ms` metadata bytes per block
+    /// (the controller model has no metadata formats).
+    #[cfg(test)]
+    pub(crate) fn with_metadata_for_test(&self, ms: u16) -> Namespace {
+        Namespace {
+            metadata_size: ms,
+            io_domain: if ms == 0 { self.domain } else { 0 },
+            ..self.clone()
+        }
     }
 }
 
@@ -763,6 +780,7 @@ impl<H: Hardware> Controller<H> {
                 metadata_size: fmt.metadata_size,
                 identify: id,
                 domain,
+                io_domain: if fmt.metadata_size == 0 { domain } else { 0 },
             });
         }
 

@@ -508,8 +508,7 @@ impl<H: Hardware> IoQueuePair<H> {
         // The block size is a power of two: mask and shift, no division.
         let blocks = len >> ns.block_shift();
         let ok = (buf.domain() == self.domain)
-            & (ns.domain() == self.domain)
-            & (ns.metadata_size() == 0)
+            & (ns.io_domain() == self.domain)
             & (len != 0)
             & (len & (ns.block_size() - 1) == 0)
             & (buf.iova().0 & 3 == 0)
@@ -974,7 +973,11 @@ impl<H: Hardware> IoQueuePair<H> {
         debug_assert!(s.state == SlotState::Free && s.buf.is_none());
         s.state = SlotState::Single;
         s.tag = tag;
-        s.buf = buf;
+        // A free slot holds no buffer; should one be there, drop it out of
+        // line rather than forget it.
+        if let Some(old) = std::mem::replace(&mut s.buf, buf) {
+            drop_cold(old);
+        }
     }
 
     /// The head of a group of `pieces` commands (a split request, or a
@@ -1323,6 +1326,12 @@ impl<H: Hardware> IoQueuePair<H> {
 
 #[cold]
 #[inline(never)]
+fn drop_cold<T>(v: T) {
+    drop(v);
+}
+
+#[cold]
+#[inline(never)]
 fn reject<D: DmaRegion>(error: Error, buf: DmaBuf<D>) -> Rejected<D> {
     Rejected { error, buf }
 }
@@ -1402,6 +1411,26 @@ mod tests {
     use crate::controller::{Controller, ControllerOptions};
     use crate::model::{ModelConfig, ModelController};
     use crate::units::{ByteCount, Lba};
+
+    /// A namespace formatted with metadata is refused on the data path
+    /// (before anything reaches the device), with the buffer handed back.
+    #[test]
+    fn namespaces_with_metadata_are_refused_with_the_buffer() {
+        let model = ModelController::new(ModelConfig::default());
+        let c = Controller::init(model.clone(), ControllerOptions::default()).unwrap();
+        let ns = c.namespace(1).unwrap().with_metadata_for_test(8);
+        let mut qp = c.create_io_queue_pair(8).unwrap();
+        let buf = c.alloc_buffer(ByteCount(4096)).unwrap();
+        let r = qp.submit_read(&ns, Lba(0), buf, 1).unwrap_err();
+        assert!(
+            matches!(&r.error, crate::Error::Unsupported(m) if m.contains("metadata")),
+            "{}",
+            r.error
+        );
+        assert_eq!(r.buf.len(), 4096);
+        assert_eq!(qp.outstanding(), 0);
+        assert_eq!(qp.stats().commands, 0);
+    }
 
     /// A device that completes the head piece of a split request twice
     /// must not get the buffer released before the other pieces are done,
