@@ -1218,7 +1218,9 @@ impl<H: Hardware> IoQueuePair<H> {
                     buf: None,
                 });
             }
-            std::hint::spin_loop();
+            // No `spin_loop()` (PAUSE): a completion wait on a polled queue
+            // wants the lowest detection latency, as SPDK's pollers do; see
+            // the note in nvme-bench's engine for what PAUSE costs under TCG.
         }
     }
 
