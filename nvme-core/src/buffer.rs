@@ -60,6 +60,12 @@ impl<D: DmaRegion> DmaBuf<D> {
     pub(crate) fn slice(region: Arc<D>, start: usize, cap: usize, domain: u64) -> Self {
         assert!(start + cap <= region.len(), "slice inside its region");
         assert!(cap <= MAX_BUFFER && domain <= u64::from(u32::MAX));
+        // The I/O path relies on this (PRP entries are dword aligned) and
+        // does not check it per command; `set_window` keeps it.
+        assert!(
+            (region.iova().0 + start as u64) % DATA_ALIGN as u64 == 0,
+            "DMA regions are 4096-aligned in IOVA space and slices start on dword boundaries"
+        );
         DmaBuf {
             iova: region.iova().add(start as u64),
             cap: cap as u32,

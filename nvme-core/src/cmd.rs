@@ -260,6 +260,36 @@ impl SubmissionEntry {
         e
     }
 
+    /// The words (see [`SubmissionEntry::words`]) of
+    /// `rw(opcode, nsid, slba, blocks, fua)` with command id `cid` and PRPs
+    /// `prp1`, `prp2`, computed directly: the I/O path stores these without
+    /// building the struct.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn rw_words(
+        opcode: u8,
+        nsid: u32,
+        cid: u16,
+        slba: u64,
+        blocks: u32,
+        fua: bool,
+        prp1: Iova,
+        prp2: Iova,
+    ) -> [u64; 8] {
+        debug_assert!((1..=65536).contains(&blocks), "NLB out of range: {blocks}");
+        let cdw12 = (blocks.wrapping_sub(1) & 0xffff) | (u32::from(fua) << 30);
+        [
+            (u64::from(nsid) << 32 | u64::from(cid) << 16 | u64::from(opcode)).to_le(),
+            0,
+            0,
+            prp1.0.to_le(),
+            prp2.0.to_le(),
+            slba.to_le(),
+            u64::from(cdw12).to_le(),
+            0,
+        ]
+    }
+
     /// Flush.
     pub fn flush(nsid: u32) -> Self {
         Self::new(io_opcode::FLUSH, nsid)
@@ -312,6 +342,26 @@ mod tests {
         // SAFETY: SubmissionEntry is repr(C), 64 bytes, 8-aligned, no padding.
         let raw: [u64; 8] = unsafe { std::mem::transmute(e) };
         assert_eq!(e.words(), raw);
+    }
+
+    #[test]
+    fn rw_words_match_the_built_entry() {
+        for (op, nsid, cid, slba, blocks, fua) in [
+            (0x02u8, 1u32, 0u16, 0u64, 1u32, false),
+            (0x01, 0xffff_fffe, 0xffff, u64::MAX - 7, 65536, true),
+            (0x02, 7, 0x1234, 0x1122_3344_5566_7788, 8, true),
+            (0x05, 2, 1, 1 << 40, 256, false),
+        ] {
+            let (p1, p2) = (crate::hw::Iova(0xdead_b000), crate::hw::Iova(0x1_0000_2000));
+            let mut e = SubmissionEntry::rw(op, nsid, slba, blocks, fua);
+            e.set_cid(cid);
+            e.set_prps(p1, p2);
+            assert_eq!(
+                SubmissionEntry::rw_words(op, nsid, cid, slba, blocks, fua, p1, p2),
+                e.words(),
+                "op {op:#x} nsid {nsid} cid {cid} slba {slba} blocks {blocks} fua {fua}"
+            );
+        }
     }
 
     #[test]

@@ -1185,6 +1185,20 @@ fn invalid_requests_are_rejected_before_anything_is_submitted() {
         half_id,
     );
 
+    // An empty window, at an LBA that is in range and at the very end (the
+    // fast path lets an empty buffer through its checks; the transfer-size
+    // compare must catch it).
+    for lba in [Lba(0), Lba(ns1.blocks())] {
+        let mut e = c.alloc_buffer(ByteCount(4096)).unwrap();
+        e.set_window(0, 0).unwrap();
+        let eid = id(&e);
+        check(
+            qp.submit_read(ns1, lba, e, 1),
+            &|e| matches!(e, Error::UnalignedLength { len: 0, .. }),
+            eid,
+        );
+    }
+
     // Larger than the queue can carry even split at MDTS.
     let limit = c.max_transfer_bytes() * (usize::from(qp.entries()) - 1);
     let big = c.alloc_buffer(ByteCount(limit + 512)).unwrap();

@@ -45,7 +45,8 @@ impl fmt::Display for Iova {
 /// - `as_ptr()` is valid for reads and writes of `len()` bytes for as long as
 ///   the value lives, is aligned to at least 4096 bytes, and the region is
 ///   zero-filled when handed out.
-/// - The region is contiguous in IOVA space: byte `i` is at `iova() + i`.
+/// - The region is contiguous in IOVA space: byte `i` is at `iova() + i`,
+///   and `iova()` is 4096-aligned.
 /// - Dropping the value removes the device's access (IOMMU unmap) *before*
 ///   the memory is returned to the OS. The driver guarantees it drops a
 ///   region only when the controller can no longer use it.

@@ -17,7 +17,7 @@ use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::buffer::DmaBuf;
+use crate::buffer::{DmaBuf, DATA_ALIGN};
 use crate::cmd::{io_opcode, SubmissionEntry};
 use crate::controller::{Namespace, Shared, PAGE_SIZE};
 use crate::error::{Error, IoError, Rejected};
@@ -163,7 +163,6 @@ pub struct IoQueuePair<H: Hardware> {
     sgls: bool,
     /// Defer SQ doorbells until `ring()` / `poll()`.
     batch_doorbells: bool,
-    unrung: bool,
     /// CQ entries consumed but not yet acknowledged with a head doorbell.
     cq_unacked: u16,
     /// How many may stay unacknowledged: CQ entries minus SQ entries.
@@ -278,7 +277,6 @@ impl<H: Hardware> IoQueuePair<H> {
             oncs,
             sgls,
             batch_doorbells: false,
-            unrung: false,
             cq_unacked: 0,
             cq_slack,
             commands: 0,
@@ -336,8 +334,7 @@ impl<H: Hardware> IoQueuePair<H> {
     /// Publish every submission not yet published, with one doorbell write.
     #[inline]
     pub fn ring(&mut self) {
-        if self.unrung {
-            self.unrung = false;
+        if self.sq.unpublished() {
             self.sq.ring();
         }
     }
@@ -507,11 +504,14 @@ impl<H: Hardware> IoQueuePair<H> {
         let len = buf.len() as u64;
         // The block size is a power of two: mask and shift, no division.
         let blocks = len >> ns.block_shift();
+        // Not checked here: a buffer's IOVA is always dword-aligned (its
+        // constructor and `set_window` ensure it), and an empty buffer
+        // passes these checks but is caught by the transfer-size check of
+        // the caller (`len - 1 < max_transfer`), whose slow path refuses it.
+        debug_assert!(buf.iova().0 % DATA_ALIGN as u64 == 0);
         let ok = (buf.domain() == self.domain)
             & (ns.io_domain() == self.domain)
-            & (len != 0)
             & (len & (ns.block_size() - 1) == 0)
-            & (buf.iova().0 & 3 == 0)
             & lba
                 .0
                 .checked_add(blocks)
@@ -596,19 +596,24 @@ impl<H: Hardware> IoQueuePair<H> {
             Err(error) => return Err(reject(error, buf)),
         };
         let len = buf.len();
-        if len > self.max_transfer {
+        // One compare for both `len == 0` (wraps to the top) and
+        // `len > max_transfer`; the out-of-line path sorts them out.
+        if len.wrapping_sub(1) >= self.max_transfer {
             return self.submit_split(opcode, ns, lba, buf, tag, fua, blocks);
         }
         // One command: the common case, no group bookkeeping.
         let Some(cid) = self.take_cids(1) else {
             return Err(self.queue_full(buf));
         };
-        let mut cmd = SubmissionEntry::rw(opcode, ns.nsid(), lba.0, blocks as u32, fua);
-        cmd.set_cid(cid);
         let (p1, p2) = self.build_prps(cid, buf.iova(), len);
-        cmd.set_prps(p1, p2);
-        self.start_single(cid, tag, Some(buf));
-        self.push(&cmd);
+        let words =
+            SubmissionEntry::rw_words(opcode, ns.nsid(), cid, lba.0, blocks as u32, fua, p1, p2);
+        // The slot is looked up before `buf` moves, so the bounds check's
+        // panic path drops `buf` where it is: no copy of it on the way.
+        let slot = &mut self.slots[usize::from(cid)];
+        fill_single(slot, tag, Some(buf));
+        self.sq.push_words(words);
+        self.commands += 1;
         self.publish();
         Ok(())
     }
@@ -636,6 +641,10 @@ impl<H: Hardware> IoQueuePair<H> {
         blocks: u64,
     ) -> Result<(), Rejected<H::Dma>> {
         let len = buf.len();
+        if len == 0 {
+            let error = self.data_error(ns, lba, &buf);
+            return Err(Rejected { error, buf });
+        }
         // Split at MDTS; every piece is a whole number of blocks because
         // MDTS is a power-of-two multiple of 4 KiB.
         let pieces = len.div_ceil(self.max_transfer);
@@ -969,15 +978,7 @@ impl<H: Hardware> IoQueuePair<H> {
     /// A lone command in slot `cid` (free, so its `buf` is `None`).
     #[inline]
     fn start_single(&mut self, cid: u16, tag: u64, buf: Option<DmaBuf<H::Dma>>) {
-        let s = &mut self.slots[usize::from(cid)];
-        debug_assert!(s.state == SlotState::Free && s.buf.is_none());
-        s.state = SlotState::Single;
-        s.tag = tag;
-        // A free slot holds no buffer; should one be there, drop it out of
-        // line rather than forget it.
-        if let Some(old) = std::mem::replace(&mut s.buf, buf) {
-            drop_cold(old);
-        }
+        fill_single(&mut self.slots[usize::from(cid)], tag, buf);
     }
 
     /// The head of a group of `pieces` commands (a split request, or a
@@ -1000,7 +1001,6 @@ impl<H: Hardware> IoQueuePair<H> {
     fn push(&mut self, cmd: &SubmissionEntry) {
         self.sq.push(cmd);
         self.commands += 1;
-        self.unrung = true;
     }
 
     #[inline]
@@ -1016,10 +1016,11 @@ impl<H: Hardware> IoQueuePair<H> {
     #[inline]
     fn build_prps(&mut self, cid: u16, iova: Iova, len: usize) -> (Iova, Iova) {
         let page = PAGE_SIZE as u64;
-        let first_len = page - (iova.0 % page);
-        if len as u64 <= first_len {
+        let in_page = iova.0 % page;
+        if in_page + len as u64 <= page {
             return (iova, Iova(0));
         }
+        let first_len = page - in_page;
         let second = iova.0 + first_len;
         let rest = len as u64 - first_len;
         let pages = rest.div_ceil(page) as usize;
@@ -1326,10 +1327,19 @@ impl<H: Hardware> IoQueuePair<H> {
     }
 }
 
-#[cold]
-#[inline(never)]
-fn drop_cold<T>(v: T) {
-    drop(v);
+/// Make free slot `s` hold a lone command.
+#[inline(always)]
+fn fill_single<D: DmaRegion>(s: &mut Slot<D>, tag: u64, buf: Option<DmaBuf<D>>) {
+    debug_assert!(s.state == SlotState::Free && s.buf.is_none());
+    // The buffer first: moved straight from where it is into the slot.
+    // A free slot holds no buffer: every path that frees a slot takes its
+    // buffer first. So the old value is `None` and is not read (were the
+    // invariant ever broken, a buffer would leak: its memory stays
+    // allocated and mapped, which is safe, and the debug assertion above
+    // catches it in tests).
+    std::mem::forget(std::mem::replace(&mut s.buf, buf));
+    s.state = SlotState::Single;
+    s.tag = tag;
 }
 
 #[cold]

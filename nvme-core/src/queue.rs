@@ -74,7 +74,8 @@ pub struct DoorbellStats {
 pub(crate) struct DoorbellWriter<H: Hardware> {
     doorbell: H::Doorbell,
     shadow: Option<Shadow>,
-    last: u16,
+    /// The value last published.
+    pub(crate) last: u16,
     pub(crate) stats: DoorbellStats,
 }
 
@@ -135,6 +136,8 @@ pub(crate) struct SqRing<H: Hardware> {
     store: StoreKind,
     entries: u16,
     tail: u16,
+    /// `next(tail)`, kept so the full check and the push share one wrap.
+    next_tail: u16,
     head: u16,
     pub(crate) doorbell: DoorbellWriter<H>,
 }
@@ -156,6 +159,7 @@ impl<H: Hardware> SqRing<H> {
             store: StoreKind::Host,
             entries,
             tail: 0,
+            next_tail: if entries > 1 { 1 } else { 0 },
             head: 0,
             doorbell,
         })
@@ -183,6 +187,7 @@ impl<H: Hardware> SqRing<H> {
             store,
             entries,
             tail: 0,
+            next_tail: if entries > 1 { 1 } else { 0 },
             head: 0,
             doorbell,
         })
@@ -219,7 +224,13 @@ impl<H: Hardware> SqRing<H> {
     /// True when one more entry would make tail == head (ring full).
     #[inline]
     pub(crate) fn is_full(&self) -> bool {
-        self.next(self.tail) == self.head
+        self.next_tail == self.head
+    }
+
+    /// True if entries were pushed since the last doorbell update.
+    #[inline]
+    pub(crate) fn unpublished(&self) -> bool {
+        self.tail != self.doorbell.last
     }
 
     /// Record the device's reported head (from a completion entry).
@@ -233,6 +244,14 @@ impl<H: Hardware> SqRing<H> {
     /// Write `entry` at the tail and advance it. The caller checked `is_full`.
     #[inline]
     pub(crate) fn push(&mut self, entry: &SubmissionEntry) {
+        self.push_words(entry.words());
+    }
+
+    /// Write an entry given as its eight little-endian words (see
+    /// [`SubmissionEntry::words`]) at the tail and advance it. The caller
+    /// checked `is_full`.
+    #[inline(always)]
+    pub(crate) fn push_words(&mut self, words: [u64; 8]) {
         debug_assert!(!self.is_full());
         // SAFETY: `tail < entries` and the ring memory holds `entries`
         // 64-byte slots, 64-byte aligned (host rings: alloc_dma gives
@@ -243,11 +262,12 @@ impl<H: Hardware> SqRing<H> {
         unsafe {
             let slot = self.base.add(usize::from(self.tail));
             match self.store {
-                StoreKind::Host | StoreKind::Device8 => store_entry_8(slot, entry),
-                StoreKind::Device16 => store_entry_16(slot, entry),
+                StoreKind::Host | StoreKind::Device8 => store_words_8(slot, words),
+                StoreKind::Device16 => store_words_16(slot, words),
             }
         }
-        self.tail = self.next(self.tail);
+        self.tail = self.next_tail;
+        self.next_tail = self.next(self.tail);
     }
 
     /// Publish everything pushed so far with one doorbell store.
@@ -264,16 +284,17 @@ impl<H: Hardware> SqRing<H> {
     }
 }
 
-/// Store a 64-byte entry with 8-byte volatile stores: the widest QEMU's
-/// controller (and any device) accepts in device memory, and for a host
-/// ring the words go straight from registers into the slot.
+/// Store a 64-byte entry, given as its eight little-endian words, with
+/// 8-byte volatile stores: the widest QEMU's controller (and any device)
+/// accepts in device memory, and for a host ring the words go straight from
+/// registers into the slot.
 ///
 /// # Safety
 /// `dst` must be valid for a 64-byte write and 8-byte aligned.
 #[inline(always)]
-unsafe fn store_entry_8(dst: *mut SubmissionEntry, entry: &SubmissionEntry) {
+unsafe fn store_words_8(dst: *mut SubmissionEntry, words: [u64; 8]) {
     let dst = dst.cast::<u64>();
-    for (i, w) in entry.words().into_iter().enumerate() {
+    for (i, w) in words.into_iter().enumerate() {
         // SAFETY: `dst` per the function contract; i < 8 keeps it in bounds.
         unsafe { dst.add(i).write_volatile(w) };
     }
@@ -285,11 +306,11 @@ unsafe fn store_entry_8(dst: *mut SubmissionEntry, entry: &SubmissionEntry) {
 /// # Safety
 /// `dst` must be valid for a 64-byte write and 16-byte aligned.
 #[inline]
-unsafe fn store_entry_16(dst: *mut SubmissionEntry, entry: &SubmissionEntry) {
+unsafe fn store_words_16(dst: *mut SubmissionEntry, words: [u64; 8]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
-        let src = (entry as *const SubmissionEntry).cast::<__m128i>();
+        let src = words.as_ptr().cast::<__m128i>();
         let dst = dst.cast::<__m128i>();
         for i in 0..4 {
             // SAFETY: SSE2 is part of the x86_64 baseline; `src` is readable
@@ -301,7 +322,7 @@ unsafe fn store_entry_16(dst: *mut SubmissionEntry, entry: &SubmissionEntry) {
     #[cfg(not(target_arch = "x86_64"))]
     // SAFETY: same contract, narrower stores.
     unsafe {
-        store_entry_8(dst, entry)
+        store_words_8(dst, words)
     }
 }
 
