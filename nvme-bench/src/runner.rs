@@ -253,6 +253,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let mut done_t = vec![now0; depth];
     let mut queued: Vec<usize> = Vec::with_capacity(depth);
     let mut done: Vec<Done> = Vec::with_capacity(depth);
+    let mut deferred = Deferred::new(depth);
     let mut inflight = 0usize;
 
     let ramp = job.ramp_time;
@@ -327,6 +328,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 }
             }
             if now >= next_ival {
+                deferred.flush(res, &mut ival_clat, itx.is_some());
                 if let Some(tx) = &itx {
                     let line =
                         interval_line(ctx, res, &ival_base, &ival_clat, now - run_start, ival);
@@ -444,10 +446,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             eng.commit()?;
             let t = Instant::now();
             let n = queued.len();
+            deferred.make_room(n, res, &mut ival_clat, itx.is_some());
             for &s in &queued {
                 issue_t[s] = if sync { prep_t[s] } else { t };
                 if scount[s] && !sync {
-                    res.dirs[sdir[s] as usize].slat.record(nanos(t - prep_t[s]));
+                    deferred.slat.push((sdir[s], prep_t[s], t));
                 }
             }
             inflight += n;
@@ -489,12 +492,24 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         } else {
             cmin.min(inflight)
         };
-        eng.reap(min, cmax.min(inflight).max(1), &mut done)?;
+        let max = cmax.min(inflight).max(1);
+        if deferred.is_empty() || min == 0 {
+            eng.reap(min, max, &mut done)?;
+        } else {
+            // Nothing to reap yet means the device is busy with our I/Os:
+            // record the deferred samples now, then wait.
+            eng.reap(0, max, &mut done)?;
+            if done.is_empty() {
+                deferred.flush(res, &mut ival_clat, itx.is_some());
+                eng.reap(min, max, &mut done)?;
+            }
+        }
         if done.is_empty() {
             continue;
         }
         let t = Instant::now();
         res.depth.complete[DepthHist::batch_idx(done.len())] += 1;
+        deferred.make_room(done.len(), res, &mut ival_clat, itx.is_some());
         for dn in done.drain(..) {
             let s = dn.slot;
             if s >= depth {
@@ -536,16 +551,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             if scount[s] {
                 let st = &mut res.dirs[dir as usize];
-                let clat = nanos(tc - issue_t[s]);
-                st.clat.record(clat);
-                st.lat.record(nanos(tc - prep_t[s]));
+                deferred.done.push((dir, prep_t[s], issue_t[s], tc));
                 st.ios += 1;
                 st.bytes += slen[s] as u64;
                 local_ios[dir as usize] += 1;
                 local_bytes[dir as usize] += slen[s] as u64;
-                if itx.is_some() {
-                    ival_clat[dir as usize].record(clat);
-                }
             }
             free.push(s);
             inflight -= 1;
@@ -560,6 +570,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         }
     }
     let end = Instant::now();
+    deferred.flush(res, &mut ival_clat, itx.is_some());
     res.runtime = end.saturating_duration_since(run_start);
     res.usage = sys::thread_usage() - usage0;
     // A last partial window counts if it is at least half full (fio keeps
@@ -602,6 +613,64 @@ fn dir_name(d: Dir) -> &'static str {
     match d {
         Dir::Read => "read",
         Dir::Write => "write",
+    }
+}
+
+/// Latency samples taken on the I/O path and recorded into the histograms
+/// later: when the engine has nothing to reap (the device is working on our
+/// I/Os, so the recording costs the measured I/O nothing), when the buffer
+/// fills up, and before any figure is read. On the path only the timestamps
+/// are taken; the subtractions, the HdrHistogram records and the running
+/// sums (about 400 instructions an I/O, three series) are not. On a slow CPU
+/// (a TCG guest runs ~10x slower than the host) that work otherwise delays
+/// every resubmission; see docs/performance.md, run 10. Every sample is
+/// recorded exactly once, so the figures are the same.
+struct Deferred {
+    /// (direction, prepared, issued): slat.
+    slat: Vec<(Dir, Instant, Instant)>,
+    /// (direction, prepared, issued, completed): clat and lat.
+    done: Vec<(Dir, Instant, Instant, Instant)>,
+    cap: usize,
+}
+
+impl Deferred {
+    fn new(depth: usize) -> Self {
+        let cap = (2 * depth).max(64);
+        Deferred {
+            slat: Vec::with_capacity(cap),
+            done: Vec::with_capacity(cap),
+            cap,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.slat.is_empty() && self.done.is_empty()
+    }
+
+    /// Record everything held into the job's statistics (and the interval
+    /// clat series when an interval log is being written).
+    fn flush(&mut self, res: &mut JobResult, ival: &mut [LatStat; 2], ival_on: bool) {
+        for (d, p, i) in self.slat.drain(..) {
+            res.dirs[d as usize].slat.record(nanos(i - p));
+        }
+        for (d, p, i, t) in self.done.drain(..) {
+            let st = &mut res.dirs[d as usize];
+            let clat = nanos(t - i);
+            st.clat.record(clat);
+            st.lat.record(nanos(t - p));
+            if ival_on {
+                ival[d as usize].record(clat);
+            }
+        }
+    }
+
+    /// Flush unless both buffers have room for `n` more samples, so they
+    /// never grow (allocate) on the I/O path. Batches are at most the queue
+    /// depth, which is at most half the capacity.
+    fn make_room(&mut self, n: usize, res: &mut JobResult, ival: &mut [LatStat; 2], ival_on: bool) {
+        if self.slat.len() + n > self.cap || self.done.len() + n > self.cap {
+            self.flush(res, ival, ival_on);
+        }
     }
 }
 

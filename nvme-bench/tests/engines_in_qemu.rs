@@ -48,6 +48,14 @@ fn engines_and_verify_in_qemu() {
     let j = json(&out.stdout_str());
     let r = &j["jobs"][0];
     assert!(r["read"]["total_ios"].as_u64().unwrap() > 100, "{r}");
+    // Latency samples are recorded off the I/O path (deferred); every
+    // completed I/O must still be in each series exactly once.
+    for series in ["slat_ns", "clat_ns", "lat_ns"] {
+        assert_eq!(
+            r["read"][series]["N"], r["read"]["total_ios"],
+            "{series}: {r}"
+        );
+    }
     assert_eq!(r["job options"]["ioengine"], "nvme-vfio");
     assert_eq!(r["nvme_bench"]["engine"]["engine"], "nvme-vfio");
     let out = sh(

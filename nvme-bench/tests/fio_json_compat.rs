@@ -58,6 +58,12 @@ fn json_matches_fio() {
             };
             assert!(j[d]["clat_ns"]["percentile"]["99.000000"].is_u64());
             assert!(j[d]["lat_ns"]["mean"].is_f64());
+            // Samples are recorded off the I/O path (deferred): each
+            // completed I/O is in every latency series exactly once.
+            assert!(j[d]["total_ios"].as_u64().unwrap() > 0, "{j}");
+            for series in ["slat_ns", "clat_ns", "lat_ns"] {
+                assert_eq!(j[d][series]["N"], j[d]["total_ios"], "{series}: {j}");
+            }
         }
         assert!(ours["fio version"]
             .as_str()
