@@ -294,8 +294,13 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let mut local_ios = [0u64; 2];
     let mut local_bytes = [0u64; 2];
 
+    // The newest timestamp taken for an I/O (commit or reap) since the last
+    // loop turn: the loop's own clock then reuses it instead of reading the
+    // clock again (it is at most one turn old; a turn that took none reads
+    // the clock). Saves one clock read per I/O at iodepth_batch_submit=1.
+    let mut fresh: Option<Instant> = None;
     loop {
-        let now = Instant::now();
+        let now = fresh.take().unwrap_or_else(Instant::now);
         if state == ST_RAMP && now >= ramp_end {
             state = ST_RUN;
             ctx.progress.state.store(state, Ordering::Relaxed);
@@ -445,6 +450,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         if !queued.is_empty() {
             eng.commit()?;
             let t = Instant::now();
+            fresh = Some(t);
             let n = queued.len();
             deferred.make_room(n, res, &mut ival_clat, itx.is_some());
             for &s in &queued {
@@ -508,6 +514,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             continue;
         }
         let t = Instant::now();
+        fresh = Some(t);
         res.depth.complete[DepthHist::batch_idx(done.len())] += 1;
         deferred.make_room(done.len(), res, &mut ival_clat, itx.is_some());
         for dn in done.drain(..) {
