@@ -253,7 +253,6 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let mut done_t = vec![now0; depth];
     let mut queued: Vec<usize> = Vec::with_capacity(depth);
     let mut done: Vec<Done> = Vec::with_capacity(depth);
-    let mut deferred = Deferred::new(depth);
     let mut inflight = 0usize;
 
     let ramp = job.ramp_time;
@@ -289,6 +288,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         None => (Duration::from_secs(3600 * 24 * 365), None),
     };
     let mut next_ival = run_start + ival;
+    let mut deferred = Deferred::new(depth, itx.is_some());
     let mut ival_base = [(0u64, 0u64); 2];
     let mut ival_clat = [LatStat::new(), LatStat::new()];
     let mut local_ios = [0u64; 2];
@@ -333,7 +333,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 }
             }
             if now >= next_ival {
-                deferred.flush(res, &mut ival_clat, itx.is_some());
+                deferred.flush(res, &mut ival_clat);
                 if let Some(tx) = &itx {
                     let line =
                         interval_line(ctx, res, &ival_base, &ival_clat, now - run_start, ival);
@@ -452,7 +452,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             let t = Instant::now();
             fresh = Some(t);
             let n = queued.len();
-            deferred.make_room(n, res, &mut ival_clat, itx.is_some());
+            deferred.make_room(n, res, &mut ival_clat);
             for &s in &queued {
                 issue_t[s] = if sync { prep_t[s] } else { t };
                 if scount[s] && !sync {
@@ -506,7 +506,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             // record the deferred samples now, then wait.
             eng.reap(0, max, &mut done)?;
             if done.is_empty() {
-                deferred.flush(res, &mut ival_clat, itx.is_some());
+                deferred.flush(res, &mut ival_clat);
                 eng.reap(min, max, &mut done)?;
             }
         }
@@ -516,7 +516,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         let t = Instant::now();
         fresh = Some(t);
         res.depth.complete[DepthHist::batch_idx(done.len())] += 1;
-        deferred.make_room(done.len(), res, &mut ival_clat, itx.is_some());
+        deferred.make_room(done.len(), res, &mut ival_clat);
         for dn in done.drain(..) {
             let s = dn.slot;
             if s >= depth {
@@ -577,7 +577,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         }
     }
     let end = Instant::now();
-    deferred.flush(res, &mut ival_clat, itx.is_some());
+    deferred.flush(res, &mut ival_clat);
     res.runtime = end.saturating_duration_since(run_start);
     res.usage = sys::thread_usage() - usage0;
     // A last partial window counts if it is at least half full (fio keeps
@@ -638,15 +638,18 @@ struct Deferred {
     /// (direction, prepared, issued, completed): clat and lat.
     done: Vec<(Dir, Instant, Instant, Instant)>,
     cap: usize,
+    /// An interval log is written: clat also goes to its per-interval series.
+    ival_on: bool,
 }
 
 impl Deferred {
-    fn new(depth: usize) -> Self {
+    fn new(depth: usize, ival_on: bool) -> Self {
         let cap = (2 * depth).max(64);
         Deferred {
             slat: Vec::with_capacity(cap),
             done: Vec::with_capacity(cap),
             cap,
+            ival_on,
         }
     }
 
@@ -656,7 +659,7 @@ impl Deferred {
 
     /// Record everything held into the job's statistics (and the interval
     /// clat series when an interval log is being written).
-    fn flush(&mut self, res: &mut JobResult, ival: &mut [LatStat; 2], ival_on: bool) {
+    fn flush(&mut self, res: &mut JobResult, ival: &mut [LatStat; 2]) {
         for (d, p, i) in self.slat.drain(..) {
             res.dirs[d as usize].slat.record(nanos(i - p));
         }
@@ -665,7 +668,7 @@ impl Deferred {
             let clat = nanos(t - i);
             st.clat.record(clat);
             st.lat.record(nanos(t - p));
-            if ival_on {
+            if self.ival_on {
                 ival[d as usize].record(clat);
             }
         }
@@ -674,9 +677,9 @@ impl Deferred {
     /// Flush unless both buffers have room for `n` more samples, so they
     /// never grow (allocate) on the I/O path. Batches are at most the queue
     /// depth, which is at most half the capacity.
-    fn make_room(&mut self, n: usize, res: &mut JobResult, ival: &mut [LatStat; 2], ival_on: bool) {
+    fn make_room(&mut self, n: usize, res: &mut JobResult, ival: &mut [LatStat; 2]) {
         if self.slat.len() + n > self.cap || self.done.len() + n > self.cap {
-            self.flush(res, ival, ival_on);
+            self.flush(res, ival);
         }
     }
 }

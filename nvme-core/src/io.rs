@@ -612,8 +612,7 @@ impl<H: Hardware> IoQueuePair<H> {
         // panic path drops `buf` where it is: no copy of it on the way.
         let slot = &mut self.slots[usize::from(cid)];
         fill_single(slot, tag, Some(buf));
-        self.sq.push_words(words);
-        self.commands += 1;
+        self.push_words(words);
         self.publish();
         Ok(())
     }
@@ -999,7 +998,12 @@ impl<H: Hardware> IoQueuePair<H> {
 
     #[inline]
     fn push(&mut self, cmd: &SubmissionEntry) {
-        self.sq.push(cmd);
+        self.push_words(cmd.words());
+    }
+
+    #[inline(always)]
+    fn push_words(&mut self, words: [u64; 8]) {
+        self.sq.push_words(words);
         self.commands += 1;
     }
 

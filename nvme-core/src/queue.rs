@@ -159,7 +159,7 @@ impl<H: Hardware> SqRing<H> {
             store: StoreKind::Host,
             entries,
             tail: 0,
-            next_tail: if entries > 1 { 1 } else { 0 },
+            next_tail: next_index(0, entries),
             head: 0,
             doorbell,
         })
@@ -187,7 +187,7 @@ impl<H: Hardware> SqRing<H> {
             store,
             entries,
             tail: 0,
-            next_tail: if entries > 1 { 1 } else { 0 },
+            next_tail: next_index(0, entries),
             head: 0,
             doorbell,
         })
@@ -210,15 +210,6 @@ impl<H: Hardware> SqRing<H> {
 
     pub(crate) fn entries(&self) -> u16 {
         self.entries
-    }
-
-    #[inline]
-    fn next(&self, i: u16) -> u16 {
-        if i + 1 == self.entries {
-            0
-        } else {
-            i + 1
-        }
     }
 
     /// True when one more entry would make tail == head (ring full).
@@ -267,7 +258,7 @@ impl<H: Hardware> SqRing<H> {
             }
         }
         self.tail = self.next_tail;
-        self.next_tail = self.next(self.tail);
+        self.next_tail = next_index(self.tail, self.entries);
     }
 
     /// Publish everything pushed so far with one doorbell store.
@@ -281,6 +272,16 @@ impl<H: Hardware> SqRing<H> {
             barrier::wc_flush();
         }
         self.doorbell.publish(self.tail);
+    }
+}
+
+/// The ring index after `i` in a ring of `entries` slots.
+#[inline]
+fn next_index(i: u16, entries: u16) -> u16 {
+    if i + 1 >= entries {
+        0
+    } else {
+        i + 1
     }
 }
 
