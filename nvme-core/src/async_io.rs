@@ -686,6 +686,51 @@ mod tests {
     }
 
     #[test]
+    fn split_reads_on_a_recreated_queue_with_shadow_doorbells() {
+        // Shadow doorbells on, MDTS = 8 KiB: each 32 KiB read is 4 commands.
+        let hw = ModelController::new(ModelConfig {
+            namespaces: vec![NamespaceConfig::new(4096, 512)],
+            oacs: crate::model::OACS_DBBUF,
+            mdts: 1,
+            ..ModelConfig::default()
+        });
+        let ctrl = Controller::init(hw.clone(), ControllerOptions::default()).unwrap();
+        assert!(ctrl.shadow_doorbells());
+        let ns = ctrl.namespace(1).unwrap().clone();
+        for (round, entries) in [8u32, 32, 6, 16].into_iter().enumerate() {
+            let aqp = AsyncQueuePair::new(ctrl.create_io_queue_pair(entries).unwrap());
+            let seed = round as u8 * 8 + 1;
+            let mut bufs = ctrl.alloc_buffers(3, ByteCount(32768)).unwrap();
+            for (i, b) in bufs.iter_mut().enumerate() {
+                b.fill(seed + i as u8);
+            }
+            let writes: Vec<_> = bufs
+                .into_iter()
+                .enumerate()
+                .map(|(i, b)| aqp.write(&ns, Lba(i as u64 * 64), b))
+                .collect();
+            let written = join_all(writes, Waker::noop());
+            assert!(written.iter().all(Result::is_ok), "round {round}");
+            let reads: Vec<_> = (0..3)
+                .map(|i| {
+                    let b = ctrl.alloc_buffer(ByteCount(32768)).unwrap();
+                    aqp.read(&ns, Lba(i as u64 * 64), b)
+                })
+                .collect();
+            for (i, r) in join_all(reads, Waker::noop()).into_iter().enumerate() {
+                let b = r.unwrap();
+                assert!(b.iter().all(|&x| x == seed + i as u8), "round {round}");
+            }
+            let qp = aqp.into_inner();
+            let st = qp.stats();
+            assert!(st.commands >= 24, "round {round}: reads split: {st:?}");
+            assert_eq!(qp.outstanding(), 0);
+        }
+        assert_eq!(hw.stats().invalid_doorbell_writes, 0);
+        assert_eq!(hw.dma_use_after_free(), 0);
+    }
+
+    #[test]
     fn no_allocation_per_command_after_construction() {
         // The result table is sized once: cells == queue slots - 1.
         let (_hw, ctrl, _ns) = setup();

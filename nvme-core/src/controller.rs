@@ -265,7 +265,7 @@ impl<H: Hardware> DbBuf<H> {
         unsafe {
             Some(Shadow::new(
                 self.shadow.as_ptr().add(off).cast::<u32>(),
-                self.eventidx.as_ptr().add(off).cast::<u32>().cast_const(),
+                self.eventidx.as_ptr().add(off).cast::<u32>(),
                 always_mmio,
             ))
         }
@@ -344,10 +344,17 @@ impl<H: Hardware> Shared<H> {
         self.identify.oncs
     }
 
-    /// Shadow slots for I/O queue `qid`'s SQ and CQ, if shadow doorbells are on.
-    pub(crate) fn shadows(&self, qid: u16) -> Option<(Shadow, Shadow)> {
+    /// Shadow slots for a new I/O queue `qid`'s SQ and CQ, if shadow
+    /// doorbells are on, cleared to the state of a queue never rung. Call
+    /// before creating the queue: the slots of a queue id that was used
+    /// before still hold that queue's last values (the controller does not
+    /// reset them on Create; Linux likewise clears the pages on setup).
+    pub(crate) fn fresh_shadows(&self, qid: u16) -> Option<(Shadow, Shadow)> {
         let d = self.dbbuf.as_ref()?;
-        Some((d.slot(qid, true, false)?, d.slot(qid, false, false)?))
+        let (sq, cq) = (d.slot(qid, true, false)?, d.slot(qid, false, false)?);
+        sq.clear();
+        cq.clear();
+        Some((sq, cq))
     }
 
     pub(crate) fn release_qid(&self, qid: u16) {
@@ -433,8 +440,8 @@ impl<H: Hardware> Drop for Shared<H> {
         if csts.is_all_ones() || cc.enable || csts.ready() {
             tracing::error!(
                 ?csts,
-                "controller did not stop; leaking its admin queue memory rather than \
-                 freeing memory it may still write"
+                "controller did not stop; leaking its admin queue and doorbell buffer \
+                 memory rather than freeing memory it may still write"
             );
             let admin = self
                 .admin
@@ -442,6 +449,8 @@ impl<H: Hardware> Drop for Shared<H> {
                 .unwrap_or_else(|p| p.into_inner())
                 .take();
             std::mem::forget(admin);
+            // The controller writes EventIdx values into these pages.
+            std::mem::forget(self.dbbuf.take());
         }
     }
 }

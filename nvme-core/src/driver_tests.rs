@@ -2082,3 +2082,87 @@ fn without_room_for_a_larger_cq_every_poll_acknowledges() {
     assert_eq!(model.stats().cq_full_stalls, 0);
     assert_clean(&model);
 }
+
+// ----- shadow doorbells on a reused queue id ----------------------------------
+
+/// A controller with Doorbell Buffer Config, MDTS = 8 KiB (so 16 KiB
+/// requests split in two commands).
+fn dbbuf_up() -> (ModelController, Ctrl) {
+    let (model, c) = up_with(
+        ModelConfig {
+            oacs: crate::model::OACS_DBBUF,
+            mdts: 1,
+            ..cfg()
+        },
+        opts(),
+    );
+    assert!(c.shadow_doorbells(), "the model offers shadow doorbells");
+    (model, c)
+}
+
+/// Verified synchronous writes and reads (whole and split) on `qp`.
+fn verified_rounds(c: &Ctrl, qp: &mut Qp, ns: &crate::Namespace, ops: u64, seed: u8) {
+    for i in 0..ops {
+        let len = if i % 2 == 0 { 4096 } else { 16384 };
+        let lba = Lba(i * 64);
+        let w = filled(c, len, seed.wrapping_add(i as u8));
+        let w = qp.write(ns, lba, w).map_err(|e| e.error).expect("write");
+        let r = qp
+            .read(ns, lba, c.alloc_buffer(ByteCount(len)).unwrap())
+            .map_err(|e| e.error)
+            .expect("read");
+        assert_eq!(&r[..], &w[..], "op {i}: read back what was written");
+    }
+}
+
+#[test]
+fn a_reused_queue_id_gets_fresh_shadow_doorbell_slots() {
+    // The sequence: a pair of 4 entries does five writes (its SQ
+    // tail and the controller's EventIdx end at 5 mod 4 = 1, after a wrap),
+    // is dropped, and a pair of 16 entries gets the same queue id. Its
+    // first write moves the tail 0 -> 1: with the old queue's EventIdx
+    // still in the slot the EventIdx rule says "no MMIO needed" and the
+    // controller never looks. Then several more rounds of other sizes.
+    let (model, c) = dbbuf_up();
+    let ns = c.namespace(1).unwrap().clone();
+    let mut qp = c.create_io_queue_pair(4).unwrap();
+    let qid = qp.qid();
+    for i in 0..5u64 {
+        let b = filled(&c, 4096, i as u8);
+        qp.write(&ns, Lba(i * 8), b).map_err(|e| e.error).unwrap();
+    }
+    assert!(
+        model.stats().shadow_reads > 0,
+        "the shadow slots are in use"
+    );
+    drop(qp);
+    for (round, entries) in [16u32, 4, 64, 8, 3].into_iter().enumerate() {
+        let mut qp = c.create_io_queue_pair(entries).unwrap();
+        assert_eq!(qp.qid(), qid, "round {round}: the id is reused");
+        verified_rounds(&c, &mut qp, &ns, 6, round as u8 * 16);
+        assert_eq!(qp.outstanding(), 0, "round {round}");
+    }
+    assert_clean(&model);
+}
+
+#[test]
+fn a_pair_recreated_while_another_is_busy_works() {
+    let (model, c) = dbbuf_up();
+    let ns = c.namespace(1).unwrap().clone();
+    let mut busy = c.create_io_queue_pair(32).unwrap();
+    // Commands in flight on `busy`, held by the controller.
+    model.hold_completions(busy.qid(), true);
+    for i in 0..8u64 {
+        let b = filled(&c, 4096, i as u8);
+        busy.submit_write(&ns, Lba(4096 + i * 8), b, i).unwrap();
+    }
+    for entries in [8u32, 16, 4] {
+        let mut qp = c.create_io_queue_pair(entries).unwrap();
+        verified_rounds(&c, &mut qp, &ns, 5, entries as u8);
+        drop(qp);
+    }
+    model.hold_completions(busy.qid(), false);
+    let done = reap(&mut busy, 8);
+    assert!(done.iter().all(|d| d.status.is_ok()));
+    assert_clean(&model);
+}

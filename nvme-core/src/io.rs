@@ -202,7 +202,7 @@ impl<H: Hardware> IoQueuePair<H> {
             },
             None => SqRing::new(hw, n, cap.sq_tail_doorbell(qid))?,
         };
-        if let Some((s, c)) = shared.shadows(qid) {
+        if let Some((s, c)) = shared.fresh_shadows(qid) {
             sq.set_shadow(s);
             cq.set_shadow(c);
         }

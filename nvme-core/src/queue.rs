@@ -25,7 +25,7 @@ pub fn need_event(event_idx: u16, new: u16, old: u16) -> bool {
 #[derive(Copy, Clone)]
 pub(crate) struct Shadow {
     db: *mut u32,
-    ei: *const u32,
+    ei: *mut u32,
     /// Ring the MMIO doorbell every time (admin queue), whatever EventIdx says.
     always_mmio: bool,
 }
@@ -34,11 +34,27 @@ impl Shadow {
     /// # Safety
     /// `db` and `ei` must stay valid for 4-byte volatile access, 4-aligned,
     /// for as long as the ring that holds this `Shadow` lives.
-    pub(crate) unsafe fn new(db: *mut u32, ei: *const u32, always_mmio: bool) -> Self {
+    pub(crate) unsafe fn new(db: *mut u32, ei: *mut u32, always_mmio: bool) -> Self {
         Shadow {
             db,
             ei,
             always_mmio,
+        }
+    }
+
+    /// Put both slots in the state of a queue that has never been rung: 0,
+    /// matching a new ring's tail/head and [`DoorbellWriter::last`]. Called
+    /// before the queue is created, while the controller does not look at
+    /// these slots. Without it a reused queue id inherits the previous
+    /// queue's values: a stale EventIdx makes the EventIdx rule skip the
+    /// MMIO doorbell for good, and a stale shadow head is taken as the new
+    /// CQ's head.
+    pub(crate) fn clear(&self) {
+        // SAFETY: per `Shadow::new`'s contract the slots are valid and
+        // aligned; volatile because they are DMA memory.
+        unsafe {
+            self.db.write_volatile(0);
+            self.ei.write_volatile(0);
         }
     }
 

@@ -28,6 +28,9 @@ pub(crate) fn execute(s: &mut Inner, sqe: &SubmissionEntry) -> Exec {
         admin_opcode::ABORT => abort(s, sqe),
         admin_opcode::SET_FEATURES => set_features(s, sqe),
         admin_opcode::GET_FEATURES => get_features(s, sqe),
+        admin_opcode::DOORBELL_BUFFER_CONFIG if s.cfg.oacs & OACS_DBBUF != 0 => {
+            doorbell_buffer_config(s, sqe)
+        }
         admin_opcode::ASYNC_EVENT_REQUEST => {
             // The model never raises events: an AER stays outstanding until reset.
             if s.aers_outstanding > u32::from(s.cfg.aerl) {
@@ -43,6 +46,26 @@ pub(crate) fn execute(s: &mut Inner, sqe: &SubmissionEntry) -> Exec {
         Ok(result) => Done::ok(result),
         Err(status) => Done::err(status),
     })
+}
+
+/// OACS bit 8: Doorbell Buffer Config (shadow doorbells) is supported.
+pub const OACS_DBBUF: u16 = 1 << 8;
+
+/// Doorbell Buffer Config: PRP1 is the shadow doorbell page, PRP2 the
+/// EventIdx page, each one page, page-aligned (QEMU's checks).
+fn doorbell_buffer_config(s: &mut Inner, sqe: &SubmissionEntry) -> Result<u32, Status> {
+    let (dbs, eis) = (sqe.prp1, sqe.prp2);
+    let page = s.page_size as u64;
+    if dbs == 0 || eis == 0 || dbs & (page - 1) != 0 || eis & (page - 1) != 0 {
+        return Err(Status::INVALID_FIELD);
+    }
+    for addr in [dbs, eis] {
+        if s.dma.check(addr, s.page_size, true).is_err() {
+            return Err(Status::DATA_TRANSFER_ERROR);
+        }
+    }
+    s.set_dbbuf(dbs, eis);
+    Ok(0)
 }
 
 fn qid_and_size(sqe: &SubmissionEntry) -> (u16, u16) {

@@ -162,6 +162,8 @@ pub struct ModelStats {
     pub dma_frees: u64,
     /// Sum of the microseconds the driver asked `delay_us` to wait.
     pub delay_us_total: u64,
+    /// Shadow doorbell values read (Doorbell Buffer Config on).
+    pub shadow_reads: u64,
 }
 
 impl ModelStats {

@@ -28,6 +28,12 @@
 //!   CSTS.CFS: the spec also allows an Asynchronous Event instead, but a
 //!   fatal status cannot go unnoticed in a test. While CFS is set, the
 //!   controller is disabled or the device is gone, doorbells are ignored.
+//! - **Shadow doorbells** (Doorbell Buffer Config, on by default as in
+//!   QEMU): an MMIO SQ doorbell makes the model take the tail from the
+//!   shadow slot and write the SQ's EventIdx as it consumes entries; CQ
+//!   heads are read from the shadow slot before posting. Slots of a queue
+//!   created later are not seeded, so a host that reuses a queue id must
+//!   clear them itself (as QEMU requires too).
 //! - **DMA**: [`ModelDma`] regions get IOVAs from a bump allocator with a
 //!   guard page after each region and are never reused; the model translates
 //!   every PRP through its table. An access to an unmapped IOVA completes the
@@ -60,7 +66,7 @@
 //! Interrupts (MSI-X; IEN is accepted and ignored), the controller memory
 //! buffer, SGLs (PSDT ≠ 0 is Invalid Field), metadata and protection
 //! information, fused commands, namespace management, firmware update,
-//! reservations, Doorbell Buffer Config, NVM subsystem reset, timing (every
+//! reservations, NVM subsystem reset, timing (every
 //! command completes inside the doorbell write that submits it, unless held),
 //! arbitration, or the ordering freedom of a real controller (it completes
 //! in submission order). Deleting an SQ posts the aborts of its held
@@ -90,7 +96,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::hw::{Doorbell, Hardware, HwError};
 use crate::regs::{offset, Cap, Csts};
 
-pub use admin::{MODEL_SSVID, MODEL_VID};
+pub use admin::{MODEL_SSVID, MODEL_VID, OACS_DBBUF};
 pub use dma::{DmaFault, DmaFaultKind, ModelDma};
 pub use faults::{ModelStats, Status};
 pub use namespace::{Backing, NamespaceConfig};
@@ -131,7 +137,12 @@ pub struct ModelConfig {
     /// Dataset Management (bit 2) and Write Zeroes (bit 3); a command whose
     /// bit is clear is Invalid Command Opcode.
     pub oncs: u16,
-    /// OACS reported in Identify (nothing optional is implemented).
+    /// OACS reported in Identify. Of the optional admin commands only
+    /// Doorbell Buffer Config ([`OACS_DBBUF`], bit 8) is implemented: with
+    /// it the model keeps shadow doorbells as QEMU does (reads a queue's
+    /// shadow tail or head only when an MMIO doorbell or a completion makes
+    /// it look, writes an SQ's EventIdx as it consumes entries, and seeds
+    /// no slot of a queue created afterwards).
     pub oacs: u16,
     /// SGLS reported in Identify (SGLs are not implemented; keep 0).
     pub sgls: u32,
@@ -165,7 +176,7 @@ impl Default for ModelConfig {
             firmware: "1.0".to_string(),
             vwc: true,
             oncs: io::ONCS_COMPARE | io::ONCS_DSM | io::ONCS_WRITE_ZEROES,
-            oacs: 0,
+            oacs: OACS_DBBUF,
             sgls: 0,
             version: 0x0001_0400,
             ready_delay_reads: 0,

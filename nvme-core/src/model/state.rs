@@ -157,6 +157,9 @@ pub(crate) struct Inner {
     /// Volatile write cache enabled.
     pub wce: bool,
     pub aers_outstanding: u32,
+    /// Doorbell Buffer Config: IOVAs of the shadow doorbell page and the
+    /// EventIdx page, once the host has set them (cleared by a reset).
+    pub dbbuf: Option<(u64, u64)>,
 }
 
 impl Inner {
@@ -188,6 +191,7 @@ impl Inner {
             granted_queues: None,
             wce: cfg.vwc,
             aers_outstanding: 0,
+            dbbuf: None,
             cfg,
         }
     }
@@ -400,6 +404,7 @@ impl Inner {
         self.granted_queues = None;
         self.wce = self.cfg.vwc;
         self.aers_outstanding = 0;
+        self.dbbuf = None;
         self.ready_countdown = None;
         self.shutdown_countdown = None;
     }
@@ -451,6 +456,11 @@ impl Inner {
                     return self.invalid_doorbell(format!("SQ {qid} tail {value} >= size {size}"));
                 }
                 sq.tail = value as u16;
+                if qid == 0 {
+                    // As QEMU: the admin queue's MMIO value is also the
+                    // shadow value (hosts that never use the admin shadow).
+                    self.store_shadow(DbTarget::SqTail(0), false, value);
+                }
                 self.process_sq(qid);
             }
             DbTarget::CqHead(qid) => {
@@ -467,6 +477,9 @@ impl Inner {
                     ));
                 }
                 cq.head = value as u16;
+                if qid == 0 {
+                    self.store_shadow(DbTarget::CqHead(0), false, value);
+                }
                 self.drain_cq(qid);
             }
         }
@@ -484,14 +497,23 @@ impl Inner {
 
     /// Fetch every entry between head and tail of SQ `qid` and execute it
     /// (or hold it).
+    ///
+    /// With shadow doorbells this runs only when an MMIO doorbell kicks it,
+    /// as in QEMU: it then takes the tail from the shadow slot before each
+    /// fetch and, after each command, publishes the tail it has consumed up
+    /// to as the SQ's EventIdx (the host rings MMIO again only once its new
+    /// tail passes that value).
     fn process_sq(&mut self, qid: u16) {
         loop {
+            if !self.refresh_sq_tail(qid) {
+                return;
+            }
             let addr = {
                 let Some(sq) = self.sqs.get_mut(&qid) else {
                     return;
                 };
                 if sq.head == sq.tail {
-                    return;
+                    break;
                 }
                 let addr = sq.base + u64::from(sq.head) * SQE_SIZE;
                 sq.head = (sq.head + 1) % sq.size;
@@ -512,9 +534,114 @@ impl Inner {
                 if let Some(sq) = self.sqs.get_mut(&qid) {
                     sq.held.push_back(sqe);
                 }
-                continue;
+            } else {
+                self.run(qid, sqe);
             }
-            self.run(qid, sqe);
+            if let Some(tail) = self.sqs.get(&qid).map(|sq| sq.tail) {
+                self.store_shadow(DbTarget::SqTail(qid), true, u32::from(tail));
+            }
+        }
+        // Completions waiting for room may be postable now: the host may
+        // have moved the CQ head in its shadow slot only.
+        if let Some(cqid) = self.sqs.get(&qid).map(|sq| sq.cqid) {
+            self.drain_cq(cqid);
+        }
+    }
+
+    // ----- shadow doorbells (Doorbell Buffer Config) ----------------------
+
+    /// Addresses of `target`'s shadow doorbell slot and EventIdx slot.
+    fn shadow_slots(&self, target: DbTarget) -> Option<(u64, u64)> {
+        let (dbs, eis) = self.dbbuf?;
+        let idx = match target {
+            DbTarget::SqTail(q) => 2 * u64::from(q),
+            DbTarget::CqHead(q) => 2 * u64::from(q) + 1,
+        };
+        let off = idx * self.cap.doorbell_stride() as u64;
+        Some((dbs + off, eis + off))
+    }
+
+    /// The host's value in `target`'s shadow slot, if shadow doorbells are
+    /// on. A slot the model cannot read is fatal.
+    fn load_shadow(&mut self, target: DbTarget) -> Option<u32> {
+        let (db, _) = self.shadow_slots(target)?;
+        let mut v = [0u8; 4];
+        if self.dma.read(db, &mut v).is_err() {
+            self.fatal(&format!(
+                "{target:?}: reading the shadow doorbell at {db:#x} faulted"
+            ));
+            return None;
+        }
+        self.stats.shadow_reads += 1;
+        Some(u32::from_le_bytes(v))
+    }
+
+    /// Write `v` to `target`'s EventIdx slot (`eventidx`) or shadow slot.
+    fn store_shadow(&mut self, target: DbTarget, eventidx: bool, v: u32) {
+        let Some((db, ei)) = self.shadow_slots(target) else {
+            return;
+        };
+        let addr = if eventidx { ei } else { db };
+        if self.dma.write(addr, &v.to_le_bytes()).is_err() {
+            self.fatal(&format!(
+                "{target:?}: writing the doorbell buffer at {addr:#x} faulted"
+            ));
+        }
+    }
+
+    /// Take SQ `qid`'s tail from its shadow slot (shadow doorbells on). An
+    /// out-of-range value is an invalid doorbell write; false then.
+    fn refresh_sq_tail(&mut self, qid: u16) -> bool {
+        let Some(v) = self.load_shadow(DbTarget::SqTail(qid)) else {
+            return self.csts & CSTS_CFS == 0;
+        };
+        let Some(sq) = self.sqs.get_mut(&qid) else {
+            return false;
+        };
+        if v >= u32::from(sq.size) {
+            let size = sq.size;
+            self.invalid_doorbell(format!("SQ {qid} shadow tail {v} >= size {size}"));
+            return false;
+        }
+        sq.tail = v as u16;
+        true
+    }
+
+    /// Take CQ `cqid`'s head from its shadow slot (shadow doorbells on),
+    /// checked like an MMIO head write. False if it was invalid.
+    fn refresh_cq_head(&mut self, cqid: u16) -> bool {
+        let Some(v) = self.load_shadow(DbTarget::CqHead(cqid)) else {
+            return self.csts & CSTS_CFS == 0;
+        };
+        let Some(cq) = self.cqs.get_mut(&cqid) else {
+            return false;
+        };
+        let size = u32::from(cq.size);
+        let outstanding = (u32::from(cq.tail) + size - u32::from(cq.head)) % size;
+        let advance = (v + size - u32::from(cq.head)) % size;
+        if v >= size || advance > outstanding {
+            let (head, tail) = (cq.head, cq.tail);
+            self.invalid_doorbell(format!(
+                "CQ {cqid} shadow head {v}: not in the posted range (head {head}, tail {tail}, size {size})"
+            ));
+            return false;
+        }
+        cq.head = v as u16;
+        true
+    }
+
+    /// Doorbell Buffer Config: from now on every queue's doorbells have
+    /// shadow slots. As QEMU, seed the slots of the queues that exist with
+    /// their current values; queues created later get no seeding.
+    pub fn set_dbbuf(&mut self, dbs: u64, eis: u64) {
+        self.dbbuf = Some((dbs, eis));
+        let sqs: Vec<(u16, u16)> = self.sqs.iter().map(|(&q, sq)| (q, sq.tail)).collect();
+        let cqs: Vec<(u16, u16)> = self.cqs.iter().map(|(&q, cq)| (q, cq.head)).collect();
+        for (q, tail) in sqs {
+            self.store_shadow(DbTarget::SqTail(q), false, u32::from(tail));
+        }
+        for (q, head) in cqs {
+            self.store_shadow(DbTarget::CqHead(q), false, u32::from(head));
         }
     }
 
@@ -571,6 +698,9 @@ impl Inner {
     }
 
     fn post(&mut self, cqid: u16, p: Pending) {
+        if !self.refresh_cq_head(cqid) {
+            return;
+        }
         let Some(cq) = self.cqs.get_mut(&cqid) else {
             return;
         };
@@ -607,6 +737,9 @@ impl Inner {
     }
 
     fn drain_cq(&mut self, cqid: u16) {
+        if !self.refresh_cq_head(cqid) {
+            return;
+        }
         loop {
             let Some(cq) = self.cqs.get_mut(&cqid) else {
                 return;

@@ -3,7 +3,7 @@
 //! side of the tests to assert on. Exits non-zero on any failed check.
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use nvme_core::{ByteCount, Controller, ControllerOptions, Error, Lba, Namespace};
@@ -118,6 +118,20 @@ enum Cmd {
         #[arg(long, default_value_t = 8 << 20)]
         span: u64,
     },
+    /// Rounds of create, verified I/O (synchronous and async, whole and
+    /// split), drop, with queue sizes that differ between rounds (so queue
+    /// ids are reused), optionally while another pair does I/O throughout.
+    Requeue {
+        addr: String,
+        #[arg(long, default_value_t = 6)]
+        rounds: u32,
+        /// Run one more pair with verified I/O on another thread meanwhile.
+        #[arg(long)]
+        busy: bool,
+        /// Per-command timeout of the synchronous helpers, in seconds.
+        #[arg(long, default_value_t = 10)]
+        io_timeout: u64,
+    },
     /// Open, do verified I/O, close; `times` times in a row.
     Reopen {
         addr: String,
@@ -216,6 +230,12 @@ fn main() -> ExitCode {
             span,
         } => iops(&addr, qd, seconds, span),
         Cmd::Reopen { addr, times } => reopen(&addr, times),
+        Cmd::Requeue {
+            addr,
+            rounds,
+            busy,
+            io_timeout,
+        } => requeue(&addr, rounds, busy, io_timeout),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -502,6 +522,217 @@ fn reopen(addr: &str, times: u32) -> Result<(), Failure> {
         println!("reopen.{i}=ok ms={}", t.elapsed().as_millis());
     }
     Ok(())
+}
+
+/// Run futures round-robin on this thread until all are ready (the
+/// adapter's futures poll the queue themselves), or fail after `limit`.
+fn join_all<F: std::future::Future>(
+    futs: Vec<F>,
+    limit: Duration,
+) -> Result<Vec<F::Output>, Failure> {
+    use std::task::{Context, Poll, Waker};
+    let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    let mut cx = Context::from_waker(Waker::noop());
+    let t = Instant::now();
+    loop {
+        let mut pending = 0;
+        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(&mut cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending += 1,
+                }
+            }
+        }
+        if pending == 0 {
+            return Ok(out.into_iter().flatten().collect());
+        }
+        if t.elapsed() > limit {
+            return Err(format!("{pending} async commands not done after {limit:?}").into());
+        }
+    }
+}
+
+/// One round of [`requeue`]: a fresh pair of `entries`, verified
+/// synchronous I/O (one block, then `split` bytes that exceed MDTS), then
+/// verified async I/O of the same shapes, then drop. Prints its counters.
+fn requeue_round(
+    c: &Ctrl,
+    ns: &Namespace,
+    round: u32,
+    entries: u32,
+    base: u64,
+    limit: Duration,
+) -> Result<(), Failure> {
+    use nvme_core::async_io::AsyncQueuePair;
+    let bs = ns.block_size() as usize;
+    let mut qp = c.create_io_queue_pair(entries)?;
+    let qid = qp.qid();
+    let in_cmb = qp.sq_in_cmb();
+    // The most one request may carry on this pair: at most entries - 1
+    // commands of MDTS each.
+    let most = c.max_transfer_bytes() * (entries as usize - 1);
+    let split = (2 * c.max_transfer_bytes() + bs).min(most) / bs * bs;
+    let sizes = [bs, split];
+    let mut lba = base;
+    for (k, &len) in sizes.iter().enumerate() {
+        let seed = 7000 + u64::from(round) * 10 + k as u64;
+        let mut w = c.alloc_buffer(ByteCount(len))?;
+        fill_pattern(&mut w, seed, lba, bs);
+        qp.write(ns, Lba(lba), w).map_err(|e| e.error)?;
+        let r = qp
+            .read(ns, Lba(lba), c.alloc_buffer(ByteCount(len))?)
+            .map_err(|e| e.error)?;
+        check_pattern(&r, seed, lba, bs)?;
+        lba += (len / bs) as u64;
+    }
+    let sync_cmds = qp.stats().commands;
+    // Async: several writes in flight at once, then their read-backs.
+    let aqp = AsyncQueuePair::new(qp);
+    let n = 3usize;
+    let mut shapes = Vec::new();
+    let mut writes = Vec::new();
+    for k in 0..n {
+        let len = sizes[k % 2];
+        let seed = 8000 + u64::from(round) * 10 + k as u64;
+        let mut w = c.alloc_buffer(ByteCount(len))?;
+        fill_pattern(&mut w, seed, lba, bs);
+        shapes.push((lba, len, seed));
+        writes.push(aqp.write(ns, Lba(lba), w));
+        lba += (len / bs) as u64;
+    }
+    for r in join_all(writes, limit)? {
+        r.map_err(|e| e.error)?;
+    }
+    let mut reads = Vec::new();
+    for &(l, len, _) in &shapes {
+        reads.push(aqp.read(ns, Lba(l), c.alloc_buffer(ByteCount(len))?));
+    }
+    for (r, &(l, _, seed)) in join_all(reads, limit)?.into_iter().zip(&shapes) {
+        check_pattern(&r.map_err(|e| e.error)?, seed, l, bs)?;
+    }
+    let qp = aqp.into_inner();
+    let st = qp.stats();
+    if qp.outstanding() != 0 {
+        return Err(format!("round {round}: {} commands outstanding", qp.outstanding()).into());
+    }
+    println!(
+        "requeue.round{round}=ok qid={qid} entries={entries} split_bytes={split} sync_commands={sync_cmds} \
+         commands={} sq_updates={} sq_mmio={} sq_in_cmb={in_cmb}",
+        st.commands, st.sq_doorbell.updates, st.sq_doorbell.mmio_writes
+    );
+    Ok(())
+}
+
+fn requeue(addr: &str, rounds: u32, busy: bool, io_timeout: u64) -> Result<(), Failure> {
+    let limit = Duration::from_secs(io_timeout);
+    let opts = ControllerOptions {
+        io_timeout: limit,
+        ..OPTIONS.get().cloned().unwrap_or_default()
+    };
+    let c = nvme_vfio::open_controller(addr, opts)?;
+    let ns = c.namespace(1)?.clone();
+    println!("shadow_doorbells={}", c.shadow_doorbells());
+    // The first pair's five writes leave its SQ tail (and the controller's
+    // EventIdx) at 1 after a wrap: the issue's reproduction.
+    let mut first = c.create_io_queue_pair(4)?;
+    for i in 0..5u64 {
+        let w = c.alloc_buffer(ByteCount(4096))?;
+        first.write(&ns, Lba(i * 8), w).map_err(|e| e.error)?;
+    }
+    drop(first);
+    let half = ns.blocks() / 2;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|sc| -> Result<(), Failure> {
+        let bg = if busy {
+            let qp = c.create_io_queue_pair(64)?;
+            let (c, ns, stop) = (&c, &ns, &stop);
+            Some(sc.spawn(move || busy_worker(c, qp, ns, (half, ns.blocks()), stop)))
+        } else {
+            None
+        };
+        let sizes = [16u32, 4, 64, 8, 32, 6];
+        let mut r = Ok(());
+        for round in 0..rounds {
+            let entries = sizes[round as usize % sizes.len()];
+            let base = 1024 + u64::from(round) * 2048;
+            r = requeue_round(&c, &ns, round, entries, base, limit);
+            if r.is_err() {
+                break;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = bg {
+            let ops = h.join().map_err(|_| "busy thread panicked")??;
+            println!("requeue.busy=ok ops={ops}");
+        }
+        r
+    })?;
+    println!("requeue=ok rounds={rounds}");
+    Ok(())
+}
+
+/// Verified write/read-back pairs at depth 8 on its own pair until `stop`.
+fn busy_worker(
+    c: &Ctrl,
+    mut qp: nvme_core::IoQueuePair<VfioHw>,
+    ns: &Namespace,
+    range: (u64, u64),
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<u64, String> {
+    let bs = ns.block_size() as usize;
+    let depth = 8usize;
+    let mut free = c
+        .alloc_buffers(depth, ByteCount(2 * bs))
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .enumerate()
+        .collect::<Vec<_>>();
+    let mut phase = [0u8; 8];
+    let mut seeds = [0u64; 8];
+    let (mut ops, mut n) = (0u64, 0u64);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) && free.len() == depth {
+            return Ok(ops);
+        }
+        if Instant::now() > deadline {
+            return Err("busy pair made no progress to the end".into());
+        }
+        if !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while let Some((i, mut b)) = free.pop() {
+                n += 1;
+                seeds[i] = 9000 + n;
+                let lba = range.0 + i as u64 * 2;
+                fill_pattern(&mut b, seeds[i], lba, bs);
+                phase[i] = 0;
+                qp.submit_write(ns, Lba(lba), b, i as u64)
+                    .map_err(|r| r.error.to_string())?;
+            }
+        }
+        let mut back = Vec::new();
+        let mut failed = None;
+        qp.poll(16, |comp| match comp.status {
+            Ok(()) => back.push((comp.tag as usize, comp.buf.expect("data buffer"))),
+            Err(st) => failed = Some(st.to_string()),
+        });
+        if let Some(f) = failed {
+            return Err(f);
+        }
+        for (i, b) in back {
+            let lba = range.0 + i as u64 * 2;
+            if phase[i] == 0 {
+                phase[i] = 1;
+                qp.submit_read(ns, Lba(lba), b, i as u64)
+                    .map_err(|r| r.error.to_string())?;
+            } else {
+                check_pattern(&b, seeds[i], lba, bs)?;
+                ops += 1;
+                free.push((i, b));
+            }
+        }
+    }
 }
 
 /// One thread's share: a queue pair, `depth` commands in flight, each a
