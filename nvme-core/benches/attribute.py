@@ -86,7 +86,7 @@ for a, c in cost.items():
     if k.startswith("driver"):
         entry = "?"
         for fn, loc in reversed(ch):  # outermost first
-            m = re.match(r"nvme_core::io::IoQueuePair<H>::(\w+)", fn)
+            m = re.match(r"nvme_core::queue_pair::.*IoQueuePair<H>>?::(\w+)", fn)
             if m:
                 entry = m.group(1)
                 break

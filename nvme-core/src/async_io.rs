@@ -83,7 +83,7 @@ use crate::buffer::DmaBuf;
 use crate::controller::Namespace;
 use crate::error::{Error, IoError, Rejected};
 use crate::hw::{DmaRegion, Hardware};
-use crate::io::{Completion, IoQueuePair};
+use crate::queue_pair::{Completion, IoQueuePair};
 use crate::status::NvmeStatus;
 use crate::units::Lba;
 

@@ -40,13 +40,6 @@ pub struct DmaBuf<D: DmaRegion> {
     domain: u32,
 }
 
-// SAFETY: a DmaBuf has exclusive use of its `cap` bytes of the region
-// (buffers cut from one region never overlap), so moving it to another
-// thread moves that exclusive access. The region itself is shared only
-// through the Arc (`D: Send + Sync`), and only its immutable address
-// getters are called through it.
-unsafe impl<D: DmaRegion + Sync> Send for DmaBuf<D> {}
-
 impl<D: DmaRegion> DmaBuf<D> {
     /// The whole of `region`, for the controller with DMA domain `domain`.
     pub(crate) fn new(region: D, domain: u64) -> Self {

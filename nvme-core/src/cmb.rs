@@ -51,7 +51,7 @@ pub struct CmbLayout {
 
 /// Run the discovery protocol. Returns `None` when there is no CMB.
 /// Leaves CMBMSC programmed (1.4 scheme) so the controller decodes the range.
-pub fn discover<H: Hardware>(hw: &H, cap: Cap) -> Result<Option<CmbLayout>, Error> {
+pub(crate) fn discover<H: Hardware>(hw: &H, cap: Cap) -> Result<Option<CmbLayout>, Error> {
     let scheme = if cap.cmbs() {
         // CMBLOC/CMBSZ read 0 until CRE is set.
         hw.write64(
@@ -203,6 +203,7 @@ impl<H: Hardware> Drop for CmbSlice<H> {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code)]
 mod tests {
     use super::*;
     use crate::hw::{DmaRegion, Doorbell, HwError};
@@ -227,7 +228,9 @@ mod tests {
     unsafe impl Send for Win {}
     // SAFETY: as above.
     unsafe impl Sync for Win {}
-    impl DeviceMemory for Win {
+    // SAFETY: test-only; the window is a Vec of `len` bytes the test keeps
+    // alive for as long as the Cmb that uses it.
+    unsafe impl DeviceMemory for Win {
         fn as_ptr(&self) -> *mut u8 {
             self.0
         }
@@ -240,7 +243,8 @@ mod tests {
     }
 
     struct NoDma;
-    impl DmaRegion for NoDma {
+    // SAFETY: an empty region: nothing can be read or written through it.
+    unsafe impl DmaRegion for NoDma {
         fn as_ptr(&self) -> *mut u8 {
             std::ptr::null_mut()
         }
@@ -289,7 +293,8 @@ mod tests {
 
     const BAR2: u64 = 0x8_0000_0000;
 
-    impl Hardware for RecHw {
+    // SAFETY: test-only: there is no device behind it; its regions are empty.
+    unsafe impl Hardware for RecHw {
         type Dma = NoDma;
         type Doorbell = RecBell;
         type DeviceMem = Win;
@@ -429,7 +434,7 @@ mod tests {
     #[test]
     fn sq_entries_go_into_the_cmb_with_8_byte_stores_and_doorbell_follows() {
         use crate::cmd::SubmissionEntry;
-        use crate::queue::SqRing;
+        use crate::ring::SqRing;
         let hw = RecHw::new(true, LOC, SZ);
         let l = discover(&hw, Cap(1 << 57)).unwrap().unwrap();
         let cmb = Cmb::map(&hw, l).unwrap();
@@ -439,7 +444,7 @@ mod tests {
         let mut e = SubmissionEntry::rw(0x02, 1, 0x1234, 8, false);
         e.set_cid(7);
         sq.push(&e);
-        sq.ring();
+        sq.publish_tail();
         let w = hw.window.lock().unwrap();
         assert_eq!(w[0] as u32, 0x0007_0002, "opcode and CID in CDW0");
         assert_eq!((w[0] >> 32) as u32, 1, "NSID");

@@ -14,10 +14,10 @@ use crate::cmd::{admin_opcode, feature, io_opcode};
 use crate::controller::{Controller, ControllerOptions, PAGE_SIZE};
 use crate::error::{Error, IoError, Rejected};
 use crate::hw::{DmaRegion, Hardware, HwError, Iova, NoDeviceMemory};
-use crate::io::{Completion, IoQueuePair};
 use crate::model::{
     ModelConfig, ModelController, ModelDma, ModelDoorbell, NamespaceConfig, Status,
 };
+use crate::queue_pair::{Completion, IoQueuePair};
 use crate::regs::{offset, Aqa, Cc, Csts, ShutdownNotification, ShutdownStatus};
 use crate::status::{NvmeStatus, StatusCodeType};
 use crate::units::{ByteCount, Lba};
@@ -146,7 +146,8 @@ impl Rec {
     }
 }
 
-impl Hardware for Rec {
+// SAFETY: forwards to the model (see its impl), only recording what passes.
+unsafe impl Hardware for Rec {
     type Dma = ModelDma;
     type Doorbell = ModelDoorbell;
     type DeviceMem = NoDeviceMemory;
@@ -228,7 +229,7 @@ fn queue_pair_is_send_not_sync_and_controller_is_send_sync() {
     assert_send::<Qp>();
     assert_send::<Completion<ModelDma>>();
     assert_send::<Buf>();
-    assert_send::<Rejected<ModelDma>>();
+    assert_send::<Rejected<DmaBuf<ModelDma>>>();
     assert_send::<IoError<ModelDma>>();
     assert_send_sync::<Ctrl>();
     <Qp as AmbiguousIfSync<_>>::not_sync();
@@ -1117,7 +1118,7 @@ fn invalid_requests_are_rejected_before_anything_is_submitted() {
     let mut qp = c.create_io_queue_pair(8).unwrap();
     let st0 = model.stats();
 
-    let check = |r: Result<(), Rejected<ModelDma>>, want: &dyn Fn(&Error) -> bool, bid| {
+    let check = |r: Result<(), Rejected<DmaBuf<ModelDma>>>, want: &dyn Fn(&Error) -> bool, bid| {
         let Rejected { error, buf } = r.expect_err("must be rejected");
         assert!(want(&error), "unexpected error {error:?}");
         assert_eq!(id(&buf), bid, "the same buffer is handed back");
@@ -1894,7 +1895,7 @@ fn vectored_io_with_prp_lists_when_the_controller_has_no_sgls() {
         "{}",
         r.error
     );
-    assert_eq!(r.bufs.len(), 2);
+    assert_eq!(r.buf.len(), 2);
     assert_eq!(model.stats().io(io_opcode::WRITE), before);
     assert!(matches!(
         qp.submit_readv(&ns, Lba(0), Vec::new(), 4)

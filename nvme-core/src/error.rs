@@ -188,15 +188,36 @@ impl Error {
     }
 }
 
-/// A submission the queue refused: the error, and the buffer handed back.
-pub struct Rejected<D: DmaRegion> {
+/// A submission the queue refused, or a synchronous command that failed:
+/// the error, and the caller's buffer(s) handed back. `B` is what the
+/// submission carried: a [`DmaBuf`] ([`IoQueuePair::submit_read`] and the
+/// other data submissions), a `Vec` of them (vectored submissions), or
+/// `Option<DmaBuf>` ([`IoError`]).
+///
+/// [`IoQueuePair::submit_read`]: crate::IoQueuePair::submit_read
+pub struct Rejected<B> {
     /// Why.
     pub error: Error,
-    /// The caller's buffer, untouched by the device.
-    pub buf: DmaBuf<D>,
+    /// The caller's buffer(s), untouched by the device.
+    pub buf: B,
 }
 
-impl<D: DmaRegion> std::fmt::Debug for Rejected<D> {
+/// A failed synchronous I/O: the error, and the buffer if it is safe to
+/// hand back. After a timeout the device may still write the buffer, so it
+/// stays with the queue pair (`buf` is `None`) until the command completes
+/// or the queue is torn down.
+pub type IoError<D> = Rejected<Option<DmaBuf<D>>>;
+
+impl<D: DmaRegion> From<Rejected<DmaBuf<D>>> for IoError<D> {
+    fn from(r: Rejected<DmaBuf<D>>) -> Self {
+        Rejected {
+            error: r.error,
+            buf: Some(r.buf),
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for Rejected<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rejected")
             .field("error", &self.error)
@@ -204,54 +225,13 @@ impl<D: DmaRegion> std::fmt::Debug for Rejected<D> {
     }
 }
 
-impl<D: DmaRegion> std::fmt::Display for Rejected<D> {
+impl<B> std::fmt::Display for Rejected<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.error.fmt(f)
     }
 }
 
-impl<D: DmaRegion> std::error::Error for Rejected<D> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
-    }
-}
-
-/// A failed synchronous I/O: the error, and the buffer if it is safe to
-/// hand back. After a timeout the device may still write the buffer, so it
-/// stays with the queue pair (`buf` is `None`) until the command completes
-/// or the queue is torn down.
-pub struct IoError<D: DmaRegion> {
-    /// Why.
-    pub error: Error,
-    /// The buffer, when the device is done with it.
-    pub buf: Option<DmaBuf<D>>,
-}
-
-impl<D: DmaRegion> From<Rejected<D>> for IoError<D> {
-    fn from(r: Rejected<D>) -> Self {
-        IoError {
-            error: r.error,
-            buf: Some(r.buf),
-        }
-    }
-}
-
-impl<D: DmaRegion> std::fmt::Debug for IoError<D> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IoError")
-            .field("error", &self.error)
-            .field("buf_returned", &self.buf.is_some())
-            .finish()
-    }
-}
-
-impl<D: DmaRegion> std::fmt::Display for IoError<D> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.error.fmt(f)
-    }
-}
-
-impl<D: DmaRegion> std::error::Error for IoError<D> {
+impl<B> std::error::Error for Rejected<B> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.error)
     }

@@ -41,16 +41,25 @@ impl fmt::Display for Iova {
 
 /// One region of memory the device can access by DMA.
 ///
-/// Contract for implementors:
+/// # Safety
+///
+/// The driver builds slices, list pages and rings on these promises, so an
+/// implementation that breaks one is unsound:
 /// - `as_ptr()` is valid for reads and writes of `len()` bytes for as long as
 ///   the value lives, is aligned to at least 4096 bytes, and the region is
-///   zero-filled when handed out.
+///   zero-filled when handed out. `as_ptr()`, `iova()` and `len()` return
+///   the same values for the life of the value.
 /// - The region is contiguous in IOVA space: byte `i` is at `iova() + i`,
 ///   and `iova()` is 4096-aligned.
 /// - Dropping the value removes the device's access (IOMMU unmap) *before*
 ///   the memory is returned to the OS. The driver guarantees it drops a
 ///   region only when the controller can no longer use it.
-pub trait DmaRegion: Send + Sync + 'static {
+///
+/// The provided accessors (`read_at`, `read_u32`, `write_u32`, `write_u64`)
+/// are how the driver reaches memory the device shares with it outside
+/// data buffers (the admin scratch page, list pages, shadow doorbells):
+/// bounds- and alignment-checked, volatile for single words.
+pub unsafe trait DmaRegion: Send + Sync + 'static {
     /// Host virtual address of byte 0.
     fn as_ptr(&self) -> *mut u8;
     /// Device-visible address of byte 0.
@@ -60,6 +69,79 @@ pub trait DmaRegion: Send + Sync + 'static {
     /// True when `len() == 0` (never, for a region handed out by `alloc_dma`).
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Copy `out.len()` bytes starting at `offset` out of the region.
+    ///
+    /// # Panics
+    /// If the range is not inside the region (a driver bug, never input).
+    fn read_at(&self, offset: usize, out: &mut [u8]) {
+        let end = offset.checked_add(out.len());
+        assert!(
+            end.is_some_and(|e| e <= self.len()),
+            "read inside the region"
+        );
+        // SAFETY: [offset, offset + out.len()) lies inside the region, which
+        // is valid for reads for as long as `self` lives (trait contract);
+        // `out` is a separate Rust buffer, so the two do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), out.as_mut_ptr(), out.len())
+        };
+    }
+
+    /// Volatile load of the little-endian dword at `offset` (4-aligned).
+    ///
+    /// # Panics
+    /// If the dword is not inside the region or not aligned (a driver bug).
+    #[inline]
+    fn read_u32(&self, offset: usize) -> u32 {
+        assert!(
+            offset % 4 == 0 && offset + 4 <= self.len(),
+            "aligned dword inside the region"
+        );
+        // SAFETY: in bounds and 4-aligned (checked; the region is 4096-aligned);
+        // volatile because the device may write it concurrently.
+        u32::from_le(unsafe { self.as_ptr().add(offset).cast::<u32>().read_volatile() })
+    }
+
+    /// Volatile store of `value` as the little-endian dword at `offset` (4-aligned).
+    ///
+    /// # Panics
+    /// If the dword is not inside the region or not aligned (a driver bug).
+    #[inline]
+    fn write_u32(&self, offset: usize, value: u32) {
+        assert!(
+            offset % 4 == 0 && offset + 4 <= self.len(),
+            "aligned dword inside the region"
+        );
+        // SAFETY: in bounds and 4-aligned (checked; the region is 4096-aligned);
+        // volatile because the device may read it concurrently.
+        unsafe {
+            self.as_ptr()
+                .add(offset)
+                .cast::<u32>()
+                .write_volatile(value.to_le())
+        };
+    }
+
+    /// Volatile store of `value` as the little-endian qword at `offset` (8-aligned).
+    ///
+    /// # Panics
+    /// If the qword is not inside the region or not aligned (a driver bug).
+    #[inline]
+    fn write_u64(&self, offset: usize, value: u64) {
+        assert!(
+            offset % 8 == 0 && offset + 8 <= self.len(),
+            "aligned qword inside the region"
+        );
+        // SAFETY: in bounds and 8-aligned (checked; the region is 4096-aligned);
+        // volatile because the device may read it concurrently.
+        unsafe {
+            self.as_ptr()
+                .add(offset)
+                .cast::<u64>()
+                .write_volatile(value.to_le())
+        };
     }
 }
 
@@ -89,12 +171,15 @@ pub enum MemoryType {
 
 /// Device memory (a Controller Memory Buffer window) mapped into the host.
 ///
-/// Contract for implementors: `as_ptr()` is valid for volatile stores and
-/// loads of `len()` bytes for as long as the value lives; stores must be no
-/// wider than [`Hardware::max_device_store`]. The mapping is write-combining
-/// when `memory_type()` says so, in which case the driver drains WC buffers
-/// ([`crate::barrier::wc_flush`]) before ringing a doorbell.
-pub trait DeviceMemory: Send + Sync + 'static {
+/// # Safety
+///
+/// `as_ptr()` is valid for volatile stores and loads of `len()` bytes for
+/// as long as the value lives, and both return the same values for the
+/// life of the value (the driver places rings in it on that promise).
+/// The driver keeps its stores no wider than [`Hardware::max_device_store`].
+/// The mapping is write-combining when `memory_type()` says so, in which
+/// case the driver drains WC buffers before ringing a doorbell.
+pub unsafe trait DeviceMemory: Send + Sync + 'static {
     /// Host virtual address of byte 0.
     fn as_ptr(&self) -> *mut u8;
     /// Bytes mapped.
@@ -112,7 +197,8 @@ pub trait DeviceMemory: Send + Sync + 'static {
 #[derive(Debug)]
 pub enum NoDeviceMemory {}
 
-impl DeviceMemory for NoDeviceMemory {
+// SAFETY: uninhabited: no value exists, so no method can be called.
+unsafe impl DeviceMemory for NoDeviceMemory {
     fn as_ptr(&self) -> *mut u8 {
         match *self {}
     }
@@ -131,13 +217,21 @@ pub struct HwError(pub String);
 
 /// Register access, doorbells and DMA memory for one NVMe controller.
 ///
+/// # Safety
+///
+/// The device behind an implementation reaches host memory only at IOVAs
+/// of regions this same value handed out ([`Hardware::alloc_dma`]), and
+/// only while they live (an IOMMU domain per controller, as VFIO gives):
+/// the driver's ownership rules for DMA memory rest on that. Its
+/// associated types uphold their own traits' contracts.
+///
 /// Register offsets are byte offsets into BAR0. Implementations must perform
 /// each access as a single naturally aligned load/store of the given width
 /// (QEMU's controller emulates nothing wider than 8 bytes). Register access
 /// cannot fail: an implementation that cannot complete a read returns all
 /// ones (what a PCIe read of a removed device returns), which the driver
 /// treats as "device gone"; a write it cannot complete is logged and dropped.
-pub trait Hardware: Send + Sync + 'static {
+pub unsafe trait Hardware: Send + Sync + 'static {
     /// DMA memory handed out by [`Hardware::alloc_dma`].
     type Dma: DmaRegion;
     /// Doorbell handle handed out by [`Hardware::doorbell`].

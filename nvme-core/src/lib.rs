@@ -1,10 +1,26 @@
 //! NVMe spec types and driver logic, with no OS dependency.
 //!
-//! - [`regs`], [`cmd`], [`status`], [`identify`]: the spec as typed values.
-//! - [`hw`]: the narrow trait through which the driver reaches hardware.
 //! - [`Controller`]: bring-up, admin commands, orderly teardown.
 //! - [`IoQueuePair`]: one submission/completion queue pair, owned by one thread.
 //! - [`DmaBuf`]: DMA memory whose ownership moves into a command and back.
+//! - [`Hardware`]: the narrow (unsafe) trait through which the driver
+//!   reaches hardware: register MMIO, doorbells, DMA memory.
+//! - [`async_io`]: a `Future` per command on top of a queue pair.
+//! - [`regs`], [`cmd`], [`identify`]: the spec as typed values.
+//!
+//! Every other type is re-exported here; each has exactly one path.
+//!
+//! # Where `unsafe` lives
+//!
+//! The crate denies `unsafe_code`; it is allowed only in `barrier` (the
+//! fence instructions), `buffer` (a `DmaBuf`'s byte slice), `hw` (the unsafe
+//! traits and the region accessors built on their contracts), `ring` (SQ
+//! and CQ ring memory, shadow doorbell slots), `cmd` (an entry's words), and
+//! on two items of the queue pair: its `Drop` (freeing device-visible memory
+//! once the controller let go of it) and the `unsafe fn` raw submissions
+//! whose contract the caller keeps. See `docs/architecture.md`.
+
+#![deny(unsafe_code)]
 
 // Queue entries are written to device-visible memory as native `repr(C)`
 // structs; NVMe is little-endian.
@@ -12,31 +28,40 @@
 compile_error!("nvme-core supports little-endian targets only (x86_64, aarch64)");
 
 pub mod async_io;
-pub mod barrier;
-pub mod buffer;
-pub mod cmb;
+#[allow(unsafe_code)]
+mod barrier;
+#[allow(unsafe_code)]
+mod buffer;
+mod cmb;
+#[allow(unsafe_code)]
 pub mod cmd;
-pub mod controller;
+mod controller;
 #[cfg(test)]
+#[allow(unsafe_code)]
 mod driver_tests;
-pub mod error;
-pub mod hw;
+mod error;
+#[allow(unsafe_code)]
+mod hw;
 pub mod identify;
-pub mod io;
 #[cfg(any(test, feature = "model"))]
+#[allow(unsafe_code)]
 pub mod model;
-pub mod queue;
+mod queue_pair;
 pub mod regs;
-pub mod status;
-pub mod units;
+#[allow(unsafe_code)]
+mod ring;
+mod status;
+mod units;
 
+pub use barrier::wc_flush;
 pub use buffer::{DmaBuf, MAX_BUFFER};
-pub use controller::{CmbStatus, Controller, ControllerOptions, Namespace};
+pub use cmb::{CmbLayout, CmbScheme};
+pub use controller::{CmbStatus, Controller, ControllerOptions, Namespace, PAGE_SIZE};
 pub use error::{Error, IoError, Rejected};
 pub use hw::{
     DeviceMemory, DmaRegion, Doorbell, Hardware, HwError, Iova, MemoryType, NoDeviceMemory,
 };
-pub use io::{Completion, IoQueuePair, QueueStats, RejectedVec, MAX_SEGMENTS};
-pub use queue::{need_event, DoorbellStats};
-pub use status::NvmeStatus;
+pub use queue_pair::{Completion, IoQueuePair, QueueStats, MAX_DSM_RANGES, MAX_SEGMENTS};
+pub use ring::DoorbellStats;
+pub use status::{NvmeStatus, StatusCodeType};
 pub use units::{ByteCount, Lba};

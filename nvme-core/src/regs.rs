@@ -211,6 +211,19 @@ pub struct Cc {
 }
 
 impl Cc {
+    /// What this driver programs before enabling: NVM command set, 4 KiB
+    /// pages (MPS 0), round robin, no shutdown, 64-byte SQ and 16-byte CQ
+    /// entries; `enable` still clear.
+    pub const DRIVER: Cc = Cc {
+        enable: false,
+        css: 0,
+        mps: 0,
+        ams: 0,
+        shn: ShutdownNotification::None,
+        iosqes: 6,
+        iocqes: 4,
+    };
+
     /// Decode a raw CC value.
     pub const fn from_bits(v: u32) -> Self {
         Cc {

@@ -1,5 +1,5 @@
 //! The device handle: opening, config space, BAR0 access, doorbells, and the
-//! `nvme_core::hw::Hardware` implementation.
+//! `nvme_core::Hardware` implementation.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use nvme_core::hw::{Doorbell, Hardware, HwError, MemoryType};
+use nvme_core::{Doorbell, Hardware, HwError, MemoryType};
 use vfio_bindings::bindings::vfio::VFIO_REGION_INFO_FLAG_MMAP;
 use vfio_bindings::bindings::vfio::{
     VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_FLAGS_RESET, VFIO_PCI_CONFIG_REGION_INDEX,
@@ -797,7 +797,7 @@ impl Doorbell for VfioDoorbell {
             DoorbellKind::Mmio { reg, .. } => {
                 reg.write(value);
                 if self.wc {
-                    nvme_core::barrier::wc_flush();
+                    nvme_core::wc_flush();
                 }
             }
             DoorbellKind::Pwrite { dev, at } => {
@@ -814,7 +814,10 @@ impl Doorbell for VfioDoorbell {
 /// returns, which `nvme-core` already has to treat as "controller gone"), and
 /// writes are dropped. They only happen for offsets outside BAR0 or when the
 /// kernel refuses a pread/pwrite.
-impl Hardware for VfioDevice {
+// SAFETY: the device sits alone in an IOMMU container of its own (type1):
+// it can reach host memory only at IOVAs this value mapped for the
+// `DmaBuffer`s it handed out, each unmapped before its memory is released.
+unsafe impl Hardware for VfioDevice {
     type Dma = DmaBuffer;
     type Doorbell = VfioDoorbell;
     type DeviceMem = VfioDeviceMemory;

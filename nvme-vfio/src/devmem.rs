@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::sync::Arc;
 
-use nvme_core::hw::{DeviceMemory, MemoryType};
+use nvme_core::{DeviceMemory, MemoryType};
 
 use crate::caps::{RegionCaps, RegionInfo};
 use crate::pci::PciAddress;
@@ -389,7 +389,10 @@ impl std::fmt::Debug for VfioDeviceMemory {
     }
 }
 
-impl DeviceMemory for VfioDeviceMemory {
+// SAFETY: `map` is a live mapping of the BAR range that holds
+// `[off, off + len)` (checked at creation), kept for as long as this value;
+// pointer and length never change.
+unsafe impl DeviceMemory for VfioDeviceMemory {
     fn as_ptr(&self) -> *mut u8 {
         // In bounds: `off + len` lies inside the mapping (checked at creation).
         self.map.as_ptr().wrapping_add(self.off)

@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use nvme_core::hw::{DmaRegion, Iova};
+use nvme_core::{DmaRegion, Iova};
 
 use crate::container::Container;
 use crate::error::VfioError;
@@ -171,7 +171,10 @@ fn lock(c: &Container) -> std::sync::MutexGuard<'_, crate::iova::IovaAllocator> 
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl DmaRegion for DmaBuffer {
+// SAFETY: see the type's documentation: a pre-faulted, locked, zeroed
+// mapping of `len` bytes (4096-aligned), IOMMU-mapped contiguously at a
+// 4096-aligned IOVA; dropped as IOMMU unmap, then munmap.
+unsafe impl DmaRegion for DmaBuffer {
     #[inline]
     fn as_ptr(&self) -> *mut u8 {
         self.mem.as_ref().map_or(std::ptr::null_mut(), Mmap::as_ptr)

@@ -268,9 +268,9 @@ pub enum VfioError {
     },
 }
 
-impl From<VfioError> for nvme_core::hw::HwError {
+impl From<VfioError> for nvme_core::HwError {
     fn from(e: VfioError) -> Self {
-        nvme_core::hw::HwError(e.to_string())
+        nvme_core::HwError(e.to_string())
     }
 }
 

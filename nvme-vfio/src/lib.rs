@@ -2,7 +2,7 @@
 //! space through the VFIO type1 container/group API.
 //!
 //! ```no_run
-//! use nvme_core::hw::{Hardware, DmaRegion};
+//! use nvme_core::{Hardware, DmaRegion};
 //! use nvme_vfio::{PciAddress, VfioDevice};
 //!
 //! let dev = VfioDevice::open("0000:01:00.0".parse::<PciAddress>()?)?;
@@ -38,7 +38,7 @@
 //!   pre-faulted, locked, zeroed, mapped with `VFIO_IOMMU_MAP_DMA`; dropped
 //!   as IOMMU unmap → munmap → IOVA free.
 //! - `device`: [`VfioDevice`] ties it together and implements
-//!   [`nvme_core::hw::Hardware`]; [`VfioDoorbell`] is a pointer into the BAR0
+//!   [`nvme_core::Hardware`]; [`VfioDoorbell`] is a pointer into the BAR0
 //!   mapping, so ringing is one volatile store.
 //!
 //! # Where `unsafe` lives
@@ -88,7 +88,7 @@ pub const VFIO_TYPE1V2_IOMMU: u32 = vfio_bindings::bindings::vfio::VFIO_TYPE1v2_
 /// `VFIO_TYPE1_IOMMU`, as returned by [`VfioDevice::iommu_type`].
 pub const VFIO_TYPE1_IOMMU: u32 = vfio_bindings::bindings::vfio::VFIO_TYPE1_IOMMU;
 
-/// The [`nvme_core::hw::Hardware`] implementation of this crate (an alias:
+/// The [`nvme_core::Hardware`] implementation of this crate (an alias:
 /// [`VfioDevice`] implements the trait itself).
 pub type VfioHw = VfioDevice;
 

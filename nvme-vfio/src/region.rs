@@ -7,7 +7,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use nvme_core::hw::MemoryType;
+use nvme_core::MemoryType;
 use vfio_bindings::bindings::vfio::VFIO_REGION_INFO_FLAG_MMAP;
 
 use crate::caps::{parse_region_caps, rd_u32, wr_u32, RegionCaps, RegionInfo, REGION_INFO_LEN};

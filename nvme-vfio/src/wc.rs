@@ -32,7 +32,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use nvme_core::hw::MemoryType;
+use nvme_core::MemoryType;
 
 /// `IORESOURCE_IO` in the flags column of sysfs `resource`.
 pub const IORESOURCE_IO: u64 = 0x100;

@@ -119,7 +119,7 @@ impl Engine for NvmeEngine {
     #[inline]
     fn commit(&mut self) -> Result<()> {
         if self.batching {
-            self.qp.ring();
+            self.qp.publish();
         }
         Ok(())
     }

@@ -219,7 +219,11 @@ impl ModelDma {
     }
 }
 
-impl DmaRegion for ModelDma {
+// SAFETY: `ptr` is a zeroed, 4096-aligned heap allocation of `len` bytes
+// owned by this value; the IOVA range is the model's own, contiguous and
+// 4096-aligned; dropping removes it from the model's DMA table (under the
+// lock) before the memory is freed.
+unsafe impl DmaRegion for ModelDma {
     fn as_ptr(&self) -> *mut u8 {
         self.ptr.0.as_ptr()
     }

@@ -464,7 +464,9 @@ impl Doorbell for ModelDoorbell {
     }
 }
 
-impl Hardware for ModelController {
+// SAFETY: the model device reads and writes host memory only through its
+// DMA table, which holds exactly the live regions `alloc_dma` handed out.
+unsafe impl Hardware for ModelController {
     type Dma = ModelDma;
     type Doorbell = ModelDoorbell;
     type DeviceMem = crate::hw::NoDeviceMemory;

@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use nvme_core::hw::{DeviceMemory, Hardware, MemoryType};
+use nvme_core::{DeviceMemory, Hardware, MemoryType};
 use nvme_vfio::wc::{parse_pat, pat_overlapping, PatEntry};
 use nvme_vfio::{OpenOptions, PciAddress, RangePurpose};
 
@@ -108,7 +108,7 @@ fn main() -> ExitCode {
             let v = 0x5a5a_0000_0000_0000u64 | i as u64;
             ok &= w.write64(i * 8, v);
         }
-        nvme_core::barrier::wc_flush();
+        nvme_core::wc_flush();
         for i in 0..64usize {
             ok &= w.read64(i * 8) == Some(0x5a5a_0000_0000_0000u64 | i as u64);
         }

@@ -1,4 +1,6 @@
-//! Submission and completion rings, shared by the admin and I/O queues.
+//! Submission and completion rings, shared by the admin and I/O queues,
+//! and the doorbell writer (MMIO register plus shadow slot) they publish
+//! through.
 //!
 //! Ring memory is DMA memory the device reads (SQ) or writes (CQ); it is
 //! only ever touched through raw pointers with volatile accesses, never
@@ -17,29 +19,40 @@ use crate::hw::{DmaRegion, Doorbell, Hardware, Iova};
 /// `event_idx` lies in `[old, new)` (mod 2^16), i.e. the controller asked to
 /// be told once the value passes it. Linux's `nvme_dbbuf_need_event`.
 #[inline]
-pub fn need_event(event_idx: u16, new: u16, old: u16) -> bool {
+pub(crate) fn need_event(event_idx: u16, new: u16, old: u16) -> bool {
     new.wrapping_sub(event_idx).wrapping_sub(1) < new.wrapping_sub(old)
 }
 
-/// One queue's slots in the shadow doorbell and EventIdx pages.
-#[derive(Copy, Clone)]
-pub(crate) struct Shadow {
-    db: *mut u32,
-    ei: *mut u32,
+/// The two pages of Doorbell Buffer Config: shadow doorbell values the
+/// host writes, EventIdx values the controller writes. Shared (by `Arc`)
+/// by the controller and every ring that publishes through them.
+pub(crate) struct ShadowPages<D: DmaRegion> {
+    pub(crate) doorbells: D,
+    pub(crate) eventidx: D,
+}
+
+/// One doorbell's slots in the shadow doorbell and EventIdx pages.
+pub(crate) struct Shadow<D: DmaRegion> {
+    pages: Arc<ShadowPages<D>>,
+    /// Byte offset of the slot in both pages (4-aligned).
+    offset: usize,
     /// Ring the MMIO doorbell every time (admin queue), whatever EventIdx says.
     always_mmio: bool,
 }
 
-impl Shadow {
-    /// # Safety
-    /// `db` and `ei` must stay valid for 4-byte volatile access, 4-aligned,
-    /// for as long as the ring that holds this `Shadow` lives.
-    pub(crate) unsafe fn new(db: *mut u32, ei: *mut u32, always_mmio: bool) -> Self {
-        Shadow {
-            db,
-            ei,
+impl<D: DmaRegion> Shadow<D> {
+    /// The slots at `offset`, if both pages hold a dword there.
+    pub(crate) fn new(
+        pages: &Arc<ShadowPages<D>>,
+        offset: usize,
+        always_mmio: bool,
+    ) -> Option<Self> {
+        let fits = |r: &D| offset % 4 == 0 && offset + 4 <= r.len();
+        (fits(&pages.doorbells) && fits(&pages.eventidx)).then(|| Shadow {
+            pages: Arc::clone(pages),
+            offset,
             always_mmio,
-        }
+        })
     }
 
     /// Put both slots in the state of a queue that has never been rung: 0,
@@ -50,27 +63,21 @@ impl Shadow {
     /// MMIO doorbell for good, and a stale shadow head is taken as the new
     /// CQ's head.
     pub(crate) fn clear(&self) {
-        // SAFETY: per `Shadow::new`'s contract the slots are valid and
-        // aligned; volatile because they are DMA memory.
-        unsafe {
-            self.db.write_volatile(0);
-            self.ei.write_volatile(0);
-        }
+        self.pages.doorbells.write_u32(self.offset, 0);
+        self.pages.eventidx.write_u32(self.offset, 0);
     }
 
     /// Publish `new` in the shadow slot; true if the MMIO doorbell must
     /// be written too.
     #[inline]
     fn update(&self, new: u16, old: u16) -> bool {
-        // SAFETY: per `Shadow::new`'s contract the slots are valid and
-        // aligned; the controller reads `db` and writes `ei` concurrently,
-        // so both are volatile accesses.
-        unsafe { self.db.write_volatile(u32::from(new)) };
+        // The controller reads the shadow slot and writes EventIdx
+        // concurrently: both accessors are volatile.
+        self.pages.doorbells.write_u32(self.offset, u32::from(new));
         // The shadow store must be visible before we read EventIdx
         // (store -> load ordering needs a full fence).
         barrier::full();
-        // SAFETY: as above.
-        let ei = unsafe { self.ei.read_volatile() } as u16;
+        let ei = self.pages.eventidx.read_u32(self.offset) as u16;
         self.always_mmio || need_event(ei, new, old)
     }
 }
@@ -78,7 +85,7 @@ impl Shadow {
 /// MMIO doorbell writes and the ones shadow doorbells made unnecessary.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct DoorbellStats {
-    /// Doorbell values published (one per ring call).
+    /// Doorbell values written (one per tail or head publication).
     pub updates: u64,
     /// MMIO doorbell stores actually made.
     pub mmio_writes: u64,
@@ -89,7 +96,7 @@ pub struct DoorbellStats {
 /// what it did. Shared by the submission and completion rings.
 pub(crate) struct DoorbellWriter<H: Hardware> {
     doorbell: H::Doorbell,
-    shadow: Option<Shadow>,
+    shadow: Option<Shadow<H::Dma>>,
     /// The value last published.
     pub(crate) last: u16,
     pub(crate) stats: DoorbellStats,
@@ -105,10 +112,10 @@ impl<H: Hardware> DoorbellWriter<H> {
         })
     }
 
-    /// Publish `value`: to the shadow slot if there is one, and to the MMIO
+    /// Write `value`: to the shadow slot if there is one, and to the MMIO
     /// register unless EventIdx says the controller does not need it.
     #[inline]
-    fn publish(&mut self, value: u16) {
+    fn write(&mut self, value: u16) {
         self.stats.updates += 1;
         let mmio = match &self.shadow {
             Some(sh) => sh.update(value, self.last),
@@ -210,7 +217,7 @@ impl<H: Hardware> SqRing<H> {
     }
 
     /// Route doorbell updates through a shadow slot from now on.
-    pub(crate) fn set_shadow(&mut self, shadow: Shadow) {
+    pub(crate) fn set_shadow(&mut self, shadow: Shadow<H::Dma>) {
         self.doorbell.shadow = Some(shadow);
     }
 
@@ -277,9 +284,10 @@ impl<H: Hardware> SqRing<H> {
         self.next_tail = next_index(self.tail, self.entries);
     }
 
-    /// Publish everything pushed so far with one doorbell store.
+    /// Make everything pushed so far visible to the controller: order the
+    /// entry stores before the doorbell, then write the new tail.
     #[inline]
-    pub(crate) fn ring(&mut self) {
+    pub(crate) fn publish_tail(&mut self) {
         if self.store == StoreKind::Host {
             barrier::before_doorbell();
         } else {
@@ -287,7 +295,7 @@ impl<H: Hardware> SqRing<H> {
             // weakly ordered: drain them before the doorbell.
             barrier::wc_flush();
         }
-        self.doorbell.publish(self.tail);
+        self.doorbell.write(self.tail);
     }
 }
 
@@ -429,14 +437,14 @@ impl<H: Hardware> CqRing<H> {
     }
 
     /// Route doorbell updates through a shadow slot from now on.
-    pub(crate) fn set_shadow(&mut self, shadow: Shadow) {
+    pub(crate) fn set_shadow(&mut self, shadow: Shadow<H::Dma>) {
         self.doorbell.shadow = Some(shadow);
     }
 
-    /// Tell the device how far we have consumed.
+    /// Tell the device how far we have consumed: write the new head.
     #[inline]
-    pub(crate) fn ring(&mut self) {
-        self.doorbell.publish(self.head);
+    pub(crate) fn publish_head(&mut self) {
+        self.doorbell.write(self.head);
     }
 }
 

@@ -1,0 +1,136 @@
+//! The admin queue: one command at a time, polled to completion, with a
+//! scratch page for the data of Identify and Get Log Page.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::cmd::{CompletionEntry, SubmissionEntry};
+use crate::error::Error;
+use crate::hw::{DmaRegion, Hardware, Iova};
+use crate::regs::{offset, Cap, Csts};
+use crate::ring::{CqRing, SqRing};
+
+use super::PAGE_SIZE;
+
+/// The admin queue pair plus a scratch page for identify and log data.
+pub(crate) struct AdminQueue<H: Hardware> {
+    pub(super) sq: SqRing<H>,
+    pub(super) cq: CqRing<H>,
+    scratch: H::Dma,
+    next_cid: u16,
+}
+
+/// Whether a failed admin command leaves the controller in an unknown
+/// state (it then counts as dead): no answer in time, fatal status, or the
+/// device gone. A command the controller answered with a status does not.
+pub(super) fn kills_controller(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Timeout { .. } | Error::ControllerFatal(_) | Error::DeviceGone
+    )
+}
+
+impl<H: Hardware> AdminQueue<H> {
+    pub(super) fn new(hw: &H, cap: Cap, entries: u16) -> Result<Self, Error> {
+        Ok(AdminQueue {
+            sq: SqRing::new(hw, entries, cap.sq_tail_doorbell(0))?,
+            cq: CqRing::new(hw, entries, cap.cq_head_doorbell(0))?,
+            scratch: hw.alloc_dma(PAGE_SIZE)?,
+            next_cid: 0,
+        })
+    }
+
+    /// The scratch page's device address (for a command's PRP1).
+    pub(super) fn scratch_iova(&self) -> Iova {
+        self.scratch.iova()
+    }
+
+    /// Run one command; a failure that leaves the controller in an unknown
+    /// state sets `dead` ([`kills_controller`]).
+    pub(super) fn run(
+        &mut self,
+        hw: &H,
+        cmd: SubmissionEntry,
+        what: &'static str,
+        timeout: Duration,
+        dead: &AtomicBool,
+    ) -> Result<CompletionEntry, Error> {
+        let r = self.exec(hw, cmd, what, timeout);
+        if let Err(e) = &r {
+            if kills_controller(e) {
+                dead.store(true, Ordering::Relaxed);
+            }
+        }
+        r
+    }
+
+    /// Submit one command and wait for its completion.
+    fn exec(
+        &mut self,
+        hw: &H,
+        mut cmd: SubmissionEntry,
+        what: &'static str,
+        timeout: Duration,
+    ) -> Result<CompletionEntry, Error> {
+        let cid = self.next_cid;
+        self.next_cid = self.next_cid.wrapping_add(1);
+        cmd.set_cid(cid);
+        if self.sq.is_full() {
+            return Err(Error::QueueFull {
+                outstanding: usize::from(self.sq.entries()) - 1,
+            });
+        }
+        self.sq.push(&cmd);
+        self.sq.publish_tail();
+        let start = Instant::now();
+        let mut spins: u32 = 0;
+        loop {
+            if let Some(cqe) = self.cq.peek() {
+                self.cq.advance();
+                self.sq.set_head(cqe.sq_head);
+                self.cq.publish_head();
+                if cqe.cid != cid {
+                    tracing::warn!(cid = cqe.cid, "stale admin completion ignored");
+                    continue;
+                }
+                return match cqe.status() {
+                    Ok(()) => Ok(cqe),
+                    Err(status) => Err(Error::Command {
+                        command: what,
+                        status,
+                    }),
+                };
+            }
+            spins += 1;
+            if spins % 256 == 0 {
+                let csts = Csts(hw.read32(offset::CSTS));
+                if csts.is_all_ones() {
+                    return Err(Error::DeviceGone);
+                }
+                if csts.fatal() {
+                    return Err(Error::ControllerFatal(csts));
+                }
+                if start.elapsed() > timeout {
+                    return Err(Error::Timeout {
+                        command: what,
+                        timeout,
+                    });
+                }
+                hw.delay_us(10);
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Copy the first `N` bytes out of the scratch page. Call only after a
+    /// command that filled it completed: the device no longer writes it (a
+    /// timed-out command makes the controller dead and no later command
+    /// reuses the page).
+    pub(super) fn scratch_bytes<const N: usize>(&self) -> Box<[u8; N]> {
+        const { assert!(N <= PAGE_SIZE) };
+        let mut out = Box::new([0u8; N]);
+        self.scratch.read_at(0, &mut out[..]);
+        out
+    }
+}

@@ -1,0 +1,614 @@
+//! The controller: its public handle, the state it shares with its queue
+//! pairs, admin commands, creating and deleting I/O queues, and orderly
+//! teardown. Bring-up is in `bringup`, the admin queue in `admin`,
+//! namespaces in `namespace`.
+
+mod admin;
+mod bringup;
+mod namespace;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::buffer::DmaBuf;
+use crate::cmb::{self, Cmb, CmbLayout};
+use crate::cmd::{cns, feature, log_page, CompletionEntry, SubmissionEntry};
+use crate::error::Error;
+use crate::hw::{Hardware, Iova, MemoryType};
+use crate::identify::{
+    ErrorLogEntry, IdentifyController, IdentifyNamespace, SmartLog, ERROR_LOG_ENTRY_SIZE,
+    IDENTIFY_SIZE, SMART_LOG_SIZE,
+};
+use crate::queue_pair::IoQueuePair;
+use crate::regs::{offset, Cap, Cc, Csts, ShutdownNotification, ShutdownStatus, Version};
+use crate::ring::{Shadow, ShadowPages};
+use crate::units::ByteCount;
+
+use admin::AdminQueue;
+use bringup::{disable, BringUp};
+pub use namespace::Namespace;
+
+/// The memory page size the driver programs (CC.MPS = 0).
+pub const PAGE_SIZE: usize = 4096;
+
+/// The largest transfer one command may carry with the driver's one-page
+/// PRP lists: PRP1 plus 512 list entries of 4 KiB.
+const PRP_LIST_LIMIT: usize = 512 * PAGE_SIZE;
+
+/// Tunables for [`Controller::init`].
+#[derive(Clone, Debug)]
+pub struct ControllerOptions {
+    /// Admin queue entries (clamped to 2..=4096 and CAP.MQES + 1).
+    pub admin_queue_entries: u16,
+    /// I/O queue pairs to ask the controller for (Set Features, Number of Queues).
+    pub io_queue_pairs: u16,
+    /// How long an admin command may take.
+    pub admin_timeout: Duration,
+    /// How long a synchronous I/O may take.
+    pub io_timeout: Duration,
+    /// How long a normal shutdown may take before we disable anyway.
+    pub shutdown_timeout: Duration,
+    /// Use shadow doorbells (Doorbell Buffer Config) when the controller
+    /// supports them (OACS.DBCS): doorbell values go to host memory and the
+    /// MMIO doorbell is written only when the controller's EventIdx asks.
+    pub shadow_doorbells: bool,
+    /// Use SGLs for vectored I/O when the controller supports them (SGLS);
+    /// off: PRP lists only (vectored buffers must then meet on page boundaries).
+    pub use_sgls: bool,
+    /// Put I/O submission queues in the Controller Memory Buffer when the
+    /// controller has one that may hold them (CMBSZ.SQS). Off: host memory.
+    pub cmb_queues: bool,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        ControllerOptions {
+            admin_queue_entries: 32,
+            io_queue_pairs: 16,
+            admin_timeout: Duration::from_secs(10),
+            io_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(10),
+            cmb_queues: true,
+            shadow_doorbells: true,
+            use_sgls: true,
+        }
+    }
+}
+
+/// What [`Controller::cmb`] reports.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct CmbStatus {
+    /// Location, size, scheme and capabilities.
+    pub layout: CmbLayout,
+    /// I/O submission queues are placed in the CMB.
+    pub sq_in_cmb: bool,
+    /// The memory type of the host mapping, when mapped.
+    pub memory_type: Option<MemoryType>,
+}
+
+/// The pages of Doorbell Buffer Config and the doorbell stride that
+/// places each queue's slots in them.
+struct DbBuf<H: Hardware> {
+    pages: Arc<ShadowPages<H::Dma>>,
+    stride: usize,
+}
+
+/// Creating I/O queues failed: why, and whether the memory given to the
+/// controller for them may be freed.
+pub(crate) struct QueueSetupError {
+    pub(crate) error: Error,
+    pub(crate) memory_released: bool,
+}
+
+/// State shared by the controller handle and its I/O queue pairs.
+pub(crate) struct Shared<H: Hardware> {
+    pub(crate) hw: H,
+    pub(crate) cap: Cap,
+    version: Version,
+    /// `None` only after teardown leaked it (controller did not stop).
+    admin: Mutex<Option<AdminQueue<H>>>,
+    identify: IdentifyController,
+    namespaces: Vec<Namespace>,
+    io_queues_granted: u16,
+    qid_in_use: Mutex<Vec<bool>>,
+    pub(crate) max_transfer: usize,
+    /// The CMB as discovered (reported even when not used for queues).
+    cmb_layout: Option<CmbLayout>,
+    /// The mapped CMB, when submission queues go there.
+    pub(crate) cmb: Option<Arc<Cmb<H>>>,
+    /// Shadow doorbell and EventIdx pages, when enabled.
+    dbbuf: Option<DbBuf<H>>,
+    pub(crate) domain: u64,
+    dead: AtomicBool,
+    torn_down: bool,
+    pub(crate) opts: ControllerOptions,
+}
+
+impl<H: Hardware> Shared<H> {
+    fn admin(&self) -> MutexGuard<'_, Option<AdminQueue<H>>> {
+        self.admin.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `f` on the admin queue, which must still be usable.
+    fn with_admin<T>(
+        &self,
+        f: impl FnOnce(&mut AdminQueue<H>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        if self.is_dead() {
+            return Err(Error::Dead);
+        }
+        let mut guard = self.admin();
+        let q = guard.as_mut().ok_or(Error::Dead)?;
+        f(q)
+    }
+
+    pub(crate) fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Relaxed)
+    }
+
+    fn mark_dead(&self) {
+        self.dead.store(true, Ordering::Relaxed);
+    }
+
+    /// Run one admin command; failures that leave the controller in an
+    /// unknown state mark it dead.
+    pub(crate) fn admin_cmd(
+        &self,
+        cmd: SubmissionEntry,
+        what: &'static str,
+    ) -> Result<CompletionEntry, Error> {
+        self.with_admin(|q| q.run(&self.hw, cmd, what, self.opts.admin_timeout, &self.dead))
+    }
+
+    /// Run an admin command that fills the scratch page (`cmd` gets its
+    /// address); the first `N` bytes of it.
+    fn admin_data<const N: usize>(
+        &self,
+        cmd: impl FnOnce(Iova) -> SubmissionEntry,
+        what: &'static str,
+    ) -> Result<Box<[u8; N]>, Error> {
+        self.with_admin(|q| {
+            let cmd = cmd(q.scratch_iova());
+            q.run(&self.hw, cmd, what, self.opts.admin_timeout, &self.dead)?;
+            Ok(q.scratch_bytes::<N>())
+        })
+    }
+
+    /// SGLs may be used for NVM data pointers.
+    pub(crate) fn sgls_usable(&self) -> bool {
+        self.opts.use_sgls && self.identify.sgls.supported()
+    }
+
+    /// Optional NVM commands the controller supports.
+    pub(crate) fn oncs(&self) -> crate::identify::Oncs {
+        self.identify.oncs
+    }
+
+    /// Shadow slots for a new I/O queue `qid`'s SQ and CQ, if shadow
+    /// doorbells are on, cleared to the state of a queue never rung. Call
+    /// before creating the queue: the slots of a queue id that was used
+    /// before still hold that queue's last values (the controller does not
+    /// reset them on Create; Linux likewise clears the pages on setup).
+    pub(crate) fn fresh_shadows(&self, qid: u16) -> Option<[Shadow<H::Dma>; 2]> {
+        let d = self.dbbuf.as_ref()?;
+        let (sq, cq) = (d.slot(qid, true, false)?, d.slot(qid, false, false)?);
+        sq.clear();
+        cq.clear();
+        Some([sq, cq])
+    }
+
+    /// Reserve the lowest free I/O queue id.
+    fn reserve_qid(&self) -> Result<u16, Error> {
+        let mut used = self.qid_in_use.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(qid) = (1..used.len()).find(|&q| !used[q]) else {
+            return Err(Error::NoQueuePairs {
+                granted: self.io_queues_granted,
+            });
+        };
+        used[qid] = true;
+        Ok(qid as u16)
+    }
+
+    fn release_qid(&self, qid: u16) {
+        let mut used = self.qid_in_use.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = used.get_mut(usize::from(qid)) {
+            *slot = false;
+        }
+    }
+
+    /// Create I/O completion queue `qid` (`entries`, at `iova`), then the
+    /// submission queue `qid` feeding it. On failure, the error says
+    /// whether the controller can be shown not to use the rings' memory:
+    /// a create the controller refused with a status needs nothing undone
+    /// (beyond deleting a CQ already created); anything else disables the
+    /// controller, and if even that is not confirmed the memory must leak.
+    pub(crate) fn create_io_queues(
+        &self,
+        qid: u16,
+        (cq_entries, cq_iova): (u16, Iova),
+        (sq_entries, sq_iova): (u16, Iova),
+    ) -> Result<(), QueueSetupError> {
+        let create_cq = SubmissionEntry::create_io_cq(qid, cq_entries, cq_iova);
+        if let Err(error) = self.admin_cmd(create_cq, "Create I/O Completion Queue") {
+            let memory_released =
+                matches!(error, Error::Command { .. }) || self.emergency_disable();
+            return Err(QueueSetupError {
+                error,
+                memory_released,
+            });
+        }
+        let create_sq = SubmissionEntry::create_io_sq(qid, sq_entries, sq_iova, qid);
+        if let Err(error) = self.admin_cmd(create_sq, "Create I/O Submission Queue") {
+            let cq_gone = matches!(error, Error::Command { .. })
+                && self
+                    .admin_cmd(SubmissionEntry::delete_io_cq(qid), "Delete I/O CQ")
+                    .is_ok();
+            let memory_released = cq_gone || self.emergency_disable();
+            return Err(QueueSetupError {
+                error,
+                memory_released,
+            });
+        }
+        Ok(())
+    }
+
+    /// Delete I/O queues `qid` (SQ first: the controller completes or
+    /// aborts every command of it before answering, so afterwards nothing
+    /// is in flight) and free the id; if deletion fails, disable the
+    /// controller. True when the controller can be shown not to use the
+    /// queues' memory any more.
+    pub(crate) fn delete_io_queues(&self, qid: u16) -> bool {
+        let deleted = self
+            .admin_cmd(SubmissionEntry::delete_io_sq(qid), "Delete I/O SQ")
+            .and_then(|_| self.admin_cmd(SubmissionEntry::delete_io_cq(qid), "Delete I/O CQ"));
+        match deleted {
+            Ok(_) => {
+                self.release_qid(qid);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(
+                    qid,
+                    "deleting I/O queues failed: {e}; disabling the controller"
+                );
+                self.emergency_disable()
+            }
+        }
+    }
+
+    /// Stop all controller activity (CC.EN = 0) after a failure, so memory
+    /// the controller might still access can be freed. Returns true only if
+    /// the controller confirmed (CSTS.RDY = 0).
+    pub(crate) fn emergency_disable(&self) -> bool {
+        self.mark_dead();
+        disable(&self.hw, self.cap).is_ok()
+    }
+
+    /// Normal shutdown, then disable; frees nothing itself.
+    fn teardown(&mut self) -> Result<(), Error> {
+        self.torn_down = true;
+        let hw = &self.hw;
+        let mut first_err = None;
+        if !self.is_dead() {
+            let mut cc = Cc::from_bits(hw.read32(offset::CC));
+            cc.shn = ShutdownNotification::Normal;
+            hw.write32(offset::CC, cc.to_bits());
+            let deadline = Instant::now() + self.opts.shutdown_timeout;
+            loop {
+                let csts = Csts(hw.read32(offset::CSTS));
+                if csts.is_all_ones() {
+                    first_err = Some(Error::DeviceGone);
+                    break;
+                }
+                if csts.shutdown_status() == ShutdownStatus::Complete {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    first_err = Some(Error::Timeout {
+                        command: "normal shutdown (CC.SHN)",
+                        timeout: self.opts.shutdown_timeout,
+                    });
+                    break;
+                }
+                hw.delay_us(1000);
+            }
+        }
+        let disabled = disable(hw, self.cap);
+        if let Some(layout) = &self.cmb_layout {
+            cmb::disable(hw, layout);
+        }
+        match (first_err, disabled) {
+            (Some(e), _) => Err(e),
+            (None, r) => r,
+        }
+    }
+}
+
+impl<H: Hardware> Drop for Shared<H> {
+    fn drop(&mut self) {
+        if !self.torn_down {
+            if let Err(e) = self.teardown() {
+                tracing::warn!("controller teardown: {e}");
+            }
+        }
+        // Free the admin queue only if the controller is provably stopped.
+        let csts = Csts(self.hw.read32(offset::CSTS));
+        let cc = Cc::from_bits(self.hw.read32(offset::CC));
+        if csts.is_all_ones() || cc.enable || csts.ready() {
+            tracing::error!(
+                ?csts,
+                "controller did not stop; leaking its admin queue and doorbell buffer \
+                 memory rather than freeing memory it may still write"
+            );
+            let admin = self
+                .admin
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            std::mem::forget(admin);
+            // The controller writes EventIdx values into these pages.
+            std::mem::forget(self.dbbuf.take());
+        }
+    }
+}
+
+/// An NVMe controller, brought up and ready for admin and I/O commands.
+///
+/// Cloning is cheap (a reference count). I/O queue pairs keep the controller
+/// alive; the controller is shut down (CC.SHN, then CC.EN = 0) when the
+/// last handle and the last queue pair are gone, and only then is its DMA
+/// memory released.
+pub struct Controller<H: Hardware> {
+    shared: Arc<Shared<H>>,
+}
+
+impl<H: Hardware> Clone for Controller<H> {
+    fn clone(&self) -> Self {
+        Controller {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<H: Hardware> Controller<H> {
+    /// Reset and bring up the controller behind `hw`: disable, program the
+    /// admin queue, configure and enable, identify, negotiate I/O queues,
+    /// turn on shadow doorbells and discover namespaces.
+    pub fn init(hw: H, opts: ControllerOptions) -> Result<Self, Error> {
+        let mut up = BringUp::check_capabilities(&hw, &opts)?;
+        up.reset_and_map_cmb()?;
+        up.enable_admin_queue()?;
+        let identify = up.identify()?;
+        let granted = up.negotiate_queues()?;
+        up.enable_shadow_doorbells(&identify)?;
+        let (namespaces, domain) = up.discover_namespaces(&identify)?;
+        let shared = up.finish_parts(identify, granted, namespaces, domain);
+        Ok(Controller {
+            shared: Arc::new(shared.with_hardware(hw)),
+        })
+    }
+
+    /// The platform layer.
+    pub fn hardware(&self) -> &H {
+        &self.shared.hw
+    }
+    /// CAP.
+    pub fn cap(&self) -> Cap {
+        self.shared.cap
+    }
+    /// VS.
+    pub fn version(&self) -> Version {
+        self.shared.version
+    }
+    /// Identify Controller data read at bring-up.
+    pub fn identify(&self) -> &IdentifyController {
+        &self.shared.identify
+    }
+    /// Active namespaces found at bring-up.
+    pub fn namespaces(&self) -> &[Namespace] {
+        &self.shared.namespaces
+    }
+    /// One active namespace.
+    pub fn namespace(&self, nsid: u32) -> Result<&Namespace, Error> {
+        self.shared
+            .namespaces
+            .iter()
+            .find(|n| n.nsid() == nsid)
+            .ok_or_else(|| Error::NoSuchNamespace {
+                nsid,
+                active: self.shared.namespaces.iter().map(|n| n.nsid()).collect(),
+            })
+    }
+    /// I/O queue pairs the controller granted.
+    pub fn io_queue_pairs_granted(&self) -> u16 {
+        self.shared.io_queues_granted
+    }
+    /// Largest transfer of one I/O command, in bytes.
+    pub fn max_transfer_bytes(&self) -> usize {
+        self.shared.max_transfer
+    }
+    /// Largest I/O queue the controller supports (CAP.MQES + 1, at most 65536).
+    pub fn max_queue_entries(&self) -> u32 {
+        self.shared.cap.max_queue_entries()
+    }
+    /// The controller memory buffer, if the controller has one: where it
+    /// is, what it may hold, whether I/O submission queues use it, and the
+    /// memory type its mapping got.
+    pub fn cmb(&self) -> Option<CmbStatus> {
+        self.shared.cmb_layout.map(|layout| CmbStatus {
+            layout,
+            sq_in_cmb: self.shared.cmb.is_some(),
+            memory_type: self.shared.cmb.as_ref().map(|c| c.memory_type()),
+        })
+    }
+
+    /// True if shadow doorbells (Doorbell Buffer Config) are in use.
+    pub fn shadow_doorbells(&self) -> bool {
+        self.shared.dbbuf.is_some()
+    }
+
+    /// Options in force.
+    pub fn options(&self) -> &ControllerOptions {
+        &self.shared.opts
+    }
+    /// Current CSTS.
+    pub fn status(&self) -> Csts {
+        Csts(self.shared.hw.read32(offset::CSTS))
+    }
+
+    /// Allocate a zeroed DMA buffer of at least `len` bytes (rounded up to
+    /// 4096), usable with this controller's queue pairs. Its window starts
+    /// covering exactly `len` bytes.
+    pub fn alloc_buffer(&self, len: ByteCount) -> Result<DmaBuf<H::Dma>, Error> {
+        let len = len.0;
+        if len == 0 || len > crate::buffer::MAX_BUFFER {
+            return Err(Error::InvalidArgument(format!(
+                "buffer length {len}: a buffer holds 1..={} bytes",
+                crate::buffer::MAX_BUFFER
+            )));
+        }
+        let region = self.shared.hw.alloc_dma(len)?;
+        let mut buf = DmaBuf::new(region, self.shared.domain);
+        buf.set_window(0, len)?;
+        Ok(buf)
+    }
+
+    /// Allocate `count` buffers of `size` bytes each (rounded up to a
+    /// multiple of 4096) from one DMA region: one IOMMU mapping, on 2 MiB
+    /// hugepages when the platform has them and the total is large enough.
+    /// Each buffer's window starts covering `size` bytes.
+    pub fn alloc_buffers(
+        &self,
+        count: usize,
+        size: ByteCount,
+    ) -> Result<Vec<DmaBuf<H::Dma>>, Error> {
+        let size = size.0;
+        if count == 0 || size == 0 {
+            return Err(Error::InvalidArgument(
+                "zero buffers or zero-sized buffers".into(),
+            ));
+        }
+        let stride = size.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        if stride > crate::buffer::MAX_BUFFER {
+            return Err(Error::InvalidArgument(format!(
+                "buffer size {size}: a buffer holds at most {} bytes",
+                crate::buffer::MAX_BUFFER
+            )));
+        }
+        let total = stride
+            .checked_mul(count)
+            .ok_or_else(|| Error::InvalidArgument(format!("{count} x {size} bytes overflows")))?;
+        let region = Arc::new(self.shared.hw.alloc_dma(total)?);
+        (0..count)
+            .map(|i| {
+                let mut b = DmaBuf::slice(region.clone(), i * stride, stride, self.shared.domain);
+                b.set_window(0, size)?;
+                Ok(b)
+            })
+            .collect()
+    }
+
+    /// Create an I/O queue pair with `entries` slots (2..=CAP.MQES+1, at most
+    /// 65535: ring indices are 16-bit). Each slot also owns a 4 KiB PRP/SGL
+    /// list page, so a queue costs `entries` x 4 KiB of DMA memory besides
+    /// its rings.
+    /// It is owned by the caller and can be moved to another thread.
+    pub fn create_io_queue_pair(&self, entries: u32) -> Result<IoQueuePair<H>, Error> {
+        let max = self.max_queue_entries().min(65535);
+        if entries < 2 || entries > max {
+            return Err(Error::InvalidArgument(format!(
+                "queue size {entries} outside 2..={max} (CAP.MQES + 1)"
+            )));
+        }
+        if self.shared.is_dead() {
+            return Err(Error::Dead);
+        }
+        let qid = self.shared.reserve_qid()?;
+        IoQueuePair::create(self.shared.clone(), qid, entries).inspect_err(|_| {
+            self.shared.release_qid(qid);
+        })
+    }
+
+    /// Identify a namespace now (not the cached copy).
+    pub fn identify_namespace(&self, nsid: u32) -> Result<IdentifyNamespace, Error> {
+        let data = self.shared.admin_data::<IDENTIFY_SIZE>(
+            |scratch| SubmissionEntry::identify(cns::NAMESPACE, nsid, scratch),
+            "Identify Namespace",
+        )?;
+        Ok(IdentifyNamespace::parse(&data))
+    }
+
+    /// Get Features: the current value (completion DW0).
+    pub fn get_features(&self, fid: u8, cdw11: u32) -> Result<u32, Error> {
+        Ok(self
+            .shared
+            .admin_cmd(SubmissionEntry::get_features(fid, cdw11), "Get Features")?
+            .result)
+    }
+
+    /// Set Features: returns completion DW0.
+    pub fn set_features(&self, fid: u8, cdw11: u32) -> Result<u32, Error> {
+        Ok(self
+            .shared
+            .admin_cmd(SubmissionEntry::set_features(fid, cdw11), "Set Features")?
+            .result)
+    }
+
+    /// Number of Queues currently allocated: (submission, completion), counts.
+    pub fn number_of_queues(&self) -> Result<(u16, u16), Error> {
+        let v = self.get_features(feature::NUMBER_OF_QUEUES, 0)?;
+        Ok(((v & 0xffff) as u16 + 1, (v >> 16) as u16 + 1))
+    }
+
+    fn get_log<const N: usize>(&self, lid: u8, what: &'static str) -> Result<Box<[u8; N]>, Error> {
+        self.shared.admin_data::<N>(
+            |scratch| SubmissionEntry::get_log_page(lid, 0xffff_ffff, (N / 4) as u32, 0, scratch),
+            what,
+        )
+    }
+
+    /// SMART / Health Information log (controller-wide).
+    pub fn smart_log(&self) -> Result<SmartLog, Error> {
+        let page =
+            self.get_log::<SMART_LOG_SIZE>(log_page::SMART_HEALTH, "Get Log Page (SMART)")?;
+        Ok(SmartLog::parse(&page))
+    }
+
+    /// Error Information log: up to 64 most recent entries, unused ones dropped.
+    pub fn error_log(&self) -> Result<Vec<ErrorLogEntry>, Error> {
+        let entries = (usize::from(self.identify().elpe) + 1).min(PAGE_SIZE / ERROR_LOG_ENTRY_SIZE);
+        let page = self.get_log::<PAGE_SIZE>(
+            log_page::ERROR_INFORMATION,
+            "Get Log Page (Error Information)",
+        )?;
+        Ok(page
+            .chunks_exact(ERROR_LOG_ENTRY_SIZE)
+            .take(entries)
+            .map(ErrorLogEntry::parse)
+            .filter(|e| e.error_count != 0)
+            .collect())
+    }
+
+    /// Shut the controller down now and report how it went. Fails (and
+    /// leaves shutdown to the last drop) while I/O queue pairs or clones of
+    /// this handle are alive.
+    pub fn shutdown(self) -> Result<(), Error> {
+        match Arc::try_unwrap(self.shared) {
+            Ok(mut shared) => shared.teardown(),
+            Err(shared) => Err(Error::InUse {
+                others: Arc::strong_count(&shared) - 1,
+            }),
+        }
+    }
+}
+
+impl<H: Hardware> std::fmt::Debug for Controller<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("model", &self.shared.identify.model)
+            .field("serial", &self.shared.identify.serial)
+            .field("version", &self.shared.version)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,304 @@
+//! One I/O queue pair, owned by one thread.
+//!
+//! The pair is `Send` (create it anywhere, move it to the core that uses it)
+//! but not `Sync`: every operation takes `&mut self`, so no two threads can
+//! ever touch the same rings and no lock is needed. The submit and complete
+//! paths do no allocation, take no lock and make no syscall.
+//!
+//! Buffers move in with [`IoQueuePair::submit_read`] /
+//! [`IoQueuePair::submit_write`] and come back in the [`Completion`]. A
+//! buffer whose command has not completed stays inside the pair, even on
+//! timeout; dropping the pair deletes its queues on the controller (or, if
+//! that fails, disables the controller) before any buffer is released, and
+//! leaks them if the controller cannot be shown to have stopped.
+//!
+//! The module, along its seams:
+//! - here: the pair, its creation and teardown, publishing submissions and
+//!   polling completions;
+//! - `submit`: every way to submit a command (the one-command fast path,
+//!   splits at MDTS, raw, vectored, commands without data);
+//! - `slots`: command identifiers, what each command in flight carries, and
+//!   completion accounting;
+//! - `data_ptr`: PRPs, PRP lists, SGL segments and DSM ranges in each
+//!   slot's list page;
+//! - `validate`: the transfer rules every submission path shares;
+//! - `blocking`: submit-and-wait helpers.
+
+mod blocking;
+mod data_ptr;
+mod slots;
+mod submit;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+use std::sync::Arc;
+
+use crate::buffer::DmaBuf;
+use crate::controller::{Shared, PAGE_SIZE};
+use crate::error::Error;
+use crate::hw::{DmaRegion, Hardware};
+use crate::ring::{CqRing, DoorbellStats, SqRing};
+use crate::status::NvmeStatus;
+
+use data_ptr::ListPages;
+use slots::CommandSlots;
+use validate::Rules;
+
+/// A finished command.
+pub struct Completion<D: DmaRegion> {
+    /// The caller's token from submission.
+    pub tag: u64,
+    /// Success, or the controller's status.
+    pub status: Result<(), NvmeStatus>,
+    /// Completion DW0 (command specific).
+    pub result: u32,
+    /// The data buffer, back in the caller's hands.
+    pub buf: Option<DmaBuf<D>>,
+    /// The buffers of a vectored command, back in the caller's hands.
+    pub bufs: Option<Vec<DmaBuf<D>>>,
+}
+
+impl<D: DmaRegion> std::fmt::Debug for Completion<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Completion")
+            .field("tag", &self.tag)
+            .field("status", &self.status)
+            .field("buf", &self.buf)
+            .finish()
+    }
+}
+
+/// Counters of one queue pair (plain fields: only its owner touches them).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// NVMe commands submitted (a split request counts each piece).
+    pub commands: u64,
+    /// Completions delivered to the caller (a split request counts once).
+    pub completions: u64,
+    /// Submission queue tail doorbell updates and MMIO writes.
+    pub sq_doorbell: DoorbellStats,
+    /// Completion queue head doorbell updates and MMIO writes.
+    pub cq_doorbell: DoorbellStats,
+}
+
+/// Largest number of buffers in one vectored command (one list page of
+/// 16-byte SGL descriptors).
+pub const MAX_SEGMENTS: usize = PAGE_SIZE / 16;
+
+/// Largest number of ranges in one Dataset Management command.
+pub const MAX_DSM_RANGES: usize = 256;
+
+/// An I/O submission/completion queue pair.
+pub struct IoQueuePair<H: Hardware> {
+    shared: Arc<Shared<H>>,
+    qid: u16,
+    // Everything the device may access is ManuallyDrop: Drop frees it only
+    // after the controller confirmed the queues are gone.
+    sq: ManuallyDrop<SqRing<H>>,
+    cq: ManuallyDrop<CqRing<H>>,
+    /// One 4 KiB list page (PRP list, SGL segment, DSM ranges) per slot.
+    lists: ManuallyDrop<ListPages<H::Dma>>,
+    /// Command slots, with the buffers of commands in flight.
+    cmds: ManuallyDrop<CommandSlots<H::Dma>>,
+    rules: Rules,
+    /// Defer SQ doorbells until `publish()` / `poll()`.
+    batch_doorbells: bool,
+    /// CQ entries consumed but not yet acknowledged with a head doorbell.
+    cq_unacked: u16,
+    /// How many may stay unacknowledged: CQ entries minus SQ entries.
+    cq_slack: u16,
+    commands: u64,
+    /// Not `Sync`: all access goes through `&mut self` on one thread.
+    _not_sync: PhantomData<std::cell::Cell<()>>,
+}
+
+impl<H: Hardware> IoQueuePair<H> {
+    /// Build the rings and slots for queue `qid` and create the queues on
+    /// the controller. The caller reserved `qid` and checked `entries`
+    /// (2..=65535).
+    pub(crate) fn create(shared: Arc<Shared<H>>, qid: u16, entries: u32) -> Result<Self, Error> {
+        let n = u16::try_from(entries).unwrap_or(u16::MAX);
+        let hw = &shared.hw;
+        let cap = shared.cap;
+        // The CQ gets up to twice the SQ's entries: at most n - 1 commands
+        // are ever outstanding, so with C entries the host may leave up to
+        // C - n consumed entries unacknowledged and the controller still
+        // always has room to post. That lets one CQ head doorbell cover many
+        // polls (see `poll`).
+        let cq_n = (2 * u32::from(n)).min(cap.max_queue_entries()).min(65535) as u16;
+        let cq_slack = cq_n.saturating_sub(n);
+        let mut cq = CqRing::new(hw, cq_n, cap.cq_head_doorbell(qid))?;
+        let mut sq = match &shared.cmb {
+            Some(cmb) => match SqRing::new_in_cmb(hw, cmb, n, cap.sq_tail_doorbell(qid)) {
+                Ok(sq) => sq,
+                Err(e) => {
+                    tracing::debug!(qid, "SQ in host memory: {e}");
+                    SqRing::new(hw, n, cap.sq_tail_doorbell(qid))?
+                }
+            },
+            None => SqRing::new(hw, n, cap.sq_tail_doorbell(qid))?,
+        };
+        if let Some([s, c]) = shared.fresh_shadows(qid) {
+            sq.set_shadow(s);
+            cq.set_shadow(c);
+        }
+        let lists = ListPages::new(hw.alloc_dma(usize::from(n) * PAGE_SIZE)?);
+        if let Err(e) = shared.create_io_queues(qid, (cq_n, cq.iova()), (n, sq.iova())) {
+            if !e.memory_released {
+                // The controller may still use this memory: leak it.
+                std::mem::forget((cq, sq, lists));
+            }
+            return Err(e.error);
+        }
+        let rules = Rules {
+            domain: shared.domain,
+            max_transfer: shared.max_transfer,
+            oncs: shared.oncs(),
+            sgls: shared.sgls_usable(),
+        };
+        Ok(IoQueuePair {
+            shared,
+            qid,
+            sq: ManuallyDrop::new(sq),
+            cq: ManuallyDrop::new(cq),
+            lists: ManuallyDrop::new(lists),
+            cmds: ManuallyDrop::new(CommandSlots::new(n)),
+            rules,
+            batch_doorbells: false,
+            cq_unacked: 0,
+            cq_slack,
+            commands: 0,
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// The queue identifier on the controller.
+    pub fn qid(&self) -> u16 {
+        self.qid
+    }
+
+    /// True if this pair's submission queue lives in the controller memory buffer.
+    pub fn sq_in_cmb(&self) -> bool {
+        self.sq.in_cmb()
+    }
+
+    /// Slots in the submission queue (one is always kept empty).
+    pub fn entries(&self) -> u16 {
+        self.sq.entries()
+    }
+
+    /// Commands submitted and not yet reaped.
+    pub fn outstanding(&self) -> usize {
+        self.cmds.in_flight()
+    }
+
+    /// Largest transfer one NVMe command carries; larger requests are split.
+    pub fn max_transfer_bytes(&self) -> usize {
+        self.rules.max_transfer
+    }
+
+    /// Counters: commands, completions, doorbell updates and MMIO writes.
+    pub fn stats(&self) -> QueueStats {
+        QueueStats {
+            commands: self.commands,
+            completions: self.cmds.completions,
+            sq_doorbell: self.sq.doorbell.stats,
+            cq_doorbell: self.cq.doorbell.stats,
+        }
+    }
+
+    /// With batching on, submissions only write queue entries; the SQ
+    /// doorbell is written once by [`IoQueuePair::publish`] or at the start
+    /// of the next [`IoQueuePair::poll`]. Off (the default): every
+    /// submission publishes itself.
+    pub fn set_doorbell_batching(&mut self, on: bool) {
+        self.batch_doorbells = on;
+        if !on {
+            self.publish();
+        }
+    }
+
+    /// Make every submission not yet visible to the controller visible,
+    /// with one doorbell write.
+    #[inline]
+    pub fn publish(&mut self) {
+        if self.sq.unpublished() {
+            self.sq.publish_tail();
+        }
+    }
+
+    /// After a submission: publish it unless doorbells are batched.
+    #[inline]
+    fn publish_unless_batching(&mut self) {
+        if !self.batch_doorbells {
+            self.publish();
+        }
+    }
+
+    /// Reap up to `max` completions, handing each to `f`. Returns how many
+    /// NVMe completion entries were consumed. Publishes batched submissions
+    /// first.
+    ///
+    /// The CQ head doorbell is written only once the consumed entries not
+    /// yet acknowledged reach the CQ's slack (its entries beyond the SQ's):
+    /// since at most SQ-entries − 1 commands are ever outstanding, the
+    /// controller always has room to post, and one doorbell write covers
+    /// many polls (every poll, if the controller allowed no larger CQ).
+    #[inline]
+    pub fn poll(&mut self, max: usize, mut f: impl FnMut(Completion<H::Dma>)) -> usize {
+        self.publish();
+        let mut n = 0;
+        let mut sq_head = 0;
+        while n < max {
+            let Some(cqe) = self.cq.peek_io() else { break };
+            self.cq.advance();
+            sq_head = cqe.sq_head;
+            n += 1;
+            self.cmds
+                .complete(self.qid, cqe.cid, cqe.status, cqe.result, &mut f);
+        }
+        if n > 0 {
+            // The newest entry carries the newest SQ head.
+            self.sq.set_head(sq_head);
+            // n <= CQ entries: the controller posts no more than that
+            // between two head doorbells.
+            let n16 = u16::try_from(n).unwrap_or(u16::MAX);
+            self.cq_unacked = self.cq_unacked.saturating_add(n16);
+            if self.cq_unacked >= self.cq_slack {
+                self.cq_unacked = 0;
+                self.cq.publish_head();
+            }
+        }
+        n
+    }
+}
+
+impl<H: Hardware> Drop for IoQueuePair<H> {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // Deleting the SQ first makes the controller complete or abort every
+        // command of it, so afterwards nothing is in flight.
+        if self.shared.delete_io_queues(self.qid) {
+            // SAFETY: each field is dropped exactly once, here, and never
+            // used again (we are in Drop). The controller no longer accesses
+            // this memory: its queues were deleted, or the controller was
+            // disabled (CSTS.RDY = 0).
+            unsafe {
+                ManuallyDrop::drop(&mut self.cmds);
+                ManuallyDrop::drop(&mut self.lists);
+                ManuallyDrop::drop(&mut self.sq);
+                ManuallyDrop::drop(&mut self.cq);
+            }
+        } else {
+            tracing::error!(
+                qid = self.qid,
+                outstanding = self.outstanding(),
+                "controller did not stop; leaking this queue pair's DMA memory rather than \
+                 freeing memory it may still access"
+            );
+        }
+    }
+}
