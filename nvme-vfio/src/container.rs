@@ -100,10 +100,7 @@ impl Container {
             },
         })?;
 
-        let version = sys::get_api_version(&container).map_err(|source| VfioError::Ioctl {
-            op: "VFIO_GET_API_VERSION",
-            source,
-        })?;
+        let version = sys::get_api_version(&container)?;
         if version != VFIO_API_VERSION as i32 {
             return Err(VfioError::ApiVersion {
                 got: version,
@@ -143,10 +140,7 @@ impl Container {
             },
         })?;
 
-        let flags = sys::group_status(&group).map_err(|source| VfioError::Ioctl {
-            op: "VFIO_GROUP_GET_STATUS",
-            source,
-        })?;
+        let flags = sys::group_status(&group)?;
         if flags & VFIO_GROUP_FLAGS_VIABLE == 0 {
             // The sysfs pre-check passed, so name every peer with a non-vfio driver.
             let blockers: Vec<PeerDevice> = dev
@@ -163,14 +157,8 @@ impl Container {
             });
         }
 
-        sys::group_set_container(&group, &container).map_err(|source| VfioError::Ioctl {
-            op: "VFIO_GROUP_SET_CONTAINER",
-            source,
-        })?;
-        sys::set_iommu(&container, iommu_type).map_err(|source| VfioError::Ioctl {
-            op: "VFIO_SET_IOMMU",
-            source,
-        })?;
+        sys::group_set_container(&group, &container)?;
+        sys::set_iommu(&container, iommu_type)?;
 
         let caps = iommu_info(&container)?;
         let host_page = sys::page_size() as u64;
@@ -206,10 +194,7 @@ fn iommu_info(container: &File) -> Result<IommuCaps, VfioError> {
     let mut len = IOMMU_INFO_LEN;
     for _ in 0..4 {
         let mut buf = vec![0u8; len];
-        sys::iommu_get_info(container, &mut buf).map_err(|source| VfioError::Ioctl {
-            op: "VFIO_IOMMU_GET_INFO",
-            source,
-        })?;
+        sys::iommu_get_info(container, &mut buf)?;
         let want = rd_u32(&buf, 0).unwrap_or(0) as usize;
         if want > buf.len() && want <= 64 * 1024 {
             len = want;

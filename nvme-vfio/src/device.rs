@@ -266,16 +266,8 @@ impl VfioDevice {
             input: address.to_string(),
             reason: "contains NUL",
         })?;
-        let device = sys::group_get_device_fd(&container.group, &name).map_err(|source| {
-            VfioError::Ioctl {
-                op: "VFIO_GROUP_GET_DEVICE_FD",
-                source,
-            }
-        })?;
-        let info = sys::device_get_info(&device).map_err(|source| VfioError::Ioctl {
-            op: "VFIO_DEVICE_GET_INFO",
-            source,
-        })?;
+        let device = sys::group_get_device_fd(&container.group, &name)?;
+        let info = sys::device_get_info(&device)?;
         if info.flags & VFIO_DEVICE_FLAGS_PCI == 0 {
             return Err(VfioError::UnsupportedDevice {
                 address,
