@@ -399,10 +399,6 @@ impl VfioDevice {
     pub fn config_read(&self, offset: u16, buf: &mut [u8]) -> Result<(), VfioError> {
         self.inner.device.config_read(u64::from(offset), buf)
     }
-    /// Write `buf` to PCI config space at `offset`.
-    pub fn config_write(&self, offset: u16, buf: &[u8]) -> Result<(), VfioError> {
-        self.inner.device.config_write(u64::from(offset), buf)
-    }
     /// Read a little-endian u16 from config space.
     pub fn config_read_u16(&self, offset: u16) -> Result<u16, VfioError> {
         self.inner.device.config_read_u16(u64::from(offset))
@@ -412,10 +408,6 @@ impl VfioDevice {
         let mut b = [0u8; 4];
         self.config_read(offset, &mut b)?;
         Ok(u32::from_le_bytes(b))
-    }
-    /// Write a little-endian u16 to config space.
-    pub fn config_write_u16(&self, offset: u16, v: u16) -> Result<(), VfioError> {
-        self.inner.device.config_write_u16(u64::from(offset), v)
     }
 
     /// Allocate zeroed DMA memory (what [`Hardware::alloc_dma`] calls, with
@@ -605,8 +597,8 @@ impl Hardware for VfioDevice {
         Ok(self.bar_bus_address(bar)?)
     }
 
-    /// From [`wc::STORE_QUIRKS`], keyed by PCI vendor/device (8 bytes for
-    /// devices not listed).
+    /// From the store-width quirk table (`wc::STORE_QUIRKS` in this crate),
+    /// keyed by PCI vendor/device (8 bytes for devices not listed).
     fn max_device_store(&self) -> usize {
         wc::max_store_for(self.inner.vendor_id, self.inner.device_id)
     }

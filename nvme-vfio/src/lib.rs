@@ -15,25 +15,38 @@
 //!
 //! # Layers
 //!
-//! - [`pci`], [`sysfs`]: parse the PCI address and check the system before
-//!   opening anything (device present, IOMMU group, bound to vfio-pci, group
-//!   viable). Every failure is a [`VfioError`] whose message says what to do.
+//! Every module is private; what a user needs is re-exported here, so each
+//! public type has one path (`nvme_vfio::Name`).
+//!
+//! - `pci`, `sysfs`: parse the PCI address ([`PciAddress`]) and check the
+//!   system before opening anything (device present, IOMMU group, bound to
+//!   vfio-pci, group viable; [`OpenOptions::check`] runs just these and
+//!   returns a [`SysfsDevice`]). Every failure is a [`VfioError`] whose
+//!   message says what to do.
+//! - `open`: [`OpenOptions`] and the bring-up behind [`VfioDevice::open`],
+//!   one named step each: sysfs checks → `open_container` →
+//!   `open_device_fd` → `reset` → `query_bars` → `plan_and_map_bars` →
+//!   `read_config_header` → `reserve_bar_iovas` → the device, built once →
+//!   `enable_bus_master`.
 //! - `container`: `/dev/vfio/vfio` + `/dev/vfio/<group>`: API version,
-//!   Type1v2/Type1 IOMMU, viability, IOVA ranges ([`iova`] allocates in them).
+//!   Type1v2/Type1 IOMMU, viability, IOVA ranges ([`IovaRange`]; `iova`
+//!   allocates in them).
 //! - `region`: `VFIO_DEVICE_GET_REGION_INFO` with its capability chain
 //!   (parsed in `caps`), BAR0 mapping honouring sparse-mmap areas, and the
 //!   per-access route: the mapping when the access lies inside a mapped
 //!   area, else `pread`/`pwrite` on the device fd. [`MappingRecord`]s report
 //!   each range's route and memory type.
-//! - [`wc`] (plan, PAT parsing, store-width quirks) and `devmem` (carrying
-//!   it out): at open, before vfio touches any memory BAR, each range gets
-//!   its intent (BAR0 register page uncached; doorbells and the CMB
-//!   write-combining if possible) and the best route: a vfio WC uAPI probed
-//!   at run time (dma-buf memattr, cargo feature `dmabuf-wc`), sysfs
+//! - `wc` (plan, PAT parsing, store-width quirks) and `devmem` (the plan as
+//!   one value, `WcPlan`, and carrying it out): at open, before vfio touches
+//!   any memory BAR, each range gets its intent (BAR0 register page
+//!   uncached; doorbells and the CMB write-combining if possible) and the
+//!   best route: a vfio WC uAPI probed at run time (dma-buf memattr, cargo
+//!   feature `dmabuf-wc`; the result is a [`VfioWcSupport`]), sysfs
 //!   `resourceN_wc` for prefetchable BARs, else the uncached vfio mmap.
 //!   Every record is checked against x86's `pat_memtype_list` when it is
-//!   readable; see `docs/write-combining.md`. The device's BAR ranges are
-//!   withheld from IOVA allocation.
+//!   readable ([`PatList`] parses it for tools that want to look again); see
+//!   `docs/write-combining.md`. The device's BAR ranges
+//!   ([`BarResource`]s) are withheld from IOVA allocation.
 //! - `dma`: [`DmaBuffer`]: anonymous memory (2 MiB hugepages when possible),
 //!   pre-faulted, locked, zeroed, mapped with `VFIO_IOMMU_MAP_DMA`; dropped
 //!   as IOMMU unmap → munmap → IOVA free.
@@ -67,13 +80,13 @@ mod device;
 mod devmem;
 mod dma;
 mod error;
-pub mod iova;
+mod iova;
 mod open;
-pub mod pci;
+mod pci;
 mod region;
 mod sys;
-pub mod sysfs;
-pub mod wc;
+mod sysfs;
+mod wc;
 
 pub use device::{VfioDevice, VfioDoorbell};
 pub use devmem::VfioDeviceMemory;
@@ -84,6 +97,7 @@ pub use open::OpenOptions;
 pub use pci::PciAddress;
 pub use region::{MappingRecord, MappingRoute, RangePurpose};
 pub use sysfs::SysfsDevice;
+pub use wc::{BarResource, PatEntry, PatList, VfioWcSupport};
 
 /// `VFIO_TYPE1v2_IOMMU`, as returned by [`VfioDevice::iommu_type`].
 pub const VFIO_TYPE1V2_IOMMU: u32 = vfio_bindings::bindings::vfio::VFIO_TYPE1v2_IOMMU;
