@@ -104,10 +104,6 @@ pub const VFIO_TYPE1V2_IOMMU: u32 = vfio_bindings::bindings::vfio::VFIO_TYPE1v2_
 /// `VFIO_TYPE1_IOMMU`, as returned by [`VfioDevice::iommu_type`].
 pub const VFIO_TYPE1_IOMMU: u32 = vfio_bindings::bindings::vfio::VFIO_TYPE1_IOMMU;
 
-/// The [`nvme_core::hw::Hardware`] implementation of this crate (an alias:
-/// [`VfioDevice`] implements the trait itself).
-pub type VfioHw = VfioDevice;
-
 /// Why [`open_controller`] failed: opening the device, or bringing up the controller.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -124,7 +120,7 @@ pub enum OpenError {
 pub fn open_controller(
     addr: &str,
     opts: nvme_core::ControllerOptions,
-) -> Result<nvme_core::Controller<VfioHw>, OpenError> {
+) -> Result<nvme_core::Controller<VfioDevice>, OpenError> {
     let dev = VfioDevice::open(PciAddress::parse(addr)?)?;
     Ok(nvme_core::Controller::init(dev, opts)?)
 }
