@@ -541,6 +541,18 @@ bogus line
     }
 
     #[test]
+    fn pat_list_is_parse_pat_and_pat_overlapping() {
+        let l = PatList::parse(PAT);
+        let e = parse_pat(PAT);
+        assert_eq!(
+            l.overlapping(0x8_0000_1000, 0x8_0000_2000),
+            pat_overlapping(&e, 0x8_0000_1000, 0x8_0000_2000)
+        );
+        assert_eq!(l.overlapping(0, u64::MAX), e);
+        assert!(PatList::parse("").overlapping(0, u64::MAX).is_empty());
+    }
+
+    #[test]
     fn pat_source_verdicts() {
         let d = crate::sysfs::tests::TempDir::new("pat");
         std::fs::create_dir_all(d.0.join("x86")).unwrap();
