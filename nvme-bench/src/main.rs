@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use nvme_core::{ByteCount, Controller, ControllerOptions, Lba};
-use nvme_vfio::VfioHw;
+use nvme_vfio::VfioDevice;
 
 #[derive(Parser)]
 #[command(
@@ -157,7 +157,7 @@ fn main() -> ExitCode {
 
 type Res = Result<(), Box<dyn std::error::Error>>;
 
-fn open(addr: &str) -> Result<Controller<VfioHw>, Box<dyn std::error::Error>> {
+fn open(addr: &str) -> Result<Controller<VfioDevice>, Box<dyn std::error::Error>> {
     Ok(nvme_vfio::open_controller(
         addr,
         ControllerOptions::default(),
@@ -168,7 +168,7 @@ fn info(addr: &str) -> Res {
     let c = open(addr)?;
     let id = c.identify();
     let cap = c.cap();
-    let hw = c.hardware();
+    let hw = c.platform_info();
     println!("Controller {}", hw.pci_address());
     println!("  model            : {}", id.model);
     println!("  serial           : {}", id.serial);

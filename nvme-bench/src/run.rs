@@ -76,7 +76,8 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         let disk_window = crate::diskstats::DiskSnapshot::take(grp.iter().map(|(j, _)| j));
         // Controllers: one per PCI address, asked for as many I/O queue
         // pairs as jobs use it.
-        let mut ctrls: BTreeMap<String, nvme_core::Controller<nvme_vfio::VfioHw>> = BTreeMap::new();
+        let mut ctrls: BTreeMap<String, nvme_core::Controller<nvme_vfio::VfioDevice>> =
+            BTreeMap::new();
         let mut targets = Vec::new();
         {
             let mut want: BTreeMap<String, (ControllerOptions, u16)> = BTreeMap::new();

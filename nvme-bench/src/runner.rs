@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nvme_core::Controller;
-use nvme_vfio::VfioHw;
+use nvme_vfio::VfioDevice;
 
 use crate::engine::{self, Done, Engine};
 use crate::error::{Error, Result};
@@ -44,7 +44,10 @@ pub struct Progress {
 
 /// Where a job's I/O goes.
 pub enum Target {
-    Nvme { ctrl: Controller<VfioHw>, nsid: u32 },
+    Nvme {
+        ctrl: Controller<VfioDevice>,
+        nsid: u32,
+    },
     Path(String),
 }
 

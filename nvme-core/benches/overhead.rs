@@ -315,6 +315,8 @@ unsafe impl Hardware for FastHw {
     type Dma = ModelDma;
     type Doorbell = BenchDoorbell;
     type DeviceMem = NoDeviceMemory;
+    type Info = ();
+    fn info(&self) {}
 
     fn read32(&self, offset: usize) -> u32 {
         self.model.read32(offset)

@@ -298,6 +298,8 @@ mod tests {
         type Dma = NoDma;
         type Doorbell = RecBell;
         type DeviceMem = Win;
+        type Info = ();
+        fn info(&self) {}
         fn read32(&self, off: usize) -> u32 {
             self.log.lock().unwrap().push(format!("r32 {off:#x}"));
             let visible = !self.v14 || self.cre();
@@ -329,7 +331,7 @@ mod tests {
             Ok(RecBell(self.rings.clone()))
         }
         fn alloc_dma(&self, _len: usize) -> Result<NoDma, HwError> {
-            Err(HwError("no DMA in this fake".into()))
+            Err(HwError::msg("no DMA in this fake"))
         }
         fn map_device_memory(&self, bar: u8, off: u64, len: u64) -> Result<Win, HwError> {
             self.log

@@ -151,6 +151,8 @@ unsafe impl Hardware for Rec {
     type Dma = ModelDma;
     type Doorbell = ModelDoorbell;
     type DeviceMem = NoDeviceMemory;
+    type Info = ();
+    fn info(&self) {}
 
     fn read32(&self, off: usize) -> u32 {
         let v = self.hw.read32(off);
@@ -1912,8 +1914,8 @@ fn raw_submission_with_caller_managed_dma_memory() {
     let ns = c.namespace(1).unwrap().clone();
     let mut qp = c.create_io_queue_pair(8).unwrap();
     // Memory the engine manages itself: a region straight from the platform.
-    let src = c.hardware().alloc_dma(8192).unwrap();
-    let dst = c.hardware().alloc_dma(8192).unwrap();
+    let src = c.alloc_dma(8192).unwrap();
+    let dst = c.alloc_dma(8192).unwrap();
     let data = pattern(6144, 8);
     // SAFETY: `src` is 8192 bytes, valid for writes; no command uses it yet.
     unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), src.as_ptr().add(1024), data.len()) };

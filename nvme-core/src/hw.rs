@@ -211,9 +211,65 @@ unsafe impl DeviceMemory for NoDeviceMemory {
 }
 
 /// An error from the platform layer, carried through `nvme-core` errors.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct HwError(pub String);
+///
+/// It keeps the platform's own error value (e.g. `nvme_vfio::VfioError`,
+/// whose message says how to fix the setup): [`HwError::downcast_ref`]
+/// gets it back, and it displays as that error does.
+pub struct HwError(HwErrorRepr);
+
+enum HwErrorRepr {
+    Message(String),
+    Source(Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl HwError {
+    /// An error that is only a message (fakes and models).
+    pub fn msg(message: impl Into<String>) -> Self {
+        HwError(HwErrorRepr::Message(message.into()))
+    }
+
+    /// Wrap the platform's own error, keeping its type.
+    pub fn new<E: std::error::Error + Send + Sync + 'static>(error: E) -> Self {
+        HwError(HwErrorRepr::Source(Box::new(error)))
+    }
+
+    /// The platform's error, if it is an `E`.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match &self.0 {
+            HwErrorRepr::Source(e) => e.downcast_ref::<E>(),
+            HwErrorRepr::Message(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for HwError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            HwErrorRepr::Message(m) => f.debug_tuple("HwError").field(m).finish(),
+            HwErrorRepr::Source(e) => f.debug_tuple("HwError").field(e).finish(),
+        }
+    }
+}
+
+impl fmt::Display for HwError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            HwErrorRepr::Message(m) => f.write_str(m),
+            HwErrorRepr::Source(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Transparent: the wrapped error's own source, so a chain of causes is
+/// reported once.
+impl std::error::Error for HwError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            HwErrorRepr::Source(e) => e.source(),
+            HwErrorRepr::Message(_) => None,
+        }
+    }
+}
 
 /// Register access, doorbells and DMA memory for one NVMe controller.
 ///
@@ -238,6 +294,13 @@ pub unsafe trait Hardware: Send + Sync + 'static {
     type Doorbell: Doorbell;
     /// Device memory handed out by [`Hardware::map_device_memory`].
     type DeviceMem: DeviceMemory;
+    /// Read-only facts about the platform device (its address, mappings,
+    /// statistics) that a live controller may show its users: it must not
+    /// give access to the registers or to DMA.
+    type Info: Clone + Send + Sync + 'static;
+
+    /// The facts [`Hardware::Info`] holds.
+    fn info(&self) -> Self::Info;
 
     /// Read a 32-bit register.
     fn read32(&self, offset: usize) -> u32;

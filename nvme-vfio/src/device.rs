@@ -1,128 +1,67 @@
-//! The device handle: opening, config space, BAR0 access, doorbells, and the
-//! `nvme_core::Hardware` implementation.
+//! The device handle: config space, BAR0 access, doorbells, and the
+//! `nvme_core::Hardware` implementation. Opening it is `open.rs`.
 
-use std::ffi::CString;
 use std::fs::File;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use nvme_core::{Doorbell, Hardware, HwError, MemoryType};
-use vfio_bindings::bindings::vfio::VFIO_REGION_INFO_FLAG_MMAP;
-use vfio_bindings::bindings::vfio::{
-    VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_FLAGS_RESET, VFIO_PCI_CONFIG_REGION_INDEX,
-    VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
-};
 
-use crate::caps::{RegionCaps, RegionInfo};
 use crate::container::Container;
-use crate::devmem::{self, MemBar, PlanCtx, VfioDeviceMemory};
+use crate::devmem::{MemBar, VfioDeviceMemory};
 use crate::dma::{DmaBuffer, DmaStats};
 use crate::error::VfioError;
 use crate::iova::IovaRange;
+use crate::open::OpenOptions;
 use crate::pci::PciAddress;
-use crate::region::{mmap_plan, query_region, rw_write, Bar, MappingRecord, Span};
-use crate::sys::{self, Reg32};
-use crate::sysfs::{self, SysfsDevice};
-use crate::wc::{self, BarFacts, BarResource, PatSource, VfioWcSupport};
+use crate::region::{rw_write, Bar, MappingRecord};
+use crate::sys::Reg32;
+use crate::sysfs::SysfsDevice;
+use crate::wc::{self, BarResource, VfioWcSupport};
 
 /// PCI command register offset and bits.
 const PCI_COMMAND: u64 = 0x04;
 const PCI_COMMAND_MEMORY: u16 = 1 << 1;
 const PCI_COMMAND_MASTER: u16 = 1 << 2;
 
-/// How to open a device. `OpenOptions::new().open(addr)` is the same as
-/// [`VfioDevice::open`].
-#[derive(Clone, Debug)]
-pub struct OpenOptions {
-    sysfs_root: PathBuf,
-    dev_vfio: PathBuf,
-    reset: bool,
-    hugepages: bool,
-    debugfs_root: PathBuf,
-    write_combining: bool,
-    touch_bar_first: Option<u8>,
-}
-
-impl Default for OpenOptions {
-    fn default() -> Self {
-        OpenOptions {
-            sysfs_root: "/sys".into(),
-            dev_vfio: "/dev/vfio".into(),
-            reset: true,
-            hugepages: true,
-            debugfs_root: "/sys/kernel/debug".into(),
-            write_combining: true,
-            touch_bar_first: None,
-        }
-    }
-}
-
-impl OpenOptions {
-    /// Defaults: `/sys`, `/dev/vfio`, reset at open, hugepages when possible.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Where sysfs is mounted (tests point this at a fake tree).
-    pub fn sysfs_root(&mut self, root: impl Into<PathBuf>) -> &mut Self {
-        self.sysfs_root = root.into();
-        self
-    }
-    /// Where the VFIO device nodes live (normally `/dev/vfio`).
-    pub fn dev_vfio(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
-        self.dev_vfio = dir.into();
-        self
-    }
-    /// Issue VFIO_DEVICE_RESET at open when the device supports it (default true).
-    pub fn reset(&mut self, yes: bool) -> &mut Self {
-        self.reset = yes;
-        self
-    }
-    /// Try 2 MiB hugepages for DMA buffers of 2 MiB or more (default true).
-    pub fn hugepages(&mut self, yes: bool) -> &mut Self {
-        self.hugepages = yes;
-        self
-    }
-    /// Where debugfs is mounted (default `/sys/kernel/debug`). The driver
-    /// reads `x86/pat_memtype_list` there to verify memory types, only if it
-    /// is present and readable; it never mounts anything.
-    pub fn debugfs_root(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
-        self.debugfs_root = dir.into();
-        self
-    }
-    /// Ask for write-combining for doorbells and device memory (default
-    /// true); false maps everything uncached.
-    pub fn write_combining(&mut self, yes: bool) -> &mut Self {
-        self.write_combining = yes;
-        self
-    }
-    /// Test and diagnostics knob: map BAR `bar` (1..=5) through vfio
-    /// *before* the write-combining plan runs, the way an earlier user of
-    /// the BAR would. On x86 vfio's mapping fixes the range's PAT type, so
-    /// the later WC attempt is refused or downgraded; the driver must notice
-    /// and fall back to uncached, and say so in [`VfioDevice::mappings`].
-    pub fn touch_bar_first(&mut self, bar: u8) -> &mut Self {
-        self.touch_bar_first = Some(bar);
-        self
-    }
-    /// Run the sysfs checks only (exists, IOMMU group, bound to vfio-pci,
-    /// group viable) without opening anything.
-    pub fn check(&self, address: PciAddress) -> Result<SysfsDevice, VfioError> {
-        sysfs::probe(&self.sysfs_root, &address)
-    }
-    /// Open the device. See [`VfioDevice::open`].
-    pub fn open(&self, address: PciAddress) -> Result<VfioDevice, VfioError> {
-        VfioDevice::open_with(address, self)
-    }
-}
-
 /// An NVMe PCI function opened through VFIO. Implements [`Hardware`].
 ///
 /// Cheap to clone (all clones share one open device). Doorbells and DMA
 /// buffers keep what they need alive, so they may outlive this handle.
+///
+/// Its read-only facts (address, IDs, IOMMU, mappings and their memory
+/// types, DMA statistics, config space reads) are on [`VfioDeviceInfo`],
+/// which this type dereferences to and which a live
+/// `nvme_core::Controller` hands out (`Controller::platform_info`) without
+/// giving access to the registers.
 #[derive(Clone, Debug)]
 pub struct VfioDevice {
+    info: VfioDeviceInfo,
+}
+
+/// What is known about an opened device, without access to its registers
+/// or DMA: cheap to clone (it shares the open device).
+#[derive(Clone, Debug)]
+pub struct VfioDeviceInfo {
     inner: Arc<DeviceInner>,
+}
+
+impl std::ops::Deref for VfioDevice {
+    type Target = VfioDeviceInfo;
+    fn deref(&self) -> &VfioDeviceInfo {
+        &self.info
+    }
+}
+
+/// The VFIO device fd and where PCI config space lies in it.
+#[derive(Debug)]
+pub(crate) struct DeviceFd {
+    /// The fd `VFIO_GROUP_GET_DEVICE_FD` returned (pread/pwrite, mmap).
+    pub(crate) file: File,
+    /// Offset of the config-space region in the fd.
+    config_offset: u64,
+    /// Size of the config-space region.
+    config_size: u64,
 }
 
 /// Field order is teardown order (Rust drops fields top to bottom), after
@@ -131,34 +70,34 @@ pub struct VfioDevice {
 /// 2. `device`: close the device fd (vfio-pci disables and, if it can, resets the function);
 /// 3. `container`: drop our `Arc`; when the last DMA buffer is gone too,
 ///    unset the container, close the group fd, close the container fd.
+///
+/// Built once, complete, by the last step of the bring-up (`open.rs`).
 #[derive(Debug)]
-struct DeviceInner {
-    bar0: Bar,
+pub(crate) struct DeviceInner {
+    pub(crate) bar0: Bar,
     /// Memory BARs other than BAR0, mapped by the WC plan (unmapped before
     /// the device fd closes).
-    mem_bars: Vec<MemBar>,
-    device: File,
-    container: Arc<Container>,
-    address: PciAddress,
-    sysfs: SysfsDevice,
-    config_offset: u64,
-    config_size: u64,
-    vendor_id: u16,
-    device_id: u16,
-    bar_sizes: [u64; 6],
+    pub(crate) mem_bars: Vec<MemBar>,
+    pub(crate) device: DeviceFd,
+    pub(crate) container: Arc<Container>,
+    pub(crate) address: PciAddress,
+    pub(crate) sysfs: SysfsDevice,
+    pub(crate) vendor_id: u16,
+    pub(crate) device_id: u16,
+    pub(crate) bar_sizes: [u64; 6],
     /// sysfs `resource` lines of BAR0..BAR5 (CPU physical addresses).
-    bar_resources: [Option<BarResource>; 6],
+    pub(crate) bar_resources: [Option<BarResource>; 6],
     /// Bus addresses of the memory BARs from config space.
-    bar_bus: [Option<u64>; 6],
+    pub(crate) bar_bus: [Option<u64>; 6],
     /// IOVA ranges withheld from the allocator (the device's own BARs).
-    iova_reserved: Vec<IovaRange>,
+    pub(crate) iova_reserved: Vec<IovaRange>,
     /// The mapping report: BAR0 ranges, then each memory BAR's.
-    records: Vec<MappingRecord>,
+    pub(crate) records: Vec<MappingRecord>,
     /// Result of the vfio WC probe (route 1).
-    vfio_wc: VfioWcSupport,
-    reset_done: bool,
-    reset_supported: bool,
-    num_irqs: u32,
+    pub(crate) vfio_wc: VfioWcSupport,
+    pub(crate) reset_done: bool,
+    pub(crate) reset_supported: bool,
+    pub(crate) num_irqs: u32,
 }
 
 impl Drop for DeviceInner {
@@ -166,9 +105,12 @@ impl Drop for DeviceInner {
         // Stop the function from mastering the bus before anything is torn
         // down (vfio-pci also does this on release; doing it here first
         // makes it independent of when the kernel releases the fd).
-        match self.config_read_u16(PCI_COMMAND) {
+        match self.device.config_read_u16(PCI_COMMAND) {
             Ok(cmd) => {
-                if let Err(e) = self.config_write_u16(PCI_COMMAND, cmd & !PCI_COMMAND_MASTER) {
+                if let Err(e) = self
+                    .device
+                    .config_write_u16(PCI_COMMAND, cmd & !PCI_COMMAND_MASTER)
+                {
                     tracing::warn!("{}: clearing Bus Master at close failed: {e}", self.address);
                 }
             }
@@ -182,7 +124,26 @@ impl Drop for DeviceInner {
 }
 
 impl DeviceInner {
-    fn config_read(&self, offset: u64, buf: &mut [u8]) -> Result<(), VfioError> {
+    /// The last bring-up step: enable Memory Space and Bus Master in the PCI
+    /// command register. On failure the caller drops `self`, whose `Drop`
+    /// clears Bus Master again.
+    pub(crate) fn enable_bus_master(&self) -> Result<(), VfioError> {
+        let cmd = self.device.config_read_u16(PCI_COMMAND)?;
+        self.device
+            .config_write_u16(PCI_COMMAND, cmd | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER)
+    }
+}
+
+impl DeviceFd {
+    pub(crate) fn new(file: File, config_offset: u64, config_size: u64) -> DeviceFd {
+        DeviceFd {
+            file,
+            config_offset,
+            config_size,
+        }
+    }
+
+    pub(crate) fn config_read(&self, offset: u64, buf: &mut [u8]) -> Result<(), VfioError> {
         let len = buf.len();
         let err = |reason: String| VfioError::Access {
             what: "config space",
@@ -200,14 +161,14 @@ impl DeviceInner {
             )));
         }
         use std::os::unix::fs::FileExt;
-        match self.device.read_at(buf, self.config_offset + offset) {
+        match self.file.read_at(buf, self.config_offset + offset) {
             Ok(n) if n == len => Ok(()),
             Ok(n) => Err(err(format!("short read ({n} bytes)"))),
             Err(e) => Err(err(e.to_string())),
         }
     }
 
-    fn config_write(&self, offset: u64, buf: &[u8]) -> Result<(), VfioError> {
+    pub(crate) fn config_write(&self, offset: u64, buf: &[u8]) -> Result<(), VfioError> {
         let err = |reason: String| VfioError::Access {
             what: "config space",
             offset,
@@ -223,258 +184,21 @@ impl DeviceInner {
                 self.config_size
             )));
         }
-        rw_write(&self.device, self.config_offset + offset, buf).map_err(err)
+        rw_write(&self.file, self.config_offset + offset, buf).map_err(err)
     }
 
-    fn config_read_u16(&self, offset: u64) -> Result<u16, VfioError> {
+    pub(crate) fn config_read_u16(&self, offset: u64) -> Result<u16, VfioError> {
         let mut b = [0u8; 2];
         self.config_read(offset, &mut b)?;
         Ok(u16::from_le_bytes(b))
     }
 
-    fn config_write_u16(&self, offset: u64, v: u16) -> Result<(), VfioError> {
+    pub(crate) fn config_write_u16(&self, offset: u64, v: u16) -> Result<(), VfioError> {
         self.config_write(offset, &v.to_le_bytes())
     }
 }
 
-impl VfioDevice {
-    /// Open the PCI function at `address` through VFIO, with default
-    /// [`OpenOptions`].
-    ///
-    /// Steps: sysfs checks (device exists, IOMMU group, bound to vfio-pci,
-    /// group viable) → `/dev/vfio/vfio` (API version, Type1v2/Type1) →
-    /// `/dev/vfio/<group>` (viable, attach, set IOMMU, IOVA ranges) → device
-    /// fd → **VFIO_DEVICE_RESET** if the device supports it (a function-level
-    /// reset, so the controller starts from a clean state before `nvme-core`
-    /// touches it; skip with [`OpenOptions::reset`]) → map BAR0 → enable
-    /// Memory Space and Bus Master in the PCI command register.
-    pub fn open(address: PciAddress) -> Result<VfioDevice, VfioError> {
-        OpenOptions::new().open(address)
-    }
-
-    /// [`VfioDevice::open`] with explicit options.
-    pub fn open_with(address: PciAddress, opts: &OpenOptions) -> Result<VfioDevice, VfioError> {
-        let sysfs = sysfs::probe(&opts.sysfs_root, &address)?;
-        let container = Arc::new(Container::open(
-            &opts.dev_vfio,
-            &opts.sysfs_root,
-            &sysfs,
-            opts.hugepages,
-        )?);
-
-        let name = CString::new(address.to_string()).map_err(|_| VfioError::InvalidPciAddress {
-            input: address.to_string(),
-            reason: "contains NUL",
-        })?;
-        let device = sys::group_get_device_fd(&container.group, &name).map_err(|source| {
-            VfioError::Ioctl {
-                op: "VFIO_GROUP_GET_DEVICE_FD",
-                source,
-            }
-        })?;
-        let info = sys::device_get_info(&device).map_err(|source| VfioError::Ioctl {
-            op: "VFIO_DEVICE_GET_INFO",
-            source,
-        })?;
-        if info.flags & VFIO_DEVICE_FLAGS_PCI == 0 {
-            return Err(VfioError::UnsupportedDevice {
-                address,
-                reason: "VFIO says this is not a PCI device".into(),
-            });
-        }
-        if info.num_regions <= VFIO_PCI_CONFIG_REGION_INDEX {
-            return Err(VfioError::UnsupportedDevice {
-                address,
-                reason: format!(
-                    "VFIO reports only {} regions (no config space)",
-                    info.num_regions
-                ),
-            });
-        }
-
-        let (cfg, _) = query_region(&device, VFIO_PCI_CONFIG_REGION_INDEX)?;
-
-        let reset_supported = info.flags & VFIO_DEVICE_FLAGS_RESET != 0;
-        let mut reset_done = false;
-        if opts.reset && reset_supported {
-            match sys::device_reset(&device) {
-                Ok(()) => reset_done = true,
-                Err(e) => tracing::warn!(
-                    "{address}: VFIO_DEVICE_RESET failed ({e}); continuing without it"
-                ),
-            }
-        } else if opts.reset {
-            tracing::info!("{address}: device does not support VFIO_DEVICE_RESET; relying on the NVMe controller reset");
-        }
-
-        let mut bar_sizes = [0u64; 6];
-        let mut regions: Vec<Option<(RegionInfo, RegionCaps)>> = vec![None; 6];
-        for (i, size) in bar_sizes.iter_mut().enumerate() {
-            match query_region(&device, i as u32) {
-                Ok((ri, caps)) => {
-                    *size = ri.size;
-                    regions[i] = Some((ri, caps));
-                }
-                Err(e) => tracing::debug!("{address}: BAR{i} info: {e}"),
-            }
-        }
-        let Some((b0, b0caps)) = regions[0].clone().filter(|(ri, _)| ri.size > 0) else {
-            return Err(VfioError::UnsupportedDevice {
-                address,
-                reason: "BAR0 is absent or empty".into(),
-            });
-        };
-        let rw = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
-        if b0.flags & rw != rw {
-            return Err(VfioError::UnsupportedDevice {
-                address,
-                reason: "BAR0 is not readable and writable".into(),
-            });
-        }
-
-        // The write-combining plan runs before vfio maps, reads or writes any
-        // memory BAR: on x86 the first mapping of a physical range fixes its
-        // PAT type, and vfio's first access ioremaps the whole BAR uncached.
-        let bar_resources = wc::read_bar_resources(&sysfs.path);
-        let page = sys::page_size() as u64;
-        let facts: Vec<BarFacts> = (0..6u8)
-            .map(|i| {
-                let (size, whole_mmap) = match &regions[i as usize] {
-                    Some((ri, caps)) => (
-                        ri.size,
-                        ri.flags & VFIO_REGION_INFO_FLAG_MMAP != 0
-                            && mmap_plan(ri, caps, page)
-                                == [Span {
-                                    start: 0,
-                                    len: ri.size,
-                                }],
-                    ),
-                    None => (0, false),
-                };
-                let wc_file = sysfs.path.join(format!("resource{i}_wc"));
-                BarFacts {
-                    index: i,
-                    size,
-                    resource: bar_resources[i as usize],
-                    wc_file: wc_file.exists().then_some(wc_file),
-                    whole_mmap,
-                }
-            })
-            .collect();
-        let vfio_wc = devmem::probe_vfio_wc(&device);
-        let ctx = PlanCtx {
-            pat: PatSource::new(&opts.debugfs_root),
-            vfio: vfio_wc.clone(),
-            wc_enabled: opts.write_combining,
-        };
-        let mut pre: Option<Bar> = None;
-        if let Some(n) = opts.touch_bar_first.filter(|n| (1..6).contains(n)) {
-            if let Some((ri, caps)) = &regions[n as usize] {
-                tracing::info!(
-                    "{address}: mapping BAR{n} through vfio before the WC plan (touch_bar_first)"
-                );
-                pre = Some(Bar::map(&device, &address, n, ri, caps));
-            }
-        }
-        let mut mem_bars = Vec::new();
-        for f in facts.iter().skip(1) {
-            let Some((ri, caps)) = &regions[f.index as usize] else {
-                continue;
-            };
-            // Memory BARs only (sysfs says so, or, without sysfs, VFIO can map it).
-            let is_mem = match &f.resource {
-                Some(r) => r.is_mem(),
-                None => ri.flags & VFIO_REGION_INFO_FLAG_MMAP != 0,
-            };
-            if f.size == 0 || !is_mem {
-                continue;
-            }
-            let pre_bar = if pre.as_ref().is_some_and(|b| b.index == f.index) {
-                pre.take()
-            } else {
-                None
-            };
-            mem_bars.push(devmem::map_mem_bar(
-                &ctx, &device, &address, f, ri, caps, pre_bar,
-            ));
-        }
-
-        let bar0 = Bar::map(&device, &address, 0, &b0, &b0caps);
-        let doorbell_why = wc::doorbell_reason(
-            &facts[0],
-            &vfio_wc,
-            cfg!(any(target_arch = "x86_64", target_arch = "x86")),
-        );
-        let mut records =
-            devmem::bar0_records(&ctx, &address, &facts[0], &bar0.records, &doorbell_why);
-        for m in &mem_bars {
-            records.extend(m.records.iter().cloned());
-        }
-
-        let mut inner = DeviceInner {
-            bar0,
-            mem_bars,
-            device,
-            container,
-            address,
-            sysfs,
-            config_offset: cfg.offset,
-            config_size: cfg.size,
-            vendor_id: 0,
-            device_id: 0,
-            bar_sizes,
-            bar_resources,
-            bar_bus: [None; 6],
-            iova_reserved: Vec::new(),
-            records,
-            vfio_wc,
-            reset_done,
-            reset_supported,
-            num_irqs: info.num_irqs,
-        };
-        // Bus addresses of the BARs (config space as the device decodes it),
-        // and keep the IOVA allocator out of every BAR range: the controller
-        // takes a data pointer inside its CMB's bus range as a CMB address
-        // before any IOMMU translation.
-        let mut cfg_bars = [0u8; 0x28];
-        if inner.config_read(0, &mut cfg_bars).is_ok() {
-            inner.bar_bus = wc::parse_config_bars(&cfg_bars);
-        }
-        inner.iova_reserved =
-            bar_iova_holes(&inner.bar_resources, &inner.bar_bus, &inner.bar_sizes);
-        {
-            let mut a = inner
-                .container
-                .iova
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            for r in &inner.iova_reserved {
-                a.reserve(*r);
-            }
-        }
-        let mut ids = [0u8; 4];
-        inner.config_read(0, &mut ids)?;
-        inner.vendor_id = u16::from_le_bytes([ids[0], ids[1]]);
-        inner.device_id = u16::from_le_bytes([ids[2], ids[3]]);
-        let cmd = inner.config_read_u16(PCI_COMMAND)?;
-        inner.config_write_u16(PCI_COMMAND, cmd | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER)?;
-
-        for m in &inner.records {
-            tracing::debug!("{address}: {m}");
-        }
-        tracing::info!(
-            "{address}: opened via VFIO (vendor {:04x} device {:04x}, IOMMU group {}, BAR0 {:#x} bytes, reset: {})",
-            inner.vendor_id,
-            inner.device_id,
-            inner.container.group_number,
-            inner.bar0.size,
-            inner.reset_done
-        );
-        Ok(VfioDevice {
-            inner: Arc::new(inner),
-        })
-    }
-
+impl VfioDeviceInfo {
     /// The PCI address.
     pub fn pci_address(&self) -> PciAddress {
         self.inner.address
@@ -546,52 +270,6 @@ impl VfioDevice {
     /// IOVA ranges withheld from DMA allocation (the device's BARs).
     pub fn iova_reserved(&self) -> &[IovaRange] {
         &self.inner.iova_reserved
-    }
-    /// Map `len` bytes at `offset` of BAR `bar` (what
-    /// [`Hardware::map_device_memory`] calls, with the typed error).
-    pub fn map_device_memory_at(
-        &self,
-        bar: u8,
-        offset: u64,
-        len: u64,
-    ) -> Result<VfioDeviceMemory, VfioError> {
-        let err = |reason: String| VfioError::DeviceMemory {
-            address: self.inner.address,
-            bar,
-            offset,
-            len,
-            reason,
-        };
-        let size = *self
-            .inner
-            .bar_sizes
-            .get(bar as usize)
-            .ok_or_else(|| err("there are only BARs 0..=5".into()))?;
-        if len == 0 || offset.checked_add(len).is_none_or(|e| e > size) {
-            return Err(err(format!(
-                "range is empty or beyond the {size:#x}-byte BAR"
-            )));
-        }
-        let found = if bar == 0 {
-            self.inner.bar0.window(offset, len)
-        } else {
-            match self.inner.mem_bars.iter().find(|m| m.index == bar) {
-                Some(m) => m.window(offset, len),
-                None => return Err(err("not a mapped memory BAR".into())),
-            }
-        };
-        let (map, off, memory_type) =
-            found.ok_or_else(|| err("the range is not inside one mmappable area".into()))?;
-        let len = usize::try_from(len).map_err(|_| err("too large".into()))?;
-        Ok(VfioDeviceMemory {
-            map,
-            off,
-            len,
-            bar,
-            bar_offset: offset,
-            memory_type,
-            _keep: Arc::clone(&self.inner) as Arc<dyn Send + Sync>,
-        })
     }
     /// The bus address the device decodes for BAR `bar` (what
     /// [`Hardware::bar_address`] calls, with the typed error).
@@ -672,15 +350,11 @@ impl VfioDevice {
 
     /// Read `buf.len()` bytes of PCI config space at `offset`.
     pub fn config_read(&self, offset: u16, buf: &mut [u8]) -> Result<(), VfioError> {
-        self.inner.config_read(u64::from(offset), buf)
-    }
-    /// Write `buf` to PCI config space at `offset`.
-    pub fn config_write(&self, offset: u16, buf: &[u8]) -> Result<(), VfioError> {
-        self.inner.config_write(u64::from(offset), buf)
+        self.inner.device.config_read(u64::from(offset), buf)
     }
     /// Read a little-endian u16 from config space.
     pub fn config_read_u16(&self, offset: u16) -> Result<u16, VfioError> {
-        self.inner.config_read_u16(u64::from(offset))
+        self.inner.device.config_read_u16(u64::from(offset))
     }
     /// Read a little-endian u32 from config space.
     pub fn config_read_u32(&self, offset: u16) -> Result<u32, VfioError> {
@@ -688,27 +362,94 @@ impl VfioDevice {
         self.config_read(offset, &mut b)?;
         Ok(u32::from_le_bytes(b))
     }
-    /// Write a little-endian u16 to config space.
-    pub fn config_write_u16(&self, offset: u16, v: u16) -> Result<(), VfioError> {
-        self.inner.config_write_u16(u64::from(offset), v)
+}
+
+impl VfioDevice {
+    /// Open the PCI function at `address` through VFIO, with default
+    /// [`OpenOptions`] (the same as `OpenOptions::new().open(address)`).
+    ///
+    /// Steps: sysfs checks (device exists, IOMMU group, bound to vfio-pci,
+    /// group viable) → `/dev/vfio/vfio` (API version, Type1v2/Type1) →
+    /// `/dev/vfio/<group>` (viable, attach, set IOMMU, IOVA ranges) → device
+    /// fd → **VFIO_DEVICE_RESET** if the device supports it (a function-level
+    /// reset, so the controller starts from a clean state before `nvme-core`
+    /// touches it; skip with [`OpenOptions::reset`]) → map BAR0 → enable
+    /// Memory Space and Bus Master in the PCI command register.
+    pub fn open(address: PciAddress) -> Result<VfioDevice, VfioError> {
+        OpenOptions::new().open(address)
     }
 
+    /// Wrap a device the bring-up has built.
+    pub(crate) fn from_inner(inner: DeviceInner) -> VfioDevice {
+        VfioDevice {
+            info: VfioDeviceInfo {
+                inner: Arc::new(inner),
+            },
+        }
+    }
+
+    /// Map `len` bytes at `offset` of BAR `bar` (what
+    /// [`Hardware::map_device_memory`] calls, with the typed error).
+    pub fn map_device_memory_at(
+        &self,
+        bar: u8,
+        offset: u64,
+        len: u64,
+    ) -> Result<VfioDeviceMemory, VfioError> {
+        let err = |reason: String| VfioError::DeviceMemory {
+            address: self.info.inner.address,
+            bar,
+            offset,
+            len,
+            reason,
+        };
+        let size = *self
+            .inner
+            .bar_sizes
+            .get(bar as usize)
+            .ok_or_else(|| err("there are only BARs 0..=5".into()))?;
+        if len == 0 || offset.checked_add(len).is_none_or(|e| e > size) {
+            return Err(err(format!(
+                "range is empty or beyond the {size:#x}-byte BAR"
+            )));
+        }
+        let found = if bar == 0 {
+            self.info.inner.bar0.window(offset, len)
+        } else {
+            match self.info.inner.mem_bars.iter().find(|m| m.index == bar) {
+                Some(m) => m.window(offset, len),
+                None => return Err(err("not a mapped memory BAR".into())),
+            }
+        };
+        let (map, off, memory_type) =
+            found.ok_or_else(|| err("the range is not inside one mmappable area".into()))?;
+        let len = usize::try_from(len).map_err(|_| err("too large".into()))?;
+        Ok(VfioDeviceMemory {
+            map,
+            off,
+            len,
+            bar,
+            bar_offset: offset,
+            memory_type,
+            _keep: Arc::clone(&self.info.inner) as Arc<dyn Send + Sync>,
+        })
+    }
     /// Allocate zeroed DMA memory (what [`Hardware::alloc_dma`] calls, with
     /// the typed error).
     pub fn allocate_dma(&self, len: usize) -> Result<DmaBuffer, VfioError> {
-        DmaBuffer::allocate(&self.inner.container, len)
+        DmaBuffer::allocate(&self.info.inner.container, len)
     }
 
     /// A doorbell handle for the register at `offset` in BAR0 (what
     /// [`Hardware::doorbell`] calls, with the typed error).
     pub fn doorbell_at(&self, offset: usize) -> Result<VfioDoorbell, VfioError> {
-        let bar = &self.inner.bar0;
+        let bar = &self.info.inner.bar0;
         let off = offset as u64;
         if let Some((reg, mt)) = bar.reg32(off) {
             return Ok(VfioDoorbell {
                 kind: DoorbellKind::Mmio {
                     reg,
-                    _dev: Arc::clone(&self.inner),
+                    _dev: Arc::clone(&self.info.inner),
                 },
                 wc: mt == MemoryType::WriteCombining,
                 offset,
@@ -725,11 +466,11 @@ impl VfioDevice {
         }
         tracing::warn!(
             "{}: doorbell at BAR0+{offset:#x} is not mmappable; using pwrite (slow)",
-            self.inner.address
+            self.info.inner.address
         );
         Ok(VfioDoorbell {
             kind: DoorbellKind::Pwrite {
-                dev: Arc::clone(&self.inner),
+                dev: Arc::clone(&self.info.inner),
                 at: bar.file_offset + off,
             },
             wc: false,
@@ -739,7 +480,7 @@ impl VfioDevice {
     }
 
     fn reg_error(&self, op: &str, offset: usize, e: &str) {
-        tracing::error!("{}: {op} BAR0+{offset:#x}: {e}", self.inner.address);
+        tracing::error!("{}: {op} BAR0+{offset:#x}: {e}", self.info.inner.address);
     }
 }
 
@@ -801,7 +542,7 @@ impl Doorbell for VfioDoorbell {
                 }
             }
             DoorbellKind::Pwrite { dev, at } => {
-                if let Err(e) = rw_write(&dev.device, *at, &value.to_ne_bytes()) {
+                if let Err(e) = rw_write(&dev.device.file, *at, &value.to_ne_bytes()) {
                     tracing::error!("{}: doorbell pwrite: {e}", dev.address);
                 }
             }
@@ -817,16 +558,22 @@ impl Doorbell for VfioDoorbell {
 // SAFETY: the device sits alone in an IOMMU container of its own (type1):
 // it can reach host memory only at IOVAs this value mapped for the
 // `DmaBuffer`s it handed out, each unmapped before its memory is released.
+#[allow(unsafe_code)]
 unsafe impl Hardware for VfioDevice {
     type Dma = DmaBuffer;
     type Doorbell = VfioDoorbell;
     type DeviceMem = VfioDeviceMemory;
+    type Info = VfioDeviceInfo;
+    fn info(&self) -> VfioDeviceInfo {
+        self.info.clone()
+    }
 
     #[inline]
     fn read32(&self, offset: usize) -> u32 {
-        self.inner
+        self.info
+            .inner
             .bar0
-            .read32(&self.inner.device, offset as u64)
+            .read32(&self.info.inner.device.file, offset as u64)
             .unwrap_or_else(|e| {
                 self.reg_error("read32", offset, &e);
                 u32::MAX
@@ -835,9 +582,10 @@ unsafe impl Hardware for VfioDevice {
 
     #[inline]
     fn read64(&self, offset: usize) -> u64 {
-        self.inner
+        self.info
+            .inner
             .bar0
-            .read64(&self.inner.device, offset as u64)
+            .read64(&self.info.inner.device.file, offset as u64)
             .unwrap_or_else(|e| {
                 self.reg_error("read64", offset, &e);
                 u64::MAX
@@ -849,7 +597,7 @@ unsafe impl Hardware for VfioDevice {
         if let Err(e) = self
             .inner
             .bar0
-            .write32(&self.inner.device, offset as u64, value)
+            .write32(&self.info.inner.device.file, offset as u64, value)
         {
             self.reg_error("write32", offset, &e);
         }
@@ -860,7 +608,7 @@ unsafe impl Hardware for VfioDevice {
         if let Err(e) = self
             .inner
             .bar0
-            .write64(&self.inner.device, offset as u64, value)
+            .write64(&self.info.inner.device.file, offset as u64, value)
         {
             self.reg_error("write64", offset, &e);
         }
@@ -883,46 +631,15 @@ unsafe impl Hardware for VfioDevice {
         Ok(self.bar_bus_address(bar)?)
     }
 
-    /// From [`wc::STORE_QUIRKS`], keyed by PCI vendor/device (8 bytes for
-    /// devices not listed).
+    /// From the store-width quirk table (`wc::STORE_QUIRKS` in this crate),
+    /// keyed by PCI vendor/device (8 bytes for devices not listed).
     fn max_device_store(&self) -> usize {
-        wc::max_store_for(self.inner.vendor_id, self.inner.device_id)
+        wc::max_store_for(self.info.inner.vendor_id, self.info.inner.device_id)
     }
 
     fn alloc_dma(&self, len: usize) -> Result<DmaBuffer, HwError> {
         Ok(self.allocate_dma(len)?)
     }
-}
-
-/// The IOVA ranges to withhold: every memory BAR's range, at its sysfs
-/// (CPU physical) address and at its config-space (bus) address when they
-/// differ. The bus range's length is the BAR size VFIO reports.
-pub(crate) fn bar_iova_holes(
-    resources: &[Option<BarResource>; 6],
-    bus: &[Option<u64>; 6],
-    sizes: &[u64; 6],
-) -> Vec<IovaRange> {
-    let mut v = Vec::new();
-    for i in 0..6 {
-        let res = resources[i].filter(|r| r.is_mem());
-        if let Some(r) = res {
-            v.push(IovaRange {
-                start: r.start,
-                end: r.end,
-            });
-        }
-        let len = res.map_or(sizes[i], |r| r.len());
-        if let (Some(b), true) = (bus[i], len > 0) {
-            if let Some(end) = b.checked_add(len - 1) {
-                let r = IovaRange { start: b, end };
-                if !v.contains(&r) {
-                    v.push(r);
-                }
-            }
-        }
-    }
-    v.sort_by_key(|r| r.start);
-    v
 }
 
 // `Hardware` requires Send + Sync; `Doorbell` requires Send.
@@ -935,148 +652,20 @@ const _: () = {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sysfs::tests::{FakeSys, TempDir};
-    use crate::sysfs::NVME_CLASS;
-
-    fn fake() -> (FakeSys, TempDir, PciAddress) {
-        let s = FakeSys::new();
-        s.device("0000:01:00.0", NVME_CLASS, Some("vfio-pci"), Some(4));
-        (s, TempDir::new("devvfio"), "0000:01:00.0".parse().unwrap())
-    }
-
-    #[test]
-    fn missing_dev_vfio_says_modprobe() {
-        let (s, dev, addr) = fake();
-        let e = OpenOptions::new()
-            .sysfs_root(s.root())
-            .dev_vfio(&dev.0)
-            .open(addr)
-            .unwrap_err();
-        assert!(matches!(e, VfioError::VfioNotLoaded { .. }), "{e:?}");
-        assert!(e.to_string().contains("modprobe vfio-pci"), "{e}");
-    }
-
-    #[test]
-    fn non_vfio_node_is_an_ioctl_error_not_a_panic() {
-        // A regular file where /dev/vfio/vfio should be: the first ioctl fails with ENOTTY.
-        let (s, dev, addr) = fake();
-        std::fs::write(dev.0.join("vfio"), b"").unwrap();
-        let e = OpenOptions::new()
-            .sysfs_root(s.root())
-            .dev_vfio(&dev.0)
-            .open(addr)
-            .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                VfioError::Ioctl {
-                    op: "VFIO_GET_API_VERSION",
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
-    }
-
-    #[test]
-    fn node_missing_and_noiommu_messages() {
-        let dev = TempDir::new("devvfio");
-        let addr: PciAddress = "0000:01:00.0".parse().unwrap();
-        let e = VfioError::GroupNodeMissing {
-            address: addr,
-            group: 4,
-            path: dev.0.join("4"),
-        };
-        assert!(e.to_string().contains("bound to vfio-pci"), "{e}");
-        let e = VfioError::NoIommuMode {
-            path: dev.0.join("noiommu-4"),
-        };
-        assert!(e.to_string().contains("intel_iommu=on"), "{e}");
-    }
-
-    #[test]
-    fn sysfs_errors_come_first() {
-        let s = FakeSys::new();
-        let dev = TempDir::new("devvfio");
-        let e = OpenOptions::new()
-            .sysfs_root(s.root())
-            .dev_vfio(&dev.0)
-            .open("0000:09:00.0".parse().unwrap())
-            .unwrap_err();
-        assert!(matches!(e, VfioError::DeviceNotFound { .. }), "{e:?}");
-        let (s, _dev, addr) = fake();
-        let d = OpenOptions::new().sysfs_root(s.root()).check(addr).unwrap();
-        assert_eq!(d.iommu_group, 4);
-    }
-
-    #[test]
-    fn bar_holes_cover_sysfs_and_bus_addresses() {
-        let res = wc::parse_resource_file(
-            "0x00000000fe600000 0x00000000fe603fff 0x0000000000140204\n\
-             0x0000000000000000 0x0000000000000000 0x0000000000000000\n\
-             0x0000000800000000 0x0000000800ffffff 0x000000000014220c\n\
-             0x000000000000c000 0x000000000000c0ff 0x0000000000040101\n",
-        );
-        let sizes = [0x4000, 0, 16 << 20, 0x100, 0, 0];
-        // Same bus and CPU addresses (x86): one hole per memory BAR, I/O skipped.
-        let bus = [
-            Some(0xfe60_0000),
-            None,
-            Some(0x8_0000_0000),
-            None,
-            None,
-            None,
-        ];
-        let h = bar_iova_holes(&res, &bus, &sizes);
-        assert_eq!(
-            h,
-            vec![
-                IovaRange {
-                    start: 0xfe60_0000,
-                    end: 0xfe60_3fff
-                },
-                IovaRange {
-                    start: 0x8_0000_0000,
-                    end: 0x8_00ff_ffff
-                }
-            ]
-        );
-        // A bus address different from the CPU address: both are withheld.
-        let bus = [None, None, Some(0x4000_0000), None, None, None];
-        let h = bar_iova_holes(&res, &bus, &sizes);
-        assert_eq!(h.len(), 3);
-        assert!(h.contains(&IovaRange {
-            start: 0x4000_0000,
-            end: 0x40ff_ffff
-        }));
-        // No sysfs at all: the bus address and VFIO's size.
-        let h = bar_iova_holes(&[None; 6], &bus, &sizes);
-        assert_eq!(
-            h,
-            vec![IovaRange {
-                start: 0x4000_0000,
-                end: 0x40ff_ffff
-            }]
-        );
-        // The allocator built from the container's ranges never hands them out.
-        let mut a = crate::iova::IovaAllocator::new(
-            &[IovaRange {
-                start: 0,
-                end: (1 << 39) - 1,
-            }],
-            1 << 20,
-        );
-        for r in &h {
-            a.reserve(*r);
-        }
-        while let Some(x) = a.alloc(1 << 24, 1 << 24) {
-            assert!(x + (1 << 24) <= 0x4000_0000 || x > 0x40ff_ffff, "{x:#x}");
-        }
-    }
 
     #[test]
     fn errors_convert_to_hw_error() {
         let e: HwError = VfioError::InvalidDmaLength { len: 0 }.into();
         assert!(e.to_string().contains("invalid DMA allocation length 0"));
+        // The typed error survives, also through nvme_core::Error.
+        assert!(matches!(
+            e.downcast_ref::<VfioError>(),
+            Some(VfioError::InvalidDmaLength { len: 0 })
+        ));
+        let core: nvme_core::Error = e.into();
+        let nvme_core::Error::Hardware(hw) = &core else {
+            panic!("{core:?}")
+        };
+        assert!(hw.downcast_ref::<VfioError>().is_some());
     }
 }

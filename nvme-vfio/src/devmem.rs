@@ -2,16 +2,19 @@
 //! device-memory windows handed out by `Hardware::map_device_memory`.
 
 use std::fs::File;
+use std::path::Path;
 use std::sync::Arc;
 
 use nvme_core::{DeviceMemory, MemoryType};
+use vfio_bindings::bindings::vfio::VFIO_REGION_INFO_FLAG_MMAP;
 
 use crate::caps::{RegionCaps, RegionInfo};
 use crate::pci::PciAddress;
-use crate::region::{Bar, MappingRecord, MappingRoute, RangePurpose};
+use crate::region::{mmap_plan, Bar, MappingRecord, MappingRoute, RangePurpose, Span};
 use crate::sys::{self, Mmap};
 use crate::wc::{
-    choose_route, describe, BarFacts, PatSource, PatVerdict, VfioWcSupport, WcChoice, REGISTER_PAGE,
+    self, choose_route, describe, BarFacts, BarResource, PatSource, PatVerdict, VfioWcSupport,
+    WcChoice, REGISTER_PAGE,
 };
 
 /// `VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR` and its WC value, from the pending
@@ -102,6 +105,143 @@ fn map_sysfs_wc(path: &std::path::Path, size: u64) -> Result<Mmap, String> {
         .open(path)
         .map_err(|e| format!("open {}: {e}", path.display()))?;
     Mmap::file(&f, 0, len).map_err(|e| format!("mmap of {}: {e}", path.display()))
+}
+
+/// VFIO's info of one region: the fixed part and the capabilities.
+pub(crate) type Region = (RegionInfo, RegionCaps);
+/// VFIO's region info of BAR0..BAR5 (`None` where the query failed).
+pub(crate) type BarRegions = [Option<Region>];
+
+/// The write-combining plan of one device, made at open: what sysfs and
+/// VFIO say about each BAR, what the vfio WC probe found, where PAT can be
+/// read, and whether WC is wanted at all.
+///
+/// It is made, and carried out by [`WcPlan::map_bars`], before vfio maps,
+/// reads or writes any memory BAR: on x86 the first mapping of a physical
+/// range fixes its PAT type, and vfio's first access ioremaps the whole BAR
+/// uncached.
+pub(crate) struct WcPlan {
+    /// BAR0..BAR5.
+    facts: Vec<BarFacts>,
+    ctx: PlanCtx,
+}
+
+/// What carrying out the plan produced.
+pub(crate) struct MappedBars {
+    pub bar0: Bar,
+    /// The memory BARs other than BAR0.
+    pub mem_bars: Vec<MemBar>,
+    /// The mapping report: BAR0's ranges, then each memory BAR's.
+    pub records: Vec<MappingRecord>,
+    /// sysfs `resource` lines of BAR0..BAR5.
+    pub resources: [Option<BarResource>; 6],
+    /// What the vfio WC probe (route 1) found.
+    pub vfio_wc: VfioWcSupport,
+}
+
+impl WcPlan {
+    /// Gather the facts of BAR0..BAR5 from sysfs (`<device>/resource`,
+    /// `resourceN_wc`) and from `regions`, and probe the vfio WC route.
+    pub(crate) fn new(
+        dev: &File,
+        sysfs_path: &Path,
+        regions: &BarRegions,
+        debugfs_root: &Path,
+        wc_enabled: bool,
+    ) -> WcPlan {
+        let bar_resources = wc::read_bar_resources(sysfs_path);
+        let page = sys::page_size() as u64;
+        let facts: Vec<BarFacts> = (0..6u8)
+            .map(|i| {
+                let (size, whole_mmap) = match &regions[i as usize] {
+                    Some((ri, caps)) => (
+                        ri.size,
+                        ri.flags & VFIO_REGION_INFO_FLAG_MMAP != 0
+                            && mmap_plan(ri, caps, page)
+                                == [Span {
+                                    start: 0,
+                                    len: ri.size,
+                                }],
+                    ),
+                    None => (0, false),
+                };
+                let wc_file = sysfs_path.join(format!("resource{i}_wc"));
+                BarFacts {
+                    index: i,
+                    size,
+                    resource: bar_resources[i as usize],
+                    wc_file: wc_file.exists().then_some(wc_file),
+                    whole_mmap,
+                }
+            })
+            .collect();
+        let vfio = probe_vfio_wc(dev);
+        WcPlan {
+            facts,
+            ctx: PlanCtx {
+                pat: PatSource::new(debugfs_root),
+                vfio,
+                wc_enabled,
+            },
+        }
+    }
+
+    /// Carry out the plan: map each memory BAR past BAR0 (`pre` is the
+    /// vfio mapping `touch_bar_first` made, if any), then BAR0 (`bar0` is
+    /// its region info, already checked), and build the mapping report.
+    pub(crate) fn map_bars(
+        self,
+        dev: &File,
+        address: &PciAddress,
+        regions: &BarRegions,
+        bar0: &Region,
+        mut pre: Option<Bar>,
+    ) -> MappedBars {
+        let mut mem_bars = Vec::new();
+        for f in self.facts.iter().skip(1) {
+            let Some((ri, caps)) = &regions[f.index as usize] else {
+                continue;
+            };
+            // Memory BARs only (sysfs says so, or, without sysfs, VFIO can map it).
+            let is_mem = match &f.resource {
+                Some(r) => r.is_mem(),
+                None => ri.flags & VFIO_REGION_INFO_FLAG_MMAP != 0,
+            };
+            if f.size == 0 || !is_mem {
+                continue;
+            }
+            let pre_bar = if pre.as_ref().is_some_and(|b| b.index == f.index) {
+                pre.take()
+            } else {
+                None
+            };
+            mem_bars.push(map_mem_bar(&self.ctx, dev, address, f, ri, caps, pre_bar));
+        }
+
+        let bar0 = Bar::map(dev, address, 0, &bar0.0, &bar0.1);
+        let doorbell_why = wc::doorbell_reason(
+            &self.facts[0],
+            &self.ctx.vfio,
+            cfg!(any(target_arch = "x86_64", target_arch = "x86")),
+        );
+        let mut records = bar0_records(
+            &self.ctx,
+            address,
+            &self.facts[0],
+            &bar0.records,
+            &doorbell_why,
+        );
+        for m in &mem_bars {
+            records.extend(m.records.iter().cloned());
+        }
+        MappedBars {
+            bar0,
+            mem_bars,
+            records,
+            resources: std::array::from_fn(|i| self.facts[i].resource),
+            vfio_wc: self.ctx.vfio,
+        }
+    }
 }
 
 /// What the plan needs besides the BAR facts.
@@ -392,6 +532,7 @@ impl std::fmt::Debug for VfioDeviceMemory {
 // SAFETY: `map` is a live mapping of the BAR range that holds
 // `[off, off + len)` (checked at creation), kept for as long as this value;
 // pointer and length never change.
+#[allow(unsafe_code)]
 unsafe impl DeviceMemory for VfioDeviceMemory {
     fn as_ptr(&self) -> *mut u8 {
         // In bounds: `off + len` lies inside the mapping (checked at creation).

@@ -174,6 +174,7 @@ fn lock(c: &Container) -> std::sync::MutexGuard<'_, crate::iova::IovaAllocator> 
 // SAFETY: see the type's documentation: a pre-faulted, locked, zeroed
 // mapping of `len` bytes (4096-aligned), IOMMU-mapped contiguously at a
 // 4096-aligned IOVA; dropped as IOMMU unmap, then munmap.
+#[allow(unsafe_code)]
 unsafe impl DmaRegion for DmaBuffer {
     #[inline]
     fn as_ptr(&self) -> *mut u8 {

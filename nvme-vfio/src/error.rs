@@ -270,7 +270,7 @@ pub enum VfioError {
 
 impl From<VfioError> for nvme_core::HwError {
     fn from(e: VfioError) -> Self {
-        nvme_core::HwError(e.to_string())
+        nvme_core::HwError::new(e)
     }
 }
 

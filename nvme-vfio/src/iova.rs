@@ -17,7 +17,7 @@ pub struct IovaRange {
 
 /// Errors from [`IovaAllocator::free`].
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum IovaFreeError {
+pub(crate) enum IovaFreeError {
     /// The range overlaps a range that is already free (double free) or is empty.
     #[error("IOVA range {start:#x}+{len:#x} is empty or overlaps a free range")]
     Overlap {
@@ -30,7 +30,7 @@ pub enum IovaFreeError {
 
 /// First-fit IOVA allocator with coalescing free list.
 #[derive(Debug, Clone)]
-pub struct IovaAllocator {
+pub(crate) struct IovaAllocator {
     /// Free ranges: start -> last (inclusive). Disjoint and non-adjacent.
     free: BTreeMap<u64, u64>,
 }
@@ -39,7 +39,7 @@ impl IovaAllocator {
     /// An allocator handing out addresses from `ranges`, never below `min`
     /// (keeping IOVA 0 and the low addresses unused makes a zero/garbage
     /// address in a command fault instead of hitting a buffer).
-    pub fn new(ranges: &[IovaRange], min: u64) -> IovaAllocator {
+    pub(crate) fn new(ranges: &[IovaRange], min: u64) -> IovaAllocator {
         let mut a = IovaAllocator {
             free: BTreeMap::new(),
         };
@@ -58,7 +58,7 @@ impl IovaAllocator {
     /// that falls into the CMB's bus range is taken as a CMB address by the
     /// controller, before any IOMMU translation). Call before allocating;
     /// ranges already handed out are not affected.
-    pub fn reserve(&mut self, r: IovaRange) {
+    pub(crate) fn reserve(&mut self, r: IovaRange) {
         if r.start > r.end {
             return;
         }
@@ -81,7 +81,7 @@ impl IovaAllocator {
 
     /// Allocate `len` bytes aligned to `align` (a power of two). `None` if
     /// `len` is 0, `align` is not a power of two, or no free range fits.
-    pub fn alloc(&mut self, len: u64, align: u64) -> Option<u64> {
+    pub(crate) fn alloc(&mut self, len: u64, align: u64) -> Option<u64> {
         if len == 0 || !align.is_power_of_two() {
             return None;
         }
@@ -102,7 +102,7 @@ impl IovaAllocator {
     }
 
     /// Return `[start, start+len)` to the free list, merging with neighbours.
-    pub fn free(&mut self, start: u64, len: u64) -> Result<(), IovaFreeError> {
+    pub(crate) fn free(&mut self, start: u64, len: u64) -> Result<(), IovaFreeError> {
         let last = len
             .checked_sub(1)
             .and_then(|l| start.checked_add(l))
@@ -135,15 +135,17 @@ impl IovaAllocator {
         Ok(())
     }
 
-    /// Total free bytes (saturating).
-    pub fn free_bytes(&self) -> u64 {
+    /// Total free bytes (saturating). Only tests look.
+    #[cfg(test)]
+    pub(crate) fn free_bytes(&self) -> u64 {
         self.free.iter().fold(0u64, |acc, (&s, &l)| {
             acc.saturating_add((l - s).saturating_add(1))
         })
     }
 
-    /// The free ranges, in address order.
-    pub fn free_ranges(&self) -> Vec<IovaRange> {
+    /// The free ranges, in address order. Only tests look.
+    #[cfg(test)]
+    pub(crate) fn free_ranges(&self) -> Vec<IovaRange> {
         self.free
             .iter()
             .map(|(&start, &end)| IovaRange { start, end })

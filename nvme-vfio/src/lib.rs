@@ -15,25 +15,38 @@
 //!
 //! # Layers
 //!
-//! - [`pci`], [`sysfs`]: parse the PCI address and check the system before
-//!   opening anything (device present, IOMMU group, bound to vfio-pci, group
-//!   viable). Every failure is a [`VfioError`] whose message says what to do.
+//! Every module is private; what a user needs is re-exported here, so each
+//! public type has one path (`nvme_vfio::Name`).
+//!
+//! - `pci`, `sysfs`: parse the PCI address ([`PciAddress`]) and check the
+//!   system before opening anything (device present, IOMMU group, bound to
+//!   vfio-pci, group viable; [`OpenOptions::check`] runs just these and
+//!   returns a [`SysfsDevice`]). Every failure is a [`VfioError`] whose
+//!   message says what to do.
+//! - `open`: [`OpenOptions`] and the bring-up behind [`VfioDevice::open`],
+//!   one named step each: sysfs checks → `open_container` →
+//!   `open_device_fd` → `reset` → `query_bars` → `plan_and_map_bars` →
+//!   `read_config_header` → `reserve_bar_iovas` → the device, built once →
+//!   `enable_bus_master`.
 //! - `container`: `/dev/vfio/vfio` + `/dev/vfio/<group>`: API version,
-//!   Type1v2/Type1 IOMMU, viability, IOVA ranges ([`iova`] allocates in them).
+//!   Type1v2/Type1 IOMMU, viability, IOVA ranges ([`IovaRange`]; `iova`
+//!   allocates in them).
 //! - `region`: `VFIO_DEVICE_GET_REGION_INFO` with its capability chain
 //!   (parsed in `caps`), BAR0 mapping honouring sparse-mmap areas, and the
 //!   per-access route: the mapping when the access lies inside a mapped
 //!   area, else `pread`/`pwrite` on the device fd. [`MappingRecord`]s report
 //!   each range's route and memory type.
-//! - [`wc`] (plan, PAT parsing, store-width quirks) and `devmem` (carrying
-//!   it out): at open, before vfio touches any memory BAR, each range gets
-//!   its intent (BAR0 register page uncached; doorbells and the CMB
-//!   write-combining if possible) and the best route: a vfio WC uAPI probed
-//!   at run time (dma-buf memattr, cargo feature `dmabuf-wc`), sysfs
+//! - `wc` (plan, PAT parsing, store-width quirks) and `devmem` (the plan as
+//!   one value, `WcPlan`, and carrying it out): at open, before vfio touches
+//!   any memory BAR, each range gets its intent (BAR0 register page
+//!   uncached; doorbells and the CMB write-combining if possible) and the
+//!   best route: a vfio WC uAPI probed at run time (dma-buf memattr, cargo
+//!   feature `dmabuf-wc`; the result is a [`VfioWcSupport`]), sysfs
 //!   `resourceN_wc` for prefetchable BARs, else the uncached vfio mmap.
 //!   Every record is checked against x86's `pat_memtype_list` when it is
-//!   readable; see `docs/write-combining.md`. The device's BAR ranges are
-//!   withheld from IOVA allocation.
+//!   readable ([`PatList`] parses it for tools that want to look again); see
+//!   `docs/write-combining.md`. The device's BAR ranges
+//!   ([`BarResource`]s) are withheld from IOVA allocation.
 //! - `dma`: [`DmaBuffer`]: anonymous memory (2 MiB hugepages when possible),
 //!   pre-faulted, locked, zeroed, mapped with `VFIO_IOMMU_MAP_DMA`; dropped
 //!   as IOMMU unmap → munmap → IOVA free.
@@ -48,6 +61,11 @@
 //! returns, the volatile loads/stores into mappings (bounds- and
 //! alignment-checked), and the `Send`/`Sync` impls of the two types that hold
 //! raw pointers (`Mmap`, `Reg32`). Every block carries a `// SAFETY:` comment.
+//! Besides those, the crate's three implementations of `nvme-core`'s unsafe
+//! traits (`Hardware` for [`VfioDevice`], `DmaRegion` for [`DmaBuffer`],
+//! `DeviceMemory` for [`VfioDeviceMemory`]) are `unsafe impl`s, each with
+//! the reason its contract holds. The crate root denies `unsafe_code`;
+//! only `sys` and those three items are allowed it.
 //!
 //! # Lifetimes and teardown
 //!
@@ -61,36 +79,38 @@
 //! container fds are closed. The NVMe-level shutdown (CC.SHN) is
 //! `nvme-core`'s job and must happen before.
 
+#![deny(unsafe_code)]
+
 mod caps;
 mod container;
 mod device;
 mod devmem;
 mod dma;
 mod error;
-pub mod iova;
-pub mod pci;
+mod iova;
+mod open;
+mod pci;
 mod region;
+#[allow(unsafe_code)]
 mod sys;
-pub mod sysfs;
-pub mod wc;
+mod sysfs;
+mod wc;
 
-pub use device::{OpenOptions, VfioDevice, VfioDoorbell};
+pub use device::{VfioDevice, VfioDeviceInfo, VfioDoorbell};
 pub use devmem::VfioDeviceMemory;
 pub use dma::{DmaBuffer, DmaStats, HUGEPAGE_SIZE};
 pub use error::{PeerDevice, VfioError};
 pub use iova::IovaRange;
+pub use open::OpenOptions;
 pub use pci::PciAddress;
 pub use region::{MappingRecord, MappingRoute, RangePurpose};
 pub use sysfs::SysfsDevice;
+pub use wc::{BarResource, PatEntry, PatList, VfioWcSupport};
 
 /// `VFIO_TYPE1v2_IOMMU`, as returned by [`VfioDevice::iommu_type`].
 pub const VFIO_TYPE1V2_IOMMU: u32 = vfio_bindings::bindings::vfio::VFIO_TYPE1v2_IOMMU;
 /// `VFIO_TYPE1_IOMMU`, as returned by [`VfioDevice::iommu_type`].
 pub const VFIO_TYPE1_IOMMU: u32 = vfio_bindings::bindings::vfio::VFIO_TYPE1_IOMMU;
-
-/// The [`nvme_core::Hardware`] implementation of this crate (an alias:
-/// [`VfioDevice`] implements the trait itself).
-pub type VfioHw = VfioDevice;
 
 /// Why [`open_controller`] failed: opening the device, or bringing up the controller.
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +128,7 @@ pub enum OpenError {
 pub fn open_controller(
     addr: &str,
     opts: nvme_core::ControllerOptions,
-) -> Result<nvme_core::Controller<VfioHw>, OpenError> {
+) -> Result<nvme_core::Controller<VfioDevice>, OpenError> {
     let dev = VfioDevice::open(PciAddress::parse(addr)?)?;
     Ok(nvme_core::Controller::init(dev, opts)?)
 }

@@ -25,10 +25,7 @@ pub(crate) fn query_region(dev: &File, index: u32) -> Result<(RegionInfo, Region
     loop {
         let mut buf = vec![0u8; len];
         wr_u32(&mut buf, 8, index);
-        sys::device_get_region_info(dev, &mut buf).map_err(|source| VfioError::Ioctl {
-            op: "VFIO_DEVICE_GET_REGION_INFO",
-            source,
-        })?;
+        sys::device_get_region_info(dev, &mut buf)?;
         let want = rd_u32(&buf, 0).unwrap_or(0) as usize;
         if want > buf.len() {
             if want > MAX_INFO_LEN || len >= MAX_INFO_LEN {

@@ -5,6 +5,12 @@
 //! needs (a borrowed fd that is open, a buffer of the size the kernel will
 //! write, a mapping that is owned). The rest of the crate is safe Rust.
 //!
+//! The wrappers of ioctls whose failure ends the open return
+//! [`VfioError::Ioctl`] named after the ioctl, so callers need no `map_err`;
+//! the ones whose failure a caller tolerates or reports in its own words
+//! (`check_extension`, `device_reset`, `group_unset_container`, DMA map and
+//! unmap, device features) return the plain `io::Error`.
+//!
 //! ioctl numbers: VFIO uses `_IO(VFIO_TYPE, VFIO_BASE + n)` with
 //! `VFIO_TYPE = ';'` and `VFIO_BASE = 100`, and passes the size in the
 //! structure's `argsz` field instead of the ioctl number. `_IO(t, nr)` is
@@ -25,6 +31,7 @@ use vfio_bindings::bindings::vfio::{
 };
 
 use crate::caps::{IOMMU_INFO_LEN, REGION_INFO_LEN};
+use crate::error::VfioError;
 
 /// `_IO(';', 100 + n)`.
 const fn vfio_io(n: u32) -> u64 {
@@ -81,6 +88,11 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// A failed ioctl as the typed error: `op` names the ioctl.
+fn named<T>(op: &'static str, r: io::Result<T>) -> Result<T, VfioError> {
+    r.map_err(|source| VfioError::Ioctl { op, source })
+}
+
 /// An ioctl whose argument is an integer (or nothing).
 fn ioctl_int(fd: &impl AsFd, req: u64, arg: libc::c_ulong) -> io::Result<libc::c_int> {
     let fd = fd.as_fd().as_raw_fd();
@@ -122,8 +134,11 @@ fn ioctl_buf(fd: &impl AsFd, req: u64, buf: &mut [u8], min_len: usize) -> io::Re
 }
 
 /// `VFIO_GET_API_VERSION` on the container.
-pub(crate) fn get_api_version(container: &impl AsFd) -> io::Result<i32> {
-    ioctl_int(container, VFIO_GET_API_VERSION, 0)
+pub(crate) fn get_api_version(container: &impl AsFd) -> Result<i32, VfioError> {
+    named(
+        "VFIO_GET_API_VERSION",
+        ioctl_int(container, VFIO_GET_API_VERSION, 0),
+    )
 }
 
 /// `VFIO_CHECK_EXTENSION(ext)` on the container.
@@ -132,24 +147,30 @@ pub(crate) fn check_extension(container: &impl AsFd, ext: u32) -> io::Result<boo
 }
 
 /// `VFIO_SET_IOMMU(type)` on the container.
-pub(crate) fn set_iommu(container: &impl AsFd, iommu_type: u32) -> io::Result<()> {
-    ioctl_int(container, VFIO_SET_IOMMU, iommu_type as libc::c_ulong).map(|_| ())
+pub(crate) fn set_iommu(container: &impl AsFd, iommu_type: u32) -> Result<(), VfioError> {
+    let r = ioctl_int(container, VFIO_SET_IOMMU, iommu_type as libc::c_ulong);
+    named("VFIO_SET_IOMMU", r).map(|_| ())
 }
 
 /// `VFIO_GROUP_GET_STATUS`: the group's flags.
-pub(crate) fn group_status(group: &impl AsFd) -> io::Result<u32> {
+pub(crate) fn group_status(group: &impl AsFd) -> Result<u32, VfioError> {
     let mut st = vfio_group_status {
         argsz: size_of::<vfio_group_status>() as u32,
         flags: 0,
     };
-    ioctl_struct(group, VFIO_GROUP_GET_STATUS, &mut st)?;
+    let r = ioctl_struct(group, VFIO_GROUP_GET_STATUS, &mut st);
+    named("VFIO_GROUP_GET_STATUS", r)?;
     Ok(st.flags)
 }
 
 /// `VFIO_GROUP_SET_CONTAINER`: attach the group to the container.
-pub(crate) fn group_set_container(group: &impl AsFd, container: &impl AsFd) -> io::Result<()> {
+pub(crate) fn group_set_container(
+    group: &impl AsFd,
+    container: &impl AsFd,
+) -> Result<(), VfioError> {
     let mut fd: libc::c_int = container.as_fd().as_raw_fd();
-    ioctl_struct(group, VFIO_GROUP_SET_CONTAINER, &mut fd).map(|_| ())
+    let r = ioctl_struct(group, VFIO_GROUP_SET_CONTAINER, &mut fd);
+    named("VFIO_GROUP_SET_CONTAINER", r).map(|_| ())
 }
 
 /// `VFIO_GROUP_UNSET_CONTAINER`.
@@ -158,34 +179,38 @@ pub(crate) fn group_unset_container(group: &impl AsFd) -> io::Result<()> {
 }
 
 /// `VFIO_GROUP_GET_DEVICE_FD(name)`: the device's fd, as a `File` for pread/pwrite.
-pub(crate) fn group_get_device_fd(group: &impl AsFd, name: &CStr) -> io::Result<File> {
+pub(crate) fn group_get_device_fd(group: &impl AsFd, name: &CStr) -> Result<File, VfioError> {
     let gfd = group.as_fd().as_raw_fd();
     // SAFETY: `name` is a valid NUL-terminated string for the duration of the
     // call; the kernel only reads it.
-    let fd = cvt(unsafe { libc::ioctl(gfd, VFIO_GROUP_GET_DEVICE_FD as _, name.as_ptr()) })?;
+    let r = cvt(unsafe { libc::ioctl(gfd, VFIO_GROUP_GET_DEVICE_FD as _, name.as_ptr()) });
+    let fd = named("VFIO_GROUP_GET_DEVICE_FD", r)?;
     // SAFETY: on success the ioctl returns a new file descriptor that nothing
     // else owns; we take ownership of it exactly once.
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 /// `VFIO_DEVICE_GET_INFO` (fixed part only; we use no device capabilities).
-pub(crate) fn device_get_info(device: &impl AsFd) -> io::Result<vfio_device_info> {
+pub(crate) fn device_get_info(device: &impl AsFd) -> Result<vfio_device_info, VfioError> {
     let mut info = vfio_device_info {
         argsz: size_of::<vfio_device_info>() as u32,
         ..Default::default()
     };
-    ioctl_struct(device, VFIO_DEVICE_GET_INFO, &mut info)?;
+    let r = ioctl_struct(device, VFIO_DEVICE_GET_INFO, &mut info);
+    named("VFIO_DEVICE_GET_INFO", r)?;
     Ok(info)
 }
 
 /// `VFIO_DEVICE_GET_REGION_INFO` into `buf` (index at bytes 8..12 must be set).
-pub(crate) fn device_get_region_info(device: &impl AsFd, buf: &mut [u8]) -> io::Result<()> {
-    ioctl_buf(device, VFIO_DEVICE_GET_REGION_INFO, buf, REGION_INFO_LEN)
+pub(crate) fn device_get_region_info(device: &impl AsFd, buf: &mut [u8]) -> Result<(), VfioError> {
+    let r = ioctl_buf(device, VFIO_DEVICE_GET_REGION_INFO, buf, REGION_INFO_LEN);
+    named("VFIO_DEVICE_GET_REGION_INFO", r)
 }
 
 /// `VFIO_IOMMU_GET_INFO` into `buf`.
-pub(crate) fn iommu_get_info(container: &impl AsFd, buf: &mut [u8]) -> io::Result<()> {
-    ioctl_buf(container, VFIO_IOMMU_GET_INFO, buf, IOMMU_INFO_LEN)
+pub(crate) fn iommu_get_info(container: &impl AsFd, buf: &mut [u8]) -> Result<(), VfioError> {
+    let r = ioctl_buf(container, VFIO_IOMMU_GET_INFO, buf, IOMMU_INFO_LEN);
+    named("VFIO_IOMMU_GET_INFO", r)
 }
 
 /// `VFIO_DEVICE_RESET`.

@@ -12,7 +12,7 @@ use crate::error::{PeerDevice, VfioError};
 use crate::pci::PciAddress;
 
 /// PCI class code of an NVMe controller (mass storage / NVM / NVMe).
-pub const NVME_CLASS: u32 = 0x01_08_02;
+pub(crate) const NVME_CLASS: u32 = 0x01_08_02;
 
 /// What sysfs says about a PCI function that passed the checks.
 #[derive(Clone, Debug)]
@@ -21,7 +21,7 @@ pub struct SysfsDevice {
     pub address: PciAddress,
     /// `<root>/bus/pci/devices/<address>`.
     pub path: PathBuf,
-    /// The bound driver (always a vfio-pci driver when returned by [`probe`]).
+    /// The bound driver (always a vfio-pci driver once the checks passed).
     pub driver: Option<String>,
     /// Vendor id from sysfs.
     pub vendor: Option<u16>,
@@ -40,7 +40,7 @@ pub struct SysfsDevice {
 ///
 /// The IOMMU group is checked before the driver: without an IOMMU, binding to
 /// vfio-pci fails, so the bind commands would not help.
-pub fn probe(sysfs_root: &Path, address: &PciAddress) -> Result<SysfsDevice, VfioError> {
+pub(crate) fn probe(sysfs_root: &Path, address: &PciAddress) -> Result<SysfsDevice, VfioError> {
     let path = sysfs_root.join("bus/pci/devices").join(address.to_string());
     if !path.exists() {
         return Err(VfioError::DeviceNotFound {
@@ -113,7 +113,7 @@ pub fn probe(sysfs_root: &Path, address: &PciAddress) -> Result<SysfsDevice, Vfi
 }
 
 /// True for vfio-pci and its variant drivers (`*vfio-pci`, `*vfio_pci`).
-pub fn is_vfio_driver(name: &str) -> bool {
+pub(crate) fn is_vfio_driver(name: &str) -> bool {
     name == "vfio-pci" || name.ends_with("vfio-pci") || name.ends_with("vfio_pci")
 }
 
@@ -123,7 +123,7 @@ fn allowed_in_group(driver: &str) -> bool {
 }
 
 /// The peers whose driver makes the group non-viable.
-pub fn viability_blockers(peers: &[PeerDevice]) -> Vec<PeerDevice> {
+pub(crate) fn viability_blockers(peers: &[PeerDevice]) -> Vec<PeerDevice> {
     peers
         .iter()
         .filter(|p| p.driver.as_deref().is_some_and(|d| !allowed_in_group(d)))
@@ -132,7 +132,7 @@ pub fn viability_blockers(peers: &[PeerDevice]) -> Vec<PeerDevice> {
 }
 
 /// The other devices in IOMMU group `group`, with their drivers.
-pub fn group_peers(
+pub(crate) fn group_peers(
     sysfs_root: &Path,
     group: u32,
     me: &PciAddress,
@@ -164,7 +164,7 @@ pub fn group_peers(
 }
 
 /// NVMe controllers (class 0x010802) under `<root>/bus/pci/devices`, with drivers.
-pub fn list_nvme_devices(sysfs_root: &Path) -> Vec<PeerDevice> {
+pub(crate) fn list_nvme_devices(sysfs_root: &Path) -> Vec<PeerDevice> {
     let Ok(entries) = fs::read_dir(sysfs_root.join("bus/pci/devices")) else {
         return Vec::new();
     };

@@ -35,14 +35,15 @@ use std::path::{Path, PathBuf};
 use nvme_core::MemoryType;
 
 /// `IORESOURCE_IO` in the flags column of sysfs `resource`.
-pub const IORESOURCE_IO: u64 = 0x100;
+#[cfg_attr(not(test), allow(dead_code))] // tests build I/O BARs with it
+pub(crate) const IORESOURCE_IO: u64 = 0x100;
 /// `IORESOURCE_MEM`.
-pub const IORESOURCE_MEM: u64 = 0x200;
+pub(crate) const IORESOURCE_MEM: u64 = 0x200;
 /// `IORESOURCE_PREFETCH`.
-pub const IORESOURCE_PREFETCH: u64 = 0x2000;
+pub(crate) const IORESOURCE_PREFETCH: u64 = 0x2000;
 
 /// Size of BAR0's register page: CAP … CMBMSC and friends, never WC.
-pub const REGISTER_PAGE: u64 = 0x1000;
+pub(crate) const REGISTER_PAGE: u64 = 0x1000;
 
 /// One BAR as sysfs `resource` describes it (CPU physical addresses).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -80,7 +81,7 @@ impl BarResource {
 
 /// Parse sysfs `resource`: the first six lines are BAR0..BAR5
 /// (`0x<start> 0x<end> 0x<flags>`). Malformed lines give `None`.
-pub fn parse_resource_file(text: &str) -> [Option<BarResource>; 6] {
+pub(crate) fn parse_resource_file(text: &str) -> [Option<BarResource>; 6] {
     let mut out = [None; 6];
     for (slot, line) in out.iter_mut().zip(text.lines()) {
         let mut it = line
@@ -96,7 +97,7 @@ pub fn parse_resource_file(text: &str) -> [Option<BarResource>; 6] {
 }
 
 /// Read `<device>/resource`.
-pub fn read_bar_resources(dev_path: &Path) -> [Option<BarResource>; 6] {
+pub(crate) fn read_bar_resources(dev_path: &Path) -> [Option<BarResource>; 6] {
     std::fs::read_to_string(dev_path.join("resource"))
         .map(|t| parse_resource_file(&t))
         .unwrap_or([None; 6])
@@ -105,7 +106,7 @@ pub fn read_bar_resources(dev_path: &Path) -> [Option<BarResource>; 6] {
 /// Bus addresses of the memory BARs from the first 0x28 bytes of config
 /// space (what the device decodes; `None` for I/O, absent or unassigned
 /// BARs and for the upper half of a 64-bit BAR).
-pub fn parse_config_bars(cfg: &[u8]) -> [Option<u64>; 6] {
+pub(crate) fn parse_config_bars(cfg: &[u8]) -> [Option<u64>; 6] {
     let mut out = [None; 6];
     let rd = |i: usize| -> Option<u32> {
         let o = 0x10 + 4 * i;
@@ -159,8 +160,34 @@ impl fmt::Display for PatEntry {
     }
 }
 
+/// The x86 PAT reservation list (`<debugfs>/x86/pat_memtype_list`), parsed:
+/// the memory type each reserved physical range really got.
+///
+/// The driver checks every mapping against this list at open and reports
+/// the outcome in [`VfioDevice::mappings`](crate::VfioDevice::mappings);
+/// tools can read the list again (e.g. while a window is mapped) and compare.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PatList {
+    entries: Vec<PatEntry>,
+}
+
+impl PatList {
+    /// Parse the text of `pat_memtype_list` (the header line and anything
+    /// unparsable are skipped).
+    pub fn parse(text: &str) -> PatList {
+        PatList {
+            entries: parse_pat(text),
+        }
+    }
+
+    /// The entries overlapping the physical range `[start, end)`, in list order.
+    pub fn overlapping(&self, start: u64, end: u64) -> Vec<PatEntry> {
+        pat_overlapping(&self.entries, start, end)
+    }
+}
+
 /// Map a PAT type name to a [`MemoryType`].
-pub fn pat_memory_type(kind: &str) -> MemoryType {
+pub(crate) fn pat_memory_type(kind: &str) -> MemoryType {
     match kind {
         "write-combining" => MemoryType::WriteCombining,
         "uncached-minus" | "uncached" => MemoryType::Uncached,
@@ -169,7 +196,7 @@ pub fn pat_memory_type(kind: &str) -> MemoryType {
 }
 
 /// Parse `pat_memtype_list` (the header line and anything unparsable are skipped).
-pub fn parse_pat(text: &str) -> Vec<PatEntry> {
+pub(crate) fn parse_pat(text: &str) -> Vec<PatEntry> {
     text.lines()
         .filter_map(|l| {
             let rest = l.trim().strip_prefix("PAT: [mem ")?;
@@ -186,7 +213,7 @@ pub fn parse_pat(text: &str) -> Vec<PatEntry> {
 }
 
 /// The entries overlapping `[start, end)`.
-pub fn pat_overlapping(entries: &[PatEntry], start: u64, end: u64) -> Vec<PatEntry> {
+pub(crate) fn pat_overlapping(entries: &[PatEntry], start: u64, end: u64) -> Vec<PatEntry> {
     entries
         .iter()
         .filter(|e| e.start < end && start < e.end)
@@ -260,7 +287,7 @@ impl PatSource {
             ))
             }
         };
-        let hits = pat_overlapping(&parse_pat(&text), start, end);
+        let hits = PatList::parse(&text).overlapping(start, end);
         let Some(first) = hits.first() else {
             return PatVerdict::NoEntry;
         };
@@ -390,7 +417,7 @@ pub(crate) fn doorbell_reason(bar0: &BarFacts, vfio: &VfioWcSupport, x86_pat: bo
 
 /// One entry of the store-width quirk table.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct StoreQuirk {
+pub(crate) struct StoreQuirk {
     /// PCI vendor id.
     pub vendor: u16,
     /// PCI device id (`None`: every device of the vendor).
@@ -403,7 +430,7 @@ pub struct StoreQuirk {
 
 /// Widest device-memory store for devices not in [`STORE_QUIRKS`]: 8 bytes
 /// (one 64-bit store) is what every PCIe device accepts.
-pub const DEFAULT_MAX_STORE: usize = 8;
+pub(crate) const DEFAULT_MAX_STORE: usize = 8;
 
 /// Known store widths, first match wins.
 ///
@@ -413,7 +440,7 @@ pub const DEFAULT_MAX_STORE: usize = 8;
 /// checking that the device's CMB accepts such TLPs (the vendor's
 /// documentation, or SPDK's quirk list). Only widen; an entry narrower than 8
 /// would break the NVMe 64-bit register accesses the driver also does.
-pub const STORE_QUIRKS: &[StoreQuirk] = &[StoreQuirk {
+pub(crate) const STORE_QUIRKS: &[StoreQuirk] = &[StoreQuirk {
     vendor: 0x1b36,
     device: Some(0x0010),
     max_store: 8,
@@ -421,7 +448,7 @@ pub const STORE_QUIRKS: &[StoreQuirk] = &[StoreQuirk {
 }];
 
 /// The widest store for `vendor:device`.
-pub fn max_store_for(vendor: u16, device: u16) -> usize {
+pub(crate) fn max_store_for(vendor: u16, device: u16) -> usize {
     STORE_QUIRKS
         .iter()
         .find(|q| q.vendor == vendor && q.device.is_none_or(|d| d == device))
@@ -511,6 +538,18 @@ bogus line
             e[0].to_string(),
             "PAT: [mem 0x00000000fe600000-0x00000000fe604000] uncached-minus"
         );
+    }
+
+    #[test]
+    fn pat_list_is_parse_pat_and_pat_overlapping() {
+        let l = PatList::parse(PAT);
+        let e = parse_pat(PAT);
+        assert_eq!(
+            l.overlapping(0x8_0000_1000, 0x8_0000_2000),
+            pat_overlapping(&e, 0x8_0000_1000, 0x8_0000_2000)
+        );
+        assert_eq!(l.overlapping(0, u64::MAX), e);
+        assert!(PatList::parse("").overlapping(0, u64::MAX).is_empty());
     }
 
     #[test]

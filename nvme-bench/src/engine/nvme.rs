@@ -10,22 +10,22 @@
 use std::time::{Duration, Instant};
 
 use nvme_core::{ByteCount, Controller, DmaBuf, Hardware, IoQueuePair, Lba, Namespace};
-use nvme_vfio::VfioHw;
+use nvme_vfio::VfioDevice;
 
 use super::{Done, Engine};
 use crate::error::{Error, Result};
 use crate::options::{Dir, Job};
 
-type Buf = DmaBuf<<VfioHw as Hardware>::Dma>;
+type Buf = DmaBuf<<VfioDevice as Hardware>::Dma>;
 
 pub struct NvmeEngine {
     // The queue pair goes first: it must be gone before its controller handle.
-    qp: IoQueuePair<VfioHw>,
+    qp: IoQueuePair<VfioDevice>,
     ns: Namespace,
     slots: Vec<Option<Buf>>,
     batching: bool,
     timeout: Duration,
-    ctrl: Controller<VfioHw>,
+    ctrl: Controller<VfioDevice>,
 }
 
 /// Queue entries for a job: enough for `iodepth` requests, each possibly
@@ -37,7 +37,7 @@ pub fn default_queue_size(job: &Job, max_transfer: usize, max_entries: u32) -> u
 
 impl NvmeEngine {
     pub fn open(
-        ctrl: &Controller<VfioHw>,
+        ctrl: &Controller<VfioDevice>,
         nsid: u32,
         job: &Job,
         slots: usize,
@@ -176,7 +176,7 @@ impl Engine for NvmeEngine {
         let s = self.qp.stats();
         serde_json::json!({
             "engine": "nvme-vfio",
-            "controller": self.ctrl.hardware().pci_address().to_string(),
+            "controller": self.ctrl.platform_info().pci_address().to_string(),
             "nsid": self.ns.nsid(),
             "qid": self.qp.qid(),
             "queue_entries": self.qp.entries(),

@@ -389,9 +389,16 @@ impl<H: Hardware> Controller<H> {
         })
     }
 
-    /// The platform layer.
-    pub fn hardware(&self) -> &H {
-        &self.shared.hw
+    /// What the platform layer knows about the device (e.g. its PCI
+    /// address, mappings and DMA statistics), without register access.
+    pub fn platform_info(&self) -> H::Info {
+        self.shared.hw.info()
+    }
+    /// Allocate a zeroed DMA region of at least `len` bytes in this
+    /// controller's DMA space, for memory the caller manages itself (the
+    /// `unsafe` raw submissions, [`IoQueuePair::submit_read_raw`]).
+    pub fn alloc_dma(&self, len: usize) -> Result<H::Dma, Error> {
+        Ok(self.shared.hw.alloc_dma(len)?)
     }
     /// CAP.
     pub fn cap(&self) -> Cap {

@@ -470,6 +470,8 @@ unsafe impl Hardware for ModelController {
     type Dma = ModelDma;
     type Doorbell = ModelDoorbell;
     type DeviceMem = crate::hw::NoDeviceMemory;
+    type Info = ();
+    fn info(&self) {}
 
     fn read32(&self, offset: usize) -> u32 {
         self.lock().read32(offset)
@@ -489,7 +491,7 @@ unsafe impl Hardware for ModelController {
 
     fn doorbell(&self, off: usize) -> Result<ModelDoorbell, HwError> {
         let target = self.lock().decode_doorbell(off).ok_or_else(|| {
-            HwError(format!(
+            HwError::msg(format!(
                 "model: no doorbell at BAR0 offset {off:#x} (doorbells start at {:#x})",
                 offset::DOORBELLS
             ))
@@ -506,13 +508,13 @@ unsafe impl Hardware for ModelController {
         _offset: u64,
         _len: u64,
     ) -> Result<crate::hw::NoDeviceMemory, HwError> {
-        Err(HwError(format!(
+        Err(HwError::msg(format!(
             "the model has no memory BAR {bar} (no CMB)"
         )))
     }
 
     fn bar_address(&self, bar: u8) -> Result<u64, HwError> {
-        Err(HwError(format!("the model has no BAR {bar} address")))
+        Err(HwError::msg(format!("the model has no BAR {bar} address")))
     }
 
     fn alloc_dma(&self, len: usize) -> Result<ModelDma, HwError> {
@@ -520,13 +522,14 @@ unsafe impl Hardware for ModelController {
             let mut s = self.lock();
             if s.faults.dma_alloc_failures > 0 {
                 s.faults.dma_alloc_failures -= 1;
-                return Err(HwError(format!(
+                return Err(HwError::msg(format!(
                     "model: injected DMA allocation failure ({len} bytes)"
                 )));
             }
         }
-        let dma = ModelDma::alloc(&self.shared, len)
-            .ok_or_else(|| HwError(format!("model: cannot allocate {len} bytes of DMA memory")))?;
+        let dma = ModelDma::alloc(&self.shared, len).ok_or_else(|| {
+            HwError::msg(format!("model: cannot allocate {len} bytes of DMA memory"))
+        })?;
         self.lock().stats.dma_allocs += 1;
         Ok(dma)
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use nvme_core::{ByteCount, Controller, ControllerOptions, Error, Lba, Namespace};
 use nvme_tests::{check_pattern, fill_pattern, Rng};
-use nvme_vfio::VfioHw;
+use nvme_vfio::VfioDevice;
 
 #[derive(Parser)]
 #[command(about = "Guest-side checks for the userspace NVMe driver")]
@@ -153,7 +153,7 @@ struct Range {
     seed: u64,
 }
 
-type Ctrl = Controller<VfioHw>;
+type Ctrl = Controller<VfioDevice>;
 type Failure = Box<dyn std::error::Error>;
 
 fn open(addr: &str) -> Result<Ctrl, Failure> {
@@ -393,7 +393,7 @@ fn roundtrip(addr: &str, seed: u64, ops: u32) -> Result<(), Failure> {
     let off = (4 << 20) - len - 4096 + 8;
     big.set_window(off, len)?;
     fill_pattern(&mut big, seed ^ 0xb16, 0, bs);
-    let hugepage_regions = c.hardware().dma_stats().hugepage_regions;
+    let hugepage_regions = c.platform_info().dma_stats().hugepage_regions;
     let big = qp.write(ns, Lba(0), big)?;
     let mut back = c.alloc_buffer(ByteCount(len))?;
     back.as_mut_slice().fill(0xa5);
@@ -676,7 +676,7 @@ fn requeue(addr: &str, rounds: u32, busy: bool, io_timeout: u64) -> Result<(), F
 /// Verified write/read-back pairs at depth 8 on its own pair until `stop`.
 fn busy_worker(
     c: &Ctrl,
-    mut qp: nvme_core::IoQueuePair<VfioHw>,
+    mut qp: nvme_core::IoQueuePair<VfioDevice>,
     ns: &Namespace,
     range: (u64, u64),
     stop: &std::sync::atomic::AtomicBool,
@@ -739,7 +739,7 @@ fn busy_worker(
 /// write of a fresh pattern followed (after it completes) by a read-back.
 fn thread_worker(
     c: &Ctrl,
-    mut qp: nvme_core::IoQueuePair<VfioHw>,
+    mut qp: nvme_core::IoQueuePair<VfioDevice>,
     ns: &Namespace,
     range: (u64, u64),
     ops: u32,
@@ -1050,7 +1050,7 @@ fn segments(
 }
 
 fn run_vec(
-    qp: &mut nvme_core::IoQueuePair<VfioHw>,
+    qp: &mut nvme_core::IoQueuePair<VfioDevice>,
     write: bool,
     ns: &Namespace,
     lba: u64,

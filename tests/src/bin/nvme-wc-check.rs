@@ -9,8 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use nvme_core::{DeviceMemory, Hardware, MemoryType};
-use nvme_vfio::wc::{parse_pat, pat_overlapping, PatEntry};
-use nvme_vfio::{OpenOptions, PciAddress, RangePurpose};
+use nvme_vfio::{OpenOptions, PatEntry, PatList, PciAddress, RangePurpose};
 
 const PAT_LIST: &str = "/sys/kernel/debug/x86/pat_memtype_list";
 
@@ -27,18 +26,18 @@ struct Cli {
     touch_bar_first: Option<u8>,
 }
 
-fn pat_entries() -> Option<Vec<PatEntry>> {
+fn pat_entries() -> Option<PatList> {
     std::fs::read_to_string(PAT_LIST)
         .ok()
-        .map(|t| parse_pat(&t))
+        .map(|t| PatList::parse(&t))
 }
 
 /// Comma-joined PAT types over `[start, end)`, `none` if no entry, `-` if no list.
-fn pat_kinds(pat: &Option<Vec<PatEntry>>, start: u64, end: u64) -> (String, Vec<PatEntry>) {
+fn pat_kinds(pat: &Option<PatList>, start: u64, end: u64) -> (String, Vec<PatEntry>) {
     match pat {
         None => ("-".into(), Vec::new()),
         Some(e) => {
-            let hits = pat_overlapping(e, start, end);
+            let hits = e.overlapping(start, end);
             let mut k: Vec<String> = hits.iter().map(|h| h.kind.clone()).collect();
             k.dedup();
             if k.is_empty() {
