@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::Error;
 use crate::hw::{DeviceMemory, Hardware, Iova, MemoryType};
-use crate::regs::{offset, Cap, CmbLoc, CmbMsc, CmbSts, CmbSz};
+use crate::regs::{Cap, CmbLoc, CmbMsc, CmbSts, CmbSz};
 
 /// Which addressing scheme the controller uses for its CMB.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -54,23 +54,19 @@ pub struct CmbLayout {
 pub(crate) fn discover<H: Hardware>(hw: &H, cap: Cap) -> Result<Option<CmbLayout>, Error> {
     let scheme = if cap.cmbs() {
         // CMBLOC/CMBSZ read 0 until CRE is set.
-        hw.write64(
-            offset::CMBMSC,
-            CmbMsc {
-                cre: true,
-                ..CmbMsc::default()
-            }
-            .to_bits(),
-        );
+        hw.write_reg(CmbMsc {
+            cre: true,
+            ..CmbMsc::default()
+        });
         CmbScheme::V14
     } else {
         CmbScheme::Legacy
     };
-    let loc = CmbLoc(hw.read32(offset::CMBLOC));
-    let sz = CmbSz(hw.read32(offset::CMBSZ));
+    let loc = hw.read_reg::<CmbLoc>();
+    let sz = hw.read_reg::<CmbSz>();
     if sz.sz() == 0 || sz.0 == u32::MAX {
         if scheme == CmbScheme::V14 {
-            hw.write64(offset::CMBMSC, 0);
+            hw.write_reg(CmbMsc::default());
         }
         return Ok(None);
     }
@@ -79,18 +75,14 @@ pub(crate) fn discover<H: Hardware>(hw: &H, cap: Cap) -> Result<Option<CmbLayout
     let bar_address = hw.bar_address(loc.bir())?;
     let bus_address = bar_address + bar_offset;
     if scheme == CmbScheme::V14 {
-        hw.write64(
-            offset::CMBMSC,
-            CmbMsc {
-                cre: true,
-                cmse: true,
-                cba: bus_address,
-            }
-            .to_bits(),
-        );
-        let sts = CmbSts(hw.read32(offset::CMBSTS));
+        hw.write_reg(CmbMsc {
+            cre: true,
+            cmse: true,
+            cba: bus_address,
+        });
+        let sts = hw.read_reg::<CmbSts>();
         if sts.cbai() {
-            hw.write64(offset::CMBMSC, 0);
+            hw.write_reg(CmbMsc::default());
             return Err(Error::Unsupported(format!(
                 "controller rejected CMB base address {bus_address:#x} (CMBSTS.CBAI)"
             )));
@@ -109,7 +101,7 @@ pub(crate) fn discover<H: Hardware>(hw: &H, cap: Cap) -> Result<Option<CmbLayout
 /// Turn the CMB's memory space off again (1.4 scheme), at teardown.
 pub(crate) fn disable<H: Hardware>(hw: &H, layout: &CmbLayout) {
     if layout.scheme == CmbScheme::V14 {
-        hw.write64(offset::CMBMSC, 0);
+        hw.write_reg(CmbMsc::default());
     }
 }
 
@@ -207,6 +199,7 @@ impl<H: Hardware> Drop for CmbSlice<H> {
 mod tests {
     use super::*;
     use crate::hw::{DmaRegion, Doorbell, HwError};
+    use crate::regs::offset;
     use std::collections::HashMap;
 
     /// A register file that behaves like a CMB-capable controller and

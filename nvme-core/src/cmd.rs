@@ -266,7 +266,7 @@ impl SubmissionEntry {
     /// building the struct.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    pub fn rw_words(
+    pub(crate) fn rw_words(
         opcode: u8,
         nsid: u32,
         cid: u16,
@@ -329,6 +329,7 @@ impl CompletionEntry {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code)]
 mod tests {
     use super::*;
 

@@ -11,6 +11,8 @@
 
 use std::fmt;
 
+use crate::regs::Register;
+
 /// A device-visible DMA address (an IOVA under an IOMMU).
 ///
 /// Distinct from host virtual addresses and from byte counts so the two
@@ -310,6 +312,26 @@ pub unsafe trait Hardware: Send + Sync + 'static {
     fn write32(&self, offset: usize, value: u32);
     /// Write a 64-bit register.
     fn write64(&self, offset: usize, value: u64);
+
+    /// Read register `R` (its type knows its offset and width).
+    #[inline]
+    fn read_reg<R: Register>(&self) -> R {
+        if R::WIDE {
+            R::from_raw(self.read64(R::OFFSET))
+        } else {
+            R::from_raw(u64::from(self.read32(R::OFFSET)))
+        }
+    }
+
+    /// Write register `R`.
+    #[inline]
+    fn write_reg<R: Register>(&self, value: R) {
+        if R::WIDE {
+            self.write64(R::OFFSET, value.to_raw());
+        } else {
+            self.write32(R::OFFSET, value.to_raw() as u32);
+        }
+    }
 
     /// A handle to the doorbell register at `offset` in BAR0
     /// (computed by the caller from CAP.DSTRD).

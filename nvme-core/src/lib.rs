@@ -15,8 +15,7 @@
 //! The crate denies `unsafe_code`; it is allowed only in `barrier` (the
 //! fence instructions), `buffer` (a `DmaBuf`'s byte slice), `hw` (the unsafe
 //! traits and the region accessors built on their contracts), `ring` (SQ
-//! and CQ ring memory, shadow doorbell slots), `cmd` (an entry's words), and
-//! on two items of the queue pair: its `Drop` (freeing device-visible memory
+//! and CQ ring memory), and on two items of the queue pair: its `Drop` (freeing device-visible memory
 //! once the controller let go of it) and the `unsafe fn` raw submissions
 //! whose contract the caller keeps. See `docs/architecture.md`.
 
@@ -33,7 +32,6 @@ mod barrier;
 #[allow(unsafe_code)]
 mod buffer;
 mod cmb;
-#[allow(unsafe_code)]
 pub mod cmd;
 mod controller;
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Controller registers (BAR0) as value types with named fields.
 //!
-//! Bit positions live here and nowhere else: driver code reads and builds
-//! registers through these types.
+//! Bit positions and offsets live here and nowhere else: driver code reads
+//! and writes registers through these types ([`Register`]: each type
+//! carries its BAR0 offset, so an offset cannot meet the wrong layout).
 
 use std::time::Duration;
 
@@ -431,6 +432,63 @@ impl CmbSts {
     pub const fn cbai(self) -> bool {
         self.0 & 1 == 1
     }
+}
+
+/// A controller register: its type knows where it lives in BAR0 and how
+/// wide it is. Read and write registers by type, with
+/// [`Hardware::read_reg`](crate::Hardware::read_reg) and
+/// [`Hardware::write_reg`](crate::Hardware::write_reg).
+pub trait Register: Sized {
+    /// Byte offset in BAR0.
+    const OFFSET: usize;
+    /// 64 bits wide (else 32).
+    const WIDE: bool;
+    /// Decode a raw value (the low 32 bits for a 32-bit register).
+    fn from_raw(raw: u64) -> Self;
+    /// Encode as a raw value.
+    fn to_raw(&self) -> u64;
+}
+
+/// ASQ: the admin submission queue's base address.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Asq(pub u64);
+
+/// ACQ: the admin completion queue's base address.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Acq(pub u64);
+
+macro_rules! registers {
+    ($($ty:ident at $off:ident, $width:tt, |$r:ident| $from:expr, |$s:ident| $to:expr;)*) => {$(
+        impl Register for $ty {
+            const OFFSET: usize = offset::$off;
+            const WIDE: bool = registers!(@wide $width);
+            #[inline]
+            fn from_raw($r: u64) -> Self {
+                $from
+            }
+            #[inline]
+            fn to_raw(&self) -> u64 {
+                let $s = self;
+                $to
+            }
+        }
+    )*};
+    (@wide 32) => { false };
+    (@wide 64) => { true };
+}
+
+registers! {
+    Cap at CAP, 64, |r| Cap(r), |s| s.0;
+    Version at VS, 32, |r| Version(r as u32), |s| u64::from(s.0);
+    Cc at CC, 32, |r| Cc::from_bits(r as u32), |s| u64::from(s.to_bits());
+    Csts at CSTS, 32, |r| Csts(r as u32), |s| u64::from(s.0);
+    Aqa at AQA, 32, |r| Aqa::from_bits(r as u32), |s| u64::from(s.to_bits());
+    Asq at ASQ, 64, |r| Asq(r), |s| s.0;
+    Acq at ACQ, 64, |r| Acq(r), |s| s.0;
+    CmbLoc at CMBLOC, 32, |r| CmbLoc(r as u32), |s| u64::from(s.0);
+    CmbSz at CMBSZ, 32, |r| CmbSz(r as u32), |s| u64::from(s.0);
+    CmbMsc at CMBMSC, 64, |r| CmbMsc::from_bits(r), |s| s.to_bits();
+    CmbSts at CMBSTS, 32, |r| CmbSts(r as u32), |s| u64::from(s.0);
 }
 
 #[cfg(test)]

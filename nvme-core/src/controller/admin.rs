@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::cmd::{CompletionEntry, SubmissionEntry};
 use crate::error::Error;
 use crate::hw::{DmaRegion, Hardware, Iova};
-use crate::regs::{offset, Cap, Csts};
+use crate::regs::{Cap, Csts};
 use crate::ring::{CqRing, SqRing};
 
 use super::PAGE_SIZE;
@@ -103,7 +103,7 @@ impl<H: Hardware> AdminQueue<H> {
             }
             spins += 1;
             if spins % 256 == 0 {
-                let csts = Csts(hw.read32(offset::CSTS));
+                let csts = hw.read_reg::<Csts>();
                 if csts.is_all_ones() {
                     return Err(Error::DeviceGone);
                 }

@@ -18,7 +18,7 @@ use crate::cmd::{admin_opcode, cns, CompletionEntry, SubmissionEntry};
 use crate::error::Error;
 use crate::hw::{DmaRegion, Hardware};
 use crate::identify::{IdentifyController, IdentifyNamespace, IDENTIFY_SIZE};
-use crate::regs::{offset, Aqa, Cap, Cc, Csts, Version};
+use crate::regs::{Acq, Aqa, Asq, Cap, Cc, Csts, Version};
 use crate::ring::{Shadow, ShadowPages};
 
 use super::admin::AdminQueue;
@@ -53,11 +53,11 @@ impl<'a, H: Hardware> BringUp<'a, H> {
         hw: &'a H,
         opts: &'a ControllerOptions,
     ) -> Result<Self, Error> {
-        let cap = Cap(hw.read64(offset::CAP));
+        let cap = hw.read_reg::<Cap>();
         if cap.0 == u64::MAX {
             return Err(Error::DeviceGone);
         }
-        let version = Version(hw.read32(offset::VS));
+        let version = hw.read_reg::<Version>();
         tracing::debug!(?cap, %version, "controller capabilities");
         if !cap.supports_nvm_command_set() {
             return Err(Error::Unsupported(format!(
@@ -125,22 +125,18 @@ impl<'a, H: Hardware> BringUp<'a, H> {
             .clamp(2, 4096)
             .min(cap.max_queue_entries().min(4096) as u16);
         let admin = AdminQueue::new(hw, cap, entries)?;
-        hw.write32(
-            offset::AQA,
-            Aqa {
-                sq_entries: entries,
-                cq_entries: entries,
-            }
-            .to_bits(),
-        );
-        hw.write64(offset::ASQ, admin.sq.iova().0);
-        hw.write64(offset::ACQ, admin.cq.iova().0);
+        hw.write_reg(Aqa {
+            sq_entries: entries,
+            cq_entries: entries,
+        });
+        hw.write_reg(Asq(admin.sq.iova().0));
+        hw.write_reg(Acq(admin.cq.iova().0));
         let cc = Cc::DRIVER;
-        hw.write32(offset::CC, cc.to_bits());
+        hw.write_reg(cc);
         // From here on the controller may use the admin queue memory: an
         // error must disable it before that memory is freed (or leak it).
         self.admin = Some(admin);
-        hw.write32(offset::CC, Cc { enable: true, ..cc }.to_bits());
+        hw.write_reg(Cc { enable: true, ..cc });
         wait_ready(hw, cap, true)
     }
 
@@ -390,8 +386,8 @@ impl<H: Hardware> DbBuf<H> {
 
 /// Clear CC.EN and wait for CSTS.RDY = 0, bounded by CAP.TO.
 pub(super) fn disable<H: Hardware>(hw: &H, cap: Cap) -> Result<(), Error> {
-    let cc = Cc::from_bits(hw.read32(offset::CC));
-    let csts = Csts(hw.read32(offset::CSTS));
+    let cc = hw.read_reg::<Cc>();
+    let csts = hw.read_reg::<Csts>();
     if csts.is_all_ones() {
         return Err(Error::DeviceGone);
     }
@@ -400,14 +396,10 @@ pub(super) fn disable<H: Hardware>(hw: &H, cap: Cap) -> Result<(), Error> {
             // Enabling in progress: the spec wants RDY=1 before EN is cleared.
             let _ = wait_ready(hw, cap, true);
         }
-        hw.write32(
-            offset::CC,
-            Cc {
-                enable: false,
-                ..cc
-            }
-            .to_bits(),
-        );
+        hw.write_reg(Cc {
+            enable: false,
+            ..cc
+        });
     }
     wait_ready(hw, cap, false)
 }
@@ -418,7 +410,7 @@ fn wait_ready<H: Hardware>(hw: &H, cap: Cap, want: bool) -> Result<(), Error> {
     let timeout: Duration = cap.ready_timeout();
     let start = Instant::now();
     loop {
-        let csts = Csts(hw.read32(offset::CSTS));
+        let csts = hw.read_reg::<Csts>();
         if csts.is_all_ones() {
             return Err(Error::DeviceGone);
         }

@@ -21,7 +21,7 @@ use crate::identify::{
     IDENTIFY_SIZE, SMART_LOG_SIZE,
 };
 use crate::queue_pair::IoQueuePair;
-use crate::regs::{offset, Cap, Cc, Csts, ShutdownNotification, ShutdownStatus, Version};
+use crate::regs::{Cap, Cc, Csts, ShutdownNotification, ShutdownStatus, Version};
 use crate::ring::{Shadow, ShadowPages};
 use crate::units::ByteCount;
 
@@ -291,12 +291,12 @@ impl<H: Hardware> Shared<H> {
         let hw = &self.hw;
         let mut first_err = None;
         if !self.is_dead() {
-            let mut cc = Cc::from_bits(hw.read32(offset::CC));
+            let mut cc = hw.read_reg::<Cc>();
             cc.shn = ShutdownNotification::Normal;
-            hw.write32(offset::CC, cc.to_bits());
+            hw.write_reg(cc);
             let deadline = Instant::now() + self.opts.shutdown_timeout;
             loop {
-                let csts = Csts(hw.read32(offset::CSTS));
+                let csts = hw.read_reg::<Csts>();
                 if csts.is_all_ones() {
                     first_err = Some(Error::DeviceGone);
                     break;
@@ -333,8 +333,8 @@ impl<H: Hardware> Drop for Shared<H> {
             }
         }
         // Free the admin queue only if the controller is provably stopped.
-        let csts = Csts(self.hw.read32(offset::CSTS));
-        let cc = Cc::from_bits(self.hw.read32(offset::CC));
+        let csts = self.hw.read_reg::<Csts>();
+        let cc = self.hw.read_reg::<Cc>();
         if csts.is_all_ones() || cc.enable || csts.ready() {
             tracing::error!(
                 ?csts,
@@ -461,7 +461,7 @@ impl<H: Hardware> Controller<H> {
     }
     /// Current CSTS.
     pub fn status(&self) -> Csts {
-        Csts(self.shared.hw.read32(offset::CSTS))
+        self.shared.hw.read_reg::<Csts>()
     }
 
     /// Allocate a zeroed DMA buffer of at least `len` bytes (rounded up to
