@@ -1150,6 +1150,16 @@ pub fn validate(job: &Job) -> Result<()> {
 /// Raw sections in order: (name, [(key, value)]).
 type Section = (String, Vec<(String, Option<String>)>);
 
+/// fio's `strip_blank_end` (parse.c): a value ends at its first `;` or
+/// `#`, whether or not it is inside quotes, and trailing blanks go.
+/// fio applies it to every job-file line and to every command-line job
+/// option's value (`--filename=a;b` names the file `a`), but not to
+/// `--name=` on the command line.
+pub fn strip_comment(s: &str) -> &str {
+    let cut = s.find([';', '#']).unwrap_or(s.len());
+    s[..cut].trim_end()
+}
+
 fn expand_env(line: &str) -> Result<String> {
     let mut out = String::new();
     let mut rest = line;
@@ -1180,8 +1190,10 @@ fn parse_ini_into(
     }
     for (ln, raw) in text.lines().enumerate() {
         let where_ = || format!("{}:{}", origin.display(), ln + 1);
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
+        // fio cuts every job-file line at its first `;` or `#` (quotes do
+        // not protect them), before anything else looks at it.
+        let line = strip_comment(raw).trim();
+        if line.is_empty() {
             continue;
         }
         let line = expand_env(line).map_err(|e| Error::msg(format!("{}: {e}", where_())))?;
@@ -1357,7 +1369,12 @@ pub fn parse_command_line(args: &[String]) -> Result<(Globals, JobSet)> {
                     let n = v.ok_or_else(|| Error::msg("--name needs a value"))?;
                     cli.push((n.clone(), vec![("name".to_string(), Some(n))]));
                 }
-                _ => cli.last_mut().expect("non-empty").1.push((k, v)),
+                _ => {
+                    // A job option: fio cuts its value at `;` or `#`, as
+                    // in a job file.
+                    let v = v.map(|v| strip_comment(&v).to_string());
+                    cli.last_mut().expect("non-empty").1.push((k, v))
+                }
             }
         } else if a == "-" {
             let mut t = String::new();
@@ -1478,6 +1495,47 @@ mod tests {
         assert!(parse_size("99999999999999999999").is_err());
         assert_eq!(parse_amount("50%").unwrap(), Amount::Percent(50.0));
         assert!(parse_amount("150%").is_err());
+    }
+
+    /// fio cuts a job-file line at its first `;` or `#`, quotes or not
+    /// (checked against fio 3.33: `filename=q"x;y".dat` makes `q"x`,
+    /// `filename=h#x.dat;z` makes `h`).
+    #[test]
+    fn trailing_comments_are_cut_like_fio() {
+        let set = parse_str(
+            "[global]\nsize=64k ; trailing\nbs=4k # hash\n\
+             [j1] ; the first job\nfilename=ic2.dat ; scratch file\nnumjobs=4 ; four\n\
+             rw=write\n[j2]\nfilename=q\"x;y\".dat\n[j3]\nfilename=h#x.dat;z\n\
+             description=\"a ; b\"\n",
+        )
+        .unwrap();
+        let j = &set.jobs;
+        assert_eq!(j[0].name, "j1");
+        assert_eq!(j[0].filename.as_deref(), Some("ic2.dat"));
+        assert_eq!(j[0].numjobs, 4);
+        assert_eq!(j[0].size, Some(Amount::Bytes(64 << 10)));
+        assert_eq!(j[0].bs, [4096, 4096]);
+        assert_eq!(j[1].filename.as_deref(), Some("q\"x"));
+        assert_eq!(j[2].filename.as_deref(), Some("h"));
+        assert_eq!(j[2].description.as_deref(), Some("\"a"));
+        // "job options" shows the cut value, as fio's JSON does.
+        assert_eq!(
+            j[0].set_options.get("filename").map(String::as_str),
+            Some("ic2.dat")
+        );
+        assert_eq!(
+            set.global_options.get("size").map(String::as_str),
+            Some("64k")
+        );
+        // Command line: job options are cut too, --name= is not.
+        let args: Vec<String> = ["--name=a;b", "--filename=x;y.dat", "--size=8k ; c"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (_, set) = parse_command_line(&args).unwrap();
+        assert_eq!(set.jobs[0].name, "a;b");
+        assert_eq!(set.jobs[0].filename.as_deref(), Some("x"));
+        assert_eq!(set.jobs[0].size, Some(Amount::Bytes(8 << 10)));
     }
 
     #[test]

@@ -107,3 +107,45 @@ pub fn shape_mismatches(theirs: &Value, ours: &Value) -> Vec<String> {
     }
     bad
 }
+
+/// A fresh scratch directory under the target dir, for one test.
+pub fn scratch(tag: &str) -> std::path::PathBuf {
+    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Run `cmd args` in `dir`; stdout must be one JSON document. Returns the
+/// document and stderr.
+pub fn run_json_in(dir: &std::path::Path, cmd: &str, args: &[&str]) -> (Value, String) {
+    let o = Command::new(cmd)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect(cmd);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?} failed: {}\n{err}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{cmd}: stdout is not one JSON document ({e}):\n{}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    });
+    (v, err)
+}
+
+/// Names of the files in `dir`, sorted.
+pub fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
