@@ -10,6 +10,7 @@ mod diskstats;
 mod engine;
 mod error;
 mod gen;
+mod layout;
 mod options;
 mod report;
 mod run;

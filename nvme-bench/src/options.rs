@@ -92,6 +92,22 @@ pub enum Verify {
     Pattern,
 }
 
+/// `fallocate=`: how a file being laid out is preallocated (fio's
+/// `fallocate_file`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Fallocate {
+    /// No preallocation (`none`, `0`).
+    None,
+    /// `posix_fallocate(3)` (`posix`, `1`).
+    Posix,
+    /// `fallocate(2)` with mode 0; failure is ignored, as fio (the default).
+    Native,
+    /// `fallocate(2)` with `FALLOC_FL_KEEP_SIZE`.
+    Keep,
+    /// `ftruncate(2)` to the size.
+    Truncate,
+}
+
 /// A size that may be a percentage of the file or device.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub enum Amount {
@@ -157,6 +173,15 @@ pub struct Job {
     pub clat_percentiles: bool,
     pub lat_percentiles: bool,
     pub direct: bool,
+    /// `create_on_open`: no layout before the job; the job's open creates
+    /// the file (fio: reads of what is not there then fail).
+    pub create_on_open: bool,
+    /// `fallocate`: preallocation when a file is laid out.
+    pub fallocate: Fallocate,
+    /// `overwrite`: a write job lays its file out (writes it) too.
+    pub overwrite: bool,
+    /// `create_fsync`: fsync a laid-out file (default 1).
+    pub create_fsync: bool,
     pub hipri: bool,
     pub fixedbufs: bool,
     pub registerfiles: bool,
@@ -211,6 +236,10 @@ impl Default for Job {
             clat_percentiles: true,
             lat_percentiles: false,
             direct: false,
+            create_on_open: false,
+            fallocate: Fallocate::Native,
+            overwrite: false,
+            create_fsync: true,
             hipri: false,
             fixedbufs: false,
             registerfiles: false,
@@ -661,8 +690,6 @@ const UNSUPPORTED: &[&str] = &[
     "unified_rw_reporting",
     "continue_on_error",
     "create_serialize",
-    "create_fsync",
-    "create_on_open",
     "pre_read",
     "invalidate",
     "buffered",
@@ -738,7 +765,6 @@ const UNSUPPORTED: &[&str] = &[
     "slat_percentiles",
     "write_hint",
     "fadvise_hint",
-    "fallocate",
     "unlink",
     "unlink_each_loop",
     "readfua",
@@ -792,6 +818,10 @@ pub const SUPPORTED: &[&str] = &[
     "clat_percentiles",
     "lat_percentiles",
     "direct",
+    "create_on_open",
+    "fallocate",
+    "overwrite",
+    "create_fsync",
     "thread",
     "hipri",
     "fixedbufs",
@@ -1013,6 +1043,23 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "clat_percentiles" => job.clat_percentiles = parse_bool(v).map_err(ctx)?,
         "lat_percentiles" => job.lat_percentiles = parse_bool(v).map_err(ctx)?,
         "direct" => job.direct = parse_bool(v).map_err(ctx)?,
+        "create_on_open" => job.create_on_open = parse_bool(v).map_err(ctx)?,
+        "overwrite" => job.overwrite = parse_bool(v).map_err(ctx)?,
+        "create_fsync" => job.create_fsync = parse_bool(v).map_err(ctx)?,
+        "fallocate" => {
+            job.fallocate = match need()? {
+                "none" | "0" => Fallocate::None,
+                "posix" | "1" => Fallocate::Posix,
+                "native" => Fallocate::Native,
+                "keep" => Fallocate::Keep,
+                "truncate" => Fallocate::Truncate,
+                o => {
+                    return Err(Error::msg(format!(
+                        "option 'fallocate={o}': none, posix, native, keep, truncate, 0 or 1"
+                    )))
+                }
+            }
+        }
         "thread" => {}
         "hipri" => job.hipri = parse_bool(v).map_err(ctx)?,
         "fixedbufs" => job.fixedbufs = parse_bool(v).map_err(ctx)?,

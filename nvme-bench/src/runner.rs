@@ -57,6 +57,8 @@ pub struct RunCtx {
     pub cpus: Option<Vec<usize>>,
     pub interval: Option<(Duration, Sender<String>)>,
     pub seed: u64,
+    /// The job's file could not be laid out (fio: the job does not run).
+    pub setup_error: Option<String>,
 }
 
 /// Everything a job measured.
@@ -107,7 +109,11 @@ impl JobResult {
 pub fn run_job(ctx: RunCtx) -> JobResult {
     let t0 = Instant::now();
     let mut res = JobResult::new(&ctx);
-    if let Err(e) = run_inner(&ctx, &mut res) {
+    let r = match &ctx.setup_error {
+        Some(e) => Err(Error::msg(e.clone())),
+        None => run_inner(&ctx, &mut res),
+    };
+    if let Err(e) = r {
         if res.error.is_none() {
             res.error = Some(e.to_string());
             if res.errno == 0 {

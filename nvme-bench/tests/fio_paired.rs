@@ -57,3 +57,68 @@ fn trailing_comments_match_fio() {
     let _ = std::fs::remove_dir_all(td);
     let _ = std::fs::remove_dir_all(od);
 }
+
+fn iops_ratio_ok(what: &str, fio: f64, ours: f64) {
+    assert!(
+        fio > 0.0 && ours > 0.0,
+        "{what}: iops fio {fio}, ours {ours}"
+    );
+    let r = ours / fio;
+    assert!(
+        (1.0 / 1.5..=1.5).contains(&r),
+        "{what}: iops fio {fio:.0}, ours {ours:.0} (ratio {r:.2}, want within 1.5x)"
+    );
+}
+
+/// A read job on a file that does not exist yet: fio writes the file out
+/// before the job (so the job reads data, not holes) and says so.
+/// nvme-bench must do the same: the file is allocated and holds data, the
+/// "Laying out" line matches fio's, and the read rate is fio's within 1.5x
+/// (reads of a sparse file ran ~50x fio's).
+#[test]
+fn fresh_file_read_is_laid_out_like_fio() {
+    let job = "[lay]\nfilename=fresh.dat\nsize=16m\nrw=randread\nioengine=psync\n\
+               direct=1\nruntime=1\ntime_based\n";
+    let [(t, _, td), (o, _, od)] = both("layout", job, &[]);
+    for d in [&td, &od] {
+        let p = d.join("fresh.dat");
+        let md = std::fs::metadata(&p).unwrap();
+        assert_eq!(md.len(), 16 << 20, "{}", p.display());
+        use std::os::unix::fs::MetadataExt;
+        assert!(md.blocks() * 512 >= 16 << 20, "{} is sparse", p.display());
+        let data = std::fs::read(&p).unwrap();
+        let zero_blocks = data
+            .chunks(4096)
+            .filter(|c| c.iter().all(|&b| b == 0))
+            .count();
+        assert_eq!(zero_blocks, 0, "{}: blocks of zeros", p.display());
+    }
+    iops_ratio_ok(
+        "fresh-file randread",
+        t["jobs"][0]["read"]["iops"].as_f64().unwrap(),
+        o["jobs"][0]["read"]["iops"].as_f64().unwrap(),
+    );
+    // The normal output's layout line, as fio prints it.
+    let fio = ensure_fio();
+    let mut lines = Vec::new();
+    for (cmd, d) in [(fio.as_str(), &td), (BENCH, &od)] {
+        let _ = std::fs::remove_file(d.join("fresh.dat"));
+        let o = std::process::Command::new(cmd)
+            .args(["--eta=never", "--runtime=100ms", "job.fio"])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8(o.stdout).unwrap();
+        let l: Vec<String> = out
+            .lines()
+            .filter(|l| l.contains("Laying out"))
+            .map(str::to_string)
+            .collect();
+        lines.push(l);
+    }
+    assert_eq!(lines[0], ["lay: Laying out IO file (1 file / 16MiB)"]);
+    assert_eq!(lines[1], lines[0]);
+    let _ = std::fs::remove_dir_all(td);
+    let _ = std::fs::remove_dir_all(od);
+}

@@ -114,14 +114,19 @@ pub fn file_geometry(f: &std::fs::File) -> Result<(u64, u64)> {
 const BLKSSZGET: libc::c_ulong = 0x1268;
 const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 
-/// Open a kernel block device or a regular file for a job; a regular file
-/// shorter than `want` bytes is extended (sparse), as fio lays files out.
+/// Open a kernel block device or a regular file for a job. A regular file
+/// is not extended here: fio lays files out before the jobs start
+/// (`crate::layout`); a file still shorter than the job's region (a
+/// write-only job with `fallocate=none`, or `create_on_open=1`) grows by the
+/// job's writes, and reads past its end fail, as in fio. The size the job
+/// sees for a regular file is `want` when that is more than its length
+/// (fio's `real_file_size`).
 pub fn open_file(
     path: &str,
     direct: bool,
     write: bool,
     want: Option<u64>,
-) -> Result<std::fs::File> {
+) -> Result<(std::fs::File, u64, u64)> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut o = std::fs::OpenOptions::new();
     o.read(true);
@@ -138,13 +143,9 @@ pub fn open_file(
     let f = o
         .open(path)
         .map_err(|e| crate::error::Error::msg(format!("open {path}: {e}")))?;
-    if is_file {
-        if let Some(w) = want {
-            if f.metadata()?.len() < w {
-                f.set_len(w)
-                    .map_err(|e| crate::error::Error::msg(format!("extend {path}: {e}")))?;
-            }
-        }
+    let (mut size, lbs) = file_geometry(&f)?;
+    if f.metadata()?.is_file() {
+        size = size.max(want.unwrap_or(0));
     }
-    Ok(f)
+    Ok((f, size, lbs))
 }

@@ -24,8 +24,7 @@ impl Psync {
         slots: usize,
         buf_len: usize,
     ) -> Result<Self> {
-        let file = super::open_file(path, direct, write, want)?;
-        let (size, lbs) = super::file_geometry(&file)?;
+        let (file, size, lbs) = super::open_file(path, direct, write, want)?;
         let bufs = (0..slots)
             .map(|_| AlignedBuf::new(buf_len))
             .collect::<Result<_>>()?;

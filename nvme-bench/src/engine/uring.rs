@@ -222,8 +222,7 @@ impl Uring<Plain> {
         slots: usize,
         buf_len: usize,
     ) -> Result<Self> {
-        let file = super::open_file(path, job.direct, job.rw.has_write(), want)?;
-        let (size, lbs) = super::file_geometry(&file)?;
+        let (file, size, lbs) = super::open_file(path, job.direct, job.rw.has_write(), want)?;
         if job.hipri && !job.direct {
             return Err(Error::msg(format!(
                 "job '{}': hipri (polled I/O) needs direct=1",
