@@ -108,6 +108,18 @@ pub enum Fallocate {
     Truncate,
 }
 
+/// `fadvise_hint=`: the access-pattern advice given at open.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum FadviseHint {
+    /// `0`: none.
+    None,
+    /// `1` (default): random or sequential, from `rw`.
+    Workload,
+    Random,
+    Sequential,
+    Normal,
+}
+
 /// A size that may be a percentage of the file or device.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub enum Amount {
@@ -182,6 +194,10 @@ pub struct Job {
     pub overwrite: bool,
     /// `create_fsync`: fsync a laid-out file (default 1).
     pub create_fsync: bool,
+    /// `invalidate`: drop the file's cached pages at the job's start and,
+    /// time-based and buffered, at each new pass over the region (default 1).
+    pub invalidate: bool,
+    pub fadvise_hint: FadviseHint,
     pub hipri: bool,
     pub fixedbufs: bool,
     pub registerfiles: bool,
@@ -240,6 +256,8 @@ impl Default for Job {
             fallocate: Fallocate::Native,
             overwrite: false,
             create_fsync: true,
+            invalidate: true,
+            fadvise_hint: FadviseHint::Workload,
             hipri: false,
             fixedbufs: false,
             registerfiles: false,
@@ -691,7 +709,6 @@ const UNSUPPORTED: &[&str] = &[
     "continue_on_error",
     "create_serialize",
     "pre_read",
-    "invalidate",
     "buffered",
     "buffer_pattern",
     "buffer_compress_percentage",
@@ -764,7 +781,6 @@ const UNSUPPORTED: &[&str] = &[
     "lat_percentiles_only",
     "slat_percentiles",
     "write_hint",
-    "fadvise_hint",
     "unlink",
     "unlink_each_loop",
     "readfua",
@@ -822,6 +838,8 @@ pub const SUPPORTED: &[&str] = &[
     "fallocate",
     "overwrite",
     "create_fsync",
+    "invalidate",
+    "fadvise_hint",
     "thread",
     "hipri",
     "fixedbufs",
@@ -1046,6 +1064,21 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "create_on_open" => job.create_on_open = parse_bool(v).map_err(ctx)?,
         "overwrite" => job.overwrite = parse_bool(v).map_err(ctx)?,
         "create_fsync" => job.create_fsync = parse_bool(v).map_err(ctx)?,
+        "invalidate" => job.invalidate = parse_bool(v).map_err(ctx)?,
+        "fadvise_hint" => {
+            job.fadvise_hint = match need()? {
+                "0" => FadviseHint::None,
+                "1" => FadviseHint::Workload,
+                "random" => FadviseHint::Random,
+                "sequential" => FadviseHint::Sequential,
+                "normal" => FadviseHint::Normal,
+                o => {
+                    return Err(Error::msg(format!(
+                        "option 'fadvise_hint={o}': 0, 1, random, sequential or normal"
+                    )))
+                }
+            }
+        }
         "fallocate" => {
             job.fallocate = match need()? {
                 "none" | "0" => Fallocate::None,

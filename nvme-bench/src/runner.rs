@@ -21,7 +21,7 @@ use nvme_vfio::VfioHw;
 use crate::engine::{self, Done, Engine};
 use crate::error::{Error, Result};
 use crate::gen::{Gen, Rng};
-use crate::options::{Dir, EngineKind, Job, Verify};
+use crate::options::{Dir, EngineKind, FadviseHint, Job, Verify};
 use crate::stats::{DepthHist, DirStats, LatStat};
 use crate::sys;
 use crate::verify;
@@ -206,6 +206,29 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     }
     let mut gen = Gen::new(job, base, len, ctx.seed);
 
+    // fio's td_io_open_file: drop the cached pages of the job's range
+    // (`invalidate`, default 1; a failure is only a warning, as fio), then
+    // give the access-pattern hint (`fadvise_hint`, errors ignored as fio).
+    if let Some(f) = eng.file() {
+        if job.invalidate {
+            invalidate_warn(job, f, base, len);
+        }
+        let advice = match job.fadvise_hint {
+            FadviseHint::None => None,
+            FadviseHint::Workload if job.rw.random() => Some(libc::POSIX_FADV_RANDOM),
+            FadviseHint::Workload | FadviseHint::Sequential => Some(libc::POSIX_FADV_SEQUENTIAL),
+            FadviseHint::Random => Some(libc::POSIX_FADV_RANDOM),
+            FadviseHint::Normal => Some(libc::POSIX_FADV_NORMAL),
+        };
+        if let Some(a) = advice {
+            let _ = engine::fadvise(f, base, len, a);
+        }
+    }
+    // fio's loop_cache_invalidate: a time-based buffered job drops the
+    // cache again at each new pass over its region, so every pass reads
+    // the device as the first did.
+    let reinvalidate = job.invalidate && job.time_based && !job.direct && eng.file().is_some();
+
     // Verify bookkeeping: the generation last written to each block.
     let verifying = job.verify != Verify::None;
     let vbs = job.bs[0];
@@ -379,6 +402,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         let d = gen.pick_dir();
                         let bs = gen.pick_bs(d);
                         let off = gen.pick_offset(bs);
+                        if reinvalidate && gen.take_new_pass() {
+                            if let Some(f) = eng.file() {
+                                invalidate_warn(job, f, base, len);
+                            }
+                        }
                         (d, off, bs)
                     }
                 },
@@ -612,6 +640,17 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     }
     res.extras = eng.extras();
     Ok(())
+}
+
+/// Invalidate the job's range; a failure is a warning on stderr (fio:
+/// "cache invalidation of FILE failed").
+fn invalidate_warn(job: &Job, f: &std::fs::File, off: u64, len: u64) {
+    if let Err(e) = engine::invalidate_cache(f, off, len) {
+        eprintln!(
+            "nvme-bench: cache invalidation of {} failed: {e}",
+            job.filename.as_deref().unwrap_or("?")
+        );
+    }
 }
 
 fn job_dir_used(job: &Job, d: usize) -> bool {

@@ -35,6 +35,11 @@ pub trait Engine {
     }
     /// Bytes addressable on the target.
     fn size(&self) -> u64;
+    /// The kernel file or block device the engine does its I/O on (for
+    /// cache invalidation and fadvise hints); `None` for nvme-vfio.
+    fn file(&self) -> Option<&std::fs::File> {
+        None
+    }
     /// Offsets and lengths must be multiples of this.
     fn block_size(&self) -> u64;
     /// Engine-specific figures for the `nvme_bench` JSON key.
@@ -148,4 +153,48 @@ pub fn open_file(
         size = size.max(want.unwrap_or(0));
     }
     Ok((f, size, lbs))
+}
+
+/// `BLKFLSBUF`: `_IO(0x12, 97)`, flush a block device's buffer cache.
+const BLKFLSBUF: libc::c_ulong = 0x1261;
+
+/// fio's `__file_invalidate_cache`: drop the cached pages of `len` bytes at
+/// `off` — `POSIX_FADV_DONTNEED` on a regular file, the `BLKFLSBUF` ioctl on
+/// a block device (the whole device), nothing on anything else.
+pub fn invalidate_cache(f: &std::fs::File, off: u64, len: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::io::AsRawFd;
+    let ft = f.metadata()?.file_type();
+    if ft.is_file() {
+        crate::layout::drop_cache(f, off, len)
+    } else if ft.is_block_device() {
+        // SAFETY: BLKFLSBUF takes no argument; the fd is open and owned by `f`.
+        let r = unsafe { libc::ioctl(f.as_raw_fd(), BLKFLSBUF, 0) };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    } else {
+        Ok(())
+    }
+}
+
+/// fio's `fadvise_hint` at open: `POSIX_FADV_RANDOM` / `_SEQUENTIAL` /
+/// `_NORMAL` over the job's range of a regular file or block device.
+pub fn fadvise(f: &std::fs::File, off: u64, len: u64, advice: libc::c_int) -> std::io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::io::AsRawFd;
+    let ft = f.metadata()?.file_type();
+    if !(ft.is_file() || ft.is_block_device()) {
+        return Ok(());
+    }
+    let bad = || std::io::Error::from_raw_os_error(libc::EINVAL);
+    let off = libc::off_t::try_from(off).map_err(|_| bad())?;
+    let len = libc::off_t::try_from(len).map_err(|_| bad())?;
+    // SAFETY: the fd is open and owned by `f`; the call takes scalars only.
+    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), off, len, advice) };
+    if r != 0 {
+        return Err(std::io::Error::from_raw_os_error(r));
+    }
+    Ok(())
 }

@@ -69,6 +69,9 @@ impl Engine for Psync {
     fn size(&self) -> u64 {
         self.size
     }
+    fn file(&self) -> Option<&File> {
+        Some(&self.file)
+    }
     fn block_size(&self) -> u64 {
         self.lbs
     }

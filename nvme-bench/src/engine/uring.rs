@@ -128,7 +128,7 @@ pub struct Uring<F: Flavor> {
     // Field order matters: the ring (and its registrations) goes before the
     // buffers the kernel may use.
     ring: IoUring<F::S, F::C>,
-    _file: File,
+    file: File,
     bufs: Vec<AlignedBuf>,
     lens: Vec<usize>,
     p: Params,
@@ -201,7 +201,7 @@ impl<F: Flavor> Uring<F> {
         }
         Ok(Uring {
             ring,
-            _file: file,
+            file,
             bufs,
             lens: vec![0; slots],
             p,
@@ -358,6 +358,9 @@ impl<F: Flavor> Engine for Uring<F> {
     }
     fn size(&self) -> u64 {
         self.size
+    }
+    fn file(&self) -> Option<&File> {
+        Some(&self.file)
     }
     fn block_size(&self) -> u64 {
         self.p.lbs
