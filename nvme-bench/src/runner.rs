@@ -68,8 +68,15 @@ pub struct JobResult {
     pub clone: u32,
     pub groupid: u32,
     pub dirs: [DirStats; 2],
-    /// The measured phase (after ramp), including the verify pass.
+    /// The measured phase (after ramp), including the verify pass (fio's
+    /// `total_run_time`, the JSON's `job_runtime`).
     pub runtime: Duration,
+    /// Per direction (read, write), fio's `runtime[ddir]`: the workload
+    /// phase counts for each direction the job does and moved bytes in; the
+    /// verify pass counts for reads (backend.c `update_runtime`). So a
+    /// write+verify job's write rate is over the write phase and its read
+    /// rate over the read-back.
+    pub dir_runtime: [Duration; 2],
     /// From thread start.
     pub elapsed: Duration,
     pub usage: sys::Usage,
@@ -91,6 +98,7 @@ impl JobResult {
             groupid: ctx.groupid,
             dirs: [DirStats::default(), DirStats::default()],
             runtime: Duration::ZERO,
+            dir_runtime: [Duration::ZERO; 2],
             elapsed: Duration::ZERO,
             usage: sys::Usage::default(),
             depth: DepthHist::default(),
@@ -301,6 +309,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         state = ST_VERIFY;
         ctx.progress.state.store(state, Ordering::Relaxed);
     }
+    // When the verify pass started (the workload phase ends there).
+    let mut verify_start: Option<Instant> = (mode == Mode::Verify).then_some(now0);
     let mut vnext: u64 = 0;
     let mut stop = false;
     let mut issued_bytes = 0u64;
@@ -510,6 +520,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     mode = Mode::Verify;
                     state = ST_VERIFY;
                     ctx.progress.state.store(state, Ordering::Relaxed);
+                    verify_start = Some(Instant::now());
                     stop = false;
                     continue;
                 }
@@ -613,6 +624,17 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let end = Instant::now();
     deferred.flush(res, &mut ival_clat);
     res.runtime = end.saturating_duration_since(run_start);
+    let workload_end = verify_start.map_or(end, |v| v.max(run_start));
+    let workload = workload_end.saturating_duration_since(run_start);
+    if job.rw.has_read() && res.dirs[0].bytes > 0 {
+        res.dir_runtime[0] += workload;
+    }
+    if job.rw.has_write() && res.dirs[1].bytes > 0 {
+        res.dir_runtime[1] += workload;
+    }
+    if verify_start.is_some() {
+        res.dir_runtime[0] += end.saturating_duration_since(workload_end);
+    }
     res.usage = sys::thread_usage() - usage0;
     // A last partial window counts if it is at least half full (fio keeps
     // whole windows only; a short run would otherwise have no sample).

@@ -180,3 +180,54 @@ fn invalidate_drops_the_cache_like_fio() {
     let _ = std::fs::remove_dir_all(td);
     let _ = std::fs::remove_dir_all(od);
 }
+
+fn ms(v: &Value) -> i64 {
+    v.as_i64().unwrap()
+}
+
+/// A write job with verify: fio gives the write phase and the read-back
+/// each its own runtime (backend.c update_runtime), so each direction's
+/// rate is over its own phase and the two add up to `job_runtime`.
+/// nvme-bench gave both directions the whole job's runtime (halving the
+/// rates). A group_reporting group's `job_runtime` is the sum of its jobs'
+/// (stat.c sum_thread_stats), its per-direction runtime the longest job's.
+#[test]
+fn runtime_per_direction_and_group_like_fio() {
+    let job = "[v]\nfilename=v.dat\nsize=8m\nrw=write\nbs=4k\nioengine=psync\ndirect=1\n\
+               verify=crc32c\n\n\
+               [g]\nstonewall\nfilename=g.dat\nsize=4m\nrw=randread\nbs=4k\nioengine=psync\n\
+               direct=1\nnumjobs=2\ngroup_reporting\n";
+    let [(t, _, td), (o, _, od)] = both("runtime", job, &[]);
+    for (who, doc) in [("fio", &t), ("ours", &o)] {
+        let v = &jobs(doc)[0];
+        let (r, w, total) = (
+            ms(&v["read"]["runtime"]),
+            ms(&v["write"]["runtime"]),
+            ms(&v["job_runtime"]),
+        );
+        assert!(r > 0 && w > 0, "{who}: read {r} write {w}");
+        // Two phases, each its own time: they add up to the job's (fio
+        // rounds each direction up to the ms).
+        assert!(
+            (total - 2..=total + 3).contains(&(r + w)),
+            "{who}: read {r} + write {w} ms vs job_runtime {total}"
+        );
+        let g = &jobs(doc)[1];
+        let (gr, gt) = (ms(&g["read"]["runtime"]), ms(&g["job_runtime"]));
+        // Two jobs side by side: the sum of their runtimes is about twice
+        // the longest one's.
+        assert!(
+            gt as f64 >= 1.5 * gr as f64 && gt <= 2 * gr + 2,
+            "{who}: group job_runtime {gt} vs read runtime {gr}"
+        );
+    }
+    for i in 0..2 {
+        for d in ["read", "write"] {
+            let (a, b) = (&jobs(&t)[i][d], &jobs(&o)[i][d]);
+            assert_eq!(a["total_ios"], b["total_ios"], "job {i} {d}");
+            assert_eq!(a["io_bytes"], b["io_bytes"], "job {i} {d}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(td);
+    let _ = std::fs::remove_dir_all(od);
+}
