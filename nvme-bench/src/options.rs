@@ -1,7 +1,6 @@
 //! fio's job language: INI job files and `--name=` command lines, fio's
 //! number and time parsers (kb_base=1024), and the option table.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -211,7 +210,7 @@ pub struct Job {
     pub exec_postrun: Option<String>,
     pub description: Option<String>,
     /// Options as written in this job's own section (fio's "job options").
-    pub set_options: BTreeMap<String, String>,
+    pub set_options: OptList,
 }
 
 impl Default for Job {
@@ -270,7 +269,7 @@ impl Default for Job {
             exec_prerun: None,
             exec_postrun: None,
             description: None,
-            set_options: BTreeMap::new(),
+            set_options: OptList::default(),
         }
     }
 }
@@ -338,6 +337,50 @@ impl Job {
     }
 }
 
+/// Options as a section wrote them, in fio's order for the JSON's "job
+/// options" / "global options": the order written, except that a job
+/// file's `filename` goes last (fio sorts a job-file section's options by
+/// parse priority, stably, and `filename` has the lowest; command-line
+/// options are parsed one by one, unsorted). A repeated option keeps its
+/// first place and takes the last value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OptList(Vec<(String, String)>);
+
+impl OptList {
+    pub fn insert(&mut self, k: String, v: String) {
+        match self.0.iter_mut().find(|(x, _)| *x == k) {
+            Some(e) => e.1 = v,
+            None => self.0.push((k, v)),
+        }
+    }
+    pub fn get(&self, k: &str) -> Option<&String> {
+        self.0.iter().find(|(x, _)| x == k).map(|(_, v)| v)
+    }
+    pub fn contains_key(&self, k: &str) -> bool {
+        self.get(k).is_some()
+    }
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<'a> IntoIterator for &'a OptList {
+    type Item = (&'a String, &'a String);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, String)>,
+        fn(&'a (String, String)) -> (&'a String, &'a String),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
 /// Global (command-line) settings, fio's names.
 #[derive(Clone, Debug, Default)]
 pub struct Globals {
@@ -375,7 +418,7 @@ pub enum Eta {
 #[derive(Clone, Debug, Default)]
 pub struct JobSet {
     pub jobs: Vec<Job>,
-    pub global_options: BTreeMap<String, String>,
+    pub global_options: OptList,
 }
 
 // ---------------------------------------------------------------- numbers
@@ -1313,7 +1356,15 @@ fn parse_ini_into(
 
 /// Parse INI text (a job file).
 pub fn parse_job_file_text(text: &str, origin: &Path, sections: &mut Vec<Section>) -> Result<()> {
-    parse_ini_into(text, origin, sections, 0)
+    let start = sections.len();
+    parse_ini_into(text, origin, sections, 0)?;
+    // fio parses a job-file section's options sorted by priority (stably);
+    // of ours only `filename` differs (lowest): it goes last, which is
+    // where fio's JSON lists it.
+    for sec in &mut sections[start..] {
+        sec.1.sort_by_key(|(k, _)| k == "filename");
+    }
+    Ok(())
 }
 
 /// Turn sections into jobs: `[global]` options apply to the jobs after them.
