@@ -109,7 +109,7 @@ impl DiskSnapshot {
     pub fn take<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> DiskSnapshot {
         let mut disks: Vec<(String, [u64; 11])> = Vec::new();
         for j in jobs {
-            if j.ioengine == EngineKind::NvmeVfio {
+            if matches!(j.ioengine, EngineKind::NvmeVfio | EngineKind::Null) {
                 continue;
             }
             let Some(f) = &j.filename else { continue };

@@ -65,6 +65,8 @@ pub enum EngineKind {
     IoUring,
     IoUringCmd,
     Psync,
+    /// fio's `null`: no I/O, every I/O completes at once.
+    Null,
 }
 
 impl EngineKind {
@@ -74,6 +76,7 @@ impl EngineKind {
             EngineKind::IoUring => "io_uring",
             EngineKind::IoUringCmd => "io_uring_cmd",
             EngineKind::Psync => "psync",
+            EngineKind::Null => "null",
         }
     }
 }
@@ -920,9 +923,10 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
                 "io_uring" => EngineKind::IoUring,
                 "io_uring_cmd" => EngineKind::IoUringCmd,
                 "psync" | "pvsync" | "sync" => EngineKind::Psync,
+                "null" => EngineKind::Null,
                 other => {
                     return Err(Error::msg(format!(
-                "ioengine '{other}' is not supported (nvme-vfio, io_uring, io_uring_cmd, psync)"
+                "ioengine '{other}' is not supported (nvme-vfio, io_uring, io_uring_cmd, psync, null)"
             )))
                 }
             }
@@ -1200,7 +1204,14 @@ pub fn fixup(job: &mut Job) {
 /// Checks that need the whole job.
 pub fn validate(job: &Job) -> Result<()> {
     let n = &job.name;
-    if job.filename.is_none() {
+    if job.ioengine == EngineKind::Null {
+        // fio's null engine has no file to size the job by.
+        if !matches!(job.size, Some(Amount::Bytes(b)) if b > 0) {
+            return Err(Error::msg(format!(
+                "job '{n}': ioengine=null needs size= (in bytes; there is no file)"
+            )));
+        }
+    } else if job.filename.is_none() {
         return Err(Error::msg(format!("job '{n}': no filename given")));
     }
     let kernel = matches!(job.ioengine, EngineKind::IoUring | EngineKind::IoUringCmd);

@@ -144,6 +144,13 @@ fn open_engine(ctx: &RunCtx, slots: usize, buf_len: usize) -> Result<Box<dyn Eng
         (Target::Nvme { ctrl, nsid }, EngineKind::NvmeVfio) => Box::new(
             engine::nvme::NvmeEngine::open(ctrl, *nsid, job, slots, buf_len)?,
         ),
+        (Target::Path(_), EngineKind::Null) => {
+            let size = match job.size {
+                Some(crate::options::Amount::Bytes(b)) => b + job.offset.resolve(b),
+                _ => return Err(Error::msg("ioengine=null needs size=")),
+            };
+            Box::new(engine::null::Null::open(size, slots, buf_len, job.iodepth)?)
+        }
         (Target::Path(p), EngineKind::IoUring) => Box::new(engine::uring::PlainUring::open(
             job, p, want, slots, buf_len,
         )?),

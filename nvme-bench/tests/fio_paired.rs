@@ -231,3 +231,48 @@ fn runtime_per_direction_and_group_like_fio() {
     let _ = std::fs::remove_dir_all(td);
     let _ = std::fs::remove_dir_all(od);
 }
+
+/// fio's null engine: no I/O and no file, every I/O completes at once; it
+/// needs `size`. Bytes and I/O counts match fio's exactly, slat is recorded
+/// only above iodepth 1 (as fio), and no file is created even where the
+/// filename points. (Rates are not compared: the null engine measures the
+/// tool itself, and the test binary is a debug build.)
+#[test]
+fn null_engine_like_fio() {
+    let job = "[global]\nioengine=null\nsize=64m\nfilename=not-created.dat\n\
+               [qd1]\nrw=randread\niodepth=1\n\
+               [qd8]\nrw=write\nbs=16k\niodepth=8\nstonewall\n";
+    let [(t, _, td), (o, _, od)] = both("null", job, &[]);
+    for d in [&td, &od] {
+        assert_eq!(file_names(d), ["job.fio"], "{}", d.display());
+    }
+    for (i, dir) in [(0, "read"), (1, "write")] {
+        let (a, b) = (&jobs(&t)[i], &jobs(&o)[i]);
+        assert_eq!(b["error"], 0);
+        for k in ["io_bytes", "total_ios"] {
+            assert_eq!(a[dir][k], b[dir][k], "job {i} {dir}.{k}");
+        }
+        assert_eq!(b[dir]["io_bytes"], 64 << 20);
+        for k in ["slat_ns", "clat_ns", "lat_ns"] {
+            assert_eq!(a[dir][k]["N"], b[dir][k]["N"], "job {i} {dir}.{k}.N");
+        }
+        assert_eq!(b["job options"]["ioengine"], "null");
+    }
+    // Without size there is nothing to run: both refuse.
+    let fio = ensure_fio();
+    for cmd in [fio.as_str(), BENCH] {
+        let o = std::process::Command::new(cmd)
+            .args([
+                "--name=n",
+                "--ioengine=null",
+                "--rw=read",
+                "--output-format=json",
+            ])
+            .current_dir(&od)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{cmd} ran a null job without size");
+    }
+    let _ = std::fs::remove_dir_all(td);
+    let _ = std::fs::remove_dir_all(od);
+}
