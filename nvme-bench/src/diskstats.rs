@@ -113,8 +113,9 @@ impl DiskSnapshot {
                 continue;
             }
             let Some(f) = &j.filename else { continue };
-            for part in f.split(':').filter(|p| !p.is_empty()) {
-                if let Some(name) = disk_of(part) {
+            // One file per job: run.rs resolved (and unescaped) it.
+            {
+                if let Some(name) = disk_of(f) {
                     if !disks.iter().any(|(n, _)| *n == name) {
                         if let Some(st) = read_stat(&name) {
                             disks.push((name, st));

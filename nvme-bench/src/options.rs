@@ -149,6 +149,8 @@ pub const DEFAULT_PERCENTILES: [f64; 17] = [
 pub struct Job {
     pub name: String,
     pub filename: Option<String>,
+    /// `directory`: prefix of relative file names (and of the default one).
+    pub directory: Option<String>,
     pub ioengine: EngineKind,
     pub stonewall: bool,
     pub rw: Rw,
@@ -221,6 +223,7 @@ impl Default for Job {
         Job {
             name: String::new(),
             filename: None,
+            directory: None,
             ioengine: EngineKind::Psync,
             stonewall: false,
             rw: Rw::Read,
@@ -706,11 +709,9 @@ const UNSUPPORTED: &[&str] = &[
     "zonesize",
     "zonerange",
     "zoneskip",
-    "nrfiles",
     "openfiles",
     "file_service_type",
     "filename_format",
-    "directory",
     "fsync",
     "fdatasync",
     "end_fsync",
@@ -839,6 +840,8 @@ pub const SUPPORTED: &[&str] = &[
     "name",
     "description",
     "filename",
+    "directory",
+    "nrfiles",
     "ioengine",
     "stonewall",
     "rw",
@@ -917,6 +920,14 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "name" => job.name = need()?.to_string(),
         "description" => job.description = Some(v.to_string()),
         "filename" => job.filename = Some(need()?.to_string()),
+        "directory" => job.directory = Some(need()?.to_string()),
+        "nrfiles" => {
+            if parse_u32(need()?).map_err(ctx)? != 1 {
+                return Err(Error::msg(format!(
+                    "option 'nrfiles={v}': only one file per job is supported"
+                )));
+            }
+        }
         "ioengine" => {
             job.ioengine = match need()? {
                 "nvme-vfio" | "nvme_vfio" | "nvme" | "spdk" => EngineKind::NvmeVfio,
@@ -1201,6 +1212,46 @@ pub fn fixup(job: &mut Job) {
     }
 }
 
+/// fio's file list: `a:b` names two files, `\:` is a colon in a name.
+/// nvme-bench runs one file per job: a list of several is an error (it
+/// was taken as one file named `a:b`). Returns the one name, unescaped.
+pub fn split_files(s: &str) -> Result<String> {
+    let mut parts = vec![String::new()];
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        match c {
+            '\\' if it.peek() == Some(&':') => {
+                it.next();
+                parts.last_mut().expect("non-empty").push(':');
+            }
+            ':' => parts.push(String::new()),
+            c => parts.last_mut().expect("non-empty").push(c),
+        }
+    }
+    parts.retain(|p| !p.is_empty());
+    match parts.len() {
+        1 => Ok(parts.remove(0)),
+        0 => Err(Error::msg(format!("filename '{s}' names no file"))),
+        n => Err(Error::msg(format!(
+            "filename '{s}' names {n} files: several files per job are not supported (escape a colon in a name as \\:)"
+        ))),
+    }
+}
+
+/// The file clone `clone` of a kernel-engine job uses, as fio names it:
+/// `filename` (unescaped), or by default `jobname.clone.0`; a relative
+/// name goes under `directory` when one is set.
+pub fn file_for(job: &Job, clone: u32) -> Result<String> {
+    let name = match &job.filename {
+        Some(f) => split_files(f)?,
+        None => format!("{}.{clone}.0", job.name),
+    };
+    Ok(match &job.directory {
+        Some(d) if !name.starts_with('/') => format!("{}/{name}", d.trim_end_matches('/')),
+        _ => name,
+    })
+}
+
 /// Checks that need the whole job.
 pub fn validate(job: &Job) -> Result<()> {
     let n = &job.name;
@@ -1211,8 +1262,16 @@ pub fn validate(job: &Job) -> Result<()> {
                 "job '{n}': ioengine=null needs size= (in bytes; there is no file)"
             )));
         }
-    } else if job.filename.is_none() {
+    } else if job.filename.is_none()
+        && !matches!(job.ioengine, EngineKind::Psync | EngineKind::IoUring)
+    {
+        // psync/io_uring default to fio's `jobname.N.0` (see `file_for`).
         return Err(Error::msg(format!("job '{n}': no filename given")));
+    }
+    if matches!(job.ioengine, EngineKind::Psync | EngineKind::IoUring) {
+        if let Some(f) = &job.filename {
+            split_files(f).map_err(|e| Error::msg(format!("job '{n}': {e}")))?;
+        }
     }
     let kernel = matches!(job.ioengine, EngineKind::IoUring | EngineKind::IoUringCmd);
     for (set, opt) in [
@@ -1680,6 +1739,27 @@ mod tests {
         assert_eq!(set.jobs[0].size, Some(Amount::Bytes(8 << 10)));
     }
 
+    /// fio's default file names (`jobname.clone.0`, under `directory`),
+    /// `\:` escapes, and a list of several files refused (it was one file
+    /// named `a:b`).
+    #[test]
+    fn file_names_like_fio() {
+        let set =
+            parse_str("[a]\nnumjobs=2\n[b]\ndirectory=d/\n[c]\nfilename=x\\:y\ndirectory=d\n")
+                .unwrap();
+        let j = &set.jobs;
+        assert_eq!(file_for(&j[0], 0).unwrap(), "a.0.0");
+        assert_eq!(file_for(&j[0], 1).unwrap(), "a.1.0");
+        assert_eq!(file_for(&j[1], 0).unwrap(), "d/b.0.0");
+        assert_eq!(file_for(&j[2], 0).unwrap(), "d/x:y");
+        let e = parse_str("[c]\nfilename=c1:c2\n").unwrap_err().to_string();
+        assert!(e.contains("2 files"), "{e}");
+        assert!(parse_str("[c]\nfilename=x\nnrfiles=2\n").is_err());
+        assert!(parse_str("[c]\nfilename=x\nnrfiles=1\n").is_ok());
+        // Engines that need a device still need a filename.
+        assert!(parse_str("[c]\nioengine=io_uring_cmd\n").is_err());
+    }
+
     #[test]
     fn times_follow_fio() {
         let s = Duration::from_secs(1);
@@ -1799,7 +1879,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("verify=md5"), "{e}");
-        let e = parse_str("[j]\nrw=read\n").unwrap_err().to_string();
+        // psync/io_uring default to fio's file names; a device engine
+        // cannot.
+        let e = parse_str("[j]\nioengine=nvme-vfio\nrw=read\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no filename"), "{e}");
         let e = parse_str("[j]\nfilename=x\nhipri=1\n")
             .unwrap_err()

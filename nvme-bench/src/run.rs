@@ -26,7 +26,13 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         }
         let grp = groups.last_mut().expect("pushed above");
         for c in 0..job.numjobs {
-            grp.push((job.clone(), c));
+            let mut j = job.clone();
+            // The file this clone uses, as fio names it (default
+            // `jobname.N.0`, `directory`, `\:` unescaped).
+            if matches!(j.ioengine, EngineKind::Psync | EngineKind::IoUring) {
+                j.filename = Some(crate::options::file_for(job, c)?);
+            }
+            grp.push((j, c));
         }
     }
     let mut ilog = match &g.interval_log {

@@ -276,3 +276,40 @@ fn null_engine_like_fio() {
     let _ = std::fs::remove_dir_all(td);
     let _ = std::fs::remove_dir_all(od);
 }
+
+/// Without `filename`, fio names each clone's file `jobname.N.0` in the
+/// working directory or under `directory`; nvme-bench refused such a job.
+/// Both tools must create the same files and move the same bytes.
+#[test]
+fn default_file_names_like_fio() {
+    let job = "[global]\nsize=64k\nrw=write\nioengine=psync\n\
+               [a]\nnumjobs=2\n[b]\ndirectory=sub\n[c]\ndirectory=sub\nfilename=c\\:1\n";
+    let fio = ensure_fio();
+    let mut lists = Vec::new();
+    let mut docs = Vec::new();
+    for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
+        let dir = scratch(&format!("paired-names-{who}"));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("job.fio"), job).unwrap();
+        let (v, _) = run_json_in(&dir, cmd, &["--output-format=json", "job.fio"]);
+        lists.push((file_names(&dir), file_names(&dir.join("sub"))));
+        docs.push(v);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    assert_eq!(
+        lists[0],
+        (
+            vec![
+                "a.0.0".into(),
+                "a.1.0".into(),
+                "job.fio".into(),
+                "sub".into()
+            ],
+            vec!["b.0.0".to_string(), "c:1".to_string()]
+        )
+    );
+    assert_eq!(lists[1], lists[0]);
+    for (a, b) in jobs(&docs[0]).iter().zip(jobs(&docs[1])) {
+        assert_eq!(a["write"]["io_bytes"], b["write"]["io_bytes"]);
+    }
+}
