@@ -137,7 +137,7 @@ pub fn run_job(ctx: RunCtx) -> JobResult {
 fn open_engine(ctx: &RunCtx, slots: usize, buf_len: usize) -> Result<Box<dyn Engine>> {
     let job = &ctx.job;
     let want = job.size.and_then(|s| match s {
-        crate::options::Amount::Bytes(b) => Some(b + job.offset.resolve(0)),
+        crate::options::Amount::Bytes(b) => Some(b.saturating_add(job.offset.resolve(0))),
         _ => None,
     });
     Ok(match (&ctx.target, job.ioengine) {
@@ -146,7 +146,9 @@ fn open_engine(ctx: &RunCtx, slots: usize, buf_len: usize) -> Result<Box<dyn Eng
         ),
         (Target::Path(_), EngineKind::Null) => {
             let size = match job.size {
-                Some(crate::options::Amount::Bytes(b)) => b + job.offset.resolve(b),
+                Some(crate::options::Amount::Bytes(b)) => b
+                    .checked_add(job.offset.resolve(b))
+                    .ok_or_else(|| Error::msg("offset + size overflows"))?,
                 _ => return Err(Error::msg("ioengine=null needs size=")),
             };
             Box::new(engine::null::Null::open(size, slots, buf_len, job.iodepth)?)
@@ -206,7 +208,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         Some(s) => s.resolve(dev),
         None => dev.saturating_sub(base),
     };
-    if base + len > dev {
+    if base.checked_add(len).is_none_or(|end| end > dev) {
         return Err(Error::msg(format!(
             "offset {base} + size {len} is past the end of the target ({dev} bytes)"
         )));
