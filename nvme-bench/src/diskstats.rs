@@ -109,12 +109,13 @@ impl DiskSnapshot {
     pub fn take<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> DiskSnapshot {
         let mut disks: Vec<(String, [u64; 11])> = Vec::new();
         for j in jobs {
-            if j.ioengine == EngineKind::NvmeVfio {
+            if matches!(j.ioengine, EngineKind::NvmeVfio | EngineKind::Null) {
                 continue;
             }
             let Some(f) = &j.filename else { continue };
-            for part in f.split(':').filter(|p| !p.is_empty()) {
-                if let Some(name) = disk_of(part) {
+            // One file per job: run.rs resolved (and unescaped) it.
+            {
+                if let Some(name) = disk_of(f) {
                     if !disks.iter().any(|(n, _)| *n == name) {
                         if let Some(st) = read_stat(&name) {
                             disks.push((name, st));

@@ -137,6 +137,10 @@ pub struct Gen {
     perm: Option<Perm>,
     zipf: Option<Zipf>,
     scatter: u64,
+    /// Offsets handed out (to tell where a new pass over the region starts).
+    drawn: u64,
+    /// A new pass over the region started since `take_new_pass` last looked.
+    new_pass: bool,
 }
 
 impl Gen {
@@ -165,6 +169,8 @@ impl Gen {
             perm,
             zipf,
             scatter: seed | 1,
+            drawn: 0,
+            new_pass: false,
         }
     }
 
@@ -203,6 +209,14 @@ impl Gen {
         split.last().map_or(self.bs[d as usize], |x| x.0)
     }
 
+    /// Whether a new pass over the region started (sequential: back at the
+    /// start; random map: every block was handed out once) since the last
+    /// call. fio's `loop_cache_invalidate` runs there for time-based jobs.
+    /// Random offsets without a map (`norandommap`, zipf) have no passes.
+    pub fn take_new_pass(&mut self) -> bool {
+        std::mem::take(&mut self.new_pass)
+    }
+
     /// Byte offset (absolute) for an I/O of `bs` bytes.
     pub fn pick_offset(&mut self, bs: u64) -> u64 {
         let block = if self.rw.random() {
@@ -211,12 +225,19 @@ impl Gen {
                 let r = z.next(&mut self.rng);
                 r.wrapping_mul(0x9e37_79b9_7f4a_7c15 ^ self.scatter) % self.blocks
             } else if let Some(p) = &mut self.perm {
+                // Every `blocks` draws is one pass of the random map.
+                if self.drawn > 0 && self.drawn % self.blocks == 0 {
+                    self.new_pass = true;
+                }
                 p.next()
             } else {
                 self.rng.below(self.blocks)
             }
         } else {
             let b = self.seq_pos;
+            if b == 0 && self.drawn > 0 {
+                self.new_pass = true;
+            }
             self.seq_pos += bs.div_ceil(self.unit).max(1);
             if self.seq_pos * self.unit + bs > self.len {
                 // Wrap for the next one.
@@ -226,6 +247,7 @@ impl Gen {
             }
             b
         };
+        self.drawn += 1;
         let mut off = block * self.unit;
         if off + bs > self.len {
             off = (self.len.saturating_sub(bs) / self.unit) * self.unit;
@@ -311,7 +333,33 @@ mod tests {
             .jobs
             .remove(0);
         let mut g = Gen::new(&job, 0, 16384, 7);
-        let v: Vec<u64> = (0..6).map(|_| g.pick_offset(4096)).collect();
-        assert_eq!(v, [0, 4096, 8192, 12288, 0, 4096]);
+        let v: Vec<(u64, bool)> = (0..6)
+            .map(|_| (g.pick_offset(4096), g.take_new_pass()))
+            .collect();
+        assert_eq!(
+            v,
+            [
+                (0, false),
+                (4096, false),
+                (8192, false),
+                (12288, false),
+                (0, true),
+                (4096, false)
+            ]
+        );
+        // The random map: a new pass every `blocks` offsets.
+        let job = crate::options::parse_str("[j]\nfilename=x\nrw=randread\nbs=4k\n")
+            .unwrap()
+            .jobs
+            .remove(0);
+        let mut g = Gen::new(&job, 0, 8 * 4096, 7);
+        let passes: Vec<bool> = (0..17)
+            .map(|_| {
+                g.pick_offset(4096);
+                g.take_new_pass()
+            })
+            .collect();
+        let at: Vec<usize> = (0..17).filter(|&i| passes[i]).collect();
+        assert_eq!(at, [8, 16]);
     }
 }

@@ -10,6 +10,7 @@ mod diskstats;
 mod engine;
 mod error;
 mod gen;
+mod layout;
 mod options;
 mod report;
 mod run;
@@ -78,17 +79,38 @@ enum Cmd {
     },
 }
 
-const SUBCOMMANDS: &[&str] = &[
-    "info",
-    "smoke",
-    "bind",
-    "unbind",
-    "help",
-    "--help",
-    "-h",
-    "--version",
-    "-V",
-];
+const SUBCOMMANDS: &[&str] = &["info", "smoke", "bind", "unbind", "help", "--help", "-h"];
+
+/// The fio release whose job language and output nvme-bench follows.
+const FIO_COMPAT: &str = "fio-3.33";
+
+/// `--version`: fio's form first, so tools that check for `fio-3` (fio-plot's
+/// bench-fio) accept it, then what this really is.
+fn version_line() -> String {
+    format!("{FIO_COMPAT} (nvme-bench {})", env!("CARGO_PKG_VERSION"))
+}
+
+/// fio with no arguments: its version and usage on stdout, "No job(s)
+/// defined" on stderr, exit status 1.
+fn no_arguments() -> ExitCode {
+    println!("{}", version_line());
+    println!(
+        "nvme-bench [options] [job options] <job file(s)>\n\
+         nvme-bench info|smoke|bind|unbind ...\n  \
+         --output\t\tWrite output to file\n  \
+         --output-format=type\tOutput format (normal,json,json+)\n  \
+         --version\t\tPrint version info and exit\n  \
+         --help\t\tPrint this page (and the subcommands)\n  \
+         --cmdhelp\t\tList the supported fio options\n  \
+         --parse-only\t\tParse options only, don't start any IO\n  \
+         --section=name\tOnly run specified section in job file\n  \
+         --eta=when\t\tWhen ETA estimate should be printed (always, never, auto)\n  \
+         --status-interval=t\tStatus every 't' period\n\
+         See docs/fio-compat.md."
+    );
+    eprintln!("No job(s) defined");
+    ExitCode::from(1)
+}
 
 /// fio mode: everything that is not a subcommand.
 fn fio_main(args: &[String]) -> ExitCode {
@@ -128,6 +150,17 @@ fn fio_main(args: &[String]) -> ExitCode {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() {
+        return no_arguments();
+    }
+    // fio's --version (and -v); clap's -V too.
+    if args
+        .iter()
+        .any(|a| matches!(a.as_str(), "--version" | "-v" | "-V"))
+    {
+        println!("{}", version_line());
+        return ExitCode::SUCCESS;
+    }
     let first = args.iter().find(|a| !a.starts_with("--log"));
     if !args.is_empty() && !first.is_some_and(|a| SUBCOMMANDS.contains(&a.as_str())) {
         return fio_main(&args);

@@ -1,7 +1,6 @@
 //! fio's job language: INI job files and `--name=` command lines, fio's
 //! number and time parsers (kb_base=1024), and the option table.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -66,6 +65,8 @@ pub enum EngineKind {
     IoUring,
     IoUringCmd,
     Psync,
+    /// fio's `null`: no I/O, every I/O completes at once.
+    Null,
 }
 
 impl EngineKind {
@@ -75,6 +76,7 @@ impl EngineKind {
             EngineKind::IoUring => "io_uring",
             EngineKind::IoUringCmd => "io_uring_cmd",
             EngineKind::Psync => "psync",
+            EngineKind::Null => "null",
         }
     }
 }
@@ -90,6 +92,34 @@ pub enum Verify {
     None,
     Crc32c,
     Pattern,
+}
+
+/// `fallocate=`: how a file being laid out is preallocated (fio's
+/// `fallocate_file`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Fallocate {
+    /// No preallocation (`none`, `0`).
+    None,
+    /// `posix_fallocate(3)` (`posix`, `1`).
+    Posix,
+    /// `fallocate(2)` with mode 0; failure is ignored, as fio (the default).
+    Native,
+    /// `fallocate(2)` with `FALLOC_FL_KEEP_SIZE`.
+    Keep,
+    /// `ftruncate(2)` to the size.
+    Truncate,
+}
+
+/// `fadvise_hint=`: the access-pattern advice given at open.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum FadviseHint {
+    /// `0`: none.
+    None,
+    /// `1` (default): random or sequential, from `rw`.
+    Workload,
+    Random,
+    Sequential,
+    Normal,
 }
 
 /// A size that may be a percentage of the file or device.
@@ -119,6 +149,8 @@ pub const DEFAULT_PERCENTILES: [f64; 17] = [
 pub struct Job {
     pub name: String,
     pub filename: Option<String>,
+    /// `directory`: prefix of relative file names (and of the default one).
+    pub directory: Option<String>,
     pub ioengine: EngineKind,
     pub stonewall: bool,
     pub rw: Rw,
@@ -157,6 +189,19 @@ pub struct Job {
     pub clat_percentiles: bool,
     pub lat_percentiles: bool,
     pub direct: bool,
+    /// `create_on_open`: no layout before the job; the job's open creates
+    /// the file (fio: reads of what is not there then fail).
+    pub create_on_open: bool,
+    /// `fallocate`: preallocation when a file is laid out.
+    pub fallocate: Fallocate,
+    /// `overwrite`: a write job lays its file out (writes it) too.
+    pub overwrite: bool,
+    /// `create_fsync`: fsync a laid-out file (default 1).
+    pub create_fsync: bool,
+    /// `invalidate`: drop the file's cached pages at the job's start and,
+    /// time-based and buffered, at each new pass over the region (default 1).
+    pub invalidate: bool,
+    pub fadvise_hint: FadviseHint,
     pub hipri: bool,
     pub fixedbufs: bool,
     pub registerfiles: bool,
@@ -170,7 +215,7 @@ pub struct Job {
     pub exec_postrun: Option<String>,
     pub description: Option<String>,
     /// Options as written in this job's own section (fio's "job options").
-    pub set_options: BTreeMap<String, String>,
+    pub set_options: OptList,
 }
 
 impl Default for Job {
@@ -178,6 +223,7 @@ impl Default for Job {
         Job {
             name: String::new(),
             filename: None,
+            directory: None,
             ioengine: EngineKind::Psync,
             stonewall: false,
             rw: Rw::Read,
@@ -211,6 +257,12 @@ impl Default for Job {
             clat_percentiles: true,
             lat_percentiles: false,
             direct: false,
+            create_on_open: false,
+            fallocate: Fallocate::Native,
+            overwrite: false,
+            create_fsync: true,
+            invalidate: true,
+            fadvise_hint: FadviseHint::Workload,
             hipri: false,
             fixedbufs: false,
             registerfiles: false,
@@ -223,7 +275,7 @@ impl Default for Job {
             exec_prerun: None,
             exec_postrun: None,
             description: None,
-            set_options: BTreeMap::new(),
+            set_options: OptList::default(),
         }
     }
 }
@@ -291,6 +343,50 @@ impl Job {
     }
 }
 
+/// Options as a section wrote them, in fio's order for the JSON's "job
+/// options" / "global options": the order written, except that a job
+/// file's `filename` goes last (fio sorts a job-file section's options by
+/// parse priority, stably, and `filename` has the lowest; command-line
+/// options are parsed one by one, unsorted). A repeated option keeps its
+/// first place and takes the last value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OptList(Vec<(String, String)>);
+
+impl OptList {
+    pub fn insert(&mut self, k: String, v: String) {
+        match self.0.iter_mut().find(|(x, _)| *x == k) {
+            Some(e) => e.1 = v,
+            None => self.0.push((k, v)),
+        }
+    }
+    pub fn get(&self, k: &str) -> Option<&String> {
+        self.0.iter().find(|(x, _)| x == k).map(|(_, v)| v)
+    }
+    pub fn contains_key(&self, k: &str) -> bool {
+        self.get(k).is_some()
+    }
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<'a> IntoIterator for &'a OptList {
+    type Item = (&'a String, &'a String);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, String)>,
+        fn(&'a (String, String)) -> (&'a String, &'a String),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
 /// Global (command-line) settings, fio's names.
 #[derive(Clone, Debug, Default)]
 pub struct Globals {
@@ -328,7 +424,7 @@ pub enum Eta {
 #[derive(Clone, Debug, Default)]
 pub struct JobSet {
     pub jobs: Vec<Job>,
-    pub global_options: BTreeMap<String, String>,
+    pub global_options: OptList,
 }
 
 // ---------------------------------------------------------------- numbers
@@ -613,11 +709,9 @@ const UNSUPPORTED: &[&str] = &[
     "zonesize",
     "zonerange",
     "zoneskip",
-    "nrfiles",
     "openfiles",
     "file_service_type",
     "filename_format",
-    "directory",
     "fsync",
     "fdatasync",
     "end_fsync",
@@ -661,10 +755,7 @@ const UNSUPPORTED: &[&str] = &[
     "unified_rw_reporting",
     "continue_on_error",
     "create_serialize",
-    "create_fsync",
-    "create_on_open",
     "pre_read",
-    "invalidate",
     "buffered",
     "buffer_pattern",
     "buffer_compress_percentage",
@@ -737,8 +828,6 @@ const UNSUPPORTED: &[&str] = &[
     "lat_percentiles_only",
     "slat_percentiles",
     "write_hint",
-    "fadvise_hint",
-    "fallocate",
     "unlink",
     "unlink_each_loop",
     "readfua",
@@ -751,6 +840,8 @@ pub const SUPPORTED: &[&str] = &[
     "name",
     "description",
     "filename",
+    "directory",
+    "nrfiles",
     "ioengine",
     "stonewall",
     "rw",
@@ -792,6 +883,12 @@ pub const SUPPORTED: &[&str] = &[
     "clat_percentiles",
     "lat_percentiles",
     "direct",
+    "create_on_open",
+    "fallocate",
+    "overwrite",
+    "create_fsync",
+    "invalidate",
+    "fadvise_hint",
     "thread",
     "hipri",
     "fixedbufs",
@@ -823,15 +920,24 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "name" => job.name = need()?.to_string(),
         "description" => job.description = Some(v.to_string()),
         "filename" => job.filename = Some(need()?.to_string()),
+        "directory" => job.directory = Some(need()?.to_string()),
+        "nrfiles" => {
+            if parse_u32(need()?).map_err(ctx)? != 1 {
+                return Err(Error::msg(format!(
+                    "option 'nrfiles={v}': only one file per job is supported"
+                )));
+            }
+        }
         "ioengine" => {
             job.ioengine = match need()? {
                 "nvme-vfio" | "nvme_vfio" | "nvme" | "spdk" => EngineKind::NvmeVfio,
                 "io_uring" => EngineKind::IoUring,
                 "io_uring_cmd" => EngineKind::IoUringCmd,
                 "psync" | "pvsync" | "sync" => EngineKind::Psync,
+                "null" => EngineKind::Null,
                 other => {
                     return Err(Error::msg(format!(
-                "ioengine '{other}' is not supported (nvme-vfio, io_uring, io_uring_cmd, psync)"
+                "ioengine '{other}' is not supported (nvme-vfio, io_uring, io_uring_cmd, psync, null)"
             )))
                 }
             }
@@ -1013,6 +1119,38 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "clat_percentiles" => job.clat_percentiles = parse_bool(v).map_err(ctx)?,
         "lat_percentiles" => job.lat_percentiles = parse_bool(v).map_err(ctx)?,
         "direct" => job.direct = parse_bool(v).map_err(ctx)?,
+        "create_on_open" => job.create_on_open = parse_bool(v).map_err(ctx)?,
+        "overwrite" => job.overwrite = parse_bool(v).map_err(ctx)?,
+        "create_fsync" => job.create_fsync = parse_bool(v).map_err(ctx)?,
+        "invalidate" => job.invalidate = parse_bool(v).map_err(ctx)?,
+        "fadvise_hint" => {
+            job.fadvise_hint = match need()? {
+                "0" => FadviseHint::None,
+                "1" => FadviseHint::Workload,
+                "random" => FadviseHint::Random,
+                "sequential" => FadviseHint::Sequential,
+                "normal" => FadviseHint::Normal,
+                o => {
+                    return Err(Error::msg(format!(
+                        "option 'fadvise_hint={o}': 0, 1, random, sequential or normal"
+                    )))
+                }
+            }
+        }
+        "fallocate" => {
+            job.fallocate = match need()? {
+                "none" | "0" => Fallocate::None,
+                "posix" | "1" => Fallocate::Posix,
+                "native" => Fallocate::Native,
+                "keep" => Fallocate::Keep,
+                "truncate" => Fallocate::Truncate,
+                o => {
+                    return Err(Error::msg(format!(
+                        "option 'fallocate={o}': none, posix, native, keep, truncate, 0 or 1"
+                    )))
+                }
+            }
+        }
         "thread" => {}
         "hipri" => job.hipri = parse_bool(v).map_err(ctx)?,
         "fixedbufs" => job.fixedbufs = parse_bool(v).map_err(ctx)?,
@@ -1074,11 +1212,66 @@ pub fn fixup(job: &mut Job) {
     }
 }
 
+/// fio's file list: `a:b` names two files, `\:` is a colon in a name.
+/// nvme-bench runs one file per job: a list of several is an error (it
+/// was taken as one file named `a:b`). Returns the one name, unescaped.
+pub fn split_files(s: &str) -> Result<String> {
+    let mut parts = vec![String::new()];
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        match c {
+            '\\' if it.peek() == Some(&':') => {
+                it.next();
+                parts.last_mut().expect("non-empty").push(':');
+            }
+            ':' => parts.push(String::new()),
+            c => parts.last_mut().expect("non-empty").push(c),
+        }
+    }
+    parts.retain(|p| !p.is_empty());
+    match parts.len() {
+        1 => Ok(parts.remove(0)),
+        0 => Err(Error::msg(format!("filename '{s}' names no file"))),
+        n => Err(Error::msg(format!(
+            "filename '{s}' names {n} files: several files per job are not supported (escape a colon in a name as \\:)"
+        ))),
+    }
+}
+
+/// The file clone `clone` of a kernel-engine job uses, as fio names it:
+/// `filename` (unescaped), or by default `jobname.clone.0`; a relative
+/// name goes under `directory` when one is set.
+pub fn file_for(job: &Job, clone: u32) -> Result<String> {
+    let name = match &job.filename {
+        Some(f) => split_files(f)?,
+        None => format!("{}.{clone}.0", job.name),
+    };
+    Ok(match &job.directory {
+        Some(d) if !name.starts_with('/') => format!("{}/{name}", d.trim_end_matches('/')),
+        _ => name,
+    })
+}
+
 /// Checks that need the whole job.
 pub fn validate(job: &Job) -> Result<()> {
     let n = &job.name;
-    if job.filename.is_none() {
+    if job.ioengine == EngineKind::Null {
+        // fio's null engine has no file to size the job by.
+        if !matches!(job.size, Some(Amount::Bytes(b)) if b > 0) {
+            return Err(Error::msg(format!(
+                "job '{n}': ioengine=null needs size= (in bytes; there is no file)"
+            )));
+        }
+    } else if job.filename.is_none()
+        && !matches!(job.ioengine, EngineKind::Psync | EngineKind::IoUring)
+    {
+        // psync/io_uring default to fio's `jobname.N.0` (see `file_for`).
         return Err(Error::msg(format!("job '{n}': no filename given")));
+    }
+    if matches!(job.ioengine, EngineKind::Psync | EngineKind::IoUring) {
+        if let Some(f) = &job.filename {
+            split_files(f).map_err(|e| Error::msg(format!("job '{n}': {e}")))?;
+        }
     }
     let kernel = matches!(job.ioengine, EngineKind::IoUring | EngineKind::IoUringCmd);
     for (set, opt) in [
@@ -1150,6 +1343,16 @@ pub fn validate(job: &Job) -> Result<()> {
 /// Raw sections in order: (name, [(key, value)]).
 type Section = (String, Vec<(String, Option<String>)>);
 
+/// fio's `strip_blank_end` (parse.c): a value ends at its first `;` or
+/// `#`, whether or not it is inside quotes, and trailing blanks go.
+/// fio applies it to every job-file line and to every command-line job
+/// option's value (`--filename=a;b` names the file `a`), but not to
+/// `--name=` on the command line.
+pub fn strip_comment(s: &str) -> &str {
+    let cut = s.find([';', '#']).unwrap_or(s.len());
+    s[..cut].trim_end()
+}
+
 fn expand_env(line: &str) -> Result<String> {
     let mut out = String::new();
     let mut rest = line;
@@ -1180,8 +1383,10 @@ fn parse_ini_into(
     }
     for (ln, raw) in text.lines().enumerate() {
         let where_ = || format!("{}:{}", origin.display(), ln + 1);
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
+        // fio cuts every job-file line at its first `;` or `#` (quotes do
+        // not protect them), before anything else looks at it.
+        let line = strip_comment(raw).trim();
+        if line.is_empty() {
             continue;
         }
         let line = expand_env(line).map_err(|e| Error::msg(format!("{}: {e}", where_())))?;
@@ -1221,7 +1426,15 @@ fn parse_ini_into(
 
 /// Parse INI text (a job file).
 pub fn parse_job_file_text(text: &str, origin: &Path, sections: &mut Vec<Section>) -> Result<()> {
-    parse_ini_into(text, origin, sections, 0)
+    let start = sections.len();
+    parse_ini_into(text, origin, sections, 0)?;
+    // fio parses a job-file section's options sorted by priority (stably);
+    // of ours only `filename` differs (lowest): it goes last, which is
+    // where fio's JSON lists it.
+    for sec in &mut sections[start..] {
+        sec.1.sort_by_key(|(k, _)| k == "filename");
+    }
+    Ok(())
 }
 
 /// Turn sections into jobs: `[global]` options apply to the jobs after them.
@@ -1357,7 +1570,12 @@ pub fn parse_command_line(args: &[String]) -> Result<(Globals, JobSet)> {
                     let n = v.ok_or_else(|| Error::msg("--name needs a value"))?;
                     cli.push((n.clone(), vec![("name".to_string(), Some(n))]));
                 }
-                _ => cli.last_mut().expect("non-empty").1.push((k, v)),
+                _ => {
+                    // A job option: fio cuts its value at `;` or `#`, as
+                    // in a job file.
+                    let v = v.map(|v| strip_comment(&v).to_string());
+                    cli.last_mut().expect("non-empty").1.push((k, v))
+                }
             }
         } else if a == "-" {
             let mut t = String::new();
@@ -1480,6 +1698,68 @@ mod tests {
         assert!(parse_amount("150%").is_err());
     }
 
+    /// fio cuts a job-file line at its first `;` or `#`, quotes or not
+    /// (checked against fio 3.33: `filename=q"x;y".dat` makes `q"x`,
+    /// `filename=h#x.dat;z` makes `h`).
+    #[test]
+    fn trailing_comments_are_cut_like_fio() {
+        let set = parse_str(
+            "[global]\nsize=64k ; trailing\nbs=4k # hash\n\
+             [j1] ; the first job\nfilename=ic2.dat ; scratch file\nnumjobs=4 ; four\n\
+             rw=write\n[j2]\nfilename=q\"x;y\".dat\n[j3]\nfilename=h#x.dat;z\n\
+             description=\"a ; b\"\n",
+        )
+        .unwrap();
+        let j = &set.jobs;
+        assert_eq!(j[0].name, "j1");
+        assert_eq!(j[0].filename.as_deref(), Some("ic2.dat"));
+        assert_eq!(j[0].numjobs, 4);
+        assert_eq!(j[0].size, Some(Amount::Bytes(64 << 10)));
+        assert_eq!(j[0].bs, [4096, 4096]);
+        assert_eq!(j[1].filename.as_deref(), Some("q\"x"));
+        assert_eq!(j[2].filename.as_deref(), Some("h"));
+        assert_eq!(j[2].description.as_deref(), Some("\"a"));
+        // "job options" shows the cut value, as fio's JSON does.
+        assert_eq!(
+            j[0].set_options.get("filename").map(String::as_str),
+            Some("ic2.dat")
+        );
+        assert_eq!(
+            set.global_options.get("size").map(String::as_str),
+            Some("64k")
+        );
+        // Command line: job options are cut too, --name= is not.
+        let args: Vec<String> = ["--name=a;b", "--filename=x;y.dat", "--size=8k ; c"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (_, set) = parse_command_line(&args).unwrap();
+        assert_eq!(set.jobs[0].name, "a;b");
+        assert_eq!(set.jobs[0].filename.as_deref(), Some("x"));
+        assert_eq!(set.jobs[0].size, Some(Amount::Bytes(8 << 10)));
+    }
+
+    /// fio's default file names (`jobname.clone.0`, under `directory`),
+    /// `\:` escapes, and a list of several files refused (it was one file
+    /// named `a:b`).
+    #[test]
+    fn file_names_like_fio() {
+        let set =
+            parse_str("[a]\nnumjobs=2\n[b]\ndirectory=d/\n[c]\nfilename=x\\:y\ndirectory=d\n")
+                .unwrap();
+        let j = &set.jobs;
+        assert_eq!(file_for(&j[0], 0).unwrap(), "a.0.0");
+        assert_eq!(file_for(&j[0], 1).unwrap(), "a.1.0");
+        assert_eq!(file_for(&j[1], 0).unwrap(), "d/b.0.0");
+        assert_eq!(file_for(&j[2], 0).unwrap(), "d/x:y");
+        let e = parse_str("[c]\nfilename=c1:c2\n").unwrap_err().to_string();
+        assert!(e.contains("2 files"), "{e}");
+        assert!(parse_str("[c]\nfilename=x\nnrfiles=2\n").is_err());
+        assert!(parse_str("[c]\nfilename=x\nnrfiles=1\n").is_ok());
+        // Engines that need a device still need a filename.
+        assert!(parse_str("[c]\nioengine=io_uring_cmd\n").is_err());
+    }
+
     #[test]
     fn times_follow_fio() {
         let s = Duration::from_secs(1);
@@ -1599,7 +1879,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("verify=md5"), "{e}");
-        let e = parse_str("[j]\nrw=read\n").unwrap_err().to_string();
+        // psync/io_uring default to fio's file names; a device engine
+        // cannot.
+        let e = parse_str("[j]\nioengine=nvme-vfio\nrw=read\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no filename"), "{e}");
         let e = parse_str("[j]\nfilename=x\nhipri=1\n")
             .unwrap_err()

@@ -26,7 +26,13 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         }
         let grp = groups.last_mut().expect("pushed above");
         for c in 0..job.numjobs {
-            grp.push((job.clone(), c));
+            let mut j = job.clone();
+            // The file this clone uses, as fio names it (default
+            // `jobname.N.0`, `directory`, `\:` unescaped).
+            if matches!(j.ioengine, EngineKind::Psync | EngineKind::IoUring) {
+                j.filename = Some(crate::options::file_for(job, c)?);
+            }
+            grp.push((j, c));
         }
     }
     let mut ilog = match &g.interval_log {
@@ -56,10 +62,30 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         let n: usize = groups.iter().map(Vec::len).sum();
         println!("Starting {n} thread{}", if n == 1 { "" } else { "s" });
     }
+    // fio's file layout, before any job runs, one job after the other
+    // (create_serialize): a file a job needs is written out or created.
+    let mut setup_errors: Vec<Vec<Option<String>>> = Vec::new();
+    for grp in &groups {
+        let mut errs = Vec::new();
+        for (job, clone) in grp {
+            let seed = job.randseed.wrapping_add(u64::from(*clone));
+            match crate::layout::prepare(job, seed) {
+                Ok(Some(bytes)) => {
+                    if g.formats.normal && g.output.is_none() {
+                        println!("{}", crate::layout::message(&job.name, bytes));
+                    }
+                    errs.push(None);
+                }
+                Ok(None) => errs.push(None),
+                Err(e) => errs.push(Some(e.to_string())),
+            }
+        }
+        setup_errors.push(errs);
+    }
     let cpus = sys::allowed_cpus();
     let mut results: Vec<JobResult> = Vec::new();
     let mut disks = Vec::new();
-    for (gid, grp) in groups.into_iter().enumerate() {
+    for (gid, (grp, setup_errs)) in groups.into_iter().zip(setup_errors).enumerate() {
         // exec_prerun: before the group's jobs start (and after the
         // previous group's controllers are released).
         let mut seen = Vec::new();
@@ -145,7 +171,7 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         let (tx, rx) = mpsc::channel::<String>();
         let mut handles = Vec::new();
         let mut progs = Vec::new();
-        for (job, clone, target, pin, seed) in targets {
+        for ((job, clone, target, pin, seed), setup_error) in targets.into_iter().zip(setup_errs) {
             let progress = Arc::new(Progress::default());
             progs.push((job.clone(), progress.clone()));
             let ctx = RunCtx {
@@ -157,6 +183,7 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                 cpus: pin,
                 interval: g.interval_log.as_ref().map(|_| (status_every, tx.clone())),
                 seed,
+                setup_error,
             };
             let h = std::thread::Builder::new()
                 .name(format!("job-{}", ctx.job.name))

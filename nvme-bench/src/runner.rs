@@ -21,7 +21,7 @@ use nvme_vfio::VfioDevice;
 use crate::engine::{self, Done, Engine};
 use crate::error::{Error, Result};
 use crate::gen::{Gen, Rng};
-use crate::options::{Dir, EngineKind, Job, Verify};
+use crate::options::{Dir, EngineKind, FadviseHint, Job, Verify};
 use crate::stats::{DepthHist, DirStats, LatStat};
 use crate::sys;
 use crate::verify;
@@ -60,6 +60,8 @@ pub struct RunCtx {
     pub cpus: Option<Vec<usize>>,
     pub interval: Option<(Duration, Sender<String>)>,
     pub seed: u64,
+    /// The job's file could not be laid out (fio: the job does not run).
+    pub setup_error: Option<String>,
 }
 
 /// Everything a job measured.
@@ -69,8 +71,15 @@ pub struct JobResult {
     pub clone: u32,
     pub groupid: u32,
     pub dirs: [DirStats; 2],
-    /// The measured phase (after ramp), including the verify pass.
+    /// The measured phase (after ramp), including the verify pass (fio's
+    /// `total_run_time`, the JSON's `job_runtime`).
     pub runtime: Duration,
+    /// Per direction (read, write), fio's `runtime[ddir]`: the workload
+    /// phase counts for each direction the job does and moved bytes in; the
+    /// verify pass counts for reads (backend.c `update_runtime`). So a
+    /// write+verify job's write rate is over the write phase and its read
+    /// rate over the read-back.
+    pub dir_runtime: [Duration; 2],
     /// From thread start.
     pub elapsed: Duration,
     pub usage: sys::Usage,
@@ -92,6 +101,7 @@ impl JobResult {
             groupid: ctx.groupid,
             dirs: [DirStats::default(), DirStats::default()],
             runtime: Duration::ZERO,
+            dir_runtime: [Duration::ZERO; 2],
             elapsed: Duration::ZERO,
             usage: sys::Usage::default(),
             depth: DepthHist::default(),
@@ -110,7 +120,11 @@ impl JobResult {
 pub fn run_job(ctx: RunCtx) -> JobResult {
     let t0 = Instant::now();
     let mut res = JobResult::new(&ctx);
-    if let Err(e) = run_inner(&ctx, &mut res) {
+    let r = match &ctx.setup_error {
+        Some(e) => Err(Error::msg(e.clone())),
+        None => run_inner(&ctx, &mut res),
+    };
+    if let Err(e) = r {
         if res.error.is_none() {
             res.error = Some(e.to_string());
             if res.errno == 0 {
@@ -126,13 +140,22 @@ pub fn run_job(ctx: RunCtx) -> JobResult {
 fn open_engine(ctx: &RunCtx, slots: usize, buf_len: usize) -> Result<Box<dyn Engine>> {
     let job = &ctx.job;
     let want = job.size.and_then(|s| match s {
-        crate::options::Amount::Bytes(b) => Some(b + job.offset.resolve(0)),
+        crate::options::Amount::Bytes(b) => Some(b.saturating_add(job.offset.resolve(0))),
         _ => None,
     });
     Ok(match (&ctx.target, job.ioengine) {
         (Target::Nvme { ctrl, nsid }, EngineKind::NvmeVfio) => Box::new(
             engine::nvme::NvmeEngine::open(ctrl, *nsid, job, slots, buf_len)?,
         ),
+        (Target::Path(_), EngineKind::Null) => {
+            let size = match job.size {
+                Some(crate::options::Amount::Bytes(b)) => b
+                    .checked_add(job.offset.resolve(b))
+                    .ok_or_else(|| Error::msg("offset + size overflows"))?,
+                _ => return Err(Error::msg("ioengine=null needs size=")),
+            };
+            Box::new(engine::null::Null::open(size, slots, buf_len, job.iodepth)?)
+        }
         (Target::Path(p), EngineKind::IoUring) => Box::new(engine::uring::PlainUring::open(
             job, p, want, slots, buf_len,
         )?),
@@ -188,7 +211,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         Some(s) => s.resolve(dev),
         None => dev.saturating_sub(base),
     };
-    if base + len > dev {
+    if base.checked_add(len).is_none_or(|end| end > dev) {
         return Err(Error::msg(format!(
             "offset {base} + size {len} is past the end of the target ({dev} bytes)"
         )));
@@ -202,6 +225,29 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         return Err(Error::msg("time_based needs a runtime"));
     }
     let mut gen = Gen::new(job, base, len, ctx.seed);
+
+    // fio's td_io_open_file: drop the cached pages of the job's range
+    // (`invalidate`, default 1; a failure is only a warning, as fio), then
+    // give the access-pattern hint (`fadvise_hint`, errors ignored as fio).
+    if let Some(f) = eng.file() {
+        if job.invalidate {
+            invalidate_warn(job, f, base, len);
+        }
+        let advice = match job.fadvise_hint {
+            FadviseHint::None => None,
+            FadviseHint::Workload if job.rw.random() => Some(libc::POSIX_FADV_RANDOM),
+            FadviseHint::Workload | FadviseHint::Sequential => Some(libc::POSIX_FADV_SEQUENTIAL),
+            FadviseHint::Random => Some(libc::POSIX_FADV_RANDOM),
+            FadviseHint::Normal => Some(libc::POSIX_FADV_NORMAL),
+        };
+        if let Some(a) = advice {
+            let _ = engine::fadvise(f, base, len, a);
+        }
+    }
+    // fio's loop_cache_invalidate: a time-based buffered job drops the
+    // cache again at each new pass over its region, so every pass reads
+    // the device as the first did.
+    let reinvalidate = job.invalidate && job.time_based && !job.direct && eng.file().is_some();
 
     // Verify bookkeeping: the generation last written to each block.
     let verifying = job.verify != Verify::None;
@@ -275,6 +321,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         state = ST_VERIFY;
         ctx.progress.state.store(state, Ordering::Relaxed);
     }
+    // When the verify pass started (the workload phase ends there).
+    let mut verify_start: Option<Instant> = (mode == Mode::Verify).then_some(now0);
     let mut vnext: u64 = 0;
     let mut stop = false;
     let mut issued_bytes = 0u64;
@@ -376,6 +424,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         let d = gen.pick_dir();
                         let bs = gen.pick_bs(d);
                         let off = gen.pick_offset(bs);
+                        if reinvalidate && gen.take_new_pass() {
+                            if let Some(f) = eng.file() {
+                                invalidate_warn(job, f, base, len);
+                            }
+                        }
                         (d, off, bs)
                     }
                 },
@@ -479,6 +532,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     mode = Mode::Verify;
                     state = ST_VERIFY;
                     ctx.progress.state.store(state, Ordering::Relaxed);
+                    verify_start = Some(Instant::now());
                     stop = false;
                     continue;
                 }
@@ -582,6 +636,17 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let end = Instant::now();
     deferred.flush(res, &mut ival_clat);
     res.runtime = end.saturating_duration_since(run_start);
+    let workload_end = verify_start.map_or(end, |v| v.max(run_start));
+    let workload = workload_end.saturating_duration_since(run_start);
+    if job.rw.has_read() && res.dirs[0].bytes > 0 {
+        res.dir_runtime[0] += workload;
+    }
+    if job.rw.has_write() && res.dirs[1].bytes > 0 {
+        res.dir_runtime[1] += workload;
+    }
+    if verify_start.is_some() {
+        res.dir_runtime[0] += end.saturating_duration_since(workload_end);
+    }
     res.usage = sys::thread_usage() - usage0;
     // A last partial window counts if it is at least half full (fio keeps
     // whole windows only; a short run would otherwise have no sample).
@@ -609,6 +674,17 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     }
     res.extras = eng.extras();
     Ok(())
+}
+
+/// Invalidate the job's range; a failure is a warning on stderr (fio:
+/// "cache invalidation of FILE failed").
+fn invalidate_warn(job: &Job, f: &std::fs::File, off: u64, len: u64) {
+    if let Err(e) = engine::invalidate_cache(f, off, len) {
+        eprintln!(
+            "nvme-bench: cache invalidation of {} failed: {e}",
+            job.filename.as_deref().unwrap_or("?")
+        );
+    }
 }
 
 fn job_dir_used(job: &Job, d: usize) -> bool {

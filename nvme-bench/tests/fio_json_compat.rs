@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{ensure_fio, run_json, shape_mismatches};
+use common::{ensure_fio, order_mismatches, ordered, run_stdout, shape_mismatches};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
 
@@ -31,12 +31,26 @@ fn json_matches_fio() {
     .unwrap();
     let job = job.to_str().unwrap();
     for fmt in ["--output-format=json", "--output-format=json+"] {
-        let theirs = run_json(&fio, &[fmt, job]);
-        let ours = run_json(BENCH, &[fmt, "--eta=never", job]);
+        let theirs_raw = run_stdout(&fio, &[fmt, job]);
+        let ours_raw = run_stdout(BENCH, &[fmt, "--eta=never", job]);
+        let theirs: serde_json::Value = serde_json::from_slice(&theirs_raw).unwrap();
+        // Only JSON on stdout: the whole of it must parse.
+        let ours: serde_json::Value = serde_json::from_slice(&ours_raw)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e})"));
         let bad = shape_mismatches(&theirs, &ours);
         assert!(
             bad.is_empty(),
             "{fmt}: {} mismatches:\n{}",
+            bad.len(),
+            bad.join("\n")
+        );
+        // Keys in fio's order (serde_json's preserve_order; objects built
+        // in fio's order): iodepth_level 1, 2, 4, ..., percentiles 1, 5,
+        // 10, ..., "job options" as written with filename last.
+        let bad = order_mismatches(&ordered(&theirs_raw), &ordered(&ours_raw));
+        assert!(
+            bad.is_empty(),
+            "{fmt}: key order differs from fio's in {} objects:\n{}",
             bad.len(),
             bad.join("\n")
         );

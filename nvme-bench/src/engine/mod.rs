@@ -5,6 +5,7 @@
 //! [`Engine::commit`] once, then [`Engine::reap`]. Where slat and clat start
 //! and stop is the loop's business (see `runner.rs` and docs/fio-compat.md).
 
+pub mod null;
 pub mod nvme;
 pub mod psync;
 pub mod uring;
@@ -35,6 +36,11 @@ pub trait Engine {
     }
     /// Bytes addressable on the target.
     fn size(&self) -> u64;
+    /// The kernel file or block device the engine does its I/O on (for
+    /// cache invalidation and fadvise hints); `None` for nvme-vfio.
+    fn file(&self) -> Option<&std::fs::File> {
+        None
+    }
     /// Offsets and lengths must be multiples of this.
     fn block_size(&self) -> u64;
     /// Engine-specific figures for the `nvme_bench` JSON key.
@@ -114,14 +120,19 @@ pub fn file_geometry(f: &std::fs::File) -> Result<(u64, u64)> {
 const BLKSSZGET: libc::c_ulong = 0x1268;
 const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 
-/// Open a kernel block device or a regular file for a job; a regular file
-/// shorter than `want` bytes is extended (sparse), as fio lays files out.
+/// Open a kernel block device or a regular file for a job. A regular file
+/// is not extended here: fio lays files out before the jobs start
+/// (`crate::layout`); a file still shorter than the job's region (a
+/// write-only job with `fallocate=none`, or `create_on_open=1`) grows by the
+/// job's writes, and reads past its end fail, as in fio. The size the job
+/// sees for a regular file is `want` when that is more than its length
+/// (fio's `real_file_size`).
 pub fn open_file(
     path: &str,
     direct: bool,
     write: bool,
     want: Option<u64>,
-) -> Result<std::fs::File> {
+) -> Result<(std::fs::File, u64, u64)> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut o = std::fs::OpenOptions::new();
     o.read(true);
@@ -138,13 +149,53 @@ pub fn open_file(
     let f = o
         .open(path)
         .map_err(|e| crate::error::Error::msg(format!("open {path}: {e}")))?;
-    if is_file {
-        if let Some(w) = want {
-            if f.metadata()?.len() < w {
-                f.set_len(w)
-                    .map_err(|e| crate::error::Error::msg(format!("extend {path}: {e}")))?;
-            }
-        }
+    let (mut size, lbs) = file_geometry(&f)?;
+    if f.metadata()?.is_file() {
+        size = size.max(want.unwrap_or(0));
     }
-    Ok(f)
+    Ok((f, size, lbs))
+}
+
+/// `BLKFLSBUF`: `_IO(0x12, 97)`, flush a block device's buffer cache.
+const BLKFLSBUF: libc::c_ulong = 0x1261;
+
+/// fio's `__file_invalidate_cache`: drop the cached pages of `len` bytes at
+/// `off` — `POSIX_FADV_DONTNEED` on a regular file, the `BLKFLSBUF` ioctl on
+/// a block device (the whole device), nothing on anything else.
+pub fn invalidate_cache(f: &std::fs::File, off: u64, len: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::io::AsRawFd;
+    let ft = f.metadata()?.file_type();
+    if ft.is_file() {
+        crate::layout::drop_cache(f, off, len)
+    } else if ft.is_block_device() {
+        // SAFETY: BLKFLSBUF takes no argument; the fd is open and owned by `f`.
+        let r = unsafe { libc::ioctl(f.as_raw_fd(), BLKFLSBUF, 0) };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    } else {
+        Ok(())
+    }
+}
+
+/// fio's `fadvise_hint` at open: `POSIX_FADV_RANDOM` / `_SEQUENTIAL` /
+/// `_NORMAL` over the job's range of a regular file or block device.
+pub fn fadvise(f: &std::fs::File, off: u64, len: u64, advice: libc::c_int) -> std::io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::io::AsRawFd;
+    let ft = f.metadata()?.file_type();
+    if !(ft.is_file() || ft.is_block_device()) {
+        return Ok(());
+    }
+    let bad = || std::io::Error::from_raw_os_error(libc::EINVAL);
+    let off = libc::off_t::try_from(off).map_err(|_| bad())?;
+    let len = libc::off_t::try_from(len).map_err(|_| bad())?;
+    // SAFETY: the fd is open and owned by `f`; the call takes scalars only.
+    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), off, len, advice) };
+    if r != 0 {
+        return Err(std::io::Error::from_raw_os_error(r));
+    }
+    Ok(())
 }

@@ -24,8 +24,7 @@ impl Psync {
         slots: usize,
         buf_len: usize,
     ) -> Result<Self> {
-        let file = super::open_file(path, direct, write, want)?;
-        let (size, lbs) = super::file_geometry(&file)?;
+        let (file, size, lbs) = super::open_file(path, direct, write, want)?;
         let bufs = (0..slots)
             .map(|_| AlignedBuf::new(buf_len))
             .collect::<Result<_>>()?;
@@ -69,6 +68,9 @@ impl Engine for Psync {
     }
     fn size(&self) -> u64 {
         self.size
+    }
+    fn file(&self) -> Option<&File> {
+        Some(&self.file)
     }
     fn block_size(&self) -> u64 {
         self.lbs

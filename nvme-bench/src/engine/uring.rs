@@ -128,7 +128,7 @@ pub struct Uring<F: Flavor> {
     // Field order matters: the ring (and its registrations) goes before the
     // buffers the kernel may use.
     ring: IoUring<F::S, F::C>,
-    _file: File,
+    file: File,
     bufs: Vec<AlignedBuf>,
     lens: Vec<usize>,
     p: Params,
@@ -201,7 +201,7 @@ impl<F: Flavor> Uring<F> {
         }
         Ok(Uring {
             ring,
-            _file: file,
+            file,
             bufs,
             lens: vec![0; slots],
             p,
@@ -222,8 +222,7 @@ impl Uring<Plain> {
         slots: usize,
         buf_len: usize,
     ) -> Result<Self> {
-        let file = super::open_file(path, job.direct, job.rw.has_write(), want)?;
-        let (size, lbs) = super::file_geometry(&file)?;
+        let (file, size, lbs) = super::open_file(path, job.direct, job.rw.has_write(), want)?;
         if job.hipri && !job.direct {
             return Err(Error::msg(format!(
                 "job '{}': hipri (polled I/O) needs direct=1",
@@ -359,6 +358,9 @@ impl<F: Flavor> Engine for Uring<F> {
     }
     fn size(&self) -> u64 {
         self.size
+    }
+    fn file(&self) -> Option<&File> {
+        Some(&self.file)
     }
     fn block_size(&self) -> u64 {
         self.p.lbs

@@ -37,7 +37,7 @@ pub fn rows(us: &[Unit]) -> Vec<Row> {
             lat.merge(&u.dirs[0].lat);
             lat.merge(&u.dirs[1].lat);
             let ios = u.dirs[0].ios + u.dirs[1].ios;
-            let secs = u.runtime.as_secs_f64().max(1e-3);
+            let secs = u.wall.as_secs_f64().max(1e-3);
             let bytes = (u.dirs[0].bytes + u.dirs[1].bytes) as f64;
             let engine = match &u.extras.first() {
                 Some(Value::Object(m)) if m.get("iopoll") == Some(&json!(true)) => {

@@ -61,7 +61,7 @@ fn dir_json(u: &Unit, d: usize, group_bw: f64, plus: bool) -> Value {
         "bw_bytes": bw_bytes as u64,
         "bw": (bw_bytes / 1024.0) as u64,
         "iops": iops,
-        "runtime": if st.ios == 0 { 0 } else { u.runtime_ms() },
+        "runtime": if st.ios == 0 { 0 } else { u.dir_runtime_ms(d) },
         "total_ios": st.ios,
         "short_ios": 0,
         "drop_ios": 0,

@@ -22,7 +22,14 @@ pub struct Unit {
     pub jobs: usize,
     pub job: Job,
     pub dirs: [DirStats; 2],
+    /// fio's `total_run_time` (`job_runtime`): of a group_reporting
+    /// group, the sum of its jobs' (stat.c `sum_thread_stats`).
     pub runtime: Duration,
+    /// fio's `runtime[ddir]`: of a group, the longest job's.
+    pub dir_runtime: [Duration; 2],
+    /// Wall time of the measured phase (of a group: the longest job's),
+    /// for the comparison table's rates.
+    pub wall: Duration,
     pub elapsed: Duration,
     pub usr_us: u64,
     pub sys_us: u64,
@@ -47,6 +54,8 @@ impl Unit {
             job: r.job.clone(),
             dirs: r.dirs.clone(),
             runtime: r.runtime,
+            dir_runtime: r.dir_runtime,
+            wall: r.runtime,
             elapsed: r.elapsed,
             usr_us: r.usage.user_us,
             sys_us: r.usage.sys_us,
@@ -67,7 +76,11 @@ impl Unit {
         for d in 0..2 {
             self.dirs[d].merge(&r.dirs[d]);
         }
-        self.runtime = self.runtime.max(r.runtime);
+        self.runtime += r.runtime;
+        self.wall = self.wall.max(r.runtime);
+        for d in 0..2 {
+            self.dir_runtime[d] = self.dir_runtime[d].max(r.dir_runtime[d]);
+        }
         self.elapsed = self.elapsed.max(r.elapsed);
         self.usr_us += r.usage.user_us;
         self.sys_us += r.usage.sys_us;
@@ -82,19 +95,26 @@ impl Unit {
         self.extras.push(r.extras.clone());
         self.verified += r.verified;
     }
-    /// Milliseconds of the measured phase (at least 1, as fio).
+    /// Milliseconds of the measured phase, `job_runtime` (at least 1).
     pub fn runtime_ms(&self) -> u64 {
         (self.runtime.as_millis() as u64).max(1)
     }
+    /// Milliseconds of direction `d`, rounded up as fio's `update_runtime`.
+    pub fn dir_runtime_ms(&self, d: usize) -> u64 {
+        (self.dir_runtime[d].as_micros() as u64)
+            .div_ceil(1000)
+            .max(1)
+    }
     pub fn bw_bytes(&self, d: usize) -> f64 {
-        self.dirs[d].bytes as f64 / self.runtime.as_secs_f64().max(1e-3)
+        self.dirs[d].bytes as f64 / self.dir_runtime[d].as_secs_f64().max(1e-3)
     }
     pub fn iops(&self, d: usize) -> f64 {
-        self.dirs[d].ios as f64 / self.runtime.as_secs_f64().max(1e-3)
+        self.dirs[d].ios as f64 / self.dir_runtime[d].as_secs_f64().max(1e-3)
     }
-    /// CPU use in percent of the runtime (per job, as fio).
+    /// CPU use in percent of `job_runtime` (of a group: the sum of the
+    /// jobs' runtimes, as fio's JSON).
     pub fn cpu_pct(&self) -> (f64, f64) {
-        let rt = self.runtime.as_micros().max(1) as f64 * self.jobs as f64;
+        let rt = self.runtime.as_micros().max(1) as f64;
         (
             self.usr_us as f64 * 100.0 / rt,
             self.sys_us as f64 * 100.0 / rt,

@@ -103,7 +103,7 @@ fn dir_block(out: &mut String, u: &Unit, d: usize, group_bw: f64) {
         fmt_bw_iec(bw),
         fmt_bytes_si(bw),
         fmt_bytes_iec(st.bytes as f64),
-        u.runtime_ms()
+        u.dir_runtime_ms(d)
     );
     lat_line(out, "slat", &st.slat);
     lat_line(out, "clat", &st.clat);
@@ -250,8 +250,16 @@ pub fn render(us: &[Unit], to_file: bool) -> String {
                 .fold(f64::INFINITY, f64::min);
             let max_bw = members.iter().map(|u| u.bw_bytes(d)).fold(0.0, f64::max);
             let io: u64 = members.iter().map(|u| u.dirs[d].bytes).sum();
-            let rmin = members.iter().map(|u| u.runtime_ms()).min().unwrap_or(0);
-            let rmax = members.iter().map(|u| u.runtime_ms()).max().unwrap_or(0);
+            let rmin = members
+                .iter()
+                .map(|u| u.dir_runtime_ms(d))
+                .min()
+                .unwrap_or(0);
+            let rmax = members
+                .iter()
+                .map(|u| u.dir_runtime_ms(d))
+                .max()
+                .unwrap_or(0);
             let _ = writeln!(
                 out,
                 "{name:>7}: bw={} ({}/s), {}-{} ({}/s-{}/s), io={} ({}), run={rmin}-{rmax}msec",

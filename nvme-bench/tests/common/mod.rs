@@ -107,3 +107,163 @@ pub fn shape_mismatches(theirs: &Value, ours: &Value) -> Vec<String> {
     }
     bad
 }
+
+/// A fresh scratch directory under the target dir, for one test.
+pub fn scratch(tag: &str) -> std::path::PathBuf {
+    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Run `cmd args` in `dir`; stdout must be one JSON document. Returns the
+/// document and stderr.
+pub fn run_json_in(dir: &std::path::Path, cmd: &str, args: &[&str]) -> (Value, String) {
+    let o = Command::new(cmd)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect(cmd);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?} failed: {}\n{err}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{cmd}: stdout is not one JSON document ({e}):\n{}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    });
+    (v, err)
+}
+
+/// Names of the files in `dir`, sorted.
+pub fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A JSON document with every object's keys in document order, whatever
+/// serde_json's features (its `Value` sorts keys unless `preserve_order`
+/// is on, which would make an order check pass vacuously).
+pub enum Ordered {
+    Obj(Vec<(String, Ordered)>),
+    Arr(Vec<Ordered>),
+    Leaf,
+}
+
+impl<'de> serde::Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Ordered, E> {
+                Ok(Ordered::Leaf)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Ordered, E> {
+                Ok(Ordered::Leaf)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Ordered, E> {
+                Ok(Ordered::Leaf)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Ordered, E> {
+                Ok(Ordered::Leaf)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Ordered, E> {
+                Ok(Ordered::Leaf)
+            }
+            fn visit_unit<E>(self) -> Result<Ordered, E> {
+                Ok(Ordered::Leaf)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut v = Vec::new();
+                while let Some(x) = a.next_element()? {
+                    v.push(x);
+                }
+                Ok(Ordered::Arr(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut v = Vec::new();
+                while let Some((k, x)) = a.next_entry::<String, Ordered>()? {
+                    v.push((k, x));
+                }
+                Ok(Ordered::Obj(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parse a tool's stdout keeping key order (anything fio prints before
+/// the document, such as its "note:" lines, is skipped).
+pub fn ordered(stdout: &[u8]) -> Ordered {
+    let at = stdout
+        .iter()
+        .position(|&b| b == b'{')
+        .expect("a JSON object");
+    serde_json::from_slice(&stdout[at..]).expect("JSON")
+}
+
+/// Key order: for every object both documents have at the same path (job
+/// array elements pairwise), the keys both have must come in the same
+/// order. Returns readable lines for the objects that differ. `nvme_bench`
+/// and `bins` (keys are latency values) are skipped.
+pub fn order_mismatches(theirs: &Ordered, ours: &Ordered) -> Vec<String> {
+    fn walk(t: &Ordered, o: &Ordered, at: &str, out: &mut Vec<String>) {
+        match (t, o) {
+            (Ordered::Obj(tm), Ordered::Obj(om)) => {
+                let has = |m: &Vec<(String, Ordered)>, k: &String| m.iter().any(|(x, _)| x == k);
+                let tk: Vec<&String> = tm.iter().map(|e| &e.0).filter(|k| has(om, k)).collect();
+                let ok: Vec<&String> = om.iter().map(|e| &e.0).filter(|k| has(tm, k)).collect();
+                if tk != ok {
+                    out.push(format!("{at}:\n  fio : {tk:?}\n  ours: {ok:?}"));
+                }
+                for (k, tv) in tm {
+                    if k == "nvme_bench" || k == "bins" {
+                        continue;
+                    }
+                    if let Some((_, ov)) = om.iter().find(|(x, _)| x == k) {
+                        walk(tv, ov, &format!("{at}/{k}"), out);
+                    }
+                }
+            }
+            (Ordered::Arr(ta), Ordered::Arr(oa)) => {
+                for (i, (tv, ov)) in ta.iter().zip(oa).enumerate() {
+                    walk(tv, ov, &format!("{at}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(theirs, ours, "", &mut out);
+    out
+}
+
+/// stdout of `cmd args` (which must succeed).
+pub fn run_stdout(cmd: &str, args: &[&str]) -> Vec<u8> {
+    let o = Command::new(cmd).args(args).output().expect(cmd);
+    assert!(
+        o.status.success(),
+        "{cmd} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
