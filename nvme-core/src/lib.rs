@@ -36,16 +36,10 @@ mod cmb;
 #[allow(unsafe_code)]
 pub mod cmd;
 mod controller;
-#[cfg(test)]
-#[allow(unsafe_code)]
-mod driver_tests;
 mod error;
 #[allow(unsafe_code)]
 mod hw;
 pub mod identify;
-#[cfg(any(test, feature = "model"))]
-#[allow(unsafe_code)]
-pub mod model;
 mod queue_pair;
 pub mod regs;
 #[allow(unsafe_code)]

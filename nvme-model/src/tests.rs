@@ -1,15 +1,15 @@
 //! Tests of the model itself, driven only through the `Hardware` trait, the
 //! way the driver drives it.
 
-use crate::cmd::{
+use nvme_core::cmd::{
     admin_opcode, cns, feature, io_opcode, log_page, CompletionEntry, SubmissionEntry,
 };
-use crate::hw::{DmaRegion, Doorbell, Hardware, Iova};
-use crate::identify::{
+use nvme_core::identify::{
     ErrorLogEntry, IdentifyController, IdentifyNamespace, SmartLog, IDENTIFY_SIZE,
 };
-use crate::regs::{offset, Aqa, Cap, Cc, Csts, ShutdownNotification, ShutdownStatus};
-use crate::status::{NvmeStatus, StatusCodeType};
+use nvme_core::regs::{offset, Aqa, Cap, Cc, Csts, ShutdownNotification, ShutdownStatus};
+use nvme_core::{DmaRegion, Doorbell, Hardware, Iova};
+use nvme_core::{NvmeStatus, StatusCodeType};
 
 use super::*;
 
