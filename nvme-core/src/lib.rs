@@ -34,16 +34,10 @@ mod buffer;
 mod cmb;
 pub mod cmd;
 mod controller;
-#[cfg(test)]
-#[allow(unsafe_code)]
-mod driver_tests;
 mod error;
 #[allow(unsafe_code)]
 mod hw;
 pub mod identify;
-#[cfg(any(test, feature = "model"))]
-#[allow(unsafe_code)]
-pub mod model;
 mod queue_pair;
 pub mod regs;
 #[allow(unsafe_code)]

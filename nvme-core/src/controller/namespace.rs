@@ -91,14 +91,4 @@ impl Namespace {
     pub(crate) fn io_domain(&self) -> u64 {
         self.io_domain
     }
-    /// This namespace as if formatted with `ms` metadata bytes per block
-    /// (the controller model has no metadata formats).
-    #[cfg(test)]
-    pub(crate) fn with_metadata_for_test(&self, ms: u16) -> Namespace {
-        Namespace {
-            metadata_size: ms,
-            io_domain: if ms == 0 { self.domain } else { 0 },
-            ..self.clone()
-        }
-    }
 }

@@ -28,8 +28,6 @@ mod blocking;
 mod data_ptr;
 mod slots;
 mod submit;
-#[cfg(test)]
-mod tests;
 mod validate;
 
 use std::marker::PhantomData;

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::cmd::SubmissionEntry;
-use crate::regs::{offset, Aqa, Cap, Cc};
+use nvme_core::cmd::SubmissionEntry;
+use nvme_core::regs::{offset, Aqa, Cap, Cc};
 
 use super::dma::DmaTable;
 use super::faults::{Faults, ModelStats, QueueKind, Status};
@@ -676,6 +676,51 @@ impl Inner {
         for sqe in held {
             self.run(qid, sqe);
         }
+    }
+
+    /// The controller processes queues (what a doorbell needs to do
+    /// anything): running, not fatal, not gone.
+    pub fn processing(&self) -> bool {
+        !self.faults.device_gone && self.running && self.csts & CSTS_CFS == 0
+    }
+
+    /// Execute and complete the first command held on SQ `qid` with
+    /// command id `cid`, ahead of the others.
+    pub fn complete_held(&mut self, qid: u16, cid: u16) -> bool {
+        if !self.processing() {
+            return false;
+        }
+        let Some(sq) = self.sqs.get_mut(&qid) else {
+            return false;
+        };
+        let Some(i) = sq.held.iter().position(|e| e.cid() == cid) else {
+            return false;
+        };
+        let sqe = sq.held.remove(i).expect("position is in range");
+        self.run(qid, sqe);
+        true
+    }
+
+    /// Post a completion entry for `cid` on the CQ of SQ `sqid`, whether
+    /// or not such a command was submitted.
+    pub fn post_stray(&mut self, sqid: u16, cid: u16, done: Done) -> bool {
+        if !self.processing() {
+            return false;
+        }
+        let Some(sq) = self.sqs.get(&sqid) else {
+            return false;
+        };
+        let p = Pending {
+            result: done.result,
+            sq_head: sq.head,
+            sq_id: sqid,
+            cid,
+            status: done.status,
+        };
+        let cqid = sq.cqid;
+        self.stats.injected_completions += 1;
+        self.post(cqid, p);
+        true
     }
 
     /// Post the completion of `sqe` from SQ `sqid`.

@@ -3,12 +3,12 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use crate::status::StatusCodeType;
+use nvme_core::StatusCodeType;
 
 /// A completion status as the model encodes it (SCT, SC, DNR).
 ///
 /// Build one from the constants here, from [`Status::new`], or from the
-/// `(StatusCodeType, u8)` pairs in [`crate::status::NvmeStatus`].
+/// `(StatusCodeType, u8)` pairs in [`nvme_core::NvmeStatus`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Status {
     /// Status Code Type (3 bits).
@@ -127,6 +127,20 @@ impl Faults {
     }
 }
 
+/// A command held on an SQ ([`super::ModelController::held_command_list`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct HeldCommand {
+    /// Command identifier.
+    pub cid: u16,
+    /// Opcode.
+    pub opcode: u8,
+    /// Namespace ID.
+    pub nsid: u32,
+    /// CDW10–11 as a 64-bit value: the starting LBA of an I/O command that
+    /// has one (Read, Write, Compare, Write Zeroes).
+    pub slba: u64,
+}
+
 /// A snapshot of the model's counters ([`super::ModelController::stats`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ModelStats {
@@ -156,6 +170,8 @@ pub struct ModelStats {
     pub completions_posted: u64,
     /// Commands completed with a status from `fail_next`.
     pub injected_failures: u64,
+    /// Completion entries posted by `post_completion` (no command behind them).
+    pub injected_completions: u64,
     /// `alloc_dma` calls that succeeded.
     pub dma_allocs: u64,
     /// DMA regions dropped.

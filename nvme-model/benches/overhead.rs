@@ -1,7 +1,7 @@
 //! The driver's own cost per I/O, against a controller that completes every
 //! command instantly.
 //!
-//! `cargo bench -p nvme-core --features model --bench overhead` prints, for
+//! `cargo bench -p nvme-model --bench overhead` prints, for
 //! 4 KiB reads at QD1 and QD32, with doorbell batching off and on, on one
 //! queue pair (one thread) and on one queue pair per core (one thread each):
 //! ns per I/O, I/Os per second, doorbell MMIO writes per I/O and heap
@@ -9,12 +9,12 @@
 //!
 //! # The instant controller
 //!
-//! [`FastHw`] wraps the crate's [`ModelController`] and hands everything to
+//! [`FastHw`] wraps this crate's [`ModelController`] and hands everything to
 //! it except the I/O queues' doorbells:
 //!
 //! - Bring-up, admin commands (Identify, Set Features, Create / Delete I/O
 //!   SQ and CQ), shutdown, registers and DMA allocation go to the model, as
-//!   in the unit tests.
+//!   in the driver tests.
 //! - The admin SQ doorbell is snooped on its way to the model: the bench
 //!   reads the new admin entries and remembers where each Create I/O SQ/CQ
 //!   puts its ring (IOVA → host address through the regions `alloc_dma`
@@ -44,14 +44,12 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use nvme_core::cmd::{admin_opcode, CompletionEntry, SubmissionEntry};
-use nvme_core::model::{
-    Backing, ModelConfig, ModelController, ModelDma, ModelDoorbell, NamespaceConfig,
-};
 use nvme_core::regs::{offset, Cap};
 use nvme_core::{
     ByteCount, Controller, ControllerOptions, DmaBuf, DmaRegion, Doorbell, Hardware, HwError,
     IoQueuePair, Lba, Namespace, NoDeviceMemory,
 };
+use nvme_model::{Backing, ModelConfig, ModelController, ModelDma, ModelDoorbell, NamespaceConfig};
 
 // ----- heap allocation counter ------------------------------------------------
 

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use crate::hw::{DmaRegion, Iova};
+use nvme_core::{DmaRegion, Iova};
 
 use super::Shared;
 

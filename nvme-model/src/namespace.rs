@@ -28,6 +28,10 @@ pub struct NamespaceConfig {
     pub block_size: u32,
     /// Storage.
     pub backing: Backing,
+    /// Metadata bytes per block reported in the current LBA format
+    /// (separate buffer, not extended LBAs); 0 = none. Only reported: the
+    /// model moves no metadata and ignores MPTR.
+    pub metadata_size: u16,
 }
 
 impl NamespaceConfig {
@@ -37,11 +41,21 @@ impl NamespaceConfig {
             blocks,
             block_size,
             backing: Backing::Sparse,
+            metadata_size: 0,
         }
     }
     /// The same namespace with another backing.
     pub fn with_backing(self, backing: Backing) -> Self {
         NamespaceConfig { backing, ..self }
+    }
+    /// The same namespace formatted with `metadata_size` metadata bytes per
+    /// block (reported by Identify Namespace only; see
+    /// [`metadata_size`](Self::metadata_size)).
+    pub fn with_metadata(self, metadata_size: u16) -> Self {
+        NamespaceConfig {
+            metadata_size,
+            ..self
+        }
     }
 }
 
@@ -62,6 +76,7 @@ enum Storage {
 pub(crate) struct Namespace {
     pub blocks: u64,
     pub block_size: usize,
+    pub metadata_size: u16,
     storage: Storage,
 }
 
@@ -88,6 +103,7 @@ impl Namespace {
         Namespace {
             blocks: cfg.blocks,
             block_size: bs,
+            metadata_size: cfg.metadata_size,
             storage,
         }
     }

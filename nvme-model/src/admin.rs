@@ -1,8 +1,8 @@
 //! Admin commands: Identify, Set/Get Features, queue creation and deletion,
 //! Get Log Page, Abort, Asynchronous Event Request.
 
-use crate::cmd::{admin_opcode, cns, feature, log_page, SubmissionEntry};
-use crate::identify::{ERROR_LOG_ENTRY_SIZE, IDENTIFY_SIZE, SMART_LOG_SIZE};
+use nvme_core::cmd::{admin_opcode, cns, feature, log_page, SubmissionEntry};
+use nvme_core::identify::{ERROR_LOG_ENTRY_SIZE, IDENTIFY_SIZE, SMART_LOG_SIZE};
 
 use super::faults::Status;
 use super::state::{Cq, Done, Exec, Inner, Sq};
@@ -306,8 +306,17 @@ pub(crate) fn identify_namespace(s: &Inner, nsid: u32) -> Result<Vec<u8>, Status
     put(&mut b, 0, &ns.blocks.to_le_bytes()); // NSZE
     put(&mut b, 8, &ns.blocks.to_le_bytes()); // NCAP
     put(&mut b, 16, &ns.blocks.to_le_bytes()); // NUSE
-    b[25] = 1; // NLBAF: two formats (0-based)
-    b[26] = if ns.block_size == 4096 { 1 } else { 0 }; // FLBAS
+    let lbads: u32 = if ns.block_size == 4096 { 12 } else { 9 };
+    if ns.metadata_size == 0 {
+        b[25] = 1; // NLBAF: two formats (0-based)
+        b[26] = if lbads == 12 { 1 } else { 0 }; // FLBAS
+    } else {
+        b[25] = 2; // NLBAF: a third format, the one in use
+        b[26] = 2; // FLBAS: format 2, metadata in a separate buffer
+        b[27] = 0b10; // MC: separate metadata buffer supported
+        let lbaf2 = (lbads << 16) | u32::from(ns.metadata_size);
+        put(&mut b, 136, &lbaf2.to_le_bytes()); // LBAF2: data size + MS
+    }
     b[33] = 0b1001; // DLFEAT: deallocated blocks read as zeros; DEAC in Write Zeroes
     let mut nguid = [0u8; 16];
     nguid[..4].copy_from_slice(&nsid.to_be_bytes());

@@ -1,9 +1,44 @@
 //! An in-process software NVMe controller that implements [`Hardware`].
 //!
-//! The model lets the driver logic in this crate (bring-up, admin commands,
-//! queue rings, PRP lists, teardown) run in unit tests without a device,
-//! with fault injection, and lets benchmarks measure the driver's own cost
-//! per I/O.
+//! The model lets the driver logic of `nvme-core` (bring-up, admin
+//! commands, queue rings, PRP lists, teardown) run in tests without a
+//! device, with fault injection (`tests/driver.rs`, `tests/async_io.rs`),
+//! and lets a benchmark measure the driver's own cost per I/O
+//! (`benches/overhead.rs`, docs/driver-overhead.md). It uses only
+//! nvme-core's public API, like any other [`Hardware`] implementation.
+//!
+//! # Example
+//!
+//! The driver on the model, through the async adapter
+//! ([`nvme_core::async_io`]):
+//!
+//! ```
+//! use std::future::Future;
+//! use nvme_core::async_io::AsyncQueuePair;
+//! use nvme_core::{ByteCount, Controller, ControllerOptions, Lba};
+//! use nvme_model::ModelController;
+//!
+//! let ctrl = Controller::init(ModelController::default(), ControllerOptions::default()).unwrap();
+//! let ns = ctrl.namespace(1).unwrap().clone();
+//! let aqp = AsyncQueuePair::new(ctrl.create_io_queue_pair(16).unwrap());
+//! let a = ctrl.alloc_buffer(ByteCount(4096)).unwrap();
+//! let b = ctrl.alloc_buffer(ByteCount(4096)).unwrap();
+//! let read_two = async {
+//!     let fa = aqp.read(&ns, Lba(0), a);
+//!     let fb = aqp.read(&ns, Lba(8), b);
+//!     // Each future's poll also reaps the other's completion.
+//!     Ok::<_, nvme_core::IoError<_>>((fa.await?, fb.await?))
+//! };
+//! // A minimal executor: poll until ready with a no-op waker.
+//! let mut fut = std::pin::pin!(read_two);
+//! let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+//! let (a, b) = loop {
+//!     if let std::task::Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+//!         break r.unwrap();
+//!     }
+//! };
+//! assert_eq!((a.len(), b.len()), (4096, 4096));
+//! ```
 //!
 //! # What it models
 //!
@@ -53,7 +88,10 @@
 //!   range, NSID, PRINFO, PSDT and the PRP rules (offsets, lists, chained
 //!   lists, CC.MPS page size).
 //! - **Fault injection and observation** through [`ModelController`]:
-//!   [`hold_completions`](ModelController::hold_completions),
+//!   [`hold_completions`](ModelController::hold_completions) (and, while
+//!   held, [`complete_held`](ModelController::complete_held) out of order),
+//!   [`post_completion`](ModelController::post_completion) (a repeated or
+//!   stray completion entry),
 //!   [`fail_next`](ModelController::fail_next),
 //!   [`set_fatal`](ModelController::set_fatal),
 //!   [`device_gone`](ModelController::device_gone),
@@ -64,8 +102,10 @@
 //! # What it does not model
 //!
 //! Interrupts (MSI-X; IEN is accepted and ignored), the controller memory
-//! buffer, SGLs (PSDT ≠ 0 is Invalid Field), metadata and protection
-//! information, fused commands, namespace management, firmware update,
+//! buffer, SGLs (PSDT ≠ 0 is Invalid Field), metadata (a namespace can
+//! report a metadata size in its LBA format,
+//! [`NamespaceConfig::with_metadata`], but MPTR is ignored and no metadata
+//! moves) and protection information, fused commands, namespace management, firmware update,
 //! reservations, NVM subsystem reset, timing (every
 //! command completes inside the doorbell write that submits it, unless held),
 //! arbitration, or the ordering freedom of a real controller (it completes
@@ -79,8 +119,19 @@
 //! DMA-region drop takes it. The model reads SQ entries and data with
 //! `ptr::copy` and writes CQ entries with volatile dword stores (the dword
 //! holding the phase tag last), never through references into DMA memory.
+//!
+//! # Where `unsafe` lives
+//!
+//! The crate denies `unsafe_code`; it is allowed only in `dma` (the fake
+//! DMA memory: its allocation, the table copies in and out of it, and the
+//! `unsafe impl`s of `Send`/`Sync`/[`nvme_core::DmaRegion`]), on the
+//! `unsafe impl Hardware for ModelController`, and in the unit tests (raw
+//! access to DMA regions).
+
+#![deny(unsafe_code)]
 
 mod admin;
+#[allow(unsafe_code)]
 mod dma;
 mod faults;
 mod io;
@@ -89,16 +140,17 @@ mod prp;
 mod state;
 
 #[cfg(test)]
+#[allow(unsafe_code)]
 mod tests;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::hw::{Doorbell, Hardware, HwError};
-use crate::regs::{offset, Cap, Csts};
+use nvme_core::regs::{offset, Cap, Csts};
+use nvme_core::{Doorbell, Hardware, HwError};
 
 pub use admin::{MODEL_SSVID, MODEL_VID, OACS_DBBUF};
 pub use dma::{DmaFault, DmaFaultKind, ModelDma};
-pub use faults::{ModelStats, Status};
+pub use faults::{HeldCommand, ModelStats, Status};
 pub use namespace::{Backing, NamespaceConfig};
 
 use faults::QueueKind;
@@ -286,9 +338,46 @@ impl ModelController {
         }
     }
 
-    /// Commands currently held on SQ `qid`.
+    /// Number of commands currently held on SQ `qid`.
     pub fn held_commands(&self, qid: u16) -> usize {
         self.lock().sqs.get(&qid).map_or(0, |sq| sq.held.len())
+    }
+
+    /// The commands currently held on SQ `qid`, in submission order.
+    pub fn held_command_list(&self, qid: u16) -> Vec<HeldCommand> {
+        self.lock().sqs.get(&qid).map_or_else(Vec::new, |sq| {
+            sq.held
+                .iter()
+                .map(|e| HeldCommand {
+                    cid: e.cid(),
+                    opcode: e.opcode(),
+                    nsid: e.nsid,
+                    slba: u64::from(e.cdw10) | (u64::from(e.cdw11) << 32),
+                })
+                .collect()
+        })
+    }
+
+    /// Execute and complete the command with id `cid` held on SQ `qid`
+    /// now, ahead of the others (which stay held): a device completing out
+    /// of order. False if no such command is held or the controller is not
+    /// processing queues (disabled, fatal, gone).
+    pub fn complete_held(&self, qid: u16, cid: u16) -> bool {
+        self.lock().complete_held(qid, cid)
+    }
+
+    /// Post a completion entry with `status` for command id `cid` on the
+    /// CQ of SQ `qid` without any command behind it: what a misbehaving
+    /// device does when it completes a command twice or invents one. The
+    /// entry carries the SQ's current head and is posted like any other
+    /// (it waits if the CQ is full). False if there is no such SQ or the
+    /// controller is not processing queues.
+    pub fn post_completion(&self, qid: u16, cid: u16, status: impl Into<Status>) -> bool {
+        let done = state::Done {
+            status: status.into(),
+            result: 0,
+        };
+        self.lock().post_stray(qid, cid, done)
     }
 
     /// Complete the next I/O command with `opcode` (on any I/O queue) with
@@ -466,10 +555,11 @@ impl Doorbell for ModelDoorbell {
 
 // SAFETY: the model device reads and writes host memory only through its
 // DMA table, which holds exactly the live regions `alloc_dma` handed out.
+#[allow(unsafe_code)]
 unsafe impl Hardware for ModelController {
     type Dma = ModelDma;
     type Doorbell = ModelDoorbell;
-    type DeviceMem = crate::hw::NoDeviceMemory;
+    type DeviceMem = nvme_core::NoDeviceMemory;
     type Info = ();
     fn info(&self) {}
 
@@ -507,7 +597,7 @@ unsafe impl Hardware for ModelController {
         bar: u8,
         _offset: u64,
         _len: u64,
-    ) -> Result<crate::hw::NoDeviceMemory, HwError> {
+    ) -> Result<nvme_core::NoDeviceMemory, HwError> {
         Err(HwError::msg(format!(
             "the model has no memory BAR {bar} (no CMB)"
         )))

@@ -1,15 +1,15 @@
 //! Tests of the model itself, driven only through the `Hardware` trait, the
 //! way the driver drives it.
 
-use crate::cmd::{
+use nvme_core::cmd::{
     admin_opcode, cns, feature, io_opcode, log_page, CompletionEntry, SubmissionEntry,
 };
-use crate::hw::{DmaRegion, Doorbell, Hardware, Iova};
-use crate::identify::{
+use nvme_core::identify::{
     ErrorLogEntry, IdentifyController, IdentifyNamespace, SmartLog, IDENTIFY_SIZE,
 };
-use crate::regs::{offset, Aqa, Cap, Cc, Csts, ShutdownNotification, ShutdownStatus};
-use crate::status::{NvmeStatus, StatusCodeType};
+use nvme_core::regs::{offset, Aqa, Cap, Cc, Csts, ShutdownNotification, ShutdownStatus};
+use nvme_core::{DmaRegion, Doorbell, Hardware, Iova};
+use nvme_core::{NvmeStatus, StatusCodeType};
 
 use super::*;
 
@@ -374,6 +374,40 @@ fn identify_structures_are_byte_exact() {
     let c = admin.exec(SubmissionEntry::new(0xc0, 0));
     assert_eq!(status_of(&c), code(Status::INVALID_OPCODE));
     assert_eq!(hw.stats().admin(admin_opcode::IDENTIFY), 7);
+}
+
+#[test]
+fn a_namespace_with_metadata_reports_it_in_its_current_lba_format() {
+    let cfg = ModelConfig {
+        namespaces: vec![
+            NamespaceConfig::new(1 << 20, 512).with_metadata(8),
+            NamespaceConfig::new(4096, 4096).with_metadata(64),
+        ],
+        ..ModelConfig::default()
+    };
+    let (hw, mut admin) = bring_up(cfg);
+    let buf = hw.alloc_dma(IDENTIFY_SIZE).unwrap();
+    for (nsid, lbads, ms) in [(1u32, 9u8, 8u16), (2, 12, 64)] {
+        let c = admin.exec(SubmissionEntry::identify(cns::NAMESPACE, nsid, buf.iova()));
+        assert_eq!(c.status(), Ok(()));
+        let raw: [u8; IDENTIFY_SIZE] = read_bytes(&buf, 0, IDENTIFY_SIZE).try_into().unwrap();
+        assert_eq!(
+            (raw[25], raw[26], raw[27]),
+            (2, 2, 0b10),
+            "NLBAF, FLBAS, MC"
+        );
+        assert_eq!(
+            &raw[136..140],
+            &((u32::from(lbads) << 16) | u32::from(ms)).to_le_bytes()
+        );
+        let ns = IdentifyNamespace::parse(&raw);
+        assert_eq!(ns.lba_formats.len(), 3);
+        let f = ns.current_format().unwrap();
+        assert_eq!((f.lbads, f.metadata_size), (lbads, ms));
+        // The two formats without metadata are still listed.
+        assert_eq!(ns.lba_formats[0].metadata_size, 0);
+        assert_eq!(ns.lba_formats[1].metadata_size, 0);
+    }
 }
 
 #[test]
@@ -823,6 +857,69 @@ fn hold_completions_defers_execution_until_release() {
     assert_eq!((c.cid, c.status()), (cid, Ok(())));
     assert_eq!(hw.read_blocks(1, 0, 8), pattern(4096, 1));
     assert_eq!(hw.held_commands(1), 0);
+}
+
+#[test]
+fn held_commands_can_complete_out_of_order_and_completions_can_be_invented() {
+    let (hw, mut admin) = bring_up(ModelConfig::default());
+    let mut q = create_io_queue(&hw, &mut admin, 1, 8);
+    let buf = hw.alloc_dma(8192).unwrap();
+    hw.hold_completions(1, true);
+    let mut cids = Vec::new();
+    for (i, lba) in [0u64, 1 << 33].into_iter().enumerate() {
+        let mut r = SubmissionEntry::rw(io_opcode::READ, 1, lba, 8, false);
+        r.set_prps(buf.iova().add(i as u64 * 4096), Iova(0));
+        cids.push(q.submit(r));
+    }
+    let held = hw.held_command_list(1);
+    assert_eq!(
+        held,
+        [
+            HeldCommand {
+                cid: cids[0],
+                opcode: io_opcode::READ,
+                nsid: 1,
+                slba: 0,
+            },
+            HeldCommand {
+                cid: cids[1],
+                opcode: io_opcode::READ,
+                nsid: 1,
+                slba: 1 << 33,
+            },
+        ]
+    );
+    assert!(hw.held_command_list(2).is_empty(), "no such SQ");
+    // The second first: it runs (LBA out of range), the first stays held.
+    assert!(hw.complete_held(1, cids[1]));
+    let c = q.poll().expect("completed out of order");
+    assert_eq!(
+        (c.cid, status_of(&c)),
+        (cids[1], code(Status::LBA_OUT_OF_RANGE))
+    );
+    assert!(!hw.complete_held(1, cids[1]), "no longer held");
+    assert_eq!(hw.held_commands(1), 1);
+    // A completion nobody asked for: as posted, with the SQ's head.
+    assert!(hw.post_completion(1, cids[1], Status::SUCCESS));
+    let c = q.poll().expect("invented completion posted");
+    assert_eq!(
+        (c.cid, c.sq_id, c.sq_head, c.status()),
+        (cids[1], 1, 2, Ok(()))
+    );
+    assert!(!hw.post_completion(5, 0, Status::SUCCESS), "no such SQ");
+    assert_eq!(hw.stats().injected_completions, 1);
+    hw.hold_completions(1, false);
+    let c = q.poll().expect("released");
+    assert_eq!((c.cid, c.status()), (cids[0], Ok(())));
+    assert!(q.poll().is_none());
+    // Not while the controller is fatal.
+    hw.hold_completions(1, true);
+    let mut r = SubmissionEntry::rw(io_opcode::READ, 1, 0, 8, false);
+    r.set_prps(buf.iova(), Iova(0));
+    let cid = q.submit(r);
+    hw.set_fatal();
+    assert!(!hw.complete_held(1, cid));
+    assert!(!hw.post_completion(1, cid, Status::SUCCESS));
 }
 
 #[test]

@@ -9,9 +9,10 @@ The profile must come from
     --dump-instr=yes --dump-line=no --compress-strings=no --compress-pos=no ...
 Each instruction's self cost goes to the innermost frame of its inline chain
 (addr2line -i) that is neither the Rust standard library nor a closure-less
-generic helper: nvme-core/src/* -> driver, the BenchDoorbell / FastQueue /
-FastSq code in benches/overhead.rs -> fake controller, other overhead.rs code
--> bench loop. Standard-library code (ptr::write, Option::take, Vec::push,
+generic helper: nvme-core/src/* -> driver, nvme-model/src/* -> model (the
+measured loop should have none: its I/O queues bypass the model), the
+BenchDoorbell / FastQueue / FastSq code in benches/overhead.rs -> fake
+controller, other overhead.rs code -> bench loop. Standard-library code (ptr::write, Option::take, Vec::push,
 ...) is charged to the nearest enclosing project frame.
 """
 import re
@@ -61,6 +62,8 @@ def classify(chain):
     for fn, loc in chain:  # innermost first
         if "/nvme-core/src/" in loc:
             return "driver (nvme-core/src)"
+        if "/nvme-model/src/" in loc:
+            return "model (nvme-model/src)"
         if "/benches/overhead.rs" in loc:
             if any(k in fn for k in FAKE):
                 return "fake controller (bench)"
@@ -68,6 +71,8 @@ def classify(chain):
     # No line information in the project: go by the outermost function name.
     if chain and chain[-1][0].startswith("nvme_core::"):
         return "driver (nvme-core/src)"
+    if chain and chain[-1][0].startswith("nvme_model::"):
+        return "model (nvme-model/src)"
     if chain and any(k in chain[-1][0] for k in FAKE):
         return "fake controller (bench)"
     if chain and chain[-1][0].startswith("overhead::"):

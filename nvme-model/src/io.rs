@@ -1,7 +1,7 @@
 //! NVM command set I/O commands: Read, Write, Compare, Flush, Write Zeroes,
 //! Dataset Management.
 
-use crate::cmd::{io_opcode, SubmissionEntry};
+use nvme_core::cmd::{io_opcode, SubmissionEntry};
 
 use super::faults::Status;
 use super::prp;

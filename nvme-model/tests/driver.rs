@@ -9,18 +9,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::buffer::DmaBuf;
-use crate::cmd::{admin_opcode, feature, io_opcode};
-use crate::controller::{Controller, ControllerOptions, PAGE_SIZE};
-use crate::error::{Error, IoError, Rejected};
-use crate::hw::{DmaRegion, Hardware, HwError, Iova, NoDeviceMemory};
-use crate::model::{
-    ModelConfig, ModelController, ModelDma, ModelDoorbell, NamespaceConfig, Status,
+use nvme_core::cmd::{admin_opcode, feature, io_opcode};
+use nvme_core::regs::{offset, Aqa, Cc, Csts, ShutdownNotification, ShutdownStatus};
+use nvme_core::{
+    ByteCount, Completion, Controller, ControllerOptions, DmaBuf, DmaRegion, Error, Hardware,
+    HwError, IoError, IoQueuePair, Iova, Lba, NoDeviceMemory, NvmeStatus, Rejected, StatusCodeType,
+    PAGE_SIZE,
 };
-use crate::queue_pair::{Completion, IoQueuePair};
-use crate::regs::{offset, Aqa, Cc, Csts, ShutdownNotification, ShutdownStatus};
-use crate::status::{NvmeStatus, StatusCodeType};
-use crate::units::{ByteCount, Lba};
+use nvme_model::{ModelConfig, ModelController, ModelDma, ModelDoorbell, NamespaceConfig, Status};
 
 type Ctrl = Controller<ModelController>;
 type Qp = IoQueuePair<ModelController>;
@@ -2093,7 +2089,7 @@ fn without_room_for_a_larger_cq_every_poll_acknowledges() {
 fn dbbuf_up() -> (ModelController, Ctrl) {
     let (model, c) = up_with(
         ModelConfig {
-            oacs: crate::model::OACS_DBBUF,
+            oacs: nvme_model::OACS_DBBUF,
             mdts: 1,
             ..cfg()
         },
@@ -2104,7 +2100,7 @@ fn dbbuf_up() -> (ModelController, Ctrl) {
 }
 
 /// Verified synchronous writes and reads (whole and split) on `qp`.
-fn verified_rounds(c: &Ctrl, qp: &mut Qp, ns: &crate::Namespace, ops: u64, seed: u8) {
+fn verified_rounds(c: &Ctrl, qp: &mut Qp, ns: &nvme_core::Namespace, ops: u64, seed: u8) {
     for i in 0..ops {
         let len = if i % 2 == 0 { 4096 } else { 16384 };
         let lba = Lba(i * 64);
@@ -2168,4 +2164,136 @@ fn a_pair_recreated_while_another_is_busy_works() {
     let done = reap(&mut busy, 8);
     assert!(done.iter().all(|d| d.status.is_ok()));
     assert_clean(&model);
+}
+
+// ----- queue pair: refusals, misbehaving devices, thread properties --------------
+
+/// A namespace formatted with metadata is refused on the data path
+/// (before anything reaches the device), with the buffer handed back.
+#[test]
+fn namespaces_with_metadata_are_refused_with_the_buffer() {
+    let model = ModelController::new(ModelConfig {
+        namespaces: vec![NamespaceConfig::default().with_metadata(8)],
+        ..ModelConfig::default()
+    });
+    let c = Controller::init(model.clone(), ControllerOptions::default()).unwrap();
+    let ns = c.namespace(1).unwrap().clone();
+    // The driver took the format from Identify Namespace.
+    assert_eq!((ns.block_size(), ns.metadata_size()), (512, 8));
+    let mut qp = c.create_io_queue_pair(8).unwrap();
+    let buf = c.alloc_buffer(ByteCount(4096)).unwrap();
+    let r = qp.submit_read(&ns, Lba(0), buf, 1).unwrap_err();
+    assert!(
+        matches!(&r.error, Error::Unsupported(m) if m.contains("metadata")),
+        "{}",
+        r.error
+    );
+    assert_eq!(r.buf.len(), 4096);
+    assert_eq!(qp.outstanding(), 0);
+    assert_eq!(qp.stats().commands, 0);
+    assert_eq!(
+        model.stats().io(io_opcode::READ),
+        0,
+        "nothing reached the device"
+    );
+}
+
+/// A device that completes the head piece of a split request twice
+/// must not get the buffer released before the other pieces are done,
+/// nor break the bookkeeping.
+#[test]
+fn repeated_completions_do_not_release_a_split_request_early() {
+    let model = ModelController::new(ModelConfig {
+        mdts: 1, // 8 KiB per command
+        ..ModelConfig::default()
+    });
+    let c = Controller::init(model.clone(), ControllerOptions::default()).unwrap();
+    let ns = c.namespace(1).unwrap().clone();
+    let mut qp = c.create_io_queue_pair(16).unwrap();
+    let qid = qp.qid();
+    // Hold the model's completions: the test decides what the device posts.
+    model.hold_completions(qid, true);
+    qp.submit_read(
+        &ns,
+        Lba(0),
+        c.alloc_buffer(ByteCount(3 * 8192)).unwrap(),
+        42,
+    )
+    .unwrap();
+    // Three pieces of 16 blocks; the driver's group head is the first.
+    let pieces = model.held_command_list(qid);
+    assert_eq!(
+        pieces
+            .iter()
+            .map(|p| (p.opcode, p.slba))
+            .collect::<Vec<_>>(),
+        [
+            (io_opcode::READ, 0),
+            (io_opcode::READ, 16),
+            (io_opcode::READ, 32)
+        ]
+    );
+    let head = pieces[0].cid;
+    let children = [pieces[1].cid, pieces[2].cid];
+    let mut out = Vec::new();
+    // The device posted one completion entry (`posted`); the driver reaps
+    // it. True if that finished a request.
+    let mut deliver = |qp: &mut Qp, posted: bool| {
+        assert!(posted, "the model posted the entry");
+        let before = out.len();
+        assert_eq!(qp.poll(usize::MAX, |c| out.push(c)), 1, "one entry reaped");
+        out.len() > before
+    };
+    // Head twice, then the first child: still one piece outstanding.
+    assert!(!deliver(&mut qp, model.complete_held(qid, head)));
+    assert!(
+        !deliver(&mut qp, model.post_completion(qid, head, Status::SUCCESS)),
+        "repeated head completion ignored"
+    );
+    assert!(
+        !deliver(&mut qp, model.complete_held(qid, children[0])),
+        "buffer must not come back early"
+    );
+    // A repeat of the finished child is ignored too.
+    assert!(!deliver(
+        &mut qp,
+        model.post_completion(qid, children[0], Status::SUCCESS)
+    ));
+    assert!(
+        deliver(&mut qp, model.complete_held(qid, children[1])),
+        "the last piece completes the request"
+    );
+    // Afterwards nothing is in flight; more repeats are ignored.
+    assert!(!deliver(
+        &mut qp,
+        model.post_completion(qid, head, Status::SUCCESS)
+    ));
+    assert_eq!(qp.outstanding(), 0);
+    assert_eq!(out.len(), 1);
+    let done = &out[0];
+    assert_eq!(
+        (done.tag, done.status, done.buf.is_some()),
+        (42, Ok(()), true)
+    );
+    assert_eq!(model.held_commands(qid), 0);
+    model.hold_completions(qid, false);
+    assert_eq!(model.stats().injected_completions, 3);
+    assert_clean(&model);
+}
+
+/// A queue pair moves to the thread that uses it (`Send`) but is never
+/// shared between threads (`!Sync`), and a buffer moves with its command:
+/// the compiler derives all of it (no `unsafe impl`).
+#[test]
+fn a_queue_pair_is_send_and_not_sync() {
+    fn send<T: Send>() {}
+    send::<IoQueuePair<ModelController>>();
+    send::<DmaBuf<ModelDma>>();
+    // Resolves only if exactly one impl applies: with `Sync` both would.
+    trait AmbiguousIfSync<A> {
+        fn check() {}
+    }
+    impl<T: ?Sized> AmbiguousIfSync<()> for T {}
+    impl<T: ?Sized + Sync> AmbiguousIfSync<u8> for T {}
+    <IoQueuePair<ModelController> as AmbiguousIfSync<_>>::check();
 }
