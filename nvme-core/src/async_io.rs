@@ -62,10 +62,11 @@ use std::task::{Context, Poll};
 
 use crate::buffer::DmaBuf;
 use crate::controller::Namespace;
+use crate::controller::TimeoutPolicy;
 use crate::error::{Error, IoError, Rejected};
 use crate::hw::{DmaRegion, Hardware};
 use crate::queue_pair::{Completion, IoQueuePair};
-use crate::status::NvmeStatus;
+use crate::status::CommandError;
 use crate::units::Lba;
 
 /// Tags the adapter gives its commands: this marker in the high bits, the
@@ -82,7 +83,7 @@ enum ResultCell<D: DmaRegion> {
     InFlight { abandoned: bool },
     /// Completed, waiting for its future to take the result.
     Done {
-        status: Result<(), NvmeStatus>,
+        status: Result<(), CommandError>,
         buf: Option<DmaBuf<D>>,
     },
 }
@@ -114,7 +115,11 @@ impl<H: Hardware> Inner<H> {
                 );
                 return;
             };
+            let timed_out = matches!(c.status, Err(CommandError::TimedOut { .. }));
             match cells[i] {
+                // A deadline notice for a command whose future is gone:
+                // keep waiting for the device's own completion.
+                ResultCell::InFlight { abandoned: true } if timed_out => {}
                 ResultCell::InFlight { abandoned: false } => {
                     cells[i] = ResultCell::Done {
                         status: c.status,
@@ -346,24 +351,41 @@ impl<'a, H: Hardware> Command<'a, H> {
                 }
             }
             State::Submitted(cell) => {
-                let i = *cell as usize;
+                let cell = *cell;
+                let i = cell as usize;
                 if !matches!(inner.cells[i], ResultCell::Done { .. }) {
                     inner.reap();
                 }
                 match std::mem::replace(&mut inner.cells[i], ResultCell::Free) {
                     ResultCell::Done { status, buf } => {
-                        inner.free.push(*cell);
                         self.state = State::Finished;
-                        Poll::Ready(match status {
-                            Ok(()) => Ok(buf),
-                            Err(status) => Err(IoError {
-                                error: Error::Command {
+                        let error = match status {
+                            Ok(()) => {
+                                inner.free.push(cell);
+                                return Poll::Ready(Ok(buf));
+                            }
+                            Err(CommandError::Device(status)) => {
+                                inner.free.push(cell);
+                                Error::Command {
                                     command: self.op.name(),
                                     status,
-                                },
-                                buf,
-                            }),
-                        })
+                                }
+                            }
+                            Err(CommandError::TimedOut { after }) => {
+                                // The device still owns the buffer: the cell
+                                // stays in flight, as for a dropped future,
+                                // until the device's own completion arrives.
+                                inner.cells[i] = ResultCell::InFlight { abandoned: true };
+                                inner.abandoned += 1;
+                                Error::IoTimeout {
+                                    command: self.op.name(),
+                                    timeout: after,
+                                    abort_requested: inner.qp.timeout_policy()
+                                        == TimeoutPolicy::Abort,
+                                }
+                            }
+                        };
+                        Poll::Ready(Err(IoError { error, buf }))
                     }
                     other => {
                         inner.cells[i] = other;

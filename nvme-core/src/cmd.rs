@@ -241,6 +241,13 @@ impl SubmissionEntry {
         e
     }
 
+    /// Abort command `cid` of submission queue `sqid`.
+    pub fn abort(sqid: u16, cid: u16) -> Self {
+        let mut e = Self::new(admin_opcode::ABORT, 0);
+        e.cdw10 = u32::from(sqid) | (u32::from(cid) << 16);
+        e
+    }
+
     /// Delete I/O Completion Queue.
     pub fn delete_io_cq(qid: u16) -> Self {
         let mut e = Self::new(admin_opcode::DELETE_IO_CQ, 0);

@@ -50,7 +50,24 @@ pub enum Error {
         status: NvmeStatus,
     },
 
-    /// A command did not complete in time.
+    /// An I/O command passed its deadline. The controller is not marked
+    /// dead for it: the queue pair goes on working.
+    #[error(
+        "{command} did not complete within {timeout:?}; the device still owns its buffer, \
+         which the queue pair keeps until the command completes (poll it) or the pair is \
+         dropped{}",
+        if *abort_requested { "; an Abort was sent" } else { "" }
+    )]
+    IoTimeout {
+        /// What we asked for.
+        command: &'static str,
+        /// The deadline.
+        timeout: Duration,
+        /// The timeout policy sent an Abort for it.
+        abort_requested: bool,
+    },
+
+    /// An admin command (or shutdown) did not complete in time.
     #[error(
         "{command} did not complete within {timeout:?}; the controller is treated as dead: \
          drop it and open the device again"

@@ -48,12 +48,14 @@ mod units;
 pub use barrier::wc_flush;
 pub use buffer::{DmaBuf, MAX_BUFFER};
 pub use cmb::{CmbLayout, CmbScheme};
-pub use controller::{CmbStatus, Controller, ControllerOptions, Namespace, PAGE_SIZE};
+pub use controller::{
+    CmbStatus, Controller, ControllerOptions, Namespace, TimeoutPolicy, PAGE_SIZE,
+};
 pub use error::{Error, IoError, Rejected};
 pub use hw::{
     DeviceMemory, DmaRegion, Doorbell, Hardware, HwError, Iova, MemoryType, NoDeviceMemory,
 };
 pub use queue_pair::{Completion, IoQueuePair, QueueStats, MAX_DSM_RANGES, MAX_SEGMENTS};
 pub use ring::DoorbellStats;
-pub use status::{NvmeStatus, StatusCodeType};
+pub use status::{CommandError, NvmeStatus, StatusCodeType};
 pub use units::{ByteCount, Lba};

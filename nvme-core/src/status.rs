@@ -216,6 +216,54 @@ impl fmt::Debug for NvmeStatus {
 
 impl std::error::Error for NvmeStatus {}
 
+/// Why a command did not succeed: the controller said so, or the driver
+/// gave up waiting for it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The controller completed the command with this status.
+    Device(NvmeStatus),
+    /// The command passed its deadline without completing. The device
+    /// still owns its memory: the buffer is not in this completion; it
+    /// comes back in a second completion with the same tag once the device
+    /// completes the command (after an Abort, or late), or is released
+    /// when the queue pair is torn down.
+    TimedOut {
+        /// The deadline the command had.
+        after: std::time::Duration,
+    },
+}
+
+impl CommandError {
+    /// The controller's status, if the controller completed the command.
+    pub fn nvme(&self) -> Option<NvmeStatus> {
+        match self {
+            CommandError::Device(s) => Some(*s),
+            CommandError::TimedOut { .. } => None,
+        }
+    }
+}
+
+impl From<NvmeStatus> for CommandError {
+    fn from(s: NvmeStatus) -> Self {
+        CommandError::Device(s)
+    }
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::Device(s) => s.fmt(f),
+            CommandError::TimedOut { after } => write!(
+                f,
+                "no completion within {after:?}; the device still owns the command's memory"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -623,7 +623,7 @@ fn error_log_shows_an_injected_failure() {
     let b = c.alloc_buffer(ByteCount(1024)).unwrap();
     qp.submit_read(ns, Lba(77), b, 5).unwrap();
     let done = reap(&mut qp, 1).pop().unwrap();
-    let st = done.status.unwrap_err();
+    let st = done.status.unwrap_err().nvme().expect("a device status");
     assert_eq!(done.tag, 5);
 
     let log = c.error_log().unwrap();
@@ -940,7 +940,7 @@ fn requests_larger_than_mdts_are_split_and_complete_as_one() {
     let done = reap(&mut qp, 1).pop().unwrap();
     assert_eq!(done.tag, 78);
     assert_eq!(
-        done.status.unwrap_err().name(),
+        done.status.unwrap_err().nvme().and_then(|s| s.name()),
         Some("Unrecovered Read Error")
     );
     assert_eq!(id(done.buf.as_ref().unwrap()), rid);
@@ -1275,7 +1275,7 @@ fn error_completions_carry_status_and_buffer() {
     qp.submit_read(ns, Lba(8), b, 42).unwrap();
     let done = reap(&mut qp, 1).pop().unwrap();
     assert_eq!(done.tag, 42);
-    let st = done.status.unwrap_err();
+    let st = done.status.unwrap_err().nvme().expect("a device status");
     assert_eq!(
         (st.sct, st.sc, st.dnr),
         (StatusCodeType::MediaError, 0x81, false)
@@ -1471,7 +1471,14 @@ fn dropping_a_pair_on_a_dead_controller_disables_it_then_frees() {
 
 #[test]
 fn sync_timeout_keeps_the_buffer_until_the_command_completes() {
-    let (model, c) = up();
+    // Report only: the command completes when the device completes it.
+    let (model, c) = up_with(
+        cfg(),
+        ControllerOptions {
+            timeout_policy: nvme_core::TimeoutPolicy::Report,
+            ..opts()
+        },
+    );
     let ns = c.namespace(1).unwrap();
     let mut qp = c.create_io_queue_pair(8).unwrap();
     model.write_blocks(1, 40, &pattern(4096, 4));
@@ -1483,9 +1490,12 @@ fn sync_timeout_keeps_the_buffer_until_the_command_completes() {
     let IoError { error, buf } = qp.read(ns, Lba(40), b).unwrap_err();
     assert!(t.elapsed() >= IO_TIMEOUT);
     assert!(
-        matches!(error, Error::Timeout { command: "Read", timeout } if timeout == IO_TIMEOUT),
+        matches!(error, Error::IoTimeout { command: "Read", timeout, abort_requested: false }
+            if timeout == IO_TIMEOUT),
         "{error:?}"
     );
+    // An I/O timeout does not make the controller unusable.
+    assert!(c.smart_log().is_ok());
     assert!(
         buf.is_none(),
         "the device may still write it: kept by the pair"

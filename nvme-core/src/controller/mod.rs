@@ -45,8 +45,15 @@ pub struct ControllerOptions {
     pub io_queue_pairs: u16,
     /// How long an admin command may take.
     pub admin_timeout: Duration,
-    /// How long a synchronous I/O may take.
+    /// The deadline of every I/O command, synchronous or not (per queue
+    /// pair: [`IoQueuePair::set_io_timeout`]). Checked while polling: a
+    /// command still outstanding between 1 and 1.25 times this after its
+    /// submission (given polls at least every quarter of it) is reported
+    /// with [`CommandError::TimedOut`](crate::CommandError::TimedOut), then
+    /// handled per [`ControllerOptions::timeout_policy`].
     pub io_timeout: Duration,
+    /// What to do with an I/O command past its deadline, after reporting it.
+    pub timeout_policy: TimeoutPolicy,
     /// How long a normal shutdown may take before we disable anyway.
     pub shutdown_timeout: Duration,
     /// Use shadow doorbells (Doorbell Buffer Config) when the controller
@@ -68,12 +75,27 @@ impl Default for ControllerOptions {
             io_queue_pairs: 16,
             admin_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(30),
+            timeout_policy: TimeoutPolicy::Abort,
             shutdown_timeout: Duration::from_secs(10),
             cmb_queues: true,
             shadow_doorbells: true,
             use_sgls: true,
         }
     }
+}
+
+/// What the driver does with an I/O command past its deadline, after
+/// reporting it to the owner (the SPDK timeout callback's choices).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeoutPolicy {
+    /// Only report it; the command completes when the device completes it.
+    Report,
+    /// Also ask the controller to abort it (Abort, admin opcode 08h). An
+    /// aborted command completes with "Command Abort Requested" and hands
+    /// its buffer back; a controller may decline, and the command then
+    /// completes when the device completes it.
+    Abort,
 }
 
 /// What [`Controller::cmb`] reports.
@@ -251,6 +273,21 @@ impl<H: Hardware> Shared<H> {
             });
         }
         Ok(())
+    }
+
+    /// Ask the controller to abort command `cid` of submission queue
+    /// `sqid`. True if the controller says it aborted it (the command then
+    /// completes with "Command Abort Requested"); false if it declined or
+    /// the Abort itself failed (logged).
+    pub(crate) fn abort(&self, sqid: u16, cid: u16) -> bool {
+        match self.admin_cmd(SubmissionEntry::abort(sqid, cid), "Abort") {
+            // Completion DW0 bit 0: 1 = the command was not aborted.
+            Ok(cqe) => cqe.result & 1 == 0,
+            Err(e) => {
+                tracing::warn!(sqid, cid, "Abort failed: {e}");
+                false
+            }
+        }
     }
 
     /// Delete I/O queues `qid` (SQ first: the controller completes or

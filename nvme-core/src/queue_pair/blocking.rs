@@ -6,9 +6,10 @@ use std::time::Instant;
 
 use crate::buffer::DmaBuf;
 use crate::cmd::io_opcode;
-use crate::controller::Namespace;
+use crate::controller::{Namespace, TimeoutPolicy};
 use crate::error::{Error, IoError, Rejected};
 use crate::hw::Hardware;
+use crate::status::CommandError;
 use crate::units::Lba;
 
 use super::IoQueuePair;
@@ -86,7 +87,10 @@ impl<H: Hardware> IoQueuePair<H> {
             });
         }
         submit(self, buf)?;
-        let timeout = self.shared.opts.io_timeout;
+        // The pair's deadline check reports the command (poll hands over a
+        // TimedOut completion); the wall clock here only covers a pair whose
+        // deadlines were turned off.
+        let timeout = self.io_timeout().unwrap_or(self.shared.opts.io_timeout);
         let start = Instant::now();
         let mut finished = None;
         let mut spins: u32 = 0;
@@ -95,21 +99,31 @@ impl<H: Hardware> IoQueuePair<H> {
             if let Some(c) = finished.take() {
                 return match c.status {
                     Ok(()) => Ok(done(c.buf)),
-                    Err(status) => Err(Rejected {
+                    Err(CommandError::Device(status)) => Err(Rejected {
                         error: Error::Command {
                             command: what,
                             status,
                         },
                         buf: c.buf,
                     }),
+                    Err(CommandError::TimedOut { after }) => Err(Rejected {
+                        error: Error::IoTimeout {
+                            command: what,
+                            timeout: after,
+                            abort_requested: self.shared.opts.timeout_policy
+                                == TimeoutPolicy::Abort,
+                        },
+                        buf: None,
+                    }),
                 };
             }
             spins = spins.wrapping_add(1);
-            if spins % 1024 == 0 && start.elapsed() > timeout {
+            if self.io_timeout().is_none() && spins % 1024 == 0 && start.elapsed() > timeout {
                 return Err(Rejected {
-                    error: Error::Timeout {
+                    error: Error::IoTimeout {
                         command: what,
                         timeout,
+                        abort_requested: false,
                     },
                     buf: None,
                 });

@@ -33,13 +33,14 @@ mod validate;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::buffer::DmaBuf;
-use crate::controller::{Shared, PAGE_SIZE};
+use crate::controller::{Shared, TimeoutPolicy, PAGE_SIZE};
 use crate::error::Error;
 use crate::hw::{DmaRegion, Hardware};
 use crate::ring::{CqRing, DoorbellStats, SqRing};
-use crate::status::NvmeStatus;
+use crate::status::CommandError;
 
 use data_ptr::ListPages;
 use slots::CommandSlots;
@@ -49,8 +50,10 @@ use validate::Rules;
 pub struct Completion<D: DmaRegion> {
     /// The caller's token from submission.
     pub tag: u64,
-    /// Success, or the controller's status.
-    pub status: Result<(), NvmeStatus>,
+    /// Success, the controller's status, or a deadline passed (then `buf`
+    /// is `None`: the same tag comes back once more, with the buffer, when
+    /// the device completes the command).
+    pub status: Result<(), CommandError>,
     /// Completion DW0 (command specific).
     pub result: u32,
     /// The data buffer, back in the caller's hands.
@@ -109,6 +112,8 @@ pub struct IoQueuePair<H: Hardware> {
     /// How many may stay unacknowledged: CQ entries minus SQ entries.
     cq_slack: u16,
     commands: u64,
+    /// Deadlines: see [`IoQueuePair::check_deadlines`].
+    deadlines: Deadlines,
     /// Not `Sync`: all access goes through `&mut self` on one thread.
     _not_sync: PhantomData<std::cell::Cell<()>>,
 }
@@ -151,6 +156,7 @@ impl<H: Hardware> IoQueuePair<H> {
             }
             return Err(e.error);
         }
+        let shared_timeout = shared.opts.io_timeout;
         let rules = Rules {
             domain: shared.domain,
             max_transfer: shared.max_transfer,
@@ -169,6 +175,7 @@ impl<H: Hardware> IoQueuePair<H> {
             cq_unacked: 0,
             cq_slack,
             commands: 0,
+            deadlines: Deadlines::new(shared_timeout),
             _not_sync: PhantomData,
         })
     }
@@ -270,7 +277,110 @@ impl<H: Hardware> IoQueuePair<H> {
                 self.cq.publish_head();
             }
         }
+        // Deadlines: a countdown here, a clock read only every
+        // `CHECK_EVERY` polls.
+        self.deadlines.countdown -= 1;
+        if self.deadlines.countdown == 0 {
+            n += self.check_deadlines(&mut f);
+        }
         n
+    }
+
+    /// Change this pair's I/O deadline (from `ControllerOptions::io_timeout`);
+    /// `None` turns deadlines off. Applies to commands already in flight too.
+    pub fn set_io_timeout(&mut self, timeout: Option<Duration>) {
+        self.deadlines.timeout = timeout.filter(|t| !t.is_zero());
+    }
+
+    /// The I/O deadline in force, if any.
+    pub fn io_timeout(&self) -> Option<Duration> {
+        self.deadlines.timeout
+    }
+
+    /// What happens to a command past its deadline (the controller's
+    /// [`ControllerOptions::timeout_policy`](crate::ControllerOptions)).
+    pub fn timeout_policy(&self) -> TimeoutPolicy {
+        self.shared.opts.timeout_policy
+    }
+
+    /// The deadline check, every `CHECK_EVERY` polls. No clock is read per
+    /// command: each command records the *generation* it was submitted in;
+    /// a generation ends (and the next begins) at most every quarter of
+    /// the timeout, and the instant each began is kept, so a command of
+    /// generation `g` was surely submitted before generation `g + 1` began.
+    /// It has passed its deadline once that instant is a timeout ago.
+    /// Expired requests are reported (`CommandError::TimedOut`, no buffer)
+    /// and, per the controller's `TimeoutPolicy`, aborted. Returns the
+    /// reports made (they count as consumed completions for `poll`).
+    #[cold]
+    #[inline(never)]
+    fn check_deadlines(&mut self, f: &mut impl FnMut(Completion<H::Dma>)) -> usize {
+        let d = &mut self.deadlines;
+        d.countdown = CHECK_EVERY;
+        let Some(timeout) = d.timeout else {
+            return 0;
+        };
+        if self.cmds.in_flight() == 0 {
+            return 0;
+        }
+        let now = Instant::now();
+        if now.saturating_duration_since(d.began[gen_slot(d.gen)]) < timeout / 4 {
+            return 0;
+        }
+        d.gen = d.gen.wrapping_add(1);
+        d.began[gen_slot(d.gen)] = now;
+        let (gen, began) = (d.gen, d.began);
+        let expired = |g: u32| {
+            let age = gen.wrapping_sub(g);
+            // Older than the kept history: at least GENERATIONS - 1
+            // quarters of the timeout ago.
+            age >= GENERATIONS as u32
+                || (age >= 1
+                    && now.saturating_duration_since(began[gen_slot(g.wrapping_add(1))]) >= timeout)
+        };
+        let mut abort = Vec::new();
+        let policy = self.shared.opts.timeout_policy;
+        let n = self.cmds.expire(timeout, expired, f, |cid| {
+            if policy == TimeoutPolicy::Abort {
+                abort.push(cid);
+            }
+        });
+        for cid in abort {
+            let aborted = self.shared.abort(self.qid, cid);
+            tracing::warn!(qid = self.qid, cid, aborted, "I/O command timed out");
+        }
+        n
+    }
+}
+
+/// Polls between two deadline checks (each reads the clock once).
+const CHECK_EVERY: u32 = 128;
+/// Generations whose start is kept (a ring).
+const GENERATIONS: usize = 8;
+
+fn gen_slot(g: u32) -> usize {
+    g as usize % GENERATIONS
+}
+
+/// A queue pair's deadline state (see `IoQueuePair::check_deadlines`).
+struct Deadlines {
+    timeout: Option<Duration>,
+    /// The current generation: stamped on each command at submission.
+    gen: u32,
+    /// When generation `g` began, at `gen_slot(g)`.
+    began: [Instant; GENERATIONS],
+    /// Polls until the next check.
+    countdown: u32,
+}
+
+impl Deadlines {
+    fn new(timeout: Duration) -> Self {
+        Deadlines {
+            timeout: Some(timeout).filter(|t| !t.is_zero()),
+            gen: 0,
+            began: [Instant::now(); GENERATIONS],
+            countdown: CHECK_EVERY,
+        }
     }
 }
 

@@ -4,9 +4,11 @@
 //! its request at once; the pieces of a request split at MDTS (and a
 //! vectored command, a group of one) complete it together.
 
+use std::time::Duration;
+
 use crate::buffer::DmaBuf;
 use crate::hw::DmaRegion;
-use crate::status::NvmeStatus;
+use crate::status::{CommandError, NvmeStatus};
 
 use super::Completion;
 
@@ -20,12 +22,18 @@ pub(super) enum SlotState {
     /// A piece of a request split at MDTS, or a vectored command: the
     /// [`GroupSlot`] of the same index says which group and how far along.
     Grouped,
+    /// A lone command past its deadline, already reported as timed out:
+    /// its buffer stays here until the device completes it.
+    Expired,
 }
 
 /// Hot per-command state: all a lone command (the common case) needs, so
 /// submit and complete touch one small record.
 pub(super) struct Slot<D: DmaRegion> {
     pub(super) state: SlotState,
+    /// The deadline generation the command was submitted in (see
+    /// `IoQueuePair::check_deadlines`); a group's is on its head.
+    gen: u32,
     tag: u64,
     buf: Option<DmaBuf<D>>,
 }
@@ -33,7 +41,7 @@ pub(super) struct Slot<D: DmaRegion> {
 impl<D: DmaRegion> Slot<D> {
     /// Make this free slot hold a lone command.
     #[inline(always)]
-    pub(super) fn hold(&mut self, tag: u64, buf: Option<DmaBuf<D>>) {
+    pub(super) fn hold(&mut self, tag: u64, buf: Option<DmaBuf<D>>, gen: u32) {
         debug_assert!(self.state == SlotState::Free && self.buf.is_none());
         // The buffer first: moved straight from where it is into the slot.
         // A free slot holds no buffer: every path that frees a slot takes its
@@ -43,6 +51,7 @@ impl<D: DmaRegion> Slot<D> {
         // catches it in tests).
         std::mem::forget(std::mem::replace(&mut self.buf, buf));
         self.state = SlotState::Single;
+        self.gen = gen;
         self.tag = tag;
     }
 }
@@ -64,6 +73,8 @@ pub(super) struct GroupSlot<D: DmaRegion> {
     result: u32,
     /// Head only: the buffers of a vectored command.
     bufs: Option<Vec<DmaBuf<D>>>,
+    /// Head only: the group was reported as timed out.
+    timed_out: bool,
 }
 
 /// The command slots of one queue pair, indexed by CID, and the stack of
@@ -84,6 +95,7 @@ impl<D: DmaRegion> CommandSlots<D> {
         let slots = (0..entries)
             .map(|_| Slot {
                 state: SlotState::Free,
+                gen: 0,
                 tag: 0,
                 buf: None,
             })
@@ -96,6 +108,7 @@ impl<D: DmaRegion> CommandSlots<D> {
                 error: None,
                 result: 0,
                 bufs: None,
+                timed_out: false,
             })
             .collect();
         // At most entries - 1 commands can be in the ring at once.
@@ -140,8 +153,8 @@ impl<D: DmaRegion> CommandSlots<D> {
 
     /// Make free slot `cid` hold a lone command.
     #[inline(always)]
-    pub(super) fn start_single(&mut self, cid: u16, tag: u64, buf: Option<DmaBuf<D>>) {
-        self.slots[usize::from(cid)].hold(tag, buf);
+    pub(super) fn start_single(&mut self, cid: u16, tag: u64, buf: Option<DmaBuf<D>>, gen: u32) {
+        self.slots[usize::from(cid)].hold(tag, buf, gen);
     }
 
     /// Slot `cid`, to [`Slot::hold`] a lone command. (The hot path looks the
@@ -161,9 +174,11 @@ impl<D: DmaRegion> CommandSlots<D> {
         tag: u64,
         buf: Option<DmaBuf<D>>,
         bufs: Option<Vec<DmaBuf<D>>>,
+        gen: u32,
     ) {
         let s = &mut self.slots[usize::from(head)];
         s.state = SlotState::Grouped;
+        s.gen = gen;
         s.tag = tag;
         s.buf = buf;
         let g = &mut self.groups[usize::from(head)];
@@ -173,6 +188,7 @@ impl<D: DmaRegion> CommandSlots<D> {
         g.error = None;
         g.result = 0;
         g.bufs = bufs;
+        g.timed_out = false;
     }
 
     /// Slot `cid` carries a later piece of the group headed by `head`.
@@ -200,7 +216,7 @@ impl<D: DmaRegion> CommandSlots<D> {
                 slot.state = SlotState::Free;
                 let completion = Completion {
                     tag: slot.tag,
-                    status: NvmeStatus::from_field(status),
+                    status: NvmeStatus::from_field(status).map_err(CommandError::Device),
                     result,
                     buf: slot.buf.take(),
                     bufs: None,
@@ -224,6 +240,24 @@ impl<D: DmaRegion> CommandSlots<D> {
         f: &mut impl FnMut(Completion<D>),
     ) {
         let i = usize::from(cid);
+        if let Some(slot) = self.slots.get_mut(i) {
+            if slot.state == SlotState::Expired {
+                // The late completion of a command already reported as
+                // timed out: now the device is done with its buffer.
+                slot.state = SlotState::Free;
+                let completion = Completion {
+                    tag: slot.tag,
+                    status: NvmeStatus::from_field(status).map_err(CommandError::Device),
+                    result,
+                    buf: slot.buf.take(),
+                    bufs: None,
+                };
+                self.push_cid(cid);
+                self.completions += 1;
+                f(completion);
+                return;
+            }
+        }
         if self
             .slots
             .get(i)
@@ -253,7 +287,11 @@ impl<D: DmaRegion> CommandSlots<D> {
         if h.pending != 0 {
             return;
         }
-        let (status, result, bufs) = (h.error.map_or(Ok(()), Err), h.result, h.bufs.take());
+        let (status, result, bufs) = (
+            h.error.map_or(Ok(()), |e| Err(CommandError::Device(e))),
+            h.result,
+            h.bufs.take(),
+        );
         let hs = &mut self.slots[usize::from(head)];
         hs.state = SlotState::Free;
         let completion = Completion {
@@ -266,5 +304,57 @@ impl<D: DmaRegion> CommandSlots<D> {
         self.push_cid(head);
         self.completions += 1;
         f(completion);
+    }
+
+    /// Report every request in flight whose command `expired(gen)` says is
+    /// past its deadline and not yet reported: a completion with
+    /// [`CommandError::TimedOut`] and no buffer (the device still owns it),
+    /// once per request. `on_expired` gets the CIDs of the commands still
+    /// with the device (for Abort). Off the I/O path: runs only when a
+    /// deadline check found something old enough.
+    pub(super) fn expire(
+        &mut self,
+        after: Duration,
+        mut expired: impl FnMut(u32) -> bool,
+        f: &mut impl FnMut(Completion<D>),
+        mut on_expired: impl FnMut(u16),
+    ) -> usize {
+        let mut n = 0;
+        for i in 0..self.slots.len() {
+            let slot = &self.slots[i];
+            let report = match slot.state {
+                SlotState::Single => expired(slot.gen),
+                SlotState::Grouped => {
+                    let g = &self.groups[i];
+                    g.group as usize == i && !g.timed_out && expired(slot.gen)
+                }
+                SlotState::Free | SlotState::Expired => false,
+            };
+            if !report {
+                continue;
+            }
+            let head = i as u16;
+            if self.slots[i].state == SlotState::Single {
+                self.slots[i].state = SlotState::Expired;
+                on_expired(head);
+            } else {
+                self.groups[i].timed_out = true;
+                for (j, s) in self.slots.iter().enumerate() {
+                    let done = j == i && self.groups[i].head_done;
+                    if s.state == SlotState::Grouped && self.groups[j].group == head && !done {
+                        on_expired(j as u16);
+                    }
+                }
+            }
+            n += 1;
+            f(Completion {
+                tag: self.slots[i].tag,
+                status: Err(CommandError::TimedOut { after }),
+                result: 0,
+                buf: None,
+                bufs: None,
+            });
+        }
+        n
     }
 }

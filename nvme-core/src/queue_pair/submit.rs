@@ -141,7 +141,7 @@ impl<H: Hardware> IoQueuePair<H> {
             cmd.set_prps(prp1, Iova(0));
         }
         cmd.set_cid(cid);
-        self.cmds.start_single(cid, tag, None);
+        self.cmds.start_single(cid, tag, None, self.deadlines.gen);
         self.push(&cmd);
         self.publish_unless_batching();
         Ok(())
@@ -176,7 +176,7 @@ impl<H: Hardware> IoQueuePair<H> {
         let (p1, p2) = self.lists.prps(cid, buf.iova(), len);
         let words =
             SubmissionEntry::rw_words(opcode, ns.nsid(), cid, lba.0, blocks as u32, fua, p1, p2);
-        self.cmds.slot(cid).hold(tag, Some(buf));
+        self.cmds.slot(cid).hold(tag, Some(buf), self.deadlines.gen);
         self.push_words(words);
         self.publish_unless_batching();
         Ok(())
@@ -227,8 +227,14 @@ impl<H: Hardware> IoQueuePair<H> {
             });
         };
         let iova = buf.iova();
-        self.cmds
-            .start_group(head, pieces as u16, tag, Some(buf), None);
+        self.cmds.start_group(
+            head,
+            pieces as u16,
+            tag,
+            Some(buf),
+            None,
+            self.deadlines.gen,
+        );
         let piece_blocks = ((max_transfer as u64) >> ns.block_shift()).max(1);
         let mut cid = head;
         for i in 0..pieces {
@@ -319,7 +325,7 @@ impl<H: Hardware> IoQueuePair<H> {
         cmd.set_cid(cid);
         let (p1, p2) = self.lists.prps(cid, iova, len.0);
         cmd.set_prps(p1, p2);
-        self.cmds.start_single(cid, tag, None);
+        self.cmds.start_single(cid, tag, None, self.deadlines.gen);
         self.push(&cmd);
         self.publish_unless_batching();
         Ok(())
@@ -375,7 +381,8 @@ impl<H: Hardware> IoQueuePair<H> {
         let mut cmd = SubmissionEntry::rw(opcode, ns.nsid(), lba.0, blocks as u32, false);
         cmd.set_cid(cid);
         self.lists.vectored(cid, &bufs, self.rules.sgls, &mut cmd);
-        self.cmds.start_group(cid, 1, tag, None, Some(bufs));
+        self.cmds
+            .start_group(cid, 1, tag, None, Some(bufs), self.deadlines.gen);
         self.push(&cmd);
         self.publish_unless_batching();
         Ok(())

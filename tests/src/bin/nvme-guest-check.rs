@@ -1067,10 +1067,16 @@ fn run_vec(
         qp.poll(1, |c| out = Some(c));
     }
     let c = out.expect("one completion");
-    c.status.map_err(|status| Error::Command {
-        command: "vectored",
-        status,
-    })?;
+    match c.status {
+        Ok(()) => {}
+        Err(nvme_core::CommandError::Device(status)) => {
+            return Err(Error::Command {
+                command: "vectored",
+                status,
+            })
+        }
+        Err(e) => return Err(Error::InvalidArgument(format!("vectored: {e}"))),
+    }
     Ok(c.bufs.expect("vectored completions carry their buffers"))
 }
 
