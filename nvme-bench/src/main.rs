@@ -63,14 +63,19 @@ enum Cmd {
         #[arg(long, default_value_t = 16 << 20)]
         bytes: u64,
     },
-    /// Hand a device from the kernel nvme driver to vfio-pci (refuses when a
-    /// namespace holds a mounted filesystem, swap or a device-mapper user).
+    /// Hand a device from the kernel nvme driver to vfio-pci (refuses a
+    /// function that is not an NVMe controller, and one whose block devices
+    /// hold a mounted filesystem, swap, a dm/md/LVM user or an open file).
     Bind {
         /// PCI address, e.g. 0000:01:00.0.
         addr: String,
         /// Take it even if a namespace is in use (data loss if mounted!).
         #[arg(long)]
         force: bool,
+        /// Bind even if the PCI class is not NVMe (0x010802), for NVMe
+        /// controllers that report another class. Not implied by --force.
+        #[arg(long)]
+        force_class: bool,
     },
     /// Give a device back to the kernel nvme driver and wait for its block devices.
     Unbind {
@@ -176,7 +181,11 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Info { addr } => info(&addr),
         Cmd::Smoke { addr, nsid, bytes } => smoke(&addr, nsid, bytes),
-        Cmd::Bind { addr, force } => bind::bind(&addr, force).map_err(Into::into),
+        Cmd::Bind {
+            addr,
+            force,
+            force_class,
+        } => bind::bind(&addr, force, force_class).map_err(Into::into),
         Cmd::Unbind { addr } => bind::unbind(&addr).map_err(Into::into),
     };
     match r {

@@ -48,6 +48,20 @@ pub enum VfioError {
         nvme_devices: Vec<PeerDevice>,
     },
 
+    /// The function's PCI class is not NVMe (0x010802): refused by the sysfs
+    /// checks, before any VFIO node is opened, so it was not reset.
+    #[error("{}", not_nvme(address, *class, *vendor, *device))]
+    NotNvme {
+        /// The function.
+        address: PciAddress,
+        /// Its 24-bit class code (`None`: sysfs has no readable `class`).
+        class: Option<u32>,
+        /// Its vendor id, if readable.
+        vendor: Option<u16>,
+        /// Its device id, if readable.
+        device: Option<u16>,
+    },
+
     /// The device is not bound to vfio-pci.
     #[error("{}", not_bound(address, driver.as_deref(), sysfs_root, block_devices))]
     NotBoundToVfio {
@@ -268,6 +282,41 @@ pub enum VfioError {
     },
 }
 
+impl VfioError {
+    /// A short name for a 24-bit PCI class code (class, subclass,
+    /// programming interface), e.g. `"SATA AHCI"` for 0x010601; `None` if
+    /// not known. Used in [`VfioError::NotNvme`]'s message.
+    pub fn pci_class_name(class: u32) -> Option<&'static str> {
+        Some(match class {
+            0x01_08_02 => "NVMe",
+            0x01_06_01 => "SATA AHCI",
+            0x01_06_00 | 0x01_06_02 => "SATA",
+            0x01_00_00 => "SCSI storage controller, e.g. virtio-blk or virtio-scsi",
+            0x01_07_00 | 0x01_07_01 => "SAS",
+            0x01_04_00 => "RAID",
+            0x01_05_20 | 0x01_05_30 => "ATA (ADMA)",
+            0x01_08_00 | 0x01_08_01 => "non-volatile memory, not NVMe",
+            0x01_08_03 => "NVMe administrative interface",
+            0x01_80_00..=0x01_80_ff => "other mass storage",
+            0x02_00_00 => "Ethernet",
+            0x03_00_00 => "VGA display",
+            0x04_03_00 => "audio",
+            0x06_00_00 => "host bridge",
+            0x06_04_00 | 0x06_04_01 => "PCI bridge",
+            0x0c_03_30 => "USB xHCI",
+            _ => match class >> 16 {
+                0x01 if class >> 8 == 0x0101 => "IDE",
+                0x01 => "mass storage",
+                0x02 => "network",
+                0x03 => "display",
+                0x06 => "bridge",
+                0x0c => "serial bus",
+                _ => return None,
+            },
+        })
+    }
+}
+
 impl From<VfioError> for nvme_core::HwError {
     fn from(e: VfioError) -> Self {
         nvme_core::HwError::new(e)
@@ -310,6 +359,31 @@ fn device_not_found(address: &PciAddress, path: &std::path::Path, nvme: &[PeerDe
         );
     }
     s
+}
+
+fn not_nvme(
+    address: &PciAddress,
+    class: Option<u32>,
+    vendor: Option<u16>,
+    device: Option<u16>,
+) -> String {
+    let what = match class {
+        Some(c) => match VfioError::pci_class_name(c) {
+            Some(n) => format!("class {c:#08x} ({n})"),
+            None => format!("class {c:#08x}"),
+        },
+        None => "of unknown class (no readable sysfs `class` file)".to_string(),
+    };
+    let ids = match (vendor, device) {
+        (Some(v), Some(d)) => format!(" [{v:04x}:{d:04x}]"),
+        _ => String::new(),
+    };
+    format!(
+        "{address}{ids} is {what}, not an NVMe controller (class 0x010802): this driver only drives NVMe \
+         controllers, so it refused before opening or resetting the device. Check the address (`lspci -D -d ::0108` \
+         lists NVMe controllers). If this really is an NVMe controller that reports another class, open it with \
+         nvme_vfio::OpenOptions::allow_any_class(true)"
+    )
 }
 
 fn not_bound(

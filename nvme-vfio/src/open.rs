@@ -3,7 +3,8 @@
 //! matters: the write-combining plan must run before vfio maps, reads or
 //! writes any memory BAR, and Bus Master is enabled last.
 //!
-//! 1. `Bringup::new`: the sysfs checks;
+//! 1. `Bringup::new`: the sysfs checks (a function whose PCI class is not
+//!    NVMe is refused here, before anything is opened or reset);
 //! 2. `open_container`: `/dev/vfio/vfio` and the group (`Container::open`);
 //! 3. `open_device_fd`: the device fd, its info and config-space region;
 //! 4. `reset`: `VFIO_DEVICE_RESET` when asked for and supported;
@@ -44,6 +45,7 @@ pub struct OpenOptions {
     debugfs_root: PathBuf,
     write_combining: bool,
     touch_bar_first: Option<u8>,
+    allow_any_class: bool,
 }
 
 impl Default for OpenOptions {
@@ -56,6 +58,7 @@ impl Default for OpenOptions {
             debugfs_root: "/sys/kernel/debug".into(),
             write_combining: true,
             touch_bar_first: None,
+            allow_any_class: false,
         }
     }
 }
@@ -107,10 +110,21 @@ impl OpenOptions {
         self.touch_bar_first = Some(bar);
         self
     }
-    /// Run the sysfs checks only (exists, IOMMU group, bound to vfio-pci,
-    /// group viable) without opening anything.
+    /// Open a function whatever PCI class it reports (default false: only
+    /// class 0x010802, NVMe, is accepted, and any other function is refused
+    /// with [`VfioError::NotNvme`] before anything is opened or reset).
+    /// For NVMe controllers that report another class, such as Apple's
+    /// (0x018002, which Linux's nvme driver matches by vendor and device id).
+    /// The NVMe bring-up still refuses a device whose CAP register does not
+    /// look like NVMe, but only after VFIO has opened and reset it.
+    pub fn allow_any_class(&mut self, yes: bool) -> &mut Self {
+        self.allow_any_class = yes;
+        self
+    }
+    /// Run the sysfs checks only (exists, NVMe class, IOMMU group, bound to
+    /// vfio-pci, group viable) without opening anything.
     pub fn check(&self, address: PciAddress) -> Result<SysfsDevice, VfioError> {
-        sysfs::probe(&self.sysfs_root, &address)
+        sysfs::probe(&self.sysfs_root, &address, self.allow_any_class)
     }
     /// Open the device with these options: the steps of
     /// [`VfioDevice::open`], each a method of the bring-up below.
@@ -137,10 +151,11 @@ struct ConfigHeader {
 }
 
 impl<'o> Bringup<'o> {
-    /// Step 1: the sysfs checks (device exists, IOMMU group, bound to
-    /// vfio-pci, group viable), before any device node is opened.
+    /// Step 1: the sysfs checks (device exists, is an NVMe controller by
+    /// its PCI class, IOMMU group, bound to vfio-pci, group viable), before
+    /// any device node is opened, so before any reset.
     fn new(opts: &'o OpenOptions, address: PciAddress) -> Result<Self, VfioError> {
-        let sysfs = sysfs::probe(&opts.sysfs_root, &address)?;
+        let sysfs = sysfs::probe(&opts.sysfs_root, &address, opts.allow_any_class)?;
         Ok(Bringup {
             opts,
             address,
@@ -452,6 +467,38 @@ mod tests {
             path: dev.0.join("noiommu-4"),
         };
         assert!(e.to_string().contains("intel_iommu=on"), "{e}");
+    }
+
+    #[test]
+    fn non_nvme_class_is_refused_before_any_node_is_opened() {
+        // An AHCI function bound to vfio-pci in a viable group, and no
+        // /dev/vfio at all: the class check must fail first (had the
+        // bring-up gone on, it would be VfioNotLoaded from opening the
+        // container, the step before the device fd and its reset).
+        let s = FakeSys::new();
+        s.device("0000:05:00.0", 0x010601, Some("vfio-pci"), Some(5));
+        let dev = TempDir::new("devvfio");
+        let addr: PciAddress = "0000:05:00.0".parse().unwrap();
+        let e = OpenOptions::new()
+            .sysfs_root(s.root())
+            .dev_vfio(&dev.0)
+            .open(addr)
+            .unwrap_err();
+        assert!(matches!(e, VfioError::NotNvme { .. }), "{e:?}");
+        assert!(e.to_string().contains("SATA AHCI"), "{e}");
+        let e = OpenOptions::new()
+            .sysfs_root(s.root())
+            .check(addr)
+            .unwrap_err();
+        assert!(matches!(e, VfioError::NotNvme { .. }), "{e:?}");
+        // allow_any_class(true) goes on to the container.
+        let e = OpenOptions::new()
+            .sysfs_root(s.root())
+            .dev_vfio(&dev.0)
+            .allow_any_class(true)
+            .open(addr)
+            .unwrap_err();
+        assert!(matches!(e, VfioError::VfioNotLoaded { .. }), "{e:?}");
     }
 
     #[test]

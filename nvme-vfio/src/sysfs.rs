@@ -35,12 +35,21 @@ pub struct SysfsDevice {
     pub group_peers: Vec<PeerDevice>,
 }
 
-/// Check that `address` exists, has an IOMMU group, is bound to vfio-pci, and
+/// Check that `address` exists, is an NVMe controller (PCI class 0x010802,
+/// unless `allow_any_class`), has an IOMMU group, is bound to vfio-pci, and
 /// that no other device in its group is bound to a host driver.
 ///
+/// The class comes first: nothing else matters for a function this driver
+/// must not touch, and this runs before any VFIO node is opened, so a
+/// non-NVMe function is never opened or reset (vfio-pci resets a function
+/// when its device fd is opened, and `open` issues VFIO_DEVICE_RESET).
 /// The IOMMU group is checked before the driver: without an IOMMU, binding to
 /// vfio-pci fails, so the bind commands would not help.
-pub(crate) fn probe(sysfs_root: &Path, address: &PciAddress) -> Result<SysfsDevice, VfioError> {
+pub(crate) fn probe(
+    sysfs_root: &Path,
+    address: &PciAddress,
+    allow_any_class: bool,
+) -> Result<SysfsDevice, VfioError> {
     let path = sysfs_root.join("bus/pci/devices").join(address.to_string());
     if !path.exists() {
         return Err(VfioError::DeviceNotFound {
@@ -53,6 +62,14 @@ pub(crate) fn probe(sysfs_root: &Path, address: &PciAddress) -> Result<SysfsDevi
     let vendor = read_hex(&path.join("vendor")).map(|v| v as u16);
     let device = read_hex(&path.join("device")).map(|v| v as u16);
     let class = read_hex(&path.join("class")).map(|v| v as u32);
+    if class != Some(NVME_CLASS) && !allow_any_class {
+        return Err(VfioError::NotNvme {
+            address: *address,
+            class,
+            vendor,
+            device,
+        });
+    }
 
     let iommu_group = match link_name(&path.join("iommu_group"))? {
         Some(name) => name.parse::<u32>().map_err(|_| VfioError::Sysfs {
@@ -288,7 +305,7 @@ pub(crate) mod tests {
         s.device("0000:01:00.0", NVME_CLASS, Some("vfio-pci"), Some(7));
         s.device("0000:00:1c.0", 0x060400, Some("pcieport"), Some(7));
         s.device("0000:02:00.0", NVME_CLASS, None, Some(7));
-        let d = probe(s.root(), &addr("01:00.0")).unwrap();
+        let d = probe(s.root(), &addr("01:00.0"), false).unwrap();
         assert_eq!(d.iommu_group, 7);
         assert_eq!(d.driver.as_deref(), Some("vfio-pci"));
         assert_eq!(d.vendor, Some(0x1b36));
@@ -305,7 +322,7 @@ pub(crate) mod tests {
         s.device("0000:03:00.0", NVME_CLASS, Some("nvme"), Some(3));
         s.device("0000:04:00.0", NVME_CLASS, Some("vfio-pci"), Some(4));
         s.device("0000:00:02.0", 0x030000, Some("i915"), Some(1));
-        let e = probe(s.root(), &addr("0000:01:00.0")).unwrap_err();
+        let e = probe(s.root(), &addr("0000:01:00.0"), false).unwrap_err();
         match &e {
             VfioError::DeviceNotFound { nvme_devices, .. } => assert_eq!(nvme_devices.len(), 2),
             other => panic!("{other:?}"),
@@ -317,7 +334,7 @@ pub(crate) mod tests {
         assert!(!m.contains("0000:00:02.0"), "{m}");
 
         let empty = FakeSys::new();
-        let m = probe(empty.root(), &addr("0000:01:00.0"))
+        let m = probe(empty.root(), &addr("0000:01:00.0"), false)
             .unwrap_err()
             .to_string();
         assert!(m.contains("no NVMe controllers"), "{m}");
@@ -328,7 +345,7 @@ pub(crate) mod tests {
         let s = FakeSys::new();
         s.device("0000:01:00.0", NVME_CLASS, Some("nvme"), Some(5));
         fs::create_dir_all(s.root().join("bus/pci/devices/0000:01:00.0/nvme/nvme0")).unwrap();
-        let e = probe(s.root(), &addr("0000:01:00.0")).unwrap_err();
+        let e = probe(s.root(), &addr("0000:01:00.0"), false).unwrap_err();
         assert!(matches!(&e, VfioError::NotBoundToVfio { driver: Some(d), .. } if d == "nvme"));
         let m = e.to_string();
         let root = s.root().display();
@@ -359,7 +376,7 @@ pub(crate) mod tests {
     fn unbound_device_gets_bind_commands_without_unbind() {
         let s = FakeSys::new();
         s.device("0000:01:00.0", NVME_CLASS, None, Some(5));
-        let m = probe(s.root(), &addr("0000:01:00.0"))
+        let m = probe(s.root(), &addr("0000:01:00.0"), false)
             .unwrap_err()
             .to_string();
         assert!(m.contains("not bound to any driver"), "{m}");
@@ -372,7 +389,7 @@ pub(crate) mod tests {
     fn no_iommu_group() {
         let s = FakeSys::new();
         s.device("0000:01:00.0", NVME_CLASS, Some("nvme"), None);
-        let e = probe(s.root(), &addr("0000:01:00.0")).unwrap_err();
+        let e = probe(s.root(), &addr("0000:01:00.0"), false).unwrap_err();
         assert!(matches!(
             e,
             VfioError::NoIommuGroup {
@@ -395,7 +412,7 @@ pub(crate) mod tests {
         s.device("0000:01:00.1", 0x040300, Some("snd_hda_intel"), Some(9));
         s.device("0000:00:1c.0", 0x060400, Some("pcieport"), Some(9));
         s.device("0000:01:00.2", 0x0c0330, None, Some(9));
-        let e = probe(s.root(), &addr("0000:01:00.0")).unwrap_err();
+        let e = probe(s.root(), &addr("0000:01:00.0"), false).unwrap_err();
         match &e {
             VfioError::GroupNotViable {
                 group: 9, blockers, ..
@@ -423,5 +440,84 @@ pub(crate) mod tests {
         assert!(is_vfio_driver("mlx5_vfio_pci"));
         assert!(!is_vfio_driver("nvme"));
         assert!(!is_vfio_driver("vfio"));
+    }
+
+    #[test]
+    fn class_is_checked_first() {
+        // Wrong class: refused with the class named, even though everything
+        // else (vfio-pci, a viable group) would let it be opened.
+        let s = FakeSys::new();
+        s.device("0000:05:00.0", 0x010601, Some("vfio-pci"), Some(6));
+        let e = probe(s.root(), &addr("0000:05:00.0"), false).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                VfioError::NotNvme {
+                    class: Some(0x010601),
+                    vendor: Some(0x1b36),
+                    device: Some(0x0010),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let m = e.to_string();
+        assert!(
+            m.contains("class 0x010601 (SATA AHCI), not an NVMe controller (class 0x010802)"),
+            "{m}"
+        );
+        assert!(m.contains("only drives NVMe controllers"), "{m}");
+        assert!(m.contains("before opening or resetting"), "{m}");
+        assert!(m.contains("allow_any_class(true)"), "{m}");
+        // Before the other checks: no group, no driver, still NotNvme.
+        s.device("0000:06:00.0", 0x010000, None, None);
+        let m = probe(s.root(), &addr("0000:06:00.0"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("class 0x010000 (SCSI storage controller"), "{m}");
+        // The escape hatch passes the class check; the others still apply.
+        let d = probe(s.root(), &addr("0000:05:00.0"), true).unwrap();
+        assert_eq!(d.class, Some(0x010601));
+        let e = probe(s.root(), &addr("0000:06:00.0"), true).unwrap_err();
+        assert!(matches!(e, VfioError::NoIommuGroup { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn class_absent_is_not_nvme() {
+        let s = FakeSys::new();
+        s.device("0000:01:00.0", NVME_CLASS, Some("vfio-pci"), Some(2));
+        fs::remove_file(s.root().join("bus/pci/devices/0000:01:00.0/class")).unwrap();
+        let e = probe(s.root(), &addr("0000:01:00.0"), false).unwrap_err();
+        assert!(matches!(e, VfioError::NotNvme { class: None, .. }), "{e:?}");
+        let m = e.to_string();
+        assert!(m.contains("unknown class"), "{m}");
+        assert!(m.contains("not an NVMe controller"), "{m}");
+    }
+
+    #[test]
+    fn nvme_class_passes() {
+        let s = FakeSys::new();
+        s.device("0000:01:00.0", NVME_CLASS, Some("vfio-pci"), Some(2));
+        let d = probe(s.root(), &addr("0000:01:00.0"), false).unwrap();
+        assert_eq!(d.class, Some(NVME_CLASS));
+        // A class file without the 0x prefix, as some fakes write it.
+        fs::write(
+            s.root().join("bus/pci/devices/0000:01:00.0/class"),
+            "010802\n",
+        )
+        .unwrap();
+        assert!(probe(s.root(), &addr("0000:01:00.0"), false).is_ok());
+    }
+
+    #[test]
+    fn class_names() {
+        assert_eq!(VfioError::pci_class_name(0x010802), Some("NVMe"));
+        assert_eq!(VfioError::pci_class_name(0x010601), Some("SATA AHCI"));
+        assert_eq!(VfioError::pci_class_name(0x01018a), Some("IDE"));
+        assert_eq!(
+            VfioError::pci_class_name(0x018002),
+            Some("other mass storage")
+        );
+        assert_eq!(VfioError::pci_class_name(0xff0000), None);
     }
 }
