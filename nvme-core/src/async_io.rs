@@ -371,6 +371,12 @@ impl<'a, H: Hardware> Command<'a, H> {
                                     status,
                                 }
                             }
+                            Err(CommandError::ControllerReset) => {
+                                inner.free.push(cell);
+                                Error::ControllerReset {
+                                    command: self.op.name(),
+                                }
+                            }
                             Err(CommandError::TimedOut { after }) => {
                                 // The device still owns the buffer: the cell
                                 // stays in flight, as for a dropped future,
@@ -381,7 +387,7 @@ impl<'a, H: Hardware> Command<'a, H> {
                                     command: self.op.name(),
                                     timeout: after,
                                     abort_requested: inner.qp.timeout_policy()
-                                        == TimeoutPolicy::Abort,
+                                        != TimeoutPolicy::Report,
                                 }
                             }
                         };

@@ -67,6 +67,14 @@ pub enum Error {
         abort_requested: bool,
     },
 
+    /// The controller was reset while the command was in flight; the
+    /// buffer is back. The controller and the queue pair work again.
+    #[error("{command} was aborted by a controller reset (not carried out, or not known to be): submit it again")]
+    ControllerReset {
+        /// What we asked for.
+        command: &'static str,
+    },
+
     /// An admin command (or shutdown) did not complete in time.
     #[error(
         "{command} did not complete within {timeout:?}; the controller is treated as dead: \

@@ -356,6 +356,13 @@ pub unsafe trait Hardware: Send + Sync + 'static {
         8
     }
 
+    /// Reset the whole function (a PCI function-level reset, VFIO's
+    /// `VFIO_DEVICE_RESET`), for when clearing CC.EN does not stop the
+    /// controller. The default: not possible on this platform.
+    fn function_reset(&self) -> Result<(), HwError> {
+        Err(HwError::msg("this platform cannot reset the PCI function"))
+    }
+
     /// Sleep or yield for about `micros` microseconds while waiting on the
     /// controller during bring-up and admin commands (never on the I/O path).
     fn delay_us(&self, micros: u64) {

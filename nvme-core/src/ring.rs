@@ -216,9 +216,21 @@ impl<H: Hardware> SqRing<H> {
         })
     }
 
-    /// Route doorbell updates through a shadow slot from now on.
-    pub(crate) fn set_shadow(&mut self, shadow: Shadow<H::Dma>) {
-        self.doorbell.shadow = Some(shadow);
+    /// Route doorbell updates through a shadow slot from now on (or, with
+    /// `None`, through the MMIO register alone).
+    pub(crate) fn set_shadow(&mut self, shadow: Option<Shadow<H::Dma>>) {
+        self.doorbell.shadow = shadow;
+    }
+
+    /// Back to the state of a new ring (after a controller reset, before the
+    /// queue is created again): tail, head and the last published tail 0.
+    /// The entries themselves need no clearing: the device reads only up to
+    /// the tail it is told.
+    pub(crate) fn reset(&mut self) {
+        self.tail = 0;
+        self.next_tail = next_index(0, self.entries);
+        self.head = 0;
+        self.doorbell.last = 0;
     }
 
     /// The address the controller uses for the ring (IOVA, or CMB address).
@@ -380,6 +392,10 @@ impl<H: Hardware> CqRing<H> {
         })
     }
 
+    pub(crate) fn entries(&self) -> u16 {
+        self.entries
+    }
+
     pub(crate) fn iova(&self) -> Iova {
         self.mem.iova()
     }
@@ -436,9 +452,23 @@ impl<H: Hardware> CqRing<H> {
         }
     }
 
-    /// Route doorbell updates through a shadow slot from now on.
-    pub(crate) fn set_shadow(&mut self, shadow: Shadow<H::Dma>) {
-        self.doorbell.shadow = Some(shadow);
+    /// Route doorbell updates through a shadow slot from now on (or, with
+    /// `None`, through the MMIO register alone).
+    pub(crate) fn set_shadow(&mut self, shadow: Option<Shadow<H::Dma>>) {
+        self.doorbell.shadow = shadow;
+    }
+
+    /// Back to the state of a new ring (after a controller reset, before the
+    /// queue is created again): head 0, phase 1, and every entry zeroed so
+    /// no old entry's phase tag reads as new. Only while the controller has
+    /// no queue on this memory.
+    pub(crate) fn reset(&mut self) {
+        for off in (0..self.mem.len()).step_by(8) {
+            self.mem.write_u64(off, 0);
+        }
+        self.head = 0;
+        self.phase = true;
+        self.doorbell.last = 0;
     }
 
     /// Tell the device how far we have consumed: write the new head.

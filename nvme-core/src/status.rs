@@ -232,6 +232,10 @@ pub enum CommandError {
         /// The deadline the command had.
         after: std::time::Duration,
     },
+    /// The controller was reset while the command was in flight: it was
+    /// not carried out, or not known to be; the buffer is back (the reset
+    /// stopped the controller first). Submit it again if it should happen.
+    ControllerReset,
 }
 
 impl CommandError {
@@ -239,7 +243,7 @@ impl CommandError {
     pub fn nvme(&self) -> Option<NvmeStatus> {
         match self {
             CommandError::Device(s) => Some(*s),
-            CommandError::TimedOut { .. } => None,
+            CommandError::TimedOut { .. } | CommandError::ControllerReset => None,
         }
     }
 }
@@ -257,6 +261,11 @@ impl fmt::Display for CommandError {
             CommandError::TimedOut { after } => write!(
                 f,
                 "no completion within {after:?}; the device still owns the command's memory"
+            ),
+            CommandError::ControllerReset => write!(
+                f,
+                "aborted by a controller reset (not carried out, or not known to be): submit \
+                 it again"
             ),
         }
     }

@@ -154,8 +154,11 @@ pub struct ModelStats {
     pub cq_doorbell_writes: HashMap<u16, u64>,
     /// Doorbell writes dropped (controller disabled, fatal, or device gone).
     pub ignored_doorbell_writes: u64,
-    /// Invalid doorbell writes (no such queue, value out of range); each sets CSTS.CFS.
+    /// Invalid doorbell writes (value out of range); each sets CSTS.CFS.
     pub invalid_doorbell_writes: u64,
+    /// Doorbell writes for a queue that does not exist; ignored, as QEMU
+    /// does (the spec allows an Invalid Doorbell Register event).
+    pub doorbells_without_queue: u64,
     /// Register reads through `read32`/`read64`.
     pub register_reads: u64,
     /// Register writes through `write32`/`write64` (doorbells excluded).

@@ -58,11 +58,13 @@
 //!   every new entry synchronously, inside the doorbell store, and posts the
 //!   completions (SQ head, SQ id, CID, status, phase tag) into CQ memory. A
 //!   full CQ keeps completions back until its head doorbell moves
-//!   ([`ModelStats::cq_full_stalls`]). An invalid doorbell write (no such
-//!   queue, value ≥ queue size, CQ head beyond what was posted) sets
-//!   CSTS.CFS: the spec also allows an Asynchronous Event instead, but a
-//!   fatal status cannot go unnoticed in a test. While CFS is set, the
-//!   controller is disabled or the device is gone, doorbells are ignored.
+//!   ([`ModelStats::cq_full_stalls`]). An invalid doorbell write (value ≥
+//!   queue size, CQ head beyond what was posted) sets CSTS.CFS: the spec
+//!   also allows an Asynchronous Event instead, but a fatal status cannot go
+//!   unnoticed in a test. A doorbell of a queue that does not exist is
+//!   ignored and counted ([`ModelStats::doorbells_without_queue`]), as QEMU
+//!   does: a host may ring a queue a reset just deleted. While CFS is set,
+//!   the controller is disabled or the device is gone, doorbells are ignored.
 //! - **Shadow doorbells** (Doorbell Buffer Config, on by default as in
 //!   QEMU): an MMIO SQ doorbell makes the model take the tail from the
 //!   shadow slot and write the SQ's EventIdx as it consumes entries; CQ

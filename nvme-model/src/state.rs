@@ -449,7 +449,10 @@ impl Inner {
         match target {
             DbTarget::SqTail(qid) => {
                 let Some(sq) = self.sqs.get_mut(&qid) else {
-                    return self.invalid_doorbell(format!("SQ {qid} tail: no such queue"));
+                    // As QEMU: logged and ignored (a host may ring a queue
+                    // a reset just deleted, before it learns of the reset).
+                    self.stats.doorbells_without_queue += 1;
+                    return;
                 };
                 if value >= u32::from(sq.size) {
                     let size = sq.size;
@@ -465,7 +468,8 @@ impl Inner {
             }
             DbTarget::CqHead(qid) => {
                 let Some(cq) = self.cqs.get_mut(&qid) else {
-                    return self.invalid_doorbell(format!("CQ {qid} head: no such queue"));
+                    self.stats.doorbells_without_queue += 1;
+                    return;
                 };
                 let size = u32::from(cq.size);
                 let outstanding = (u32::from(cq.tail) + size - u32::from(cq.head)) % size;

@@ -799,7 +799,11 @@ fn invalid_doorbell_writes_are_fatal() {
     let (hw, mut admin) = bring_up(ModelConfig::default());
     let cap = Cap(hw.read64(offset::CAP));
     let mut db = hw.doorbell(cap.sq_tail_doorbell(5)).unwrap();
-    db.ring(1); // queue 5 does not exist
+    db.ring(1); // queue 5 does not exist: ignored, as QEMU does
+    assert!(!hw.peek_csts().fatal());
+    assert_eq!(hw.stats().doorbells_without_queue, 1);
+    // A tail beyond the queue's size is fatal.
+    admin.sq_db.ring(u32::from(ADMIN_ENTRIES));
     assert!(hw.peek_csts().fatal());
     assert_eq!(hw.stats().invalid_doorbell_writes, 1);
     // Doorbells are now ignored.

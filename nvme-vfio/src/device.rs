@@ -564,6 +564,21 @@ unsafe impl Hardware for VfioDevice {
     type Doorbell = VfioDoorbell;
     type DeviceMem = VfioDeviceMemory;
     type Info = VfioDeviceInfo;
+
+    fn function_reset(&self) -> Result<(), HwError> {
+        if !self.info.inner.reset_supported {
+            return Err(HwError::msg(format!(
+                "{}: the device does not support VFIO_DEVICE_RESET",
+                self.info.inner.address
+            )));
+        }
+        crate::sys::device_reset(&self.info.inner.device.file).map_err(|e| {
+            HwError::msg(format!(
+                "{}: VFIO_DEVICE_RESET failed: {e}",
+                self.info.inner.address
+            ))
+        })
+    }
     fn info(&self) -> VfioDeviceInfo {
         self.info.clone()
     }

@@ -22,7 +22,7 @@ use crate::regs::{Acq, Aqa, Asq, Cap, Cc, Csts, Version};
 use crate::ring::{Shadow, ShadowPages};
 
 use super::admin::AdminQueue;
-use super::{ControllerOptions, DbBuf, Namespace, Shared, PAGE_SIZE, PRP_LIST_LIMIT};
+use super::{AdminState, ControllerOptions, DbBuf, Namespace, Shared, PAGE_SIZE, PRP_LIST_LIMIT};
 
 /// DMA domains: one per controller brought up in this process, so buffers
 /// and namespaces of one controller are refused by another's queues.
@@ -82,6 +82,55 @@ impl<'a, H: Hardware> BringUp<'a, H> {
             admin: None,
             dbbuf: None,
             dead: AtomicBool::new(false),
+        })
+    }
+
+    /// A bring-up of a controller that was brought up before (a reset):
+    /// its capabilities are known, and its memory buffer, if submission
+    /// queues use it, stays mapped (queue pairs keep their rings in it).
+    pub(super) fn resume(
+        hw: &'a H,
+        opts: &'a ControllerOptions,
+        cap: Cap,
+        version: Version,
+    ) -> Self {
+        BringUp {
+            hw,
+            cap,
+            version,
+            opts,
+            cmb_layout: None,
+            cmb: None,
+            admin: None,
+            dbbuf: None,
+            dead: AtomicBool::new(false),
+        }
+    }
+
+    /// After a reset stopped the controller: program the memory buffer's
+    /// controller base address again (a function reset clears CMBMSC), and
+    /// check it is where it was.
+    pub(super) fn reprogram_cmb(&mut self, was: Option<CmbLayout>) -> Result<(), Error> {
+        let Some(was) = was else {
+            return Ok(());
+        };
+        let now = cmb::discover(self.hw, self.cap)?;
+        if now != Some(was) {
+            return Err(Error::Unsupported(format!(
+                "the controller memory buffer changed across the reset ({was:?} -> {now:?})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// What a reset keeps: the new admin queue, shadow pages and the
+    /// queue pairs granted.
+    pub(super) fn into_admin_state(mut self, granted: u16) -> Result<AdminState<H>, Error> {
+        let queue = self.admin.take().ok_or(Error::Dead)?;
+        Ok(AdminState {
+            queue: Some(queue),
+            dbbuf: self.dbbuf.take(),
+            granted,
         })
     }
 
@@ -230,8 +279,8 @@ impl<'a, H: Hardware> BringUp<'a, H> {
         }
         if let (Some(sq), Some(cq)) = (dbbuf.slot(0, true, true), dbbuf.slot(0, false, true)) {
             let admin = self.admin.as_mut().ok_or(Error::Dead)?;
-            admin.sq.set_shadow(sq);
-            admin.cq.set_shadow(cq);
+            admin.sq.set_shadow(Some(sq));
+            admin.cq.set_shadow(Some(cq));
         }
         self.dbbuf = Some(dbbuf);
         Ok(())
@@ -342,15 +391,18 @@ impl<H: Hardware> Parts<H> {
             hw,
             cap: self.cap,
             version: self.version,
-            admin: Mutex::new(self.admin),
+            admin: Mutex::new(AdminState {
+                queue: self.admin,
+                dbbuf: self.dbbuf,
+                granted: self.granted,
+            }),
+            epoch: AtomicU64::new(0),
             identify: self.identify,
             namespaces: self.namespaces,
-            io_queues_granted: self.granted,
             qid_in_use: Mutex::new(vec![false; usize::from(self.granted) + 1]),
             max_transfer: self.max_transfer,
             cmb_layout: self.cmb_layout,
             cmb: self.cmb,
-            dbbuf: self.dbbuf,
             domain: self.domain,
             dead: AtomicBool::new(self.dead),
             torn_down: false,

@@ -7,7 +7,7 @@ mod admin;
 mod bringup;
 mod namespace;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use crate::identify::{
 };
 use crate::queue_pair::IoQueuePair;
 use crate::regs::{Cap, Cc, Csts, ShutdownNotification, ShutdownStatus, Version};
-use crate::ring::{Shadow, ShadowPages};
+use crate::ring::{CqRing, ShadowPages, SqRing};
 use crate::units::ByteCount;
 
 use admin::AdminQueue;
@@ -96,6 +96,10 @@ pub enum TimeoutPolicy {
     /// its buffer back; a controller may decline, and the command then
     /// completes when the device completes it.
     Abort,
+    /// Abort it, and reset the controller if the abort is declined or
+    /// fails (the kernel's escalation): every command in flight then comes
+    /// back with `CommandError::ControllerReset` and its buffer.
+    AbortThenReset,
 }
 
 /// What [`Controller::cmb`] reports.
@@ -123,24 +127,35 @@ pub(crate) struct QueueSetupError {
     pub(crate) memory_released: bool,
 }
 
+/// What the admin mutex guards: the admin queue, and the state a controller
+/// reset rebuilds together with it.
+pub(crate) struct AdminState<H: Hardware> {
+    /// `None` only after teardown leaked it (controller did not stop).
+    queue: Option<AdminQueue<H>>,
+    /// Shadow doorbell and EventIdx pages, when enabled.
+    dbbuf: Option<DbBuf<H>>,
+    /// I/O queue pairs the controller granted (Number of Queues).
+    granted: u16,
+}
+
 /// State shared by the controller handle and its I/O queue pairs.
 pub(crate) struct Shared<H: Hardware> {
     pub(crate) hw: H,
     pub(crate) cap: Cap,
     version: Version,
-    /// `None` only after teardown leaked it (controller did not stop).
-    admin: Mutex<Option<AdminQueue<H>>>,
+    /// The admin queue and what a reset rebuilds with it.
+    admin: Mutex<AdminState<H>>,
+    /// Bumped (Release) when a reset completed: queue pairs compare it with
+    /// the value they last saw at every poll (one relaxed load) and recover.
+    pub(crate) epoch: AtomicU64,
     identify: IdentifyController,
     namespaces: Vec<Namespace>,
-    io_queues_granted: u16,
     qid_in_use: Mutex<Vec<bool>>,
     pub(crate) max_transfer: usize,
     /// The CMB as discovered (reported even when not used for queues).
     cmb_layout: Option<CmbLayout>,
     /// The mapped CMB, when submission queues go there.
     pub(crate) cmb: Option<Arc<Cmb<H>>>,
-    /// Shadow doorbell and EventIdx pages, when enabled.
-    dbbuf: Option<DbBuf<H>>,
     pub(crate) domain: u64,
     dead: AtomicBool,
     torn_down: bool,
@@ -148,7 +163,7 @@ pub(crate) struct Shared<H: Hardware> {
 }
 
 impl<H: Hardware> Shared<H> {
-    fn admin(&self) -> MutexGuard<'_, Option<AdminQueue<H>>> {
+    fn admin(&self) -> MutexGuard<'_, AdminState<H>> {
         self.admin.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -161,7 +176,7 @@ impl<H: Hardware> Shared<H> {
             return Err(Error::Dead);
         }
         let mut guard = self.admin();
-        let q = guard.as_mut().ok_or(Error::Dead)?;
+        let q = guard.queue.as_mut().ok_or(Error::Dead)?;
         f(q)
     }
 
@@ -207,26 +222,12 @@ impl<H: Hardware> Shared<H> {
         self.identify.oncs
     }
 
-    /// Shadow slots for a new I/O queue `qid`'s SQ and CQ, if shadow
-    /// doorbells are on, cleared to the state of a queue never rung. Call
-    /// before creating the queue: the slots of a queue id that was used
-    /// before still hold that queue's last values (the controller does not
-    /// reset them on Create; Linux likewise clears the pages on setup).
-    pub(crate) fn fresh_shadows(&self, qid: u16) -> Option<[Shadow<H::Dma>; 2]> {
-        let d = self.dbbuf.as_ref()?;
-        let (sq, cq) = (d.slot(qid, true, false)?, d.slot(qid, false, false)?);
-        sq.clear();
-        cq.clear();
-        Some([sq, cq])
-    }
-
     /// Reserve the lowest free I/O queue id.
     fn reserve_qid(&self) -> Result<u16, Error> {
         let mut used = self.qid_in_use.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(qid) = (1..used.len()).find(|&q| !used[q]) else {
-            return Err(Error::NoQueuePairs {
-                granted: self.io_queues_granted,
-            });
+        let granted = self.admin().granted;
+        let Some(qid) = (1..=usize::from(granted).min(used.len() - 1)).find(|&q| !used[q]) else {
+            return Err(Error::NoQueuePairs { granted });
         };
         used[qid] = true;
         Ok(qid as u16)
@@ -239,40 +240,90 @@ impl<H: Hardware> Shared<H> {
         }
     }
 
-    /// Create I/O completion queue `qid` (`entries`, at `iova`), then the
-    /// submission queue `qid` feeding it. On failure, the error says
-    /// whether the controller can be shown not to use the rings' memory:
-    /// a create the controller refused with a status needs nothing undone
-    /// (beyond deleting a CQ already created); anything else disables the
-    /// controller, and if even that is not confirmed the memory must leak.
+    /// Create I/O queues `qid` on the controller for `cq` and `sq` (new
+    /// rings, or rings reset after a controller reset): first their shadow
+    /// doorbell slots, cleared to the state of a queue never rung (the slots
+    /// of a queue id used before still hold that queue's last values: the
+    /// controller does not reset them on Create; Linux likewise clears the
+    /// pages on setup), then Create I/O CQ, then Create I/O SQ, all under
+    /// the admin lock, so no reset can come between. Returns the reset
+    /// epoch the queues belong to.
+    ///
+    /// On failure, the error says whether the controller can be shown not
+    /// to use the rings' memory: a create the controller refused with a
+    /// status needs nothing undone (beyond deleting a CQ already created);
+    /// anything else disables the controller, and if even that is not
+    /// confirmed the memory must leak.
     pub(crate) fn create_io_queues(
         &self,
         qid: u16,
-        (cq_entries, cq_iova): (u16, Iova),
-        (sq_entries, sq_iova): (u16, Iova),
-    ) -> Result<(), QueueSetupError> {
-        let create_cq = SubmissionEntry::create_io_cq(qid, cq_entries, cq_iova);
-        if let Err(error) = self.admin_cmd(create_cq, "Create I/O Completion Queue") {
-            let memory_released =
-                matches!(error, Error::Command { .. }) || self.emergency_disable();
-            return Err(QueueSetupError {
-                error,
-                memory_released,
-            });
+        cq: &mut CqRing<H>,
+        sq: &mut SqRing<H>,
+    ) -> Result<u64, QueueSetupError> {
+        let fail = |error, memory_released| QueueSetupError {
+            error,
+            memory_released,
+        };
+        if self.is_dead() {
+            return Err(fail(Error::Dead, true));
         }
-        let create_sq = SubmissionEntry::create_io_sq(qid, sq_entries, sq_iova, qid);
-        if let Err(error) = self.admin_cmd(create_sq, "Create I/O Submission Queue") {
+        let mut state = self.admin();
+        let shadows = state
+            .dbbuf
+            .as_ref()
+            .and_then(|d| Some((d.slot(qid, true, false)?, d.slot(qid, false, false)?)));
+        match shadows {
+            Some((s, c)) => {
+                s.clear();
+                c.clear();
+                sq.set_shadow(Some(s));
+                cq.set_shadow(Some(c));
+            }
+            None => {
+                sq.set_shadow(None);
+                cq.set_shadow(None);
+            }
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let Some(admin) = state.queue.as_mut() else {
+            return Err(fail(Error::Dead, true));
+        };
+        let t = self.opts.admin_timeout;
+        let create_cq = SubmissionEntry::create_io_cq(qid, cq.entries(), cq.iova());
+        if let Err(error) = admin.run(
+            &self.hw,
+            create_cq,
+            "Create I/O Completion Queue",
+            t,
+            &self.dead,
+        ) {
+            drop(state);
+            let released = matches!(error, Error::Command { .. }) || self.emergency_disable();
+            return Err(fail(error, released));
+        }
+        let create_sq = SubmissionEntry::create_io_sq(qid, sq.entries(), sq.iova(), qid);
+        if let Err(error) = admin.run(
+            &self.hw,
+            create_sq,
+            "Create I/O Submission Queue",
+            t,
+            &self.dead,
+        ) {
             let cq_gone = matches!(error, Error::Command { .. })
-                && self
-                    .admin_cmd(SubmissionEntry::delete_io_cq(qid), "Delete I/O CQ")
+                && admin
+                    .run(
+                        &self.hw,
+                        SubmissionEntry::delete_io_cq(qid),
+                        "Delete I/O CQ",
+                        t,
+                        &self.dead,
+                    )
                     .is_ok();
-            let memory_released = cq_gone || self.emergency_disable();
-            return Err(QueueSetupError {
-                error,
-                memory_released,
-            });
+            drop(state);
+            let released = cq_gone || self.emergency_disable();
+            return Err(fail(error, released));
         }
-        Ok(())
+        Ok(epoch)
     }
 
     /// Ask the controller to abort command `cid` of submission queue
@@ -310,6 +361,64 @@ impl<H: Hardware> Shared<H> {
                     "deleting I/O queues failed: {e}; disabling the controller"
                 );
                 self.emergency_disable()
+            }
+        }
+    }
+
+    /// Reset the controller and bring it up again, keeping this handle and
+    /// every queue pair usable:
+    /// 1. take the admin lock (no admin command or queue creation runs);
+    /// 2. stop the controller: CC.EN = 0 and CSTS.RDY = 0 within CAP.TO,
+    ///    else a function reset and the same check; if it cannot be shown
+    ///    stopped, it is dead (nothing it used may be freed) and this fails;
+    /// 3. bring it up with the steps of `init` (admin queue, Number of
+    ///    Queues, shadow doorbells, the CMB's base address again);
+    /// 4. bump the epoch. Each queue pair notices at its next poll, hands
+    ///    every command it had in flight back to its owner with
+    ///    [`CommandError::ControllerReset`](crate::CommandError) and its
+    ///    buffer (the controller was stopped: it can no longer touch them),
+    ///    and creates its queues again with the same id.
+    pub(crate) fn reset(&self) -> Result<(), Error> {
+        let mut state = self.admin();
+        tracing::warn!("resetting the controller");
+        let stopped = disable(&self.hw, self.cap).is_ok() || {
+            match self.hw.function_reset() {
+                Ok(()) => disable(&self.hw, self.cap).is_ok(),
+                Err(e) => {
+                    tracing::error!("controller did not stop and cannot be reset: {e}");
+                    false
+                }
+            }
+        };
+        if !stopped {
+            self.mark_dead();
+            return Err(Error::Dead);
+        }
+        // Stopped: its old admin queue and shadow pages are no longer used.
+        state.queue = None;
+        state.dbbuf = None;
+        let mut up = BringUp::resume(&self.hw, &self.opts, self.cap, self.version);
+        let result = up
+            .reprogram_cmb(self.cmb.as_ref().and(self.cmb_layout))
+            .and_then(|()| up.enable_admin_queue())
+            .and_then(|()| up.negotiate_queues())
+            .and_then(|granted| {
+                up.enable_shadow_doorbells(&self.identify)?;
+                Ok(granted)
+            });
+        match result.and_then(|granted| up.into_admin_state(granted)) {
+            Ok(fresh) => {
+                *state = fresh;
+                self.dead.store(false, Ordering::Relaxed);
+                self.epoch.fetch_add(1, Ordering::Release);
+                tracing::info!(granted = state.granted, "controller reset and ready");
+                Ok(())
+            }
+            Err(e) => {
+                // The bring-up's guard disabled the controller (or leaked
+                // what it could not show unused).
+                self.mark_dead();
+                Err(e)
             }
         }
     }
@@ -378,14 +487,10 @@ impl<H: Hardware> Drop for Shared<H> {
                 "controller did not stop; leaking its admin queue and doorbell buffer \
                  memory rather than freeing memory it may still write"
             );
-            let admin = self
-                .admin
-                .get_mut()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-            std::mem::forget(admin);
+            let state = self.admin.get_mut().unwrap_or_else(|p| p.into_inner());
+            std::mem::forget(state.queue.take());
             // The controller writes EventIdx values into these pages.
-            std::mem::forget(self.dbbuf.take());
+            std::mem::forget(state.dbbuf.take());
         }
     }
 }
@@ -466,7 +571,7 @@ impl<H: Hardware> Controller<H> {
     }
     /// I/O queue pairs the controller granted.
     pub fn io_queue_pairs_granted(&self) -> u16 {
-        self.shared.io_queues_granted
+        self.shared.admin().granted
     }
     /// Largest transfer of one I/O command, in bytes.
     pub fn max_transfer_bytes(&self) -> usize {
@@ -489,7 +594,7 @@ impl<H: Hardware> Controller<H> {
 
     /// True if shadow doorbells (Doorbell Buffer Config) are in use.
     pub fn shadow_doorbells(&self) -> bool {
-        self.shared.dbbuf.is_some()
+        self.shared.admin().dbbuf.is_some()
     }
 
     /// Options in force.
@@ -581,6 +686,22 @@ impl<H: Hardware> Controller<H> {
             "Identify Namespace",
         )?;
         Ok(IdentifyNamespace::parse(&data))
+    }
+
+    /// Reset the controller (see the steps in the crate docs'
+    /// reliability section): it is stopped, brought up again, and every
+    /// queue pair hands its in-flight commands back at its next poll with
+    /// `CommandError::ControllerReset` and their buffers, then goes on
+    /// working with the same queue id. Also the way back for a controller
+    /// marked dead, if it can be stopped. Fails (and the controller stays
+    /// dead) if it cannot be shown to have stopped.
+    pub fn reset(&self) -> Result<(), Error> {
+        self.shared.reset()
+    }
+
+    /// Resets so far (each queue pair recovers once per reset).
+    pub fn resets(&self) -> u64 {
+        self.shared.epoch.load(Ordering::Relaxed)
     }
 
     /// Get Features: the current value (completion DW0).

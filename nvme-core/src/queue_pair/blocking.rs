@@ -106,12 +106,16 @@ impl<H: Hardware> IoQueuePair<H> {
                         },
                         buf: c.buf,
                     }),
+                    Err(CommandError::ControllerReset) => Err(Rejected {
+                        error: Error::ControllerReset { command: what },
+                        buf: c.buf,
+                    }),
                     Err(CommandError::TimedOut { after }) => Err(Rejected {
                         error: Error::IoTimeout {
                             command: what,
                             timeout: after,
                             abort_requested: self.shared.opts.timeout_policy
-                                == TimeoutPolicy::Abort,
+                                != TimeoutPolicy::Report,
                         },
                         buf: None,
                     }),

@@ -32,6 +32,7 @@ mod validate;
 
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,7 @@ use crate::buffer::DmaBuf;
 use crate::controller::{Shared, TimeoutPolicy, PAGE_SIZE};
 use crate::error::Error;
 use crate::hw::{DmaRegion, Hardware};
+use crate::regs::Csts;
 use crate::ring::{CqRing, DoorbellStats, SqRing};
 use crate::status::CommandError;
 
@@ -111,6 +113,9 @@ pub struct IoQueuePair<H: Hardware> {
     cq_unacked: u16,
     /// How many may stay unacknowledged: CQ entries minus SQ entries.
     cq_slack: u16,
+    /// The controller's reset epoch these queues were created in; when the
+    /// controller's moves on, the next poll recovers (`recover`).
+    epoch: u64,
     commands: u64,
     /// Deadlines: see [`IoQueuePair::check_deadlines`].
     deadlines: Deadlines,
@@ -144,18 +149,17 @@ impl<H: Hardware> IoQueuePair<H> {
             },
             None => SqRing::new(hw, n, cap.sq_tail_doorbell(qid))?,
         };
-        if let Some([s, c]) = shared.fresh_shadows(qid) {
-            sq.set_shadow(s);
-            cq.set_shadow(c);
-        }
         let lists = ListPages::new(hw.alloc_dma(usize::from(n) * PAGE_SIZE)?);
-        if let Err(e) = shared.create_io_queues(qid, (cq_n, cq.iova()), (n, sq.iova())) {
-            if !e.memory_released {
-                // The controller may still use this memory: leak it.
-                std::mem::forget((cq, sq, lists));
+        let epoch = match shared.create_io_queues(qid, &mut cq, &mut sq) {
+            Ok(epoch) => epoch,
+            Err(e) => {
+                if !e.memory_released {
+                    // The controller may still use this memory: leak it.
+                    std::mem::forget((cq, sq, lists));
+                }
+                return Err(e.error);
             }
-            return Err(e.error);
-        }
+        };
         let shared_timeout = shared.opts.io_timeout;
         let rules = Rules {
             domain: shared.domain,
@@ -174,6 +178,7 @@ impl<H: Hardware> IoQueuePair<H> {
             batch_doorbells: false,
             cq_unacked: 0,
             cq_slack,
+            epoch,
             commands: 0,
             deadlines: Deadlines::new(shared_timeout),
             _not_sync: PhantomData,
@@ -254,6 +259,11 @@ impl<H: Hardware> IoQueuePair<H> {
     /// many polls (every poll, if the controller allowed no larger CQ).
     #[inline]
     pub fn poll(&mut self, max: usize, mut f: impl FnMut(Completion<H::Dma>)) -> usize {
+        // One relaxed load of a read-mostly word: has the controller been
+        // reset since these queues were created?
+        if self.shared.epoch.load(Ordering::Relaxed) != self.epoch {
+            return self.recover(&mut f);
+        }
         self.publish();
         let mut n = 0;
         let mut sq_head = 0;
@@ -341,13 +351,79 @@ impl<H: Hardware> IoQueuePair<H> {
         let mut abort = Vec::new();
         let policy = self.shared.opts.timeout_policy;
         let n = self.cmds.expire(timeout, expired, f, |cid| {
-            if policy == TimeoutPolicy::Abort {
+            if policy != TimeoutPolicy::Report {
                 abort.push(cid);
             }
         });
+        let mut declined = false;
         for cid in abort {
             let aborted = self.shared.abort(self.qid, cid);
+            declined |= !aborted;
             tracing::warn!(qid = self.qid, cid, aborted, "I/O command timed out");
+        }
+        if n > 0 && self.controller_needs_reset(policy, declined) {
+            if let Err(e) = self.shared.reset() {
+                tracing::error!(qid = self.qid, "controller reset failed: {e}");
+            }
+        }
+        n
+    }
+
+    /// After commands expired: does the controller need a reset? When the
+    /// policy says so for an abort it declined, or when the controller is
+    /// not in the state we left it in: fatal status (CSTS.CFS), or not
+    /// ready although we enabled it (reset under us, e.g. a function reset
+    /// from outside). An all-ones read is re-read: a device that is gone
+    /// stays all ones, and a reset would not help it.
+    #[cold]
+    fn controller_needs_reset(&self, policy: TimeoutPolicy, declined: bool) -> bool {
+        if policy == TimeoutPolicy::AbortThenReset && declined {
+            return true;
+        }
+        let hw = &self.shared.hw;
+        let mut csts = hw.read_reg::<Csts>();
+        for _ in 0..3 {
+            if !csts.is_all_ones() {
+                break;
+            }
+            hw.delay_us(1000);
+            csts = hw.read_reg::<Csts>();
+        }
+        if csts.is_all_ones() {
+            tracing::error!(qid = self.qid, "device gone (registers read all ones)");
+            return false;
+        }
+        let reset = csts.fatal() || !csts.ready();
+        if reset {
+            tracing::warn!(qid = self.qid, ?csts, "controller not running as left");
+        }
+        reset
+    }
+
+    /// The controller was reset: every command in flight goes back to its
+    /// owner (the reset stopped the controller before the epoch moved, so
+    /// nothing touches their memory any more), the rings start over, and
+    /// the queues are created again with the same id. If that fails (the
+    /// controller is dead or busy resetting again), the next poll tries
+    /// again; submissions meanwhile come back at the next poll too.
+    #[cold]
+    #[inline(never)]
+    fn recover(&mut self, f: &mut impl FnMut(Completion<H::Dma>)) -> usize {
+        let n = self.cmds.fail_all(CommandError::ControllerReset, f);
+        self.sq.reset();
+        self.cq.reset();
+        self.cq_unacked = 0;
+        match self
+            .shared
+            .create_io_queues(self.qid, &mut self.cq, &mut self.sq)
+        {
+            Ok(epoch) => {
+                tracing::info!(qid = self.qid, epoch, returned = n, "queue pair recovered");
+                self.epoch = epoch;
+            }
+            Err(e) => {
+                tracing::warn!(qid = self.qid, "recreating the queues failed: {}", e.error);
+            }
         }
         n
     }

@@ -357,4 +357,49 @@ impl<D: DmaRegion> CommandSlots<D> {
         }
         n
     }
+
+    /// Hand every request in flight back to its owner with `error` and its
+    /// buffers, and free every slot. Only once the controller can no
+    /// longer touch their memory (a reset stopped it, and the queues that
+    /// held them are gone). A request already reported as timed out gets
+    /// its final completion here.
+    pub(super) fn fail_all(
+        &mut self,
+        error: CommandError,
+        f: &mut impl FnMut(Completion<D>),
+    ) -> usize {
+        let mut n = 0;
+        for i in 0..self.slots.len() {
+            let head = match self.slots[i].state {
+                SlotState::Free => continue,
+                SlotState::Single | SlotState::Expired => true,
+                SlotState::Grouped => self.groups[i].group as usize == i,
+            };
+            if !head {
+                // A later piece of a split request: freed with its head.
+                self.slots[i].state = SlotState::Free;
+                self.push_cid(i as u16);
+                continue;
+            }
+            let bufs = if self.slots[i].state == SlotState::Grouped {
+                self.groups[i].bufs.take()
+            } else {
+                None
+            };
+            let s = &mut self.slots[i];
+            s.state = SlotState::Free;
+            let completion = Completion {
+                tag: s.tag,
+                status: Err(error),
+                result: 0,
+                buf: s.buf.take(),
+                bufs,
+            };
+            self.push_cid(i as u16);
+            self.completions += 1;
+            n += 1;
+            f(completion);
+        }
+        n
+    }
 }
