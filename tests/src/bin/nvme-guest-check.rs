@@ -145,6 +145,31 @@ enum Cmd {
         #[arg(long, default_value = "abort")]
         policy: String,
     },
+    /// Threads with their own queue pairs write continuously while the
+    /// controller is reset `resets` times (by the API, or by a sysfs
+    /// function reset behind the driver's back); writes that come back
+    /// "aborted by controller reset" are resubmitted. Writes the acknowledged
+    /// value of every block to `--acked` for a check through the kernel.
+    ResetLoad {
+        addr: String,
+        #[arg(long, default_value_t = 3)]
+        threads: usize,
+        #[arg(long, default_value_t = 3)]
+        resets: u32,
+        /// api or sysfs.
+        #[arg(long, default_value = "api")]
+        mode: String,
+        #[arg(long, default_value = "/tmp/acked.txt")]
+        acked: String,
+    },
+    /// Read the blocks listed in an acked file through a block device and
+    /// check each holds its acknowledged value.
+    CheckAcked {
+        #[arg(long)]
+        file: String,
+        #[arg(long)]
+        dev: String,
+    },
     /// Open, do verified I/O, close; `times` times in a row.
     Reopen {
         addr: String,
@@ -243,6 +268,14 @@ fn main() -> ExitCode {
             span,
         } => iops(&addr, qd, seconds, span),
         Cmd::Reopen { addr, times } => reopen(&addr, times),
+        Cmd::ResetLoad {
+            addr,
+            threads,
+            resets,
+            mode,
+            acked,
+        } => reset_load(&addr, threads, resets, &mode, &acked),
+        Cmd::CheckAcked { file, dev } => check_acked(&file, &dev),
         Cmd::Deadline {
             addr,
             timeout_ms,
@@ -539,6 +572,190 @@ fn reopen(addr: &str, times: u32) -> Result<(), Failure> {
         c.shutdown()?;
         println!("reopen.{i}=ok ms={}", t.elapsed().as_millis());
     }
+    Ok(())
+}
+
+/// Blocks per writer thread in `reset-load`.
+const RESET_LOAD_BLOCKS: u64 = 512;
+
+/// A `reset-load` writer's result: (LBA, acknowledged value) of every
+/// block it wrote, writes resubmitted after a reset, writes acknowledged.
+type WriterResult = (Vec<(u64, u8)>, u64, u64);
+
+fn reset_load(
+    addr: &str,
+    threads: usize,
+    resets: u32,
+    mode: &str,
+    acked_file: &str,
+) -> Result<(), Failure> {
+    use nvme_core::CommandError;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    if mode != "api" && mode != "sysfs" {
+        return Err(format!("mode {mode}: api or sysfs").into());
+    }
+    let opts = ControllerOptions {
+        io_timeout: Duration::from_secs(1),
+        ..OPTIONS.get().cloned().unwrap_or_default()
+    };
+    let c = nvme_vfio::open_controller(addr, opts)?;
+    let ns = c.namespace(1)?.clone();
+    let bs = ns.block_size() as usize;
+    let mut qps = Vec::new();
+    for _ in 0..threads {
+        qps.push(c.create_io_queue_pair(32)?);
+    }
+    let stop = AtomicBool::new(false);
+    let t0 = Instant::now();
+    let results = std::thread::scope(|sc| {
+        let handles: Vec<_> = qps
+            .into_iter()
+            .enumerate()
+            .map(|(k, mut qp)| {
+                let (c, ns, stop) = (&c, &ns, &stop);
+                sc.spawn(move || -> Result<WriterResult, String> {
+                    let base = k as u64 * RESET_LOAD_BLOCKS;
+                    let mut acked = vec![0u8; RESET_LOAD_BLOCKS as usize];
+                    let mut in_flight = std::collections::HashMap::new();
+                    let mut bufs = c
+                        .alloc_buffers(16, ByteCount(bs))
+                        .map_err(|e| e.to_string())?;
+                    let (mut next, mut value, mut again, mut done) = (0u64, 1u8, 0u64, 0u64);
+                    let deadline = Instant::now() + Duration::from_secs(300);
+                    while !stop.load(Ordering::Relaxed) || !in_flight.is_empty() {
+                        if Instant::now() > deadline {
+                            return Err(format!(
+                                "thread {k}: {} writes never completed",
+                                in_flight.len()
+                            ));
+                        }
+                        if !stop.load(Ordering::Relaxed) {
+                            while let Some(mut b) = bufs.pop() {
+                                let i = next % RESET_LOAD_BLOCKS;
+                                if in_flight.contains_key(&i) {
+                                    bufs.push(b);
+                                    break;
+                                }
+                                next += 1;
+                                if i == 0 {
+                                    value = value % 250 + 1;
+                                }
+                                b.fill(value);
+                                qp.submit_write(ns, Lba(base + i), b, i)
+                                    .map_err(|r| r.error.to_string())?;
+                                in_flight.insert(i, value);
+                            }
+                        }
+                        let mut back = Vec::new();
+                        qp.poll(16, |d| back.push(d));
+                        for d in back {
+                            match d.status {
+                                Ok(()) => {
+                                    acked[d.tag as usize] = in_flight.remove(&d.tag).unwrap_or(0);
+                                    bufs.push(d.buf.ok_or("no buffer")?);
+                                    done += 1;
+                                }
+                                Err(CommandError::ControllerReset) => {
+                                    again += 1;
+                                    qp.submit_write(
+                                        ns,
+                                        Lba(base + d.tag),
+                                        d.buf.ok_or("no buffer")?,
+                                        d.tag,
+                                    )
+                                    .map_err(|r| r.error.to_string())?;
+                                }
+                                // A reset behind our back: the expired write
+                                // comes back once the driver resets.
+                                Err(CommandError::TimedOut { .. }) => {}
+                                Err(e) => return Err(format!("thread {k} tag {}: {e}", d.tag)),
+                            }
+                        }
+                    }
+                    let list = acked
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| **v != 0)
+                        .map(|(i, v)| (base + i as u64, *v))
+                        .collect();
+                    Ok((list, again, done))
+                })
+            })
+            .collect();
+        for r in 0..resets {
+            std::thread::sleep(Duration::from_millis(700));
+            let t = Instant::now();
+            let before = c.resets();
+            if mode == "api" {
+                if let Err(e) = c.reset() {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(format!("reset {r}: {e}"));
+                }
+            } else {
+                let path = format!("/sys/bus/pci/devices/{addr}/reset");
+                if let Err(e) = std::fs::write(&path, "1") {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(format!("{path}: {e}"));
+                }
+                // The driver notices when commands pass their deadline.
+                while c.resets() == before && t.elapsed() < Duration::from_secs(30) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            println!(
+                "reset.{r}=ok resets={} ms={}",
+                c.resets(),
+                t.elapsed().as_millis()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        let (mut again, mut done) = (0, 0);
+        for h in handles {
+            let (list, a, d) = h.join().map_err(|_| "thread panicked".to_string())??;
+            all.extend(list);
+            again += a;
+            done += d;
+        }
+        Ok((all, again, done))
+    });
+    let (acked, again, done) = results?;
+    let text: String = acked.iter().map(|(l, v)| format!("{l} {v}\n")).collect();
+    std::fs::write(acked_file, text)?;
+    println!(
+        "reset_load=ok mode={mode} resets={} acked_blocks={} writes={done} resubmitted={again} ms={}",
+        c.resets(),
+        acked.len(),
+        t0.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+fn check_acked(file: &str, dev: &str) -> Result<(), Failure> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut d = std::fs::File::open(dev)?;
+    let text = std::fs::read_to_string(file)?;
+    let mut n = 0;
+    for line in text.lines() {
+        let mut w = line.split_whitespace();
+        let (Some(l), Some(v)) = (w.next(), w.next()) else {
+            continue;
+        };
+        let (lba, v): (u64, u8) = (l.parse()?, v.parse()?);
+        let mut block = vec![0u8; 512];
+        d.seek(SeekFrom::Start(lba * 512))?;
+        d.read_exact(&mut block)?;
+        if block.iter().any(|&b| b != v) {
+            return Err(format!(
+                "LBA {lba}: acknowledged {v}, the kernel reads {:?}..",
+                &block[..8]
+            )
+            .into());
+        }
+        n += 1;
+    }
+    println!("check_acked=ok blocks={n}");
     Ok(())
 }
 
