@@ -176,6 +176,11 @@ impl<H: Hardware> Shared<H> {
             return Err(Error::Dead);
         }
         let mut guard = self.admin();
+        // Again under the lock: another thread's command may have found the
+        // controller dead while this one waited.
+        if self.is_dead() {
+            return Err(Error::Dead);
+        }
         let q = guard.queue.as_mut().ok_or(Error::Dead)?;
         f(q)
     }
@@ -379,7 +384,17 @@ impl<H: Hardware> Shared<H> {
     ///    buffer (the controller was stopped: it can no longer touch them),
     ///    and creates its queues again with the same id.
     pub(crate) fn reset(&self) -> Result<(), Error> {
+        self.reset_unless_past(None)
+    }
+
+    /// [`Shared::reset`], unless the controller was reset since epoch
+    /// `seen` (a queue pair that found the controller broken, when another
+    /// pair's reset already fixed it: it recovers at its next poll).
+    pub(crate) fn reset_unless_past(&self, seen: Option<u64>) -> Result<(), Error> {
         let mut state = self.admin();
+        if seen.is_some_and(|e| e != self.epoch.load(Ordering::Acquire)) {
+            return Ok(());
+        }
         tracing::warn!("resetting the controller");
         let stopped = disable(&self.hw, self.cap).is_ok() || {
             match self.hw.function_reset() {

@@ -350,36 +350,37 @@ impl<H: Hardware> IoQueuePair<H> {
         };
         let mut abort = Vec::new();
         let policy = self.shared.opts.timeout_policy;
-        let n = self.cmds.expire(timeout, expired, f, |cid| {
-            if policy != TimeoutPolicy::Report {
-                abort.push(cid);
-            }
-        });
-        let mut declined = false;
-        for cid in abort {
-            let aborted = self.shared.abort(self.qid, cid);
-            declined |= !aborted;
-            tracing::warn!(qid = self.qid, cid, aborted, "I/O command timed out");
+        let n = self.cmds.expire(timeout, expired, f, |cid| abort.push(cid));
+        if n == 0 {
+            return 0;
         }
-        if n > 0 && self.controller_needs_reset(policy, declined) {
-            if let Err(e) = self.shared.reset() {
+        // A controller that is not running as we left it gets no Abort (it
+        // cannot answer one): it is reset.
+        let mut reset = !self.controller_running();
+        if !reset && policy != TimeoutPolicy::Report {
+            let mut declined = false;
+            for cid in abort {
+                let aborted = self.shared.abort(self.qid, cid);
+                declined |= !aborted;
+                tracing::warn!(qid = self.qid, cid, aborted, "I/O command timed out");
+            }
+            reset = policy == TimeoutPolicy::AbortThenReset && declined;
+        }
+        if reset {
+            if let Err(e) = self.shared.reset_unless_past(Some(self.epoch)) {
                 tracing::error!(qid = self.qid, "controller reset failed: {e}");
             }
         }
         n
     }
 
-    /// After commands expired: does the controller need a reset? When the
-    /// policy says so for an abort it declined, or when the controller is
-    /// not in the state we left it in: fatal status (CSTS.CFS), or not
-    /// ready although we enabled it (reset under us, e.g. a function reset
-    /// from outside). An all-ones read is re-read: a device that is gone
-    /// stays all ones, and a reset would not help it.
+    /// After commands expired: is the controller running as we left it?
+    /// Not if it reports fatal status (CSTS.CFS), or is not ready although
+    /// we enabled it (reset under us, e.g. a function reset from outside).
+    /// An all-ones read is re-read: a device that is gone stays all ones,
+    /// and a reset would not help it (it counts as running here).
     #[cold]
-    fn controller_needs_reset(&self, policy: TimeoutPolicy, declined: bool) -> bool {
-        if policy == TimeoutPolicy::AbortThenReset && declined {
-            return true;
-        }
+    fn controller_running(&self) -> bool {
         let hw = &self.shared.hw;
         let mut csts = hw.read_reg::<Csts>();
         for _ in 0..3 {
@@ -391,13 +392,13 @@ impl<H: Hardware> IoQueuePair<H> {
         }
         if csts.is_all_ones() {
             tracing::error!(qid = self.qid, "device gone (registers read all ones)");
-            return false;
+            return true;
         }
-        let reset = csts.fatal() || !csts.ready();
-        if reset {
+        let running = !csts.fatal() && csts.ready();
+        if !running {
             tracing::warn!(qid = self.qid, ?csts, "controller not running as left");
         }
-        reset
+        running
     }
 
     /// The controller was reset: every command in flight goes back to its
