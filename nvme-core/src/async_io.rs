@@ -371,6 +371,10 @@ impl<'a, H: Hardware> Command<'a, H> {
                                     status,
                                 }
                             }
+                            Err(CommandError::DeviceRemoved) => {
+                                inner.free.push(cell);
+                                Error::DeviceRemoved
+                            }
                             Err(CommandError::ControllerReset) => {
                                 inner.free.push(cell);
                                 Error::ControllerReset {

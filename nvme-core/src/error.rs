@@ -67,6 +67,13 @@ pub enum Error {
         abort_requested: bool,
     },
 
+    /// The device was removed (hot-unplug) or taken back by the kernel.
+    #[error(
+        "the device was removed (hot-unplug, or the kernel took it back); drop this controller \
+         and its queue pairs, and open the device again once it is back"
+    )]
+    DeviceRemoved,
+
     /// The controller was reset while the command was in flight; the
     /// buffer is back. The controller and the queue pair work again.
     #[error("{command} was aborted by a controller reset (not carried out, or not known to be): submit it again")]

@@ -363,6 +363,17 @@ pub unsafe trait Hardware: Send + Sync + 'static {
         Err(HwError::msg("this platform cannot reset the PCI function"))
     }
 
+    /// Call `on_removal` (once, from any thread) when the platform learns
+    /// that the device is going away: hot-unplug, or the kernel asking for
+    /// it back (VFIO's request interrupt). By the time it is called the
+    /// implementation must have made register and doorbell accesses
+    /// harmless (they read all ones and write nowhere); the driver then
+    /// stops using the device and fails everything with `DeviceRemoved`.
+    /// The default: the platform cannot tell (nothing is ever called).
+    fn watch_removal(&self, on_removal: Box<dyn Fn() + Send + Sync + 'static>) {
+        drop(on_removal);
+    }
+
     /// Sleep or yield for about `micros` microseconds while waiting on the
     /// controller during bring-up and admin commands (never on the I/O path).
     fn delay_us(&self, micros: u64) {

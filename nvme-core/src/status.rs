@@ -236,6 +236,9 @@ pub enum CommandError {
     /// not carried out, or not known to be; the buffer is back (the reset
     /// stopped the controller first). Submit it again if it should happen.
     ControllerReset,
+    /// The device was removed (hot-unplug) or taken back by the kernel
+    /// while the command was in flight; the buffer is back.
+    DeviceRemoved,
 }
 
 impl CommandError {
@@ -243,7 +246,9 @@ impl CommandError {
     pub fn nvme(&self) -> Option<NvmeStatus> {
         match self {
             CommandError::Device(s) => Some(*s),
-            CommandError::TimedOut { .. } | CommandError::ControllerReset => None,
+            CommandError::TimedOut { .. }
+            | CommandError::ControllerReset
+            | CommandError::DeviceRemoved => None,
         }
     }
 }
@@ -261,6 +266,10 @@ impl fmt::Display for CommandError {
             CommandError::TimedOut { after } => write!(
                 f,
                 "no completion within {after:?}; the device still owns the command's memory"
+            ),
+            CommandError::DeviceRemoved => write!(
+                f,
+                "the device was removed (hot-unplug, or the kernel took it back)"
             ),
             CommandError::ControllerReset => write!(
                 f,

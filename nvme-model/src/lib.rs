@@ -258,7 +258,11 @@ impl ModelConfig {
 /// Shared state behind every handle, doorbell and DMA region.
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
+    /// What the driver asked to be called when the device is removed.
+    on_removal: Mutex<Option<RemovalHook>>,
 }
+
+type RemovalHook = Box<dyn Fn() + Send + Sync + 'static>;
 
 impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -312,6 +316,7 @@ impl ModelController {
         ModelController {
             shared: Arc::new(Shared {
                 inner: Mutex::new(Inner::new(cfg)),
+                on_removal: Mutex::new(None),
             }),
         }
     }
@@ -410,6 +415,28 @@ impl ModelController {
     /// working (they are host memory).
     pub fn device_gone(&self) {
         self.lock().faults.device_gone = true;
+    }
+
+    /// Removal the platform announces (hot-unplug, or the kernel taking the
+    /// device back, as VFIO's request interrupt says): the device goes
+    /// ([`ModelController::device_gone`]), then the hook the driver
+    /// registered with `Hardware::watch_removal` is called, from this
+    /// thread. Returns whether a hook was registered.
+    pub fn remove_device(&self) -> bool {
+        self.device_gone();
+        let hook = self
+            .shared
+            .on_removal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match hook {
+            Some(f) => {
+                f();
+                true
+            }
+            None => false,
+        }
     }
 
     /// While true, CC.EN 1→0 is stored in CC but ignored: RDY stays set and
@@ -624,6 +651,14 @@ unsafe impl Hardware for ModelController {
         })?;
         self.lock().stats.dma_allocs += 1;
         Ok(dma)
+    }
+
+    fn watch_removal(&self, on_removal: Box<dyn Fn() + Send + Sync + 'static>) {
+        *self
+            .shared
+            .on_removal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(on_removal);
     }
 
     fn delay_us(&self, micros: u64) {

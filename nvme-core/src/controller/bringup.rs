@@ -397,6 +397,7 @@ impl<H: Hardware> Parts<H> {
                 granted: self.granted,
             }),
             epoch: AtomicU64::new(0),
+            removed: AtomicBool::new(false),
             identify: self.identify,
             namespaces: self.namespaces,
             qid_in_use: Mutex::new(vec![false; usize::from(self.granted) + 1]),

@@ -148,6 +148,8 @@ pub(crate) struct Shared<H: Hardware> {
     /// Bumped (Release) when a reset completed: queue pairs compare it with
     /// the value they last saw at every poll (one relaxed load) and recover.
     pub(crate) epoch: AtomicU64,
+    /// The platform reported the device removed.
+    removed: AtomicBool,
     identify: IdentifyController,
     namespaces: Vec<Namespace>,
     qid_in_use: Mutex<Vec<bool>>,
@@ -172,6 +174,9 @@ impl<H: Hardware> Shared<H> {
         &self,
         f: impl FnOnce(&mut AdminQueue<H>) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        if self.is_removed() {
+            return Err(Error::DeviceRemoved);
+        }
         if self.is_dead() {
             return Err(Error::Dead);
         }
@@ -183,6 +188,25 @@ impl<H: Hardware> Shared<H> {
         }
         let q = guard.queue.as_mut().ok_or(Error::Dead)?;
         f(q)
+    }
+
+    /// The platform says the device is going away: stop it if it still
+    /// answers (so it no longer touches memory), mark everything failed,
+    /// and move the epoch so every queue pair hands its commands back at
+    /// its next poll (`CommandError::DeviceRemoved`).
+    pub(crate) fn device_removed(&self) {
+        tracing::error!("the device is being removed");
+        self.removed.store(true, Ordering::Release);
+        self.mark_dead();
+        // Registers read all ones once the platform let go: that counts as
+        // stopped (a device that is gone does no DMA).
+        let _ = disable(&self.hw, self.cap);
+        self.epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// The device was removed.
+    pub(crate) fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_dead(&self) -> bool {
@@ -392,6 +416,9 @@ impl<H: Hardware> Shared<H> {
     /// pair's reset already fixed it: it recovers at its next poll).
     pub(crate) fn reset_unless_past(&self, seen: Option<u64>) -> Result<(), Error> {
         let mut state = self.admin();
+        if self.is_removed() {
+            return Err(Error::DeviceRemoved);
+        }
         if seen.is_some_and(|e| e != self.epoch.load(Ordering::Acquire)) {
             return Ok(());
         }
@@ -540,10 +567,17 @@ impl<H: Hardware> Controller<H> {
         let granted = up.negotiate_queues()?;
         up.enable_shadow_doorbells(&identify)?;
         let (namespaces, domain) = up.discover_namespaces(&identify)?;
-        let shared = up.finish_parts(identify, granted, namespaces, domain);
-        Ok(Controller {
-            shared: Arc::new(shared.with_hardware(hw)),
-        })
+        let shared = Arc::new(
+            up.finish_parts(identify, granted, namespaces, domain)
+                .with_hardware(hw),
+        );
+        let weak = Arc::downgrade(&shared);
+        shared.hw.watch_removal(Box::new(move || {
+            if let Some(s) = weak.upgrade() {
+                s.device_removed();
+            }
+        }));
+        Ok(Controller { shared })
     }
 
     /// What the platform layer knows about the device (e.g. its PCI
@@ -684,6 +718,9 @@ impl<H: Hardware> Controller<H> {
             return Err(Error::InvalidArgument(format!(
                 "queue size {entries} outside 2..={max} (CAP.MQES + 1)"
             )));
+        }
+        if self.shared.is_removed() {
+            return Err(Error::DeviceRemoved);
         }
         if self.shared.is_dead() {
             return Err(Error::Dead);

@@ -106,6 +106,10 @@ impl<H: Hardware> IoQueuePair<H> {
                         },
                         buf: c.buf,
                     }),
+                    Err(CommandError::DeviceRemoved) => Err(Rejected {
+                        error: Error::DeviceRemoved,
+                        buf: c.buf,
+                    }),
                     Err(CommandError::ControllerReset) => Err(Rejected {
                         error: Error::ControllerReset { command: what },
                         buf: c.buf,

@@ -410,6 +410,11 @@ impl<H: Hardware> IoQueuePair<H> {
     #[cold]
     #[inline(never)]
     fn recover(&mut self, f: &mut impl FnMut(Completion<H::Dma>)) -> usize {
+        if self.shared.is_removed() {
+            // Nothing to come back to: every command (also any submitted
+            // since) is handed back at each poll; the epoch stays stale.
+            return self.cmds.fail_all(CommandError::DeviceRemoved, f);
+        }
         let n = self.cmds.fail_all(CommandError::ControllerReset, f);
         self.sq.reset();
         self.cq.reset();
