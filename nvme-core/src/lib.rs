@@ -49,7 +49,8 @@ pub use barrier::wc_flush;
 pub use buffer::{DmaBuf, MAX_BUFFER};
 pub use cmb::{CmbLayout, CmbScheme};
 pub use controller::{
-    CmbStatus, Controller, ControllerOptions, Namespace, TimeoutPolicy, PAGE_SIZE,
+    AsyncEvent, AsyncEventKind, CmbStatus, Controller, ControllerOptions, Namespace, TimeoutPolicy,
+    PAGE_SIZE,
 };
 pub use error::{Error, IoError, Rejected};
 pub use hw::{

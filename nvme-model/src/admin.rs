@@ -32,11 +32,12 @@ pub(crate) fn execute(s: &mut Inner, sqe: &SubmissionEntry) -> Exec {
             doorbell_buffer_config(s, sqe)
         }
         admin_opcode::ASYNC_EVENT_REQUEST => {
-            // The model never raises events: an AER stays outstanding until reset.
-            if s.aers_outstanding > u32::from(s.cfg.aerl) {
+            // Outstanding until an event completes it (or a reset ends it).
+            if s.aers.len() > usize::from(s.cfg.aerl) {
                 Err(Status::AER_LIMIT_EXCEEDED)
             } else {
-                s.aers_outstanding += 1;
+                s.aers.push_back(*sqe);
+                s.deliver_events();
                 return Exec::Deferred;
             }
         }
@@ -365,6 +366,19 @@ fn get_log_page(s: &mut Inner, sqe: &SubmissionEntry) -> Result<u32, Status> {
     let n = (page.len() - off).min(len);
     data[..n].copy_from_slice(&page[off..off + n]);
     s.send_to_host(sqe, &data)?;
+    // Reading the page without Retain Asynchronous Event (CDW10 bit 15)
+    // acknowledges the events it reports: their type may be reported again.
+    if sqe.cdw10 & (1 << 15) == 0 {
+        let ty = match lid {
+            log_page::ERROR_INFORMATION => Some(0),
+            log_page::SMART_HEALTH => Some(1),
+            _ => None,
+        };
+        if let Some(ty) = ty {
+            s.masked_events.retain(|&t| t != ty);
+        }
+        s.deliver_events();
+    }
     Ok(0)
 }
 
@@ -388,6 +402,7 @@ fn smart_log(s: &Inner) -> Vec<u8> {
     let h = &s.health;
     let units = |bytes: u128| bytes.div_ceil(512).div_ceil(1000);
     let mut b = vec![0u8; SMART_LOG_SIZE];
+    b[0] = s.critical_warning;
     put(&mut b, 1, &323u16.to_le_bytes()); // composite temperature, kelvin
     b[3] = 100; // available spare
     b[4] = 10; // available spare threshold

@@ -183,6 +183,8 @@ pub struct ModelStats {
     pub delay_us_total: u64,
     /// Shadow doorbell values read (Doorbell Buffer Config on).
     pub shadow_reads: u64,
+    /// Asynchronous events delivered (AER completions).
+    pub events_delivered: u64,
 }
 
 impl ModelStats {

@@ -417,6 +417,33 @@ impl ModelController {
         self.lock().faults.device_gone = true;
     }
 
+    /// Raise an asynchronous event, as a controller does: `event_type`
+    /// (0 error, 1 SMART/health, 2 notice, ...), `info` and the log page
+    /// that says more. It completes an outstanding Asynchronous Event
+    /// Request at once, or waits for one; an event of a type already
+    /// reported waits until the host reads that type's log page.
+    pub fn raise_event(&self, event_type: u8, info: u8, log_page: u8) {
+        let mut s = self.lock();
+        let dw0 = u32::from(event_type & 7) | (u32::from(info) << 8) | (u32::from(log_page) << 16);
+        s.pending_events.push_back((event_type & 7, dw0));
+        if s.running && s.csts & state::CSTS_CFS == 0 {
+            s.deliver_events();
+        }
+    }
+
+    /// Set the SMART critical warning bits and raise the SMART/health
+    /// event that reports them (what QEMU's `smart_critical_warning`
+    /// property does): info 0 (reliability), log page 02h.
+    pub fn set_critical_warning(&self, bits: u8) {
+        self.lock().critical_warning = bits;
+        self.raise_event(1, 0, 0x02);
+    }
+
+    /// Asynchronous Event Requests the controller holds.
+    pub fn aers_outstanding(&self) -> usize {
+        self.lock().aers.len()
+    }
+
     /// Removal the platform announces (hot-unplug, or the kernel taking the
     /// device back, as VFIO's request interrupt says): the device goes
     /// ([`ModelController::device_gone`]), then the hook the driver

@@ -156,7 +156,16 @@ pub(crate) struct Inner {
     pub granted_queues: Option<(u16, u16)>,
     /// Volatile write cache enabled.
     pub wce: bool,
-    pub aers_outstanding: u32,
+    /// Asynchronous Event Requests outstanding (completed by events).
+    pub aers: VecDeque<SubmissionEntry>,
+    /// Events raised while no AER was outstanding or their type masked:
+    /// (event type, completion DW0).
+    pub pending_events: VecDeque<(u8, u32)>,
+    /// Event types reported and not yet acknowledged by reading their log
+    /// page (the controller reports no other event of that type until then).
+    pub masked_events: Vec<u8>,
+    /// SMART critical warning bits (SMART log byte 0).
+    pub critical_warning: u8,
     /// Doorbell Buffer Config: IOVAs of the shadow doorbell page and the
     /// EventIdx page, once the host has set them (cleared by a reset).
     pub dbbuf: Option<(u64, u64)>,
@@ -190,7 +199,10 @@ impl Inner {
             cqs: BTreeMap::new(),
             granted_queues: None,
             wce: cfg.vwc,
-            aers_outstanding: 0,
+            aers: VecDeque::new(),
+            pending_events: VecDeque::new(),
+            masked_events: Vec::new(),
+            critical_warning: 0,
             dbbuf: None,
             cfg,
         }
@@ -403,7 +415,9 @@ impl Inner {
         self.running = false;
         self.granted_queues = None;
         self.wce = self.cfg.vwc;
-        self.aers_outstanding = 0;
+        // Outstanding AERs end with the reset; raised events stay.
+        self.aers.clear();
+        self.masked_events.clear();
         self.dbbuf = None;
         self.ready_countdown = None;
         self.shutdown_countdown = None;
@@ -830,6 +844,27 @@ impl Inner {
 
     pub fn error_count(&self) -> u64 {
         self.error_count
+    }
+
+    // ----- asynchronous events ------------------------------------------
+
+    /// Complete outstanding AERs with pending events whose type is not
+    /// masked (each delivered event masks its type until its log is read).
+    pub fn deliver_events(&mut self) {
+        while !self.aers.is_empty() {
+            let Some(i) = self
+                .pending_events
+                .iter()
+                .position(|(t, _)| !self.masked_events.contains(t))
+            else {
+                return;
+            };
+            let (ty, dw0) = self.pending_events.remove(i).expect("found above");
+            let sqe = self.aers.pop_front().expect("not empty");
+            self.masked_events.push(ty);
+            self.stats.events_delivered += 1;
+            self.complete(0, &sqe, Done::ok(dw0));
+        }
     }
 
     // ----- helpers for command handlers -----------------------------------

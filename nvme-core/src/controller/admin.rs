@@ -1,16 +1,22 @@
 //! The admin queue: one command at a time, polled to completion, with a
 //! scratch page for the data of Identify and Get Log Page.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::cmd::{CompletionEntry, SubmissionEntry};
+use crate::cmd::{admin_opcode, CompletionEntry, SubmissionEntry};
 use crate::error::Error;
 use crate::hw::{DmaRegion, Hardware, Iova};
 use crate::regs::{Cap, Csts};
 use crate::ring::{CqRing, SqRing};
 
+use super::events::AsyncEvent;
 use super::PAGE_SIZE;
+
+/// Command identifiers from here up are Asynchronous Event Requests; the
+/// other admin commands use the ones below.
+const AER_CID_BASE: u16 = 0xff00;
 
 /// The admin queue pair plus a scratch page for identify and log data.
 pub(crate) struct AdminQueue<H: Hardware> {
@@ -18,6 +24,10 @@ pub(crate) struct AdminQueue<H: Hardware> {
     pub(super) cq: CqRing<H>,
     scratch: H::Dma,
     next_cid: u16,
+    /// Asynchronous Event Requests outstanding, by CID.
+    aer_cids: Vec<u16>,
+    /// Events their completions reported, not yet handed to the user.
+    pub(super) events: VecDeque<AsyncEvent>,
 }
 
 /// Whether a failed admin command leaves the controller in an unknown
@@ -37,6 +47,8 @@ impl<H: Hardware> AdminQueue<H> {
             cq: CqRing::new(hw, entries, cap.cq_head_doorbell(0))?,
             scratch: hw.alloc_dma(PAGE_SIZE)?,
             next_cid: 0,
+            aer_cids: Vec::new(),
+            events: VecDeque::new(),
         })
     }
 
@@ -73,7 +85,7 @@ impl<H: Hardware> AdminQueue<H> {
         timeout: Duration,
     ) -> Result<CompletionEntry, Error> {
         let cid = self.next_cid;
-        self.next_cid = self.next_cid.wrapping_add(1);
+        self.next_cid = (self.next_cid + 1) % AER_CID_BASE;
         cmd.set_cid(cid);
         if self.sq.is_full() {
             return Err(Error::QueueFull {
@@ -90,7 +102,9 @@ impl<H: Hardware> AdminQueue<H> {
                 self.sq.set_head(cqe.sq_head);
                 self.cq.publish_head();
                 if cqe.cid != cid {
-                    tracing::warn!(cid = cqe.cid, "stale admin completion ignored");
+                    if !self.take_event(&cqe) {
+                        tracing::warn!(cid = cqe.cid, "stale admin completion ignored");
+                    }
                     continue;
                 }
                 return match cqe.status() {
@@ -121,6 +135,54 @@ impl<H: Hardware> AdminQueue<H> {
                 std::hint::spin_loop();
             }
         }
+    }
+
+    /// If `cqe` completes an outstanding Asynchronous Event Request, record
+    /// its event (a request that ended with an error status, e.g. aborted
+    /// by a reset, reports none) and say so.
+    fn take_event(&mut self, cqe: &CompletionEntry) -> bool {
+        let Some(i) = self.aer_cids.iter().position(|&c| c == cqe.cid) else {
+            return false;
+        };
+        self.aer_cids.swap_remove(i);
+        match cqe.status() {
+            Ok(()) => self.events.push_back(AsyncEvent::from_dw0(cqe.result)),
+            Err(status) => tracing::debug!(cid = cqe.cid, %status, "AER ended without an event"),
+        }
+        true
+    }
+
+    /// Take whatever the controller posted while no command waited (event
+    /// completions), without waiting.
+    pub(super) fn poll_events(&mut self) {
+        while let Some(cqe) = self.cq.peek() {
+            self.cq.advance();
+            self.sq.set_head(cqe.sq_head);
+            self.cq.publish_head();
+            if !self.take_event(&cqe) {
+                tracing::warn!(cid = cqe.cid, "stale admin completion ignored");
+            }
+        }
+    }
+
+    /// Keep `want` Asynchronous Event Requests outstanding (submitted, not
+    /// waited for). Returns how many are outstanding.
+    pub(super) fn arm_events(&mut self, want: usize) -> usize {
+        let mut pushed = false;
+        while self.aer_cids.len() < want && !self.sq.is_full() {
+            let Some(cid) = (AER_CID_BASE..=u16::MAX).find(|c| !self.aer_cids.contains(c)) else {
+                break;
+            };
+            let mut cmd = SubmissionEntry::new(admin_opcode::ASYNC_EVENT_REQUEST, 0);
+            cmd.set_cid(cid);
+            self.sq.push(&cmd);
+            self.aer_cids.push(cid);
+            pushed = true;
+        }
+        if pushed {
+            self.sq.publish_tail();
+        }
+        self.aer_cids.len()
     }
 
     /// Copy the first `N` bytes out of the scratch page. Call only after a

@@ -5,6 +5,7 @@
 
 mod admin;
 mod bringup;
+mod events;
 mod namespace;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +28,7 @@ use crate::units::ByteCount;
 
 use admin::AdminQueue;
 use bringup::{disable, BringUp};
+pub use events::{AsyncEvent, AsyncEventKind};
 pub use namespace::Namespace;
 
 /// The memory page size the driver programs (CC.MPS = 0).
@@ -118,6 +120,12 @@ pub struct CmbStatus {
 struct DbBuf<H: Hardware> {
     pages: Arc<ShadowPages<H::Dma>>,
     stride: usize,
+}
+
+/// Asynchronous Event Requests to keep outstanding: AERL + 1, at most 4
+/// (they hold admin queue slots).
+fn aer_count(identify: &IdentifyController) -> usize {
+    (usize::from(identify.aerl) + 1).min(4)
 }
 
 /// Creating I/O queues failed: why, and whether the memory given to the
@@ -449,7 +457,10 @@ impl<H: Hardware> Shared<H> {
                 Ok(granted)
             });
         match result.and_then(|granted| up.into_admin_state(granted)) {
-            Ok(fresh) => {
+            Ok(mut fresh) => {
+                if let Some(q) = fresh.queue.as_mut() {
+                    q.arm_events(aer_count(&self.identify));
+                }
                 *state = fresh;
                 self.dead.store(false, Ordering::Relaxed);
                 self.epoch.fetch_add(1, Ordering::Release);
@@ -571,6 +582,10 @@ impl<H: Hardware> Controller<H> {
             up.finish_parts(identify, granted, namespaces, domain)
                 .with_hardware(hw),
         );
+        shared.with_admin(|q| {
+            q.arm_events(aer_count(&shared.identify));
+            Ok(())
+        })?;
         let weak = Arc::downgrade(&shared);
         shared.hw.watch_removal(Box::new(move || {
             if let Some(s) = weak.upgrade() {
@@ -754,6 +769,55 @@ impl<H: Hardware> Controller<H> {
     /// Resets so far (each queue pair recovers once per reset).
     pub fn resets(&self) -> u64 {
         self.shared.epoch.load(Ordering::Relaxed)
+    }
+
+    /// Asynchronous events the controller reported since the last call
+    /// (SMART/health warnings, errors, notices), without waiting. The
+    /// driver keeps up to AERL + 1 (at most 4) Asynchronous Event Requests
+    /// outstanding and re-arms them; for each event it reads the log page
+    /// the event names (as the spec requires before the controller reports
+    /// the next event of that type) and, for SMART/health, hands that log
+    /// over with the event. Call it now and then (it takes the admin lock).
+    pub fn poll_events(&self) -> Result<Vec<AsyncEvent>, Error> {
+        let s = &self.shared;
+        let want = aer_count(&s.identify);
+        s.with_admin(|q| {
+            q.poll_events();
+            let mut out = Vec::new();
+            while let Some(mut ev) = q.events.pop_front() {
+                // Read (and so acknowledge) the page the event names; the
+                // command may bring more events into `q.events`.
+                let lid = ev.log_page;
+                let len = if lid == log_page::SMART_HEALTH {
+                    SMART_LOG_SIZE
+                } else {
+                    PAGE_SIZE
+                };
+                let cmd = SubmissionEntry::get_log_page(
+                    lid,
+                    0xffff_ffff,
+                    (len / 4) as u32,
+                    0,
+                    q.scratch_iova(),
+                );
+                match q.run(
+                    &s.hw,
+                    cmd,
+                    "Get Log Page (event)",
+                    s.opts.admin_timeout,
+                    &s.dead,
+                ) {
+                    Ok(_) if lid == log_page::SMART_HEALTH => {
+                        ev.smart = Some(SmartLog::parse(&q.scratch_bytes::<SMART_LOG_SIZE>()));
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(lid, "reading the event's log page: {e}"),
+                }
+                out.push(ev);
+            }
+            q.arm_events(want);
+            Ok(out)
+        })
     }
 
     /// Get Features: the current value (completion DW0).

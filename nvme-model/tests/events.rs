@@ -1,0 +1,47 @@
+//! Asynchronous events (issue #13): the driver keeps Asynchronous Event
+//! Requests outstanding, hands events to the user with the log page they
+//! name, re-arms, so the next event of the same type is delivered too; and
+//! after a reset the requests are outstanding again.
+
+use nvme_core::{AsyncEventKind, Controller, ControllerOptions};
+use nvme_model::{ModelConfig, ModelController};
+
+#[test]
+fn smart_warnings_are_delivered_with_their_log_and_the_next_one_too() {
+    let model = ModelController::new(ModelConfig::default());
+    let c = Controller::init(model.clone(), ControllerOptions::default()).unwrap();
+    // AERL 3 in the model: 4 outstanding.
+    assert_eq!(model.aers_outstanding(), 4);
+    assert!(c.poll_events().unwrap().is_empty());
+    model.set_critical_warning(0x02); // temperature
+    let ev = c.poll_events().unwrap();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].kind, AsyncEventKind::SmartHealth);
+    assert_eq!(ev[0].log_page, 0x02);
+    assert_eq!(ev[0].smart.as_ref().map(|s| s.critical_warning), Some(0x02));
+    assert_eq!(model.aers_outstanding(), 4, "re-armed");
+    // The log was read: the next SMART event comes through as well.
+    model.set_critical_warning(0x06);
+    let ev = c.poll_events().unwrap();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].smart.as_ref().map(|s| s.critical_warning), Some(0x06));
+    // Events raised during other admin commands are kept for the next call.
+    model.raise_event(2, 0x00, 0x04); // notice: namespace attribute changed
+    let _ = c.smart_log().unwrap();
+    let ev = c.poll_events().unwrap();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!((ev[0].kind, ev[0].log_page), (AsyncEventKind::Notice, 0x04));
+    assert_eq!(model.stats().events_delivered, 3);
+}
+
+#[test]
+fn requests_are_outstanding_again_after_a_reset() {
+    let model = ModelController::new(ModelConfig::default());
+    let c = Controller::init(model.clone(), ControllerOptions::default()).unwrap();
+    c.reset().unwrap();
+    assert_eq!(model.aers_outstanding(), 4);
+    model.set_critical_warning(0x01);
+    let ev = c.poll_events().unwrap();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].kind, AsyncEventKind::SmartHealth);
+}
