@@ -147,6 +147,7 @@ pub fn emit(
     results: &[JobResult],
     disks: &[crate::diskstats::DiskUtil],
     started: SystemTime,
+    out_file: Option<std::fs::File>,
 ) -> Result<()> {
     let us = units(results);
     let mut text = String::new();
@@ -171,16 +172,23 @@ pub fn emit(
             text.push_str(t);
         }
     }
-    match &g.output {
-        Some(p) => {
-            std::fs::write(p, &text).map_err(|e| Error::msg(format!("--output {p}: {e}")))?;
+    match (&g.output, out_file) {
+        (Some(p), f) => {
+            // Opened (created) by `run::run` before the first I/O.
+            let mut f = match f {
+                Some(f) => f,
+                None => std::fs::File::create(p)
+                    .map_err(|e| Error::msg(format!("--output {p}: {e}")))?,
+            };
+            f.write_all(text.as_bytes())
+                .map_err(|e| Error::msg(format!("--output {p}: {e}")))?;
             // The table also goes to the terminal: stdout unless stdout is
             // reserved for JSON (it is not here: the report went to a file).
             if let Some(t) = &table {
                 print!("{t}");
             }
         }
-        None => {
+        (None, _) => {
             let mut o = std::io::stdout().lock();
             o.write_all(text.as_bytes())?;
             if let (Some(t), false) = (&table, g.formats.normal) {
