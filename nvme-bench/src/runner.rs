@@ -21,7 +21,7 @@ use nvme_vfio::VfioDevice;
 use crate::engine::{self, Done, Engine};
 use crate::error::{Error, Result};
 use crate::gen::{Gen, Rng};
-use crate::options::{Dir, EngineKind, FadviseHint, Job, Verify};
+use crate::options::{cont, Dir, EngineKind, FadviseHint, Job, Verify};
 use crate::stats::{DepthHist, DirStats, LatStat};
 use crate::sys;
 use crate::verify;
@@ -85,8 +85,14 @@ pub struct JobResult {
     pub usage: sys::Usage,
     pub depth: DepthHist,
     pub error: Option<String>,
-    /// fio's error number (EIO 5, EILSEQ 84 for verify failures).
+    /// fio's error number of the error that ended the job (EIO 5, EILSEQ
+    /// 84 for verify failures, ETIMEDOUT 110 for a passed deadline); 0 if
+    /// none did (errors counted under `continue_on_error` do not).
     pub errno: i32,
+    /// Errors counted under `continue_on_error` (fio's `total_err`).
+    pub total_err: u64,
+    /// The first of them (fio's `first_error`).
+    pub first_error: i32,
     pub extras: serde_json::Value,
     pub verified: u64,
     pub cpus: Option<Vec<usize>>,
@@ -107,6 +113,8 @@ impl JobResult {
             depth: DepthHist::default(),
             error: None,
             errno: 0,
+            total_err: 0,
+            first_error: 0,
             extras: serde_json::Value::Null,
             verified: 0,
             cpus: ctx.cpus.clone(),
@@ -581,18 +589,23 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             let tc = if sync { done_t[s] } else { t };
             let dir = sdir[s];
+            let mut failed = false;
             match dn.res {
                 Err(e) => {
-                    if res.error.is_none() {
-                        res.error = Some(format!(
-                            "{} of {} bytes at offset {}: {e}",
-                            dir_name(dir),
-                            slen[s],
-                            soff[s]
-                        ));
-                        res.errno = libc::EIO;
+                    failed = true;
+                    let kind = match dir {
+                        Dir::Read => cont::READ,
+                        Dir::Write => cont::WRITE,
+                    };
+                    let msg = format!(
+                        "{} of {} bytes at offset {}: {e}",
+                        dir_name(dir),
+                        slen[s],
+                        soff[s]
+                    );
+                    if note_error(job, res, kind, dn.errno, msg) {
+                        stop = true;
                     }
-                    stop = true;
                 }
                 Ok(()) => {
                     if dir == Dir::Read && verifying {
@@ -600,14 +613,13 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         match verify::check(b, soff[s], vseed, sgen[s], pattern.as_deref()) {
                             Ok(()) => res.verified += 1,
                             Err(e) => {
-                                if res.error.is_none() {
-                                    res.error = Some(format!(
-                                        "verify failed: block of {} bytes at offset {} ({:#x}): {e}",
-                                        slen[s], soff[s], soff[s]
-                                    ));
-                                    res.errno = libc::EILSEQ;
+                                let msg = format!(
+                                    "verify failed: block of {} bytes at offset {} ({:#x}): {e}",
+                                    slen[s], soff[s], soff[s]
+                                );
+                                if note_error(job, res, cont::VERIFY, libc::EILSEQ, msg) {
+                                    stop = true;
                                 }
-                                stop = true;
                             }
                         }
                     }
@@ -615,11 +627,15 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             if scount[s] {
                 let st = &mut res.dirs[dir as usize];
-                deferred.done.push((dir, prep_t[s], issue_t[s], tc));
+                // A failed I/O counts in total_ios (fio's total_io_u, and
+                // so in IOPS) but moves no bytes and has no latency sample.
                 st.ios += 1;
-                st.bytes += slen[s] as u64;
                 local_ios[dir as usize] += 1;
-                local_bytes[dir as usize] += slen[s] as u64;
+                if !failed {
+                    deferred.done.push((dir, prep_t[s], issue_t[s], tc));
+                    st.bytes += slen[s] as u64;
+                    local_bytes[dir as usize] += slen[s] as u64;
+                }
             }
             free.push(s);
             inflight -= 1;
@@ -684,6 +700,44 @@ fn invalidate_warn(job: &Job, f: &std::fs::File, off: u64, len: u64) {
             "nvme-bench: cache invalidation of {} failed: {e}",
             job.filename.as_deref().unwrap_or("?")
         );
+    }
+}
+
+/// Errors printed on stderr per job, at most (fio prints every one).
+const ERRORS_SHOWN: u64 = 20;
+
+/// One failed I/O (or verify), fio's `io_completed` + `td_non_fatal_error`:
+/// with its type in `continue_on_error` and the error one fio continues on
+/// (EIO, EILSEQ; ETIMEDOUT too, fio has no deadline of its own) it is
+/// counted (`total_err`, `first_error`) and the job goes on; otherwise it
+/// ends the job with its error number. Returns true when the job must stop.
+fn note_error(job: &Job, res: &mut JobResult, kind: u8, errno: i32, msg: String) -> bool {
+    let non_fatal = job.continue_on_error & kind != 0
+        && matches!(errno, libc::EIO | libc::EILSEQ | libc::ETIMEDOUT);
+    if non_fatal {
+        res.total_err += 1;
+        if res.first_error == 0 {
+            res.first_error = errno;
+        }
+        if res.total_err <= ERRORS_SHOWN {
+            eprintln!(
+                "nvme-bench: io_u error in job '{}' (#{}): {msg}{}",
+                job.name,
+                res.clone,
+                if res.total_err == ERRORS_SHOWN {
+                    " (further errors are counted, not shown)"
+                } else {
+                    ""
+                }
+            );
+        }
+        false
+    } else {
+        if res.error.is_none() {
+            res.error = Some(msg);
+            res.errno = errno;
+        }
+        true
     }
 }
 

@@ -19,6 +19,23 @@ pub struct Done {
     pub slot: usize,
     /// `Err`: the engine's description of the failure.
     pub res: std::result::Result<(), String>,
+    /// fio's error number of a failure (EIO unless the engine knows it).
+    pub errno: i32,
+}
+
+impl Done {
+    /// A completion: success, or a failure with EIO.
+    pub fn new(slot: usize, res: std::result::Result<(), String>) -> Done {
+        let errno = if res.is_err() { libc::EIO } else { 0 };
+        Done { slot, res, errno }
+    }
+    /// A failure with this error number.
+    pub fn failed(slot: usize, errno: i32, msg: String) -> Done {
+        Done {
+            errno,
+            ..Done::new(slot, Err(msg))
+        }
+    }
 }
 
 pub trait Engine {

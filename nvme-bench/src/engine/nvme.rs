@@ -136,10 +136,10 @@ impl Engine for NvmeEngine {
                 if let Some(s) = slots.get_mut(slot) {
                     *s = c.buf;
                 }
-                out.push(Done {
+                out.push(Done::new(
                     slot,
-                    res: c.status.map_err(|s| format!("NVMe status: {s}")),
-                });
+                    c.status.map_err(|s| format!("NVMe status: {s}")),
+                ));
                 got += 1;
             });
             if got >= min || got >= max {
