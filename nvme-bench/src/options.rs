@@ -237,6 +237,11 @@ pub struct Job {
     pub nvme_cmb_queues: Option<bool>,
     pub nvme_shadow_doorbells: Option<bool>,
     pub nvme_pin: bool,
+    /// `nvme_io_timeout`: the driver's per-command deadline (`Some(0)`:
+    /// none; `None`: the driver's default, 30 s).
+    pub nvme_io_timeout: Option<Duration>,
+    /// `nvme_timeout_policy`: what the driver does past the deadline.
+    pub nvme_timeout_policy: Option<nvme_core::TimeoutPolicy>,
     /// `continue_on_error`: `cont::*` bits of the error types that are
     /// counted instead of ending the job (0: the first error ends it).
     pub continue_on_error: u8,
@@ -301,6 +306,8 @@ impl Default for Job {
             nvme_cmb_queues: None,
             nvme_shadow_doorbells: None,
             nvme_pin: true,
+            nvme_io_timeout: None,
+            nvme_timeout_policy: None,
             continue_on_error: 0,
             exec_prerun: None,
             exec_postrun: None,
@@ -931,6 +938,8 @@ pub const SUPPORTED: &[&str] = &[
     "nvme_cmb_queues",
     "nvme_shadow_doorbells",
     "nvme_pin",
+    "nvme_io_timeout",
+    "nvme_timeout_policy",
     "continue_on_error",
 ];
 
@@ -1206,6 +1215,21 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "nvme_cmb_queues" => job.nvme_cmb_queues = Some(parse_bool(v).map_err(ctx)?),
         "nvme_shadow_doorbells" => job.nvme_shadow_doorbells = Some(parse_bool(v).map_err(ctx)?),
         "nvme_pin" => job.nvme_pin = parse_bool(v).map_err(ctx)?,
+        "nvme_io_timeout" => {
+            job.nvme_io_timeout =
+                Some(parse_time(need()?, Duration::from_secs(1)).map_err(ctx)?)
+        }
+        "nvme_timeout_policy" => {
+            job.nvme_timeout_policy = Some(match need()? {
+                "report" => nvme_core::TimeoutPolicy::Report,
+                "abort" => nvme_core::TimeoutPolicy::Abort,
+                o => {
+                    return Err(Error::msg(format!(
+                        "option 'nvme_timeout_policy={o}': report or abort"
+                    )))
+                }
+            })
+        }
         "continue_on_error" => job.continue_on_error = parse_continue_on_error(v)?,
         k if UNSUPPORTED.contains(&k) => {
             return Err(Error::msg(format!(
@@ -1325,7 +1349,9 @@ pub fn validate(job: &Job) -> Result<()> {
     }
     let nvme_knob = job.nvme_queue_size.is_some()
         || job.nvme_cmb_queues.is_some()
-        || job.nvme_shadow_doorbells.is_some();
+        || job.nvme_shadow_doorbells.is_some()
+        || job.nvme_io_timeout.is_some()
+        || job.nvme_timeout_policy.is_some();
     if nvme_knob && job.ioengine != EngineKind::NvmeVfio {
         return Err(Error::msg(format!(
             "job '{n}': nvme_* options apply to ioengine=nvme-vfio only"

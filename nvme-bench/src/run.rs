@@ -270,13 +270,14 @@ fn nvme_wants(
     grp: &[(crate::options::Job, u32)],
 ) -> Result<BTreeMap<String, (ControllerOptions, u16)>> {
     let mut want: BTreeMap<String, (ControllerOptions, u16)> = BTreeMap::new();
+    let mut policies: BTreeMap<String, nvme_core::TimeoutPolicy> = BTreeMap::new();
     for (job, _) in grp {
         if job.ioengine != EngineKind::NvmeVfio {
             continue;
         }
         let (addr, _) = crate::options::parse_nvme_target(job.filename.as_deref().unwrap_or(""))?;
         let e = want
-            .entry(addr)
+            .entry(addr.clone())
             .or_insert_with(|| (ControllerOptions::default(), 0));
         e.1 += 1;
         if let Some(c) = job.nvme_cmb_queues {
@@ -284,6 +285,17 @@ fn nvme_wants(
         }
         if let Some(s) = job.nvme_shadow_doorbells {
             e.0.shadow_doorbells = s;
+        }
+        // The policy is the controller's: jobs sharing one must agree.
+        if let Some(p) = job.nvme_timeout_policy {
+            if policies.insert(addr.clone(), p).is_some_and(|q| q != p) {
+                return Err(Error::msg(format!(
+                    "job '{}': nvme_timeout_policy differs between jobs on {addr} \
+                     in one group (it is the controller's)",
+                    job.name
+                )));
+            }
+            e.0.timeout_policy = p;
         }
     }
     Ok(want)

@@ -311,6 +311,17 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let mut queued: Vec<usize> = Vec::with_capacity(depth);
     let mut done: Vec<Done> = Vec::with_capacity(depth);
     let mut inflight = 0usize;
+    // Slots whose I/O passed its deadline (reported, counted) while the
+    // device still holds the buffer: busy until the late completion.
+    let mut held = 0usize;
+    // When the job decided to stop with I/Os outstanding, and the reap
+    // deadline last given to the engine.
+    let mut stopped_at: Option<Instant> = None;
+    let mut engine_until: Option<Instant> = None;
+    let drain_bound = eng.io_timeout().map_or(Duration::from_secs(30), |t| {
+        t * 3 / 2 + Duration::from_secs(1)
+    });
+    let mut left_outstanding = false;
 
     let ramp = job.ramp_time;
     let mut state = if ramp.is_zero() { ST_RUN } else { ST_RAMP };
@@ -529,7 +540,39 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             queued.clear();
         }
 
-        if inflight == 0 {
+        if stop && inflight + held > 0 {
+            // Draining, bounded: I/Os still in flight get until their
+            // deadline has surely been checked (1.5 x nvme_io_timeout + 1 s;
+            // 30 s without one); I/Os already past it only HELD_GRACE.
+            let now = Instant::now();
+            let at = *stopped_at.get_or_insert(now);
+            let give_up = if inflight == 0 {
+                at + HELD_GRACE
+            } else {
+                at + drain_bound
+            };
+            if now >= give_up {
+                left_outstanding = true;
+                break;
+            }
+            if engine_until != Some(give_up) {
+                engine_until = Some(give_up);
+                eng.set_deadline(engine_until);
+            }
+        } else {
+            // The engine's reap returns by the end of the ramp or runtime
+            // even if the device does not answer.
+            let until = match (state, mode, job.runtime) {
+                (ST_RAMP, _, _) => Some(ramp_end),
+                (ST_RUN, Mode::Workload, Some(rt)) => Some(run_start + rt),
+                _ => None,
+            };
+            if until != engine_until {
+                engine_until = until;
+                eng.set_deadline(until);
+            }
+        }
+        if inflight == 0 && held == 0 {
             if stop {
                 if mode == Mode::Workload
                     && verifying
@@ -563,7 +606,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         } else {
             cmin.min(inflight)
         };
-        let max = cmax.min(inflight).max(1);
+        let max = cmax.min(inflight + held).max(1);
         if deferred.is_empty() || min == 0 {
             eng.reap(min, max, &mut done)?;
         } else {
@@ -586,6 +629,12 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             let s = dn.slot;
             if s >= depth {
                 return Err(Error::msg(format!("engine returned unknown slot {s}")));
+            }
+            if dn.late {
+                // The buffer of an I/O reported at its deadline is back.
+                held -= 1;
+                free.push(s);
+                continue;
             }
             let tc = if sync { done_t[s] } else { t };
             let dir = sdir[s];
@@ -637,7 +686,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     local_bytes[dir as usize] += slen[s] as u64;
                 }
             }
-            free.push(s);
+            if dn.held {
+                held += 1;
+            } else {
+                free.push(s);
+            }
             inflight -= 1;
         }
         for d in 0..2 {
@@ -650,6 +703,45 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         }
     }
     let end = Instant::now();
+    if left_outstanding {
+        // Name what the device still holds; the job ends on an error
+        // (ETIMEDOUT) rather than waiting for ever.
+        let mut busy = vec![true; depth];
+        for &f in &free {
+            busy[f] = false;
+        }
+        let names: Vec<String> = (0..depth)
+            .filter(|&s| busy[s])
+            .map(|s| {
+                format!(
+                    "{} at LBA {} ({} bytes at offset {})",
+                    dir_name(sdir[s]),
+                    soff[s] / lbs,
+                    slen[s],
+                    soff[s]
+                )
+            })
+            .collect();
+        let msg = format!(
+            "{} command{} still outstanding {} (waited {:?}): {}",
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            if job.runtime.is_some_and(|rt| end - run_start >= rt) {
+                "after runtime"
+            } else {
+                "at the end of the job"
+            },
+            stopped_at.map_or(Duration::ZERO, |a| end - a),
+            names.join(", ")
+        );
+        res.error = Some(match res.error.take() {
+            Some(e) => format!("{e}; {msg}"),
+            None => msg,
+        });
+        if res.errno == 0 {
+            res.errno = libc::ETIMEDOUT;
+        }
+    }
     deferred.flush(res, &mut ival_clat);
     res.runtime = end.saturating_duration_since(run_start);
     let workload_end = verify_start.map_or(end, |v| v.max(run_start));
@@ -702,6 +794,10 @@ fn invalidate_warn(job: &Job, f: &std::fs::File, off: u64, len: u64) {
         );
     }
 }
+
+/// How long a job that stops waits for I/Os already past their deadline
+/// (reported, counted) to hand their buffers back before naming them.
+const HELD_GRACE: Duration = Duration::from_millis(250);
 
 /// Errors printed on stderr per job, at most (fio prints every one).
 const ERRORS_SHOWN: u64 = 20;
