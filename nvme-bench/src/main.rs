@@ -317,7 +317,17 @@ fn smoke(addr: &str, nsid: u32, bytes: u64) -> Res {
     let c = open(addr)?;
     let ns = c.namespace(nsid)?.clone();
     let bs = ns.block_size();
-    let total_blocks = (bytes / bs).min(ns.blocks());
+    let total_blocks = bytes / bs;
+    // A range past the end is an error, not silently clamped: the caller
+    // asked for coverage the device cannot give. Checked before any I/O.
+    if total_blocks > ns.blocks() {
+        return Err(format!(
+            "--bytes {bytes} is more than namespace {nsid} holds ({} bytes: {} blocks of {bs})",
+            ns.size_bytes(),
+            ns.blocks()
+        )
+        .into());
+    }
     if total_blocks == 0 {
         return Err(format!("--bytes {bytes} is less than one {bs}-byte block").into());
     }

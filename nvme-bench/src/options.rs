@@ -122,6 +122,32 @@ pub enum FadviseHint {
     Normal,
 }
 
+/// `continue_on_error=`: which I/O errors do not stop the job (fio's
+/// `error_type` bits: read 1, write 2, verify 4).
+pub mod cont {
+    pub const READ: u8 = 1;
+    pub const WRITE: u8 = 2;
+    pub const VERIFY: u8 = 4;
+}
+
+/// fio's `continue_on_error` values: `none`/`0`, `read`, `write`, `io`
+/// (read and write), `verify`, `all`/`1`.
+pub fn parse_continue_on_error(v: &str) -> Result<u8> {
+    Ok(match v.trim().to_ascii_lowercase().as_str() {
+        "none" | "0" | "false" => 0,
+        "read" => cont::READ,
+        "write" => cont::WRITE,
+        "io" => cont::READ | cont::WRITE,
+        "verify" => cont::VERIFY,
+        "all" | "1" | "true" | "" => cont::READ | cont::WRITE | cont::VERIFY,
+        o => {
+            return Err(Error::msg(format!(
+                "option 'continue_on_error={o}': none, read, write, io, verify or all"
+            )))
+        }
+    })
+}
+
 /// A size that may be a percentage of the file or device.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub enum Amount {
@@ -211,6 +237,14 @@ pub struct Job {
     pub nvme_cmb_queues: Option<bool>,
     pub nvme_shadow_doorbells: Option<bool>,
     pub nvme_pin: bool,
+    /// `nvme_io_timeout`: the driver's per-command deadline (`Some(0)`:
+    /// none; `None`: the driver's default, 30 s).
+    pub nvme_io_timeout: Option<Duration>,
+    /// `nvme_timeout_policy`: what the driver does past the deadline.
+    pub nvme_timeout_policy: Option<nvme_core::TimeoutPolicy>,
+    /// `continue_on_error`: `cont::*` bits of the error types that are
+    /// counted instead of ending the job (0: the first error ends it).
+    pub continue_on_error: u8,
     pub exec_prerun: Option<String>,
     pub exec_postrun: Option<String>,
     pub description: Option<String>,
@@ -272,6 +306,9 @@ impl Default for Job {
             nvme_cmb_queues: None,
             nvme_shadow_doorbells: None,
             nvme_pin: true,
+            nvme_io_timeout: None,
+            nvme_timeout_policy: None,
+            continue_on_error: 0,
             exec_prerun: None,
             exec_postrun: None,
             description: None,
@@ -753,7 +790,6 @@ const UNSUPPORTED: &[&str] = &[
     "log_avg_msec",
     "log_hist_msec",
     "unified_rw_reporting",
-    "continue_on_error",
     "create_serialize",
     "pre_read",
     "buffered",
@@ -902,6 +938,9 @@ pub const SUPPORTED: &[&str] = &[
     "nvme_cmb_queues",
     "nvme_shadow_doorbells",
     "nvme_pin",
+    "nvme_io_timeout",
+    "nvme_timeout_policy",
+    "continue_on_error",
 ];
 
 /// Apply one `key=value` to `job`.
@@ -1176,6 +1215,22 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "nvme_cmb_queues" => job.nvme_cmb_queues = Some(parse_bool(v).map_err(ctx)?),
         "nvme_shadow_doorbells" => job.nvme_shadow_doorbells = Some(parse_bool(v).map_err(ctx)?),
         "nvme_pin" => job.nvme_pin = parse_bool(v).map_err(ctx)?,
+        "nvme_io_timeout" => {
+            job.nvme_io_timeout =
+                Some(parse_time(need()?, Duration::from_secs(1)).map_err(ctx)?)
+        }
+        "nvme_timeout_policy" => {
+            job.nvme_timeout_policy = Some(match need()? {
+                "report" => nvme_core::TimeoutPolicy::Report,
+                "abort" => nvme_core::TimeoutPolicy::Abort,
+                o => {
+                    return Err(Error::msg(format!(
+                        "option 'nvme_timeout_policy={o}': report or abort"
+                    )))
+                }
+            })
+        }
+        "continue_on_error" => job.continue_on_error = parse_continue_on_error(v)?,
         k if UNSUPPORTED.contains(&k) => {
             return Err(Error::msg(format!(
                 "fio option '{k}' is not supported by nvme-bench (see docs/fio-compat.md)"
@@ -1294,7 +1349,9 @@ pub fn validate(job: &Job) -> Result<()> {
     }
     let nvme_knob = job.nvme_queue_size.is_some()
         || job.nvme_cmb_queues.is_some()
-        || job.nvme_shadow_doorbells.is_some();
+        || job.nvme_shadow_doorbells.is_some()
+        || job.nvme_io_timeout.is_some()
+        || job.nvme_timeout_policy.is_some();
     if nvme_knob && job.ioengine != EngineKind::NvmeVfio {
         return Err(Error::msg(format!(
             "job '{n}': nvme_* options apply to ioengine=nvme-vfio only"

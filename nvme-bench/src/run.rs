@@ -18,6 +18,18 @@ use crate::sys;
 /// Run everything; returns the results and whether every job succeeded.
 pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
     let started = SystemTime::now();
+    // Every file the run writes is opened before the first I/O (fio opens
+    // --output at startup): an unwritable path fails here, before any file
+    // is laid out or any device written, not after the run.
+    let out_file = match &g.output {
+        Some(p) => {
+            Some(std::fs::File::create(p).map_err(|e| Error::msg(format!("--output {p}: {e}")))?)
+        }
+        None => None,
+    };
+    if let Some(p) = &g.plot {
+        std::fs::File::create(p).map_err(|e| Error::msg(format!("--plot {p}: {e}")))?;
+    }
     // Groups: a stonewall job starts a new group.
     let mut groups: Vec<Vec<(crate::options::Job, u32)>> = Vec::new();
     for job in &set.jobs {
@@ -41,6 +53,27 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         )),
         None => None,
     };
+    // Queue pairs: without exec_prerun (which may hand devices around
+    // between groups), every controller the set uses is opened once up
+    // front and its granted I/O queue pairs compared with what each group
+    // needs, so a set that cannot run is refused before any I/O (file
+    // layout included). Each group checks again when it opens them.
+    if !groups
+        .iter()
+        .flatten()
+        .any(|(j, _)| j.exec_prerun.is_some() || j.exec_postrun.is_some())
+    {
+        let mut need: BTreeMap<String, (ControllerOptions, u16)> = BTreeMap::new();
+        for grp in &groups {
+            for (addr, (o, n)) in nvme_wants(grp)? {
+                let e = need.entry(addr).or_insert((o, 0));
+                e.1 = e.1.max(n);
+            }
+        }
+        for (addr, (o, n)) in need {
+            drop(open_checked(&addr, o, n)?);
+        }
+    }
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let show_eta = match g.eta {
         Eta::Always => true,
@@ -105,31 +138,9 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         let mut ctrls: BTreeMap<String, nvme_core::Controller<nvme_vfio::VfioDevice>> =
             BTreeMap::new();
         let mut targets = Vec::new();
-        {
-            let mut want: BTreeMap<String, (ControllerOptions, u16)> = BTreeMap::new();
-            for (job, _) in &grp {
-                if job.ioengine != EngineKind::NvmeVfio {
-                    continue;
-                }
-                let (addr, _) =
-                    crate::options::parse_nvme_target(job.filename.as_deref().unwrap_or(""))?;
-                let e = want
-                    .entry(addr)
-                    .or_insert_with(|| (ControllerOptions::default(), 0));
-                e.1 += 1;
-                if let Some(c) = job.nvme_cmb_queues {
-                    e.0.cmb_queues = c;
-                }
-                if let Some(s) = job.nvme_shadow_doorbells {
-                    e.0.shadow_doorbells = s;
-                }
-            }
-            for (addr, (mut o, n)) in want {
-                o.io_queue_pairs = n.max(1);
-                let c = nvme_vfio::open_controller(&addr, o)
-                    .map_err(|e| Error::msg(format!("nvme-vfio {addr}: {e}")))?;
-                ctrls.insert(addr, c);
-            }
+        for (addr, (o, n)) in nvme_wants(&grp)? {
+            let c = open_checked(&addr, o, n)?;
+            ctrls.insert(addr, c);
         }
         let mut nvme_idx = 0usize;
         for (job, clone) in &grp {
@@ -249,8 +260,66 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
             eprintln!("nvme-bench: job '{}' (#{}): {e}", r.job.name, r.clone);
         }
     }
-    report::emit(g, set, &results, &disks, started)?;
+    report::emit(g, set, &results, &disks, started, out_file)?;
     Ok(results.iter().all(|r| r.error.is_none()))
+}
+
+/// The controllers a group's nvme-vfio jobs use: per PCI address, the
+/// options they ask for and how many queue pairs (one per job).
+fn nvme_wants(
+    grp: &[(crate::options::Job, u32)],
+) -> Result<BTreeMap<String, (ControllerOptions, u16)>> {
+    let mut want: BTreeMap<String, (ControllerOptions, u16)> = BTreeMap::new();
+    let mut policies: BTreeMap<String, nvme_core::TimeoutPolicy> = BTreeMap::new();
+    for (job, _) in grp {
+        if job.ioengine != EngineKind::NvmeVfio {
+            continue;
+        }
+        let (addr, _) = crate::options::parse_nvme_target(job.filename.as_deref().unwrap_or(""))?;
+        let e = want
+            .entry(addr.clone())
+            .or_insert_with(|| (ControllerOptions::default(), 0));
+        e.1 += 1;
+        if let Some(c) = job.nvme_cmb_queues {
+            e.0.cmb_queues = c;
+        }
+        if let Some(s) = job.nvme_shadow_doorbells {
+            e.0.shadow_doorbells = s;
+        }
+        // The policy is the controller's: jobs sharing one must agree.
+        if let Some(p) = job.nvme_timeout_policy {
+            if policies.insert(addr.clone(), p).is_some_and(|q| q != p) {
+                return Err(Error::msg(format!(
+                    "job '{}': nvme_timeout_policy differs between jobs on {addr} \
+                     in one group (it is the controller's)",
+                    job.name
+                )));
+            }
+            e.0.timeout_policy = p;
+        }
+    }
+    Ok(want)
+}
+
+/// Open a controller asking for `n` I/O queue pairs and refuse it, before
+/// any job starts, if it grants fewer.
+fn open_checked(
+    addr: &str,
+    mut o: ControllerOptions,
+    n: u16,
+) -> Result<nvme_core::Controller<nvme_vfio::VfioDevice>> {
+    o.io_queue_pairs = n.max(1);
+    let c = nvme_vfio::open_controller(addr, o)
+        .map_err(|e| Error::msg(format!("nvme-vfio {addr}: {e}")))?;
+    let granted = c.io_queue_pairs_granted();
+    if granted < n {
+        return Err(Error::msg(format!(
+            "nvme-vfio {addr}: {n} jobs need {n} I/O queue pairs (one each), but the \
+             controller grants {granted}; nothing was run (lower numjobs, or split the \
+             jobs with stonewall)"
+        )));
+    }
+    Ok(c)
 }
 
 fn exec(cmd: &str, job: &str, what: &str) -> Result<()> {

@@ -21,7 +21,7 @@ use nvme_vfio::VfioDevice;
 use crate::engine::{self, Done, Engine};
 use crate::error::{Error, Result};
 use crate::gen::{Gen, Rng};
-use crate::options::{Dir, EngineKind, FadviseHint, Job, Verify};
+use crate::options::{cont, Dir, EngineKind, FadviseHint, Job, Verify};
 use crate::stats::{DepthHist, DirStats, LatStat};
 use crate::sys;
 use crate::verify;
@@ -85,8 +85,14 @@ pub struct JobResult {
     pub usage: sys::Usage,
     pub depth: DepthHist,
     pub error: Option<String>,
-    /// fio's error number (EIO 5, EILSEQ 84 for verify failures).
+    /// fio's error number of the error that ended the job (EIO 5, EILSEQ
+    /// 84 for verify failures, ETIMEDOUT 110 for a passed deadline); 0 if
+    /// none did (errors counted under `continue_on_error` do not).
     pub errno: i32,
+    /// Errors counted under `continue_on_error` (fio's `total_err`).
+    pub total_err: u64,
+    /// The first of them (fio's `first_error`).
+    pub first_error: i32,
     pub extras: serde_json::Value,
     pub verified: u64,
     pub cpus: Option<Vec<usize>>,
@@ -107,6 +113,8 @@ impl JobResult {
             depth: DepthHist::default(),
             error: None,
             errno: 0,
+            total_err: 0,
+            first_error: 0,
             extras: serde_json::Value::Null,
             verified: 0,
             cpus: ctx.cpus.clone(),
@@ -303,6 +311,17 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let mut queued: Vec<usize> = Vec::with_capacity(depth);
     let mut done: Vec<Done> = Vec::with_capacity(depth);
     let mut inflight = 0usize;
+    // Slots whose I/O passed its deadline (reported, counted) while the
+    // device still holds the buffer: busy until the late completion.
+    let mut held = 0usize;
+    // When the job decided to stop with I/Os outstanding, and the reap
+    // deadline last given to the engine.
+    let mut stopped_at: Option<Instant> = None;
+    let mut engine_until: Option<Instant> = None;
+    let drain_bound = eng.io_timeout().map_or(Duration::from_secs(30), |t| {
+        t * 3 / 2 + Duration::from_secs(1)
+    });
+    let mut left_outstanding = false;
 
     let ramp = job.ramp_time;
     let mut state = if ramp.is_zero() { ST_RUN } else { ST_RAMP };
@@ -521,7 +540,39 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             queued.clear();
         }
 
-        if inflight == 0 {
+        if stop && inflight + held > 0 {
+            // Draining, bounded: I/Os still in flight get until their
+            // deadline has surely been checked (1.5 x nvme_io_timeout + 1 s;
+            // 30 s without one); I/Os already past it only HELD_GRACE.
+            let now = Instant::now();
+            let at = *stopped_at.get_or_insert(now);
+            let give_up = if inflight == 0 {
+                at + HELD_GRACE
+            } else {
+                at + drain_bound
+            };
+            if now >= give_up {
+                left_outstanding = true;
+                break;
+            }
+            if engine_until != Some(give_up) {
+                engine_until = Some(give_up);
+                eng.set_deadline(engine_until);
+            }
+        } else {
+            // The engine's reap returns by the end of the ramp or runtime
+            // even if the device does not answer.
+            let until = match (state, mode, job.runtime) {
+                (ST_RAMP, _, _) => Some(ramp_end),
+                (ST_RUN, Mode::Workload, Some(rt)) => Some(run_start + rt),
+                _ => None,
+            };
+            if until != engine_until {
+                engine_until = until;
+                eng.set_deadline(until);
+            }
+        }
+        if inflight == 0 && held == 0 {
             if stop {
                 if mode == Mode::Workload
                     && verifying
@@ -555,7 +606,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         } else {
             cmin.min(inflight)
         };
-        let max = cmax.min(inflight).max(1);
+        let max = cmax.min(inflight + held).max(1);
         if deferred.is_empty() || min == 0 {
             eng.reap(min, max, &mut done)?;
         } else {
@@ -579,20 +630,31 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             if s >= depth {
                 return Err(Error::msg(format!("engine returned unknown slot {s}")));
             }
+            if dn.late {
+                // The buffer of an I/O reported at its deadline is back.
+                held -= 1;
+                free.push(s);
+                continue;
+            }
             let tc = if sync { done_t[s] } else { t };
             let dir = sdir[s];
+            let mut failed = false;
             match dn.res {
                 Err(e) => {
-                    if res.error.is_none() {
-                        res.error = Some(format!(
-                            "{} of {} bytes at offset {}: {e}",
-                            dir_name(dir),
-                            slen[s],
-                            soff[s]
-                        ));
-                        res.errno = libc::EIO;
+                    failed = true;
+                    let kind = match dir {
+                        Dir::Read => cont::READ,
+                        Dir::Write => cont::WRITE,
+                    };
+                    let msg = format!(
+                        "{} of {} bytes at offset {}: {e}",
+                        dir_name(dir),
+                        slen[s],
+                        soff[s]
+                    );
+                    if note_error(job, res, kind, dn.errno, msg) {
+                        stop = true;
                     }
-                    stop = true;
                 }
                 Ok(()) => {
                     if dir == Dir::Read && verifying {
@@ -600,14 +662,13 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         match verify::check(b, soff[s], vseed, sgen[s], pattern.as_deref()) {
                             Ok(()) => res.verified += 1,
                             Err(e) => {
-                                if res.error.is_none() {
-                                    res.error = Some(format!(
-                                        "verify failed: block of {} bytes at offset {} ({:#x}): {e}",
-                                        slen[s], soff[s], soff[s]
-                                    ));
-                                    res.errno = libc::EILSEQ;
+                                let msg = format!(
+                                    "verify failed: block of {} bytes at offset {} ({:#x}): {e}",
+                                    slen[s], soff[s], soff[s]
+                                );
+                                if note_error(job, res, cont::VERIFY, libc::EILSEQ, msg) {
+                                    stop = true;
                                 }
-                                stop = true;
                             }
                         }
                     }
@@ -615,13 +676,21 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             if scount[s] {
                 let st = &mut res.dirs[dir as usize];
-                deferred.done.push((dir, prep_t[s], issue_t[s], tc));
+                // A failed I/O counts in total_ios (fio's total_io_u, and
+                // so in IOPS) but moves no bytes and has no latency sample.
                 st.ios += 1;
-                st.bytes += slen[s] as u64;
                 local_ios[dir as usize] += 1;
-                local_bytes[dir as usize] += slen[s] as u64;
+                if !failed {
+                    deferred.done.push((dir, prep_t[s], issue_t[s], tc));
+                    st.bytes += slen[s] as u64;
+                    local_bytes[dir as usize] += slen[s] as u64;
+                }
             }
-            free.push(s);
+            if dn.held {
+                held += 1;
+            } else {
+                free.push(s);
+            }
             inflight -= 1;
         }
         for d in 0..2 {
@@ -634,6 +703,45 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         }
     }
     let end = Instant::now();
+    if left_outstanding {
+        // Name what the device still holds; the job ends on an error
+        // (ETIMEDOUT) rather than waiting for ever.
+        let mut busy = vec![true; depth];
+        for &f in &free {
+            busy[f] = false;
+        }
+        let names: Vec<String> = (0..depth)
+            .filter(|&s| busy[s])
+            .map(|s| {
+                format!(
+                    "{} at LBA {} ({} bytes at offset {})",
+                    dir_name(sdir[s]),
+                    soff[s] / lbs,
+                    slen[s],
+                    soff[s]
+                )
+            })
+            .collect();
+        let msg = format!(
+            "{} command{} still outstanding {} (waited {:?}): {}",
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            if job.runtime.is_some_and(|rt| end - run_start >= rt) {
+                "after runtime"
+            } else {
+                "at the end of the job"
+            },
+            stopped_at.map_or(Duration::ZERO, |a| end - a),
+            names.join(", ")
+        );
+        res.error = Some(match res.error.take() {
+            Some(e) => format!("{e}; {msg}"),
+            None => msg,
+        });
+        if res.errno == 0 {
+            res.errno = libc::ETIMEDOUT;
+        }
+    }
     deferred.flush(res, &mut ival_clat);
     res.runtime = end.saturating_duration_since(run_start);
     let workload_end = verify_start.map_or(end, |v| v.max(run_start));
@@ -684,6 +792,48 @@ fn invalidate_warn(job: &Job, f: &std::fs::File, off: u64, len: u64) {
             "nvme-bench: cache invalidation of {} failed: {e}",
             job.filename.as_deref().unwrap_or("?")
         );
+    }
+}
+
+/// How long a job that stops waits for I/Os already past their deadline
+/// (reported, counted) to hand their buffers back before naming them.
+const HELD_GRACE: Duration = Duration::from_millis(250);
+
+/// Errors printed on stderr per job, at most (fio prints every one).
+const ERRORS_SHOWN: u64 = 20;
+
+/// One failed I/O (or verify), fio's `io_completed` + `td_non_fatal_error`:
+/// with its type in `continue_on_error` and the error one fio continues on
+/// (EIO, EILSEQ; ETIMEDOUT too, fio has no deadline of its own) it is
+/// counted (`total_err`, `first_error`) and the job goes on; otherwise it
+/// ends the job with its error number. Returns true when the job must stop.
+fn note_error(job: &Job, res: &mut JobResult, kind: u8, errno: i32, msg: String) -> bool {
+    let non_fatal = job.continue_on_error & kind != 0
+        && matches!(errno, libc::EIO | libc::EILSEQ | libc::ETIMEDOUT);
+    if non_fatal {
+        res.total_err += 1;
+        if res.first_error == 0 {
+            res.first_error = errno;
+        }
+        if res.total_err <= ERRORS_SHOWN {
+            eprintln!(
+                "nvme-bench: io_u error in job '{}' (#{}): {msg}{}",
+                job.name,
+                res.clone,
+                if res.total_err == ERRORS_SHOWN {
+                    " (further errors are counted, not shown)"
+                } else {
+                    ""
+                }
+            );
+        }
+        false
+    } else {
+        if res.error.is_none() {
+            res.error = Some(msg);
+            res.errno = errno;
+        }
+        true
     }
 }
 

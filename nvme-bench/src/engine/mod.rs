@@ -19,6 +19,36 @@ pub struct Done {
     pub slot: usize,
     /// `Err`: the engine's description of the failure.
     pub res: std::result::Result<(), String>,
+    /// fio's error number of a failure (EIO unless the engine knows it).
+    pub errno: i32,
+    /// The I/O's outcome is final (it passed its deadline: ETIMEDOUT) but
+    /// its buffer is still with the device: the slot stays busy until a
+    /// `late` `Done` for it.
+    pub held: bool,
+    /// The buffer of an I/O reported earlier as `held` is back: nothing to
+    /// count, the slot is free again.
+    pub late: bool,
+}
+
+impl Done {
+    /// A completion: success, or a failure with EIO.
+    pub fn new(slot: usize, res: std::result::Result<(), String>) -> Done {
+        let errno = if res.is_err() { libc::EIO } else { 0 };
+        Done {
+            slot,
+            res,
+            errno,
+            held: false,
+            late: false,
+        }
+    }
+    /// A failure with this error number.
+    pub fn failed(slot: usize, errno: i32, msg: String) -> Done {
+        Done {
+            errno,
+            ..Done::new(slot, Err(msg))
+        }
+    }
 }
 
 pub trait Engine {
@@ -43,6 +73,14 @@ pub trait Engine {
     }
     /// Offsets and lengths must be multiples of this.
     fn block_size(&self) -> u64;
+    /// `reap` returns (with what it has) once this instant passes, even
+    /// if fewer than `min` completions came: the job's runtime ends while
+    /// a device stalls. Engines that wait in the kernel ignore it.
+    fn set_deadline(&mut self, _until: Option<std::time::Instant>) {}
+    /// The per-command deadline the engine enforces, if any.
+    fn io_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Engine-specific figures for the `nvme_bench` JSON key.
     fn extras(&self) -> serde_json::Value {
         serde_json::Value::Null

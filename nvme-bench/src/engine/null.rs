@@ -51,7 +51,7 @@ impl Engine for Null {
     }
     fn reap(&mut self, _min: usize, max: usize, out: &mut Vec<Done>) -> Result<()> {
         let n = self.done.len().min(max.max(1));
-        out.extend(self.done.drain(..n).map(|slot| Done { slot, res: Ok(()) }));
+        out.extend(self.done.drain(..n).map(|slot| Done::new(slot, Ok(()))));
         Ok(())
     }
     fn is_sync(&self) -> bool {

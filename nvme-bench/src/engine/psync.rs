@@ -48,12 +48,22 @@ impl Engine for Psync {
             Dir::Read => self.file.read_at(b, offset),
             Dir::Write => self.file.write_at(b, offset),
         };
-        let res = match r {
-            Ok(n) if n == len => Ok(()),
-            Ok(n) => Err(format!("short {dir:?} at {offset}: {n} of {len} bytes")),
-            Err(e) => Err(format!("{dir:?} at {offset}: {e}")),
+        let done = match r {
+            Ok(n) if n == len => Done::new(slot, Ok(())),
+            // fio: a short transfer that cannot be completed ("full resid")
+            // is EIO.
+            Ok(n) => Done::failed(
+                slot,
+                libc::EIO,
+                format!("short {dir:?} at {offset}: {n} of {len} bytes"),
+            ),
+            Err(e) => Done::failed(
+                slot,
+                e.raw_os_error().unwrap_or(libc::EIO),
+                format!("{dir:?} at {offset}: {e}"),
+            ),
         };
-        self.done.push(Done { slot, res });
+        self.done.push(done);
         Ok(())
     }
     fn commit(&mut self) -> Result<()> {

@@ -335,10 +335,12 @@ impl<F: Flavor> Engine for Uring<F> {
                 let e: cqueue::Entry = c.into();
                 let slot = e.user_data() as usize;
                 let len = self.lens.get(slot).copied().unwrap_or(0);
-                out.push(Done {
-                    slot,
-                    res: F::check(e.result(), len),
-                });
+                let r = e.result();
+                let mut d = Done::new(slot, F::check(r, len));
+                if r < 0 {
+                    d.errno = -r;
+                }
+                out.push(d);
                 n += 1;
             }
             got += n;

@@ -212,6 +212,11 @@ pub fn job_json(u: &Unit, group_bw: [f64; 2], plus: bool) -> Value {
     m.insert("latency_ns".into(), lns);
     m.insert("latency_us".into(), lus);
     m.insert("latency_ms".into(), lms);
+    if job.continue_on_error != 0 {
+        // fio adds these (after latency_ms) only with continue_on_error.
+        m.insert("total_err".into(), json!(u.total_err));
+        m.insert("first_error".into(), json!(u.first_error));
+    }
     m.insert("latency_depth".into(), json!(job.iodepth));
     m.insert("latency_target".into(), json!(0));
     m.insert("latency_percentile".into(), json!(100.0));

@@ -39,6 +39,8 @@ pub struct Unit {
     pub depth: DepthHist,
     pub errno: i32,
     pub error: Option<String>,
+    pub total_err: u64,
+    pub first_error: i32,
     pub extras: Vec<serde_json::Value>,
     pub pid: u32,
     pub verified: u64,
@@ -65,6 +67,8 @@ impl Unit {
             depth: r.depth.clone(),
             errno: r.errno,
             error: r.error.clone(),
+            total_err: r.total_err,
+            first_error: r.first_error,
             extras: vec![r.extras.clone()],
             pid: r.pid,
             verified: r.verified,
@@ -91,6 +95,10 @@ impl Unit {
         if self.errno == 0 {
             self.errno = r.errno;
             self.error = r.error.clone();
+        }
+        self.total_err += r.total_err;
+        if self.first_error == 0 {
+            self.first_error = r.first_error;
         }
         self.extras.push(r.extras.clone());
         self.verified += r.verified;
@@ -147,6 +155,7 @@ pub fn emit(
     results: &[JobResult],
     disks: &[crate::diskstats::DiskUtil],
     started: SystemTime,
+    out_file: Option<std::fs::File>,
 ) -> Result<()> {
     let us = units(results);
     let mut text = String::new();
@@ -171,16 +180,23 @@ pub fn emit(
             text.push_str(t);
         }
     }
-    match &g.output {
-        Some(p) => {
-            std::fs::write(p, &text).map_err(|e| Error::msg(format!("--output {p}: {e}")))?;
+    match (&g.output, out_file) {
+        (Some(p), f) => {
+            // Opened (created) by `run::run` before the first I/O.
+            let mut f = match f {
+                Some(f) => f,
+                None => std::fs::File::create(p)
+                    .map_err(|e| Error::msg(format!("--output {p}: {e}")))?,
+            };
+            f.write_all(text.as_bytes())
+                .map_err(|e| Error::msg(format!("--output {p}: {e}")))?;
             // The table also goes to the terminal: stdout unless stdout is
             // reserved for JSON (it is not here: the report went to a file).
             if let Some(t) = &table {
                 print!("{t}");
             }
         }
-        None => {
+        (None, _) => {
             let mut o = std::io::stdout().lock();
             o.write_all(text.as_bytes())?;
             if let (Some(t), false) = (&table, g.formats.normal) {
@@ -254,4 +270,16 @@ pub fn ctime(t: SystemTime) -> String {
     // SAFETY: buf is writable for its length; fmt is NUL-terminated; tm valid.
     let n = unsafe { libc::strftime(buf.as_mut_ptr().cast(), buf.len(), fmt.as_ptr(), &tm) };
     String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// `strerror(3)` text without Rust's " (os error N)" suffix, as fio prints it.
+pub fn strerror(errno: i32) -> String {
+    if errno == 0 {
+        return "Success".into();
+    }
+    let s = std::io::Error::from_raw_os_error(errno).to_string();
+    match s.rfind(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
 }

@@ -147,9 +147,16 @@ fn pct_row(keys: &[&str], counts: &[u64; 7]) -> String {
 }
 
 pub fn unit_block(out: &mut String, u: &Unit, group_bw: [f64; 2]) {
+    // fio: `err= 5 (file:..., func=io_u error, error=Input/output error)`
+    // when the job ended on an error.
+    let verror = if u.errno != 0 {
+        format!(" (func=io_u error, error={})", super::strerror(u.errno))
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "{}: (groupid={}, jobs={}): err={:2}: pid={}: {}",
+        "{}: (groupid={}, jobs={}): err={:2}{verror}: pid={}: {}",
         u.name,
         u.groupid,
         u.jobs,
@@ -205,6 +212,15 @@ pub fn unit_block(out: &mut String, u: &Unit, group_bw: [f64; 2]) {
         "     issued rwts: total={},{},0,0 short=0,0,0,0 dropped=0,0,0,0",
         u.dirs[0].ios, u.dirs[1].ios
     );
+    if u.job.continue_on_error != 0 {
+        let _ = writeln!(
+            out,
+            "     errors    : total={}, first_error={}/<{}>",
+            u.total_err,
+            u.first_error,
+            super::strerror(u.first_error)
+        );
+    }
     let _ = writeln!(
         out,
         "     latency   : target=0, window=0, percentile=100.00%, depth={}",

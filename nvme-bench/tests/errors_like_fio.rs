@@ -1,0 +1,140 @@
+//! I/O errors counted like fio (issue #13), against Debian's fio: a psync
+//! read past the end of a short file (`create_on_open=1`, so nothing lays
+//! it out) fails with EIO. Without `continue_on_error` the job stops at the
+//! first error: `"error": 5`, the failed I/O in `total_ios` but not in
+//! `io_bytes`, exit status 1, as fio. With `continue_on_error=read` every
+//! error is counted (`total_err`, `first_error`), every other I/O succeeds,
+//! the job finishes and exits 0. (fio 3.33 itself asserts on this exact
+//! case with continue_on_error, so that half checks fio's documented
+//! fields rather than a fio run.)
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("errors-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Run `tool` on a fresh 16 KiB file, reading 64 KiB of it.
+fn run(tool: &str, dir: &std::path::Path, extra: &[&str]) -> (i32, Value, String, String) {
+    let f = dir.join("small");
+    let _ = std::fs::remove_file(&f);
+    std::fs::File::create(&f).unwrap().set_len(16384).unwrap();
+    let o = Command::new(tool)
+        .current_dir(dir)
+        .args([
+            "--name=x",
+            "--filename=small",
+            "--rw=read",
+            "--bs=4k",
+            "--size=64k",
+        ])
+        .args([
+            "--ioengine=psync",
+            "--create_on_open=1",
+            "--output-format=json",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    // fio may print its error line before the JSON.
+    let j: Value = serde_json::from_str(&out[out.find('{').unwrap_or(0)..])
+        .unwrap_or_else(|e| panic!("{tool}: not JSON ({e}): {out}"));
+    (
+        o.status.code().unwrap_or(-1),
+        j,
+        out,
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn first_error_stops_the_job_as_fio() {
+    let fio = common::ensure_fio();
+    let d = scratch("stop");
+    let (fc, fj, _, _) = run(&fio, &d, &[]);
+    let (c, j, _, err) = run(BENCH, &d, &[]);
+    let (f, o) = (&fj["jobs"][0], &j["jobs"][0]);
+    assert_eq!(f["error"], 5, "fio: {f}");
+    assert_eq!(o["error"], f["error"], "{err}");
+    assert_eq!(c, fc, "exit status: fio {fc}, ours {c}: {err}");
+    assert_ne!(c, 0);
+    for k in ["total_ios", "io_bytes"] {
+        assert_eq!(o["read"][k], f["read"][k], "read.{k}: ours {o}");
+    }
+    assert!(o.get("total_err").is_none() && f.get("total_err").is_none());
+    // The normal output's err= field, as fio's: the number and its text.
+    let o = Command::new(BENCH)
+        .current_dir(&d)
+        .args([
+            "--name=x",
+            "--filename=small",
+            "--rw=read",
+            "--bs=4k",
+            "--size=64k",
+        ])
+        .args(["--ioengine=psync", "--create_on_open=1"])
+        .output()
+        .unwrap();
+    let so = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        so.contains("err= 5 (") && so.contains("error=Input/output error): pid="),
+        "{so}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn continue_on_error_counts_errors() {
+    let d = scratch("continue");
+    let (c, j, _, err) = run(BENCH, &d, &["--continue_on_error=read"]);
+    let o = &j["jobs"][0];
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(o["error"], 0, "{o}");
+    // 4 blocks in the file, 12 past its end.
+    assert_eq!(o["total_err"], 12, "{o}");
+    assert_eq!(o["first_error"], 5, "{o}");
+    assert_eq!(o["read"]["total_ios"], 16, "{o}");
+    assert_eq!(o["read"]["io_bytes"], 16384, "{o}");
+    assert_eq!(o["read"]["clat_ns"]["N"], 4, "latency of good I/Os only");
+    // fio's key order: total_err and first_error right after latency_ms.
+    let keys: Vec<&String> = o.as_object().unwrap().keys().collect();
+    let at = keys.iter().position(|k| *k == "latency_ms").unwrap();
+    assert_eq!(keys[at + 1], "total_err");
+    assert_eq!(keys[at + 2], "first_error");
+    // Writes still stop the job: only reads continue.
+    let (c, j, _, _) = run(
+        BENCH,
+        &d,
+        &["--continue_on_error=write", "--create_on_open=1"],
+    );
+    assert_ne!(c, 0);
+    assert_eq!(j["jobs"][0]["error"], 5);
+    assert_eq!(j["jobs"][0]["total_err"], 0);
+    // Every fio spelling parses; a wrong one is refused.
+    for v in ["none", "read", "write", "io", "verify", "all", "0", "1"] {
+        let (c, _, _, err) = run(BENCH, &d, &[&format!("--continue_on_error={v}")]);
+        assert!(c == 0 || c == 1, "{v}: {err}");
+    }
+    let o = Command::new(BENCH)
+        .args([
+            "--name=x",
+            "--ioengine=null",
+            "--size=1m",
+            "--continue_on_error=most",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let _ = std::fs::remove_dir_all(&d);
+}
