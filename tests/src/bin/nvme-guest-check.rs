@@ -162,6 +162,16 @@ enum Cmd {
         #[arg(long, default_value = "/tmp/acked.txt")]
         acked: String,
     },
+    /// Write continuously (4 KiB blocks over the first `blocks` blocks, a
+    /// new value each pass) and append "lba value" to `--log` after each
+    /// acknowledged write, until killed.
+    WriteUntilKilled {
+        addr: String,
+        #[arg(long, default_value_t = 2048)]
+        blocks: u64,
+        #[arg(long)]
+        log: String,
+    },
     /// Read the blocks listed in an acked file through a block device and
     /// check each holds its acknowledged value.
     CheckAcked {
@@ -169,6 +179,11 @@ enum Cmd {
         file: String,
         #[arg(long)]
         dev: String,
+        /// Also accept the next pass's value (a write submitted after the
+        /// last acknowledged one, in flight when the writer stopped, may
+        /// have landed; the writers cycle values 1..=250).
+        #[arg(long)]
+        or_next: bool,
     },
     /// Open, do verified I/O, close; `times` times in a row.
     Reopen {
@@ -275,7 +290,8 @@ fn main() -> ExitCode {
             mode,
             acked,
         } => reset_load(&addr, threads, resets, &mode, &acked),
-        Cmd::CheckAcked { file, dev } => check_acked(&file, &dev),
+        Cmd::CheckAcked { file, dev, or_next } => check_acked(&file, &dev, or_next),
+        Cmd::WriteUntilKilled { addr, blocks, log } => write_until_killed(&addr, blocks, &log),
         Cmd::Deadline {
             addr,
             timeout_ms,
@@ -732,7 +748,46 @@ fn reset_load(
     Ok(())
 }
 
-fn check_acked(file: &str, dev: &str) -> Result<(), Failure> {
+fn write_until_killed(addr: &str, blocks: u64, log: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let c = open(addr)?;
+    let ns = c.namespace(1)?.clone();
+    let bs = ns.block_size() as usize;
+    let mut qp = c.create_io_queue_pair(32)?;
+    let mut out = std::fs::File::create(log)?;
+    let mut bufs = c.alloc_buffers(16, ByteCount(bs))?;
+    let mut values = std::collections::HashMap::new();
+    let (mut next, mut value) = (0u64, 1u8);
+    println!("writing");
+    loop {
+        while let Some(mut b) = bufs.pop() {
+            let lba = next % blocks;
+            if values.contains_key(&lba) {
+                bufs.push(b);
+                break;
+            }
+            if lba == 0 {
+                value = value % 250 + 1;
+            }
+            next += 1;
+            b.fill(value);
+            qp.submit_write(&ns, Lba(lba), b, lba)
+                .map_err(|r| r.error)?;
+            values.insert(lba, value);
+        }
+        let mut done = Vec::new();
+        qp.poll(16, |d| done.push(d));
+        for d in done {
+            d.status.map_err(|e| format!("LBA {}: {e}", d.tag))?;
+            let v = values.remove(&d.tag).unwrap_or(0);
+            // Acknowledged: say so before anything else happens.
+            writeln!(out, "{} {v}", d.tag)?;
+            bufs.push(d.buf.ok_or("no buffer")?);
+        }
+    }
+}
+
+fn check_acked(file: &str, dev: &str, or_next: bool) -> Result<(), Failure> {
     use std::io::{Read, Seek, SeekFrom};
     let mut d = std::fs::File::open(dev)?;
     let text = std::fs::read_to_string(file)?;
@@ -746,7 +801,9 @@ fn check_acked(file: &str, dev: &str) -> Result<(), Failure> {
         let mut block = vec![0u8; 512];
         d.seek(SeekFrom::Start(lba * 512))?;
         d.read_exact(&mut block)?;
-        if block.iter().any(|&b| b != v) {
+        let next = v % 250 + 1;
+        let ok = block.iter().all(|&b| b == v) || (or_next && block.iter().all(|&b| b == next));
+        if !ok {
             return Err(format!(
                 "LBA {lba}: acknowledged {v}, the kernel reads {:?}..",
                 &block[..8]
