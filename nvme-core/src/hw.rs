@@ -152,9 +152,9 @@ pub unsafe trait DmaRegion: Send + Sync + 'static {
 /// `ring` must perform exactly one 32-bit store of `value` to the doorbell.
 /// The caller (the queue code in `nvme-core`) has already issued the barrier
 /// that orders its earlier stores to DMA memory before this store
-/// ([`crate::barrier::before_doorbell`]); an implementation whose doorbell
+/// (a release fence, or `sfence`/`dsb st`); an implementation whose doorbell
 /// mapping is write-combining must itself flush after the store
-/// ([`crate::barrier::wc_flush`]) so the store is not held in a WC buffer.
+/// ([`crate::wc_flush`]) so the store is not held in a WC buffer.
 pub trait Doorbell: Send + 'static {
     /// Store `value` to the doorbell register.
     fn ring(&mut self, value: u32);

@@ -107,9 +107,9 @@ pub use region::{MappingRecord, MappingRoute, RangePurpose};
 pub use sysfs::SysfsDevice;
 pub use wc::{BarResource, PatEntry, PatList, VfioWcSupport};
 
-/// `VFIO_TYPE1v2_IOMMU`, as returned by [`VfioDevice::iommu_type`].
+/// `VFIO_TYPE1v2_IOMMU`, as returned by [`VfioDeviceInfo::iommu_type`].
 pub const VFIO_TYPE1V2_IOMMU: u32 = vfio_bindings::bindings::vfio::VFIO_TYPE1v2_IOMMU;
-/// `VFIO_TYPE1_IOMMU`, as returned by [`VfioDevice::iommu_type`].
+/// `VFIO_TYPE1_IOMMU`, as returned by [`VfioDeviceInfo::iommu_type`].
 pub const VFIO_TYPE1_IOMMU: u32 = vfio_bindings::bindings::vfio::VFIO_TYPE1_IOMMU;
 
 /// Why [`open_controller`] failed: opening the device, or bringing up the controller.

@@ -4,7 +4,7 @@ use crate::identify::IdentifyNamespace;
 
 /// An active namespace and the geometry I/O needs.
 ///
-/// Only a [`Controller`] makes these, and their fields are private: the
+/// Only a [`Controller`](crate::Controller) makes these, and their fields are private: the
 /// block size and count decide how many bytes the device moves for a
 /// command, so a forged or edited geometry could make it DMA past a
 /// buffer. A namespace also remembers its controller, and a queue pair of
