@@ -68,6 +68,8 @@ pub mod log_page {
     pub const SMART_HEALTH: u8 = 0x02;
     /// Firmware Slot Information.
     pub const FIRMWARE_SLOT: u8 = 0x03;
+    /// Changed Namespace List.
+    pub const CHANGED_NAMESPACES: u8 = 0x04;
 }
 
 /// Identify CNS values.

@@ -356,6 +356,16 @@ fn get_log_page(s: &mut Inner, sqe: &SubmissionEntry) -> Result<u32, Status> {
         log_page::ERROR_INFORMATION => error_log(s),
         log_page::SMART_HEALTH => smart_log(s),
         log_page::FIRMWARE_SLOT => firmware_log(s),
+        log_page::CHANGED_NAMESPACES => {
+            let mut b = vec![0u8; 4096];
+            for (i, id) in s.changed_namespaces.iter().take(1024).enumerate() {
+                put(&mut b, 4 * i, &id.to_le_bytes());
+            }
+            if sqe.cdw10 & (1 << 15) == 0 {
+                s.changed_namespaces.clear();
+            }
+            b
+        }
         _ => return Err(Status::INVALID_LOG_PAGE),
     };
     let off = usize::try_from(off)
@@ -372,6 +382,7 @@ fn get_log_page(s: &mut Inner, sqe: &SubmissionEntry) -> Result<u32, Status> {
         let ty = match lid {
             log_page::ERROR_INFORMATION => Some(0),
             log_page::SMART_HEALTH => Some(1),
+            log_page::CHANGED_NAMESPACES => Some(2),
             _ => None,
         };
         if let Some(ty) = ty {

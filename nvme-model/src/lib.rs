@@ -439,6 +439,29 @@ impl ModelController {
         self.raise_event(1, 0, 0x02);
     }
 
+    /// Change namespace `nsid`'s size to `blocks` (sparse or null
+    /// backing; a dense one can only shrink) and report it as a
+    /// namespace-attribute-changed notice (log page 04h lists it).
+    pub fn resize_namespace(&self, nsid: u32, blocks: u64) -> bool {
+        {
+            let mut s = self.lock();
+            let Some(ns) = nsid
+                .checked_sub(1)
+                .and_then(|i| s.namespaces.get_mut(i as usize))
+            else {
+                return false;
+            };
+            if !ns.resize(blocks) {
+                return false;
+            }
+            if !s.changed_namespaces.contains(&nsid) {
+                s.changed_namespaces.push(nsid);
+            }
+        }
+        self.raise_event(2, 0x00, 0x04);
+        true
+    }
+
     /// Asynchronous Event Requests the controller holds.
     pub fn aers_outstanding(&self) -> usize {
         self.lock().aers.len()

@@ -108,6 +108,16 @@ impl Namespace {
         }
     }
 
+    /// Change the size (sparse and null backings only; a dense one keeps
+    /// its memory, so it can only shrink). False if not possible.
+    pub fn resize(&mut self, blocks: u64) -> bool {
+        if blocks == 0 || (matches!(self.storage, Storage::Dense(_)) && blocks > self.blocks) {
+            return false;
+        }
+        self.blocks = blocks;
+        true
+    }
+
     /// True if data really moves (not [`Backing::Null`]).
     pub fn stores_data(&self) -> bool {
         !matches!(self.storage, Storage::Null)

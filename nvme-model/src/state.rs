@@ -166,6 +166,8 @@ pub(crate) struct Inner {
     pub masked_events: Vec<u8>,
     /// SMART critical warning bits (SMART log byte 0).
     pub critical_warning: u8,
+    /// Namespaces changed since the Changed Namespace List was last read.
+    pub changed_namespaces: Vec<u32>,
     /// Doorbell Buffer Config: IOVAs of the shadow doorbell page and the
     /// EventIdx page, once the host has set them (cleared by a reset).
     pub dbbuf: Option<(u64, u64)>,
@@ -203,6 +205,7 @@ impl Inner {
             pending_events: VecDeque::new(),
             masked_events: Vec::new(),
             critical_warning: 0,
+            changed_namespaces: Vec::new(),
             dbbuf: None,
             cfg,
         }

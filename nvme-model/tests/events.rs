@@ -45,3 +45,37 @@ fn requests_are_outstanding_again_after_a_reset() {
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].kind, AsyncEventKind::SmartHealth);
 }
+
+#[test]
+fn a_resized_namespace_is_reported_and_rescanned() {
+    use nvme_core::{ByteCount, Error, Lba};
+    let model = ModelController::new(ModelConfig::default());
+    let c = Controller::init(model.clone(), ControllerOptions::default()).unwrap();
+    let old = c.namespace(1).unwrap().clone();
+    let mut qp = c.create_io_queue_pair(8).unwrap();
+    assert!(model.resize_namespace(1, old.blocks() / 2));
+    let ev = c.poll_events().unwrap();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!((ev[0].kind, ev[0].log_page), (AsyncEventKind::Notice, 0x04));
+    assert_eq!(ev[0].changed_namespaces, Some(vec![1]));
+    let new = c.rescan_namespaces().unwrap();
+    assert_eq!(new[0].nsid(), 1);
+    assert_eq!(new[0].blocks(), old.blocks() / 2);
+    // The new geometry is checked by the driver; the old one past the new
+    // end gets the controller's typed status.
+    let past = Lba(old.blocks() / 2);
+    let r = qp.read(&new[0], past, c.alloc_buffer(ByteCount(512)).unwrap());
+    assert!(matches!(r.unwrap_err().error, Error::LbaOutOfRange { .. }));
+    let r = qp.read(&old, past, c.alloc_buffer(ByteCount(512)).unwrap());
+    let e = r.unwrap_err();
+    assert_eq!(
+        e.error.nvme_status().and_then(|s| s.name()),
+        Some("LBA Out of Range"),
+        "{}",
+        e.error
+    );
+    // The next change is reported too.
+    assert!(model.resize_namespace(1, old.blocks() / 4));
+    let ev = c.poll_events().unwrap();
+    assert_eq!(ev[0].changed_namespaces, Some(vec![1]));
+}

@@ -2,6 +2,26 @@
 //! warnings, errors, notices such as a namespace change), through the
 //! Asynchronous Event Requests the driver keeps outstanding.
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_namespace_lists() {
+        let mut page = vec![0u8; 4096];
+        page[..4].copy_from_slice(&3u32.to_le_bytes());
+        page[4..8].copy_from_slice(&7u32.to_le_bytes());
+        assert_eq!(changed_namespace_list(&page), Some(vec![3, 7]));
+        page[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(changed_namespace_list(&page), None);
+        assert_eq!(changed_namespace_list(&[0u8; 4096]), Some(vec![]));
+        assert_eq!(
+            AsyncEvent::from_dw0(0x0004_0002).kind,
+            AsyncEventKind::Notice
+        );
+    }
+}
+
 use crate::identify::SmartLog;
 
 /// The kind of an asynchronous event (completion DW0 bits 2:0).
@@ -35,6 +55,25 @@ pub struct AsyncEvent {
     pub log_page: u8,
     /// For a SMART/health event: the SMART log as read after it.
     pub smart: Option<SmartLog>,
+    /// For a namespace-changed notice: the namespaces whose Identify data
+    /// changed (attached, detached, resized), from the Changed Namespace
+    /// List; `None` if the controller says more than 1024 changed. Get
+    /// their new geometry with `Controller::rescan_namespaces`.
+    pub changed_namespaces: Option<Vec<u32>>,
+}
+
+/// Parse a Changed Namespace List log page (04h): NSIDs, zero-terminated;
+/// `None` when its first entry is FFFFFFFFh (more than 1024 changed).
+pub(crate) fn changed_namespace_list(page: &[u8]) -> Option<Vec<u32>> {
+    let ids: Vec<u32> = page
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .take_while(|&n| n != 0)
+        .collect();
+    if ids.first() == Some(&u32::MAX) {
+        return None;
+    }
+    Some(ids)
 }
 
 impl AsyncEvent {
@@ -53,6 +92,7 @@ impl AsyncEvent {
             info: (dw0 >> 8) as u8,
             log_page: (dw0 >> 16) as u8,
             smart: None,
+            changed_namespaces: Some(Vec::new()),
         }
     }
 }

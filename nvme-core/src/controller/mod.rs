@@ -810,6 +810,10 @@ impl<H: Hardware> Controller<H> {
                     Ok(_) if lid == log_page::SMART_HEALTH => {
                         ev.smart = Some(SmartLog::parse(&q.scratch_bytes::<SMART_LOG_SIZE>()));
                     }
+                    Ok(_) if lid == log_page::CHANGED_NAMESPACES => {
+                        ev.changed_namespaces =
+                            events::changed_namespace_list(&q.scratch_bytes::<PAGE_SIZE>()[..]);
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(lid, "reading the event's log page: {e}"),
                 }
@@ -818,6 +822,32 @@ impl<H: Hardware> Controller<H> {
             q.arm_events(want);
             Ok(out)
         })
+    }
+
+    /// Identify the active namespaces again (after a namespace-changed
+    /// event, or at any time): their current geometry, in this
+    /// controller's DMA domain, for the caller to use from now on. The
+    /// namespaces found at bring-up (`namespaces()`) stay as they were; I/O
+    /// through a namespace that no longer exists fails with the
+    /// controller's "Invalid Namespace or Format" status, and past a
+    /// shrunk end with "LBA Out of Range".
+    pub fn rescan_namespaces(&self) -> Result<Vec<Namespace>, Error> {
+        let s = &self.shared;
+        let page = s.admin_data::<IDENTIFY_SIZE>(
+            |scratch| SubmissionEntry::identify(cns::ACTIVE_NAMESPACES, 0, scratch),
+            "Identify (Active Namespace List)",
+        )?;
+        let nsids: Vec<u32> = page
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .take_while(|&n| n != 0)
+            .collect();
+        let mut out = Vec::new();
+        for nsid in nsids {
+            let id = self.identify_namespace(nsid)?;
+            out.extend(Namespace::from_identify(nsid, id, s.domain));
+        }
+        Ok(out)
     }
 
     /// Get Features: the current value (completion DW0).
