@@ -162,6 +162,20 @@ enum Cmd {
         #[arg(long, default_value = "/tmp/acked.txt")]
         acked: String,
     },
+    /// Write the pattern to `blocks` blocks from `lba`, then read them back
+    /// one block at a time, several in flight: blocks in `--bad` must fail
+    /// with the named media error status, every other one must succeed and
+    /// match.
+    MediaErrors {
+        addr: String,
+        #[arg(long, default_value_t = 0)]
+        lba: u64,
+        #[arg(long, default_value_t = 256)]
+        blocks: u64,
+        /// Blocks (LBAs) whose reads fail.
+        #[arg(long, value_delimiter = ',')]
+        bad: Vec<u64>,
+    },
     /// Write continuously (4 KiB blocks over the first `blocks` blocks, a
     /// new value each pass) and append "lba value" to `--log` after each
     /// acknowledged write, until killed.
@@ -291,6 +305,12 @@ fn main() -> ExitCode {
             acked,
         } => reset_load(&addr, threads, resets, &mode, &acked),
         Cmd::CheckAcked { file, dev, or_next } => check_acked(&file, &dev, or_next),
+        Cmd::MediaErrors {
+            addr,
+            lba,
+            blocks,
+            bad,
+        } => media_errors(&addr, lba, blocks, &bad),
         Cmd::WriteUntilKilled { addr, blocks, log } => write_until_killed(&addr, blocks, &log),
         Cmd::Deadline {
             addr,
@@ -745,6 +765,64 @@ fn reset_load(
         acked.len(),
         t0.elapsed().as_millis()
     );
+    Ok(())
+}
+
+fn media_errors(addr: &str, lba: u64, blocks: u64, bad: &[u64]) -> Result<(), Failure> {
+    use nvme_core::CommandError;
+    let c = open(addr)?;
+    let ns = c.namespace(1)?.clone();
+    let bs = ns.block_size() as usize;
+    let mut qp = c.create_io_queue_pair(32)?;
+    let seed = 77;
+    // Every good block gets the pattern (blkdebug may fail writes to the
+    // bad sectors too, so they are left as they are).
+    for l in (lba..lba + blocks).filter(|l| !bad.contains(l)) {
+        let mut w = c.alloc_buffer(ByteCount(bs))?;
+        fill_pattern(&mut w, seed, l, bs);
+        qp.write(&ns, Lba(l), w).map_err(|e| e.error)?;
+    }
+    let mut bufs = c.alloc_buffers(16, ByteCount(bs))?;
+    let (mut next, mut done, mut failed_ok, mut verified) = (lba, 0u64, 0u64, 0u64);
+    let t = Instant::now();
+    while done < blocks {
+        if t.elapsed() > Duration::from_secs(120) {
+            return Err("reads did not finish".into());
+        }
+        while next < lba + blocks {
+            let Some(b) = bufs.pop() else { break };
+            qp.submit_read(&ns, Lba(next), b, next)
+                .map_err(|r| r.error)?;
+            next += 1;
+        }
+        let mut back = Vec::new();
+        qp.poll(16, |d| back.push(d));
+        for d in back {
+            let l = d.tag;
+            let buf = d.buf.ok_or("no buffer")?;
+            match (d.status, bad.contains(&l)) {
+                (Ok(()), false) => {
+                    check_pattern(&buf, seed, l, bs)?;
+                    verified += 1;
+                }
+                (Err(CommandError::Device(st)), true) => {
+                    println!("media_error lba={l} status={st}");
+                    if st.name() != Some("Unrecovered Read Error") {
+                        return Err(
+                            format!("LBA {l}: {st}, expected Unrecovered Read Error").into()
+                        );
+                    }
+                    failed_ok += 1;
+                }
+                (st, is_bad) => {
+                    return Err(format!("LBA {l}: {st:?} (bad sector: {is_bad})").into());
+                }
+            }
+            done += 1;
+            bufs.push(buf);
+        }
+    }
+    println!("media_errors=ok failed={failed_ok} verified={verified}");
     Ok(())
 }
 
