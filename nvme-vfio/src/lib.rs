@@ -91,6 +91,7 @@ mod iova;
 mod open;
 mod pci;
 mod region;
+mod removal;
 #[allow(unsafe_code)]
 mod sys;
 mod sysfs;
