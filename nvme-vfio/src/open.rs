@@ -107,7 +107,7 @@ impl OpenOptions {
     /// *before* the write-combining plan runs, the way an earlier user of
     /// the BAR would. On x86 vfio's mapping fixes the range's PAT type, so
     /// the later WC attempt is refused or downgraded; the driver must notice
-    /// and fall back to uncached, and say so in [`VfioDevice::mappings`].
+    /// and fall back to uncached, and say so in [`VfioDeviceInfo::mappings`](crate::VfioDeviceInfo::mappings).
     pub fn touch_bar_first(&mut self, bar: u8) -> &mut Self {
         self.touch_bar_first = Some(bar);
         self

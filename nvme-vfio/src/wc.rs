@@ -164,7 +164,7 @@ impl fmt::Display for PatEntry {
 /// the memory type each reserved physical range really got.
 ///
 /// The driver checks every mapping against this list at open and reports
-/// the outcome in [`VfioDevice::mappings`](crate::VfioDevice::mappings);
+/// the outcome in [`VfioDevice::mappings`](crate::VfioDeviceInfo::mappings);
 /// tools can read the list again (e.g. while a window is mapped) and compare.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PatList {
