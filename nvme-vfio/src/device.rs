@@ -2,8 +2,9 @@
 //! `nvme_core::Hardware` implementation. Opening it is `open.rs`.
 
 use std::fs::File;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use nvme_core::{Doorbell, Hardware, HwError, MemoryType};
 
@@ -14,8 +15,9 @@ use crate::error::VfioError;
 use crate::iova::IovaRange;
 use crate::open::OpenOptions;
 use crate::pci::PciAddress;
-use crate::region::{rw_write, Bar, MappingRecord};
-use crate::sys::Reg32;
+use crate::region::{rw_write, Bar, MappingRecord, RegionIo};
+use crate::removal::Watcher;
+use crate::sys::{Mmap, Reg32};
 use crate::sysfs::SysfsDevice;
 use crate::wc::{self, BarResource, VfioWcSupport};
 
@@ -54,31 +56,57 @@ impl std::ops::Deref for VfioDevice {
 }
 
 /// The VFIO device fd and where PCI config space lies in it.
+///
+/// The fd can be closed while the device handle lives on: when the device
+/// is removed (`removal.rs`), accesses through it fail at once (`gone`),
+/// then the file is dropped so the kernel can complete the removal. The
+/// lock is taken only by the pread/pwrite routes, ioctls and the close,
+/// never by the mapped register and doorbell accesses.
 #[derive(Debug)]
 pub(crate) struct DeviceFd {
-    /// The fd `VFIO_GROUP_GET_DEVICE_FD` returned (pread/pwrite, mmap).
-    pub(crate) file: File,
+    /// The fd `VFIO_GROUP_GET_DEVICE_FD` returned (pread/pwrite, mmap);
+    /// `None` once released.
+    file: RwLock<Option<File>>,
+    /// Set when removal starts: every access through the fd fails from then on.
+    gone: AtomicBool,
     /// Offset of the config-space region in the fd.
     config_offset: u64,
     /// Size of the config-space region.
     config_size: u64,
 }
 
+/// The device fd for a caller that has checked it is still open.
+pub(crate) struct FileRef<'a>(RwLockReadGuard<'a, Option<File>>);
+
+impl std::ops::Deref for FileRef<'_> {
+    type Target = File;
+    fn deref(&self) -> &File {
+        match self.0.as_ref() {
+            Some(f) => f,
+            None => unreachable!("FileRef is only made for an open fd"),
+        }
+    }
+}
+
 /// Field order is teardown order (Rust drops fields top to bottom), after
 /// `Drop::drop` has cleared Bus Master:
-/// 1. `bar0`: munmap BAR0 (doorbells hold an `Arc<DeviceInner>`, so none is left);
-/// 2. `device`: close the device fd (vfio-pci disables and, if it can, resets the function);
-/// 3. `container`: drop our `Arc`; when the last DMA buffer is gone too,
+/// 1. `watcher`: stop and join the removal watcher thread (it holds
+///    clones of the mappings and of the device fd, released with it);
+/// 2. `bar0`: munmap BAR0 (doorbells hold an `Arc<DeviceInner>`, so none is left);
+/// 3. `device`: close the device fd (vfio-pci disables and, if it can, resets the function);
+/// 4. `container`: drop our `Arc`; when the last DMA buffer is gone too,
 ///    unset the container, close the group fd, close the container fd.
 ///
 /// Built once, complete, by the last step of the bring-up (`open.rs`).
 #[derive(Debug)]
 pub(crate) struct DeviceInner {
+    /// The removal watcher (`None` if it could not be started).
+    pub(crate) watcher: Option<Watcher>,
     pub(crate) bar0: Bar,
     /// Memory BARs other than BAR0, mapped by the WC plan (unmapped before
     /// the device fd closes).
     pub(crate) mem_bars: Vec<MemBar>,
-    pub(crate) device: DeviceFd,
+    pub(crate) device: Arc<DeviceFd>,
     pub(crate) container: Arc<Container>,
     pub(crate) address: PciAddress,
     pub(crate) sysfs: SysfsDevice,
@@ -102,6 +130,10 @@ pub(crate) struct DeviceInner {
 
 impl Drop for DeviceInner {
     fn drop(&mut self) {
+        if self.is_removed() {
+            tracing::debug!("{}: closing a removed VFIO device", self.address);
+            return;
+        }
         // Stop the function from mastering the bus before anything is torn
         // down (vfio-pci also does this on release; doing it here first
         // makes it independent of when the kernel releases the fd).
@@ -124,6 +156,23 @@ impl Drop for DeviceInner {
 }
 
 impl DeviceInner {
+    /// Whether the device was removed (see `removal.rs`).
+    pub(crate) fn is_removed(&self) -> bool {
+        self.watcher
+            .as_ref()
+            .is_some_and(|w| w.removal.is_removed())
+            || self.device.is_gone()
+    }
+
+    /// Every BAR mapping of the device (what removal replaces).
+    pub(crate) fn all_maps(bar0: &Bar, mem_bars: &[MemBar]) -> Vec<Arc<Mmap>> {
+        let mut v: Vec<Arc<Mmap>> = bar0.maps().to_vec();
+        for m in mem_bars {
+            v.extend(m.maps());
+        }
+        v
+    }
+
     /// The last bring-up step: enable Memory Space and Bus Master in the PCI
     /// command register. On failure the caller drops `self`, whose `Drop`
     /// clears Bus Master again.
@@ -137,10 +186,52 @@ impl DeviceInner {
 impl DeviceFd {
     pub(crate) fn new(file: File, config_offset: u64, config_size: u64) -> DeviceFd {
         DeviceFd {
-            file,
+            file: RwLock::new(Some(file)),
+            gone: AtomicBool::new(false),
             config_offset,
             config_size,
         }
+    }
+
+    fn gone_error() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::NotConnected,
+            "the device was removed (its VFIO fd is closed)",
+        )
+    }
+
+    /// The open fd, or an error once the device is gone.
+    pub(crate) fn file(&self) -> io::Result<FileRef<'_>> {
+        if self.is_gone() {
+            return Err(Self::gone_error());
+        }
+        let g = self.file.read().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            return Err(Self::gone_error());
+        }
+        Ok(FileRef(g))
+    }
+
+    /// Run `f` on the open fd (an error once the device is gone).
+    pub(crate) fn with_file<R>(&self, f: impl FnOnce(&File) -> R) -> io::Result<R> {
+        Ok(f(&*self.file()?))
+    }
+
+    /// Removal started: accesses through the fd fail from now on.
+    pub(crate) fn mark_gone(&self) {
+        self.gone.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+
+    /// Close the fd (after waiting for accesses in progress); whether it
+    /// was still open.
+    pub(crate) fn release(&self) -> bool {
+        self.mark_gone();
+        let f = self.file.write().unwrap_or_else(|e| e.into_inner()).take();
+        f.is_some()
     }
 
     pub(crate) fn config_read(&self, offset: u64, buf: &mut [u8]) -> Result<(), VfioError> {
@@ -160,8 +251,7 @@ impl DeviceFd {
                 self.config_size
             )));
         }
-        use std::os::unix::fs::FileExt;
-        match self.file.read_at(buf, self.config_offset + offset) {
+        match self.read_at(buf, self.config_offset + offset) {
             Ok(n) if n == len => Ok(()),
             Ok(n) => Err(err(format!("short read ({n} bytes)"))),
             Err(e) => Err(err(e.to_string())),
@@ -184,7 +274,7 @@ impl DeviceFd {
                 self.config_size
             )));
         }
-        rw_write(&self.file, self.config_offset + offset, buf).map_err(err)
+        rw_write(self, self.config_offset + offset, buf).map_err(err)
     }
 
     pub(crate) fn config_read_u16(&self, offset: u64) -> Result<u16, VfioError> {
@@ -244,9 +334,29 @@ impl VfioDeviceInfo {
     pub fn reset_supported(&self) -> bool {
         self.inner.reset_supported
     }
-    /// Number of interrupt indexes VFIO reports (unused for now: we poll).
+    /// Number of interrupt indexes VFIO reports (we poll for completions;
+    /// the request and error indexes are used to learn of removal).
     pub fn num_irqs(&self) -> u32 {
         self.inner.num_irqs
+    }
+    /// Whether the kernel's request interrupt (it wants the device back)
+    /// and error interrupt (AER) are registered, as (request, error).
+    pub fn removal_channels(&self) -> (bool, bool) {
+        self.inner
+            .watcher
+            .as_ref()
+            .map_or((false, false), |w| w.removal.channels)
+    }
+    /// Whether the device was removed (hot-unplug, unbind, or it vanished).
+    pub fn is_removed(&self) -> bool {
+        self.inner.is_removed()
+    }
+    /// Uncorrectable PCIe errors VFIO reported through its error interrupt.
+    pub fn aer_events(&self) -> u64 {
+        self.inner
+            .watcher
+            .as_ref()
+            .map_or(0, |w| w.removal.aer_events())
     }
     /// How every range of BAR0 and of the other memory BARs is reached
     /// (vfio mmap, pread/pwrite, sysfs `resourceN_wc`), with the memory
@@ -480,6 +590,9 @@ impl VfioDevice {
     }
 
     fn reg_error(&self, op: &str, offset: usize, e: &str) {
+        if self.info.inner.is_removed() {
+            return; // all ones / dropped, as the removal contract says
+        }
         tracing::error!("{}: {op} BAR0+{offset:#x}: {e}", self.info.inner.address);
     }
 }
@@ -542,8 +655,10 @@ impl Doorbell for VfioDoorbell {
                 }
             }
             DoorbellKind::Pwrite { dev, at } => {
-                if let Err(e) = rw_write(&dev.device.file, *at, &value.to_ne_bytes()) {
-                    tracing::error!("{}: doorbell pwrite: {e}", dev.address);
+                if let Err(e) = rw_write(&*dev.device, *at, &value.to_ne_bytes()) {
+                    if !dev.is_removed() {
+                        tracing::error!("{}: doorbell pwrite: {e}", dev.address);
+                    }
                 }
             }
         }
@@ -572,12 +687,17 @@ unsafe impl Hardware for VfioDevice {
                 self.info.inner.address
             )));
         }
-        crate::sys::device_reset(&self.info.inner.device.file).map_err(|e| {
-            HwError::msg(format!(
-                "{}: VFIO_DEVICE_RESET failed: {e}",
-                self.info.inner.address
-            ))
-        })
+        self.info
+            .inner
+            .device
+            .with_file(crate::sys::device_reset)
+            .and_then(|r| r)
+            .map_err(|e| {
+                HwError::msg(format!(
+                    "{}: VFIO_DEVICE_RESET failed: {e}",
+                    self.info.inner.address
+                ))
+            })
     }
     fn info(&self) -> VfioDeviceInfo {
         self.info.clone()
@@ -588,7 +708,7 @@ unsafe impl Hardware for VfioDevice {
         self.info
             .inner
             .bar0
-            .read32(&self.info.inner.device.file, offset as u64)
+            .read32(&*self.info.inner.device, offset as u64)
             .unwrap_or_else(|e| {
                 self.reg_error("read32", offset, &e);
                 u32::MAX
@@ -600,7 +720,7 @@ unsafe impl Hardware for VfioDevice {
         self.info
             .inner
             .bar0
-            .read64(&self.info.inner.device.file, offset as u64)
+            .read64(&*self.info.inner.device, offset as u64)
             .unwrap_or_else(|e| {
                 self.reg_error("read64", offset, &e);
                 u64::MAX
@@ -612,7 +732,7 @@ unsafe impl Hardware for VfioDevice {
         if let Err(e) = self
             .inner
             .bar0
-            .write32(&self.info.inner.device.file, offset as u64, value)
+            .write32(&*self.info.inner.device, offset as u64, value)
         {
             self.reg_error("write32", offset, &e);
         }
@@ -623,7 +743,7 @@ unsafe impl Hardware for VfioDevice {
         if let Err(e) = self
             .inner
             .bar0
-            .write64(&self.info.inner.device.file, offset as u64, value)
+            .write64(&*self.info.inner.device, offset as u64, value)
         {
             self.reg_error("write64", offset, &e);
         }
@@ -654,6 +774,20 @@ unsafe impl Hardware for VfioDevice {
 
     fn alloc_dma(&self, len: usize) -> Result<DmaBuffer, HwError> {
         Ok(self.allocate_dma(len)?)
+    }
+
+    /// Called once, from the device's watcher thread, when VFIO's request
+    /// interrupt fires (the kernel wants the device back: hot-unplug or
+    /// unbind) or an access to a BAR mapping faulted (the device is gone),
+    /// after every BAR mapping reads all ones and writes nowhere; the device
+    /// fd is closed right after it returns. Called at once if that already
+    /// happened. Never called if the watcher could not be started (logged
+    /// at open).
+    fn watch_removal(&self, on_removal: Box<dyn Fn() + Send + Sync + 'static>) {
+        match &self.info.inner.watcher {
+            Some(w) => w.removal.set_hook(on_removal),
+            None => drop(on_removal),
+        }
     }
 }
 

@@ -276,6 +276,15 @@ pub(crate) struct MemBar {
 }
 
 impl MemBar {
+    /// The mappings of this BAR (what removal replaces).
+    pub(crate) fn maps(&self) -> Vec<Arc<Mmap>> {
+        let mut v: Vec<Arc<Mmap>> = self.wc.iter().cloned().collect();
+        if let Some(b) = &self.uc {
+            v.extend(b.maps().iter().cloned());
+        }
+        v
+    }
+
     /// The mapping covering `[offset, offset+len)`, the offset in it, and its type.
     pub(crate) fn window(&self, offset: u64, len: u64) -> Option<(Arc<Mmap>, usize, MemoryType)> {
         let end = offset.checked_add(len)?;

@@ -52,15 +52,47 @@
 //!   as IOMMU unmap → munmap → IOVA free.
 //! - `device`: [`VfioDevice`] ties it together and implements
 //!   [`nvme_core::Hardware`]; [`VfioDoorbell`] is a pointer into the BAR0
-//!   mapping, so ringing is one volatile store.
+//!   mapping, so ringing is one volatile store. The device fd sits behind
+//!   a lock taken only by the pread/pwrite routes, ioctls and its close
+//!   (never by mapped register or doorbell accesses), so removal can close
+//!   it while the handle lives on.
+//! - `removal`: device removal (issue #13). At open, eventfds are
+//!   registered for VFIO's request interrupt (`VFIO_PCI_REQ_IRQ_INDEX`: the
+//!   kernel wants the device back, hot-unplug or unbind) and, for PCIe
+//!   functions, its error interrupt (`VFIO_PCI_ERR_IRQ_INDEX`, AER); a
+//!   watcher thread per device (`nvme-vfio-watch <BDF>`, stopped and joined
+//!   when the device is dropped) polls them and a fault eventfd written by
+//!   the SIGBUS handler. On a request or a caught fault: accesses through
+//!   the fd fail (reads give all ones), every BAR mapping (registers,
+//!   doorbells, CMB) is replaced in place by private memory reading all
+//!   ones, the hook from [`nvme_core::Hardware::watch_removal`] is called
+//!   once, and the device fd is closed, so the kernel completes the removal
+//!   while the process lives on ([`VfioDeviceInfo::is_removed`]). AER
+//!   events are logged and counted ([`VfioDeviceInfo::aer_events`]) and
+//!   left to `nvme-core`'s deadline and reset path; a device that does not
+//!   come back is then removed by the kernel, which the request reports.
+//! - SIGBUS guard (in `sys`): an access to a zapped vfio mapping (surprise
+//!   removal, link down) raises SIGBUS. Every device mapping is recorded in
+//!   a fixed registry of atomics (64 slots, seqlock per slot, readable from
+//!   a signal handler); a handler installed once per process (chaining to
+//!   the previous one, which for Rust binaries is std's stack-overflow
+//!   handler) replaces a faulting registered mapping with all ones, tells
+//!   the device's watcher, and returns so the access is retried; any other
+//!   SIGBUS goes to the previous handler or the default action. A
+//!   replacement fills up to 16 MiB with 0xFF (zeros beyond: a CMB's
+//!   contents do not matter once the device is gone).
 //!
 //! # Where `unsafe` lives
 //!
-//! Only in the private `sys` module: the ioctls, `mmap`/`munmap`/`mlock`/
-//! `madvise`, taking ownership of the fd `VFIO_GROUP_GET_DEVICE_FD`
-//! returns, the volatile loads/stores into mappings (bounds- and
-//! alignment-checked), and the `Send`/`Sync` impls of the two types that hold
-//! raw pointers (`Mmap`, `Reg32`). Every block carries a `// SAFETY:` comment.
+//! Only in the private `sys` module: the ioctls (including
+//! `VFIO_DEVICE_GET_IRQ_INFO` and `VFIO_DEVICE_SET_IRQS`),
+//! `mmap`/`mremap`/`munmap`/`mlock`/`madvise`, `eventfd` and `poll`,
+//! taking ownership of the fds `VFIO_GROUP_GET_DEVICE_FD` and `eventfd`
+//! return, the volatile loads/stores into mappings (bounds- and
+//! alignment-checked), the SIGBUS handler (`sigaction`, chaining to the
+//! previous handler, the async-signal-safe replacement of a mapping), and
+//! the `Send`/`Sync` impls of the two types that hold raw pointers (`Mmap`,
+//! `Reg32`). Every block carries a `// SAFETY:` comment.
 //! Besides those, the crate's three implementations of `nvme-core`'s unsafe
 //! traits (`Hardware` for [`VfioDevice`], `DmaRegion` for [`DmaBuffer`],
 //! `DeviceMemory` for [`VfioDeviceMemory`]) are `unsafe impl`s, each with
@@ -77,7 +109,9 @@
 //! cleared, BAR0 is unmapped, the device fd is closed; when the last buffer
 //! goes too, the group is detached from the container and the group and
 //! container fds are closed. The NVMe-level shutdown (CC.SHN) is
-//! `nvme-core`'s job and must happen before.
+//! `nvme-core`'s job and must happen before. After a removal the device fd
+//! is already closed and the mappings are private memory: dropping then
+//! only unmaps them and frees the DMA buffers.
 
 #![deny(unsafe_code)]
 
@@ -91,6 +125,7 @@ mod iova;
 mod open;
 mod pci;
 mod region;
+mod removal;
 #[allow(unsafe_code)]
 mod sys;
 mod sysfs;

@@ -15,6 +15,7 @@
 //! 9. `DeviceInner` built, complete, then `enable_bus_master`.
 
 use std::ffi::CString;
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ use crate::error::VfioError;
 use crate::iova::IovaRange;
 use crate::pci::PciAddress;
 use crate::region::{query_region, Bar};
+use crate::removal::Watcher;
 use crate::sys;
 use crate::sysfs::{self, SysfsDevice};
 use crate::wc::{self, BarResource};
@@ -168,11 +170,19 @@ impl<'o> Bringup<'o> {
         let container = self.open_container()?;
         let (device, info) = self.open_device_fd(&container)?;
         let reset_supported = info.flags & VFIO_DEVICE_FLAGS_RESET != 0;
-        let reset_done = self.reset(&device, reset_supported);
-        let (regions, bar0) = self.query_bars(&device)?;
+        let (reset_done, regions, bars) = {
+            // Nothing can close the fd during the bring-up.
+            let file = device.file().map_err(|source| VfioError::Ioctl {
+                op: "VFIO_GROUP_GET_DEVICE_FD",
+                source,
+            })?;
+            let reset_done = self.reset(&file, reset_supported);
+            let (regions, bar0) = self.query_bars(&file)?;
+            let bars = self.plan_and_map_bars(&file, &regions, &bar0);
+            (reset_done, regions, bars)
+        };
         let bar_sizes: [u64; 6] =
             std::array::from_fn(|i| regions[i].as_ref().map_or(0, |(ri, _)| ri.size));
-        let bars = self.plan_and_map_bars(&device, &regions, &bar0);
         let header = self.read_config_header(&device)?;
         let iova_reserved =
             self.reserve_bar_iovas(&container, &bars.resources, &header.bar_bus, &bar_sizes);
@@ -185,7 +195,27 @@ impl<'o> Bringup<'o> {
             resources,
             vfio_wc,
         } = bars;
+        let device = Arc::new(device);
+        // The removal watcher: request/error interrupts and caught faults.
+        let watcher = match Watcher::start(
+            address,
+            &device,
+            DeviceInner::all_maps(&bar0, &mem_bars),
+        ) {
+            Ok(w) => {
+                let (req, err) = w.removal.channels;
+                tracing::debug!(
+                    "{address}: removal watcher started (request interrupt: {req}, error interrupt: {err})"
+                );
+                Some(w)
+            }
+            Err(e) => {
+                tracing::warn!("{address}: cannot start the removal watcher ({e}); removal will not be noticed");
+                None
+            }
+        };
         let inner = DeviceInner {
+            watcher,
             bar0,
             mem_bars,
             device,
@@ -265,10 +295,10 @@ impl<'o> Bringup<'o> {
 
     /// Step 4: VFIO_DEVICE_RESET, when the options ask for it and the device
     /// supports it. A failure is logged, not fatal. Returns whether it was done.
-    fn reset(&self, device: &DeviceFd, supported: bool) -> bool {
+    fn reset(&self, device: &File, supported: bool) -> bool {
         let address = self.address;
         if self.opts.reset && supported {
-            match sys::device_reset(&device.file) {
+            match sys::device_reset(device) {
                 Ok(()) => return true,
                 Err(e) => tracing::warn!(
                     "{address}: VFIO_DEVICE_RESET failed ({e}); continuing without it"
@@ -282,11 +312,11 @@ impl<'o> Bringup<'o> {
 
     /// Step 5: VFIO's info of BAR0..BAR5 (a failed query leaves the BAR
     /// out), and BAR0's, which must be present, readable and writable.
-    fn query_bars(&self, device: &DeviceFd) -> Result<(Vec<Option<Region>>, Region), VfioError> {
+    fn query_bars(&self, device: &File) -> Result<(Vec<Option<Region>>, Region), VfioError> {
         let address = self.address;
         let mut regions: Vec<Option<Region>> = vec![None; 6];
         for (i, region) in regions.iter_mut().enumerate() {
-            match query_region(&device.file, i as u32) {
+            match query_region(device, i as u32) {
                 Ok(r) => *region = Some(r),
                 Err(e) => tracing::debug!("{address}: BAR{i} info: {e}"),
             }
@@ -309,33 +339,28 @@ impl<'o> Bringup<'o> {
 
     /// Step 6: make the write-combining plan and carry it out, before vfio
     /// maps, reads or writes any memory BAR (see [`WcPlan`]).
-    fn plan_and_map_bars(
-        &self,
-        device: &DeviceFd,
-        regions: &BarRegions,
-        bar0: &Region,
-    ) -> MappedBars {
+    fn plan_and_map_bars(&self, device: &File, regions: &BarRegions, bar0: &Region) -> MappedBars {
         let plan = WcPlan::new(
-            &device.file,
+            device,
             &self.sysfs.path,
             regions,
             &self.opts.debugfs_root,
             self.opts.write_combining,
         );
         let pre = self.touch_bar_first(device, regions);
-        plan.map_bars(&device.file, &self.address, regions, bar0, pre)
+        plan.map_bars(device, &self.address, regions, bar0, pre)
     }
 
     /// The `touch_bar_first` test knob: map that BAR through vfio before the
     /// plan is carried out, the way an earlier user of the BAR would.
-    fn touch_bar_first(&self, device: &DeviceFd, regions: &BarRegions) -> Option<Bar> {
+    fn touch_bar_first(&self, device: &File, regions: &BarRegions) -> Option<Bar> {
         let n = self.opts.touch_bar_first.filter(|n| (1..6).contains(n))?;
         let (ri, caps) = regions[n as usize].as_ref()?;
         tracing::info!(
             "{}: mapping BAR{n} through vfio before the WC plan (touch_bar_first)",
             self.address
         );
-        Some(Bar::map(&device.file, &self.address, n, ri, caps))
+        Some(Bar::map(device, &self.address, n, ri, caps))
     }
 
     /// Step 7: the BARs' bus addresses (config space as the device decodes

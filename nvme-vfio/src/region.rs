@@ -345,6 +345,11 @@ impl Bar {
         }
     }
 
+    /// The mappings (what removal replaces).
+    pub(crate) fn maps(&self) -> &[Arc<Mmap>] {
+        &self.maps
+    }
+
     /// A doorbell-style register handle at `offset`, if it is in a mapping.
     pub(crate) fn reg32(&self, offset: u64) -> Option<(Reg32, MemoryType)> {
         match route(&self.spans, self.size, offset, 4) {
@@ -372,7 +377,7 @@ impl Bar {
         route(&self.spans, self.size, offset, width) != Route::Invalid
     }
 
-    pub(crate) fn read32(&self, dev: &File, offset: u64) -> Result<u32, String> {
+    pub(crate) fn read32(&self, dev: &impl RegionIo, offset: u64) -> Result<u32, String> {
         match route(&self.spans, self.size, offset, 4) {
             Route::Mmio { area, off } => self.maps[area]
                 .read32(off)
@@ -382,7 +387,7 @@ impl Bar {
         }
     }
 
-    pub(crate) fn read64(&self, dev: &File, offset: u64) -> Result<u64, String> {
+    pub(crate) fn read64(&self, dev: &impl RegionIo, offset: u64) -> Result<u64, String> {
         match route(&self.spans, self.size, offset, 8) {
             Route::Mmio { area, off } => self.maps[area]
                 .read64(off)
@@ -392,7 +397,7 @@ impl Bar {
         }
     }
 
-    pub(crate) fn write32(&self, dev: &File, offset: u64, v: u32) -> Result<(), String> {
+    pub(crate) fn write32(&self, dev: &impl RegionIo, offset: u64, v: u32) -> Result<(), String> {
         match route(&self.spans, self.size, offset, 4) {
             Route::Mmio { area, off } => self.maps[area]
                 .write32(off, v)
@@ -403,7 +408,7 @@ impl Bar {
         }
     }
 
-    pub(crate) fn write64(&self, dev: &File, offset: u64, v: u64) -> Result<(), String> {
+    pub(crate) fn write64(&self, dev: &impl RegionIo, offset: u64, v: u64) -> Result<(), String> {
         match route(&self.spans, self.size, offset, 8) {
             Route::Mmio { area, off } => self.maps[area]
                 .write64(off, v)
@@ -419,8 +424,36 @@ impl Bar {
     }
 }
 
+/// Positioned reads and writes on a device fd (a `File`, or the device's
+/// `DeviceFd`, which fails them once the device is removed).
+pub(crate) trait RegionIo {
+    fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<usize>;
+    fn write_at(&self, buf: &[u8], at: u64) -> std::io::Result<usize>;
+}
+
+impl RegionIo for File {
+    fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+        FileExt::read_at(self, buf, at)
+    }
+    fn write_at(&self, buf: &[u8], at: u64) -> std::io::Result<usize> {
+        FileExt::write_at(self, buf, at)
+    }
+}
+
+impl RegionIo for crate::device::DeviceFd {
+    fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+        FileExt::read_at(&*self.file()?, buf, at)
+    }
+    fn write_at(&self, buf: &[u8], at: u64) -> std::io::Result<usize> {
+        FileExt::write_at(&*self.file()?, buf, at)
+    }
+}
+
 /// One `pread` of exactly `N` bytes.
-pub(crate) fn rw_read<const N: usize>(dev: &File, at: u64) -> Result<[u8; N], String> {
+pub(crate) fn rw_read<const N: usize>(
+    dev: &(impl RegionIo + ?Sized),
+    at: u64,
+) -> Result<[u8; N], String> {
     let mut b = [0u8; N];
     match dev.read_at(&mut b, at) {
         Ok(n) if n == N => Ok(b),
@@ -430,7 +463,7 @@ pub(crate) fn rw_read<const N: usize>(dev: &File, at: u64) -> Result<[u8; N], St
 }
 
 /// One `pwrite` of exactly `b.len()` bytes.
-pub(crate) fn rw_write(dev: &File, at: u64, b: &[u8]) -> Result<(), String> {
+pub(crate) fn rw_write(dev: &(impl RegionIo + ?Sized), at: u64, b: &[u8]) -> Result<(), String> {
     match dev.write_at(b, at) {
         Ok(n) if n == b.len() => Ok(()),
         Ok(n) => Err(format!("short pwrite at {at:#x}: {n} of {} bytes", b.len())),

@@ -21,13 +21,16 @@ use std::ffi::CStr;
 use std::fs::File;
 use std::io;
 use std::mem::size_of;
+use std::os::fd::BorrowedFd;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::atomic::{fence, AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use vfio_bindings::bindings::vfio::{
     vfio_device_info, vfio_group_status, vfio_iommu_type1_dma_map, vfio_iommu_type1_dma_unmap,
-    VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE,
+    vfio_irq_info, VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE, VFIO_IRQ_SET_ACTION_TRIGGER,
+    VFIO_IRQ_SET_DATA_EVENTFD,
 };
 
 use crate::caps::{IOMMU_INFO_LEN, REGION_INFO_LEN};
@@ -56,6 +59,10 @@ const VFIO_GROUP_GET_DEVICE_FD: u64 = vfio_io(6);
 const VFIO_DEVICE_GET_INFO: u64 = vfio_io(7);
 /// `VFIO_DEVICE_GET_REGION_INFO`: `_IO(';', 108)`, on a device.
 const VFIO_DEVICE_GET_REGION_INFO: u64 = vfio_io(8);
+/// `VFIO_DEVICE_GET_IRQ_INFO`: `_IO(';', 109)`, on a device.
+const VFIO_DEVICE_GET_IRQ_INFO: u64 = vfio_io(9);
+/// `VFIO_DEVICE_SET_IRQS`: `_IO(';', 110)`, on a device.
+const VFIO_DEVICE_SET_IRQS: u64 = vfio_io(10);
 /// `VFIO_DEVICE_RESET`: `_IO(';', 111)`, on a device.
 const VFIO_DEVICE_RESET: u64 = vfio_io(11);
 /// `VFIO_IOMMU_GET_INFO`: `_IO(';', 112)`, on the container.
@@ -213,6 +220,84 @@ pub(crate) fn iommu_get_info(container: &impl AsFd, buf: &mut [u8]) -> Result<()
     named("VFIO_IOMMU_GET_INFO", r)
 }
 
+/// `VFIO_DEVICE_GET_IRQ_INFO` of interrupt index `index`.
+pub(crate) fn device_get_irq_info(device: &impl AsFd, index: u32) -> io::Result<vfio_irq_info> {
+    let mut info = vfio_irq_info {
+        argsz: size_of::<vfio_irq_info>() as u32,
+        index,
+        ..Default::default()
+    };
+    ioctl_struct(device, VFIO_DEVICE_GET_IRQ_INFO, &mut info)?;
+    Ok(info)
+}
+
+/// `struct vfio_irq_set` followed by one eventfd (`data[]` of one `__s32`).
+#[repr(C)]
+struct IrqSetOneEventfd {
+    argsz: u32,
+    flags: u32,
+    index: u32,
+    start: u32,
+    count: u32,
+    fd: i32,
+}
+
+/// `VFIO_DEVICE_SET_IRQS` with `DATA_EVENTFD | ACTION_TRIGGER`, start 0,
+/// count 1: the kernel signals `eventfd` when interrupt `index` fires (for
+/// the request and error indexes: when it asks for the device back, or
+/// reports an uncorrectable AER error). The kernel takes its own reference
+/// to the eventfd; closing the device fd unregisters it.
+pub(crate) fn device_set_irq_eventfd(
+    device: &impl AsFd,
+    index: u32,
+    eventfd: BorrowedFd<'_>,
+) -> io::Result<()> {
+    let mut set = IrqSetOneEventfd {
+        argsz: size_of::<IrqSetOneEventfd>() as u32,
+        flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+        index,
+        start: 0,
+        count: 1,
+        fd: eventfd.as_raw_fd(),
+    };
+    // The layout is `struct vfio_irq_set` (20 bytes) then the fd.
+    const _: () = assert!(size_of::<IrqSetOneEventfd>() == 24);
+    ioctl_struct(device, VFIO_DEVICE_SET_IRQS, &mut set).map(|_| ())
+}
+
+/// A new non-blocking, close-on-exec eventfd, as a `File` (read and write
+/// 8-byte counters with the ordinary `Read`/`Write`).
+pub(crate) fn eventfd() -> io::Result<File> {
+    // SAFETY: eventfd takes two integers and returns a new fd or -1.
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+    // SAFETY: the fd is new and owned by nobody else; we take it once.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// `poll(2)` for readability on `fds` (-1 timeout: forever); returns which
+/// are readable (or in error). EINTR counts as "nothing ready".
+pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<bool>> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|f| libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `p` is a valid array of `p.len()` pollfds for the call; the
+    // fds are borrowed, so open.
+    let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![false; p.len()]);
+        }
+        return Err(e);
+    }
+    Ok(p.iter().map(|x| x.revents != 0).collect())
+}
+
 /// `VFIO_DEVICE_RESET`.
 pub(crate) fn device_reset(device: &impl AsFd) -> io::Result<()> {
     ioctl_int(device, VFIO_DEVICE_RESET, 0).map(|_| ())
@@ -314,11 +399,14 @@ pub(crate) fn page_size() -> usize {
 /// An owned `mmap` mapping, unmapped on drop.
 ///
 /// Invariant: `ptr..ptr+len` is a live mapping created by this type and
-/// unmapped only by its `Drop`.
+/// unmapped only by its `Drop` (replacing its pages in place, as
+/// [`Mmap::make_harmless`] and the SIGBUS handler do, keeps it live).
 #[derive(Debug)]
 pub(crate) struct Mmap {
     ptr: NonNull<u8>,
     len: usize,
+    /// The slot of the SIGBUS guard registry this device mapping holds.
+    guard: Option<usize>,
 }
 
 // SAFETY: `Mmap` owns its mapping like a `Box<[u8]>` owns its heap memory;
@@ -383,7 +471,35 @@ impl Mmap {
                 off,
             )
         };
-        Mmap::from_raw(p, len)
+        let mut map = Mmap::from_raw(p, len)?;
+        // Every file mapping this crate makes is of device memory (a BAR
+        // through vfio, sysfs or a dma-buf): an access to it raises SIGBUS
+        // once the device is gone, which the guard turns into all ones.
+        map.guard = guard_register(map.ptr.as_ptr() as usize, len);
+        Ok(map)
+    }
+
+    /// Make every later access harmless: atomically replace the pages with
+    /// private anonymous memory filled with 0xFF (up to [`FILL_MAX`]
+    /// bytes; zeros beyond), at the same addresses. Reads then return all
+    /// ones, writes land in private memory, and the mapping no longer
+    /// refers to the device (or holds its file open). Idempotent.
+    pub(crate) fn make_harmless(&self) -> io::Result<()> {
+        if remap_all_ones(self.ptr.as_ptr() as usize, self.len) {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// Have the SIGBUS handler write to `eventfd` (an eventfd that outlives
+    /// this mapping) when it catches a fault in this mapping.
+    pub(crate) fn notify_fault_to(&self, eventfd: BorrowedFd<'_>) {
+        if let Some(i) = self.guard {
+            GUARD[i]
+                .notify
+                .store(eventfd.as_raw_fd(), Ordering::Release);
+        }
     }
 
     fn from_raw(p: *mut libc::c_void, len: usize) -> io::Result<Mmap> {
@@ -392,7 +508,11 @@ impl Mmap {
         }
         let ptr =
             NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::from(io::ErrorKind::Other))?;
-        Ok(Mmap { ptr, len })
+        Ok(Mmap {
+            ptr,
+            len,
+            guard: None,
+        })
     }
 
     /// Lock the pages in memory.
@@ -466,6 +586,10 @@ impl Mmap {
 
 impl Drop for Mmap {
     fn drop(&mut self) {
+        // Out of the registry before the range can be reused by another mapping.
+        if let Some(i) = self.guard {
+            guard_unregister(i);
+        }
         // SAFETY: we own this mapping and nothing uses it after drop (every
         // holder of a pointer into it also holds the owner, see `Reg32`).
         let r = unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
@@ -520,6 +644,243 @@ impl std::fmt::Debug for Reg32 {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Device mappings that went away: all ones instead of SIGBUS.
+//
+// An access to a vfio BAR mapping after the device was zapped (surprise
+// removal, link down, a reset in progress) raises SIGBUS. The registry below
+// holds the ranges of our device mappings; it is read by the signal handler,
+// so it is a fixed array of atomics (no allocation, no lock), each slot
+// guarded by a sequence counter so a reader never pairs the start of one
+// registration with the length of another.
+
+/// Registry slots: one per device mapping (a controller has a few).
+const GUARD_SLOTS: usize = 64;
+/// Bytes of a replaced mapping filled with 0xFF; the rest reads zeros (a
+/// CMB's contents do not matter once the device is gone; registers and
+/// doorbells live in the first pages of BAR0).
+pub(crate) const FILL_MAX: usize = 16 << 20;
+
+struct GuardSlot {
+    /// Odd while a writer changes the slot.
+    seq: AtomicUsize,
+    start: AtomicUsize,
+    /// 0: free.
+    len: AtomicUsize,
+    /// An eventfd to write to when a fault in this range was caught (-1: none).
+    notify: AtomicI32,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const FREE_SLOT: GuardSlot = GuardSlot {
+    seq: AtomicUsize::new(0),
+    start: AtomicUsize::new(0),
+    len: AtomicUsize::new(0),
+    notify: AtomicI32::new(-1),
+};
+static GUARD: [GuardSlot; GUARD_SLOTS] = [FREE_SLOT; GUARD_SLOTS];
+/// Serializes registry writers (never taken by the handler).
+static GUARD_WRITERS: Mutex<()> = Mutex::new(());
+/// The SIGBUS disposition found when ours was installed (chained to).
+static PREV_SIGBUS: OnceLock<libc::sigaction> = OnceLock::new();
+
+/// Claim a slot for `[start, start+len)`; installs the handler on first use.
+/// `None` (logged) when the registry is full: the mapping works, unguarded.
+fn guard_register(start: usize, len: usize) -> Option<usize> {
+    install_sigbus_handler();
+    let _w = GUARD_WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(i) = GUARD
+        .iter()
+        .position(|s| s.len.load(Ordering::Relaxed) == 0)
+    else {
+        tracing::warn!(
+            "SIGBUS guard registry full ({GUARD_SLOTS} mappings); {start:#x}+{len:#x} is unguarded"
+        );
+        return None;
+    };
+    let s = &GUARD[i];
+    s.seq.fetch_add(1, Ordering::AcqRel);
+    s.start.store(start, Ordering::Release);
+    s.notify.store(-1, Ordering::Release);
+    s.len.store(len, Ordering::Release);
+    s.seq.fetch_add(1, Ordering::AcqRel);
+    Some(i)
+}
+
+fn guard_unregister(i: usize) {
+    let _w = GUARD_WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+    let s = &GUARD[i];
+    s.seq.fetch_add(1, Ordering::AcqRel);
+    s.len.store(0, Ordering::Release);
+    s.start.store(0, Ordering::Release);
+    s.notify.store(-1, Ordering::Release);
+    s.seq.fetch_add(1, Ordering::AcqRel);
+}
+
+/// The registered range holding `addr` and its notify fd, read consistently.
+/// Async-signal-safe: atomics only, bounded retries (a writer interrupted
+/// on this very thread would otherwise be waited for forever).
+fn guard_lookup(addr: usize) -> Option<(usize, usize, i32)> {
+    for s in GUARD.iter() {
+        for _ in 0..64 {
+            let a = s.seq.load(Ordering::Acquire);
+            if a % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let (start, len, fd) = (
+                s.start.load(Ordering::Acquire),
+                s.len.load(Ordering::Acquire),
+                s.notify.load(Ordering::Acquire),
+            );
+            fence(Ordering::Acquire);
+            if s.seq.load(Ordering::Acquire) != a {
+                continue;
+            }
+            if len != 0 && addr >= start && addr - start < len {
+                return Some((start, len, fd));
+            }
+            break;
+        }
+    }
+    None
+}
+
+/// Replace `[addr, addr+len)` (page-aligned, ours) with private anonymous
+/// memory holding 0xFF, atomically: the new pages are made and filled
+/// elsewhere, then moved over the old mapping with one `mremap`, so a
+/// concurrent reader sees either the old mapping or all ones, never zeros.
+/// Async-signal-safe (mmap, mremap, munmap, plain stores). False on failure
+/// (errno set).
+fn remap_all_ones(addr: usize, len: usize) -> bool {
+    // SAFETY: a fresh private anonymous mapping at a kernel-chosen address
+    // aliases nothing.
+    let tmp = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if tmp == libc::MAP_FAILED {
+        return false;
+    }
+    // SAFETY: `tmp` is our fresh, writable mapping of `len >= fill` bytes.
+    unsafe { std::ptr::write_bytes(tmp.cast::<u8>(), 0xFF, len.min(FILL_MAX)) };
+    // SAFETY: moves our fresh mapping over `[addr, addr+len)`, which the
+    // caller owns (an `Mmap` of exactly that range, or a range the registry
+    // holds for one); the old pages there are device memory, never Rust
+    // objects, so replacing them invalidates no reference.
+    let r = unsafe {
+        libc::mremap(
+            tmp,
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            addr as *mut libc::c_void,
+        )
+    };
+    if r == libc::MAP_FAILED {
+        // SAFETY: `tmp` is still our own mapping (mremap failed).
+        unsafe { libc::munmap(tmp, len) };
+        return false;
+    }
+    true
+}
+
+/// Install the SIGBUS handler once per process, remembering the previous
+/// disposition (Rust's runtime installs one on the main thread for stack
+/// overflows) to chain to for faults that are not ours.
+fn install_sigbus_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: a zeroed sigaction is a valid "query" buffer.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: reading the current disposition into `old`.
+        if unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut old) } != 0 {
+            tracing::warn!(
+                "SIGBUS guard not installed: sigaction: {}",
+                io::Error::last_os_error()
+            );
+            return;
+        }
+        let _ = PREV_SIGBUS.set(old);
+        // SAFETY: zeroed is valid; we fill handler, flags and mask below.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = on_sigbus as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        // SAFETY: `sa.sa_mask` is a valid sigset_t.
+        unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+        // SAFETY: installing a handler whose body is async-signal-safe.
+        if unsafe { libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut()) } != 0 {
+            tracing::warn!(
+                "SIGBUS guard not installed: sigaction: {}",
+                io::Error::last_os_error()
+            );
+        }
+    });
+}
+
+/// The handler: a fault inside one of our device mappings replaces that
+/// mapping with all ones, tells the device's watcher, and returns (the
+/// access is retried and reads 0xFF..). Anything else goes to the previous
+/// handler, or gets the default action.
+extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    let addr = if info.is_null() {
+        0
+    } else {
+        // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
+        unsafe { (*info).si_addr() as usize }
+    };
+    if addr != 0 {
+        if let Some((start, len, fd)) = guard_lookup(addr) {
+            if remap_all_ones(start, len) {
+                if fd >= 0 {
+                    let one: u64 = 1;
+                    // SAFETY: write(2) of 8 bytes from a local; `fd` is an
+                    // eventfd the device keeps open while the mapping lives.
+                    unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+                }
+                return;
+            }
+        }
+    }
+    chain_sigbus(sig, info, ctx);
+}
+
+fn chain_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    if let Some(prev) = PREV_SIGBUS.get() {
+        let h = prev.sa_sigaction;
+        if h != libc::SIG_DFL && h != libc::SIG_IGN {
+            if prev.sa_flags & libc::SA_SIGINFO != 0 {
+                // SAFETY: with SA_SIGINFO the stored value is a three-argument handler.
+                let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                    unsafe { std::mem::transmute(h) };
+                f(sig, info, ctx);
+            } else {
+                // SAFETY: without SA_SIGINFO it is a one-argument handler.
+                let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(h) };
+                f(sig);
+            }
+            return;
+        }
+    }
+    // Default action: restore it and let the fault happen again on return
+    // (a signal sent by kill is raised again; it stays blocked until then).
+    // SAFETY: zeroed is a valid sigaction with SIG_DFL (0) and no flags.
+    let dfl: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: sigaction and raise are async-signal-safe.
+    unsafe {
+        libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut());
+        if info.is_null() || (*info).si_code <= 0 {
+            libc::raise(sig);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,6 +925,85 @@ mod tests {
         assert_eq!(m.read32(16), Some(7));
         assert!(Reg32::new(&m, 8192).is_none());
         assert!(Reg32::new(&m, 3).is_none());
+    }
+
+    /// A shared file mapping whose file is then truncated: its pages past
+    /// EOF raise SIGBUS on access, the way a zapped vfio BAR mapping does.
+    fn truncated_mapping(name: &str, pages: usize) -> (Mmap, std::path::PathBuf) {
+        let path =
+            std::env::temp_dir().join(format!("nvme-vfio-sigbus-{name}-{}", std::process::id()));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let page = page_size();
+        f.set_len((pages * page) as u64).unwrap();
+        let m = Mmap::file(&f, 0, pages * page).unwrap();
+        assert!(m.guard.is_some(), "file mappings are registered");
+        assert!(m.write32(0, 0x1234_5678));
+        assert_eq!(m.read32(0), Some(0x1234_5678));
+        f.set_len(0).unwrap();
+        (m, path)
+    }
+
+    #[test]
+    fn sigbus_in_a_registered_mapping_reads_all_ones_and_notifies() {
+        let (m, path) = truncated_mapping("read", 3);
+        let efd = eventfd().unwrap();
+        m.notify_fault_to(efd.as_fd());
+        // Without the guard this read kills the test binary with SIGBUS.
+        let page = page_size();
+        assert_eq!(m.read32(page + 8), Some(u32::MAX));
+        // The whole mapping was replaced: every page reads all ones, and
+        // writes land in private memory.
+        assert_eq!(m.read64(0), Some(u64::MAX));
+        assert_eq!(m.read32(3 * page - 4), Some(u32::MAX));
+        assert!(m.write32(16, 7));
+        assert_eq!(m.read32(16), Some(7));
+        // The watcher was told.
+        use std::io::Read;
+        let mut b = [0u8; 8];
+        (&efd).read_exact(&mut b).unwrap();
+        assert_eq!(u64::from_ne_bytes(b), 1);
+        drop(m);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn sigbus_on_write_is_caught_too() {
+        let (m, path) = truncated_mapping("write", 1);
+        assert!(m.write32(4, 9)); // faults, remapped, retried into private memory
+        assert_eq!(m.read32(4), Some(9));
+        assert_eq!(m.read32(0), Some(u32::MAX));
+        drop(m);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn make_harmless_replaces_in_place_and_unregisters_on_drop() {
+        let (m, path) = truncated_mapping("harmless", 2);
+        let (ptr, slot) = (m.as_ptr() as usize, m.guard.unwrap());
+        m.make_harmless().unwrap();
+        m.make_harmless().unwrap(); // idempotent
+        assert_eq!(m.as_ptr() as usize, ptr);
+        assert_eq!(m.read32(0), Some(u32::MAX));
+        assert_eq!(
+            guard_lookup(ptr).map(|(s, l, _)| (s, l)),
+            Some((ptr, m.len()))
+        );
+        drop(m);
+        assert_eq!(GUARD[slot].len.load(Ordering::Relaxed), 0);
+        assert!(guard_lookup(ptr).is_none());
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn irq_ioctl_numbers_match_linux_headers() {
+        assert_eq!(VFIO_DEVICE_GET_IRQ_INFO, 0x3b6d);
+        assert_eq!(VFIO_DEVICE_SET_IRQS, 0x3b6e);
     }
 
     #[test]

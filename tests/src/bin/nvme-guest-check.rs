@@ -199,6 +199,24 @@ enum Cmd {
         #[arg(long)]
         or_next: bool,
     },
+    /// Verified I/O on two threads with their own queue pairs until the
+    /// device is removed under them (hot-unplug from the host): every
+    /// command in flight must come back `DeviceRemoved`, later calls
+    /// `Error::DeviceRemoved`. Then stays alive `linger` seconds holding
+    /// the controller (the kernel must complete the removal meanwhile) and
+    /// exits 0. If `/tmp/unplug.t0` holds the first field of `/proc/uptime`
+    /// when the unplug was requested, the delay to noticing is printed.
+    UnplugLoad {
+        addr: String,
+        /// Give up (and fail) if no removal came within this many seconds.
+        #[arg(long, default_value_t = 120)]
+        seconds: u64,
+        /// Seconds to stay alive after the removal was noticed.
+        #[arg(long, default_value_t = 15)]
+        linger: u64,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// Open, do verified I/O, close; `times` times in a row.
     Reopen {
         addr: String,
@@ -297,6 +315,12 @@ fn main() -> ExitCode {
             span,
         } => iops(&addr, qd, seconds, span),
         Cmd::Reopen { addr, times } => reopen(&addr, times),
+        Cmd::UnplugLoad {
+            addr,
+            seconds,
+            linger,
+            threads,
+        } => unplug_load(&addr, seconds, linger, threads),
         Cmd::ResetLoad {
             addr,
             threads,
@@ -764,6 +788,251 @@ fn reset_load(
         c.resets(),
         acked.len(),
         t0.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+/// What one `unplug-load` thread saw.
+#[derive(Default)]
+struct UnplugStats {
+    /// Blocks written, read back and verified before the removal.
+    verified: u64,
+    /// Commands in flight at the removal that came back `DeviceRemoved`.
+    removed_completions: u64,
+    /// Whether a later synchronous read failed with `Error::DeviceRemoved`
+    /// and handed its buffer back.
+    later_call_removed: bool,
+}
+
+type VQueuePair = nvme_core::IoQueuePair<VfioDevice>;
+
+/// Write a pattern, read it back, verify; `depth` commands in flight on
+/// disjoint LBAs of `range`, until the device goes (or `stop`).
+fn unplug_worker(
+    c: &Ctrl,
+    mut qp: VQueuePair,
+    ns: &Namespace,
+    range: (u64, u64),
+    depth: usize,
+    seed: u64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<(VQueuePair, UnplugStats), String> {
+    use nvme_core::CommandError;
+    use std::sync::atomic::Ordering;
+    let bs = ns.block_size() as usize;
+    let per_slot = (range.1 - range.0) / depth as u64;
+    let bufs = c
+        .alloc_buffers(depth, ByteCount(4 * bs))
+        .map_err(|e| e.to_string())?;
+    let mut rng = Rng::new(seed);
+    let mut state = vec![(0u64, 0u64, 0u8); depth]; // (lba, seed, phase)
+    let mut free: Vec<(usize, nvme_core::DmaBuf<nvme_vfio::DmaBuffer>)> =
+        bufs.into_iter().enumerate().collect();
+    let mut st = UnplugStats::default();
+    let (mut in_flight, mut removed, mut n) = (0usize, false, 0u64);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if Instant::now() > deadline {
+            return Err(format!("{in_flight} commands never came back"));
+        }
+        let stopping = removed || stop.load(Ordering::Relaxed);
+        if stopping && in_flight == 0 {
+            break;
+        }
+        while !removed && !stop.load(Ordering::Relaxed) {
+            let Some((i, mut buf)) = free.pop() else {
+                break;
+            };
+            let blocks = rng.range(1, 5);
+            let lba = range.0 + i as u64 * per_slot + rng.range(0, per_slot - blocks);
+            let s = seed ^ (n << 20) ^ i as u64;
+            n += 1;
+            buf.set_window(0, blocks as usize * bs)
+                .map_err(|e| e.to_string())?;
+            fill_pattern(&mut buf, s, lba, bs);
+            state[i] = (lba, s, 0);
+            match qp.submit_write(ns, Lba(lba), buf, i as u64) {
+                Ok(()) => in_flight += 1,
+                Err(r) if matches!(r.error, Error::DeviceRemoved) => {
+                    removed = true;
+                    free.push((i, r.buf));
+                }
+                Err(r) => return Err(format!("submit: {}", r.error)),
+            }
+        }
+        let mut back = Vec::new();
+        qp.poll(64, |d| back.push(d));
+        for d in back {
+            in_flight -= 1;
+            let i = d.tag as usize;
+            let buf = d.buf.ok_or("a data command came back without its buffer")?;
+            match d.status {
+                Ok(()) => {}
+                Err(CommandError::DeviceRemoved) => {
+                    removed = true;
+                    st.removed_completions += 1;
+                    free.push((i, buf));
+                    continue;
+                }
+                Err(e) => return Err(format!("slot {i}: {e}")),
+            }
+            let (lba, s, phase) = state[i];
+            if phase == 1 {
+                check_pattern(&buf, s, lba, bs)?;
+                st.verified += (buf.len() / bs) as u64;
+                free.push((i, buf));
+            } else if removed || stop.load(Ordering::Relaxed) {
+                free.push((i, buf));
+            } else {
+                state[i].2 = 1;
+                match qp.submit_read(ns, Lba(lba), buf, i as u64) {
+                    Ok(()) => in_flight += 1,
+                    Err(r) if matches!(r.error, Error::DeviceRemoved) => {
+                        removed = true;
+                        free.push((i, r.buf));
+                    }
+                    Err(r) => return Err(format!("submit: {}", r.error)),
+                }
+            }
+        }
+        if in_flight > 0 && !removed {
+            std::thread::yield_now();
+        }
+    }
+    if removed {
+        let (_, buf) = free.pop().ok_or("no buffer left")?;
+        match qp.read(ns, Lba(range.0), buf) {
+            Err(e) if matches!(e.error, Error::DeviceRemoved) && e.buf.is_some() => {
+                st.later_call_removed = true;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "read after removal: {} (buffer back: {})",
+                    e.error,
+                    e.buf.is_some()
+                ))
+            }
+            Ok(_) => return Err("a read after the removal succeeded".into()),
+        }
+    }
+    Ok((qp, st))
+}
+
+fn unplug_load(addr: &str, seconds: u64, linger: u64, threads: usize) -> Result<(), Failure> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let c = open(addr)?;
+    let info = c.platform_info();
+    let (req, err) = info.removal_channels();
+    println!("removal_channels request={req} error={err}");
+    let ns = c.namespace(1)?.clone();
+    let mut qps = Vec::new();
+    for _ in 0..threads {
+        qps.push(c.create_io_queue_pair(32)?);
+    }
+    let span = ns.blocks() / threads as u64;
+    let stop = AtomicBool::new(false);
+    let t0 = Instant::now();
+    let _ = std::fs::write("/tmp/unplug.ready", "1");
+    println!("unplug_load=running threads={threads}");
+    let (results, noticed) = std::thread::scope(|sc| {
+        let handles: Vec<_> = qps
+            .into_iter()
+            .enumerate()
+            .map(|(k, qp)| {
+                let (c, ns, stop) = (&c, &ns, &stop);
+                let range = (k as u64 * span, (k as u64 + 1) * span);
+                sc.spawn(move || unplug_worker(c, qp, ns, range, 8, 77 + k as u64, stop))
+            })
+            .collect();
+        let mut noticed = None;
+        while t0.elapsed() < Duration::from_secs(seconds) {
+            if info.is_removed() {
+                noticed = Some(Instant::now());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The workers end by themselves when they see the removal (their
+        // commands come back `DeviceRemoved`); `stop` is for no removal.
+        if noticed.is_none() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        let r: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into())))
+            .collect();
+        (r, noticed)
+    });
+    let Some(noticed) = noticed else {
+        return Err(format!("no removal within {seconds} s").into());
+    };
+    let drained_ms = noticed.elapsed().as_millis();
+    // Delay from the host's unplug request, when it left the time
+    // (`/proc/uptime`, 10 ms resolution).
+    let uptime = |s: &str| s.split_whitespace().next()?.parse::<f64>().ok();
+    if let (Some(t0), Some(now)) = (
+        std::fs::read_to_string("/tmp/unplug.t0")
+            .ok()
+            .and_then(|s| uptime(&s)),
+        std::fs::read_to_string("/proc/uptime")
+            .ok()
+            .and_then(|s| uptime(&s)),
+    ) {
+        let at_notice = now - noticed.elapsed().as_secs_f64();
+        println!(
+            "noticed_after_request_ms={}",
+            ((at_notice - t0) * 1000.0).max(0.0) as u64
+        );
+    }
+    let mut qps = Vec::new();
+    let (mut verified, mut removed_completions) = (0, 0);
+    for (k, r) in results.into_iter().enumerate() {
+        let (qp, st) = r.map_err(|e| format!("thread {k}: {e}"))?;
+        println!(
+            "thread{k}=ok verified_blocks={} in_flight_removed={} later_call_removed={}",
+            st.verified, st.removed_completions, st.later_call_removed
+        );
+        if !st.later_call_removed {
+            return Err(format!("thread {k}: a later call did not say DeviceRemoved").into());
+        }
+        verified += st.verified;
+        removed_completions += st.removed_completions;
+        qps.push(qp);
+    }
+    // Controller-level calls say so too.
+    match c.smart_log() {
+        Err(Error::DeviceRemoved) => {}
+        other => return Err(format!("smart_log after removal: {other:?}").into()),
+    }
+    match c.create_io_queue_pair(8) {
+        Err(Error::DeviceRemoved) => {}
+        Err(e) => return Err(format!("create_io_queue_pair after removal: {e}").into()),
+        Ok(_) => return Err("create_io_queue_pair after removal succeeded".into()),
+    }
+    println!(
+        "removal=noticed ms_since_start={} drained_ms={drained_ms} verified_blocks={verified} in_flight_removed={removed_completions}",
+        (noticed - t0).as_millis()
+    );
+    // Stay alive holding everything: the kernel's removal must complete now.
+    let sysfs = format!("/sys/bus/pci/devices/{addr}");
+    let mut gone_ms = None;
+    while noticed.elapsed() < Duration::from_secs(linger) {
+        if gone_ms.is_none() && !std::path::Path::new(&sysfs).exists() {
+            gone_ms = Some(noticed.elapsed().as_millis());
+            println!("sysfs_gone_after_notice_ms={}", gone_ms.unwrap_or(0));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = Instant::now();
+    drop(qps);
+    drop(c);
+    println!(
+        "unplug_load=ok sysfs_gone={} dropped_ms={}",
+        gone_ms.is_some(),
+        t.elapsed().as_millis()
+    );
+    eprintln!(
+        "the device was removed while in use; every command was handed back; exiting cleanly"
     );
     Ok(())
 }
