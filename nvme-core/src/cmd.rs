@@ -58,6 +58,8 @@ pub mod feature {
     pub const NUMBER_OF_QUEUES: u8 = 0x07;
     /// Interrupt Coalescing.
     pub const INTERRUPT_COALESCING: u8 = 0x08;
+    /// Asynchronous Event Configuration: which events the controller reports.
+    pub const ASYNC_EVENT_CONFIG: u8 = 0x0b;
 }
 
 /// Log page identifiers.

@@ -129,6 +129,9 @@ pub struct IdentifyController {
     pub acl: u8,
     /// Asynchronous event request limit (0-based).
     pub aerl: u8,
+    /// OAES: optional asynchronous events supported (bit 8 namespace
+    /// attribute notices, bit 9 firmware activation notices, ...).
+    pub oaes: u32,
     /// Error log page entries (0-based).
     pub elpe: u8,
     /// SQES: required (3:0) and maximum (7:4) SQ entry size, log2 bytes.
@@ -164,6 +167,7 @@ impl IdentifyController {
             oacs: Oacs(le16(b, 256)),
             acl: b[258],
             aerl: b[259],
+            oaes: le32(b, 92),
             elpe: b[262],
             sqes: b[512],
             cqes: b[513],

@@ -187,6 +187,10 @@ fn set_features(s: &mut Inner, sqe: &SubmissionEntry) -> Result<u32, Status> {
             s.granted_queues = Some((nsqa, ncqa));
             Ok(encode_queues(nsqa, ncqa))
         }
+        feature::ASYNC_EVENT_CONFIG => {
+            s.async_event_config = sqe.cdw11;
+            Ok(0)
+        }
         feature::VOLATILE_WRITE_CACHE => {
             if !s.cfg.vwc {
                 return Err(Status::INVALID_FIELD);
@@ -278,6 +282,7 @@ pub(crate) fn identify_controller(s: &Inner) -> Vec<u8> {
     put(&mut b, 256, &c.oacs.to_le_bytes());
     b[258] = 3; // ACL
     b[259] = c.aerl;
+    put(&mut b, 92, &(1u32 << 8).to_le_bytes()); // OAES: namespace attribute notices
     b[260] = 0b0000_0011; // FRMW: one slot, slot 1 read-only
     b[261] = 0b0000_0100; // LPA: extended data for Get Log Page
     b[262] = c.error_log_entries; // ELPE (0-based)

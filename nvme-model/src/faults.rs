@@ -185,6 +185,9 @@ pub struct ModelStats {
     pub shadow_reads: u64,
     /// Asynchronous events delivered (AER completions).
     pub events_delivered: u64,
+    /// Events dropped because the host had not enabled them (Set Features
+    /// Asynchronous Event Configuration).
+    pub events_not_enabled: u64,
 }
 
 impl ModelStats {

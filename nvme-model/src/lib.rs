@@ -424,6 +424,15 @@ impl ModelController {
     /// reported waits until the host reads that type's log page.
     pub fn raise_event(&self, event_type: u8, info: u8, log_page: u8) {
         let mut s = self.lock();
+        let enabled = match event_type & 7 {
+            1 => s.async_event_config & 0xff != 0,
+            2 if info == 0 => s.async_event_config & (1 << 8) != 0,
+            _ => true,
+        };
+        if !enabled {
+            s.stats.events_not_enabled += 1;
+            return;
+        }
         let dw0 = u32::from(event_type & 7) | (u32::from(info) << 8) | (u32::from(log_page) << 16);
         s.pending_events.push_back((event_type & 7, dw0));
         if s.running && s.csts & state::CSTS_CFS == 0 {

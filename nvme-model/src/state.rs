@@ -168,6 +168,10 @@ pub(crate) struct Inner {
     pub critical_warning: u8,
     /// Namespaces changed since the Changed Namespace List was last read.
     pub changed_namespaces: Vec<u32>,
+    /// Asynchronous Event Configuration (Set Features 0Bh): which SMART
+    /// warnings (bits 7:0) and notices (bit 8 namespace attribute) are
+    /// reported; events not enabled are dropped, as a controller does.
+    pub async_event_config: u32,
     /// Doorbell Buffer Config: IOVAs of the shadow doorbell page and the
     /// EventIdx page, once the host has set them (cleared by a reset).
     pub dbbuf: Option<(u64, u64)>,
@@ -206,6 +210,7 @@ impl Inner {
             masked_events: Vec::new(),
             critical_warning: 0,
             changed_namespaces: Vec::new(),
+            async_event_config: 0,
             dbbuf: None,
             cfg,
         }
@@ -421,6 +426,7 @@ impl Inner {
         // Outstanding AERs end with the reset; raised events stay.
         self.aers.clear();
         self.masked_events.clear();
+        self.async_event_config = 0;
         self.dbbuf = None;
         self.ready_countdown = None;
         self.shutdown_countdown = None;

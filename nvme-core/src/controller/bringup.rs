@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cmb::{self, Cmb, CmbLayout};
-use crate::cmd::{admin_opcode, cns, CompletionEntry, SubmissionEntry};
+use crate::cmd::{admin_opcode, cns, feature, CompletionEntry, SubmissionEntry};
 use crate::error::Error;
 use crate::hw::{DmaRegion, Hardware};
 use crate::identify::{IdentifyController, IdentifyNamespace, IDENTIFY_SIZE};
@@ -284,6 +284,26 @@ impl<'a, H: Hardware> BringUp<'a, H> {
         }
         self.dbbuf = Some(dbbuf);
         Ok(())
+    }
+
+    /// Asynchronous Event Configuration: report every SMART/health critical
+    /// warning, and the notices the controller supports of those the
+    /// driver handles (namespace attribute changed, firmware activation).
+    /// A controller that refuses only leaves its defaults in place.
+    pub(super) fn configure_async_events(
+        &mut self,
+        identify: &IdentifyController,
+    ) -> Result<(), Error> {
+        let cdw11 = 0xff | (identify.oaes & 0x300);
+        let cmd = SubmissionEntry::set_features(feature::ASYNC_EVENT_CONFIG, cdw11);
+        match self.admin(cmd, "Set Features (Asynchronous Event Configuration)") {
+            Ok(_) => Ok(()),
+            Err(e @ Error::Command { .. }) => {
+                tracing::warn!("asynchronous event configuration refused: {e}");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The active namespaces (the Active Namespace List from NVMe 1.1, else

@@ -454,6 +454,7 @@ impl<H: Hardware> Shared<H> {
             .and_then(|()| up.negotiate_queues())
             .and_then(|granted| {
                 up.enable_shadow_doorbells(&self.identify)?;
+                up.configure_async_events(&self.identify)?;
                 Ok(granted)
             });
         match result.and_then(|granted| up.into_admin_state(granted)) {
@@ -577,6 +578,7 @@ impl<H: Hardware> Controller<H> {
         let identify = up.identify()?;
         let granted = up.negotiate_queues()?;
         up.enable_shadow_doorbells(&identify)?;
+        up.configure_async_events(&identify)?;
         let (namespaces, domain) = up.discover_namespaces(&identify)?;
         let shared = Arc::new(
             up.finish_parts(identify, granted, namespaces, domain)

@@ -176,6 +176,15 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         bad: Vec<u64>,
     },
+    /// Poll asynchronous events for `seconds`, printing each as it comes
+    /// (stdout is flushed per line), until `count` have come.
+    Events {
+        addr: String,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long, default_value_t = 2)]
+        count: usize,
+    },
     /// Write continuously (4 KiB blocks over the first `blocks` blocks, a
     /// new value each pass) and append "lba value" to `--log` after each
     /// acknowledged write, until killed.
@@ -329,6 +338,11 @@ fn main() -> ExitCode {
             acked,
         } => reset_load(&addr, threads, resets, &mode, &acked),
         Cmd::CheckAcked { file, dev, or_next } => check_acked(&file, &dev, or_next),
+        Cmd::Events {
+            addr,
+            seconds,
+            count,
+        } => events(&addr, seconds, count),
         Cmd::MediaErrors {
             addr,
             lba,
@@ -1034,6 +1048,34 @@ fn unplug_load(addr: &str, seconds: u64, linger: u64, threads: usize) -> Result<
     eprintln!(
         "the device was removed while in use; every command was handed back; exiting cleanly"
     );
+    Ok(())
+}
+
+fn events(addr: &str, seconds: u64, count: usize) -> Result<(), Failure> {
+    use std::io::Write;
+    let c = open(addr)?;
+    println!("events=armed");
+    std::io::stdout().flush()?;
+    let t = Instant::now();
+    let mut n = 0;
+    while n < count && t.elapsed() < Duration::from_secs(seconds) {
+        for ev in c.poll_events()? {
+            n += 1;
+            println!(
+                "event.{n} kind={:?} info={} log_page={} critical_warning={} ms={}",
+                ev.kind,
+                ev.info,
+                ev.log_page,
+                ev.smart
+                    .as_ref()
+                    .map_or(-1, |s| i32::from(s.critical_warning)),
+                t.elapsed().as_millis()
+            );
+            std::io::stdout().flush()?;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("events=done count={n}");
     Ok(())
 }
 
