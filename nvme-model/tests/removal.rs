@@ -68,4 +68,10 @@ fn removal_fails_everything_typed_and_hands_buffers_back() {
     drop(c);
     assert!(t.elapsed() < Duration::from_secs(5));
     assert_eq!(model.stats().dma_use_after_free, 0);
+    // A removed device can no longer reach memory: everything is freed,
+    // nothing leaked.
+    drop(got);
+    drop(late);
+    drop(e);
+    assert_eq!(model.dma_regions_live(), 0);
 }

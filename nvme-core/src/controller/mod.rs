@@ -384,6 +384,13 @@ impl<H: Hardware> Shared<H> {
     /// controller. True when the controller can be shown not to use the
     /// queues' memory any more.
     pub(crate) fn delete_io_queues(&self, qid: u16) -> bool {
+        if self.is_removed() {
+            // The device is gone (the platform made every access harmless
+            // and gave it back to the kernel, which resets it): nothing to
+            // delete, and it can no longer reach this memory.
+            self.release_qid(qid);
+            return true;
+        }
         let deleted = self
             .admin_cmd(SubmissionEntry::delete_io_sq(qid), "Delete I/O SQ")
             .and_then(|_| self.admin_cmd(SubmissionEntry::delete_io_cq(qid), "Delete I/O CQ"));
@@ -488,6 +495,9 @@ impl<H: Hardware> Shared<H> {
     /// Normal shutdown, then disable; frees nothing itself.
     fn teardown(&mut self) -> Result<(), Error> {
         self.torn_down = true;
+        if self.is_removed() {
+            return Err(Error::DeviceRemoved);
+        }
         let hw = &self.hw;
         let mut first_err = None;
         if !self.is_dead() {
@@ -532,10 +542,11 @@ impl<H: Hardware> Drop for Shared<H> {
                 tracing::warn!("controller teardown: {e}");
             }
         }
-        // Free the admin queue only if the controller is provably stopped.
+        // Free the admin queue only if the controller is provably stopped
+        // (or removed: see `delete_io_queues`).
         let csts = self.hw.read_reg::<Csts>();
         let cc = self.hw.read_reg::<Cc>();
-        if csts.is_all_ones() || cc.enable || csts.ready() {
+        if !self.is_removed() && (csts.is_all_ones() || cc.enable || csts.ready()) {
             tracing::error!(
                 ?csts,
                 "controller did not stop; leaking its admin queue and doorbell buffer \
