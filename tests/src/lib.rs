@@ -6,6 +6,8 @@
 //! `dd`) can be checked by the other without shipping the data around, and
 //! a block written to the wrong LBA is caught, not only a corrupted one.
 
+#![deny(unsafe_code)]
+
 /// SplitMix64: small, fast, good enough for test data and random offsets.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);

@@ -2,6 +2,8 @@
 //! driver and prints what it found, one `key=value` per line, for the host
 //! side of the tests to assert on. Exits non-zero on any failed check.
 
+#![deny(unsafe_code)]
+
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 

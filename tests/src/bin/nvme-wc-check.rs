@@ -5,6 +5,8 @@
 //! that disagrees with PAT, a register page that is not uncached, a window
 //! whose type differs from its record), 2 when the device cannot be opened.
 
+#![deny(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser;
