@@ -9,6 +9,7 @@ mod bind;
 mod diskstats;
 mod engine;
 mod error;
+mod expr;
 mod gen;
 mod layout;
 mod options;
@@ -138,8 +139,10 @@ fn fio_main(args: &[String]) -> ExitCode {
         }
     };
     if g.parse_only {
-        for j in &set.jobs {
-            println!("{j:#?}");
+        // fio prints nothing here; nvme-bench prints what fio prints
+        // before a run: the job headers and the Starting line.
+        for l in report::normal::start_lines(&set) {
+            println!("{l}");
         }
         return ExitCode::SUCCESS;
     }

@@ -170,6 +170,14 @@ fn open_engine(ctx: &RunCtx, slots: usize, buf_len: usize) -> Result<Box<dyn Eng
         (Target::Path(p), EngineKind::IoUringCmd) => {
             Box::new(engine::uring::CmdUring::open(job, p, slots, buf_len)?)
         }
+        (Target::Path(p), EngineKind::Libaio) => Box::new(engine::libaio::Libaio::open(
+            p,
+            job.direct,
+            job.rw.has_write(),
+            want,
+            slots,
+            buf_len,
+        )?),
         (Target::Path(p), EngineKind::Psync) => Box::new(engine::psync::Psync::open(
             p,
             job.direct,
@@ -276,7 +284,14 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let vseed = ctx.seed;
 
     // Non-verify writes carry random bytes (fio's default buffer contents).
-    if writes && !verifying {
+    // `buffer_pattern`: the pattern repeated instead.
+    if writes && !verifying && !job.buffer_pattern.is_empty() {
+        for s in 0..depth {
+            for (i, b) in eng.buf_mut(s).iter_mut().enumerate() {
+                *b = job.buffer_pattern[i % job.buffer_pattern.len()];
+            }
+        }
+    } else if writes && !verifying {
         let mut r = Rng::new(ctx.seed ^ 0x5555);
         for s in 0..depth {
             for w in eng.buf_mut(s).chunks_mut(8) {
@@ -326,7 +341,14 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let ramp = job.ramp_time;
     let mut state = if ramp.is_zero() { ST_RUN } else { ST_RAMP };
     ctx.progress.state.store(state, Ordering::Relaxed);
-    let planned = if job.time_based { 0 } else { len };
+    // Bytes to move: `io_size` (else `size`), `loops` times; `number_ios`
+    // caps the I/O count (times loops, as fio's exceeds_number_ios).
+    let io_limit = job
+        .io_size
+        .unwrap_or(len)
+        .saturating_mul(u64::from(job.loops));
+    let ios_limit = job.number_ios.saturating_mul(u64::from(job.loops));
+    let planned = if job.time_based { 0 } else { io_limit };
     ctx.progress.planned_bytes.store(planned, Ordering::Relaxed);
     let mut run_start = now0;
     let ramp_end = now0 + ramp;
@@ -346,6 +368,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let mut stop = false;
     let mut issued_bytes = 0u64;
     let mut issued_ios = [0u64; 2];
+    let mut issued_dir_bytes = [0u64; 2];
     let rate = job.rate_iops;
     let mut pending: Option<(Dir, u64, u64)> = None;
 
@@ -359,6 +382,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     };
     let mut next_ival = run_start + ival;
     let mut deferred = Deferred::new(depth, itx.is_some());
+    deferred.off = [job.disable_slat, job.disable_clat, job.disable_lat];
     let mut ival_base = [(0u64, 0u64); 2];
     let mut ival_clat = [LatStat::new(), LatStat::new()];
     let mut local_ios = [0u64; 2];
@@ -428,7 +452,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     }
                 }
             }
-            if !job.time_based && state == ST_RUN && issued_bytes >= len {
+            if !job.time_based && state == ST_RUN && issued_bytes >= io_limit {
+                stop = true;
+            }
+            if ios_limit > 0 && state == ST_RUN && issued_ios[0] + issued_ios[1] >= ios_limit {
                 stop = true;
             }
         }
@@ -436,6 +463,14 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         // Issue.
         let mut rate_wait: Option<Instant> = None;
         while !stop && inflight + queued.len() < depth && queued.len() < bsub {
+            if mode == Mode::Workload && state == ST_RUN {
+                let bytes_done = !job.time_based && issued_bytes >= io_limit;
+                let ios_done = ios_limit > 0 && issued_ios[0] + issued_ios[1] >= ios_limit;
+                if bytes_done || ios_done {
+                    stop = true;
+                    break;
+                }
+            }
             let (dir, off, bs) = match mode {
                 Mode::Workload => match pending.take() {
                     Some(p) => p,
@@ -465,9 +500,15 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 }
             };
             if mode == Mode::Workload && state == ST_RUN {
-                if let Some(r) = rate[dir as usize] {
-                    let due = run_start
-                        + Duration::from_secs_f64(issued_ios[dir as usize] as f64 / r as f64);
+                let due_iops = rate[dir as usize].map(|r| {
+                    run_start + Duration::from_secs_f64(issued_ios[dir as usize] as f64 / r as f64)
+                });
+                // `rate`: bytes per second.
+                let due_bw = job.rate[dir as usize].map(|r| {
+                    run_start
+                        + Duration::from_secs_f64(issued_dir_bytes[dir as usize] as f64 / r as f64)
+                });
+                if let Some(due) = due_iops.into_iter().chain(due_bw).max() {
                     if now < due {
                         pending = Some((dir, off, bs));
                         rate_wait = Some(due);
@@ -518,6 +559,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             if mode == Mode::Workload && state == ST_RUN {
                 issued_bytes += bs;
+                issued_dir_bytes[dir as usize] += bs;
                 issued_ios[dir as usize] += 1;
             }
             queued.push(slot);
@@ -869,6 +911,9 @@ struct Deferred {
     cap: usize,
     /// An interval log is written: clat also goes to its per-interval series.
     ival_on: bool,
+    /// `disable_slat`, `disable_clat`, `disable_lat` (`gtod_reduce`): the
+    /// series is not recorded (fio reports it empty).
+    off: [bool; 3],
 }
 
 impl Deferred {
@@ -879,6 +924,7 @@ impl Deferred {
             done: Vec::with_capacity(cap),
             cap,
             ival_on,
+            off: [false; 3],
         }
     }
 
@@ -889,14 +935,21 @@ impl Deferred {
     /// Record everything held into the job's statistics (and the interval
     /// clat series when an interval log is being written).
     fn flush(&mut self, res: &mut JobResult, ival: &mut [LatStat; 2]) {
+        let [no_slat, no_clat, no_lat] = self.off;
         for (d, p, i) in self.slat.drain(..) {
-            res.dirs[d as usize].slat.record(nanos(i - p));
+            if !no_slat {
+                res.dirs[d as usize].slat.record(nanos(i - p));
+            }
         }
         for (d, p, i, t) in self.done.drain(..) {
             let st = &mut res.dirs[d as usize];
             let clat = nanos(t - i);
-            st.clat.record(clat);
-            st.lat.record(nanos(t - p));
+            if !no_clat {
+                st.clat.record(clat);
+            }
+            if !no_lat {
+                st.lat.record(nanos(t - p));
+            }
             if self.ival_on {
                 ival[d as usize].record(clat);
             }
