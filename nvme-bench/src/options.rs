@@ -254,6 +254,9 @@ pub struct Job {
     pub rw_modifier: u64,
     /// `wait_for`: start when this job (all its clones) has finished.
     pub wait_for: Option<String>,
+    /// `exitall`: when this job ends, every other job is stopped (and
+    /// later groups do not run their I/O).
+    pub exitall: bool,
     /// fio's reporting group: a new one at each `stonewall` or `new_group`
     /// after the first job (computed when the set is built).
     pub groupid: u32,
@@ -355,6 +358,7 @@ impl Default for Job {
             rate: [None, None],
             rw_modifier: 0,
             wait_for: None,
+            exitall: false,
             groupid: 0,
             filename: None,
             directory: None,
@@ -937,7 +941,6 @@ const UNSUPPORTED: &[&str] = &[
     "offset_increment",
     "offset_align",
     "size_increment",
-    "exitall",
     "exitall_on_error",
     "unit_base",
     "disable_bw_measurement",
@@ -1063,6 +1066,7 @@ pub const SUPPORTED: &[&str] = &[
     "rate",
     "new_group",
     "wait_for",
+    "exitall",
 ];
 
 /// Apply one `key=value` to `job`.
@@ -1152,6 +1156,7 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         }
         "new_group" => job.new_group = parse_bool(v).map_err(ctx)?,
         "wait_for" => job.wait_for = Some(need()?.to_string()),
+        "exitall" => job.exitall = parse_bool(v).map_err(ctx)?,
         "nrfiles" => {
             if parse_u32(need()?).map_err(ctx)? != 1 {
                 return Err(Error::msg(format!(

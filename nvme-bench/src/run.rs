@@ -123,6 +123,7 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
             *left.entry(j.name.clone()).or_insert(0) += j.numjobs;
         }
     }
+    let exitall = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for (grp, setup_errs) in groups.into_iter().zip(setup_errors) {
         // exec_prerun: before the group's jobs start (and after the
         // previous group's controllers are released).
@@ -196,6 +197,7 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                 clone,
                 groupid: job_groupid,
                 progress,
+                exitall: exitall.clone(),
                 target,
                 cpus: pin,
                 interval: g.interval_log.as_ref().map(|_| (status_every, tx.clone())),
@@ -208,8 +210,13 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                     let finished = finished.clone();
                     move || {
                         let name = ctx.job.name.clone();
+                        let (exits, flag) = (ctx.job.exitall, ctx.exitall.clone());
                         wait_to_start(&ctx.job, ctx.seed, &finished);
                         let r = runner::run_job(ctx);
+                        // fio's exitall: this job's end terminates every job.
+                        if exits {
+                            flag.store(true, Ordering::Relaxed);
+                        }
                         let (m, cv) = &*finished;
                         let mut left = m.lock().unwrap_or_else(|p| p.into_inner());
                         if let Some(n) = left.get_mut(&name) {

@@ -56,6 +56,8 @@ pub struct RunCtx {
     pub clone: u32,
     pub groupid: u32,
     pub progress: Arc<Progress>,
+    /// Set when a job with `exitall` has finished: every job stops.
+    pub exitall: Arc<std::sync::atomic::AtomicBool>,
     pub target: Target,
     pub cpus: Option<Vec<usize>>,
     pub interval: Option<(Duration, Sender<String>)>,
@@ -444,6 +446,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
         }
         // Workload end conditions.
+        if !stop && ctx.exitall.load(Ordering::Relaxed) {
+            stop = true;
+        }
         if mode == Mode::Workload && !stop {
             if state == ST_RUN {
                 if let Some(rt) = job.runtime {
