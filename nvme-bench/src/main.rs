@@ -12,6 +12,7 @@ mod error;
 mod expr;
 mod gen;
 mod layout;
+mod logs;
 mod options;
 mod report;
 mod run;

@@ -257,6 +257,8 @@ pub struct Job {
     /// `exitall`: when this job ends, every other job is stopped (and
     /// later groups do not run their I/O).
     pub exitall: bool,
+    /// `write_bw_log`, `write_lat_log`, `write_iops_log` and their knobs.
+    pub logs: crate::logs::LogOpts,
     /// fio's reporting group: a new one at each `stonewall` or `new_group`
     /// after the first job (computed when the set is built).
     pub groupid: u32,
@@ -359,6 +361,10 @@ impl Default for Job {
             rw_modifier: 0,
             wait_for: None,
             exitall: false,
+            logs: crate::logs::LogOpts {
+                per_job: true,
+                ..Default::default()
+            },
             groupid: 0,
             filename: None,
             directory: None,
@@ -902,11 +908,7 @@ const UNSUPPORTED: &[&str] = &[
     "write_iolog",
     "read_iolog",
     "replay_no_stall",
-    "write_bw_log",
-    "write_lat_log",
-    "write_iops_log",
     "write_hist_log",
-    "log_avg_msec",
     "log_hist_msec",
     "unified_rw_reporting",
     "create_serialize",
@@ -945,7 +947,6 @@ const UNSUPPORTED: &[&str] = &[
     "unit_base",
     "disable_bw_measurement",
     "clocksource",
-    "per_job_logs",
     "stats",
     "cgroup",
     "uid",
@@ -1067,6 +1068,12 @@ pub const SUPPORTED: &[&str] = &[
     "new_group",
     "wait_for",
     "exitall",
+    "write_bw_log",
+    "write_lat_log",
+    "write_iops_log",
+    "log_avg_msec",
+    "log_max_value",
+    "per_job_logs",
 ];
 
 /// Apply one `key=value` to `job`.
@@ -1157,6 +1164,13 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "new_group" => job.new_group = parse_bool(v).map_err(ctx)?,
         "wait_for" => job.wait_for = Some(need()?.to_string()),
         "exitall" => job.exitall = parse_bool(v).map_err(ctx)?,
+        // fio: the value is the log's prefix; without one, the job's name.
+        "write_bw_log" => job.logs.bw = Some(v.to_string()),
+        "write_lat_log" => job.logs.lat = Some(v.to_string()),
+        "write_iops_log" => job.logs.iops = Some(v.to_string()),
+        "log_avg_msec" => job.logs.avg_msec = u64::from(parse_u32(need()?).map_err(ctx)?),
+        "log_max_value" => job.logs.max_value = parse_bool(v).map_err(ctx)?,
+        "per_job_logs" => job.logs.per_job = parse_bool(v).map_err(ctx)?,
         "nrfiles" => {
             if parse_u32(need()?).map_err(ctx)? != 1 {
                 return Err(Error::msg(format!(

@@ -124,6 +124,7 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         }
     }
     let exitall = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut number = 0u32;
     for (grp, setup_errs) in groups.into_iter().zip(setup_errors) {
         // exec_prerun: before the group's jobs start (and after the
         // previous group's controllers are released).
@@ -198,6 +199,10 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                 groupid: job_groupid,
                 progress,
                 exitall: exitall.clone(),
+                number: {
+                    number += 1;
+                    number
+                },
                 target,
                 cpus: pin,
                 interval: g.interval_log.as_ref().map(|_| (status_every, tx.clone())),

@@ -58,6 +58,9 @@ pub struct RunCtx {
     pub progress: Arc<Progress>,
     /// Set when a job with `exitall` has finished: every job stops.
     pub exitall: Arc<std::sync::atomic::AtomicBool>,
+    /// fio's thread number (1-based over the run, clones counted): the
+    /// `.N` of the job's log files.
+    pub number: u32,
     pub target: Target,
     pub cpus: Option<Vec<usize>>,
     pub interval: Option<(Duration, Sender<String>)>,
@@ -383,6 +386,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         None => (Duration::from_secs(3600 * 24 * 365), None),
     };
     let mut next_ival = run_start + ival;
+    let mut logs = crate::logs::Logs::open(job, ctx.number, !sync, now0)?;
     let mut deferred = Deferred::new(depth, itx.is_some());
     deferred.off = [job.disable_slat, job.disable_clat, job.disable_lat];
     let mut ival_base = [(0u64, 0u64); 2];
@@ -729,6 +733,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 local_ios[dir as usize] += 1;
                 if !failed {
                     deferred.done.push((dir, prep_t[s], issue_t[s], tc));
+                    if let Some(l) = &mut logs {
+                        l.io(dir, slen[s] as u64, prep_t[s], issue_t[s], tc);
+                    }
                     st.bytes += slen[s] as u64;
                     local_bytes[dir as usize] += slen[s] as u64;
                 }
@@ -790,6 +797,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         }
     }
     deferred.flush(res, &mut ival_clat);
+    if let Some(l) = logs.take() {
+        l.finish()?;
+    }
     res.runtime = end.saturating_duration_since(run_start);
     let workload_end = verify_start.map_or(end, |v| v.max(run_start));
     let workload = workload_end.saturating_duration_since(run_start);
