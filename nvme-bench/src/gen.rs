@@ -141,19 +141,69 @@ pub struct Gen {
     drawn: u64,
     /// A new pass over the region started since `take_new_pass` last looked.
     new_pass: bool,
+    /// `random_distribution` other than random/zipf.
+    skew: Skew,
+    /// `rw=...:N`: sequential: bytes skipped after each I/O; random: I/Os
+    /// per random offset (sequential in between).
+    modifier: u64,
+    /// Random mode with a modifier: (I/Os left in the run, next offset).
+    run: Option<(u64, u64)>,
+}
+
+/// fio's other distributions (lib/zipf.c pareto, lib/gauss.c, zoned).
+#[derive(Clone, Debug)]
+enum Skew {
+    None,
+    /// `pareto:h`: rank = (n-1) * u^(ln h / ln (1-h)), scattered.
+    Pareto(f64),
+    /// `normal:dev`: centred on the middle, deviation in % of the region.
+    Normal(f64),
+    /// Cumulative (access %, first block, blocks) per zone.
+    Zoned(Vec<(u32, u64, u64)>),
 }
 
 impl Gen {
     pub fn new(job: &Job, base: u64, len: u64, seed: u64) -> Self {
-        let unit = job.min_bs();
-        let blocks = (len / unit).max(1);
         let random = job.rw.random();
+        // `blockalign`: random offsets are its multiples (fio turns the
+        // random map off then).
+        let unit = match job.blockalign {
+            Some(ba) if random => ba.max(1),
+            _ => job.min_bs(),
+        };
+        let blocks = (len / unit).max(1);
         let zipf = match job.random_distribution {
             Distribution::Zipf(t) if random => Some(Zipf::new(blocks, t)),
             _ => None,
         };
-        let perm = (random && !job.norandommap && zipf.is_none())
-            .then(|| Perm::new(blocks, seed ^ 0xa5a5_5a5a_dead_beef));
+        let skew = match &job.random_distribution {
+            _ if !random => Skew::None,
+            Distribution::Pareto(h) => Skew::Pareto(h.ln() / (1.0 - h).ln()),
+            Distribution::Normal(d) => Skew::Normal(*d),
+            Distribution::Zoned(z) => {
+                let mut acc = 0u32;
+                let mut first = 0u64;
+                let mut zones = Vec::new();
+                for (i, (a, r)) in z.iter().enumerate() {
+                    acc += a;
+                    let n = if i + 1 == z.len() {
+                        blocks - first
+                    } else {
+                        (blocks * u64::from(*r) / 100).min(blocks - first)
+                    };
+                    zones.push((acc, first, n));
+                    first += n;
+                }
+                Skew::Zoned(zones)
+            }
+            _ => Skew::None,
+        };
+        let perm = (random
+            && !job.norandommap
+            && job.blockalign.is_none()
+            && zipf.is_none()
+            && matches!(skew, Skew::None))
+        .then(|| Perm::new(blocks, seed ^ 0xa5a5_5a5a_dead_beef));
         Gen {
             rw: job.rw,
             rwmixread: job.rwmixread,
@@ -171,6 +221,9 @@ impl Gen {
             scatter: seed | 1,
             drawn: 0,
             new_pass: false,
+            skew,
+            modifier: job.rw_modifier,
+            run: None,
         }
     }
 
@@ -219,8 +272,20 @@ impl Gen {
 
     /// Byte offset (absolute) for an I/O of `bs` bytes.
     pub fn pick_offset(&mut self, bs: u64) -> u64 {
+        // rw=randread:N: N I/Os per random offset, sequential in between.
+        if self.rw.random() && self.modifier > 1 {
+            if let Some((left, next)) = self.run {
+                if left > 0 && next + bs <= self.base + self.len {
+                    self.run = Some((left - 1, next + bs));
+                    self.drawn += 1;
+                    return next;
+                }
+            }
+        }
         let block = if self.rw.random() {
-            if let Some(z) = &self.zipf {
+            if !matches!(self.skew, Skew::None) {
+                self.skewed()
+            } else if let Some(z) = &self.zipf {
                 // Spread the hot ranks over the device, like fio's hashing.
                 let r = z.next(&mut self.rng);
                 r.wrapping_mul(0x9e37_79b9_7f4a_7c15 ^ self.scatter) % self.blocks
@@ -238,7 +303,8 @@ impl Gen {
             if b == 0 && self.drawn > 0 {
                 self.new_pass = true;
             }
-            self.seq_pos += bs.div_ceil(self.unit).max(1);
+            // rw=write:8k: skip 8k after each I/O.
+            self.seq_pos += (bs + self.modifier).div_ceil(self.unit).max(1);
             if self.seq_pos * self.unit + bs > self.len {
                 // Wrap for the next one.
                 if self.seq_pos * self.unit >= self.len {
@@ -255,7 +321,36 @@ impl Gen {
                 self.seq_pos = 0;
             }
         }
+        if self.rw.random() && self.modifier > 1 {
+            self.run = Some((self.modifier - 2, self.base + off + bs));
+        }
         self.base + off
+    }
+
+    fn skewed(&mut self) -> u64 {
+        let n = self.blocks;
+        match &self.skew {
+            Skew::Pareto(pow) => {
+                let r = ((n - 1) as f64 * self.rng.unit().powf(*pow)) as u64;
+                r.wrapping_mul(0x9e37_79b9_7f4a_7c15 ^ self.scatter) % n
+            }
+            Skew::Normal(dev) => {
+                // fio's gauss: a sum of uniforms, centred on the middle.
+                let g: f64 = (0..12).map(|_| self.rng.unit()).sum::<f64>() - 6.0;
+                let x = n as f64 / 2.0 + g * n as f64 * dev / 100.0;
+                (x.max(0.0) as u64).min(n - 1)
+            }
+            Skew::Zoned(z) => {
+                let p = self.rng.below(100) as u32;
+                let &(_, first, cnt) = z
+                    .iter()
+                    .find(|(acc, _, cnt)| p < *acc && *cnt > 0)
+                    .or_else(|| z.iter().rev().find(|(_, _, c)| *c > 0))
+                    .unwrap_or(&(100, 0, 1));
+                first + self.rng.below(cnt.max(1))
+            }
+            Skew::None => self.rng.below(n),
+        }
     }
 }
 

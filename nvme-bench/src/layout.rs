@@ -24,13 +24,15 @@ use std::os::unix::io::AsRawFd;
 
 use crate::error::{Error, Result};
 use crate::gen::Rng;
-use crate::options::{Amount, EngineKind, Fallocate, Job};
+#[cfg(test)]
+use crate::options::EngineKind;
+use crate::options::{Amount, Fallocate, Job};
 
 /// Lay out `job`'s file if fio would. Returns the bytes of the file laid
 /// out (fio's "Laying out IO file (1 file / NMiB)"), or `None` when
 /// nothing was to be done.
 pub fn prepare(job: &Job, seed: u64) -> Result<Option<u64>> {
-    if !matches!(job.ioengine, EngineKind::Psync | EngineKind::IoUring) {
+    if !job.ioengine.on_files() {
         return Ok(None);
     }
     let Some(path) = job.filename.as_deref() else {

@@ -9,8 +9,10 @@ mod bind;
 mod diskstats;
 mod engine;
 mod error;
+mod expr;
 mod gen;
 mod layout;
+mod logs;
 mod options;
 mod report;
 mod run;
@@ -138,8 +140,10 @@ fn fio_main(args: &[String]) -> ExitCode {
         }
     };
     if g.parse_only {
-        for j in &set.jobs {
-            println!("{j:#?}");
+        // fio prints nothing here; nvme-bench prints what fio prints
+        // before a run: the job headers and the Starting line.
+        for l in report::normal::start_lines(&set) {
+            println!("{l}");
         }
         return ExitCode::SUCCESS;
     }

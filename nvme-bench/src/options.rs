@@ -67,6 +67,8 @@ pub enum EngineKind {
     Psync,
     /// fio's `null`: no I/O, every I/O completes at once.
     Null,
+    /// Linux native AIO (io_submit/io_getevents).
+    Libaio,
 }
 
 impl EngineKind {
@@ -77,14 +79,60 @@ impl EngineKind {
             EngineKind::IoUringCmd => "io_uring_cmd",
             EngineKind::Psync => "psync",
             EngineKind::Null => "null",
+            EngineKind::Libaio => "libaio",
         }
+    }
+    /// Engines that do their I/O on a kernel file or block device by name
+    /// (fio's default file name applies; files are laid out).
+    pub fn on_files(self) -> bool {
+        matches!(
+            self,
+            EngineKind::Psync | EngineKind::IoUring | EngineKind::Libaio
+        )
     }
 }
 
-#[derive(Copy, Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Distribution {
     Random,
     Zipf(f64),
+    /// `pareto:h` (fio's lib/zipf.c pareto), 0 < h < 1.
+    Pareto(f64),
+    /// `normal:dev` (fio's gauss): deviation in percent of the region.
+    Normal(f64),
+    /// `zoned:60/10:30/20:...`: (percent of accesses, percent of the region) per zone.
+    Zoned(Vec<(u32, u32)>),
+}
+
+/// `zoned:` zones: `access%/range%` separated by `:`; each sum must be 100.
+pub fn parse_zones(s: &str) -> Result<Vec<(u32, u32)>> {
+    let mut z = Vec::new();
+    for part in s.split(':').filter(|p| !p.trim().is_empty()) {
+        let (a, r) = part
+            .split_once('/')
+            .ok_or_else(|| Error::msg(format!("zone '{part}': expected access%/range%")))?;
+        let p = |x: &str| -> Result<u32> {
+            let v: u32 = x
+                .trim()
+                .parse()
+                .map_err(|_| Error::msg(format!("zone '{part}': bad percentage")))?;
+            if v > 100 {
+                return Err(Error::msg(format!("zone '{part}': over 100%")));
+            }
+            Ok(v)
+        };
+        z.push((p(a)?, p(r)?));
+        if z.len() > 256 {
+            return Err(Error::msg("more than 256 zones"));
+        }
+    }
+    let (a, r) = z.iter().fold((0, 0), |(a, r), (x, y)| (a + x, r + y));
+    if z.is_empty() || a != 100 || r != 100 {
+        return Err(Error::msg(format!(
+            "zones '{s}' add up to {a}% of accesses and {r}% of the range, not 100% each"
+        )));
+    }
+    Ok(z)
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -174,6 +222,46 @@ pub const DEFAULT_PERCENTILES: [f64; 17] = [
 #[derive(Clone, Debug, PartialEq)]
 pub struct Job {
     pub name: String,
+    /// `ioengine` as written (fio's header line shows it: `sync`, `psync`).
+    pub ioengine_name: String,
+    /// `thread`: fio's header says `Starting N threads` (we always run threads).
+    pub thread: bool,
+    /// `new_group`: a new reporting group, run with the jobs before it.
+    pub new_group: bool,
+    /// `loops`: passes over the region (non-time-based).
+    pub loops: u32,
+    /// `startdelay`: the job starts this long after its group (a random
+    /// value in `lo..=hi` for a range).
+    pub startdelay: (Duration, Duration),
+    /// `io_size` (`io_limit`): bytes to move, instead of `size`.
+    pub io_size: Option<u64>,
+    /// `number_ios`: I/Os to issue at most (0: no limit).
+    pub number_ios: u64,
+    /// `blockalign`: random offsets are multiples of this (per direction as fio: one value).
+    pub blockalign: Option<u64>,
+    /// `kb_base`: 1024 (default) or 1000 (SI: `4k` = 4000).
+    pub kb_base: u64,
+    /// `disable_slat`, `disable_clat`, `disable_lat` (`gtod_reduce` sets all three).
+    pub disable_slat: bool,
+    pub disable_clat: bool,
+    pub disable_lat: bool,
+    /// `buffer_pattern`: write buffers carry this instead of random bytes.
+    pub buffer_pattern: Vec<u8>,
+    /// `rate`: bytes per second per direction.
+    pub rate: [Option<u64>; 2],
+    /// `rw=...:N`: sequential: bytes skipped after each I/O; random: a new
+    /// random offset every N I/Os, sequential in between.
+    pub rw_modifier: u64,
+    /// `wait_for`: start when this job (all its clones) has finished.
+    pub wait_for: Option<String>,
+    /// `exitall`: when this job ends, every other job is stopped (and
+    /// later groups do not run their I/O).
+    pub exitall: bool,
+    /// `write_bw_log`, `write_lat_log`, `write_iops_log` and their knobs.
+    pub logs: crate::logs::LogOpts,
+    /// fio's reporting group: a new one at each `stonewall` or `new_group`
+    /// after the first job (computed when the set is built).
+    pub groupid: u32,
     pub filename: Option<String>,
     /// `directory`: prefix of relative file names (and of the default one).
     pub directory: Option<String>,
@@ -256,6 +344,28 @@ impl Default for Job {
     fn default() -> Self {
         Job {
             name: String::new(),
+            ioengine_name: "psync".into(),
+            thread: false,
+            new_group: false,
+            loops: 1,
+            startdelay: (Duration::ZERO, Duration::ZERO),
+            io_size: None,
+            number_ios: 0,
+            blockalign: None,
+            kb_base: 1024,
+            disable_slat: false,
+            disable_clat: false,
+            disable_lat: false,
+            buffer_pattern: Vec::new(),
+            rate: [None, None],
+            rw_modifier: 0,
+            wait_for: None,
+            exitall: false,
+            logs: crate::logs::LogOpts {
+                per_job: true,
+                ..Default::default()
+            },
+            groupid: 0,
             filename: None,
             directory: None,
             ioengine: EngineKind::Psync,
@@ -470,6 +580,25 @@ pub struct JobSet {
 /// compatibility quirk) `KiB` = 1000. Also `0x` hex. No suffix: bytes.
 pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
+    if t.contains(['*', '+', '/', '%', '(', ')']) || t[1.min(t.len())..].contains('-') {
+        return crate::expr::eval(t, kb_base());
+    }
+    parse_size_plain(t, kb_base())
+}
+
+thread_local! {
+    /// The `kb_base` of the job whose options are being parsed (fio
+    /// parses `kb_base` before the section's other options).
+    static KB_BASE: std::cell::Cell<u64> = const { std::cell::Cell::new(1024) };
+}
+
+fn kb_base() -> u64 {
+    KB_BASE.with(|k| k.get())
+}
+
+/// A number with fio's unit suffixes (no arithmetic).
+pub fn parse_size_plain(s: &str, kb_base: u64) -> Result<u64> {
+    let t = s.trim();
     if t.is_empty() {
         return Err(Error::msg("empty number"));
     }
@@ -484,18 +613,21 @@ pub fn parse_size(s: &str) -> Result<u64> {
         return Err(Error::msg(format!("bad number '{s}'")));
     }
     let suf_l = suf.to_ascii_lowercase();
+    // fio's get_mult_bytes: with kb_base=1024 `k`/`kb` are 1024 and the
+    // `KiB` forms (its quirk) 1000; with kb_base=1000 the other way round.
+    let other = if kb_base == 1000 { 1024 } else { 1000 };
     let (p, base) = match suf_l.as_str() {
         "" | "b" => (0, 1024u64),
-        "k" | "kb" => (1, 1024),
-        "m" | "mb" => (2, 1024),
-        "g" | "gb" => (3, 1024),
-        "t" | "tb" => (4, 1024),
-        "p" | "pb" => (5, 1024),
-        "kib" => (1, 1000),
-        "mib" => (2, 1000),
-        "gib" => (3, 1000),
-        "tib" => (4, 1000),
-        "pib" => (5, 1000),
+        "k" | "kb" => (1, kb_base),
+        "m" | "mb" => (2, kb_base),
+        "g" | "gb" => (3, kb_base),
+        "t" | "tb" => (4, kb_base),
+        "p" | "pb" => (5, kb_base),
+        "kib" => (1, other),
+        "mib" => (2, other),
+        "gib" => (3, other),
+        "tib" => (4, other),
+        "pib" => (5, other),
         _ => return Err(Error::msg(format!("bad unit '{suf}' in '{s}'"))),
     };
     let mult = base.pow(p);
@@ -739,8 +871,6 @@ pub fn parse_pattern(s: &str) -> Result<Vec<u8>> {
 /// fio options that nvme-bench knows but does not implement: a clear error.
 const UNSUPPORTED: &[&str] = &[
     "bs_unaligned",
-    "blockalign",
-    "ba",
     "bs_is_seq_rand",
     "zonemode",
     "zonesize",
@@ -755,7 +885,6 @@ const UNSUPPORTED: &[&str] = &[
     "fsync_on_close",
     "sync",
     "write_barrier",
-    "rate",
     "rate_min",
     "rate_iops_min",
     "rate_process",
@@ -764,10 +893,6 @@ const UNSUPPORTED: &[&str] = &[
     "thinktime",
     "thinktime_spin",
     "thinktime_blocks",
-    "loops",
-    "io_size",
-    "io_limit",
-    "number_ios",
     "fill_device",
     "fill_fs",
     "verify_interval",
@@ -783,17 +908,11 @@ const UNSUPPORTED: &[&str] = &[
     "write_iolog",
     "read_iolog",
     "replay_no_stall",
-    "write_bw_log",
-    "write_lat_log",
-    "write_iops_log",
     "write_hist_log",
-    "log_avg_msec",
     "log_hist_msec",
     "unified_rw_reporting",
     "create_serialize",
     "pre_read",
-    "buffered",
-    "buffer_pattern",
     "buffer_compress_percentage",
     "refill_buffers",
     "scramble_buffers",
@@ -810,9 +929,6 @@ const UNSUPPORTED: &[&str] = &[
     "cpumask",
     "numa_cpu_nodes",
     "numa_mem_policy",
-    "startdelay",
-    "wait_for",
-    "new_group",
     "flow",
     "flow_id",
     "steadystate",
@@ -827,17 +943,10 @@ const UNSUPPORTED: &[&str] = &[
     "offset_increment",
     "offset_align",
     "size_increment",
-    "exitall",
     "exitall_on_error",
-    "kb_base",
     "unit_base",
-    "disable_lat",
-    "disable_clat",
-    "disable_slat",
     "disable_bw_measurement",
-    "gtod_reduce",
     "clocksource",
-    "per_job_logs",
     "stats",
     "cgroup",
     "uid",
@@ -941,12 +1050,40 @@ pub const SUPPORTED: &[&str] = &[
     "nvme_io_timeout",
     "nvme_timeout_policy",
     "continue_on_error",
+    "kb_base",
+    "loops",
+    "startdelay",
+    "io_size",
+    "io_limit",
+    "number_ios",
+    "blockalign",
+    "ba",
+    "gtod_reduce",
+    "disable_slat",
+    "disable_clat",
+    "disable_lat",
+    "buffer_pattern",
+    "buffered",
+    "rate",
+    "new_group",
+    "wait_for",
+    "exitall",
+    "write_bw_log",
+    "write_lat_log",
+    "write_iops_log",
+    "log_avg_msec",
+    "log_max_value",
+    "per_job_logs",
 ];
 
 /// Apply one `key=value` to `job`.
 pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
     let key = key.trim();
+    // fio's `$pagesize`, `$mb_memory`, `$ncpus`, replaced before parsing.
+    let expanded = val.map(crate::expr::keywords);
+    let val = expanded.as_deref();
     let v = val.map(str::trim).unwrap_or("");
+    KB_BASE.with(|k| k.set(job.kb_base));
     let need = || -> Result<&str> {
         if val.is_none() || v.is_empty() {
             Err(Error::msg(format!("option '{key}' needs a value")))
@@ -960,6 +1097,80 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "description" => job.description = Some(v.to_string()),
         "filename" => job.filename = Some(need()?.to_string()),
         "directory" => job.directory = Some(need()?.to_string()),
+        "kb_base" => {
+            job.kb_base = match parse_size_plain(need()?, 1024).map_err(ctx)? {
+                b @ (1000 | 1024) => b,
+                _ => return Err(Error::msg(format!("option 'kb_base={v}': 1000 or 1024"))),
+            }
+        }
+        "loops" => {
+            let n = parse_u32(need()?).map_err(ctx)?;
+            if n == 0 {
+                return Err(Error::msg(format!("option 'loops={v}': at least 1")));
+            }
+            job.loops = n;
+        }
+        "startdelay" => {
+            let s = need()?;
+            let t = |x: &str| parse_time(x, Duration::from_secs(1)).map_err(ctx);
+            job.startdelay = match s.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (t(a)?, t(b)?);
+                    if a > b {
+                        return Err(Error::msg(format!(
+                            "option 'startdelay={s}': the range's low end is above its high end"
+                        )));
+                    }
+                    (a, b)
+                }
+                None => {
+                    let d = t(s)?;
+                    (d, d)
+                }
+            };
+        }
+        "io_size" | "io_limit" => {
+            let b = parse_size(need()?).map_err(ctx)?;
+            job.io_size = (b > 0).then_some(b);
+        }
+        "number_ios" => job.number_ios = parse_size(need()?).map_err(ctx)?,
+        "blockalign" | "ba" => {
+            // fio takes `r,w`; offsets are drawn per job here, so both
+            // must agree.
+            let [r, w] = per_dir(need()?, parse_bs, [0, 0]).map_err(ctx)?;
+            if r != w && r != 0 && w != 0 {
+                return Err(Error::msg(format!(
+                    "option 'blockalign={v}': different read and write alignments are not supported"
+                )));
+            }
+            job.blockalign = Some(r.max(w));
+        }
+        "gtod_reduce" => {
+            if parse_bool(v).map_err(ctx)? {
+                job.disable_slat = true;
+                job.disable_clat = true;
+                job.disable_lat = true;
+            }
+        }
+        "disable_slat" => job.disable_slat = parse_bool(v).map_err(ctx)?,
+        "disable_clat" => job.disable_clat = parse_bool(v).map_err(ctx)?,
+        "disable_lat" => job.disable_lat = parse_bool(v).map_err(ctx)?,
+        "buffer_pattern" => job.buffer_pattern = parse_pattern(need()?).map_err(ctx)?,
+        "buffered" => job.direct = !parse_bool(v).map_err(ctx)?,
+        "rate" => {
+            let r = per_dir(need()?, |s| parse_size(s).map(Some), [None, None]).map_err(ctx)?;
+            job.rate = r.map(|x| x.filter(|&n| n > 0));
+        }
+        "new_group" => job.new_group = parse_bool(v).map_err(ctx)?,
+        "wait_for" => job.wait_for = Some(need()?.to_string()),
+        "exitall" => job.exitall = parse_bool(v).map_err(ctx)?,
+        // fio: the value is the log's prefix; without one, the job's name.
+        "write_bw_log" => job.logs.bw = Some(v.to_string()),
+        "write_lat_log" => job.logs.lat = Some(v.to_string()),
+        "write_iops_log" => job.logs.iops = Some(v.to_string()),
+        "log_avg_msec" => job.logs.avg_msec = u64::from(parse_u32(need()?).map_err(ctx)?),
+        "log_max_value" => job.logs.max_value = parse_bool(v).map_err(ctx)?,
+        "per_job_logs" => job.logs.per_job = parse_bool(v).map_err(ctx)?,
         "nrfiles" => {
             if parse_u32(need()?).map_err(ctx)? != 1 {
                 return Err(Error::msg(format!(
@@ -968,27 +1179,32 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
             }
         }
         "ioengine" => {
+            job.ioengine_name = need()?.to_string();
             job.ioengine = match need()? {
                 "nvme-vfio" | "nvme_vfio" | "nvme" | "spdk" => EngineKind::NvmeVfio,
                 "io_uring" => EngineKind::IoUring,
                 "io_uring_cmd" => EngineKind::IoUringCmd,
                 "psync" | "pvsync" | "sync" => EngineKind::Psync,
                 "null" => EngineKind::Null,
+                "libaio" => EngineKind::Libaio,
                 other => {
                     return Err(Error::msg(format!(
-                "ioengine '{other}' is not supported (nvme-vfio, io_uring, io_uring_cmd, psync, null)"
+                "ioengine '{other}' is not supported (nvme-vfio, io_uring, io_uring_cmd, libaio, psync, null)"
             )))
                 }
             }
         }
         "stonewall" | "wait_for_previous" => job.stonewall = parse_bool(v).map_err(ctx)?,
         "rw" | "readwrite" => {
-            let s = need()?;
-            if s.contains(':') {
-                return Err(Error::msg(format!(
-                    "option 'rw={s}': the ':N' offset modifier is not supported"
-                )));
-            }
+            let (s, modifier) = match need()?.split_once(':') {
+                Some((m, n)) => (m.trim(), Some(n.trim())),
+                None => (v, None),
+            };
+            job.rw_modifier = match modifier {
+                // fio: a count of I/Os for random modes, bytes for sequential.
+                Some(n) if !n.is_empty() => parse_size(n).map_err(ctx)?,
+                _ => 0,
+            };
             job.rw = match s {
                 "read" => Rw::Read,
                 "write" => Rw::Write,
@@ -1103,13 +1319,35 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
                     )));
                 }
                 Distribution::Zipf(theta)
+            } else if let Some(t) = s.strip_prefix("pareto:") {
+                let h: f64 = t
+                    .parse()
+                    .map_err(|_| Error::msg(format!("option '{key}={s}': bad h")))?;
+                if !(h > 0.0 && h < 1.0) {
+                    return Err(Error::msg(format!(
+                        "option '{key}={s}': pareto h must be between 0 and 1"
+                    )));
+                }
+                Distribution::Pareto(h)
+            } else if let Some(t) = s.strip_prefix("normal:") {
+                let d: f64 = t
+                    .parse()
+                    .map_err(|_| Error::msg(format!("option '{key}={s}': bad deviation")))?;
+                if !(d > 0.0 && d <= 100.0) {
+                    return Err(Error::msg(format!(
+                        "option '{key}={s}': normal deviation must be in (0, 100] percent"
+                    )));
+                }
+                Distribution::Normal(d)
+            } else if let Some(t) = s.strip_prefix("zoned:") {
+                Distribution::Zoned(parse_zones(t).map_err(ctx)?)
             } else if s == "zipf" {
                 return Err(Error::msg(format!(
                     "option '{key}=zipf': give the exponent, e.g. zipf:1.2"
                 )));
             } else {
                 return Err(Error::msg(format!(
-                    "option '{key}={s}': only random and zipf:θ are supported"
+                    "option '{key}={s}': random, zipf:θ, pareto:h, normal:dev or zoned:... (zoned_abs is not supported)"
                 )));
             };
         }
@@ -1190,7 +1428,7 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
                 }
             }
         }
-        "thread" => {}
+        "thread" => job.thread = parse_bool(v).map_err(ctx)?,
         "hipri" => job.hipri = parse_bool(v).map_err(ctx)?,
         "fixedbufs" => job.fixedbufs = parse_bool(v).map_err(ctx)?,
         "registerfiles" => job.registerfiles = parse_bool(v).map_err(ctx)?,
@@ -1216,8 +1454,7 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "nvme_shadow_doorbells" => job.nvme_shadow_doorbells = Some(parse_bool(v).map_err(ctx)?),
         "nvme_pin" => job.nvme_pin = parse_bool(v).map_err(ctx)?,
         "nvme_io_timeout" => {
-            job.nvme_io_timeout =
-                Some(parse_time(need()?, Duration::from_secs(1)).map_err(ctx)?)
+            job.nvme_io_timeout = Some(parse_time(need()?, Duration::from_secs(1)).map_err(ctx)?)
         }
         "nvme_timeout_policy" => {
             job.nvme_timeout_policy = Some(match need()? {
@@ -1317,13 +1554,11 @@ pub fn validate(job: &Job) -> Result<()> {
                 "job '{n}': ioengine=null needs size= (in bytes; there is no file)"
             )));
         }
-    } else if job.filename.is_none()
-        && !matches!(job.ioengine, EngineKind::Psync | EngineKind::IoUring)
-    {
+    } else if job.filename.is_none() && !job.ioengine.on_files() {
         // psync/io_uring default to fio's `jobname.N.0` (see `file_for`).
         return Err(Error::msg(format!("job '{n}': no filename given")));
     }
-    if matches!(job.ioengine, EngineKind::Psync | EngineKind::IoUring) {
+    if job.ioengine.on_files() {
         if let Some(f) = &job.filename {
             split_files(f).map_err(|e| Error::msg(format!("job '{n}': {e}")))?;
         }
@@ -1489,7 +1724,13 @@ pub fn parse_job_file_text(text: &str, origin: &Path, sections: &mut Vec<Section
     // of ours only `filename` differs (lowest): it goes last, which is
     // where fio's JSON lists it.
     for sec in &mut sections[start..] {
-        sec.1.sort_by_key(|(k, _)| k == "filename");
+        // kb_base goes first (fio's priority for it is high): the
+        // section's sizes are read in its base.
+        sec.1.sort_by_key(|(k, _)| match k.as_str() {
+            "kb_base" => 0,
+            "filename" => 2,
+            _ => 1,
+        });
     }
     Ok(())
 }
@@ -1524,6 +1765,20 @@ fn build(sections: Vec<Section>, only: &[String]) -> Result<JobSet> {
         }
         fixup(&mut job);
         validate(&job)?;
+        if let Some(w) = &job.wait_for {
+            if !set.jobs.iter().any(|j| &j.name == w) {
+                return Err(Error::msg(format!(
+                    "job '{name}': wait_for={w}: no job of that name before it"
+                )));
+            }
+        }
+        // fio's add_job: stonewall or new_group start a reporting group
+        // when jobs came before.
+        job.groupid = match set.jobs.last() {
+            Some(prev) if job.stonewall || job.new_group => prev.groupid + 1,
+            Some(prev) => prev.groupid,
+            None => 0,
+        };
         set.jobs.push(job);
     }
     if set.jobs.is_empty() {
@@ -1851,9 +2106,10 @@ mod tests {
              ioengine=libaio\n\
              iodepth=16\n",
         );
-        // libaio is not one of ours: a clear error naming it.
-        let e = set.unwrap_err().to_string();
-        assert!(e.contains("ioengine 'libaio'"), "{e}");
+        // libaio is one of ours now, named as written.
+        let set = set.unwrap();
+        assert_eq!(set.jobs[0].ioengine, EngineKind::Libaio);
+        assert_eq!(set.jobs[0].ioengine_name, "libaio");
 
         let set = parse_str(
             "[global]\nname=fio-rand-read\nfilename=fio-rand-read\nrw=randread\nbs=4K\n\
@@ -2015,7 +2271,47 @@ mod tests {
             vec![0xde, 0xad, 0xbe, 0xef]
         );
         assert_eq!(parse_pattern("\"abc\"").unwrap(), b"abc".to_vec());
-        assert!(parse_str("[j]\nfilename=f\nrandom_distribution=pareto:0.5\n").is_err());
+        assert!(parse_str("[j]\nfilename=f\nrandom_distribution=pareto:1.5\n").is_err());
+        assert!(parse_str("[j]\nfilename=f\nrandom_distribution=zoned:50/50:40/50\n").is_err());
+        assert!(parse_str("[j]\nfilename=f\nrandom_distribution=zoned:50/x\n").is_err());
+    }
+
+    /// fio's examples' options: $-keywords and arithmetic, kb_base first
+    /// in its section, rw modifiers, loops/io_size/number_ios, groups.
+    #[test]
+    fn examples_options() {
+        let set = parse_str(
+            "[global]\nfilename=f\nbs=$pagesize\n[a]\nsize=4k\nkb_base=1000\n\
+             rw=randread:8\nloops=3\nio_size=(1+2)*4k\nnumber_ios=$ncpus*10\n\
+             [b]\nnew_group\nrw=write:8k\nstartdelay=1-2\nwait_for=a\nblockalign=8k\n\
+             random_distribution=zoned:60/10:40/90\ngtod_reduce=1\n",
+        )
+        .unwrap();
+        let (a, b) = (&set.jobs[0], &set.jobs[1]);
+        assert_eq!(a.bs[0], crate::expr::page_size());
+        assert_eq!(a.size, Some(Amount::Bytes(4000)));
+        assert_eq!((a.rw, a.rw_modifier, a.loops), (Rw::RandRead, 8, 3));
+        assert_eq!(a.io_size, Some(12000));
+        assert_eq!(a.number_ios, crate::expr::ncpus() * 10);
+        assert_eq!((a.groupid, b.groupid), (0, 1));
+        assert_eq!((b.rw, b.rw_modifier), (Rw::Write, 8192));
+        assert_eq!(
+            b.startdelay,
+            (Duration::from_secs(1), Duration::from_secs(2))
+        );
+        assert_eq!(b.wait_for.as_deref(), Some("a"));
+        assert_eq!(b.blockalign, Some(8192));
+        assert!(b.disable_clat && b.disable_slat && b.disable_lat);
+        for bad in [
+            "[j]\nfilename=f\nwait_for=nobody\n",
+            "[j]\nfilename=f\nkb_base=1001\n",
+            "[j]\nfilename=f\nsize=(1+\n",
+            "[j]\nfilename=f\nloops=0\n",
+            "[j]\nfilename=f\nstartdelay=2-1\n",
+            "[j]\nfilename=f\nsize=1/0\n",
+        ] {
+            assert!(parse_str(bad).is_err(), "{bad}");
+        }
     }
 
     /// fio caps the batch knobs instead of refusing them (init.c

@@ -41,7 +41,7 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
             let mut j = job.clone();
             // The file this clone uses, as fio names it (default
             // `jobname.N.0`, `directory`, `\:` unescaped).
-            if matches!(j.ioengine, EngineKind::Psync | EngineKind::IoUring) {
+            if j.ioengine.on_files() {
                 j.filename = Some(crate::options::file_for(job, c)?);
             }
             grp.push((j, c));
@@ -82,18 +82,13 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
     };
     let status_every = g.status_interval.unwrap_or(Duration::from_secs(1));
     if g.formats.normal && g.output.is_none() {
-        let mut seen = Vec::new();
-        for (gid, grp) in groups.iter().enumerate() {
-            for (job, _) in grp {
-                if !seen.contains(&job.name) {
-                    println!("{}", report::normal::job_header(job, gid));
-                    seen.push(job.name.clone());
-                }
-            }
+        let mut lines = report::normal::start_lines(set);
+        let starting = lines.pop().unwrap_or_default();
+        for l in lines {
+            println!("{l}");
         }
         println!("nvme-bench-{}", env!("CARGO_PKG_VERSION"));
-        let n: usize = groups.iter().map(Vec::len).sum();
-        println!("Starting {n} thread{}", if n == 1 { "" } else { "s" });
+        println!("{starting}");
     }
     // fio's file layout, before any job runs, one job after the other
     // (create_serialize): a file a job needs is written out or created.
@@ -118,7 +113,19 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
     let cpus = sys::allowed_cpus();
     let mut results: Vec<JobResult> = Vec::new();
     let mut disks = Vec::new();
-    for (gid, (grp, setup_errs)) in groups.into_iter().zip(setup_errors).enumerate() {
+    // wait_for: per job name, how many of its clones are still running
+    // (fio: a job with wait_for starts when the named job has finished).
+    let finished: Arc<(std::sync::Mutex<BTreeMap<String, u32>>, std::sync::Condvar)> =
+        Arc::new(Default::default());
+    {
+        let mut left = finished.0.lock().unwrap_or_else(|p| p.into_inner());
+        for j in &set.jobs {
+            *left.entry(j.name.clone()).or_insert(0) += j.numjobs;
+        }
+    }
+    let exitall = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut number = 0u32;
+    for (grp, setup_errs) in groups.into_iter().zip(setup_errors) {
         // exec_prerun: before the group's jobs start (and after the
         // previous group's controllers are released).
         let mut seen = Vec::new();
@@ -184,12 +191,18 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         let mut progs = Vec::new();
         for ((job, clone, target, pin, seed), setup_error) in targets.into_iter().zip(setup_errs) {
             let progress = Arc::new(Progress::default());
+            let job_groupid = job.groupid;
             progs.push((job.clone(), progress.clone()));
             let ctx = RunCtx {
                 job,
                 clone,
-                groupid: gid as u32,
+                groupid: job_groupid,
                 progress,
+                exitall: exitall.clone(),
+                number: {
+                    number += 1;
+                    number
+                },
                 target,
                 cpus: pin,
                 interval: g.interval_log.as_ref().map(|_| (status_every, tx.clone())),
@@ -198,7 +211,26 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
             };
             let h = std::thread::Builder::new()
                 .name(format!("job-{}", ctx.job.name))
-                .spawn(move || runner::run_job(ctx))
+                .spawn({
+                    let finished = finished.clone();
+                    move || {
+                        let name = ctx.job.name.clone();
+                        let (exits, flag) = (ctx.job.exitall, ctx.exitall.clone());
+                        wait_to_start(&ctx.job, ctx.seed, &finished);
+                        let r = runner::run_job(ctx);
+                        // fio's exitall: this job's end terminates every job.
+                        if exits {
+                            flag.store(true, Ordering::Relaxed);
+                        }
+                        let (m, cv) = &*finished;
+                        let mut left = m.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(n) = left.get_mut(&name) {
+                            *n = n.saturating_sub(1);
+                        }
+                        cv.notify_all();
+                        r
+                    }
+                })
                 .map_err(|e| Error::msg(format!("spawn job thread: {e}")))?;
             handles.push(h);
         }
@@ -262,6 +294,32 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
     }
     report::emit(g, set, &results, &disks, started, out_file)?;
     Ok(results.iter().all(|r| r.error.is_none()))
+}
+
+/// Before a job starts: `wait_for` (until every clone of the named job
+/// has finished), then `startdelay` (a range draws from the job's seed).
+fn wait_to_start(
+    job: &crate::options::Job,
+    seed: u64,
+    finished: &(std::sync::Mutex<BTreeMap<String, u32>>, std::sync::Condvar),
+) {
+    if let Some(w) = &job.wait_for {
+        let (m, cv) = finished;
+        let mut left = m.lock().unwrap_or_else(|p| p.into_inner());
+        while left.get(w).is_some_and(|n| *n > 0) {
+            left = cv.wait(left).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+    let (lo, hi) = job.startdelay;
+    let d = if hi > lo {
+        let span = (hi - lo).as_nanos() as u64;
+        lo + Duration::from_nanos(crate::gen::Rng::new(seed).below(span + 1))
+    } else {
+        lo
+    };
+    if !d.is_zero() {
+        std::thread::sleep(d);
+    }
 }
 
 /// The controllers a group's nvme-vfio jobs use: per PCI address, the

@@ -56,6 +56,11 @@ pub struct RunCtx {
     pub clone: u32,
     pub groupid: u32,
     pub progress: Arc<Progress>,
+    /// Set when a job with `exitall` has finished: every job stops.
+    pub exitall: Arc<std::sync::atomic::AtomicBool>,
+    /// fio's thread number (1-based over the run, clones counted): the
+    /// `.N` of the job's log files.
+    pub number: u32,
     pub target: Target,
     pub cpus: Option<Vec<usize>>,
     pub interval: Option<(Duration, Sender<String>)>,
@@ -170,6 +175,14 @@ fn open_engine(ctx: &RunCtx, slots: usize, buf_len: usize) -> Result<Box<dyn Eng
         (Target::Path(p), EngineKind::IoUringCmd) => {
             Box::new(engine::uring::CmdUring::open(job, p, slots, buf_len)?)
         }
+        (Target::Path(p), EngineKind::Libaio) => Box::new(engine::libaio::Libaio::open(
+            p,
+            job.direct,
+            job.rw.has_write(),
+            want,
+            slots,
+            buf_len,
+        )?),
         (Target::Path(p), EngineKind::Psync) => Box::new(engine::psync::Psync::open(
             p,
             job.direct,
@@ -276,7 +289,14 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let vseed = ctx.seed;
 
     // Non-verify writes carry random bytes (fio's default buffer contents).
-    if writes && !verifying {
+    // `buffer_pattern`: the pattern repeated instead.
+    if writes && !verifying && !job.buffer_pattern.is_empty() {
+        for s in 0..depth {
+            for (i, b) in eng.buf_mut(s).iter_mut().enumerate() {
+                *b = job.buffer_pattern[i % job.buffer_pattern.len()];
+            }
+        }
+    } else if writes && !verifying {
         let mut r = Rng::new(ctx.seed ^ 0x5555);
         for s in 0..depth {
             for w in eng.buf_mut(s).chunks_mut(8) {
@@ -326,7 +346,14 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let ramp = job.ramp_time;
     let mut state = if ramp.is_zero() { ST_RUN } else { ST_RAMP };
     ctx.progress.state.store(state, Ordering::Relaxed);
-    let planned = if job.time_based { 0 } else { len };
+    // Bytes to move: `io_size` (else `size`), `loops` times; `number_ios`
+    // caps the I/O count (times loops, as fio's exceeds_number_ios).
+    let io_limit = job
+        .io_size
+        .unwrap_or(len)
+        .saturating_mul(u64::from(job.loops));
+    let ios_limit = job.number_ios.saturating_mul(u64::from(job.loops));
+    let planned = if job.time_based { 0 } else { io_limit };
     ctx.progress.planned_bytes.store(planned, Ordering::Relaxed);
     let mut run_start = now0;
     let ramp_end = now0 + ramp;
@@ -346,6 +373,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let mut stop = false;
     let mut issued_bytes = 0u64;
     let mut issued_ios = [0u64; 2];
+    let mut issued_dir_bytes = [0u64; 2];
     let rate = job.rate_iops;
     let mut pending: Option<(Dir, u64, u64)> = None;
 
@@ -358,7 +386,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         None => (Duration::from_secs(3600 * 24 * 365), None),
     };
     let mut next_ival = run_start + ival;
+    let mut logs = crate::logs::Logs::open(job, ctx.number, !sync, now0)?;
     let mut deferred = Deferred::new(depth, itx.is_some());
+    deferred.off = [job.disable_slat, job.disable_clat, job.disable_lat];
     let mut ival_base = [(0u64, 0u64); 2];
     let mut ival_clat = [LatStat::new(), LatStat::new()];
     let mut local_ios = [0u64; 2];
@@ -420,6 +450,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
         }
         // Workload end conditions.
+        if !stop && ctx.exitall.load(Ordering::Relaxed) {
+            stop = true;
+        }
         if mode == Mode::Workload && !stop {
             if state == ST_RUN {
                 if let Some(rt) = job.runtime {
@@ -428,7 +461,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     }
                 }
             }
-            if !job.time_based && state == ST_RUN && issued_bytes >= len {
+            if !job.time_based && state == ST_RUN && issued_bytes >= io_limit {
+                stop = true;
+            }
+            if ios_limit > 0 && state == ST_RUN && issued_ios[0] + issued_ios[1] >= ios_limit {
                 stop = true;
             }
         }
@@ -436,6 +472,14 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         // Issue.
         let mut rate_wait: Option<Instant> = None;
         while !stop && inflight + queued.len() < depth && queued.len() < bsub {
+            if mode == Mode::Workload && state == ST_RUN {
+                let bytes_done = !job.time_based && issued_bytes >= io_limit;
+                let ios_done = ios_limit > 0 && issued_ios[0] + issued_ios[1] >= ios_limit;
+                if bytes_done || ios_done {
+                    stop = true;
+                    break;
+                }
+            }
             let (dir, off, bs) = match mode {
                 Mode::Workload => match pending.take() {
                     Some(p) => p,
@@ -465,9 +509,15 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 }
             };
             if mode == Mode::Workload && state == ST_RUN {
-                if let Some(r) = rate[dir as usize] {
-                    let due = run_start
-                        + Duration::from_secs_f64(issued_ios[dir as usize] as f64 / r as f64);
+                let due_iops = rate[dir as usize].map(|r| {
+                    run_start + Duration::from_secs_f64(issued_ios[dir as usize] as f64 / r as f64)
+                });
+                // `rate`: bytes per second.
+                let due_bw = job.rate[dir as usize].map(|r| {
+                    run_start
+                        + Duration::from_secs_f64(issued_dir_bytes[dir as usize] as f64 / r as f64)
+                });
+                if let Some(due) = due_iops.into_iter().chain(due_bw).max() {
                     if now < due {
                         pending = Some((dir, off, bs));
                         rate_wait = Some(due);
@@ -518,6 +568,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             if mode == Mode::Workload && state == ST_RUN {
                 issued_bytes += bs;
+                issued_dir_bytes[dir as usize] += bs;
                 issued_ios[dir as usize] += 1;
             }
             queued.push(slot);
@@ -682,6 +733,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 local_ios[dir as usize] += 1;
                 if !failed {
                     deferred.done.push((dir, prep_t[s], issue_t[s], tc));
+                    if let Some(l) = &mut logs {
+                        l.io(dir, slen[s] as u64, prep_t[s], issue_t[s], tc);
+                    }
                     st.bytes += slen[s] as u64;
                     local_bytes[dir as usize] += slen[s] as u64;
                 }
@@ -743,6 +797,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         }
     }
     deferred.flush(res, &mut ival_clat);
+    if let Some(l) = logs.take() {
+        l.finish()?;
+    }
     res.runtime = end.saturating_duration_since(run_start);
     let workload_end = verify_start.map_or(end, |v| v.max(run_start));
     let workload = workload_end.saturating_duration_since(run_start);
@@ -869,6 +926,9 @@ struct Deferred {
     cap: usize,
     /// An interval log is written: clat also goes to its per-interval series.
     ival_on: bool,
+    /// `disable_slat`, `disable_clat`, `disable_lat` (`gtod_reduce`): the
+    /// series is not recorded (fio reports it empty).
+    off: [bool; 3],
 }
 
 impl Deferred {
@@ -879,6 +939,7 @@ impl Deferred {
             done: Vec::with_capacity(cap),
             cap,
             ival_on,
+            off: [false; 3],
         }
     }
 
@@ -889,14 +950,21 @@ impl Deferred {
     /// Record everything held into the job's statistics (and the interval
     /// clat series when an interval log is being written).
     fn flush(&mut self, res: &mut JobResult, ival: &mut [LatStat; 2]) {
+        let [no_slat, no_clat, no_lat] = self.off;
         for (d, p, i) in self.slat.drain(..) {
-            res.dirs[d as usize].slat.record(nanos(i - p));
+            if !no_slat {
+                res.dirs[d as usize].slat.record(nanos(i - p));
+            }
         }
         for (d, p, i, t) in self.done.drain(..) {
             let st = &mut res.dirs[d as usize];
             let clat = nanos(t - i);
-            st.clat.record(clat);
-            st.lat.record(nanos(t - p));
+            if !no_clat {
+                st.clat.record(clat);
+            }
+            if !no_lat {
+                st.lat.record(nanos(t - p));
+            }
             if self.ival_on {
                 ival[d as usize].record(clat);
             }

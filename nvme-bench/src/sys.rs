@@ -84,3 +84,135 @@ impl std::ops::Sub for Usage {
         }
     }
 }
+
+/// Linux native AIO (`io_setup`/`io_submit`/`io_getevents`/`io_destroy`),
+/// as fio's libaio engine uses it, through raw syscalls (no libaio C
+/// library). The structures are the kernel's `linux/aio_abi.h` ones.
+pub mod aio {
+    use crate::error::{Error, Result};
+
+    /// `IOCB_CMD_PREAD` / `IOCB_CMD_PWRITE`.
+    pub const CMD_PREAD: u16 = 0;
+    pub const CMD_PWRITE: u16 = 1;
+
+    /// `struct iocb` (64 bytes). On little-endian machines `aio_key`
+    /// comes before `aio_rw_flags` (the kernel's `PADDED` macro).
+    #[cfg(target_endian = "little")]
+    #[repr(C)]
+    #[derive(Clone, Copy, Default, Debug)]
+    pub struct Iocb {
+        pub data: u64,
+        pub key: u32,
+        pub rw_flags: i32,
+        pub opcode: u16,
+        pub reqprio: i16,
+        pub fildes: u32,
+        pub buf: u64,
+        pub nbytes: u64,
+        pub offset: i64,
+        pub reserved2: u64,
+        pub flags: u32,
+        pub resfd: u32,
+    }
+
+    /// `struct io_event` (32 bytes).
+    #[repr(C)]
+    #[derive(Clone, Copy, Default, Debug)]
+    pub struct Event {
+        pub data: u64,
+        pub obj: u64,
+        pub res: i64,
+        pub res2: i64,
+    }
+
+    const _: () = assert!(std::mem::size_of::<Iocb>() == 64);
+    const _: () = assert!(std::mem::size_of::<Event>() == 32);
+
+    fn err(what: &str) -> Error {
+        Error::msg(format!("{what}: {}", std::io::Error::last_os_error()))
+    }
+
+    /// An AIO context for `nr` requests in flight; destroyed on drop.
+    pub struct Context(u64);
+
+    impl Context {
+        pub fn new(nr: u32) -> Result<Context> {
+            let mut ctx: u64 = 0;
+            // SAFETY: io_setup writes the context id to the u64 we pass,
+            // which lives across the call.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_io_setup,
+                    libc::c_long::from(nr.max(1)),
+                    &mut ctx as *mut u64,
+                )
+            };
+            if r != 0 {
+                return Err(err("io_setup"));
+            }
+            Ok(Context(ctx))
+        }
+
+        /// Submit `iocbs`; returns how many the kernel took (0 on EAGAIN).
+        ///
+        /// # Safety
+        /// Each pointer must point to an `Iocb` whose buffer (`buf`,
+        /// `nbytes`) stays valid and unused by anyone else, and which itself
+        /// stays in place, until its completion is reaped.
+        pub unsafe fn submit(&self, iocbs: &mut [*mut Iocb]) -> Result<usize> {
+            if iocbs.is_empty() {
+                return Ok(0);
+            }
+            // SAFETY: the caller guarantees the iocbs and their buffers;
+            // the pointer array is valid for iocbs.len() entries.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_io_submit,
+                    self.0,
+                    iocbs.len() as libc::c_long,
+                    iocbs.as_mut_ptr(),
+                )
+            };
+            if r < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EAGAIN) {
+                    return Ok(0);
+                }
+                return Err(Error::msg(format!("io_submit: {e}")));
+            }
+            Ok(r as usize)
+        }
+
+        /// Wait for at least `min` and collect at most `out.len()` events.
+        pub fn getevents(&self, min: usize, out: &mut [Event]) -> Result<usize> {
+            loop {
+                // SAFETY: `out` is valid for out.len() events; a null
+                // timeout waits for `min`.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_io_getevents,
+                        self.0,
+                        min.min(out.len()) as libc::c_long,
+                        out.len() as libc::c_long,
+                        out.as_mut_ptr(),
+                        std::ptr::null_mut::<libc::timespec>(),
+                    )
+                };
+                if r >= 0 {
+                    return Ok(r as usize);
+                }
+                if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    return Err(err("io_getevents"));
+                }
+            }
+        }
+    }
+
+    impl Drop for Context {
+        fn drop(&mut self) {
+            // SAFETY: the context was set up by io_setup; io_destroy
+            // waits for (or cancels) what is still in flight.
+            unsafe { libc::syscall(libc::SYS_io_destroy, self.0) };
+        }
+    }
+}

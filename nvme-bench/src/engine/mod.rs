@@ -5,6 +5,7 @@
 //! [`Engine::commit`] once, then [`Engine::reap`]. Where slat and clat start
 //! and stop is the loop's business (see `runner.rs` and docs/fio-compat.md).
 
+pub mod libaio;
 pub mod null;
 pub mod nvme;
 pub mod psync;

@@ -7,6 +7,38 @@ use crate::options::{Job, Verify};
 use crate::stats::{latency_buckets, series, LatStat, LAT_BUCKETS};
 
 /// `t: (g=0): rw=randrw, bs=(R) 4096B-4096B, (W) 4096B-4096B, (T) 4096B-4096B, ioengine=io_uring, iodepth=4`
+/// The lines fio prints before it runs a job set: each job's header (once
+/// per job, `...` under a cloned one), then `Starting N processes` (or
+/// threads, with `thread`, as fio counts them; nvme-bench always runs
+/// threads).
+pub fn start_lines(set: &crate::options::JobSet) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut threads, mut procs) = (0u64, 0u64);
+    for j in &set.jobs {
+        out.push(job_header(j, j.groupid as usize));
+        if j.numjobs > 1 {
+            out.push("...".to_string());
+        }
+        if j.thread {
+            threads += u64::from(j.numjobs);
+        } else {
+            procs += u64::from(j.numjobs);
+        }
+    }
+    let mut s = "Starting ".to_string();
+    if threads > 0 {
+        s += &format!("{threads} thread{}", if threads > 1 { "s" } else { "" });
+    }
+    if procs > 0 {
+        if threads > 0 {
+            s += " and ";
+        }
+        s += &format!("{procs} process{}", if procs > 1 { "es" } else { "" });
+    }
+    out.push(s);
+    out
+}
+
 pub fn job_header(j: &Job, gid: usize) -> String {
     // Sizes as fio prints them (4096B, 16.0KiB); trim takes the last
     // value given, which is the write one.
@@ -17,7 +49,7 @@ pub fn job_header(j: &Job, gid: usize) -> String {
         "{}: (g={gid}): rw={}, bs=(R) {r}, (W) {w}, (T) {w}, ioengine={}, iodepth={}",
         j.name,
         j.rw.name(),
-        j.ioengine.name(),
+        j.ioengine_name,
         j.iodepth,
     )
 }

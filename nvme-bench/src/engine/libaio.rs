@@ -1,0 +1,135 @@
+//! libaio: Linux native AIO (io_submit / io_getevents), as fio's libaio
+//! engine. Asynchronous only with O_DIRECT (`direct=1`); buffered I/O
+//! completes inside io_submit, as with fio.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+
+use super::{AlignedBuf, Done, Engine};
+use crate::error::Result;
+use crate::options::Dir;
+use crate::sys::aio::{Context, Event, Iocb, CMD_PREAD, CMD_PWRITE};
+
+pub struct Libaio {
+    // Dropped first: io_destroy waits for the I/Os using the buffers.
+    ctx: Context,
+    file: File,
+    bufs: Vec<AlignedBuf>,
+    /// One iocb per slot, boxed so their addresses stay put.
+    iocbs: Box<[Iocb]>,
+    queued: Vec<*mut Iocb>,
+    events: Vec<Event>,
+    size: u64,
+    lbs: u64,
+}
+
+// SAFETY: the raw pointers point into `iocbs`, which this value owns.
+unsafe impl Send for Libaio {}
+
+impl Libaio {
+    pub fn open(
+        path: &str,
+        direct: bool,
+        write: bool,
+        want: Option<u64>,
+        slots: usize,
+        buf_len: usize,
+    ) -> Result<Self> {
+        let (file, size, lbs) = super::open_file(path, direct, write, want)?;
+        let bufs = (0..slots)
+            .map(|_| AlignedBuf::new(buf_len))
+            .collect::<Result<_>>()?;
+        let ctx = Context::new(u32::try_from(slots).unwrap_or(u32::MAX))?;
+        Ok(Libaio {
+            ctx,
+            file,
+            bufs,
+            iocbs: vec![Iocb::default(); slots].into_boxed_slice(),
+            queued: Vec::with_capacity(slots),
+            events: vec![Event::default(); slots.max(1)],
+            size,
+            lbs,
+        })
+    }
+}
+
+impl Engine for Libaio {
+    fn buf_mut(&mut self, slot: usize) -> &mut [u8] {
+        self.bufs[slot].as_mut_slice()
+    }
+    fn queue(&mut self, slot: usize, dir: Dir, offset: u64, len: usize) -> Result<()> {
+        let buf = self.bufs[slot].as_mut_ptr();
+        let cb = &mut self.iocbs[slot];
+        *cb = Iocb {
+            data: slot as u64,
+            opcode: match dir {
+                Dir::Read => CMD_PREAD,
+                Dir::Write => CMD_PWRITE,
+            },
+            fildes: self.file.as_raw_fd() as u32,
+            buf: buf as u64,
+            nbytes: len as u64,
+            offset: i64::try_from(offset)
+                .map_err(|_| crate::error::Error::msg(format!("offset {offset} too large")))?,
+            ..Iocb::default()
+        };
+        self.queued.push(cb as *mut Iocb);
+        Ok(())
+    }
+    fn commit(&mut self) -> Result<()> {
+        let mut at = 0;
+        let mut idle = 0;
+        while at < self.queued.len() {
+            // SAFETY: each queued pointer is a slot's iocb in `self.iocbs`
+            // (never moved), whose buffer is that slot's, handed to the
+            // device until the slot's completion is reaped.
+            let n = unsafe { self.ctx.submit(&mut self.queued[at..])? };
+            at += n;
+            if n == 0 {
+                idle += 1;
+                if idle > 1000 {
+                    return Err(crate::error::Error::msg(
+                        "io_submit: EAGAIN for 1000 tries in a row",
+                    ));
+                }
+                std::thread::yield_now();
+            }
+        }
+        self.queued.clear();
+        Ok(())
+    }
+    fn reap(&mut self, min: usize, max: usize, out: &mut Vec<Done>) -> Result<()> {
+        let max = max.clamp(1, self.events.len());
+        let n = self.ctx.getevents(min, &mut self.events[..max])?;
+        for e in &self.events[..n] {
+            let slot = e.data as usize;
+            let len = self.iocbs.get(slot).map_or(0, |c| c.nbytes) as i64;
+            out.push(if e.res == len {
+                Done::new(slot, Ok(()))
+            } else if e.res < 0 {
+                let errno = i32::try_from(-e.res).unwrap_or(libc::EIO);
+                Done::failed(
+                    slot,
+                    errno,
+                    format!("{}", std::io::Error::from_raw_os_error(errno)),
+                )
+            } else {
+                Done::failed(
+                    slot,
+                    libc::EIO,
+                    format!("short transfer: {} of {len} bytes", e.res),
+                )
+            });
+        }
+        Ok(())
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn file(&self) -> Option<&File> {
+        Some(&self.file)
+    }
+    fn block_size(&self) -> u64 {
+        self.lbs
+    }
+}

@@ -1,0 +1,190 @@
+//! fio's per-job log files: `write_bw_log`, `write_lat_log`,
+//! `write_iops_log`, with `log_avg_msec`, `log_max_value` and
+//! `per_job_logs`. Lines are fio's: `time (ms), value, direction,
+//! block size, offset` (offset 0, as fio without `log_offset`). Names:
+//! `<prefix>_bw.<N>.log`, `_lat`/`_clat`/`_slat`, `_iops` (N: the job's
+//! number in the run, from 1, clones counted; no `.N` with
+//! `per_job_logs=0`).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::options::{Dir, Job};
+
+/// What `write_*_log` asked for: the prefix of each log (fio's default
+/// prefix is the job name).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogOpts {
+    pub bw: Option<String>,
+    pub lat: Option<String>,
+    pub iops: Option<String>,
+    /// `log_avg_msec`: 0 = a line per I/O.
+    pub avg_msec: u64,
+    pub max_value: bool,
+    pub per_job: bool,
+}
+
+impl LogOpts {
+    pub fn any(&self) -> bool {
+        self.bw.is_some() || self.lat.is_some() || self.iops.is_some()
+    }
+}
+
+type W = Option<BufWriter<File>>;
+
+#[derive(Default, Clone, Copy)]
+struct Acc {
+    n: u64,
+    bytes: u64,
+    sum: [u64; 3],
+    max: [u64; 3],
+}
+
+pub struct Logs {
+    start: Instant,
+    avg: Option<Duration>,
+    max_value: bool,
+    // lat, clat, slat, bw, iops
+    w: [W; 5],
+    slat_on: bool,
+    win_end: Instant,
+    acc: [Acc; 2],
+}
+
+fn open(prefix: &str, kind: &str, n: Option<u32>) -> Result<W> {
+    let name = match n {
+        Some(n) => format!("{prefix}_{kind}.{n}.log"),
+        None => format!("{prefix}_{kind}.log"),
+    };
+    let f = File::create(&name).map_err(|e| Error::msg(format!("log file {name}: {e}")))?;
+    Ok(Some(BufWriter::new(f)))
+}
+
+impl Logs {
+    /// The job's logs, created now; `number` is fio's thread number.
+    pub fn open(job: &Job, number: u32, slat_on: bool, start: Instant) -> Result<Option<Logs>> {
+        let o = &job.logs;
+        if !o.any() {
+            return Ok(None);
+        }
+        let n = o.per_job.then_some(number);
+        let mut w: [W; 5] = [None, None, None, None, None];
+        let prefix = |p: &String| {
+            if p.is_empty() {
+                job.name.clone()
+            } else {
+                p.clone()
+            }
+        };
+        let (lat, bw, iops) = (
+            o.lat.as_ref().map(prefix),
+            o.bw.as_ref().map(prefix),
+            o.iops.as_ref().map(prefix),
+        );
+        if let Some(p) = &lat {
+            w[0] = open(p, "lat", n)?;
+            w[1] = open(p, "clat", n)?;
+            w[2] = open(p, "slat", n)?;
+        }
+        if let Some(p) = &bw {
+            w[3] = open(p, "bw", n)?;
+        }
+        if let Some(p) = &iops {
+            w[4] = open(p, "iops", n)?;
+        }
+        let avg = (o.avg_msec > 0).then(|| Duration::from_millis(o.avg_msec));
+        Ok(Some(Logs {
+            start,
+            avg,
+            max_value: o.max_value,
+            w,
+            slat_on,
+            win_end: start + avg.unwrap_or_default(),
+            acc: [Acc::default(); 2],
+        }))
+    }
+
+    /// One completed I/O.
+    pub fn io(&mut self, dir: Dir, bs: u64, prep: Instant, issue: Instant, done: Instant) {
+        let ns = |d: Duration| d.as_nanos().min(u128::from(u64::MAX)) as u64;
+        let (lat, clat, slat) = (ns(done - prep), ns(done - issue), ns(issue - prep));
+        let d = dir as usize;
+        match self.avg {
+            None => {
+                let t = (done - self.start).as_millis();
+                let bw = (bs as f64 * 1e9 / lat.max(1) as f64 / 1024.0) as u64;
+                let vals = [lat, clat, slat, bw, 1];
+                for (i, w) in self.w.iter_mut().enumerate() {
+                    if i == 2 && !self.slat_on {
+                        continue;
+                    }
+                    if let Some(w) = w {
+                        let _ = writeln!(w, "{t}, {}, {d}, {bs}, 0", vals[i]);
+                    }
+                }
+            }
+            Some(win) => {
+                while done >= self.win_end {
+                    self.flush_window(win);
+                }
+                let a = &mut self.acc[d];
+                a.n += 1;
+                a.bytes += bs;
+                for (i, v) in [lat, clat, slat].into_iter().enumerate() {
+                    a.sum[i] += v;
+                    a.max[i] = a.max[i].max(v);
+                }
+            }
+        }
+    }
+
+    fn flush_window(&mut self, win: Duration) {
+        let t = (self.win_end - self.start).as_millis();
+        let secs = win.as_secs_f64();
+        for d in 0..2 {
+            let a = std::mem::take(&mut self.acc[d]);
+            if a.n == 0 {
+                continue;
+            }
+            for i in 0..3 {
+                if i == 2 && !self.slat_on {
+                    continue;
+                }
+                let v = if self.max_value {
+                    a.max[i]
+                } else {
+                    a.sum[i] / a.n
+                };
+                if let Some(w) = &mut self.w[i] {
+                    let _ = writeln!(w, "{t}, {v}, {d}, 0, 0");
+                }
+            }
+            if let Some(w) = &mut self.w[3] {
+                let _ = writeln!(
+                    w,
+                    "{t}, {}, {d}, 0, 0",
+                    (a.bytes as f64 / 1024.0 / secs) as u64
+                );
+            }
+            if let Some(w) = &mut self.w[4] {
+                let _ = writeln!(w, "{t}, {}, {d}, 0, 0", (a.n as f64 / secs) as u64);
+            }
+        }
+        self.win_end += win;
+    }
+
+    /// End of the job: the last window, and everything to disk.
+    pub fn finish(mut self) -> Result<()> {
+        if let Some(win) = self.avg {
+            if self.acc.iter().any(|a| a.n > 0) {
+                self.flush_window(win);
+            }
+        }
+        for w in self.w.iter_mut().flatten() {
+            w.flush()?;
+        }
+        Ok(())
+    }
+}
