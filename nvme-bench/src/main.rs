@@ -5,19 +5,26 @@
 //! `nvme-bench [fio options] [job files]` runs fio's job language;
 //! see docs/fio-compat.md.
 
+#![deny(unsafe_code)]
+
 mod bind;
 mod diskstats;
+#[allow(unsafe_code)] // aligned buffers, block-device ioctls, io_uring and libaio submission
 mod engine;
 mod error;
+#[allow(unsafe_code)] // sysconf for $pagesize/$mb_memory/$ncpus
 mod expr;
 mod gen;
+#[allow(unsafe_code)] // fallocate/fadvise
 mod layout;
 mod logs;
 mod options;
+#[allow(unsafe_code)] // localtime_r/strftime
 mod report;
 mod run;
 mod runner;
 mod stats;
+#[allow(unsafe_code)] // syscalls and ioctls
 mod sys;
 mod verify;
 
