@@ -279,6 +279,8 @@ struct Command<'a, H: Hardware> {
     aqp: &'a AsyncQueuePair<H>,
     op: Op<'a>,
     state: State<H::Dma>,
+    /// Transparent retries made so far (see `ControllerOptions::max_retries`).
+    retries: u8,
 }
 
 impl<'a, H: Hardware> Command<'a, H> {
@@ -287,6 +289,7 @@ impl<'a, H: Hardware> Command<'a, H> {
             aqp,
             op,
             state: State::Unsubmitted(buf),
+            retries: 0,
         }
     }
 
@@ -363,6 +366,16 @@ impl<'a, H: Hardware> Command<'a, H> {
                             Ok(()) => {
                                 inner.free.push(cell);
                                 return Poll::Ready(Ok(buf));
+                            }
+                            Err(CommandError::Device(status))
+                                if !status.dnr && self.retries < inner.qp.max_retries() =>
+                            {
+                                // The controller allows a retry: submit it
+                                // again at the next poll, with its buffer.
+                                inner.free.push(cell);
+                                self.retries += 1;
+                                self.state = State::Unsubmitted(buf);
+                                return Poll::Pending;
                             }
                             Err(CommandError::Device(status)) => {
                                 inner.free.push(cell);

@@ -205,7 +205,8 @@ fn errors_hand_the_buffer_back() {
     .unwrap_err();
     assert!(matches!(e.error, Error::LbaOutOfRange { .. }), "{e}");
     assert!(e.buf.is_some());
-    // Failed by the controller.
+    // Failed by the controller (retries off: see tests/retries.rs for them).
+    aqp.with_queue_pair(|q| q.set_max_retries(0));
     hw.fail_next(io_opcode::READ, Status::UNRECOVERED_READ_ERROR);
     let e =
         block_on(aqp.read(&ns, Lba(0), ctrl.alloc_buffer(ByteCount(512)).unwrap())).unwrap_err();

@@ -1268,6 +1268,8 @@ fn error_completions_carry_status_and_buffer() {
     let (model, c) = up();
     let ns = c.namespace(1).unwrap();
     let mut qp = c.create_io_queue_pair(8).unwrap();
+    // Every failure to the caller (transparent retries: tests/retries.rs).
+    qp.set_max_retries(0);
 
     model.fail_next(io_opcode::READ, Status::UNRECOVERED_READ_ERROR);
     let b = c.alloc_buffer(ByteCount(4096)).unwrap();

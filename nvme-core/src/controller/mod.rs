@@ -56,6 +56,13 @@ pub struct ControllerOptions {
     pub io_timeout: Duration,
     /// What to do with an I/O command past its deadline, after reporting it.
     pub timeout_policy: TimeoutPolicy,
+    /// Transparent retries of a command the controller failed with a status
+    /// that allows one (DNR clear), as the kernel's `nvme_max_retries`:
+    /// done by the blocking helpers and the async adapter, which hold the
+    /// request (per pair: [`IoQueuePair::set_max_retries`]); 0 hands every
+    /// failure to the caller. `poll` users see each failure and decide
+    /// ([`NvmeStatus::dnr`](crate::NvmeStatus)).
+    pub max_retries: u8,
     /// How long a normal shutdown may take before we disable anyway.
     pub shutdown_timeout: Duration,
     /// Use shadow doorbells (Doorbell Buffer Config) when the controller
@@ -78,6 +85,7 @@ impl Default for ControllerOptions {
             admin_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(30),
             timeout_policy: TimeoutPolicy::Abort,
+            max_retries: 5,
             shutdown_timeout: Duration::from_secs(10),
             cmb_queues: true,
             shadow_doorbells: true,

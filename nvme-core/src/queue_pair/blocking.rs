@@ -12,7 +12,7 @@ use crate::hw::Hardware;
 use crate::status::CommandError;
 use crate::units::Lba;
 
-use super::IoQueuePair;
+use super::{Completion, IoQueuePair};
 
 /// Tag used by the blocking helpers.
 const SYNC_TAG: u64 = u64::MAX;
@@ -70,12 +70,14 @@ impl<H: Hardware> IoQueuePair<H> {
     }
 
     /// Submit with `submit`, then wait for that one command (the queue must
-    /// be idle). A timeout leaves the buffer with the queue pair.
+    /// be idle). A failure the controller allows a retry for (DNR clear) is
+    /// submitted again, up to the pair's `max_retries`. A timeout leaves the
+    /// buffer with the queue pair.
     fn sync<T>(
         &mut self,
         what: &'static str,
-        buf: Option<DmaBuf<H::Dma>>,
-        submit: impl FnOnce(&mut Self, Option<DmaBuf<H::Dma>>) -> Result<(), IoError<H::Dma>>,
+        mut buf: Option<DmaBuf<H::Dma>>,
+        mut submit: impl FnMut(&mut Self, Option<DmaBuf<H::Dma>>) -> Result<(), IoError<H::Dma>>,
         done: impl FnOnce(Option<DmaBuf<H::Dma>>) -> T,
     ) -> Result<T, IoError<H::Dma>> {
         if self.outstanding() != 0 {
@@ -86,7 +88,48 @@ impl<H: Hardware> IoQueuePair<H> {
                 buf,
             });
         }
-        submit(self, buf)?;
+        let mut retries = 0u8;
+        loop {
+            submit(self, buf.take())?;
+            let c = self.wait_one(what)?;
+            return match c.status {
+                Ok(()) => Ok(done(c.buf)),
+                Err(CommandError::Device(status)) if !status.dnr && retries < self.max_retries => {
+                    retries += 1;
+                    tracing::debug!(what, %status, retries, "retrying");
+                    buf = c.buf;
+                    continue;
+                }
+                Err(CommandError::Device(status)) => Err(Rejected {
+                    error: Error::Command {
+                        command: what,
+                        status,
+                    },
+                    buf: c.buf,
+                }),
+                Err(CommandError::DeviceRemoved) => Err(Rejected {
+                    error: Error::DeviceRemoved,
+                    buf: c.buf,
+                }),
+                Err(CommandError::ControllerReset) => Err(Rejected {
+                    error: Error::ControllerReset { command: what },
+                    buf: c.buf,
+                }),
+                Err(CommandError::TimedOut { after }) => Err(Rejected {
+                    error: Error::IoTimeout {
+                        command: what,
+                        timeout: after,
+                        abort_requested: self.shared.opts.timeout_policy != TimeoutPolicy::Report,
+                    },
+                    buf: None,
+                }),
+            };
+        }
+    }
+
+    /// Poll until the one command in flight completes (or its deadline
+    /// is reported).
+    fn wait_one(&mut self, what: &'static str) -> Result<Completion<H::Dma>, IoError<H::Dma>> {
         // The pair's deadline check reports the command (poll hands over a
         // TimedOut completion); the wall clock here only covers a pair whose
         // deadlines were turned off.
@@ -97,33 +140,7 @@ impl<H: Hardware> IoQueuePair<H> {
         loop {
             self.poll(1, |c| finished = Some(c));
             if let Some(c) = finished.take() {
-                return match c.status {
-                    Ok(()) => Ok(done(c.buf)),
-                    Err(CommandError::Device(status)) => Err(Rejected {
-                        error: Error::Command {
-                            command: what,
-                            status,
-                        },
-                        buf: c.buf,
-                    }),
-                    Err(CommandError::DeviceRemoved) => Err(Rejected {
-                        error: Error::DeviceRemoved,
-                        buf: c.buf,
-                    }),
-                    Err(CommandError::ControllerReset) => Err(Rejected {
-                        error: Error::ControllerReset { command: what },
-                        buf: c.buf,
-                    }),
-                    Err(CommandError::TimedOut { after }) => Err(Rejected {
-                        error: Error::IoTimeout {
-                            command: what,
-                            timeout: after,
-                            abort_requested: self.shared.opts.timeout_policy
-                                != TimeoutPolicy::Report,
-                        },
-                        buf: None,
-                    }),
-                };
+                return Ok(c);
             }
             spins = spins.wrapping_add(1);
             if self.io_timeout().is_none() && spins % 1024 == 0 && start.elapsed() > timeout {
@@ -174,7 +191,7 @@ impl<H: Hardware> IoQueuePair<H> {
     fn sync_simple(
         &mut self,
         what: &'static str,
-        submit: impl FnOnce(&mut Self) -> Result<(), Error>,
+        mut submit: impl FnMut(&mut Self) -> Result<(), Error>,
     ) -> Result<(), Error> {
         self.sync(
             what,

@@ -119,6 +119,8 @@ pub struct IoQueuePair<H: Hardware> {
     commands: u64,
     /// Deadlines: see [`IoQueuePair::check_deadlines`].
     deadlines: Deadlines,
+    /// Transparent retries the blocking helpers and the async adapter make.
+    max_retries: u8,
     /// Not `Sync`: all access goes through `&mut self` on one thread.
     _not_sync: PhantomData<std::cell::Cell<()>>,
 }
@@ -161,6 +163,7 @@ impl<H: Hardware> IoQueuePair<H> {
             }
         };
         let shared_timeout = shared.opts.io_timeout;
+        let max_retries = shared.opts.max_retries;
         let rules = Rules {
             domain: shared.domain,
             max_transfer: shared.max_transfer,
@@ -181,6 +184,7 @@ impl<H: Hardware> IoQueuePair<H> {
             epoch,
             commands: 0,
             deadlines: Deadlines::new(shared_timeout),
+            max_retries,
             _not_sync: PhantomData,
         })
     }
@@ -300,6 +304,17 @@ impl<H: Hardware> IoQueuePair<H> {
     /// `None` turns deadlines off. Applies to commands already in flight too.
     pub fn set_io_timeout(&mut self, timeout: Option<Duration>) {
         self.deadlines.timeout = timeout.filter(|t| !t.is_zero());
+    }
+
+    /// Transparent retries (see `ControllerOptions::max_retries`) for this
+    /// pair's blocking helpers and async futures; 0 turns them off.
+    pub fn set_max_retries(&mut self, retries: u8) {
+        self.max_retries = retries;
+    }
+
+    /// The transparent retries in force.
+    pub fn max_retries(&self) -> u8 {
+        self.max_retries
     }
 
     /// The I/O deadline in force, if any.
