@@ -19,7 +19,9 @@ use libfuzzer_sys::fuzz_target;
 use options::*;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
 
     if let Ok(v) = parse_size(s) {
         let t = s.trim();
@@ -65,7 +67,11 @@ fuzz_target!(|data: &[u8]| {
         Ok(Amount::Bytes(b)) => assert_eq!(Amount::Bytes(b).resolve(0), b),
         Err(_) => {}
     }
-    for unit in [Duration::from_nanos(1), Duration::from_secs(1), Duration::from_secs(86400)] {
+    for unit in [
+        Duration::from_nanos(1),
+        Duration::from_secs(1),
+        Duration::from_secs(86400),
+    ] {
         if let Ok(d) = parse_time(s, unit) {
             assert!(d <= Duration::from_secs(86400) * 1_000_000_000);
         }

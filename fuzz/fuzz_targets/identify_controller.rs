@@ -28,7 +28,13 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(id.cqes_min() | (id.cqes_max() << 4), id.cqes);
     let _ = id.has_volatile_write_cache();
     let o = id.oacs;
-    let _ = (o.security(), o.format_nvm(), o.firmware(), o.namespace_management(), o.doorbell_buffer_config());
+    let _ = (
+        o.security(),
+        o.format_nvm(),
+        o.firmware(),
+        o.namespace_management(),
+        o.doorbell_buffer_config(),
+    );
     let c = id.oncs;
     let _ = (
         c.compare(),
@@ -44,17 +50,30 @@ fuzz_target!(|data: &[u8]| {
     assert!(!id.sgls.dword_aligned() || id.sgls.supported());
 
     // Every page size CAP.MPSMIN can give (2^12..=2^27), plus odd ones.
-    let pages = (12..=27).map(|s| 1usize << s).chain([0, 1, 512, usize::MAX]);
+    let pages = (12..=27)
+        .map(|s| 1usize << s)
+        .chain([0, 1, 512, usize::MAX]);
     for page in pages {
         let got = id.max_transfer_bytes(page);
         if id.mdts == 0 {
             assert_eq!(got, None, "MDTS 0 is 'no limit'");
             continue;
         }
-        let exact = (page as u128).checked_shl(u32::from(id.mdts)).filter(|&v| v <= usize::MAX as u128);
+        let exact = (page as u128)
+            .checked_shl(u32::from(id.mdts))
+            .filter(|&v| v <= usize::MAX as u128);
         match got {
-            Some(v) => assert_eq!(Some(v as u128), exact, "page {page} << MDTS {} wrapped", id.mdts),
-            None => assert_eq!(exact, None, "page {page} << MDTS {} fits but gave None", id.mdts),
+            Some(v) => assert_eq!(
+                Some(v as u128),
+                exact,
+                "page {page} << MDTS {} wrapped",
+                id.mdts
+            ),
+            None => assert_eq!(
+                exact, None,
+                "page {page} << MDTS {} fits but gave None",
+                id.mdts
+            ),
         }
     }
     let _ = format!("{id:?}");

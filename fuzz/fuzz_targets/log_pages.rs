@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
     smart[..n].copy_from_slice(&data[..n]);
     let s = SmartLog::parse(&smart);
     assert_eq!(s.critical_warning, smart[0]);
-    assert_eq!(s.temperature_kelvin, u16::from_le_bytes([smart[1], smart[2]]));
+    assert_eq!(
+        s.temperature_kelvin,
+        u16::from_le_bytes([smart[1], smart[2]])
+    );
     assert_eq!(s.data_units_read, le128(&smart, 32));
     assert_eq!(s.error_log_entries, le128(&smart, 176));
     let _ = format!("{s:?}");
@@ -30,8 +33,14 @@ fuzz_target!(|data: &[u8]| {
     // Controller::error_log walks it.
     for chunk in data.chunks_exact(ERROR_LOG_ENTRY_SIZE).take(64) {
         let e = ErrorLogEntry::parse(chunk);
-        assert_eq!(e.error_count, u64::from_le_bytes(chunk[0..8].try_into().unwrap()));
-        assert_eq!(e.nsid, u32::from_le_bytes(chunk[24..28].try_into().unwrap()));
+        assert_eq!(
+            e.error_count,
+            u64::from_le_bytes(chunk[0..8].try_into().unwrap())
+        );
+        assert_eq!(
+            e.nsid,
+            u32::from_le_bytes(chunk[24..28].try_into().unwrap())
+        );
         let word = u16::from_le_bytes([chunk[12], chunk[13]]);
         assert_eq!(e.status, NvmeStatus::from_field(word));
         if let Err(st) = e.status {

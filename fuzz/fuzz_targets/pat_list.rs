@@ -10,7 +10,9 @@ use libfuzzer_sys::fuzz_target;
 use nvme_vfio::PatList;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let list = PatList::parse(text);
     assert_eq!(list, PatList::parse(text), "deterministic");
     // Everything but entries starting at u64::MAX (empty by construction).
@@ -34,7 +36,11 @@ fuzz_target!(|data: &[u8]| {
         let a = u64::from_le_bytes(w[..8].try_into().unwrap());
         let b = u64::from_le_bytes(w[8..].try_into().unwrap());
         let hits = list.overlapping(a, b);
-        let want: Vec<_> = all.iter().filter(|e| e.start < b && a < e.end).cloned().collect();
+        let want: Vec<_> = all
+            .iter()
+            .filter(|e| e.start < b && a < e.end)
+            .cloned()
+            .collect();
         assert_eq!(hits, want);
     }
 });

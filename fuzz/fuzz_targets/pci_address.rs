@@ -10,12 +10,17 @@ use libfuzzer_sys::fuzz_target;
 use nvme_vfio::{PciAddress, VfioError};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     let r = PciAddress::parse(s);
     match &r {
         Ok(a) => {
             assert!(a.device <= 0x1f && a.function <= 7);
-            assert_eq!(PciAddress::new(a.domain, a.bus, a.device, a.function).ok(), Some(*a));
+            assert_eq!(
+                PciAddress::new(a.domain, a.bus, a.device, a.function).ok(),
+                Some(*a)
+            );
             let shown = a.to_string();
             assert_eq!(PciAddress::parse(&shown).ok(), Some(*a), "{shown}");
             assert_eq!(s.parse::<PciAddress>().ok(), Some(*a));

@@ -49,7 +49,13 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(cap.doorbell_stride(), 4usize << cap.dstrd());
     assert_eq!(cap.min_page_size(), 1usize << (12 + cap.mpsmin()));
     assert_eq!(cap.max_page_size(), 1usize << (12 + cap.mpsmax()));
-    let _ = (cap.contiguous_queues_required(), cap.nssrs(), cap.css(), cap.pmrs(), cap.cmbs());
+    let _ = (
+        cap.contiguous_queues_required(),
+        cap.nssrs(),
+        cap.css(),
+        cap.pmrs(),
+        cap.cmbs(),
+    );
     let _ = cap.supports_nvm_command_set();
     for qid in [0u16, 1, 2, 255, 1024, u16::MAX - 1, u16::MAX] {
         let sq = cap.sq_tail_doorbell(qid);
@@ -63,7 +69,10 @@ fuzz_target!(|data: &[u8]| {
     // VS
     let vs = Version(inp.u32());
     assert_eq!(Version::new(vs.major(), vs.minor(), vs.tertiary()), vs);
-    assert_eq!(vs.to_string(), format!("{}.{}.{}", vs.major(), vs.minor(), vs.tertiary()));
+    assert_eq!(
+        vs.to_string(),
+        format!("{}.{}.{}", vs.major(), vs.minor(), vs.tertiary())
+    );
     let _ = format!("{vs:?}");
     round_trip(vs);
 
@@ -81,7 +90,15 @@ fuzz_target!(|data: &[u8]| {
         2 => ShutdownNotification::Abrupt,
         _ => ShutdownNotification::Reserved,
     };
-    let any = Cc { enable: f[0] & 1 == 1, css: f[1], mps: f[2], ams: f[3], shn, iosqes: f[4], iocqes: f[5] };
+    let any = Cc {
+        enable: f[0] & 1 == 1,
+        css: f[1],
+        mps: f[2],
+        ams: f[3],
+        shn,
+        iosqes: f[4],
+        iocqes: f[5],
+    };
     let bits = any.to_bits();
     assert_eq!(bits & !CC_MASK, 0);
     let back = Cc::from_bits(bits);
@@ -96,7 +113,13 @@ fuzz_target!(|data: &[u8]| {
 
     // CSTS
     let csts = Csts(inp.u32());
-    let _ = (csts.ready(), csts.fatal(), csts.shutdown_status(), csts.nssro(), csts.is_all_ones());
+    let _ = (
+        csts.ready(),
+        csts.fatal(),
+        csts.shutdown_status(),
+        csts.nssro(),
+        csts.is_all_ones(),
+    );
     let _ = format!("{csts:?}");
     round_trip(csts);
 
@@ -107,7 +130,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(aqa.to_bits(), raw & 0x0fff_0fff);
     assert_eq!(Aqa::from_bits(aqa.to_bits()), aqa);
     round_trip(aqa);
-    let any = Aqa { sq_entries: inp.u32() as u16, cq_entries: inp.u32() as u16 };
+    let any = Aqa {
+        sq_entries: inp.u32() as u16,
+        cq_entries: inp.u32() as u16,
+    };
     let bits = any.to_bits();
     assert_eq!(bits & !0x0fff_0fff, 0);
 
@@ -127,7 +153,13 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(u128::from(unit), exact_unit, "SZU {}", sz.szu());
     }
     if exact_size <= u128::from(u64::MAX) {
-        assert_eq!(u128::from(size), exact_size, "SZ {} SZU {}", sz.sz(), sz.szu());
+        assert_eq!(
+            u128::from(size),
+            exact_size,
+            "SZ {} SZU {}",
+            sz.sz(),
+            sz.szu()
+        );
     }
     round_trip(sz);
 
@@ -138,7 +170,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(CmbMsc::from_bits(msc.to_bits()), msc);
     assert_eq!(msc.cba & 0xfff, 0);
     round_trip(msc);
-    let any = CmbMsc { cre: raw & 2 != 0, cmse: raw & 1 != 0, cba: inp.u64() };
+    let any = CmbMsc {
+        cre: raw & 2 != 0,
+        cmse: raw & 1 != 0,
+        cba: inp.u64(),
+    };
     assert_eq!(CmbMsc::from_bits(any.to_bits()).cba, any.cba & !0xfff);
     let sts = CmbSts(inp.u32());
     let _ = sts.cbai();

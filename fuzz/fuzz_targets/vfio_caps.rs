@@ -16,7 +16,9 @@ use nvme_vfio::fuzzing;
 fuzz_target!(|data: &[u8]| {
     // The first byte picks which first-capability offset to try on the
     // bare chain walker; the rest is the buffer.
-    let Some((&sel, buf)) = data.split_first() else { return };
+    let Some((&sel, buf)) = data.split_first() else {
+        return;
+    };
 
     match fuzzing::region_info(buf) {
         Ok(r) => {
