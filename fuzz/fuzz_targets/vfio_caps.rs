@@ -29,7 +29,14 @@ fuzz_target!(|data: &[u8]| {
             }
             if let Some(areas) = &r.sparse {
                 let valid = buf.len().min(r.argsz as usize);
-                assert!(areas.len() * 16 + 16 + r.cap_offset as usize <= valid);
+                // The capability sits at or after cap_offset; its count
+                // word ends at +12, the last of n areas at +16+16n.
+                let need = if areas.is_empty() {
+                    12
+                } else {
+                    16 + 16 * areas.len()
+                };
+                assert!(r.cap_offset as usize + need <= valid);
             }
         }
         Err(e) => assert!(!e.is_empty()),
@@ -43,7 +50,12 @@ fuzz_target!(|data: &[u8]| {
             }
             if let Some(ranges) = &i.iova_ranges {
                 let valid = buf.len().min(i.argsz as usize);
-                assert!(ranges.len() * 16 + 16 + i.cap_offset as usize <= valid);
+                let need = if ranges.is_empty() {
+                    12
+                } else {
+                    16 + 16 * ranges.len()
+                };
+                assert!(i.cap_offset as usize + need <= valid);
                 assert!(ranges.iter().all(|r| r.start <= r.end));
             }
             if i.flags & 2 == 0 || i.cap_offset == 0 {
