@@ -3,7 +3,7 @@
 # a smoke test for CI (scripts/test-all). The long runs are in docs/fuzzing.md.
 #
 #   fuzz/run-short.sh [TARGET...]     (default: all targets)
-#   FUZZ_SECONDS=15                   seconds per target
+#   FUZZ_SECONDS=12                   seconds per target
 #
 # Installs what it needs: the nightly toolchain (rustup) and cargo-fuzz.
 # Exits non-zero if any target fails; a crashing input is left in
@@ -12,7 +12,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$here"
-secs=${FUZZ_SECONDS:-15}
+secs=${FUZZ_SECONDS:-12}
 
 if ! rustup toolchain list | grep -q '^nightly'; then
     echo "fuzz: installing the nightly toolchain"
@@ -65,7 +65,8 @@ for t in "${targets[@]}"; do
     corpus=$(find "corpus/$t" -type f | wc -l)
     line="fuzz $t: $status, ${execs:-?} execs in ${took} s, corpus $corpus"
     if [ "$status" = FAILED ]; then
-        tail -40 "$log"
+        # The panic message or libFuzzer's verdict, not cargo-fuzz's backtrace.
+        grep -E -A4 "panicked at|ERROR: libFuzzer" "$log" | grep -vE "^ +[0-9]+: |^ +at " | head -20
         art=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
         line="$line, crash input ${art:-(none written)}"
     fi
