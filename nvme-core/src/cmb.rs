@@ -64,7 +64,10 @@ pub(crate) fn discover<H: Hardware>(hw: &H, cap: Cap) -> Result<Option<CmbLayout
     };
     let loc = hw.read_reg::<CmbLoc>();
     let sz = hw.read_reg::<CmbSz>();
-    if sz.sz() == 0 || sz.0 == u32::MAX {
+    if sz.sz() == 0 || sz.0 == u32::MAX || !sz.szu_is_defined() {
+        if sz.sz() != 0 && sz.0 != u32::MAX {
+            tracing::warn!(szu = sz.szu(), "CMBSZ.SZU is reserved; CMB not used");
+        }
         if scheme == CmbScheme::V14 {
             hw.write_reg(CmbMsc::default());
         }
@@ -392,6 +395,23 @@ mod tests {
             "{:?}",
             hw.log()
         );
+    }
+
+    /// Found with fuzz/registers: a reserved SZU (9..=15) made OFST and SZ
+    /// times the unit overflow; such a CMB is not used.
+    #[test]
+    fn reserved_size_unit_is_no_cmb() {
+        for szu in 7..=15u32 {
+            let (loc, sz) = (2 | (0xf_ffff << 12), (0xf_ffff << 12) | (szu << 8) | 1);
+            assert_eq!(discover(&RecHw::new(false, loc, sz), Cap(0)).unwrap(), None);
+            let hw = RecHw::new(true, loc, sz);
+            assert_eq!(discover(&hw, Cap(1 << 57)).unwrap(), None);
+            assert_eq!(
+                hw.log().last().unwrap(),
+                "w64 0x50 0x0",
+                "CRE cleared again"
+            );
+        }
     }
 
     #[test]

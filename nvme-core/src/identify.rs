@@ -201,12 +201,15 @@ impl IdentifyController {
         self.vwc & 1 == 1
     }
     /// Largest transfer in bytes for the given minimum page size
-    /// (`None` if MDTS is 0, "no limit").
+    /// (`None` if MDTS is 0, "no limit", or if `page << MDTS` does not fit
+    /// in a `usize`, no limit either).
     pub fn max_transfer_bytes(&self, min_page_size: usize) -> Option<usize> {
         if self.mdts == 0 {
             None
         } else {
-            min_page_size.checked_shl(u32::from(self.mdts))
+            // Not `checked_shl`: it only checks the shift amount, and would
+            // let e.g. 4096 << 52 wrap to Some(0).
+            min_page_size.checked_mul(1usize.checked_shl(u32::from(self.mdts))?)
         }
     }
 }
@@ -223,9 +226,10 @@ pub struct LbaFormat {
 }
 
 impl LbaFormat {
-    /// Data bytes per logical block.
+    /// Data bytes per logical block (`2^LBADS`; 0 for an LBADS of 64 or
+    /// more, which is no block size: the driver uses only 9..=16).
     pub fn block_size(&self) -> u64 {
-        1u64 << self.lbads
+        1u64.checked_shl(u32::from(self.lbads)).unwrap_or(0)
     }
 }
 
@@ -444,6 +448,38 @@ mod tests {
         };
         assert_eq!(ns2.format_index(), 0x21);
         assert_eq!(ns2.current_format(), None);
+    }
+
+    /// Found by fuzz/identify_controller: 4096 << 52 wrapped to Some(0).
+    #[test]
+    fn max_transfer_never_wraps() {
+        let mut b = [0u8; IDENTIFY_SIZE];
+        for (mdts, page, want) in [
+            (52u8, 4096usize, None),
+            (51, 4096, Some(1usize << 63)),
+            (7, usize::MAX, None),
+            (64, 1, None),
+            (255, 4096, None),
+            (1, 1 << 27, Some(1 << 28)),
+        ] {
+            b[77] = mdts;
+            let id = IdentifyController::parse(&b);
+            assert_eq!(id.max_transfer_bytes(page), want, "MDTS {mdts} page {page}");
+        }
+    }
+
+    /// Found by fuzz/identify_namespace: LBADS >= 64 overflowed the shift.
+    #[test]
+    fn block_size_of_any_lbads() {
+        let f = |lbads| LbaFormat {
+            metadata_size: 0,
+            lbads,
+            relative_performance: 0,
+        };
+        assert_eq!(f(9).block_size(), 512);
+        assert_eq!(f(63).block_size(), 1 << 63);
+        assert_eq!(f(64).block_size(), 0);
+        assert_eq!(f(255).block_size(), 0);
     }
 
     #[test]

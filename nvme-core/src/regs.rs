@@ -326,9 +326,11 @@ pub struct Aqa {
 }
 
 impl Aqa {
-    /// Encode (the register holds 0-based 12-bit sizes).
+    /// Encode (the register holds 0-based 12-bit sizes; 0 entries, which
+    /// is not a size, encodes as 1).
     pub const fn to_bits(self) -> u32 {
-        ((self.sq_entries as u32 - 1) & 0xfff) | (((self.cq_entries as u32 - 1) & 0xfff) << 16)
+        ((self.sq_entries as u32).saturating_sub(1) & 0xfff)
+            | (((self.cq_entries as u32).saturating_sub(1) & 0xfff) << 16)
     }
     /// Decode.
     pub const fn from_bits(v: u32) -> Self {
@@ -387,13 +389,24 @@ impl CmbSz {
     pub const fn sz(self) -> u32 {
         bits32(self.0, 12, 20)
     }
-    /// Size unit in bytes.
-    pub const fn unit_bytes(self) -> u64 {
-        4096u64 << (4 * self.szu() as u32)
+    /// SZU is one the spec defines (0..=6: 4 KiB to 64 GiB); 7..=15 are
+    /// reserved.
+    pub const fn szu_is_defined(self) -> bool {
+        self.szu() <= 6
     }
-    /// CMB size in bytes.
+    /// Size unit in bytes (saturating at `u64::MAX` for the reserved SZU
+    /// values 13..=15, whose unit does not fit in 64 bits).
+    pub const fn unit_bytes(self) -> u64 {
+        if self.szu() > 12 {
+            u64::MAX
+        } else {
+            4096u64 << (4 * self.szu() as u32)
+        }
+    }
+    /// CMB size in bytes (saturating at `u64::MAX`: only a reserved SZU
+    /// gets there).
     pub const fn size_bytes(self) -> u64 {
-        self.sz() as u64 * self.unit_bytes()
+        (self.sz() as u64).saturating_mul(self.unit_bytes())
     }
 }
 
@@ -564,5 +577,28 @@ mod tests {
         assert_eq!(CmbLoc(0x2002).bir(), 2);
         assert_eq!(CmbLoc(0x2002).ofst(), 2);
         assert_eq!(Version(0x0001_0400).to_string(), "1.4.0");
+    }
+
+    /// Found by fuzz/registers: AQA with 0 entries underflowed, and CMBSZ
+    /// with a reserved SZU overflowed (9..=12) or wrapped to 0 (13..=15).
+    #[test]
+    fn no_overflow_on_any_value() {
+        let zero = Aqa {
+            sq_entries: 0,
+            cq_entries: 0,
+        };
+        assert_eq!(zero.to_bits(), 0);
+        for szu in 0..=15u32 {
+            let sz = CmbSz((0xf_ffff << 12) | (szu << 8));
+            assert_eq!(sz.szu_is_defined(), szu <= 6);
+            let exact = 0xf_ffffu128 * (4096u128 << (4 * szu));
+            assert_eq!(
+                u128::from(sz.size_bytes()),
+                exact.min(u128::from(u64::MAX)),
+                "SZU {szu}"
+            );
+            assert_ne!(sz.unit_bytes(), 0, "SZU {szu}");
+        }
+        assert_eq!(CmbSz((1 << 12) | (6 << 8)).size_bytes(), 64 << 30);
     }
 }

@@ -121,6 +121,9 @@ mod device;
 mod devmem;
 mod dma;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod iova;
 mod open;
 mod pci;
