@@ -154,12 +154,7 @@ const ADMIN_ENTRIES: u16 = 32;
 fn cc_enabled() -> Cc {
     Cc {
         enable: true,
-        css: 0,
-        mps: 0,
-        ams: 0,
-        shn: ShutdownNotification::None,
-        iosqes: 6,
-        iocqes: 4,
+        ..Cc::DRIVER
     }
 }
 

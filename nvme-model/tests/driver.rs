@@ -333,13 +333,14 @@ fn controller_configuration_as_programmed() {
         cc,
         Cc {
             enable: true,
-            css: 0,
-            mps: 0,
-            ams: 0,
-            shn: ShutdownNotification::None,
-            iosqes: 6,
-            iocqes: 4,
+            ..Cc::DRIVER
         }
+    );
+    // Cc::DRIVER is what the spec needs here: NVM command set, 4 KiB pages,
+    // round robin, no shutdown, 64/16-byte entries.
+    assert_eq!(
+        (cc.css, cc.mps, cc.ams, cc.shn, cc.iosqes, cc.iocqes),
+        (0, 0, 0, ShutdownNotification::None, 6, 4)
     );
     assert_eq!(
         Aqa::from_bits(rec.hw.read32(offset::AQA)),

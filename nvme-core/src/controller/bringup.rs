@@ -72,22 +72,13 @@ impl<'a, H: Hardware> BringUp<'a, H> {
                 cap.max_page_size()
             )));
         }
-        Ok(BringUp {
-            hw,
-            cap,
-            version,
-            opts,
-            cmb_layout: None,
-            cmb: None,
-            admin: None,
-            dbbuf: None,
-            dead: AtomicBool::new(false),
-        })
+        Ok(Self::resume(hw, opts, cap, version))
     }
 
-    /// A bring-up of a controller that was brought up before (a reset):
-    /// its capabilities are known, and its memory buffer, if submission
-    /// queues use it, stays mapped (queue pairs keep their rings in it).
+    /// A bring-up whose capabilities are known: after `check_capabilities`,
+    /// or for a controller brought up before (a reset), whose memory buffer,
+    /// if submission queues use it, stays mapped (queue pairs keep their
+    /// rings in it).
     pub(super) fn resume(
         hw: &'a H,
         opts: &'a ControllerOptions,

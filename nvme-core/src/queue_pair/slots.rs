@@ -56,6 +56,22 @@ impl<D: DmaRegion> Slot<D> {
     }
 }
 
+impl<D: DmaRegion> Slot<D> {
+    /// The device completed this lone command: free the slot and build the
+    /// completion, buffer included.
+    #[inline(always)]
+    fn release(&mut self, status: u16, result: u32) -> Completion<D> {
+        self.state = SlotState::Free;
+        Completion {
+            tag: self.tag,
+            status: NvmeStatus::from_field(status).map_err(CommandError::Device),
+            result,
+            buf: self.buf.take(),
+            bufs: None,
+        }
+    }
+}
+
 /// Cold per-command state, only for grouped commands. A request larger
 /// than MDTS becomes a group of commands; the group's state lives in its
 /// first slot (the head). A vectored command is a group of one.
@@ -197,6 +213,19 @@ impl<D: DmaRegion> CommandSlots<D> {
         self.groups[usize::from(cid)].group = head;
     }
 
+    /// Free `cid` and hand `completion` to the caller.
+    #[inline(always)]
+    fn hand_back(
+        &mut self,
+        cid: u16,
+        completion: Completion<D>,
+        f: &mut impl FnMut(Completion<D>),
+    ) {
+        self.push_cid(cid);
+        self.completions += 1;
+        f(completion);
+    }
+
     /// Account one completion entry to its command; once the last piece of
     /// its request is in, hand the finished request to `f`. Entries for
     /// commands not in flight, or repeated for a piece already done, are
@@ -213,17 +242,8 @@ impl<D: DmaRegion> CommandSlots<D> {
     ) {
         match self.slots.get_mut(usize::from(cid)) {
             Some(slot) if slot.state == SlotState::Single => {
-                slot.state = SlotState::Free;
-                let completion = Completion {
-                    tag: slot.tag,
-                    status: NvmeStatus::from_field(status).map_err(CommandError::Device),
-                    result,
-                    buf: slot.buf.take(),
-                    bufs: None,
-                };
-                self.push_cid(cid);
-                self.completions += 1;
-                f(completion);
+                let completion = slot.release(status, result);
+                self.hand_back(cid, completion, f);
             }
             _ => self.complete_grouped(qid, cid, status, result, f),
         }
@@ -244,17 +264,8 @@ impl<D: DmaRegion> CommandSlots<D> {
             if slot.state == SlotState::Expired {
                 // The late completion of a command already reported as
                 // timed out: now the device is done with its buffer.
-                slot.state = SlotState::Free;
-                let completion = Completion {
-                    tag: slot.tag,
-                    status: NvmeStatus::from_field(status).map_err(CommandError::Device),
-                    result,
-                    buf: slot.buf.take(),
-                    bufs: None,
-                };
-                self.push_cid(cid);
-                self.completions += 1;
-                f(completion);
+                let completion = slot.release(status, result);
+                self.hand_back(cid, completion, f);
                 return;
             }
         }
