@@ -214,3 +214,47 @@ fn an_async_read_past_its_deadline_resolves_with_a_timeout() {
     assert_eq!(aqp.in_flight(), 0);
     let _ = Status::SUCCESS;
 }
+
+#[test]
+fn a_completion_that_arrives_while_the_abort_is_in_flight_is_delivered_once() {
+    let (model, c) = up(TimeoutPolicy::Abort, 7);
+    let ns = c.namespace(1).unwrap().clone();
+    let mut qp = c.create_io_queue_pair(16).unwrap();
+    let qid = qp.qid();
+    model.hold_completions(qid, true);
+    qp.submit_read(&ns, Lba(0), c.alloc_buffer(ByteCount(4096)).unwrap(), 3)
+        .unwrap();
+    // Hold the admin queue too: the driver's Abort is then in flight (and
+    // its poll blocked on it) while, on another thread, the device
+    // completes the read normally; then the Abort runs and finds nothing.
+    model.hold_completions(0, true);
+    let device = {
+        let model = model.clone();
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            while model.held_commands(0) == 0 {
+                assert!(t.elapsed() < 10 * T, "the driver never sent the Abort");
+                std::thread::yield_now();
+            }
+            let cid = model.held_command_list(qid)[0].cid;
+            assert!(model.complete_held(qid, cid), "the read completes");
+            model.hold_completions(0, false); // now the Abort: nothing left
+        })
+    };
+    let got = poll_for(&mut qp, 2, 10 * T);
+    device.join().unwrap();
+    let mut got = got;
+    got.extend(poll_for(&mut qp, 1, T));
+    assert_eq!(got.len(), 2, "the notice and the completion, once: {got:?}");
+    assert_eq!(got[0].0.status, Err(CommandError::TimedOut { after: T }));
+    assert!(got[0].0.buf.is_none());
+    let (done, _) = &got[1];
+    assert_eq!((done.tag, done.status), (3, Ok(())));
+    assert!(done.buf.is_some());
+    assert_eq!(model.stats().admin(admin_opcode::ABORT), 1);
+    assert_eq!(qp.outstanding(), 0);
+    assert_eq!(model.stats().dma_use_after_free, 0);
+    model.hold_completions(qid, false);
+    qp.read(&ns, Lba(0), c.alloc_buffer(ByteCount(512)).unwrap())
+        .unwrap();
+}
