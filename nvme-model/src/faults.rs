@@ -17,6 +17,8 @@ pub struct Status {
     pub sc: u8,
     /// Do Not Retry.
     pub dnr: bool,
+    /// More: the Error Information log has more about this failure.
+    pub more: bool,
 }
 
 impl Status {
@@ -69,11 +71,16 @@ impl Status {
             sct,
             sc,
             dnr: false,
+            more: false,
         }
     }
     /// The same status with DNR set.
     pub const fn with_dnr(self) -> Self {
         Status { dnr: true, ..self }
+    }
+    /// With the More bit: the Error Information log says more.
+    pub const fn with_more(self) -> Self {
+        Status { more: true, ..self }
     }
     /// SCT 0, SC 0.
     pub const fn is_success(self) -> bool {
@@ -84,6 +91,7 @@ impl Status {
         (phase as u16)
             | ((self.sc as u16) << 1)
             | (((self.sct & 7) as u16) << 9)
+            | ((self.more as u16) << 14)
             | ((self.dnr as u16) << 15)
     }
 }

@@ -79,3 +79,41 @@ fn a_resized_namespace_is_reported_and_rescanned() {
     let ev = c.poll_events().unwrap();
     assert_eq!(ev[0].changed_namespaces, Some(vec![1]));
 }
+
+#[test]
+fn a_failure_with_the_more_bit_makes_the_driver_read_the_error_log() {
+    use nvme_core::cmd::{admin_opcode, io_opcode};
+    use nvme_core::{ByteCount, Lba};
+    use nvme_model::Status;
+    let model = ModelController::new(ModelConfig::default());
+    let c = Controller::init(model.clone(), ControllerOptions::default()).unwrap();
+    let ns = c.namespace(1).unwrap().clone();
+    let mut qp = c.create_io_queue_pair(8).unwrap();
+    let logs = model.stats().admin(admin_opcode::GET_LOG_PAGE);
+    model.fail_next(io_opcode::READ, Status::UNRECOVERED_READ_ERROR.with_more());
+    qp.submit_read(&ns, Lba(77), c.alloc_buffer(ByteCount(512)).unwrap(), 1)
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..1000 {
+        qp.poll(4, |d| got.push(d));
+    }
+    let st = got[0].status.unwrap_err().nvme().expect("device status");
+    assert!(st.more);
+    assert_eq!(
+        model.stats().admin(admin_opcode::GET_LOG_PAGE),
+        logs + 1,
+        "log read once"
+    );
+    let errs = c.recent_errors();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!((errs[0].lba, errs[0].sqid), (77, qp.qid()));
+    assert!(c.recent_errors().is_empty(), "taken");
+    // A failure without More reads nothing.
+    model.fail_next(io_opcode::READ, Status::UNRECOVERED_READ_ERROR);
+    qp.submit_read(&ns, Lba(78), c.alloc_buffer(ByteCount(512)).unwrap(), 2)
+        .unwrap();
+    for _ in 0..1000 {
+        qp.poll(4, drop);
+    }
+    assert_eq!(model.stats().admin(admin_opcode::GET_LOG_PAGE), logs + 1);
+}

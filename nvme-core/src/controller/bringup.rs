@@ -409,6 +409,7 @@ impl<H: Hardware> Parts<H> {
             }),
             epoch: AtomicU64::new(0),
             removed: AtomicBool::new(false),
+            recent_errors: Mutex::new((Vec::new(), 0)),
             identify: self.identify,
             namespaces: self.namespaces,
             qid_in_use: Mutex::new(vec![false; usize::from(self.granted) + 1]),

@@ -166,6 +166,9 @@ pub(crate) struct Shared<H: Hardware> {
     pub(crate) epoch: AtomicU64,
     /// The platform reported the device removed.
     removed: AtomicBool,
+    /// Error Information log entries read since the owner last took them,
+    /// and the highest error count seen.
+    recent_errors: Mutex<(Vec<ErrorLogEntry>, u64)>,
     identify: IdentifyController,
     namespaces: Vec<Namespace>,
     qid_in_use: Mutex<Vec<bool>>,
@@ -218,6 +221,46 @@ impl<H: Hardware> Shared<H> {
         // stopped (a device that is gone does no DMA).
         let _ = disable(&self.hw, self.cap);
         self.epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// Read the Error Information log (a failure's status had the More
+    /// bit): keep and log the entries not seen before.
+    pub(crate) fn read_error_log(&self) {
+        let entries = (usize::from(self.identify.elpe) + 1).min(PAGE_SIZE / ERROR_LOG_ENTRY_SIZE);
+        let page = match self.admin_data::<PAGE_SIZE>(
+            |scratch| {
+                SubmissionEntry::get_log_page(
+                    log_page::ERROR_INFORMATION,
+                    0xffff_ffff,
+                    (PAGE_SIZE / 4) as u32,
+                    0,
+                    scratch,
+                )
+            },
+            "Get Log Page (Error Information)",
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("reading the error log: {e}");
+                return;
+            }
+        };
+        let mut recent = self.recent_errors.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = recent.1;
+        let mut new: Vec<ErrorLogEntry> = page
+            .chunks_exact(ERROR_LOG_ENTRY_SIZE)
+            .take(entries)
+            .map(ErrorLogEntry::parse)
+            .filter(|e| e.error_count > seen)
+            .collect();
+        new.sort_by_key(|e| e.error_count);
+        for e in &new {
+            tracing::warn!(?e, "controller error log");
+        }
+        recent.1 = new.last().map_or(seen, |e| e.error_count);
+        recent.0.extend(new);
+        let excess = recent.0.len().saturating_sub(64);
+        recent.0.drain(..excess);
     }
 
     /// The device was removed.
@@ -785,6 +828,18 @@ impl<H: Hardware> Controller<H> {
     /// dead) if it cannot be shown to have stopped.
     pub fn reset(&self) -> Result<(), Error> {
         self.shared.reset()
+    }
+
+    /// Error Information log entries the driver read since the last call
+    /// (it reads the log when a failed command's status has the More bit,
+    /// at that queue pair's next deadline check; at most the newest 64).
+    pub fn recent_errors(&self) -> Vec<ErrorLogEntry> {
+        let mut r = self
+            .shared
+            .recent_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut r.0)
     }
 
     /// Resets so far (each queue pair recovers once per reset).

@@ -328,7 +328,9 @@ impl<H: Hardware> IoQueuePair<H> {
         self.shared.opts.timeout_policy
     }
 
-    /// The deadline check, every `CHECK_EVERY` polls. No clock is read per
+    /// The deadline check, every `CHECK_EVERY` polls (which also reads the
+    /// Error Information log when a failure's status had the More bit). No
+    /// clock is read per
     /// command: each command records the *generation* it was submitted in;
     /// a generation ends (and the next begins) at most every quarter of
     /// the timeout, and the instant each began is kept, so a command of
@@ -340,6 +342,12 @@ impl<H: Hardware> IoQueuePair<H> {
     #[cold]
     #[inline(never)]
     fn check_deadlines(&mut self, f: &mut impl FnMut(Completion<H::Dma>)) -> usize {
+        if self.cmds.more_info {
+            // A failure said "see the Error Information log": read it now,
+            // while the entry is there.
+            self.cmds.more_info = false;
+            self.shared.read_error_log();
+        }
         let d = &mut self.deadlines;
         d.countdown = CHECK_EVERY;
         let Some(timeout) = d.timeout else {

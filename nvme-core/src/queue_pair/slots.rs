@@ -60,11 +60,14 @@ impl<D: DmaRegion> Slot<D> {
     /// The device completed this lone command: free the slot and build the
     /// completion, buffer included.
     #[inline(always)]
-    fn release(&mut self, status: u16, result: u32) -> Completion<D> {
+    fn release(&mut self, status: u16, result: u32, more_info: &mut bool) -> Completion<D> {
         self.state = SlotState::Free;
         Completion {
             tag: self.tag,
-            status: NvmeStatus::from_field(status).map_err(CommandError::Device),
+            status: NvmeStatus::from_field(status).map_err(|e| {
+                *more_info |= e.more;
+                CommandError::Device(e)
+            }),
             result,
             buf: self.buf.take(),
             bufs: None,
@@ -103,6 +106,9 @@ pub(super) struct CommandSlots<D: DmaRegion> {
     nfree: usize,
     /// Requests completed back to the caller (a split request counts once).
     pub(super) completions: u64,
+    /// A failed command's status had the More bit: the Error Information
+    /// log says more (read at the pair's next deadline check).
+    pub(super) more_info: bool,
 }
 
 impl<D: DmaRegion> CommandSlots<D> {
@@ -136,6 +142,7 @@ impl<D: DmaRegion> CommandSlots<D> {
             free_cids,
             nfree,
             completions: 0,
+            more_info: false,
         }
     }
 
@@ -242,7 +249,7 @@ impl<D: DmaRegion> CommandSlots<D> {
     ) {
         match self.slots.get_mut(usize::from(cid)) {
             Some(slot) if slot.state == SlotState::Single => {
-                let completion = slot.release(status, result);
+                let completion = slot.release(status, result, &mut self.more_info);
                 self.hand_back(cid, completion, f);
             }
             _ => self.complete_grouped(qid, cid, status, result, f),
@@ -264,7 +271,7 @@ impl<D: DmaRegion> CommandSlots<D> {
             if slot.state == SlotState::Expired {
                 // The late completion of a command already reported as
                 // timed out: now the device is done with its buffer.
-                let completion = slot.release(status, result);
+                let completion = slot.release(status, result, &mut self.more_info);
                 self.hand_back(cid, completion, f);
                 return;
             }
@@ -291,6 +298,7 @@ impl<D: DmaRegion> CommandSlots<D> {
         }
         let h = &mut self.groups[usize::from(head)];
         if let Err(e) = NvmeStatus::from_field(status) {
+            self.more_info |= e.more;
             h.error.get_or_insert(e);
         }
         h.result = result;
