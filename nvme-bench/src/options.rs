@@ -580,7 +580,10 @@ pub struct JobSet {
 /// compatibility quirk) `KiB` = 1000. Also `0x` hex. No suffix: bytes.
 pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
-    if t.contains(['*', '+', '/', '%', '(', ')']) || t[1.min(t.len())..].contains('-') {
+    // A '-' after the first character is arithmetic (a leading one is a
+    // sign). Skip the first *character*: a job file may hold any UTF-8.
+    let after_first = t.char_indices().nth(1).map_or("", |(i, _)| &t[i..]);
+    if t.contains(['*', '+', '/', '%', '(', ')']) || after_first.contains('-') {
         return crate::expr::eval(t, kb_base());
     }
     parse_size_plain(t, kb_base())
@@ -2366,5 +2369,13 @@ mod tests {
         );
         assert!(parse_nvme_target("trtype=RDMA traddr=1.2.3.4").is_err());
         assert!(parse_nvme_target("/dev/nvme0n1").is_err());
+    }
+
+    #[test]
+    fn sizes_starting_with_a_multibyte_character_are_errors_not_panics() {
+        // Found by the fio_units fuzz target: byte-indexing past the first
+        // character panicked inside 'Ӓ'.
+        assert!(parse_size("\u{4d2}s4k").is_err());
+        assert!(parse_size("é-1").is_err());
     }
 }
