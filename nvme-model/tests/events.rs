@@ -117,3 +117,30 @@ fn a_failure_with_the_more_bit_makes_the_driver_read_the_error_log() {
     }
     assert_eq!(model.stats().admin(admin_opcode::GET_LOG_PAGE), logs + 1);
 }
+
+#[test]
+fn a_tiny_admin_queue_keeps_room_for_commands() {
+    // Two entries: one usable slot, which an event request must not take.
+    let model = ModelController::new(ModelConfig::default());
+    let c = Controller::init(
+        model.clone(),
+        ControllerOptions {
+            admin_queue_entries: 2,
+            ..ControllerOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(model.aers_outstanding(), 0);
+    assert!(c.smart_log().is_ok());
+    let c3 = Controller::init(
+        ModelController::new(ModelConfig::default()),
+        ControllerOptions {
+            admin_queue_entries: 4,
+            ..ControllerOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(c3.smart_log().is_ok());
+    assert!(c3.poll_events().unwrap().is_empty());
+    assert!(c3.smart_log().is_ok());
+}

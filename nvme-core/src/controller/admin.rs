@@ -168,6 +168,10 @@ impl<H: Hardware> AdminQueue<H> {
     /// Keep `want` Asynchronous Event Requests outstanding (submitted, not
     /// waited for). Returns how many are outstanding.
     pub(super) fn arm_events(&mut self, want: usize) -> usize {
+        // Leave room for the commands that must still get through: the
+        // ring holds entries - 1, and outstanding requests are only known
+        // to have left it once a completion reports the SQ head.
+        let want = want.min(usize::from(self.sq.entries()).saturating_sub(2));
         let mut pushed = false;
         while self.aer_cids.len() < want && !self.sq.is_full() {
             let Some(cid) = (AER_CID_BASE..=u16::MAX).find(|c| !self.aer_cids.contains(c)) else {
