@@ -105,7 +105,9 @@ impl Parser<'_> {
         Error::msg(format!("expression '{}': {what}", self.src))
     }
     fn check(&self, v: i128) -> Result<i128> {
-        if v.abs() > LIMIT {
+        // unsigned_abs: a saturated product can be i128::MIN, whose abs()
+        // overflows (found by the fio_units fuzz target).
+        if v.unsigned_abs() > LIMIT.unsigned_abs() {
             Err(self.err("too large"))
         } else {
             Ok(v)
@@ -189,5 +191,11 @@ mod tests {
         }
         assert_eq!(keywords("$ncpus"), ncpus().to_string());
         assert_eq!(keywords("x$pagesize"), format!("x{}", page_size()));
+    }
+
+    #[test]
+    fn a_saturated_product_is_too_large_not_a_panic() {
+        assert!(eval("-962222*617p*61p", 1024).is_err());
+        assert!(eval("-(1p*1p*1p*1p)", 1024).is_err());
     }
 }
