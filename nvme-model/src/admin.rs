@@ -251,7 +251,7 @@ fn identify(s: &mut Inner, sqe: &SubmissionEntry) -> Result<u32, Status> {
             }
             let mut b = vec![0u8; IDENTIFY_SIZE];
             let ids = (1..=s.namespaces.len() as u32)
-                .filter(|&id| id > sqe.nsid)
+                .filter(|&id| id > sqe.nsid && s.namespaces[id as usize - 1].attached)
                 .take(1024);
             for (i, id) in ids.enumerate() {
                 put(&mut b, 4 * i, &id.to_le_bytes());
@@ -309,6 +309,9 @@ pub(crate) fn identify_namespace(s: &Inner, nsid: u32) -> Result<Vec<u8>, Status
         .and_then(|i| s.namespaces.get(i as usize))
         .ok_or(Status::INVALID_NAMESPACE)?;
     let mut b = vec![0u8; IDENTIFY_SIZE];
+    if !ns.attached {
+        return Ok(b); // an inactive namespace: all zeros
+    }
     put(&mut b, 0, &ns.blocks.to_le_bytes()); // NSZE
     put(&mut b, 8, &ns.blocks.to_le_bytes()); // NCAP
     put(&mut b, 16, &ns.blocks.to_le_bytes()); // NUSE

@@ -42,7 +42,7 @@ fn execute_inner(s: &mut Inner, sqe: &SubmissionEntry) -> Result<(), Status> {
         .nsid
         .checked_sub(1)
         .map(|i| i as usize)
-        .filter(|&i| i < s.namespaces.len())
+        .filter(|&i| i < s.namespaces.len() && s.namespaces[i].attached)
         .ok_or(Status::INVALID_NAMESPACE)?;
     match op {
         io_opcode::FLUSH => Ok(()),

@@ -471,6 +471,27 @@ impl ModelController {
         true
     }
 
+    /// Detach namespace `nsid` (it becomes inactive: I/O to it fails with
+    /// Invalid Namespace) and report it as a namespace-attribute-changed
+    /// notice.
+    pub fn detach_namespace(&self, nsid: u32) -> bool {
+        {
+            let mut s = self.lock();
+            let Some(ns) = nsid
+                .checked_sub(1)
+                .and_then(|i| s.namespaces.get_mut(i as usize))
+            else {
+                return false;
+            };
+            ns.attached = false;
+            if !s.changed_namespaces.contains(&nsid) {
+                s.changed_namespaces.push(nsid);
+            }
+        }
+        self.raise_event(2, 0x00, 0x04);
+        true
+    }
+
     /// Asynchronous Event Requests the controller holds.
     pub fn aers_outstanding(&self) -> usize {
         self.lock().aers.len()

@@ -74,6 +74,9 @@ enum Storage {
 
 /// A namespace's live state.
 pub(crate) struct Namespace {
+    /// Attached: false after `detach`, when the namespace is inactive (I/O
+    /// to it fails with Invalid Namespace, Identify reports zeros).
+    pub attached: bool,
     pub blocks: u64,
     pub block_size: usize,
     pub metadata_size: u16,
@@ -101,6 +104,7 @@ impl Namespace {
             Backing::Null => Storage::Null,
         };
         Namespace {
+            attached: true,
             blocks: cfg.blocks,
             block_size: bs,
             metadata_size: cfg.metadata_size,

@@ -144,3 +144,40 @@ fn a_tiny_admin_queue_keeps_room_for_commands() {
     assert!(c3.poll_events().unwrap().is_empty());
     assert!(c3.smart_log().is_ok());
 }
+
+#[test]
+fn a_vanished_namespace_is_reported_and_io_to_it_gets_a_typed_error() {
+    use nvme_core::{ByteCount, Lba};
+    use nvme_model::NamespaceConfig;
+    let model = ModelController::new(ModelConfig {
+        namespaces: vec![
+            NamespaceConfig::new(1 << 16, 512),
+            NamespaceConfig::new(1 << 12, 4096),
+        ],
+        ..ModelConfig::default()
+    });
+    let c = Controller::init(model.clone(), ControllerOptions::default()).unwrap();
+    let gone = c.namespace(2).unwrap().clone();
+    let mut qp = c.create_io_queue_pair(8).unwrap();
+    assert!(model.detach_namespace(2));
+    let ev = c.poll_events().unwrap();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].changed_namespaces, Some(vec![2]));
+    // The rescan no longer lists it; I/O through the old value gets the
+    // controller's typed status.
+    let now = c.rescan_namespaces().unwrap();
+    assert_eq!(now.iter().map(|n| n.nsid()).collect::<Vec<_>>(), vec![1]);
+    let e = qp
+        .read(&gone, Lba(0), c.alloc_buffer(ByteCount(4096)).unwrap())
+        .unwrap_err();
+    assert_eq!(
+        e.error.nvme_status().and_then(|s| s.name()),
+        Some("Invalid Namespace or Format"),
+        "{}",
+        e.error
+    );
+    assert!(e.buf.is_some());
+    // The other namespace works on.
+    qp.read(&now[0], Lba(0), c.alloc_buffer(ByteCount(512)).unwrap())
+        .unwrap();
+}
