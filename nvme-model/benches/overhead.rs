@@ -37,8 +37,6 @@
 //!   after W warm-up I/Os (default 0), once (for callgrind).
 //!   NAME is e.g. `qd32-batch-1qp`; `--list` prints the names.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -53,54 +51,16 @@ use nvme_model::{Backing, ModelConfig, ModelController, ModelDma, ModelDoorbell,
 
 // ----- heap allocation counter ------------------------------------------------
 
-/// Counts every heap allocation (alloc, alloc_zeroed, realloc), per thread:
-/// a queue pair's loop is measured on its own thread, while other threads
-/// (another pair's setup or teardown through the model) may allocate.
-struct CountingAlloc;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count_allocation() {
-    // `try_with`: during thread teardown the slot may be gone already.
-    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: every method forwards to the system allocator with the caller's
-// arguments unchanged, so `System`'s guarantees carry over; the counter is
-// a const-initialised thread-local `Cell` (no lazy init, no destructor), so
-// counting never allocates or re-enters the allocator.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_allocation();
-        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count_allocation();
-        // SAFETY: forwarded unchanged.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged: `ptr` came from this allocator, i.e.
-        // from `System`, with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_allocation();
-        // SAFETY: forwarded unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+// Counts every heap allocation, per thread: a queue pair's loop is measured
+// on its own thread, while other threads (another pair's setup or teardown
+// through the model) may allocate.
+#[path = "../tests/support/counting_alloc.rs"]
+#[allow(dead_code)]
+mod counting_alloc;
+use counting_alloc::{allocations, CountingAlloc};
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
-
-/// Heap allocations made so far by the calling thread.
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
 
 // ----- the instant controller ----------------------------------------------------
 
