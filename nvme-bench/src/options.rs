@@ -249,6 +249,9 @@ pub struct Job {
     pub buffer_pattern: Vec<u8>,
     /// `rate`: bytes per second per direction.
     pub rate: [Option<u64>; 2],
+    /// `rate_process=poisson`: exponentially distributed gaps between
+    /// rate-limited I/Os instead of even spacing (fio's `linear`).
+    pub rate_poisson: bool,
     /// `rw=...:N`: sequential: bytes skipped after each I/O; random: a new
     /// random offset every N I/Os, sequential in between.
     pub rw_modifier: u64,
@@ -392,6 +395,7 @@ impl Default for Job {
             randseed: 0x89,
             random_distribution: Distribution::Random,
             rate_iops: [None, None],
+            rate_poisson: false,
             verify: Verify::None,
             verify_pattern: Vec::new(),
             do_verify: true,
@@ -890,7 +894,6 @@ const UNSUPPORTED: &[&str] = &[
     "write_barrier",
     "rate_min",
     "rate_iops_min",
-    "rate_process",
     "rate_cycle",
     "ratemin",
     "thinktime",
@@ -1022,6 +1025,7 @@ pub const SUPPORTED: &[&str] = &[
     "randseed",
     "random_distribution",
     "rate_iops",
+    "rate_process",
     "verify",
     "verify_pattern",
     "do_verify",
@@ -1357,6 +1361,13 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "rate_iops" => {
             let r = per_dir(need()?, |s| parse_size(s).map(Some), [None, None]).map_err(ctx)?;
             job.rate_iops = r.map(|x| x.filter(|&n| n > 0));
+        }
+        "rate_process" => {
+            job.rate_poisson = match need()? {
+                "linear" => false,
+                "poisson" => true,
+                s => return Err(Error::msg(format!("option '{key}={s}': linear or poisson"))),
+            }
         }
         "verify" => {
             job.verify = match need()? {

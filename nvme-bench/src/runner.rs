@@ -375,6 +375,21 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let mut issued_ios = [0u64; 2];
     let mut issued_dir_bytes = [0u64; 2];
     let rate = job.rate_iops;
+    // `rate_process=poisson`: the I/O rate a direction is held to (fio
+    // turns `rate` into I/Os of the smallest block size), the due time of
+    // its next I/O after `run_start`, and the generator of the gaps.
+    let poisson_iops: [Option<f64>; 2] = std::array::from_fn(|d| {
+        if !job.rate_poisson {
+            return None;
+        }
+        match (job.rate[d], rate[d]) {
+            (Some(b), _) => Some(b as f64 / job.min_bs().max(1) as f64),
+            (None, Some(n)) => Some(n as f64),
+            (None, None) => None,
+        }
+    });
+    let mut poisson_due = [Duration::ZERO; 2];
+    let mut poisson_rng = Rng::new(ctx.seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut pending: Option<(Dir, u64, u64)> = None;
 
     // Averaging windows (fio's 500 ms) and the interval log.
@@ -517,7 +532,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     run_start
                         + Duration::from_secs_f64(issued_dir_bytes[dir as usize] as f64 / r as f64)
                 });
-                if let Some(due) = due_iops.into_iter().chain(due_bw).max() {
+                let due = match poisson_iops[dir as usize] {
+                    Some(_) => Some(run_start + poisson_due[dir as usize]),
+                    None => due_iops.into_iter().chain(due_bw).max(),
+                };
+                if let Some(due) = due {
                     if now < due {
                         pending = Some((dir, off, bs));
                         rate_wait = Some(due);
@@ -570,6 +589,12 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 issued_bytes += bs;
                 issued_dir_bytes[dir as usize] += bs;
                 issued_ios[dir as usize] += 1;
+                if let Some(r) = poisson_iops[dir as usize] {
+                    // An exponential gap with mean 1/r: -ln(U)/r, U in (0, 1].
+                    let u = 1.0 - poisson_rng.unit();
+                    let gap = (-u.ln() / r).min(3600.0);
+                    poisson_due[dir as usize] += Duration::from_secs_f64(gap);
+                }
             }
             queued.push(slot);
         }

@@ -35,10 +35,6 @@ const REFUSED: &[(&str, &str)] = &[
         "disk-zone-profile.fio",
         "zonesize/zoneskip (fio's own run refuses this file too: zonemode=none)",
     ),
-    (
-        "poisson-rate-submission.fio",
-        "rate_process=poisson: not yet",
-    ),
     ("hist-log.fio", "write_hist_log: not yet"),
     ("kb-base.fio", "unit_base (bits in the output): not yet"),
     (

@@ -52,3 +52,69 @@ fn rate_iops_holds_each_direction_to_its_rate() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+mod common;
+
+/// The gaps between I/O completions in a per-I/O iops log
+/// (`log_avg_msec=0`), in ms: their mean and coefficient of variation.
+fn gaps(log: &std::path::Path) -> (usize, f64, f64) {
+    let text = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    let t: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.split(',').next()?.trim().parse().ok())
+        .collect();
+    let g: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+    let n = g.len().max(1) as f64;
+    let mean = g.iter().sum::<f64>() / n;
+    let var = g.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    (g.len(), mean, var.sqrt() / mean.max(f64::MIN_POSITIVE))
+}
+
+/// `rate_process=poisson` keeps the mean rate but spaces I/Os with
+/// exponential gaps (coefficient of variation about 1), as fio's does;
+/// `linear` (the default) spaces them evenly. Both programs run the same
+/// job and each one's per-I/O log is measured the same way.
+#[test]
+fn rate_process_poisson_spaces_ios_like_fio() {
+    let fio = common::ensure_fio();
+    let dir = common::scratch("poisson");
+    for process in ["linear", "poisson"] {
+        for (tool, prefix) in [(BENCH, "ours"), (fio.as_str(), "fio")] {
+            let name = format!("{prefix}-{process}");
+            let args = [
+                format!("--name={name}"),
+                "--ioengine=psync".into(),
+                format!("--filename={name}.dat"),
+                "--size=8m".into(),
+                "--bs=4k".into(),
+                "--rw=randread".into(),
+                "--time_based".into(),
+                "--runtime=3".into(),
+                "--rate_iops=100".into(),
+                format!("--rate_process={process}"),
+                format!("--write_iops_log={name}"),
+                "--log_avg_msec=0".into(),
+                "--output-format=json".into(),
+            ];
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (v, _) = common::run_json_in(&dir, tool, &args);
+            let iops = v["jobs"][0]["read"]["iops"].as_f64().unwrap();
+            assert!(
+                (70.0..=130.0).contains(&iops),
+                "{tool} rate_process={process}: {iops:.0} IOPS for rate_iops=100"
+            );
+            let (n, mean, cv) = gaps(&dir.join(format!("{name}_iops.1.log")));
+            assert!(n > 150, "{tool} {process}: only {n} gaps logged");
+            let ok = match process {
+                "linear" => cv < 0.35,
+                _ => (0.7..=1.4).contains(&cv),
+            };
+            assert!(
+                ok,
+                "{tool} rate_process={process}: gaps mean {mean:.2} ms, coefficient of variation {cv:.2}"
+            );
+            eprintln!("{tool} {process}: {iops:.0} IOPS, {n} gaps, mean {mean:.2} ms, cv {cv:.2}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
