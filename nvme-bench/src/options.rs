@@ -252,6 +252,9 @@ pub struct Job {
     /// `rate_process=poisson`: exponentially distributed gaps between
     /// rate-limited I/Os instead of even spacing (fio's `linear`).
     pub rate_poisson: bool,
+    /// `unified_rw_reporting=mixed` (1): one `mixed` direction in the
+    /// reports, reads and writes summed.
+    pub unified_rw: bool,
     /// `rw=...:N`: sequential: bytes skipped after each I/O; random: a new
     /// random offset every N I/Os, sequential in between.
     pub rw_modifier: u64,
@@ -396,6 +399,7 @@ impl Default for Job {
             random_distribution: Distribution::Random,
             rate_iops: [None, None],
             rate_poisson: false,
+            unified_rw: false,
             verify: Verify::None,
             verify_pattern: Vec::new(),
             do_verify: true,
@@ -916,7 +920,6 @@ const UNSUPPORTED: &[&str] = &[
     "replay_no_stall",
     "write_hist_log",
     "log_hist_msec",
-    "unified_rw_reporting",
     "create_serialize",
     "pre_read",
     "buffer_compress_percentage",
@@ -1026,6 +1029,7 @@ pub const SUPPORTED: &[&str] = &[
     "random_distribution",
     "rate_iops",
     "rate_process",
+    "unified_rw_reporting",
     "verify",
     "verify_pattern",
     "do_verify",
@@ -1361,6 +1365,22 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "rate_iops" => {
             let r = per_dir(need()?, |s| parse_size(s).map(Some), [None, None]).map_err(ctx)?;
             job.rate_iops = r.map(|x| x.filter(|&n| n > 0));
+        }
+        "unified_rw_reporting" => {
+            job.unified_rw = match need()? {
+                "0" | "none" => false,
+                "1" | "mixed" => true,
+                s @ ("2" | "both") => {
+                    return Err(Error::msg(format!(
+                        "option '{key}={s}': not supported yet (0/none or 1/mixed are)"
+                    )))
+                }
+                s => {
+                    return Err(Error::msg(format!(
+                        "option '{key}={s}': none, mixed or both (0, 1, 2)"
+                    )))
+                }
+            }
         }
         "rate_process" => {
             job.rate_poisson = match need()? {

@@ -50,7 +50,6 @@ const REFUSED: &[(&str, &str)] = &[
         "verify=meta, verify_interval, fill_device: not yet",
     ),
     ("trim.fio", "rw=trim/randtrim/trimwrite: not yet"),
-    ("unified-reporting.fio", "unified_rw_reporting: not yet"),
     ("verify-md5.fio", "verify=md5/sha1/sha256: not yet"),
 ];
 

@@ -331,3 +331,45 @@ fn default_file_names_like_fio() {
         assert_eq!(a["write"]["io_bytes"], b["write"]["io_bytes"]);
     }
 }
+
+/// `unified_rw_reporting=mixed`: reads and writes are reported as one
+/// `mixed` direction, in place of read/write/trim/sync, by both tools; the
+/// I/Os and bytes of a size-bounded randrw job are all counted there, and
+/// the normal output names it `mixed:` and `MIXED:`.
+#[test]
+fn unified_rw_reporting_like_fio() {
+    let _serial = serial();
+    let job = "[mixed]\nioengine=psync\nfilename=u.dat\nsize=2m\nbs=4k\nrw=randrw\n\
+               rwmixread=60\nunified_rw_reporting=mixed\n";
+    let [(t, _, _), (o, _, od)] = both("unified", job, &[]);
+    let (tj, oj) = (&jobs(&t)[0], &jobs(&o)[0]);
+    for k in ["read", "write", "trim", "sync"] {
+        assert!(tj.get(k).is_none(), "fio printed {k} with mixed reporting");
+        assert!(oj.get(k).is_none(), "nvme-bench printed {k}: {oj:#}");
+    }
+    assert_eq!(tj["mixed"]["total_ios"], 512);
+    assert_eq!(oj["mixed"]["total_ios"], tj["mixed"]["total_ios"]);
+    assert_eq!(oj["mixed"]["io_bytes"], tj["mixed"]["io_bytes"]);
+    // The key order of a job up to `job_runtime` is fio's.
+    let keys = |v: &Value| -> Vec<String> {
+        let m = v.as_object().unwrap();
+        let mut ks: Vec<String> = m.keys().cloned().collect();
+        ks.truncate(ks.iter().position(|k| k == "job_runtime").unwrap() + 1);
+        ks
+    };
+    assert_eq!(keys(oj), keys(tj));
+    let out = std::process::Command::new(BENCH)
+        .args(["--eta=never", "job.fio"])
+        .current_dir(&od)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  mixed: IOPS="), "{text}");
+    assert!(text.contains("  MIXED: bw="), "{text}");
+    assert!(!text.contains("  read: IOPS="), "{text}");
+}

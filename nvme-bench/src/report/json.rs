@@ -173,6 +173,7 @@ pub fn job_json(u: &Unit, group_bw: [f64; 2], plus: bool) -> Value {
     }
     // Total-latency percentiles always (fio has them only with lat_percentiles).
     for (d, name) in [(0, "read"), (1, "write")] {
+        let name = if u.mixed { "mixed" } else { name };
         if u.dirs[d].ios > 0 {
             extras.insert(
                 format!("{name}_lat_percentile_ns"),
@@ -187,13 +188,18 @@ pub fn job_json(u: &Unit, group_bw: [f64; 2], plus: bool) -> Value {
     m.insert("eta".into(), json!(0));
     m.insert("elapsed".into(), json!(u.elapsed.as_secs().max(1)));
     m.insert("job options".into(), job_options(u));
-    m.insert("read".into(), dir_json(u, 0, group_bw[0], plus));
-    m.insert("write".into(), dir_json(u, 1, group_bw[1], plus));
-    m.insert("trim".into(), empty_dir());
-    m.insert(
-        "sync".into(),
-        json!({"total_ios": 0, "lat_ns": {"min": 0, "max": 0, "mean": 0.0, "stddev": 0.0, "N": 0}}),
-    );
+    if u.mixed {
+        // fio: `mixed` in place of read, write, trim and sync.
+        m.insert("mixed".into(), dir_json(u, 0, group_bw[0], plus));
+    } else {
+        m.insert("read".into(), dir_json(u, 0, group_bw[0], plus));
+        m.insert("write".into(), dir_json(u, 1, group_bw[1], plus));
+        m.insert("trim".into(), empty_dir());
+        m.insert(
+            "sync".into(),
+            json!({"total_ios": 0, "lat_ns": {"min": 0, "max": 0, "mean": 0.0, "stddev": 0.0, "N": 0}}),
+        );
+    }
     m.insert("job_runtime".into(), json!(u.runtime_ms()));
     m.insert("usr_cpu".into(), json!(usr));
     m.insert("sys_cpu".into(), json!(sys));

@@ -45,6 +45,9 @@ pub struct Unit {
     pub pid: u32,
     pub verified: u64,
     pub cpus: Option<Vec<usize>>,
+    /// `unified_rw_reporting=mixed`: `dirs[0]` holds reads and writes
+    /// together and is reported as `mixed`.
+    pub mixed: bool,
 }
 
 impl Unit {
@@ -73,6 +76,7 @@ impl Unit {
             pid: r.pid,
             verified: r.verified,
             cpus: r.cpus.clone(),
+            mixed: false,
         }
     }
     fn merge(&mut self, r: &JobResult) {
@@ -144,6 +148,15 @@ pub fn units(results: &[JobResult]) -> Vec<Unit> {
             }
         }
         out.push(Unit::from(r));
+    }
+    for u in out.iter_mut().filter(|u| u.job.unified_rw) {
+        // fio's unified_rw_reporting=mixed: the directions are summed into
+        // one, over the longer of their runtimes.
+        let w = std::mem::take(&mut u.dirs[1]);
+        u.dirs[0].merge(&w);
+        u.dir_runtime[0] = u.dir_runtime[0].max(u.dir_runtime[1]);
+        u.dir_runtime[1] = Duration::ZERO;
+        u.mixed = true;
     }
     out
 }

@@ -126,7 +126,11 @@ fn dir_block(out: &mut String, u: &Unit, d: usize, group_bw: f64) {
     if st.ios == 0 {
         return;
     }
-    let name = if d == 0 { "read" } else { "write" };
+    let name = match d {
+        _ if u.mixed => "mixed",
+        0 => "read",
+        _ => "write",
+    };
     let bw = u.bw_bytes(d);
     let _ = writeln!(
         out,
@@ -291,6 +295,11 @@ pub fn render(us: &[Unit], to_file: bool) -> String {
             if members.is_empty() {
                 continue;
             }
+            let name = if members.iter().any(|u| u.mixed) {
+                "MIXED"
+            } else {
+                name
+            };
             let total_bw: f64 = members.iter().map(|u| u.bw_bytes(d)).sum();
             let min_bw = members
                 .iter()
