@@ -241,6 +241,9 @@ pub struct Job {
     pub blockalign: Option<u64>,
     /// `kb_base`: 1024 (default) or 1000 (SI: `4k` = 4000).
     pub kb_base: u64,
+    /// `unit_base=1`: rates in bits in the normal report (fio's 8 and 0,
+    /// the default, are bytes).
+    pub unit_base_bits: bool,
     /// `disable_slat`, `disable_clat`, `disable_lat` (`gtod_reduce` sets all three).
     pub disable_slat: bool,
     pub disable_clat: bool,
@@ -359,6 +362,7 @@ impl Default for Job {
             number_ios: 0,
             blockalign: None,
             kb_base: 1024,
+            unit_base_bits: false,
             disable_slat: false,
             disable_clat: false,
             disable_lat: false,
@@ -953,7 +957,6 @@ const UNSUPPORTED: &[&str] = &[
     "offset_align",
     "size_increment",
     "exitall_on_error",
-    "unit_base",
     "disable_bw_measurement",
     "clocksource",
     "stats",
@@ -1062,6 +1065,7 @@ pub const SUPPORTED: &[&str] = &[
     "nvme_timeout_policy",
     "continue_on_error",
     "kb_base",
+    "unit_base",
     "loops",
     "startdelay",
     "io_size",
@@ -1108,6 +1112,17 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "description" => job.description = Some(v.to_string()),
         "filename" => job.filename = Some(need()?.to_string()),
         "directory" => job.directory = Some(need()?.to_string()),
+        "unit_base" => {
+            job.unit_base_bits = match need()? {
+                "0" | "8" => false,
+                "1" => true,
+                s => {
+                    return Err(Error::msg(format!(
+                        "option '{key}={s}': 0 (auto: bytes), 8 (bytes) or 1 (bits)"
+                    )))
+                }
+            }
+        }
         "kb_base" => {
             job.kb_base = match parse_size_plain(need()?, 1024).map_err(ctx)? {
                 b @ (1000 | 1024) => b,

@@ -36,7 +36,10 @@ const REFUSED: &[(&str, &str)] = &[
         "zonesize/zoneskip (fio's own run refuses this file too: zonemode=none)",
     ),
     ("hist-log.fio", "write_hist_log: not yet"),
-    ("kb-base.fio", "unit_base (bits in the output): not yet"),
+    (
+        "kb-base.fio",
+        "bs=4k under kb_base=1000 is 4000 bytes: block sizes are multiples of 512 here (fio allows any size for buffered I/O): not yet",
+    ),
     (
         "multi-file.fio",
         "several files per job (filename=a:b): not yet",

@@ -373,3 +373,89 @@ fn unified_rw_reporting_like_fio() {
     assert!(text.contains("  MIXED: bw="), "{text}");
     assert!(!text.contains("  read: IOPS="), "{text}");
 }
+
+/// The unit family of a rate or size token such as `8000Mibit/s`,
+/// `1049MB/s` or `4096KiB`: (bits?, IEC?).
+fn unit_family(tok: &str) -> (bool, bool) {
+    let unit = tok.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
+    (
+        unit.contains("bit"),
+        unit.contains('i') && !unit.starts_with("bit"),
+    )
+}
+
+/// The read line's BW pair and size, and the group line's io pair, of a
+/// normal report: `BW=<a> (<b>)(<size>/...)` and `io=<c> (<d>)`.
+fn units_of(text: &str) -> (String, String, String, String, String) {
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("read: IOPS="))
+        .unwrap_or_else(|| panic!("no read line:\n{text}"));
+    let bw = line.split("BW=").nth(1).unwrap();
+    let (a, rest) = bw.split_once(" (").unwrap();
+    let (b, rest) = rest.split_once(")(").unwrap();
+    let size = rest.split('/').next().unwrap();
+    let g = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("READ: bw="))
+        .unwrap_or_else(|| panic!("no group line:\n{text}"));
+    let io = g.split("io=").nth(1).unwrap();
+    let (c, rest) = io.split_once(" (").unwrap();
+    let d = rest.split(')').next().unwrap();
+    (a.into(), b.into(), size.into(), c.into(), d.into())
+}
+
+/// `kb_base=1000` puts SI units first and `unit_base=1` reports rates in
+/// bits, in the job's read line and its group's line, as fio does; sizes
+/// stay bytes and match fio's exactly (the job moves a fixed 4 MiB).
+#[test]
+fn kb_base_and_unit_base_text_like_fio() {
+    let _serial = serial();
+    let fio = ensure_fio();
+    let dir = scratch("units");
+    for extra in [
+        &[][..],
+        &["--kb_base=1000"],
+        &["--unit_base=1"],
+        &["--unit_base=1", "--kb_base=1000"],
+        &["--unit_base=8"],
+    ] {
+        let mut got = Vec::new();
+        for cmd in [fio.as_str(), BENCH] {
+            let mut args = vec![
+                "--name=u",
+                "--ioengine=psync",
+                "--filename=u.dat",
+                "--size=4m",
+                "--bs=4k",
+                "--rw=read",
+                "--eta=never",
+            ];
+            args.extend_from_slice(extra);
+            let o = std::process::Command::new(cmd)
+                .args(&args)
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "{cmd} {extra:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            got.push(units_of(&String::from_utf8_lossy(&o.stdout)));
+        }
+        let (t, o) = (&got[0], &got[1]);
+        assert_eq!(
+            unit_family(&o.0),
+            unit_family(&t.0),
+            "{extra:?}: fio {t:?}, ours {o:?}"
+        );
+        assert_eq!(
+            unit_family(&o.1),
+            unit_family(&t.1),
+            "{extra:?}: fio {t:?}, ours {o:?}"
+        );
+        assert_eq!((&o.2, &o.3, &o.4), (&t.2, &t.3, &t.4), "{extra:?}: sizes");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

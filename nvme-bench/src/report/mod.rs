@@ -254,6 +254,52 @@ fn fio_scale(v: f64, base: f64, suf: &[&str]) -> String {
     }
 }
 
+/// How a job's normal report writes rates and sizes: fio's `kb_base`
+/// (1000: SI units first, IEC in parentheses) and `unit_base` (1: rates
+/// in bits).
+#[derive(Clone, Copy, Debug)]
+pub struct Units {
+    pub si_first: bool,
+    pub bits: bool,
+}
+
+impl Units {
+    pub fn of(job: &Job) -> Units {
+        Units {
+            si_first: job.kb_base == 1000,
+            bits: job.unit_base_bits,
+        }
+    }
+    /// A rate as (primary, secondary): `82.1MiB/s` and `86.1MB/s`.
+    pub fn bw(self, bps: f64) -> (String, String) {
+        let (iec, si) = if self.bits {
+            let b = bps * 8.0;
+            (
+                fio_scale(
+                    b,
+                    1024.0,
+                    &["bit", "Kibit", "Mibit", "Gibit", "Tibit", "Pibit"],
+                ),
+                fio_scale(b, 1000.0, &["bit", "kbit", "Mbit", "Gbit", "Tbit", "Pbit"]),
+            )
+        } else {
+            (fmt_bytes_iec(bps), fmt_bytes_si(bps))
+        };
+        self.order(format!("{iec}/s"), format!("{si}/s"))
+    }
+    /// A size as (primary, secondary): `4096KiB` and `4194kB`.
+    pub fn bytes(self, b: f64) -> (String, String) {
+        self.order(fmt_bytes_iec(b), fmt_bytes_si(b))
+    }
+    fn order(self, iec: String, si: String) -> (String, String) {
+        if self.si_first {
+            (si, iec)
+        } else {
+            (iec, si)
+        }
+    }
+}
+
 /// Bytes per second in IEC units: `82.1MiB/s`.
 pub fn fmt_bw_iec(bps: f64) -> String {
     format!("{}/s", fmt_bytes_iec(bps))

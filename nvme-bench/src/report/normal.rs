@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{fmt_bw_iec, fmt_bytes_iec, fmt_bytes_si, num2str, Unit};
+use super::{fmt_bytes_iec, num2str, Unit, Units};
 use crate::options::{Job, Verify};
 use crate::stats::{latency_buckets, series, LatStat, LAT_BUCKETS};
 
@@ -131,14 +131,13 @@ fn dir_block(out: &mut String, u: &Unit, d: usize, group_bw: f64) {
         0 => "read",
         _ => "write",
     };
-    let bw = u.bw_bytes(d);
+    let units = Units::of(&u.job);
+    let (bw1, bw2) = units.bw(u.bw_bytes(d));
     let _ = writeln!(
         out,
-        "  {name}: IOPS={}, BW={} ({}/s)({}/{}msec)",
+        "  {name}: IOPS={}, BW={bw1} ({bw2})({}/{}msec)",
         num2str(u.iops(d)),
-        fmt_bw_iec(bw),
-        fmt_bytes_si(bw),
-        fmt_bytes_iec(st.bytes as f64),
+        units.bytes(st.bytes as f64).0,
         u.dir_runtime_ms(d)
     );
     lat_line(out, "slat", &st.slat);
@@ -317,17 +316,15 @@ pub fn render(us: &[Unit], to_file: bool) -> String {
                 .map(|u| u.dir_runtime_ms(d))
                 .max()
                 .unwrap_or(0);
+            // fio takes the group's units from its first job.
+            let units = Units::of(&members[0].job);
+            let (t1, t2) = units.bw(total_bw);
+            let (lo1, lo2) = units.bw(min_bw);
+            let (hi1, hi2) = units.bw(max_bw);
+            let (io1, io2) = units.bytes(io as f64);
             let _ = writeln!(
                 out,
-                "{name:>7}: bw={} ({}/s), {}-{} ({}/s-{}/s), io={} ({}), run={rmin}-{rmax}msec",
-                fmt_bw_iec(total_bw),
-                fmt_bytes_si(total_bw),
-                fmt_bw_iec(min_bw),
-                fmt_bw_iec(max_bw),
-                fmt_bytes_si(min_bw),
-                fmt_bytes_si(max_bw),
-                fmt_bytes_iec(io as f64),
-                fmt_bytes_si(io as f64),
+                "{name:>7}: bw={t1} ({t2}), {lo1}-{hi1} ({lo2}-{hi2}), io={io1} ({io2}), run={rmin}-{rmax}msec",
             );
         }
         out.push('\n');
