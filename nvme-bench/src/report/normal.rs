@@ -316,7 +316,7 @@ pub fn render(us: &[Unit], to_file: bool) -> String {
                 .map(|u| u.dir_runtime_ms(d))
                 .max()
                 .unwrap_or(0);
-            // fio takes the group's units from its first job.
+            // A group line takes its units from the group's first job.
             let units = Units::of(&members[0].job);
             let (t1, t2) = units.bw(total_bw);
             let (lo1, lo2) = units.bw(min_bw);
