@@ -41,8 +41,13 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
             let mut j = job.clone();
             // The file this clone uses, as fio names it (default
             // `jobname.N.0`, `directory`, `\:` unescaped).
-            if j.ioengine.on_files() {
-                j.filename = Some(crate::options::file_for(job, c)?);
+            if j.ioengine.on_files() || j.ioengine == EngineKind::Null {
+                // Every file of the clone (a `filename` list, or `nrfiles`
+                // names from `filename_format`); `filename` is the first.
+                j.files = crate::options::files_for(job, c)?;
+                if j.ioengine.on_files() {
+                    j.filename = j.files.first().cloned();
+                }
             }
             grp.push((j, c));
         }
@@ -97,10 +102,15 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         let mut errs = Vec::new();
         for (job, clone) in grp {
             let seed = job.randseed.wrapping_add(u64::from(*clone));
-            match crate::layout::prepare(job, seed) {
-                Ok(Some(bytes)) => {
+            let laid = if crate::files::multi(job) {
+                crate::layout::prepare_files(job, seed)
+            } else {
+                crate::layout::prepare(job, seed).map(|b| b.map(|b| (1, b)))
+            };
+            match laid {
+                Ok(Some((n, bytes))) => {
                     if g.formats.normal && g.output.is_none() {
-                        println!("{}", crate::layout::message(&job.name, bytes));
+                        println!("{}", crate::layout::message_files(&job.name, n, bytes));
                     }
                     errs.push(None);
                 }
