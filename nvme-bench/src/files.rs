@@ -350,6 +350,8 @@ pub struct Running {
     pub picker: Picker,
     gens: Vec<crate::gen::Gen>,
     nonuniform: bool,
+    /// I/Os placed so far (all loops).
+    pub picked: u64,
 }
 
 impl Running {
@@ -369,6 +371,7 @@ impl Running {
             plan,
             gens,
             nonuniform: job.file_service.nonuniform(),
+            picked: 0,
         }
     }
 
@@ -384,6 +387,7 @@ impl Running {
                 opened(f);
             }
             if let Some(off) = self.gens[f].pick_offset_once(bs) {
+                self.picked += 1;
                 return Some((f, off));
             }
             if self.nonuniform {

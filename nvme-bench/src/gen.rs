@@ -356,6 +356,10 @@ impl Gen {
     /// handed out — and the file is done. Random offsets without a map
     /// never run out. `restart` begins the next pass.
     pub fn pick_offset_once(&mut self, bs: u64) -> Option<u64> {
+        if bs > self.len {
+            // No block of this size fits (fio: past the file's end).
+            return None;
+        }
         if self.rw.random() {
             if self.perm.is_some() && self.modifier <= 1 && self.drawn >= self.blocks {
                 return None;

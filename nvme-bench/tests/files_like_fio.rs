@@ -351,3 +351,39 @@ fn bad_file_options_are_errors() {
         assert!(err.contains(want), "{job}: {err}");
     }
 }
+
+/// Files smaller than a block: fio moves nothing and ends; so do we, and
+/// a time-based job over them (where fio 3.33 spins until killed with a
+/// skewed file_service_type) ends at once rather than spin.
+#[test]
+fn files_smaller_than_a_block_end_the_job() {
+    let job = format!("{GLOBAL}size=8k\n[t]\nrw=randread\nnrfiles=4\n");
+    let s = same("tiny", &job);
+    assert_eq!(s.amounts[0].1, 0);
+    let dir = scratch("files-tiny-tb");
+    std::fs::write(
+        dir.join("job.fio"),
+        format!("{job}file_service_type=zipf\ntime_based=1\nruntime=30\n"),
+    )
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    let mut child = std::process::Command::new(BENCH)
+        .args(["--output-format=json", "--eta=never", "job.fio"])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t0.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a time-based job over files smaller than a block did not end");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(st.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
