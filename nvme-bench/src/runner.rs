@@ -290,6 +290,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     // The file of the I/O picked last (several files), its loops done.
     let mut cur_file = 0usize;
     let mut passes = 0u32;
+    // I/Os picked when the current loop over the files began.
+    let mut pass_start_ios = 0u64;
 
     // fio's td_io_open_file: drop the cached pages of the job's range
     // (`invalidate`, default 1; a failure is only a warning, as fio), then
@@ -555,11 +557,17 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                         // while loops remain, time_based
                                         // runs, or io_size is not reached.
                                         passes += 1;
-                                        let more = job.time_based
-                                            || passes < job.loops
-                                            || (job.io_size.is_some()
-                                                && io_limit.saturating_sub(issued_bytes)
-                                                    >= max_bs as u64);
+                                        // A loop that placed no I/O ends
+                                        // the job (fio: no bytes done).
+                                        let moved =
+                                            std::mem::replace(&mut pass_start_ios, m.picked)
+                                                < m.picked;
+                                        let more = moved
+                                            && (job.time_based
+                                                || passes < job.loops
+                                                || (job.io_size.is_some()
+                                                    && io_limit.saturating_sub(issued_bytes)
+                                                        >= max_bs as u64));
                                         if more && passes < u32::MAX {
                                             m.reset();
                                             continue;
