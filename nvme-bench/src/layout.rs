@@ -38,6 +38,7 @@ pub fn prepare(job: &Job, seed: u64) -> Result<Option<u64>> {
     let Some(path) = job.filename.as_deref() else {
         return Ok(None);
     };
+    create_work_dirs(std::slice::from_ref(&path.to_string()))?;
     let (exists, old_len) = match std::fs::metadata(path) {
         Ok(md) if !md.is_file() => return Ok(None),
         Ok(md) => (true, md.len()),
@@ -67,6 +68,7 @@ pub fn prepare_files(job: &Job, seed: u64) -> Result<Option<(usize, u64)>> {
     if !job.ioengine.on_files() {
         return Ok(None);
     }
+    create_work_dirs(&job.files)?;
     let plan = crate::files::plan(job, seed)?;
     let mut n = 0usize;
     let mut total = 0u64;
@@ -84,6 +86,27 @@ pub fn prepare_files(job: &Job, seed: u64) -> Result<Option<(usize, u64)>> {
         total += needed;
     }
     Ok((n > 0).then_some((n, total)))
+}
+
+/// fio's `create_work_dirs`: the missing directories of the job's first
+/// file name with a `/` are created (mode 0700). Only the first: fio sets
+/// its "created" flag after one name, so a later file in another missing
+/// directory fails to open, in fio as here.
+fn create_work_dirs(paths: &[String]) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let Some(p) = paths.iter().find(|p| p.contains('/')) else {
+        return Ok(());
+    };
+    if let Some(d) = std::path::Path::new(p).parent() {
+        if !d.as_os_str().is_empty() && !d.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(d)
+                .map_err(|e| Error::msg(format!("create directory {}: {e}", d.display())))?;
+        }
+    }
+    Ok(())
 }
 
 /// Write out or create one file of `needed` bytes (`old_len` now).

@@ -1835,9 +1835,24 @@ pub fn files_for(job: &Job, clone: u32) -> Result<Vec<String>> {
             .map(|i| make_filename(job, clone, i))
             .collect(),
     };
+    // fio's `set_name_idx`: `directory` is a list too; default names of
+    // clone N go under its entry N (mod the count), a `filename` list
+    // under the first.
+    let dir = match &job.directory {
+        Some(d) => {
+            let dirs = split_files(d)?;
+            let i = if job.filename.is_some() {
+                0
+            } else {
+                clone as usize % dirs.len()
+            };
+            Some(dirs[i].clone())
+        }
+        None => None,
+    };
     Ok(names
         .into_iter()
-        .map(|name| match &job.directory {
+        .map(|name| match &dir {
             Some(d) if !name.starts_with('/') => format!("{}/{name}", d.trim_end_matches('/')),
             _ => name,
         })
@@ -2406,6 +2421,12 @@ mod tests {
         assert_eq!(file_for(&j[2], 0).unwrap(), "d/x:y");
         let set = parse_str("[c]\nfilename=:c1::c2\\:x:\nnrfiles=5\n").unwrap();
         assert_eq!(files_for(&set.jobs[0], 3).unwrap(), ["c1", "c2:x"]);
+        let set =
+            parse_str("[n]\nnumjobs=3\ndirectory=a:b\n[m]\nfilename=f\ndirectory=a:b\n").unwrap();
+        assert_eq!(files_for(&set.jobs[0], 0).unwrap(), ["a/n.0.0"]);
+        assert_eq!(files_for(&set.jobs[0], 1).unwrap(), ["b/n.1.0"]);
+        assert_eq!(files_for(&set.jobs[0], 2).unwrap(), ["a/n.2.0"]);
+        assert_eq!(files_for(&set.jobs[1], 1).unwrap(), ["a/f"]);
         let set = parse_str("[n]\nnrfiles=3\ndirectory=d\n").unwrap();
         assert_eq!(
             files_for(&set.jobs[0], 1).unwrap(),

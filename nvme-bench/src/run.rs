@@ -41,6 +41,19 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
             let mut j = job.clone();
             // The file this clone uses, as fio names it (default
             // `jobname.N.0`, `directory`, `\:` unescaped).
+            if j.ioengine.on_files() && c == 0 {
+                // fio's `str_directory_cb`: every `directory` entry exists.
+                if let Some(d) = &j.directory {
+                    for d in crate::options::split_files(d)? {
+                        if !std::path::Path::new(&d).is_dir() {
+                            return Err(Error::msg(format!(
+                                "job '{}': directory={d}: not a directory",
+                                j.name
+                            )));
+                        }
+                    }
+                }
+            }
             if j.ioengine.on_files() || j.ioengine == EngineKind::Null {
                 // Every file of the clone (a `filename` list, or `nrfiles`
                 // names from `filename_format`); `filename` is the first.

@@ -387,3 +387,59 @@ fn files_smaller_than_a_block_end_the_job() {
     assert!(st.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `directory` is a list too (clone N of a job with default names under
+/// entry N mod the count, a `filename` under the first; every entry must
+/// exist), and the missing directories of a job's first file name are
+/// created, as fio's `create_work_dirs`.
+#[test]
+fn directory_lists_and_missing_dirs_like_fio() {
+    let job = format!(
+        "{GLOBAL}size=64k\nrw=read\ndirectory=d1:d2\n[j]\nnumjobs=3\n[k]\nfilename=f\nnumjobs=2\n\
+         [m]\ndirectory=.\nfilename=x/y/f:x/g\n"
+    );
+    let mut sides = Vec::new();
+    for (who, cmd) in [("fio", ensure_fio()), ("ours", BENCH.to_string())] {
+        let dir = scratch(&format!("files-dirs-{who}"));
+        std::fs::write(dir.join("job.fio"), &job).unwrap();
+        // fio refuses a directory= entry that does not exist.
+        let o = std::process::Command::new(&cmd)
+            .args(["--output-format=json", "job.fio"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{who}: ran without d1, d2");
+        std::fs::create_dir(dir.join("d1")).unwrap();
+        std::fs::create_dir(dir.join("d2")).unwrap();
+        let (v, _) = run_json_in(&dir, &cmd, &["--output-format=json", "job.fio"]);
+        let mut found = Vec::new();
+        for e in walk(&dir) {
+            found.push(e);
+        }
+        found.sort();
+        sides.push((found, amounts(&v)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    assert_eq!(sides[1], sides[0]);
+    assert_eq!(
+        sides[0].0,
+        ["d1/f", "d1/j.0.0", "d1/j.2.0", "d2/j.1.0", "job.fio", "x/g", "x/y/f"]
+    );
+}
+
+/// Every file under `dir`, relative.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
