@@ -34,7 +34,29 @@ pub struct Plan {
 
 /// Whether `job` runs on the several-files path.
 pub fn multi(job: &Job) -> bool {
-    job.files.len() > 1 || (job.filesize.is_some() && !job.files.is_empty())
+    job.files.len() > 1 || ((job.filesize.is_some() || job.file_append) && !job.files.is_empty())
+}
+
+/// The plan `run` made before layout (`Job::planned`), else a new one.
+/// Offsets of `file_append` are of the files before layout, as fio's.
+pub fn planned(job: &Job, seed: u64) -> Result<Plan> {
+    match &job.planned {
+        Some((regions, size)) if regions.len() == job.files.len() => Ok(Plan {
+            files: job
+                .files
+                .iter()
+                .zip(regions)
+                .map(|(p, &(offset, io_size))| FilePlan {
+                    path: p.clone(),
+                    offset,
+                    io_size,
+                    extend: false,
+                })
+                .collect(),
+            size: *size,
+        }),
+        _ => plan(job, seed),
+    }
 }
 
 /// Size of a file or block device as fio's `get_file_sizes` sees it; 0 if
@@ -95,6 +117,12 @@ pub fn plan(job: &Job, seed: u64) -> Result<Plan> {
             real_size(path)?
         };
         any_real |= real > 0;
+        // fio's get_start_offset: file_append starts at a file's end.
+        let offset = if job.file_append && regular {
+            real
+        } else {
+            offset
+        };
         let err_offset = || {
             Error::msg(format!(
                 "{path}: offset {offset} is past the end of the file"

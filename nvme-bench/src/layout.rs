@@ -64,12 +64,14 @@ pub fn prepare(job: &Job, seed: u64) -> Result<Option<u64>> {
 /// Lay out each of a job's several files that needs it (fio: every file
 /// marked to extend, in order). Returns how many files were laid out and
 /// fio's total for its message (each file's `offset + io_size`), or `None`.
-pub fn prepare_files(job: &Job, seed: u64) -> Result<Option<(usize, u64)>> {
+pub fn prepare_files(
+    job: &Job,
+    plan: &crate::files::Plan,
+    seed: u64,
+) -> Result<Option<(usize, u64)>> {
     if !job.ioengine.on_files() {
         return Ok(None);
     }
-    create_work_dirs(&job.files)?;
-    let plan = crate::files::plan(job, seed)?;
     let mut n = 0usize;
     let mut total = 0u64;
     for (i, f) in plan.files.iter().enumerate() {
@@ -92,7 +94,7 @@ pub fn prepare_files(job: &Job, seed: u64) -> Result<Option<(usize, u64)>> {
 /// file name with a `/` are created (mode 0700). Only the first: fio sets
 /// its "created" flag after one name, so a later file in another missing
 /// directory fails to open, in fio as here.
-fn create_work_dirs(paths: &[String]) -> Result<()> {
+pub fn create_work_dirs(paths: &[String]) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     let Some(p) = paths.iter().find(|p| p.contains('/')) else {
         return Ok(());
@@ -111,8 +113,10 @@ fn create_work_dirs(paths: &[String]) -> Result<()> {
 
 /// Write out or create one file of `needed` bytes (`old_len` now).
 fn lay_out(job: &Job, path: &str, old_len: u64, needed: u64, seed: u64) -> Result<()> {
-    let new_layout = job.rw.has_read() || (job.rw.has_write() && job.overwrite);
-    let unlink = job.rw.has_write() && !job.overwrite;
+    // fio's extend_file: `file_append` keeps a write job's file (no
+    // unlink, no rewrite).
+    let new_layout = job.rw.has_read() || (job.rw.has_write() && job.overwrite && !job.file_append);
+    let unlink = job.rw.has_write() && !job.overwrite && !job.file_append;
     let err = |what: &str, e: std::io::Error| Error::msg(format!("laying out {path}: {what}: {e}"));
     if unlink || new_layout {
         match std::fs::remove_file(path) {

@@ -293,6 +293,12 @@ pub struct Job {
     /// The files this clone of the job uses, in order (set by `run` from
     /// `files_for`; empty before).
     pub files: Vec<String>,
+    /// `file_append`: each regular file's I/O starts at its end (fio's
+    /// `get_start_offset`), not at `offset`.
+    pub file_append: bool,
+    /// Several files: each file's (offset, bytes) and the job's byte count
+    /// per loop, as sized before layout (set by `run`; `files::plan`).
+    pub planned: Option<(Vec<(u64, u64)>, u64)>,
     pub ioengine: EngineKind,
     pub stonewall: bool,
     pub rw: Rw,
@@ -431,6 +437,8 @@ impl Default for Job {
             file_service: FileService::RoundRobin(1),
             unique_filename: true,
             files: Vec::new(),
+            file_append: false,
+            planned: None,
             ioengine: EngineKind::Psync,
             stonewall: false,
             rw: Rw::Read,
@@ -1201,6 +1209,7 @@ pub const SUPPORTED: &[&str] = &[
     "file_service_type",
     "filename_format",
     "unique_filename",
+    "file_append",
     "ioengine",
     "stonewall",
     "rw",
@@ -1411,6 +1420,7 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "openfiles" => job.openfiles = parse_u32(need()?).map_err(ctx)?,
         "filename_format" => job.filename_format = Some(need()?.to_string()),
         "unique_filename" => job.unique_filename = parse_bool(v).map_err(ctx)?,
+        "file_append" => job.file_append = parse_bool(v).map_err(ctx)?,
         "file_service_type" => job.file_service = parse_file_service(need()?).map_err(ctx)?,
         "filesize" => job.filesize = Some(parse_filesize(need()?).map_err(ctx)?),
         "ioengine" => {
@@ -1886,11 +1896,13 @@ pub fn validate(job: &Job) -> Result<()> {
         Some(_) => 1,
         None => job.nrfiles as usize,
     };
-    if nfiles > 1 || job.filesize.is_some() {
+    if nfiles > 1 || job.filesize.is_some() || job.file_append {
         let what = if nfiles > 1 {
             "several files per job"
-        } else {
+        } else if job.filesize.is_some() {
             "filesize"
+        } else {
+            "file_append"
         };
         if !(job.ioengine.on_files() || job.ioengine == EngineKind::Null)
             || job.ioengine == EngineKind::IoUringCmd

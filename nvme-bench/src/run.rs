@@ -111,12 +111,22 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
     // fio's file layout, before any job runs, one job after the other
     // (create_serialize): a file a job needs is written out or created.
     let mut setup_errors: Vec<Vec<Option<String>>> = Vec::new();
-    for grp in &groups {
+    for grp in &mut groups {
         let mut errs = Vec::new();
-        for (job, clone) in grp {
+        for (job, clone) in grp.iter_mut() {
             let seed = job.randseed.wrapping_add(u64::from(*clone));
             let laid = if crate::files::multi(job) {
-                crate::layout::prepare_files(job, seed)
+                // Sized once, before layout (the runner keeps these sizes
+                // and offsets, as fio's setup_files).
+                crate::layout::create_work_dirs(&job.files)
+                    .and_then(|()| crate::files::plan(job, seed))
+                    .and_then(|p| {
+                        job.planned = Some((
+                            p.files.iter().map(|f| (f.offset, f.io_size)).collect(),
+                            p.size,
+                        ));
+                        crate::layout::prepare_files(job, &p, seed)
+                    })
             } else {
                 crate::layout::prepare(job, seed).map(|b| b.map(|b| (1, b)))
             };

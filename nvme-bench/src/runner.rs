@@ -221,7 +221,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     // Several files (or `filesize`): fio's per-file sizes and regions,
     // after layout (the same seed as layout's, for `filesize` ranges).
     let plan = if crate::files::multi(job) {
-        Some(crate::files::plan(
+        Some(crate::files::planned(
             job,
             job.randseed.wrapping_add(u64::from(ctx.clone)),
         )?)

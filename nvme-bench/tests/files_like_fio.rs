@@ -52,24 +52,43 @@ fn amounts(v: &Value) -> Vec<(String, u64, u64, u64, u64)> {
 
 struct Side {
     files: Vec<(String, u64)>,
+    /// The first byte of each file (0 if empty), in `files` order.
+    first: Vec<u8>,
     amounts: Vec<(String, u64, u64, u64, u64)>,
 }
 
 /// Run `job` with both tools, each in a fresh directory.
 fn both(tag: &str, job: &str) -> [Side; 2] {
+    both_after(tag, job, &|_| {})
+}
+
+/// `both`, with `setup` run in each directory first.
+fn both_after(tag: &str, job: &str, setup: &dyn Fn(&std::path::Path)) -> [Side; 2] {
     let fio = ensure_fio();
     let mut out = Vec::new();
     for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
         let dir = scratch(&format!("files-{tag}-{who}"));
         std::fs::write(dir.join("job.fio"), job).unwrap();
+        setup(&dir);
         let mut args = vec!["--output-format=json"];
         if who == "ours" {
             args.push("--eta=never");
         }
         args.push("job.fio");
         let (v, _) = run_json_in(&dir, cmd, &args);
+        let files = ls(&dir);
+        let first = files
+            .iter()
+            .map(|(n, _)| {
+                use std::io::Read;
+                let mut b = [0u8; 1];
+                let _ = std::fs::File::open(dir.join(n)).and_then(|mut f| f.read(&mut b));
+                b[0]
+            })
+            .collect();
         out.push(Side {
-            files: ls(&dir),
+            first,
+            files,
             amounts: amounts(&v),
         });
         let _ = std::fs::remove_dir_all(&dir);
@@ -442,4 +461,35 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// file_append: each regular file's I/O starts at its end as it was
+/// before layout (a write job's file is kept and extended; a read job's is
+/// laid out anew at end + size and read from the old end).
+#[test]
+fn file_append_like_fio() {
+    let job = format!(
+        "{GLOBAL}[w]\nrw=write\nfile_append=1\nfilename=a.dat:b.dat:c.dat\nsize=96k\n\
+         [r]\nstonewall\nrw=read\nfile_append=1\nfilename=r.dat\nsize=64k\n"
+    );
+    let setup = |d: &std::path::Path| {
+        std::fs::write(d.join("a.dat"), vec![7u8; 1 << 20]).unwrap();
+        std::fs::write(d.join("b.dat"), vec![7u8; 64 << 10]).unwrap();
+        std::fs::write(d.join("r.dat"), vec![7u8; 64 << 10]).unwrap();
+    };
+    let [t, o] = both_after("append", &job, &setup);
+    assert_eq!(o.files, t.files);
+    assert_eq!(o.amounts, t.amounts);
+    // The write job's existing files keep their data (no unlink).
+    assert_eq!(&t.first[..2], [7, 7]);
+    assert_eq!(o.first[..2], t.first[..2]);
+    assert_eq!(
+        t.files,
+        [
+            ("a.dat".to_string(), (1 << 20) + (32 << 10)),
+            ("b.dat".to_string(), 96 << 10),
+            ("c.dat".to_string(), 32 << 10),
+            ("r.dat".to_string(), 128 << 10)
+        ]
+    );
 }
