@@ -501,7 +501,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     None => {
                         let d = gen.pick_dir();
                         let bs = gen.pick_bs(d);
-                        let off = gen.pick_offset(bs);
+                        let (off, bs) = gen.pick_io(bs);
                         if reinvalidate && gen.take_new_pass() {
                             if let Some(f) = eng.file() {
                                 invalidate_warn(job, f, base, len);
