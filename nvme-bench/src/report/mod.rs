@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod json;
 pub mod normal;
+pub mod terse;
 
 use std::io::Write;
 use std::time::{Duration, SystemTime};
@@ -161,6 +162,35 @@ pub fn units(results: &[JobResult]) -> Vec<Unit> {
     out
 }
 
+/// The reports fio would print for these results, in fio's order when
+/// several formats are asked for: terse, JSON, normal. Also what a
+/// `--status-interval` report prints, from the statistics so far.
+pub fn render(
+    g: &Globals,
+    set: &JobSet,
+    us: &[Unit],
+    disks: &[crate::diskstats::DiskUtil],
+    started: SystemTime,
+) -> Result<String> {
+    let mut text = String::new();
+    if g.formats.terse {
+        text.push_str(&terse::render(us, disks, g.terse_version));
+    }
+    if g.formats.json {
+        let mut d = json::document(g, set, us, started);
+        if !disks.is_empty() {
+            d["disk_util"] = crate::diskstats::json(disks);
+        }
+        text.push_str(&serde_json::to_string_pretty(&d).map_err(|e| Error::msg(e.to_string()))?);
+        text.push('\n');
+    }
+    if g.formats.normal {
+        text.push_str(&normal::render(us, g.output.is_some()));
+        text.push_str(&crate::diskstats::render(disks));
+    }
+    Ok(text)
+}
+
 /// Write every requested report.
 pub fn emit(
     g: &Globals,
@@ -171,28 +201,10 @@ pub fn emit(
     out_file: Option<std::fs::File>,
 ) -> Result<()> {
     let us = units(results);
-    let mut text = String::new();
-    if g.formats.normal {
-        text.push_str(&normal::render(&us, g.output.is_some()));
-        text.push_str(&crate::diskstats::render(disks));
-    }
-    let mut doc = None;
-    if g.formats.json {
-        let mut d = json::document(g, set, &us, started);
-        if !disks.is_empty() {
-            d["disk_util"] = crate::diskstats::json(disks);
-        }
-        text.push_str(&serde_json::to_string_pretty(&d).map_err(|e| Error::msg(e.to_string()))?);
-        text.push('\n');
-        doc = Some(d);
-    }
+    let text = render(g, set, &us, disks, started)?;
+    // The comparison table is nvme-bench's own: it never goes where fio's
+    // report goes. On stderr (stdout and --output carry fio's formats).
     let table = (us.len() > 1 || g.compare).then(|| compare::table(&us));
-    if let Some(t) = &table {
-        if g.formats.normal {
-            text.push('\n');
-            text.push_str(t);
-        }
-    }
     match (&g.output, out_file) {
         (Some(p), f) => {
             // Opened (created) by `run::run` before the first I/O.
@@ -203,22 +215,15 @@ pub fn emit(
             };
             f.write_all(text.as_bytes())
                 .map_err(|e| Error::msg(format!("--output {p}: {e}")))?;
-            // The table also goes to the terminal: stdout unless stdout is
-            // reserved for JSON (it is not here: the report went to a file).
-            if let Some(t) = &table {
-                print!("{t}");
-            }
         }
         (None, _) => {
             let mut o = std::io::stdout().lock();
             o.write_all(text.as_bytes())?;
-            if let (Some(t), false) = (&table, g.formats.normal) {
-                // JSON owns stdout: the table goes to stderr.
-                eprint!("{t}");
-            }
         }
     }
-    let _ = doc;
+    if let Some(t) = &table {
+        eprint!("\n{t}");
+    }
     std::io::stdout().flush()?;
     if let Some(p) = &g.plot {
         compare::svg(&us, p)?;
