@@ -108,7 +108,12 @@ pub fn cmdhelp(which: Option<&str>) -> (String, String) {
     match which {
         None | Some("all") => {
             let mut out = String::new();
-            for n in SUPPORTED.iter().chain(UNSUPPORTED) {
+            // fio lists an option once, by its name (not its aliases).
+            for n in SUPPORTED
+                .iter()
+                .chain(UNSUPPORTED)
+                .filter(|n| canonical(n) == **n)
+            {
                 if let Some(s) = status(n) {
                     out.push_str(&format!("{n:<24}: {s}\n"));
                 }
@@ -148,7 +153,10 @@ const URING_OPTS: &[(&str, &str)] = &[
     ("hipri", "Use polled IO completions"),
     ("fixedbufs", "Pre map IO buffers"),
     ("registerfiles", "Pre-open/register files"),
-    ("sqthread_poll", "Offload submission/completion to kernel thread"),
+    (
+        "sqthread_poll",
+        "Offload submission/completion to kernel thread",
+    ),
     ("sqthread_poll_cpu", "What CPU to run SQ thread polling on"),
 ];
 
@@ -161,7 +169,10 @@ const NVME_OPTS: &[(&str, &str)] = &[
     ("nvme_shadow_doorbells", "Use Doorbell Buffer Config"),
     ("nvme_pin", "Pin each job's thread to its own CPU"),
     ("nvme_io_timeout", "Per-command deadline"),
-    ("nvme_timeout_policy", "On a passed deadline: report or abort"),
+    (
+        "nvme_timeout_policy",
+        "On a passed deadline: report or abort",
+    ),
 ];
 
 /// `--enghelp` (the engines) or `--enghelp=ENGINE` (its options). Returns
@@ -197,7 +208,10 @@ pub fn enghelp(which: Option<&str>) -> (String, String, u8) {
     if opts.is_empty() {
         return (format!("IO engine {e} has no options\n"), String::new(), 1);
     }
-    let out = opts.iter().map(|(n, h)| format!("{n:<24}: {h}\n")).collect();
+    let out = opts
+        .iter()
+        .map(|(n, h)| format!("{n:<24}: {h}\n"))
+        .collect();
     (out, String::new(), 0)
 }
 

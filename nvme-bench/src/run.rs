@@ -60,6 +60,9 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
     };
     // --status-interval reports: a run-wide timer, as fio's.
     let run_t0 = Instant::now();
+    // --eta-newline: when the last newline was kept, and whether the next
+    // status line starts on a new line.
+    let mut eta_nl: (Option<Instant>, bool) = (None, false);
     let mut next_report = g.status_interval.map(|d| run_t0 + d);
     // Queue pairs: without exec_prerun (which may hand devices around
     // between groups), every controller the set uses is opened once up
@@ -252,7 +255,6 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         let t0 = Instant::now();
         let mut last = (Instant::now(), snapshot(&progs));
         let mut next_status = Instant::now() + status_every;
-        let mut last_newline = Instant::now();
         loop {
             while let Ok(line) = rx.try_recv() {
                 if let Some(w) = &mut ilog {
@@ -286,16 +288,21 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                 let now = Instant::now();
                 let snap = snapshot(&progs);
                 let line = status_line(&progs, &last.1, &snap, now - last.0, t0.elapsed());
-                // fio's --eta-newline=T: the line is kept (a newline) once
-                // every T, else overwritten in place.
-                let keep = g
-                    .eta_newline
-                    .is_some_and(|t| now.duration_since(last_newline) >= t);
-                if keep {
-                    eprint!("\r{line}\x1b[K\n");
-                    last_newline = now;
-                } else {
-                    eprint!("\r{line}\x1b[K");
+                // fio's --eta-newline=T (eta.c display_thread_status): a
+                // display that finds more than T passed since the last
+                // newline (or the first display) has the next one start on
+                // a new line, keeping the current one.
+                if eta_nl.1 {
+                    eprintln!();
+                    eta_nl.1 = false;
+                }
+                eprint!("\r{line}\x1b[K");
+                match (eta_nl.0, g.eta_newline) {
+                    (None, _) => eta_nl.0 = Some(now),
+                    (Some(at), Some(t)) if now.duration_since(at) > t => {
+                        eta_nl = (Some(now), true);
+                    }
+                    _ => {}
                 }
                 let _ = std::io::stderr().flush();
                 last = (now, snap);
@@ -560,10 +567,10 @@ fn status_line(
     )
 }
 
-/// fio's `--readonly` in place of the file layout: a file the job would
-/// have to write out (missing, or shorter than its offset + size) makes the
-/// job fail (fio: "refusing extend of file due to read-only", then the
-/// open fails); nothing is written.
+/// fio's `--readonly` in place of the file layout: nothing is written. A
+/// file shorter than the job's offset + size is not extended (fio's
+/// "refusing extend of file due to read-only"; the job reads what there
+/// is); a missing one makes the job fail, as fio's open does.
 fn readonly_layout_refusal(job: &crate::options::Job) -> Option<String> {
     if !job.ioengine.on_files() || job.create_on_open {
         return None;
@@ -576,16 +583,12 @@ fn readonly_layout_refusal(job: &crate::options::Job) -> Option<String> {
         Ok(md) if !md.is_file() => None,
         Ok(md) => {
             let needed = job.offset.resolve(md.len()).saturating_add(size);
-            (needed > md.len()).then(|| {
-                format!(
-                    "{path}: refusing extend of file due to read-only ({} bytes, the job needs {needed})",
-                    md.len()
-                )
-            })
+            if needed > md.len() {
+                eprintln!("nvme-bench: {path}: refusing extend of file due to read-only");
+            }
+            None
         }
-        Err(e) => Some(format!(
-            "{path}: refusing to lay out the file due to read-only: {e}"
-        )),
+        Err(e) => Some(format!("open({path}): {e} (not laid out: read-only)")),
     }
 }
 
@@ -640,13 +643,16 @@ impl AggBwLog {
 
     fn create() -> Result<AggBwLog> {
         let open = |n: &str| -> Result<std::io::BufWriter<std::fs::File>> {
-            Ok(std::io::BufWriter::new(
-                std::fs::File::create(n)
-                    .map_err(|e| Error::msg(format!("--bandwidth-log {n}: {e}")))?,
-            ))
+            Ok(std::io::BufWriter::new(std::fs::File::create(n).map_err(
+                |e| Error::msg(format!("--bandwidth-log {n}: {e}")),
+            )?))
         };
         Ok(AggBwLog {
-            files: [open(Self::NAMES[0])?, open(Self::NAMES[1])?, open(Self::NAMES[2])?],
+            files: [
+                open(Self::NAMES[0])?,
+                open(Self::NAMES[1])?,
+                open(Self::NAMES[2])?,
+            ],
             base: [0; 2],
             prev_bytes: [0; 2],
             prev_t: Instant::now(),
@@ -675,8 +681,8 @@ impl AggBwLog {
         }
         let cur = self.bytes(progs);
         let at = now.duration_since(t0).as_millis();
-        for d in 0..2 {
-            let diff = cur[d].saturating_sub(self.prev_bytes[d]);
+        for (d, (c, p)) in cur.iter().zip(self.prev_bytes).enumerate() {
+            let diff = c.saturating_sub(p);
             let kib_s = diff.saturating_mul(1000) / ms / 1024;
             writeln!(self.files[d], "{at}, {kib_s}, {d}, 0, 0")?;
         }

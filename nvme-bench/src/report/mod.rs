@@ -186,6 +186,10 @@ pub fn render(
     }
     if g.formats.normal {
         text.push_str(&normal::render(us, g.output.is_some()));
+        if !disks.is_empty() {
+            // fio's show_disk_util starts with a blank line.
+            text.push('\n');
+        }
         text.push_str(&crate::diskstats::render(disks));
     }
     Ok(text)
@@ -230,6 +234,46 @@ pub fn emit(
         eprintln!("nvme-bench: plot written to {p}");
     }
     Ok(())
+}
+
+/// fio's `num2str(num, maxlen, 1, 0, N2S_NONE)` (lib/num2str.c): an
+/// integer in at most `maxlen` digits (the `.` counted), divided by 1000
+/// (k, M, ...) until it fits, with as many decimals as room is left:
+/// `338333`, `3997.5k`, `12345k`.
+pub fn num2str_fixed(mut num: u64, maxlen: usize) -> String {
+    const PREFIX: [&str; 7] = ["", "k", "M", "G", "T", "P", "E"];
+    let mut post = 0usize;
+    let mut modulo: Option<u64> = None;
+    let mut carry = false;
+    while post < PREFIX.len() {
+        if num.to_string().len() <= maxlen {
+            break;
+        }
+        let m = num % 1000;
+        modulo = Some(m);
+        num /= 1000;
+        carry = m >= 500;
+        post += 1;
+    }
+    if post >= PREFIX.len() {
+        post = 0;
+    }
+    let Some(m) = modulo else {
+        return format!("{num}{}", PREFIX[post]);
+    };
+    let digits = num.to_string().len();
+    if maxlen <= digits + 1 {
+        if carry {
+            num += 1;
+        }
+        return format!("{num}{}", PREFIX[post]);
+    }
+    let prec = maxlen - digits - 1;
+    let frac = format!("{:.*}", prec, m as f64 / 1000.0);
+    if frac.starts_with('1') {
+        num += 1;
+    }
+    format!("{num}.{}{}", &frac[2..], PREFIX[post])
 }
 
 /// fio's num2str for counts: 5247, 21.0k, 210k, 1.23M.
@@ -345,5 +389,19 @@ pub fn strerror(errno: i32) -> String {
     match s.rfind(" (os error") {
         Some(i) => s[..i].to_string(),
         None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn num2str_fixed_like_fio() {
+        assert_eq!(super::num2str_fixed(621, 6), "621");
+        assert_eq!(super::num2str_fixed(338_333, 6), "338333");
+        assert_eq!(super::num2str_fixed(3_997_512, 6), "3997.5k");
+        assert_eq!(super::num2str_fixed(12_345_678, 6), "12345k");
+        assert_eq!(super::num2str_fixed(12_345_978, 6), "12346k");
+        assert_eq!(super::num2str_fixed(1_000_000, 6), "1000.0k");
+        assert_eq!(super::num2str_fixed(1_999_999, 6), "2000.0k");
     }
 }

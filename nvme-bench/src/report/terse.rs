@@ -24,11 +24,7 @@ fn group_agg(us: &[Unit], gid: u32, d: usize) -> u64 {
         bytes += u.dirs[d].bytes;
         max_run = max_run.max(u.dir_runtime_ms(d));
     }
-    if max_run == 0 {
-        0
-    } else {
-        bytes.saturating_mul(1000) / max_run
-    }
+    bytes.saturating_mul(1000).checked_div(max_run).unwrap_or(0)
 }
 
 /// `;min;max;mean;dev` in microseconds (zeros without samples).
@@ -56,14 +52,8 @@ fn ddir(out: &mut String, u: &Unit, d: Option<usize>, agg: u64, ver: u8) {
         Some(d) if st.ios > 0 => u.dir_runtime_ms(d),
         _ => 0,
     };
-    let (bw, iops) = if runt > 0 {
-        (
-            st.bytes.saturating_mul(1000) / runt / 1024,
-            st.ios.saturating_mul(1000) / runt,
-        )
-    } else {
-        (0, 0)
-    };
+    let bw = st.bytes.saturating_mul(1000).checked_div(runt).unwrap_or(0) / 1024;
+    let iops = st.ios.saturating_mul(1000).checked_div(runt).unwrap_or(0);
     let _ = write!(out, ";{};{bw};{iops};{runt}", st.bytes >> 10);
     lat_fields(out, &st.slat);
     lat_fields(out, &st.clat);
@@ -156,11 +146,7 @@ pub fn line(u: &Unit, us: &[Unit], disks: &[DiskUtil], ver: u8) -> String {
         }
     }
     let (usr, sys) = u.cpu_pct();
-    let _ = write!(
-        out,
-        ";{usr:.6}%;{sys:.6}%;{};{};{}",
-        u.ctx, u.majf, u.minf
-    );
+    let _ = write!(out, ";{usr:.6}%;{sys:.6}%;{};{};{}", u.ctx, u.majf, u.minf);
     // IO depths, as the normal and JSON reports count them.
     let depth_total: u64 = u.depth.level.iter().sum();
     for c in u.depth.level {
