@@ -113,7 +113,7 @@ fn no_arguments() -> ExitCode {
         "nvme-bench [options] [job options] <job file(s)>\n\
          nvme-bench info|smoke|bind|unbind ...\n  \
          --output\t\tWrite output to file\n  \
-         --output-format=type\tOutput format (normal,json,json+)\n  \
+         --output-format=type\tOutput format (normal,json,json+,terse)\n  \
          --version\t\tPrint version info and exit\n  \
          --help\t\tPrint this page (and the subcommands)\n  \
          --cmdhelp=cmd\t\tPrint command help, \"all\" for all of them (supported or not)\n  \

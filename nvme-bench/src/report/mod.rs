@@ -399,8 +399,8 @@ mod tests {
         assert_eq!(super::num2str_fixed(621, 6), "621");
         assert_eq!(super::num2str_fixed(338_333, 6), "338333");
         assert_eq!(super::num2str_fixed(3_997_512, 6), "3997.5k");
-        assert_eq!(super::num2str_fixed(12_345_678, 6), "12345k");
-        assert_eq!(super::num2str_fixed(12_345_978, 6), "12346k");
+        assert_eq!(super::num2str_fixed(12_345_478, 6), "12345k");
+        assert_eq!(super::num2str_fixed(12_345_678, 6), "12346k");
         assert_eq!(super::num2str_fixed(1_000_000, 6), "1000.0k");
         assert_eq!(super::num2str_fixed(1_999_999, 6), "2000.0k");
     }
