@@ -118,6 +118,23 @@ fn terse_compare(theirs: &str, ours: &str, ver: u8, extra_same: &[usize]) {
         );
         let lay = terse_layout(ver, ft.len());
         assert_eq!(lay.len(), ft.len(), "layout v{ver}");
+        // The 22 latency buckets (nsec folded into the first usec one)
+        // cover every I/O: about 100% in both, when the job did I/O.
+        let header = if ver == 2 { 4 } else { 5 };
+        let block = if ver == 5 { 47 } else { 41 };
+        let dirs = if ver == 3 { 2 } else { 3 };
+        let at = header + dirs * block + 5 + 7;
+        let sum = |f: &[&str]| -> f64 {
+            f[at..at + 22]
+                .iter()
+                .map(|x| x.trim_end_matches('%').parse::<f64>().unwrap())
+                .sum()
+        };
+        let (st, so) = (sum(&ft), sum(&fo));
+        if st > 0.0 {
+            assert!((st - 100.0).abs() < 1.0, "fio's buckets sum to {st}: {lt}");
+            assert!((so - 100.0).abs() < 1.0, "our buckets sum to {so}: {lo}");
+        }
         for (i, (a, b)) in ft.iter().zip(&fo).enumerate() {
             let how = if extra_same.contains(&i) {
                 Cmp::Same
