@@ -1992,10 +1992,13 @@ pub fn parse_command_line(args: &[String]) -> Result<(Globals, JobSet)> {
                 "readonly" => g.readonly = true,
                 "warnings-fatal" => g.warnings_fatal = true,
                 "eta-newline" => {
-                    g.eta_newline = Some(
-                        parse_time(v.as_deref().unwrap_or(""), Duration::from_secs(1))
-                            .map_err(|e| Error::msg(format!("--eta-newline: {e}")))?,
-                    )
+                    let t = parse_time(v.as_deref().unwrap_or(""), Duration::from_secs(1))
+                        .map_err(|e| Error::msg(format!("--eta-newline: {e}")))?;
+                    // fio keeps milliseconds: less than one is refused.
+                    if t < Duration::from_millis(1) {
+                        return Err(Error::msg("--eta-newline: eta new line time too short"));
+                    }
+                    g.eta_newline = Some(t);
                 }
                 "name" => {
                     let n = v.ok_or_else(|| Error::msg("--name needs a value"))?;

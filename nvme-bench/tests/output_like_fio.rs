@@ -505,6 +505,24 @@ fn eta_newline_keeps_a_status_line_every_period() {
     let (nt, no) = (kept(&text(&t.stdout)), kept(&text(&o.stderr)));
     assert!(nt >= 2, "fio kept {nt}");
     assert!(no >= 2, "nvme-bench kept {no} status lines");
+    // Below a millisecond: refused by both.
+    let [(t, _), (o, _)] = both(
+        "eta-nl-0",
+        None,
+        &[
+            "--eta-newline=0",
+            "--name=x",
+            "--ioengine=null",
+            "--size=4k",
+        ],
+    );
+    assert!(!t.status.success() && !o.status.success());
+    assert!(text(&t.stderr).contains("eta new line time too short"));
+    assert!(
+        text(&o.stderr).contains("eta new line time too short"),
+        "{}",
+        text(&o.stderr)
+    );
     let [(_, _), (o, _)] = both(
         "eta-nl-off",
         None,
