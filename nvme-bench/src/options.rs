@@ -966,8 +966,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "write_iolog",
     "read_iolog",
     "replay_no_stall",
-    "write_hist_log",
-    "log_hist_msec",
     "create_serialize",
     "pre_read",
     "buffer_compress_percentage",
@@ -1133,6 +1131,9 @@ pub const SUPPORTED: &[&str] = &[
     "log_avg_msec",
     "log_max_value",
     "per_job_logs",
+    "write_hist_log",
+    "log_hist_msec",
+    "log_hist_coarseness",
 ];
 
 /// Apply one `key=value` to `job`.
@@ -1241,6 +1242,17 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "log_avg_msec" => job.logs.avg_msec = u64::from(parse_u32(need()?).map_err(ctx)?),
         "log_max_value" => job.logs.max_value = parse_bool(v).map_err(ctx)?,
         "per_job_logs" => job.logs.per_job = parse_bool(v).map_err(ctx)?,
+        "write_hist_log" => job.logs.hist = Some(v.to_string()),
+        "log_hist_msec" => job.logs.hist_msec = u64::from(parse_u32(need()?).map_err(ctx)?),
+        "log_hist_coarseness" => {
+            let c = parse_u32(need()?).map_err(ctx)?;
+            if c > 6 {
+                return Err(Error::msg(format!(
+                    "option 'log_hist_coarseness={v}': must be 0 to 6 (as fio)"
+                )));
+            }
+            job.logs.hist_coarseness = c;
+        }
         "nrfiles" => {
             if parse_u32(need()?).map_err(ctx)? != 1 {
                 return Err(Error::msg(format!(
