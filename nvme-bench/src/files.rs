@@ -403,20 +403,20 @@ impl Running {
         }
     }
 
-    /// The file and offset of the next I/O of `bs` bytes (io_u.c
+    /// The file, offset and length of the next I/O drawn as `bs` bytes (io_u.c
     /// `set_io_u_file`): a file with no offset left is done (the skewed
     /// kinds start it over instead). `opened(i)` runs for each file opened
     /// on the way. `None`: every file is done (the loop ends).
-    pub fn next(&mut self, bs: u64, mut opened: impl FnMut(usize)) -> Option<(usize, u64)> {
+    pub fn next(&mut self, bs: u64, mut opened: impl FnMut(usize)) -> Option<(usize, u64, u64)> {
         let mut resets = 0usize;
         loop {
             let (f, newly) = self.picker.pick()?;
             if newly {
                 opened(f);
             }
-            if let Some(off) = self.gens[f].pick_offset_once(bs) {
+            if let Some((off, len)) = self.gens[f].pick_io_once(bs) {
                 self.picked += 1;
-                return Some((f, off));
+                return Some((f, off, len));
             }
             if self.nonuniform {
                 self.gens[f].restart();

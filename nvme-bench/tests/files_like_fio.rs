@@ -493,3 +493,17 @@ fn file_append_like_fio() {
         ]
     );
 }
+
+/// Varying block sizes under the random map: each file's blocks are all
+/// read once (I/Os cut to the free blocks), so the bytes are fio's (the
+/// I/O count is drawn).
+#[test]
+fn random_map_with_varying_sizes_covers_each_file_like_fio() {
+    let [t, o] = both(
+        "bsrange",
+        "[global]\nioengine=psync\n[r]\nrw=randread\nbsrange=4k-16k\nnrfiles=2\nsize=2m\n",
+    );
+    assert_eq!(o.files, t.files);
+    assert_eq!(t.amounts[0].1, 2 << 20);
+    assert_eq!(o.amounts[0].1, t.amounts[0].1);
+}
