@@ -864,20 +864,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         res.dir_runtime[0] += end.saturating_duration_since(workload_end);
     }
     res.usage = sys::thread_usage() - usage0;
-    // A last partial window counts if it is at least half full (fio keeps
-    // whole windows only; a short run would otherwise have no sample).
-    let rest = end.saturating_duration_since(next_window - WINDOW);
-    if rest >= WINDOW / 2 || res.dirs.iter().all(|d| d.bw_samples.is_empty()) {
-        let secs = rest.as_secs_f64().max(1e-6);
-        for d in 0..2 {
-            if job_dir_used(job, d) {
-                let st = &mut res.dirs[d];
-                let (i0, b0) = win_base[d];
-                st.bw_samples.push((st.bytes - b0) as f64 / 1024.0 / secs);
-                st.iops_samples.push((st.ios - i0) as f64 / secs);
-            }
-        }
-    }
+    // The bandwidth and IOPS samples are whole windows only, as fio's
+    // (its helper thread samples every `bw_avg_time`): a job shorter than
+    // one window has none, and its report has no bw/iops line, as fio's.
     if let Some(tx) = &itx {
         let _ = tx.send(interval_line(
             ctx,
