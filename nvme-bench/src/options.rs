@@ -140,6 +140,62 @@ pub enum Verify {
     None,
     Crc32c,
     Pattern,
+    /// A cryptographic digest or CRC-32 of the block (`verify=md5`, ...).
+    Hash(HashKind),
+}
+
+/// The digests `verify=` can name besides crc32c (computed in hash.rs).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum HashKind {
+    Md5,
+    Sha1,
+    Sha256,
+    Sha512,
+    Sha3_224,
+    Sha3_256,
+    Sha3_384,
+    Sha3_512,
+    Crc32,
+}
+
+impl HashKind {
+    pub const ALL: [HashKind; 9] = [
+        HashKind::Md5,
+        HashKind::Sha1,
+        HashKind::Sha256,
+        HashKind::Sha512,
+        HashKind::Sha3_224,
+        HashKind::Sha3_256,
+        HashKind::Sha3_384,
+        HashKind::Sha3_512,
+        HashKind::Crc32,
+    ];
+    /// fio's name for it (`verify=` value).
+    pub fn name(self) -> &'static str {
+        match self {
+            HashKind::Md5 => "md5",
+            HashKind::Sha1 => "sha1",
+            HashKind::Sha256 => "sha256",
+            HashKind::Sha512 => "sha512",
+            HashKind::Sha3_224 => "sha3-224",
+            HashKind::Sha3_256 => "sha3-256",
+            HashKind::Sha3_384 => "sha3-384",
+            HashKind::Sha3_512 => "sha3-512",
+            HashKind::Crc32 => "crc32",
+        }
+    }
+    /// The digest's length in bytes.
+    pub fn len(self) -> usize {
+        match self {
+            HashKind::Md5 => 16,
+            HashKind::Sha1 => 20,
+            HashKind::Sha3_224 => 28,
+            HashKind::Sha256 | HashKind::Sha3_256 => 32,
+            HashKind::Sha3_384 => 48,
+            HashKind::Sha512 | HashKind::Sha3_512 => 64,
+            HashKind::Crc32 => 4,
+        }
+    }
 }
 
 /// `fallocate=`: how a file being laid out is preallocated (fio's
@@ -1409,11 +1465,16 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
                 "0" | "null" => Verify::None,
                 "crc32c" | "crc32c-intel" => Verify::Crc32c,
                 "pattern" => Verify::Pattern,
-                o => {
-                    return Err(Error::msg(format!(
-                        "option 'verify={o}' is not supported (crc32c, pattern)"
-                    )))
-                }
+                o => match HashKind::ALL.iter().find(|h| h.name() == o) {
+                    Some(h) => Verify::Hash(*h),
+                    None => {
+                        return Err(Error::msg(format!(
+                            "option 'verify={o}' is not supported (crc32c, pattern, md5, sha1, \
+                             sha256, sha512, sha3-224, sha3-256, sha3-384, sha3-512, crc32; \
+                             not crc64, crc16, crc7, xxhash, meta)"
+                        )))
+                    }
+                },
             }
         }
         "verify_pattern" => job.verify_pattern = parse_pattern(need()?).map_err(ctx)?,
@@ -2237,10 +2298,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("fio option 'fsync' is not supported"), "{e}");
-        let e = parse_str("[j]\nfilename=x\nverify=md5\n")
+        let e = parse_str("[j]\nfilename=x\nverify=xxhash\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("verify=md5"), "{e}");
+        assert!(e.contains("verify=xxhash"), "{e}");
         // psync/io_uring default to fio's file names; a device engine
         // cannot.
         let e = parse_str("[j]\nioengine=nvme-vfio\nrw=read\n")

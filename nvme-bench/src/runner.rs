@@ -286,6 +286,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     }
     let pattern: Option<Vec<u8>> =
         (job.verify == Verify::Pattern).then(|| job.verify_pattern.clone());
+    let vhash = match job.verify {
+        Verify::Hash(h) => Some(h),
+        _ => None,
+    };
     let vseed = ctx.seed;
 
     // Non-verify writes carry random bytes (fio's default buffer contents).
@@ -559,6 +563,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     vseed,
                     g,
                     pattern.as_deref(),
+                    vhash,
                 );
             }
             sdir[slot] = dir;
@@ -735,7 +740,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 Ok(()) => {
                     if dir == Dir::Read && verifying {
                         let b = &eng.buf_mut(s)[..slen[s]];
-                        match verify::check(b, soff[s], vseed, sgen[s], pattern.as_deref()) {
+                        match verify::check(b, soff[s], vseed, sgen[s], pattern.as_deref(), vhash) {
                             Ok(()) => res.verified += 1,
                             Err(e) => {
                                 let msg = format!(
