@@ -11,7 +11,7 @@ use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::options::{Dir, Job};
+use crate::options::{Dir, Job, NDIR};
 
 /// What `write_*_log` asked for: the prefix of each log (fio's default
 /// prefix is the job name).
@@ -50,7 +50,7 @@ pub struct Logs {
     w: [W; 5],
     slat_on: bool,
     win_end: Instant,
-    acc: [Acc; 2],
+    acc: [Acc; NDIR],
 }
 
 fn open(prefix: &str, kind: &str, n: Option<u32>) -> Result<W> {
@@ -102,7 +102,7 @@ impl Logs {
             w,
             slat_on,
             win_end: start + avg.unwrap_or_default(),
-            acc: [Acc::default(); 2],
+            acc: [Acc::default(); NDIR],
         }))
     }
 
@@ -143,7 +143,7 @@ impl Logs {
     fn flush_window(&mut self, win: Duration) {
         let t = (self.win_end - self.start).as_millis();
         let secs = win.as_secs_f64();
-        for d in 0..2 {
+        for d in 0..NDIR {
             let a = std::mem::take(&mut self.acc[d]);
             if a.n == 0 {
                 continue;
