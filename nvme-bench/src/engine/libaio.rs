@@ -73,6 +73,7 @@ impl Engine for Libaio {
             data: slot as u64,
             opcode: match dir {
                 Dir::Read => CMD_PREAD,
+                // (Trims returned above.)
                 Dir::Write | Dir::Trim => CMD_PWRITE,
             },
             fildes: self.file.as_raw_fd() as u32,

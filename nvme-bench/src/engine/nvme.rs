@@ -144,6 +144,7 @@ impl Engine for NvmeEngine {
         let lba = offset / bs;
         let r = match dir {
             Dir::Read => self.qp.submit_read(&self.ns, Lba(lba), buf, slot as u64),
+            // (Trims returned above.)
             Dir::Write | Dir::Trim => self.qp.submit_write(&self.ns, Lba(lba), buf, slot as u64),
         };
         r.map_err(|rej| {

@@ -51,6 +51,7 @@ impl Engine for Psync {
         let b = &mut self.bufs[slot].as_mut_slice()[..len];
         let r = match dir {
             Dir::Read => self.file.read_at(b, offset),
+            // (Trims returned above.)
             Dir::Write | Dir::Trim => self.file.write_at(b, offset),
         };
         let done = match r {

@@ -96,6 +96,7 @@ impl Flavor for Cmd {
         let mut c = [0u8; 80];
         c[0] = match dir {
             Dir::Read => 0x02,
+            // (Trims never get here: `queue` does them itself.)
             Dir::Write | Dir::Trim => 0x01,
         };
         c[4..8].copy_from_slice(&p.nsid.to_le_bytes());
