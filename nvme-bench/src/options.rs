@@ -666,6 +666,16 @@ pub struct Globals {
     pub plot: Option<String>,
     /// nvme-bench: side-by-side table even for one job.
     pub compare: bool,
+    /// fio's `--terse-version` (2..=5; 3 unless given).
+    pub terse_version: u8,
+    /// fio's `--bandwidth-log`: agg-{read,write,trim}_bw.log.
+    pub bandwidth_log: bool,
+    /// fio's `--readonly`: jobs that write are refused.
+    pub readonly: bool,
+    /// fio's `--warnings-fatal`.
+    pub warnings_fatal: bool,
+    /// fio's `--eta-newline=T`: the status line ends with a newline every T.
+    pub eta_newline: Option<Duration>,
 }
 
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -673,6 +683,7 @@ pub struct Formats {
     pub normal: bool,
     pub json: bool,
     pub json_plus: bool,
+    pub terse: bool,
 }
 
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -1022,7 +1033,7 @@ pub fn parse_pattern(s: &str) -> Result<Vec<u8>> {
 // ------------------------------------------------------------ option table
 
 /// fio options that nvme-bench knows but does not implement: a clear error.
-const UNSUPPORTED: &[&str] = &[
+pub const UNSUPPORTED: &[&str] = &[
     "bs_unaligned",
     "bs_is_seq_rand",
     "zonemode",
@@ -1060,8 +1071,6 @@ const UNSUPPORTED: &[&str] = &[
     "write_iolog",
     "read_iolog",
     "replay_no_stall",
-    "write_hist_log",
-    "log_hist_msec",
     "create_serialize",
     "pre_read",
     "buffer_compress_percentage",
@@ -1227,6 +1236,9 @@ pub const SUPPORTED: &[&str] = &[
     "log_avg_msec",
     "log_max_value",
     "per_job_logs",
+    "write_hist_log",
+    "log_hist_msec",
+    "log_hist_coarseness",
 ];
 
 /// Apply one `key=value` to `job`.
@@ -1335,6 +1347,17 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "log_avg_msec" => job.logs.avg_msec = u64::from(parse_u32(need()?).map_err(ctx)?),
         "log_max_value" => job.logs.max_value = parse_bool(v).map_err(ctx)?,
         "per_job_logs" => job.logs.per_job = parse_bool(v).map_err(ctx)?,
+        "write_hist_log" => job.logs.hist = Some(v.to_string()),
+        "log_hist_msec" => job.logs.hist_msec = u64::from(parse_u32(need()?).map_err(ctx)?),
+        "log_hist_coarseness" => {
+            let c = parse_u32(need()?).map_err(ctx)?;
+            if c > 6 {
+                return Err(Error::msg(format!(
+                    "option 'log_hist_coarseness={v}': must be 0 to 6 (as fio)"
+                )));
+            }
+            job.logs.hist_coarseness = c;
+        }
         "nrfiles" => {
             if parse_u32(need()?).map_err(ctx)? != 1 {
                 return Err(Error::msg(format!(
@@ -1864,7 +1887,7 @@ pub fn validate(job: &Job) -> Result<()> {
 // ----------------------------------------------------------------- parsing
 
 /// Raw sections in order: (name, [(key, value)]).
-type Section = (String, Vec<(String, Option<String>)>);
+pub type Section = (String, Vec<(String, Option<String>)>);
 
 /// fio's `strip_blank_end` (parse.c): a value ends at its first `;` or
 /// `#`, whether or not it is inside quotes, and trailing blanks go.
@@ -2026,6 +2049,7 @@ pub fn parse_command_line(args: &[String]) -> Result<(Globals, JobSet)> {
             normal: true,
             ..Formats::default()
         },
+        terse_version: 3,
         ..Globals::default()
     };
     let mut sections: Vec<Section> = Vec::new();
@@ -2048,6 +2072,8 @@ pub fn parse_command_line(args: &[String]) -> Result<(Globals, JobSet)> {
                 "section",
                 "interval-log",
                 "plot",
+                "terse-version",
+                "eta-newline",
             ];
             let v = if v.is_none() && takes.contains(&k.as_str()) {
                 Some(
@@ -2070,11 +2096,7 @@ pub fn parse_command_line(args: &[String]) -> Result<(Globals, JobSet)> {
                                 f.json = true;
                                 f.json_plus = true
                             }
-                            "terse" => {
-                                return Err(Error::msg(
-                                    "--output-format=terse is not supported (normal, json, json+)",
-                                ))
-                            }
+                            "terse" => f.terse = true,
                             o => {
                                 return Err(Error::msg(format!(
                                     "--output-format: unknown format '{o}'"
@@ -2108,7 +2130,37 @@ pub fn parse_command_line(args: &[String]) -> Result<(Globals, JobSet)> {
                 "interval-log" => g.interval_log = v,
                 "plot" => g.plot = v,
                 "compare" => g.compare = true,
-                "minimal" => return Err(Error::msg("--minimal (terse output) is not supported")),
+                "minimal" => {
+                    g.formats = Formats {
+                        terse: true,
+                        ..Formats::default()
+                    }
+                }
+                "terse-version" => {
+                    g.terse_version = match v.as_deref().map(str::trim) {
+                        Some("2") => 2,
+                        Some("3") => 3,
+                        Some("4") => 4,
+                        Some("5") => 5,
+                        o => {
+                            return Err(Error::msg(format!(
+                                "--terse-version: bad terse version format {o:?} (2, 3, 4 or 5)"
+                            )))
+                        }
+                    }
+                }
+                "bandwidth-log" => g.bandwidth_log = true,
+                "readonly" => g.readonly = true,
+                "warnings-fatal" => g.warnings_fatal = true,
+                "eta-newline" => {
+                    let t = parse_time(v.as_deref().unwrap_or(""), Duration::from_secs(1))
+                        .map_err(|e| Error::msg(format!("--eta-newline: {e}")))?;
+                    // fio keeps milliseconds: less than one is refused.
+                    if t < Duration::from_millis(1) {
+                        return Err(Error::msg("--eta-newline: eta new line time too short"));
+                    }
+                    g.eta_newline = Some(t);
+                }
                 "name" => {
                     let n = v.ok_or_else(|| Error::msg("--name needs a value"))?;
                     cli.push((n.clone(), vec![("name".to_string(), Some(n))]));

@@ -40,6 +40,11 @@ pub struct Progress {
     pub state: AtomicU8,
     /// Bytes the workload is to move (0: time-based).
     pub planned_bytes: AtomicU64,
+    /// Set by the run for a `--status-interval` report: the job puts a
+    /// copy of its statistics so far in `snap` and clears the flag (and
+    /// leaves its final result there when it ends).
+    pub snap_req: std::sync::atomic::AtomicBool,
+    pub snap: std::sync::Mutex<Option<JobResult>>,
 }
 
 /// Where a job's I/O goes.
@@ -146,6 +151,7 @@ pub fn run_job(ctx: RunCtx) -> JobResult {
         }
     }
     res.elapsed = t0.elapsed();
+    *ctx.progress.snap.lock().unwrap_or_else(|p| p.into_inner()) = Some(res.clone());
     ctx.progress.state.store(ST_DONE, Ordering::Relaxed);
     res
 }
@@ -436,6 +442,26 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             ival_base = [(0, 0); NDIR];
             usage0 = sys::thread_usage();
         }
+        if ctx.progress.snap_req.load(Ordering::Relaxed) {
+            // A --status-interval report: the statistics so far.
+            deferred.flush(res, &mut ival_clat);
+            let mut s = res.clone();
+            let t = if state == ST_RAMP {
+                Duration::ZERO
+            } else {
+                now.saturating_duration_since(run_start)
+            };
+            s.runtime = t;
+            for d in 0..NDIR {
+                if res.dirs[d].bytes > 0 {
+                    s.dir_runtime[d] = t;
+                }
+            }
+            s.usage = sys::thread_usage() - usage0;
+            s.elapsed = now.saturating_duration_since(now0);
+            *ctx.progress.snap.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+            ctx.progress.snap_req.store(false, Ordering::Relaxed);
+        }
         if state == ST_RUN || state == ST_VERIFY {
             if now >= next_window {
                 for d in 0..NDIR {
@@ -507,7 +533,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     None => {
                         let d = gen.pick_dir();
                         let bs = gen.pick_bs(d);
-                        let off = gen.pick_offset(bs);
+                        let (off, bs) = gen.pick_io(bs);
                         if reinvalidate && gen.take_new_pass() {
                             if let Some(f) = eng.file() {
                                 invalidate_warn(job, f, base, len);
