@@ -398,12 +398,14 @@ fn hist_log_like_fio() {
             let stride = 1usize << coarse;
             let mut bins = vec![0u64; 1856 / stride];
             let mut prev = 0;
-            for r in &rows {
+            for (k, r) in rows.iter().enumerate() {
                 assert_eq!(r.len(), 3 + 1856 / stride, "{who} {file}");
                 assert_eq!((r[1], r[2]), (0, 4096), "{who} {file}");
+                // Window k ends at least 100 ms after window k-1 began
+                // (each begins where the previous should have ended).
                 assert!(
-                    r[0] >= prev + 95,
-                    "{who} {file}: stamps {prev} then {}",
+                    r[0] > prev && r[0] >= 100 * (k as u64 + 1),
+                    "{who} {file}: line {k} at {} ms after {prev}",
                     r[0]
                 );
                 prev = r[0];
