@@ -16,6 +16,7 @@ mod error;
 #[allow(unsafe_code)] // sysconf for $pagesize/$mb_memory/$ncpus
 mod expr;
 mod gen;
+mod hash;
 #[allow(unsafe_code)] // fallocate/fadvise
 mod layout;
 mod logs;
