@@ -193,8 +193,12 @@ pub struct Gen {
     rw: Rw,
     rwmixread: u32,
     bs: [u64; 2],
+    bs_trim: u64,
     bssplit: [Vec<(u64, u32)>; 2],
     bsrange: [Option<(u64, u64)>; 2],
+    /// `trimwrite`/`randtrimwrite`: the offset just trimmed, to be written
+    /// next (fio's `last_start[DDIR_TRIM]`).
+    trimmed: Option<u64>,
     /// Region start and length in bytes.
     pub base: u64,
     pub len: u64,
@@ -282,6 +286,8 @@ impl Gen {
             rw: job.rw,
             rwmixread: job.rwmixread,
             bs: job.bs,
+            bs_trim: job.bs_trim,
+            trimmed: None,
             bssplit: job.bssplit.clone(),
             bsrange: job.bsrange,
             base,
@@ -304,6 +310,15 @@ impl Gen {
 
     pub fn pick_dir(&mut self) -> Dir {
         match self.rw {
+            Rw::Trim | Rw::RandTrim => Dir::Trim,
+            // fio's set_rw_ddir: a trim, then a write of the same block.
+            Rw::TrimWrite | Rw::RandTrimWrite => {
+                if self.trimmed.is_some() {
+                    Dir::Write
+                } else {
+                    Dir::Trim
+                }
+            }
             Rw::Read | Rw::RandRead => Dir::Read,
             Rw::Write | Rw::RandWrite => Dir::Write,
             Rw::Rw | Rw::RandRw => {
@@ -317,6 +332,9 @@ impl Gen {
     }
 
     pub fn pick_bs(&mut self, d: Dir) -> u64 {
+        if d == Dir::Trim {
+            return self.bs_trim;
+        }
         let split = &self.bssplit[d as usize];
         if split.is_empty() {
             if let Some((lo, hi)) = self.bsrange[d as usize] {
@@ -375,6 +393,17 @@ impl Gen {
 
     /// Byte offset (absolute) for an I/O of `bs` bytes.
     pub fn pick_offset(&mut self, bs: u64) -> u64 {
+        if let Some(o) = self.trimmed.take() {
+            return o;
+        }
+        let off = self.draw_offset(bs);
+        if matches!(self.rw, Rw::TrimWrite | Rw::RandTrimWrite) {
+            self.trimmed = Some(off);
+        }
+        off
+    }
+
+    fn draw_offset(&mut self, bs: u64) -> u64 {
         // rw=randread:N: N I/Os per random offset, sequential in between.
         if self.rw.random() && self.modifier > 1 {
             if let Some((left, next)) = self.run {

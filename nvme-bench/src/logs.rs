@@ -21,7 +21,7 @@ use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::options::{Dir, Job};
+use crate::options::{Dir, Job, NDIR};
 
 /// What `write_*_log` asked for: the prefix of each log (fio's default
 /// prefix is the job name).
@@ -66,7 +66,7 @@ pub struct Logs {
     w: [W; 5],
     slat_on: bool,
     win_end: Instant,
-    acc: [Acc; 2],
+    acc: [Acc; NDIR],
     hist: Option<Box<Hist>>,
 }
 
@@ -95,9 +95,9 @@ struct Hist {
     msec: u64,
     stride: usize,
     /// Per direction: completions per bin since the last line.
-    counts: [Vec<u64>; 2],
+    counts: [Vec<u64>; NDIR],
     /// Per direction: ms (since the job's start) where the window began.
-    last: [Option<u64>; 2],
+    last: [Option<u64>; NDIR],
 }
 
 impl Hist {
@@ -174,8 +174,8 @@ impl Logs {
                 w: create(&p, "clat_hist", n)?,
                 msec: o.hist_msec,
                 stride: 1 << o.hist_coarseness.min(6),
-                counts: [vec![0; PLAT_NR], vec![0; PLAT_NR]],
-                last: [None; 2],
+                counts: std::array::from_fn(|_| vec![0; PLAT_NR]),
+                last: [None; NDIR],
             })),
             None => None,
         };
@@ -186,7 +186,7 @@ impl Logs {
             w,
             slat_on,
             win_end: start + avg.unwrap_or_default(),
-            acc: [Acc::default(); 2],
+            acc: [Acc::default(); NDIR],
             hist,
         }))
     }
@@ -239,7 +239,7 @@ impl Logs {
     /// the window was complete, so its bandwidth and IOPS are written too
     /// (over that length); `None` writes only the latencies.
     fn write_window(&mut self, t: u128, rate_win: Option<Duration>) {
-        for d in 0..2 {
+        for d in 0..NDIR {
             let a = std::mem::take(&mut self.acc[d]);
             if a.n == 0 {
                 continue;

@@ -17,6 +17,7 @@ mod error;
 mod expr;
 mod files;
 mod gen;
+mod hash;
 #[allow(unsafe_code)] // fallocate/fadvise
 mod layout;
 mod logs;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nvme_core::ControllerOptions;
 
 use crate::error::{Error, Result};
-use crate::options::{EngineKind, Eta, Globals, JobSet};
+use crate::options::{EngineKind, Eta, Globals, JobSet, NDIR};
 use crate::report;
 use crate::runner::{self, JobResult, Progress, RunCtx, Target};
 use crate::sys;
@@ -484,7 +484,7 @@ fn exec(cmd: &str, job: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
-type Snap = Vec<(u8, [u64; 2], [u64; 2])>;
+type Snap = Vec<(u8, [u64; NDIR], [u64; NDIR])>;
 
 fn snapshot(progs: &[(crate::options::Job, Arc<Progress>)]) -> Snap {
     progs
@@ -492,14 +492,8 @@ fn snapshot(progs: &[(crate::options::Job, Arc<Progress>)]) -> Snap {
         .map(|(_, p)| {
             (
                 p.state.load(Ordering::Relaxed),
-                [
-                    p.ios[0].load(Ordering::Relaxed),
-                    p.ios[1].load(Ordering::Relaxed),
-                ],
-                [
-                    p.bytes[0].load(Ordering::Relaxed),
-                    p.bytes[1].load(Ordering::Relaxed),
-                ],
+                std::array::from_fn(|d| p.ios[d].load(Ordering::Relaxed)),
+                std::array::from_fn(|d| p.bytes[d].load(Ordering::Relaxed)),
             )
         })
         .collect()
@@ -531,10 +525,10 @@ fn status_line(
     }
     let st: Vec<String> = states.iter().map(|(c, n)| format!("{c}({n})")).collect();
     let secs = dt.as_secs_f64().max(1e-6);
-    let mut bw = [0f64; 2];
-    let mut iops = [0f64; 2];
+    let mut bw = [0f64; NDIR];
+    let mut iops = [0f64; NDIR];
     for (p, c) in prev.iter().zip(cur) {
-        for d in 0..2 {
+        for d in 0..NDIR {
             bw[d] += (c.2[d].saturating_sub(p.2[d])) as f64 / secs;
             iops[d] += (c.1[d].saturating_sub(p.1[d])) as f64 / secs;
         }
@@ -553,9 +547,11 @@ fn status_line(
             (f, total.saturating_sub(elapsed))
         } else {
             let planned = p.planned_bytes.load(Ordering::Relaxed).max(1) as f64;
-            let done = (s.2[0] + s.2[1]) as f64;
+            // Trims count toward `size` unless the job writes (trimwrite).
+            let trims = if job.rw.has_write() { 0 } else { s.2[2] };
+            let done = (s.2[0] + s.2[1] + trims) as f64;
             let f = (done / planned).min(1.0);
-            let rate = (bw[0] + bw[1]).max(1.0);
+            let rate = (bw[0] + bw[1] + if job.rw.has_write() { 0.0 } else { bw[2] }).max(1.0);
             let mut left = Duration::from_secs_f64(((planned - done).max(0.0) / rate).min(1e7));
             if job.runtime.is_some() {
                 left = left.min(total.saturating_sub(elapsed));
@@ -578,13 +574,18 @@ fn status_line(
     let mut iopss = Vec::new();
     let any_w = progs.iter().any(|(j, _)| j.rw.has_write());
     let any_r = progs.iter().any(|(j, _)| j.rw.has_read());
-    if any_r || !any_w {
+    let any_t = progs.iter().any(|(j, _)| j.rw.has_trim());
+    if any_r || !(any_w || any_t) {
         rates.push(format!("r={}", report::fmt_bw_iec(bw[0])));
         iopss.push(format!("r={}", report::num2str(iops[0])));
     }
     if any_w {
         rates.push(format!("w={}", report::fmt_bw_iec(bw[1])));
         iopss.push(format!("w={}", report::num2str(iops[1])));
+    }
+    if any_t {
+        rates.push(format!("t={}", report::fmt_bw_iec(bw[2])));
+        iopss.push(format!("t={}", report::num2str(iops[2])));
     }
     let es = eta.as_secs();
     let eta_s = if es >= 3600 {
@@ -662,12 +663,12 @@ fn interval_report(
 /// fio's aggregate bandwidth logs (`--bandwidth-log`): every 500 ms (fio's
 /// `bwavgtime`), the KiB/s moved by all jobs since the last sample, per
 /// direction, as `msec, KiB/s, ddir, 0, 0` lines in agg-read_bw.log,
-/// agg-write_bw.log and agg-trim_bw.log (always empty: no trims).
+/// agg-write_bw.log and agg-trim_bw.log (zeros while nothing trims).
 struct AggBwLog {
     files: [std::io::BufWriter<std::fs::File>; 3],
     /// Bytes of the groups already finished.
-    base: [u64; 2],
-    prev_bytes: [u64; 2],
+    base: [u64; NDIR],
+    prev_bytes: [u64; NDIR],
     prev_t: Instant,
 }
 
@@ -686,13 +687,13 @@ impl AggBwLog {
                 open(Self::NAMES[1])?,
                 open(Self::NAMES[2])?,
             ],
-            base: [0; 2],
-            prev_bytes: [0; 2],
+            base: [0; NDIR],
+            prev_bytes: [0; NDIR],
             prev_t: Instant::now(),
         })
     }
 
-    fn bytes(&self, progs: &[(crate::options::Job, Arc<Progress>)]) -> [u64; 2] {
+    fn bytes(&self, progs: &[(crate::options::Job, Arc<Progress>)]) -> [u64; NDIR] {
         let mut b = self.base;
         for (_, p) in progs {
             for (d, x) in b.iter_mut().enumerate() {
@@ -719,7 +720,6 @@ impl AggBwLog {
             let kib_s = diff.saturating_mul(1000) / ms / 1024;
             writeln!(self.files[d], "{at}, {kib_s}, {d}, 0, 0")?;
         }
-        writeln!(self.files[2], "{at}, 0, 2, 0, 0")?;
         self.prev_bytes = cur;
         self.prev_t = now;
         Ok(())
@@ -735,5 +735,46 @@ impl AggBwLog {
                 .map_err(|e| Error::msg(format!("--bandwidth-log {n}: {e}")))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A trim job's status line shows its trim rate (fio's `t=`) and its
+    /// progress counts trims (a trimwrite's counts its writes only).
+    #[test]
+    fn status_line_shows_trims() {
+        let job = |rw: &str| {
+            crate::options::parse_str(&format!("[j]\nfilename=x\nrw={rw}\nsize=1m\n"))
+                .unwrap()
+                .jobs
+                .remove(0)
+        };
+        for (rw, letter, pct) in [
+            ("randtrim", "d(1)", "50.0%"),
+            ("trimwrite", "W(1)", "25.0%"),
+        ] {
+            let p = Arc::new(Progress::default());
+            p.planned_bytes.store(1 << 20, Ordering::Relaxed);
+            let progs = vec![(job(rw), p)];
+            let prev: Snap = vec![(runner::ST_RUN, [0; NDIR], [0; NDIR])];
+            let w = if rw == "trimwrite" { 256 << 10 } else { 0 };
+            let cur: Snap = vec![(runner::ST_RUN, [0, w / 4096, 128], [0, w, 512 << 10])];
+            let l = status_line(
+                &progs,
+                &prev,
+                &cur,
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            );
+            assert!(l.contains(&format!("[{letter}][{pct}]")), "{rw}: {l}");
+            assert!(
+                l.contains("t=512KiB/s") && l.contains("t=128 IOPS"),
+                "{rw}: {l}"
+            );
+            assert!(!l.contains("r="), "{rw}: {l}");
+        }
     }
 }

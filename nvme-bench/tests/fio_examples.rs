@@ -43,8 +43,6 @@ const REFUSED: &[(&str, &str)] = &[
         "surface-scan.fio",
         "verify=meta, verify_interval, fill_device: not yet",
     ),
-    ("trim.fio", "rw=trim/randtrim/trimwrite: not yet"),
-    ("verify-md5.fio", "verify=md5/sha1/sha256: not yet"),
 ];
 
 /// The acceptance reached so far; the aim is 90%. Raised as options land,

@@ -486,3 +486,25 @@ fn bssplit_random_map_like_fio() {
         "total_ios: fio {fi}, ours {oi}"
     );
 }
+
+/// Bandwidth and IOPS samples are whole 500 ms windows, as fio's helper
+/// thread takes them: a 300 ms job has none (no `bw` line in the report,
+/// zeros in the JSON), a 1300 ms one has two. nvme-bench used to add the
+/// unfinished last window (a 300 ms job had one sample, a 1300 ms job
+/// three), so its bw min/mean/stddev differed from fio's on every run.
+#[test]
+fn bw_samples_are_whole_windows_like_fio() {
+    let _g = serial();
+    for (rt, want) in [("300ms", 0), ("1300ms", 2)] {
+        let job = format!("[j]\nioengine=null\nsize=1g\nrw=randread\nruntime={rt}\ntime_based\n");
+        let [(fio, _, _), (ours, _, _)] = both("windows", &job, &[]);
+        for (who, v) in [("fio", &fio), ("ours", &ours)] {
+            let r = &jobs(v)[0]["read"];
+            assert_eq!(r["bw_samples"], want, "{who} {rt}");
+            assert_eq!(r["iops_samples"], want, "{who} {rt}");
+            if want == 0 {
+                assert_eq!(r["bw_min"], 0, "{who} {rt}");
+            }
+        }
+    }
+}

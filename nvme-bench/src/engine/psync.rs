@@ -46,11 +46,17 @@ impl Engine for Psync {
         self.bufs[slot].as_mut_slice()
     }
     fn queue(&mut self, slot: usize, dir: Dir, offset: u64, len: usize) -> Result<()> {
+        if dir == Dir::Trim {
+            let file = &self.files[self.slot_file[slot]];
+            self.done.push(super::trim_now(file, slot, offset, len));
+            return Ok(());
+        }
         let b = &mut self.bufs[slot].as_mut_slice()[..len];
         let file = &self.files[self.slot_file[slot]];
         let r = match dir {
             Dir::Read => file.read_at(b, offset),
-            Dir::Write => file.write_at(b, offset),
+            // (Trims returned above.)
+            Dir::Write | Dir::Trim => file.write_at(b, offset),
         };
         let done = match r {
             Ok(n) if n == len => Done::new(slot, Ok(())),

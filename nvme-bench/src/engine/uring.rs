@@ -51,13 +51,17 @@ impl Flavor for Plain {
             ($fd:expr) => {
                 match (dir, p.fixed_bufs) {
                     (Dir::Read, false) => opcode::Read::new($fd, ptr, len32).offset(off).build(),
-                    (Dir::Write, false) => opcode::Write::new($fd, ptr, len32).offset(off).build(),
+                    (Dir::Write | Dir::Trim, false) => {
+                        opcode::Write::new($fd, ptr, len32).offset(off).build()
+                    }
                     (Dir::Read, true) => opcode::ReadFixed::new($fd, ptr, len32, slot as u16)
                         .offset(off)
                         .build(),
-                    (Dir::Write, true) => opcode::WriteFixed::new($fd, ptr, len32, slot as u16)
-                        .offset(off)
-                        .build(),
+                    (Dir::Write | Dir::Trim, true) => {
+                        opcode::WriteFixed::new($fd, ptr, len32, slot as u16)
+                            .offset(off)
+                            .build()
+                    }
                 }
             };
         }
@@ -94,7 +98,8 @@ impl Flavor for Cmd {
         let mut c = [0u8; 80];
         c[0] = match dir {
             Dir::Read => 0x02,
-            Dir::Write => 0x01,
+            // (Trims never get here: `queue` does them itself.)
+            Dir::Write | Dir::Trim => 0x01,
         };
         c[4..8].copy_from_slice(&p.nsid.to_le_bytes());
         c[24..32].copy_from_slice(&(ptr as u64).to_le_bytes());
@@ -141,6 +146,8 @@ pub struct Uring<F: Flavor> {
     kind: &'static str,
     iopoll: bool,
     sqpoll: bool,
+    /// Trims done in `queue` (synchronously), reported by the next `reap`.
+    trims: Vec<Done>,
 }
 
 pub type PlainUring = Uring<Plain>;
@@ -215,6 +222,7 @@ impl<F: Flavor> Uring<F> {
             kind,
             iopoll: job.hipri,
             sqpoll: job.sqthread_poll,
+            trims: Vec::new(),
         })
     }
 }
@@ -227,7 +235,7 @@ impl Uring<Plain> {
         slots: usize,
         buf_len: usize,
     ) -> Result<Self> {
-        let (file, size, lbs) = super::open_file(path, job.direct, job.rw.has_write(), want)?;
+        let (file, size, lbs) = super::open_file(path, job.open_direct(), job.rw.opens_rw(), want)?;
         if job.hipri && !job.direct {
             return Err(Error::msg(format!(
                 "job '{}': hipri (polled I/O) needs direct=1",
@@ -251,7 +259,7 @@ impl Uring<Cmd> {
     pub fn open(job: &Job, path: &str, slots: usize, buf_len: usize) -> Result<Self> {
         let file = std::fs::OpenOptions::new()
             .read(true)
-            .write(job.rw.has_write())
+            .write(job.rw.opens_rw())
             .open(path)
             .map_err(|e| Error::msg(format!("open {path}: {e}")))?;
         // SAFETY: NVME_IOCTL_ID takes no argument and returns the nsid.
@@ -310,6 +318,14 @@ impl<F: Flavor> Engine for Uring<F> {
                 self.p.lbs
             )));
         }
+        if dir == Dir::Trim {
+            // fio's io_uring engines trim synchronously
+            // (FIO_ASYNCIO_SYNC_TRIM): the ioctl here, the completion at
+            // the next reap.
+            let file = &self.files[self.slot_file[slot] as usize];
+            self.trims.push(super::trim_now(file, slot, offset, len));
+            return Ok(());
+        }
         let ptr = self.bufs[slot].as_mut_ptr();
         let fi = self.slot_file[slot];
         let e = if fi == 0 {
@@ -345,6 +361,11 @@ impl<F: Flavor> Engine for Uring<F> {
         Ok(())
     }
     fn reap(&mut self, min: usize, max: usize, out: &mut Vec<Done>) -> Result<()> {
+        if !self.trims.is_empty() {
+            let n = self.trims.len().min(max.max(1));
+            out.extend(self.trims.drain(..n));
+            return Ok(());
+        }
         let mut got = 0;
         loop {
             let mut n = 0;

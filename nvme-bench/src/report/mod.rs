@@ -10,7 +10,7 @@ use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
-use crate::options::{Globals, Job, JobSet};
+use crate::options::{Globals, Job, JobSet, NDIR};
 use crate::runner::JobResult;
 use crate::stats::{DepthHist, DirStats};
 
@@ -22,12 +22,12 @@ pub struct Unit {
     pub groupid: u32,
     pub jobs: usize,
     pub job: Job,
-    pub dirs: [DirStats; 2],
+    pub dirs: [DirStats; NDIR],
     /// fio's `total_run_time` (`job_runtime`): of a group_reporting
     /// group, the sum of its jobs' (stat.c `sum_thread_stats`).
     pub runtime: Duration,
     /// fio's `runtime[ddir]`: of a group, the longest job's.
-    pub dir_runtime: [Duration; 2],
+    pub dir_runtime: [Duration; NDIR],
     /// Wall time of the measured phase (of a group: the longest job's),
     /// for the comparison table's rates.
     pub wall: Duration,
@@ -82,12 +82,12 @@ impl Unit {
     }
     fn merge(&mut self, r: &JobResult) {
         self.jobs += 1;
-        for d in 0..2 {
+        for d in 0..NDIR {
             self.dirs[d].merge(&r.dirs[d]);
         }
         self.runtime += r.runtime;
         self.wall = self.wall.max(r.runtime);
-        for d in 0..2 {
+        for d in 0..NDIR {
             self.dir_runtime[d] = self.dir_runtime[d].max(r.dir_runtime[d]);
         }
         self.elapsed = self.elapsed.max(r.elapsed);
@@ -153,10 +153,12 @@ pub fn units(results: &[JobResult]) -> Vec<Unit> {
     for u in out.iter_mut().filter(|u| u.job.unified_rw) {
         // fio's unified_rw_reporting=mixed: the directions are summed into
         // one, over the longer of their runtimes.
-        let w = std::mem::take(&mut u.dirs[1]);
-        u.dirs[0].merge(&w);
-        u.dir_runtime[0] = u.dir_runtime[0].max(u.dir_runtime[1]);
-        u.dir_runtime[1] = Duration::ZERO;
+        for d in 1..NDIR {
+            let w = std::mem::take(&mut u.dirs[d]);
+            u.dirs[0].merge(&w);
+            u.dir_runtime[0] = u.dir_runtime[0].max(u.dir_runtime[d]);
+            u.dir_runtime[d] = Duration::ZERO;
+        }
         u.mixed = true;
     }
     out

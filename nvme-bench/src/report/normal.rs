@@ -147,7 +147,8 @@ fn dir_block(out: &mut String, u: &Unit, d: usize, group_bw: f64) {
     let name = match d {
         _ if u.mixed => "mixed",
         0 => "read",
-        _ => "write",
+        1 => "write",
+        _ => "trim",
     };
     let units = Units::of(&u.job);
     let (bw1, bw2) = units.bw(u.bw_bytes(d));
@@ -232,7 +233,7 @@ fn pct_row(keys: &[&str], counts: &[u64; 7]) -> String {
         .join(", ")
 }
 
-pub fn unit_block(out: &mut String, u: &Unit, group_bw: [f64; 2]) {
+pub fn unit_block(out: &mut String, u: &Unit, group_bw: [f64; crate::options::NDIR]) {
     // fio: `err= 5 (file:..., func=io_u error, error=Input/output error)`
     // when the job ended on an error.
     let verror = if u.errno != 0 {
@@ -255,10 +256,12 @@ pub fn unit_block(out: &mut String, u: &Unit, group_bw: [f64; 2]) {
     }
     dir_block(out, u, 0, group_bw[0]);
     dir_block(out, u, 1, group_bw[1]);
-    // Latency buckets over reads and writes.
+    dir_block(out, u, 2, group_bw[2]);
+    // Latency buckets over reads, writes and trims.
     let mut all = LatStat::new();
-    all.merge(&u.dirs[0].clat);
-    all.merge(&u.dirs[1].clat);
+    for d in &u.dirs {
+        all.merge(&d.clat);
+    }
     if all.n > 0 {
         let b = latency_buckets(&all);
         for (i, (unit, _, _)) in LAT_BUCKETS.iter().enumerate() {
@@ -295,8 +298,8 @@ pub fn unit_block(out: &mut String, u: &Unit, group_bw: [f64; 2]) {
     );
     let _ = writeln!(
         out,
-        "     issued rwts: total={},{},0,0 short=0,0,0,0 dropped=0,0,0,0",
-        u.dirs[0].ios, u.dirs[1].ios
+        "     issued rwts: total={},{},{},0 short=0,0,0,0 dropped=0,0,0,0",
+        u.dirs[0].ios, u.dirs[1].ios, u.dirs[2].ios
     );
     if u.job.continue_on_error != 0 {
         let _ = writeln!(
@@ -336,7 +339,7 @@ pub fn render(us: &[Unit], to_file: bool) -> String {
     }
     for g in gids {
         let _ = writeln!(out, "\nRun status group {g} (all jobs):");
-        for (d, name) in [(0, "READ"), (1, "WRITE")] {
+        for (d, name) in [(0, "READ"), (1, "WRITE"), (2, "TRIM")] {
             let members: Vec<&Unit> = us
                 .iter()
                 .filter(|u| u.groupid == g && u.dirs[d].ios > 0)

@@ -43,8 +43,8 @@ fn lat_fields(out: &mut String, s: &LatStat) {
     }
 }
 
-/// One direction (fio's `show_ddir_status_terse`). `d` is None for trim,
-/// which nvme-bench never issues: its fields are fio's for no I/O.
+/// One direction (fio's `show_ddir_status_terse`): 0 read, 1 write, 2
+/// trim; `None` gives fio's fields for no I/O.
 fn ddir(out: &mut String, u: &Unit, d: Option<usize>, agg: u64, ver: u8) {
     let empty = crate::stats::DirStats::default();
     let st = d.map_or(&empty, |d| &u.dirs[d]);
@@ -142,7 +142,7 @@ pub fn line(u: &Unit, us: &[Unit], disks: &[DiskUtil], ver: u8) -> String {
     if !u.mixed {
         ddir(&mut out, u, Some(1), group_agg(us, u.groupid, 1), ver);
         if ver != 3 {
-            ddir(&mut out, u, None, 0, ver);
+            ddir(&mut out, u, Some(2), group_agg(us, u.groupid, 2), ver);
         }
     }
     let (usr, sys) = u.cpu_pct();
@@ -152,11 +152,12 @@ pub fn line(u: &Unit, us: &[Unit], disks: &[DiskUtil], ver: u8) -> String {
     for c in u.depth.level {
         let _ = write!(out, ";{:.1}%", pct(c, depth_total, 0.1));
     }
-    // Latency buckets over reads and writes; the nanosecond ones are
+    // Latency buckets over reads, writes and trims; the nanosecond ones are
     // folded into the first microsecond one (fio's stat_calc_lat_nu).
     let mut all = LatStat::new();
-    all.merge(&u.dirs[0].clat);
-    all.merge(&u.dirs[1].clat);
+    for d in &u.dirs {
+        all.merge(&d.clat);
+    }
     let counts = latency_bucket_counts(&all);
     let total = all.n;
     let ns: u64 = counts[0].iter().sum();
