@@ -2034,6 +2034,11 @@ pub fn validate(job: &Job) -> Result<()> {
         // psync/io_uring default to fio's `jobname.N.0` (see `file_for`).
         return Err(Error::msg(format!("job '{n}': no filename given")));
     }
+    if let Some(d) = &job.directory {
+        // A list like `filename` (`a:b`); one that names nothing (`:`) is
+        // an error here, not when the job opens its files.
+        split_files(d).map_err(|e| Error::msg(format!("job '{n}': directory: {e}")))?;
+    }
     let nfiles = match &job.filename {
         Some(f) if job.ioengine != EngineKind::NvmeVfio => split_files(f)
             .map_err(|e| Error::msg(format!("job '{n}': {e}")))?
@@ -2823,6 +2828,15 @@ mod tests {
             assert!(e.contains(want), "{t}: {e}");
         }
         assert!(j("rw=trim\nbs=4k,4k,bogus\n").is_err());
+    }
+
+    /// Found by the job_file fuzz target: `directory=:` passed the checks
+    /// and only failed when the job came to open its files.
+    #[test]
+    fn a_directory_list_naming_nothing_is_refused_up_front() {
+        let e = parse_str("[j]\nioengine=psync\ndirectory=:\n").unwrap_err();
+        assert!(e.to_string().contains("names no file"), "{e}");
+        assert!(parse_str("[j]\nioengine=psync\ndirectory=a:b\n").is_ok());
     }
 
     #[test]
