@@ -27,6 +27,7 @@ mod stats;
 #[allow(unsafe_code)] // syscalls and ioctls
 mod sys;
 mod verify;
+mod zones;
 
 use std::process::ExitCode;
 use std::time::Instant;

@@ -152,6 +152,13 @@ pub fn run_job(ctx: RunCtx) -> JobResult {
 
 fn open_engine(ctx: &RunCtx, slots: usize, buf_len: usize) -> Result<Box<dyn Engine>> {
     let job = &ctx.job;
+    if job.zbd {
+        let p = match &ctx.target {
+            Target::Path(p) => Some(p.as_str()),
+            Target::Nvme { .. } => None,
+        };
+        return Err(Error::msg(crate::zones::refusal(p)));
+    }
     let want = job.size.and_then(|s| match s {
         crate::options::Amount::Bytes(b) => Some(b.saturating_add(job.offset.resolve(0))),
         _ => None,
@@ -165,7 +172,11 @@ fn open_engine(ctx: &RunCtx, slots: usize, buf_len: usize) -> Result<Box<dyn Eng
                 Some(crate::options::Amount::Bytes(b)) => b
                     .checked_add(job.offset.resolve(b))
                     .ok_or_else(|| Error::msg("offset + size overflows"))?,
-                _ => return Err(Error::msg("ioengine=null needs size=")),
+                _ => {
+                    return Err(Error::msg(
+                        "you need to specify size= (ioengine=null has no file)",
+                    ))
+                }
             };
             Box::new(engine::null::Null::open(size, slots, buf_len, job.iodepth)?)
         }
