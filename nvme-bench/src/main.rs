@@ -18,6 +18,7 @@ mod gen;
 #[allow(unsafe_code)] // fallocate/fadvise
 mod layout;
 mod logs;
+mod minrate;
 mod options;
 #[allow(unsafe_code)] // localtime_r/strftime
 mod report;

@@ -333,6 +333,10 @@ pub struct Job {
     pub randseed: u64,
     pub random_distribution: Distribution,
     pub rate_iops: [Option<u64>; 2],
+    /// `rate_min`/`rate_iops_min`/`rate_cycle` (ms): see minrate.rs.
+    pub rate_min: [Option<u64>; 2],
+    pub rate_iops_min: [Option<u64>; 2],
+    pub rate_cycle_ms: u64,
     pub verify: Verify,
     pub verify_pattern: Vec<u8>,
     pub do_verify: bool,
@@ -400,6 +404,9 @@ impl Default for Job {
             rate: [None, None],
             rw_modifier: 0,
             rw_back: 0,
+            rate_min: [None, None],
+            rate_iops_min: [None, None],
+            rate_cycle_ms: 1000,
             zbd: false,
             zone_sizes_set: false,
             wait_for: None,
@@ -929,10 +936,6 @@ const UNSUPPORTED: &[&str] = &[
     "fsync_on_close",
     "sync",
     "write_barrier",
-    "rate_min",
-    "rate_iops_min",
-    "rate_cycle",
-    "ratemin",
     "thinktime",
     "thinktime_spin",
     "thinktime_blocks",
@@ -1024,6 +1027,9 @@ pub const SUPPORTED: &[&str] = &[
     "name",
     "threads",
     "io_submit_mode",
+    "rate_min",
+    "rate_iops_min",
+    "rate_cycle",
     "zonemode",
     "zonesize",
     "zonerange",
@@ -1424,6 +1430,15 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
                 )));
             };
         }
+        "rate_min" | "ratemin" => {
+            let r = per_dir(need()?, |s| parse_size(s).map(Some), [None, None]).map_err(ctx)?;
+            job.rate_min = r.map(|x| x.filter(|&n| n > 0));
+        }
+        "rate_iops_min" => {
+            let r = per_dir(need()?, |s| parse_size(s).map(Some), [None, None]).map_err(ctx)?;
+            job.rate_iops_min = r.map(|x| x.filter(|&n| n > 0));
+        }
+        "rate_cycle" | "ratecycle" => job.rate_cycle_ms = u64::from(parse_u32(need()?).map_err(ctx)?),
         "rate_iops" => {
             let r = per_dir(need()?, |s| parse_size(s).map(Some), [None, None]).map_err(ctx)?;
             job.rate_iops = r.map(|x| x.filter(|&n| n > 0));
@@ -1712,6 +1727,21 @@ pub fn validate(job: &Job) -> Result<()> {
     let n = &job.name;
     // ioengine=null without size=: fio accepts the job and fails it when
     // it starts ("you need to specify size="); so does the runner.
+    // fio's fixup_options checks for the minimum rates.
+    if job.rate_min.iter().any(Option::is_some) && job.rate_iops_min.iter().any(Option::is_some) {
+        return Err(Error::msg(format!(
+            "job '{n}': rate_min and rate_iops_min are mutually exclusive"
+        )));
+    }
+    for d in 0..2 {
+        let over =
+            |r: Option<u64>, min: Option<u64>| matches!((r, min), (Some(r), Some(m)) if r < m);
+        if over(job.rate[d], job.rate_min[d]) || over(job.rate_iops[d], job.rate_iops_min[d]) {
+            return Err(Error::msg(format!(
+                "job '{n}': minimum rate exceeds rate, ddir {d}"
+            )));
+        }
+    }
     if job.zone_sizes_set && !job.zbd {
         // They size fio's strided zones (zonemode=strided, not supported yet).
         return Err(Error::msg(format!(

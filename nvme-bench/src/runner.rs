@@ -425,6 +425,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     // clock again (it is at most one turn old; a turn that took none reads
     // the clock). Saves one clock read per I/O at iodepth_batch_submit=1.
     let mut fresh: Option<Instant> = None;
+    let mut min_rate = crate::minrate::MinRate::new(job, now0);
     loop {
         let now = fresh.take().unwrap_or_else(Instant::now);
         if state == ST_RAMP && now >= ramp_end {
@@ -473,6 +474,15 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 if next_ival < now {
                     next_ival = now + ival;
                 }
+            }
+        }
+        // rate_min / rate_iops_min (minrate.rs).
+        if let (Some(m), false, ST_RUN) = (&mut min_rate, stop, state) {
+            let done = [0, 1].map(|d| (res.dirs[d].ios, res.dirs[d].bytes));
+            if let Some(e) = m.check(now, done) {
+                res.error = Some(e);
+                res.errno = libc::EIO;
+                stop = true;
             }
         }
         // Workload end conditions.
