@@ -337,6 +337,8 @@ pub struct Job {
     pub rate_min: [Option<u64>; 2],
     pub rate_iops_min: [Option<u64>; 2],
     pub rate_cycle_ms: u64,
+    /// `unlink`: remove the job's file when the job ends (a regular file).
+    pub unlink: bool,
     pub verify: Verify,
     pub verify_pattern: Vec<u8>,
     pub do_verify: bool,
@@ -407,6 +409,7 @@ impl Default for Job {
             rate_min: [None, None],
             rate_iops_min: [None, None],
             rate_cycle_ms: 1000,
+            unlink: false,
             zbd: false,
             zone_sizes_set: false,
             wait_for: None,
@@ -1015,7 +1018,6 @@ const UNSUPPORTED: &[&str] = &[
     "lat_percentiles_only",
     "slat_percentiles",
     "write_hint",
-    "unlink",
     "unlink_each_loop",
     "readfua",
     "writefua",
@@ -1030,6 +1032,7 @@ pub const SUPPORTED: &[&str] = &[
     "rate_min",
     "rate_iops_min",
     "rate_cycle",
+    "unlink",
     "zonemode",
     "zonesize",
     "zonerange",
@@ -1430,6 +1433,7 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
                 )));
             };
         }
+        "unlink" => job.unlink = parse_bool(v).map_err(ctx)?,
         "rate_min" | "ratemin" => {
             let r = per_dir(need()?, |s| parse_size(s).map(Some), [None, None]).map_err(ctx)?;
             job.rate_min = r.map(|x| x.filter(|&n| n > 0));

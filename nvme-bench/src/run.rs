@@ -217,7 +217,18 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                         let name = ctx.job.name.clone();
                         let (exits, flag) = (ctx.job.exitall, ctx.exitall.clone());
                         wait_to_start(&ctx.job, ctx.seed, &finished);
+                        let unlink = match &ctx.target {
+                            Target::Path(p) if ctx.job.unlink => Some(p.clone()),
+                            _ => None,
+                        };
                         let r = runner::run_job(ctx);
+                        // fio's `unlink` (close_and_free_files): a regular
+                        // file goes when the job ends; a device stays.
+                        if let Some(p) = unlink {
+                            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
+                                let _ = std::fs::remove_file(&p);
+                            }
+                        }
                         // fio's exitall: this job's end terminates every job.
                         if exits {
                             flag.store(true, Ordering::Relaxed);
