@@ -14,6 +14,7 @@ mod engine;
 mod error;
 #[allow(unsafe_code)] // sysconf for $pagesize/$mb_memory/$ncpus
 mod expr;
+mod flow;
 mod gen;
 #[allow(unsafe_code)] // fallocate/fadvise
 mod layout;

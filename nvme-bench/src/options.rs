@@ -339,6 +339,10 @@ pub struct Job {
     pub rate_cycle_ms: u64,
     /// `unlink`: remove the job's file when the job ends (a regular file).
     pub unlink: bool,
+    /// `flow`, `flow_id`, `flow_sleep` (µs): see flow.rs.
+    pub flow: u32,
+    pub flow_id: u32,
+    pub flow_sleep_us: u64,
     pub verify: Verify,
     pub verify_pattern: Vec<u8>,
     pub do_verify: bool,
@@ -410,6 +414,9 @@ impl Default for Job {
             rate_iops_min: [None, None],
             rate_cycle_ms: 1000,
             unlink: false,
+            flow: 0,
+            flow_id: 0,
+            flow_sleep_us: 0,
             zbd: false,
             zone_sizes_set: false,
             wait_for: None,
@@ -977,8 +984,6 @@ const UNSUPPORTED: &[&str] = &[
     "cpumask",
     "numa_cpu_nodes",
     "numa_mem_policy",
-    "flow",
-    "flow_id",
     "steadystate",
     "ss",
     "random_generator",
@@ -1032,6 +1037,9 @@ pub const SUPPORTED: &[&str] = &[
     "rate_min",
     "rate_iops_min",
     "rate_cycle",
+    "flow",
+    "flow_id",
+    "flow_sleep",
     "unlink",
     "zonemode",
     "zonesize",
@@ -1434,6 +1442,18 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
             };
         }
         "unlink" => job.unlink = parse_bool(v).map_err(ctx)?,
+        "flow" => {
+            // fio's FLOW_MAX_WEIGHT.
+            let w = parse_u32(need()?).map_err(ctx)?;
+            if w > 1000 {
+                return Err(Error::msg(format!("option 'flow={v}': at most 1000")));
+            }
+            job.flow = w;
+        }
+        "flow_id" => job.flow_id = parse_u32(need()?).map_err(ctx)?,
+        "flow_sleep" => {
+            job.flow_sleep_us = u64::from(parse_u32(need()?).map_err(ctx)?);
+        }
         "rate_min" | "ratemin" => {
             let r = per_dir(need()?, |s| parse_size(s).map(Some), [None, None]).map_err(ctx)?;
             job.rate_min = r.map(|x| x.filter(|&n| n > 0));

@@ -47,6 +47,9 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
             grp.push((j, c));
         }
     }
+    // fio registers flow weights when it reads the job file.
+    let _flows =
+        crate::flow::register(&groups.iter().flatten().map(|(j, _)| j).collect::<Vec<_>>());
     let mut ilog = match &g.interval_log {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p).map_err(|e| Error::msg(format!("--interval-log {p}: {e}")))?,

@@ -426,6 +426,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     // the clock). Saves one clock read per I/O at iodepth_batch_submit=1.
     let mut fresh: Option<Instant> = None;
     let mut min_rate = crate::minrate::MinRate::new(job, now0);
+    let mut flow = crate::flow::JobFlow::new(job);
     loop {
         let now = fresh.take().unwrap_or_else(Instant::now);
         if state == ST_RAMP && now >= ramp_end {
@@ -520,6 +521,15 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 Mode::Workload => match pending.take() {
                     Some(p) => p,
                     None => {
+                        // flow/flow_id: ahead of its share, the job waits
+                        // for its I/Os, sleeps flow_sleep, checks again.
+                        if let Some(f) = &mut flow {
+                            if f.exceeded() {
+                                let sleep = Duration::from_micros(f.sleep_us);
+                                rate_wait = Some(if inflight == 0 { now + sleep } else { now });
+                                break;
+                            }
+                        }
                         let d = gen.pick_dir();
                         let bs = gen.pick_bs(d);
                         let off = gen.pick_offset(bs);
