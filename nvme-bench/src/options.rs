@@ -948,10 +948,9 @@ fn parse_bs(s: &str) -> Result<u64> {
         )));
     }
     let v = parse_size(s)?;
-    if v == 0 || v % 512 != 0 {
-        return Err(Error::msg(format!(
-            "block size {v} is not a non-zero multiple of 512"
-        )));
+    // Multiples of 512 are checked in `validate` (ioengine=null takes any).
+    if v == 0 {
+        return Err(Error::msg("block size 0"));
     }
     Ok(v)
 }
@@ -1928,6 +1927,22 @@ pub fn validate(job: &Job) -> Result<()> {
     let n = &job.name;
     // ioengine=null without size=: fio accepts the job and fails it when
     // it starts ("you need to specify size="); so does the runner.
+    // Block sizes: multiples of 512 but for ioengine=null, which moves no
+    // data (fio's null engine takes any size: netio_multicast.fio's bs=64).
+    if job.ioengine != EngineKind::Null {
+        let mut all: Vec<u64> = vec![job.bs[0], job.bs[1]];
+        if job.rw.has_trim() {
+            all.push(job.bs_trim);
+        }
+        all.extend(job.bssplit.iter().flatten().map(|x| x.0));
+        all.extend(job.bsrange.iter().flatten().flat_map(|&(a, b)| [a, b]));
+        all.extend(job.blockalign);
+        if let Some(b) = all.into_iter().find(|b| b % 512 != 0) {
+            return Err(Error::msg(format!(
+                "job '{n}': block size {b} is not a multiple of 512 (only ioengine=null takes any size)"
+            )));
+        }
+    }
     // fio's fixup_options checks for the minimum rates.
     if job.rate_min.iter().any(Option::is_some) && job.rate_iops_min.iter().any(Option::is_some) {
         return Err(Error::msg(format!(
