@@ -56,7 +56,7 @@ const REFUSED: &[(&str, &str)] = &[
     ),
     (
         "disk-zone-profile.fio",
-        "zonemode/zonesize/zoneskip, log_offset: not yet",
+        "zonemode=strided (zonesize/zoneskip), log_offset: not yet",
     ),
     ("e4defrag.fio", "verify=md5 with rw=randrw (verify of a mixed workload): not yet"),
     ("e4defrag2.fio", "verify=md5 with rw=randrw (verify of a mixed workload): not yet"),
@@ -65,7 +65,7 @@ const REFUSED: &[(&str, &str)] = &[
     ("filecreate-ioengine.fio", "pending: nrfiles/openfiles"),
     (
         "filedelete-ioengine.fio",
-        "pending: nrfiles; unlink: not yet",
+        "pending: nrfiles",
     ),
     ("filestat-ioengine.fio", "pending: nrfiles"),
     (
@@ -92,7 +92,7 @@ const REFUSED: &[(&str, &str)] = &[
         "io_submit_mode=offload: not yet",
     ),
     ("rados.fio", "pending: nrfiles (nr_files=32 is its alias)"),
-    ("steadystate.fio", "threads, ss, ss_dur, ss_ramp: not yet"),
+    ("steadystate.fio", "ss, ss_dur, ss_ramp (steady-state detection): not yet"),
     (
         "surface-scan.fio",
         "verify=meta, verify_interval, fill_device, create_serialize: not yet",
