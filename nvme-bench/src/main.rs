@@ -15,6 +15,7 @@ mod engine;
 mod error;
 #[allow(unsafe_code)] // sysconf for $pagesize/$mb_memory/$ncpus
 mod expr;
+mod files;
 mod flow;
 mod gen;
 mod hash;

@@ -41,8 +41,26 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
             let mut j = job.clone();
             // The file this clone uses, as fio names it (default
             // `jobname.N.0`, `directory`, `\:` unescaped).
-            if j.ioengine.on_files() {
-                j.filename = Some(crate::options::file_for(job, c)?);
+            if j.ioengine.on_files() && c == 0 {
+                // fio's `str_directory_cb`: every `directory` entry exists.
+                if let Some(d) = &j.directory {
+                    for d in crate::options::split_files(d)? {
+                        if !std::path::Path::new(&d).is_dir() {
+                            return Err(Error::msg(format!(
+                                "job '{}': directory={d}: not a directory",
+                                j.name
+                            )));
+                        }
+                    }
+                }
+            }
+            if j.ioengine.on_files() || j.ioengine == EngineKind::Null {
+                // Every file of the clone (a `filename` list, or `nrfiles`
+                // names from `filename_format`); `filename` is the first.
+                j.files = crate::options::files_for(job, c)?;
+                if j.ioengine.on_files() {
+                    j.filename = j.files.first().cloned();
+                }
             }
             grp.push((j, c));
         }
@@ -107,19 +125,34 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
     // fio's file layout, before any job runs, one job after the other
     // (create_serialize): a file a job needs is written out or created.
     let mut setup_errors: Vec<Vec<Option<String>>> = Vec::new();
-    for grp in &groups {
+    for grp in &mut groups {
         let mut errs = Vec::new();
-        for (job, clone) in grp {
+        for (job, clone) in grp.iter_mut() {
             let seed = job.randseed.wrapping_add(u64::from(*clone));
             if g.readonly {
                 // fio's --readonly: no file is written, laid out or extended.
                 errs.push(readonly_layout_refusal(job));
                 continue;
             }
-            match crate::layout::prepare(job, seed) {
-                Ok(Some(bytes)) => {
+            let laid = if crate::files::multi(job) {
+                // Sized once, before layout (the runner keeps these sizes
+                // and offsets, as fio's setup_files).
+                crate::layout::create_work_dirs(&job.files)
+                    .and_then(|()| crate::files::plan(job, seed))
+                    .and_then(|p| {
+                        job.planned = Some((
+                            p.files.iter().map(|f| (f.offset, f.io_size)).collect(),
+                            p.size,
+                        ));
+                        crate::layout::prepare_files(job, &p, seed)
+                    })
+            } else {
+                crate::layout::prepare(job, seed).map(|b| b.map(|b| (1, b)))
+            };
+            match laid {
+                Ok(Some((n, bytes))) => {
                     if g.formats.normal && g.output.is_none() {
-                        println!("{}", crate::layout::message(&job.name, bytes));
+                        println!("{}", crate::layout::message_files(&job.name, n, bytes));
                     }
                     errs.push(None);
                 }
@@ -236,14 +269,17 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                         let name = ctx.job.name.clone();
                         let (exits, flag) = (ctx.job.exitall, ctx.exitall.clone());
                         wait_to_start(&ctx.job, ctx.seed, &finished);
-                        let unlink = match &ctx.target {
-                            Target::Path(p) if ctx.job.unlink => Some(p.clone()),
-                            _ => None,
+                        let unlink: Vec<String> = match &ctx.target {
+                            Target::Path(_) if ctx.job.unlink && crate::files::multi(&ctx.job) => {
+                                ctx.job.files.clone()
+                            }
+                            Target::Path(p) if ctx.job.unlink => vec![p.clone()],
+                            _ => Vec::new(),
                         };
                         let r = runner::run_job(ctx);
                         // fio's `unlink` (close_and_free_files): a regular
                         // file goes when the job ends; a device stays.
-                        if let Some(p) = unlink {
+                        for p in unlink {
                             if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
                                 let _ = std::fs::remove_file(&p);
                             }
