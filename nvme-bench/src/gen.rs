@@ -222,6 +222,9 @@ pub struct Gen {
     modifier: u64,
     /// Random mode with a modifier: (I/Os left in the run, next offset).
     run: Option<(u64, u64)>,
+    /// `rw=read:-N`: N, and the end of the last I/O (region-relative).
+    back: u64,
+    last_end: u64,
 }
 
 /// fio's other distributions (lib/zipf.c pareto, lib/gauss.c, zoned).
@@ -305,6 +308,8 @@ impl Gen {
             skew,
             modifier: job.rw_modifier,
             run: None,
+            back: job.rw_back,
+            last_end: 0,
         }
     }
 
@@ -430,6 +435,25 @@ impl Gen {
             } else {
                 self.rng.below(self.blocks)
             }
+        } else if self.back > 0 {
+            // fio's get_next_seq_offset with a negative ddir_seq_add: the
+            // first I/O at the start, then each one `back` bytes before the
+            // end of the previous; stepping below the start wraps to
+            // `back` bytes before the region's end.
+            let mut pos = self.last_end;
+            if pos != 0 {
+                pos = match pos.checked_sub(self.back) {
+                    Some(p) if p < self.len => p,
+                    _ => {
+                        self.new_pass = true;
+                        self.len.saturating_sub(self.back)
+                    }
+                };
+            }
+            let pos = pos.min(self.len.saturating_sub(bs));
+            self.last_end = pos + bs;
+            self.drawn += 1;
+            return self.base + pos;
         } else {
             let b = self.seq_pos;
             if b == 0 && self.drawn > 0 {
@@ -673,5 +697,26 @@ mod tests {
             .collect();
         let at: Vec<usize> = (0..17).filter(|&i| passes[i]).collect();
         assert_eq!(at, [8, 16]);
+    }
+
+    /// `rw=read:-8k` over 64k in 4k blocks: the offsets fio 3.33 issues
+    /// (`fio --debug=io`, io_u.c get_next_seq_offset): the start, then
+    /// backwards from 8k before the end; 60k is never read.
+    #[test]
+    fn backwards_like_fio() {
+        let job = crate::options::parse_str("[j]\nfilename=x\nrw=read:-8k\nbs=4k\n")
+            .unwrap()
+            .jobs
+            .remove(0);
+        let mut g = Gen::new(&job, 0, 65536, 7);
+        let v: Vec<u64> = (0..17).map(|_| g.pick_offset(4096) / 1024).collect();
+        assert_eq!(
+            v,
+            [0, 56, 52, 48, 44, 40, 36, 32, 28, 24, 20, 16, 12, 8, 4, 0, 56]
+        );
+        for bad in ["rw=read:-2k", "rw=read:-8k\noffset=4k"] {
+            let e = crate::options::parse_str(&format!("[j]\nfilename=x\nbs=4k\n{bad}\n"));
+            assert!(e.is_err(), "{bad}");
+        }
     }
 }

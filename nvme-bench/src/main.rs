@@ -16,11 +16,13 @@ mod error;
 #[allow(unsafe_code)] // sysconf for $pagesize/$mb_memory/$ncpus
 mod expr;
 mod files;
+mod flow;
 mod gen;
 mod hash;
 #[allow(unsafe_code)] // fallocate/fadvise
 mod layout;
 mod logs;
+mod minrate;
 mod options;
 #[allow(unsafe_code)] // localtime_r/strftime
 mod report;
@@ -30,6 +32,7 @@ mod stats;
 #[allow(unsafe_code)] // syscalls and ioctls
 mod sys;
 mod verify;
+mod zones;
 
 use std::process::ExitCode;
 use std::time::Instant;

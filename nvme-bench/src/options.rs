@@ -140,11 +140,18 @@ pub enum Distribution {
 
 /// `zoned:` zones: `access%/range%` separated by `:`; each sum must be 100.
 pub fn parse_zones(s: &str) -> Result<Vec<(u32, u32)>> {
-    let mut z = Vec::new();
-    for part in s.split(':').filter(|p| !p.trim().is_empty()) {
-        let (a, r) = part
-            .split_once('/')
-            .ok_or_else(|| Error::msg(format!("zone '{part}': expected access%/range%")))?;
+    // fio's split_parse_ddir + zone_split_ddir: parts `access/range`; an
+    // empty part ends the list; a range that is missing, empty or 0 is
+    // "missing" and gets an equal share of what the others leave.
+    let mut z: Vec<(u32, Option<u32>)> = Vec::new();
+    for part in s.split(':') {
+        if part.is_empty() {
+            break;
+        }
+        let (a, r) = match part.split_once('/') {
+            Some((a, r)) => (a, Some(r)),
+            None => (part, None),
+        };
         let p = |x: &str| -> Result<u32> {
             let v: u32 = x
                 .trim()
@@ -155,15 +162,32 @@ pub fn parse_zones(s: &str) -> Result<Vec<(u32, u32)>> {
             }
             Ok(v)
         };
-        z.push((p(a)?, p(r)?));
+        let r = match r.map(str::trim) {
+            None | Some("") => None,
+            Some(r) => Some(p(r)?).filter(|&v| v > 0),
+        };
+        z.push((p(a)?, r));
         if z.len() > 256 {
             return Err(Error::msg("more than 256 zones"));
         }
     }
-    let (a, r) = z.iter().fold((0, 0), |(a, r), (x, y)| (a + x, r + y));
-    if z.is_empty() || a != 100 || r != 100 {
+    let a: u32 = z.iter().map(|x| x.0).sum();
+    let r: u32 = z.iter().filter_map(|x| x.1).sum();
+    let missing = z.iter().filter(|x| x.1.is_none()).count() as u32;
+    if z.is_empty() || a != 100 || r > 100 {
         return Err(Error::msg(format!(
-            "zones '{s}' add up to {a}% of accesses and {r}% of the range, not 100% each"
+            "zones '{s}' add up to {a}% of accesses and {r}% of the range: accesses must add up to 100%, ranges to at most 100%"
+        )));
+    }
+    let share = (100 - r).checked_div(missing).unwrap_or(0);
+    let z: Vec<(u32, u32)> = z
+        .into_iter()
+        .map(|(a, r)| (a, r.unwrap_or(share)))
+        .collect();
+    let r: u32 = z.iter().map(|x| x.1).sum();
+    if r != 100 {
+        return Err(Error::msg(format!(
+            "zones '{s}' cover {r}% of the range: fio leaves the rest unused, which is not supported here (make the ranges add up to 100%)"
         )));
     }
     Ok(z)
@@ -351,6 +375,12 @@ pub struct Job {
     /// `rw=...:N`: sequential: bytes skipped after each I/O; random: a new
     /// random offset every N I/Os, sequential in between.
     pub rw_modifier: u64,
+    /// `rw=read:-N`: bytes to seek back after each sequential I/O.
+    pub rw_back: u64,
+    /// `zonemode=zbd`: parsed; the job is refused when it starts (zones.rs).
+    pub zbd: bool,
+    /// `zonesize`/`zonerange`/`zoneskip` were given.
+    pub zone_sizes_set: bool,
     /// `wait_for`: start when this job (all its clones) has finished.
     pub wait_for: Option<String>,
     /// `exitall`: when this job ends, every other job is stopped (and
@@ -420,6 +450,16 @@ pub struct Job {
     pub randseed: u64,
     pub random_distribution: Distribution,
     pub rate_iops: [Option<u64>; 2],
+    /// `rate_min`/`rate_iops_min`/`rate_cycle` (ms): see minrate.rs.
+    pub rate_min: [Option<u64>; 2],
+    pub rate_iops_min: [Option<u64>; 2],
+    pub rate_cycle_ms: u64,
+    /// `unlink`: remove the job's file when the job ends (a regular file).
+    pub unlink: bool,
+    /// `flow`, `flow_id`, `flow_sleep` (µs): see flow.rs.
+    pub flow: u32,
+    pub flow_id: u32,
+    pub flow_sleep_us: u64,
     pub verify: Verify,
     pub verify_pattern: Vec<u8>,
     pub do_verify: bool,
@@ -513,6 +553,16 @@ impl Default for Job {
             buffer_pattern: Vec::new(),
             rate: [None, None],
             rw_modifier: 0,
+            rw_back: 0,
+            rate_min: [None, None],
+            rate_iops_min: [None, None],
+            rate_cycle_ms: 1000,
+            unlink: false,
+            flow: 0,
+            flow_id: 0,
+            flow_sleep_us: 0,
+            zbd: false,
+            zone_sizes_set: false,
             wait_for: None,
             exitall: false,
             logs: crate::logs::LogOpts {
@@ -1073,10 +1123,9 @@ fn parse_bs(s: &str) -> Result<u64> {
         )));
     }
     let v = parse_size(s)?;
-    if v == 0 || v % 512 != 0 {
-        return Err(Error::msg(format!(
-            "block size {v} is not a non-zero multiple of 512"
-        )));
+    // Multiples of 512 are checked in `validate` (ioengine=null takes any).
+    if v == 0 {
+        return Err(Error::msg("block size 0"));
     }
     Ok(v)
 }
@@ -1211,20 +1260,12 @@ pub fn parse_pattern(s: &str) -> Result<Vec<u8>> {
 pub const UNSUPPORTED: &[&str] = &[
     "bs_unaligned",
     "bs_is_seq_rand",
-    "zonemode",
-    "zonesize",
-    "zonerange",
-    "zoneskip",
     "fsync",
     "fdatasync",
     "end_fsync",
     "fsync_on_close",
     "sync",
     "write_barrier",
-    "rate_min",
-    "rate_iops_min",
-    "rate_cycle",
-    "ratemin",
     "thinktime",
     "thinktime_spin",
     "thinktime_blocks",
@@ -1261,8 +1302,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "cpumask",
     "numa_cpu_nodes",
     "numa_mem_policy",
-    "flow",
-    "flow_id",
     "steadystate",
     "ss",
     "random_generator",
@@ -1270,7 +1309,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "allrandrepeat",
     "rwmixcycle",
     "iodepth_low",
-    "io_submit_mode",
     "serialize_overlap",
     "offset_increment",
     "offset_align",
@@ -1288,7 +1326,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "pi_chk",
     "apptag",
     "apptag_mask",
-    "nonvectored",
     "uncached",
     "nowait",
     "force_async",
@@ -1304,7 +1341,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "lat_percentiles_only",
     "slat_percentiles",
     "write_hint",
-    "unlink",
     "unlink_each_loop",
     "readfua",
     "writefua",
@@ -1314,6 +1350,25 @@ pub const UNSUPPORTED: &[&str] = &[
 /// Every option this tool implements, for `--cmdhelp`-like listings and docs.
 pub const SUPPORTED: &[&str] = &[
     "name",
+    "io_submit_mode",
+    "rate_min",
+    "rate_iops_min",
+    "rate_cycle",
+    "flow",
+    "flow_id",
+    "flow_sleep",
+    "unlink",
+    "zonemode",
+    "zonesize",
+    "zonerange",
+    "zoneskip",
+    "max_open_zones",
+    "job_max_open_zones",
+    "zone_reset_threshold",
+    "zone_reset_frequency",
+    "read_beyond_wp",
+    "ignore_zone_limits",
+    "nonvectored",
     "description",
     "filename",
     "directory",
@@ -1573,7 +1628,14 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
                 Some((m, n)) => (m.trim(), Some(n.trim())),
                 None => (v, None),
             };
+            job.rw_back = 0;
             job.rw_modifier = match modifier {
+                // fio: sequential I/O seeks back that much after each I/O
+                // (`rw=read:-8k`: reads the region backwards).
+                Some(n) if n.starts_with('-') && !s.starts_with("rand") => {
+                    job.rw_back = parse_size(&n[1..]).map_err(ctx)?;
+                    0
+                }
                 // fio: a count of I/Os for random modes, bytes for sequential.
                 Some(n) if !n.is_empty() => parse_size(n).map_err(ctx)?,
                 _ => 0,
@@ -1736,6 +1798,28 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
                 )));
             };
         }
+        "unlink" => job.unlink = parse_bool(v).map_err(ctx)?,
+        "flow" => {
+            // fio's FLOW_MAX_WEIGHT.
+            let w = parse_u32(need()?).map_err(ctx)?;
+            if w > 1000 {
+                return Err(Error::msg(format!("option 'flow={v}': at most 1000")));
+            }
+            job.flow = w;
+        }
+        "flow_id" => job.flow_id = parse_u32(need()?).map_err(ctx)?,
+        "flow_sleep" => {
+            job.flow_sleep_us = u64::from(parse_u32(need()?).map_err(ctx)?);
+        }
+        "rate_min" | "ratemin" => {
+            let r = per_dir(need()?, |s| parse_size(s).map(Some), [None, None]).map_err(ctx)?;
+            job.rate_min = r.map(|x| x.filter(|&n| n > 0));
+        }
+        "rate_iops_min" => {
+            let r = per_dir(need()?, |s| parse_size(s).map(Some), [None, None]).map_err(ctx)?;
+            job.rate_iops_min = r.map(|x| x.filter(|&n| n > 0));
+        }
+        "rate_cycle" | "ratecycle" => job.rate_cycle_ms = u64::from(parse_u32(need()?).map_err(ctx)?),
         "rate_iops" => {
             let r = per_dir(need()?, |s| parse_size(s).map(Some), [None, None]).map_err(ctx)?;
             job.rate_iops = r.map(|x| x.filter(|&n| n > 0));
@@ -1881,6 +1965,73 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
             })
         }
         "continue_on_error" => job.continue_on_error = parse_continue_on_error(v)?,
+        // fio adds its tiobench profile's options to every job's option
+        // table: `threads=N` sets that profile's thread count (used only
+        // under `--profile=tiobench`) and changes nothing in the job, so
+        // fio accepts it anywhere with an integer. The same here.
+        "threads" => {
+            parse_u32(need()?).map_err(ctx)?;
+        }
+        // Submission happens in the job's own thread: fio's `inline`.
+        "zonemode" => {
+            job.zbd = match need()? {
+                "none" => false,
+                "zbd" => true,
+                "strided" => {
+                    return Err(Error::msg(
+                        "option 'zonemode=strided': not supported yet",
+                    ))
+                }
+                o => {
+                    return Err(Error::msg(format!(
+                        "option 'zonemode={o}': none, strided or zbd"
+                    )))
+                }
+            }
+        }
+        "zonesize" | "zonerange" | "zoneskip" => {
+            parse_size(need()?).map_err(ctx)?;
+            job.zone_sizes_set = true;
+        }
+        // fio's zbd options: they act only under zonemode=zbd, which is
+        // refused when the job starts (see zones.rs).
+        "max_open_zones" | "job_max_open_zones" | "zone_reset_frequency" => {
+            parse_size_plain(need()?, 1).map_err(ctx)?;
+        }
+        "zone_reset_threshold" => {
+            let t: f64 = need()?.parse().map_err(|_| Error::msg(format!("option '{key}={v}': a fraction")))?;
+            if !(0.0..=1.0).contains(&t) {
+                return Err(Error::msg(format!("option '{key}={v}': between 0 and 1")));
+            }
+        }
+        "read_beyond_wp" | "ignore_zone_limits" => {
+            parse_bool(v).map_err(ctx)?;
+        }
+        // The io_uring engines always submit non-vectored commands
+        // (IORING_OP_READ/WRITE, NVME_URING_CMD_IO): fio's choice when the
+        // kernel has them, and its value for nonvectored=1.
+        "nonvectored" => match need()? {
+            "1" | "-1" => {}
+            "0" => {
+                return Err(Error::msg(
+                    "option 'nonvectored=0': vectored io_uring commands are not supported (the io_uring engines submit non-vectored ones)",
+                ))
+            }
+            o => return Err(Error::msg(format!("option 'nonvectored={o}': 1, 0 or -1"))),
+        },
+        "io_submit_mode" => match need()? {
+            "inline" => {}
+            "offload" => {
+                return Err(Error::msg(
+                    "option 'io_submit_mode=offload': not supported (I/O is submitted inline, by the job's own thread)",
+                ))
+            }
+            o => {
+                return Err(Error::msg(format!(
+                    "option 'io_submit_mode={o}': inline or offload"
+                )))
+            }
+        },
         k if UNSUPPORTED.contains(&k) => {
             return Err(Error::msg(format!(
                 "fio option '{k}' is not supported by nvme-bench (see docs/fio-compat.md)"
@@ -2023,14 +2174,57 @@ pub fn file_for(job: &Job, clone: u32) -> Result<String> {
 /// Checks that need the whole job.
 pub fn validate(job: &Job) -> Result<()> {
     let n = &job.name;
-    if job.ioengine == EngineKind::Null {
-        // fio's null engine has no file to size the job by.
-        if !matches!(job.size, Some(Amount::Bytes(b)) if b > 0) {
+    // ioengine=null without size=: fio accepts the job and fails it when
+    // it starts ("you need to specify size="); so does the runner.
+    // Block sizes: multiples of 512 but for ioengine=null, which moves no
+    // data (fio's null engine takes any size: netio_multicast.fio's bs=64).
+    if job.ioengine != EngineKind::Null {
+        let mut all: Vec<u64> = vec![job.bs[0], job.bs[1]];
+        if job.rw.has_trim() {
+            all.push(job.bs_trim);
+        }
+        all.extend(job.bssplit.iter().flatten().map(|x| x.0));
+        all.extend(job.bsrange.iter().flatten().flat_map(|&(a, b)| [a, b]));
+        all.extend(job.blockalign);
+        if let Some(b) = all.into_iter().find(|b| b % 512 != 0) {
             return Err(Error::msg(format!(
-                "job '{n}': ioengine=null needs size= (in bytes; there is no file)"
+                "job '{n}': block size {b} is not a multiple of 512 (only ioengine=null takes any size)"
             )));
         }
-    } else if job.filename.is_none() && !job.ioengine.on_files() {
+    }
+    // fio's fixup_options checks for the minimum rates.
+    if job.rate_min.iter().any(Option::is_some) && job.rate_iops_min.iter().any(Option::is_some) {
+        return Err(Error::msg(format!(
+            "job '{n}': rate_min and rate_iops_min are mutually exclusive"
+        )));
+    }
+    for d in 0..2 {
+        let over =
+            |r: Option<u64>, min: Option<u64>| matches!((r, min), (Some(r), Some(m)) if r < m);
+        if over(job.rate[d], job.rate_min[d]) || over(job.rate_iops[d], job.rate_iops_min[d]) {
+            return Err(Error::msg(format!(
+                "job '{n}': minimum rate exceeds rate, ddir {d}"
+            )));
+        }
+    }
+    if job.zone_sizes_set && !job.zbd {
+        // They size fio's strided zones (zonemode=strided, not supported yet).
+        return Err(Error::msg(format!(
+            "job '{n}': zonesize/zonerange/zoneskip need zonemode=strided, which is not supported yet"
+        )));
+    }
+    if job.rw_back > 0 {
+        // fio's backwards walk (io_u.c get_next_seq_offset) is followed for
+        // a region starting at 0 and seeks of at least a block; past that
+        // fio mixes absolute and relative offsets.
+        if job.rw_back < job.max_bs() || job.offset.resolve(u64::MAX) != 0 {
+            return Err(Error::msg(format!(
+                "job '{n}': rw=...:-{} needs offset=0 and a seek back of at least the block size",
+                job.rw_back
+            )));
+        }
+    }
+    if job.ioengine != EngineKind::Null && job.filename.is_none() && !job.ioengine.on_files() {
         // psync/io_uring default to fio's `jobname.N.0` (see `file_for`).
         return Err(Error::msg(format!("job '{n}': no filename given")));
     }

@@ -65,6 +65,9 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
             grp.push((j, c));
         }
     }
+    // fio registers flow weights when it reads the job file.
+    let _flows =
+        crate::flow::register(&groups.iter().flatten().map(|(j, _)| j).collect::<Vec<_>>());
     let mut ilog = match &g.interval_log {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p).map_err(|e| Error::msg(format!("--interval-log {p}: {e}")))?,
@@ -266,7 +269,21 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                         let name = ctx.job.name.clone();
                         let (exits, flag) = (ctx.job.exitall, ctx.exitall.clone());
                         wait_to_start(&ctx.job, ctx.seed, &finished);
+                        let unlink: Vec<String> = match &ctx.target {
+                            Target::Path(_) if ctx.job.unlink && crate::files::multi(&ctx.job) => {
+                                ctx.job.files.clone()
+                            }
+                            Target::Path(p) if ctx.job.unlink => vec![p.clone()],
+                            _ => Vec::new(),
+                        };
                         let r = runner::run_job(ctx);
+                        // fio's `unlink` (close_and_free_files): a regular
+                        // file goes when the job ends; a device stays.
+                        for p in unlink {
+                            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
+                                let _ = std::fs::remove_file(&p);
+                            }
+                        }
                         // fio's exitall: this job's end terminates every job.
                         if exits {
                             flag.store(true, Ordering::Relaxed);

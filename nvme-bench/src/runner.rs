@@ -163,6 +163,13 @@ fn open_engine(
     plan: Option<&crate::files::Plan>,
 ) -> Result<Box<dyn Engine>> {
     let job = &ctx.job;
+    if job.zbd {
+        let p = match &ctx.target {
+            Target::Path(p) => Some(p.as_str()),
+            Target::Nvme { .. } => None,
+        };
+        return Err(Error::msg(crate::zones::refusal(p)));
+    }
     let want = match plan {
         // Several files: each as big as its region (fio's real_file_size).
         Some(p) => Some(p.files[0].offset + p.files[0].io_size),
@@ -180,7 +187,11 @@ fn open_engine(
                 Some(crate::options::Amount::Bytes(b)) => b
                     .checked_add(job.offset.resolve(b))
                     .ok_or_else(|| Error::msg("offset + size overflows"))?,
-                _ => return Err(Error::msg("ioengine=null needs size=")),
+                _ => {
+                    return Err(Error::msg(
+                        "you need to specify size= (ioengine=null has no file)",
+                    ))
+                }
             };
             Box::new(engine::null::Null::open(size, slots, buf_len, job.iodepth)?)
         }
@@ -462,6 +473,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     // clock again (it is at most one turn old; a turn that took none reads
     // the clock). Saves one clock read per I/O at iodepth_batch_submit=1.
     let mut fresh: Option<Instant> = None;
+    let mut min_rate = crate::minrate::MinRate::new(job, now0);
+    let mut flow = crate::flow::JobFlow::new(job);
     loop {
         let now = fresh.take().unwrap_or_else(Instant::now);
         if state == ST_RAMP && now >= ramp_end {
@@ -532,6 +545,15 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 }
             }
         }
+        // rate_min / rate_iops_min (minrate.rs).
+        if let (Some(m), false, ST_RUN) = (&mut min_rate, stop, state) {
+            let done = [0, 1].map(|d| (res.dirs[d].ios, res.dirs[d].bytes));
+            if let Some(e) = m.check(now, done) {
+                res.error = Some(e);
+                res.errno = libc::EIO;
+                stop = true;
+            }
+        }
         // Workload end conditions.
         if !stop && ctx.exitall.load(Ordering::Relaxed) {
             stop = true;
@@ -567,6 +589,15 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 Mode::Workload => match pending.take() {
                     Some(p) => p,
                     None => {
+                        // flow/flow_id: ahead of its share, the job waits
+                        // for its I/Os, sleeps flow_sleep, checks again.
+                        if let Some(f) = &mut flow {
+                            if f.exceeded() {
+                                let sleep = Duration::from_micros(f.sleep_us);
+                                rate_wait = Some(if inflight == 0 { now + sleep } else { now });
+                                break;
+                            }
+                        }
                         let d = gen.pick_dir();
                         let bs = gen.pick_bs(d);
                         let (off, bs) = match &mut multi {

@@ -348,9 +348,9 @@ fn cmdhelp_like_fio() {
         .iter()
         .any(|n| n == "readwrite" || n == "blocksize"));
     assert!(
-        o.contains("zonemode")
+        o.contains("bs_unaligned")
             && o.lines()
-                .any(|l| l.starts_with("zonemode") && l.contains("NOT supported"))
+                .any(|l| l.starts_with("bs_unaligned") && l.contains("NOT supported"))
     );
     // One option, or its alias.
     for a in ["--cmdhelp=bs", "--cmdhelp=blocksize"] {
