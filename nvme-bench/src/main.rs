@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 mod bind;
+mod clock;
 mod diskstats;
 #[allow(unsafe_code)] // aligned buffers, block-device ioctls, io_uring and libaio submission
 mod engine;

@@ -158,6 +158,18 @@ pub enum Fallocate {
     Truncate,
 }
 
+/// `clocksource=`: the clock the job loop reads (fio's gettime.c). fio's
+/// clock is process-wide: the last job that sets it decides.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ClockSource {
+    /// The CPU's time-stamp counter, calibrated once.
+    Cpu,
+    /// `clock_gettime(CLOCK_MONOTONIC)`.
+    ClockGettime,
+    /// `gettimeofday(2)`.
+    Gettimeofday,
+}
+
 /// `fadvise_hint=`: the access-pattern advice given at open.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum FadviseHint {
@@ -325,6 +337,8 @@ pub struct Job {
     /// time-based and buffered, at each new pass over the region (default 1).
     pub invalidate: bool,
     pub fadvise_hint: FadviseHint,
+    /// `clocksource=` (None: not set, fio's default choice).
+    pub clocksource: Option<ClockSource>,
     pub hipri: bool,
     pub fixedbufs: bool,
     pub registerfiles: bool,
@@ -419,6 +433,7 @@ impl Default for Job {
             create_fsync: true,
             invalidate: true,
             fadvise_hint: FadviseHint::Workload,
+            clocksource: None,
             hipri: false,
             fixedbufs: false,
             registerfiles: false,
@@ -958,7 +973,6 @@ const UNSUPPORTED: &[&str] = &[
     "size_increment",
     "exitall_on_error",
     "disable_bw_measurement",
-    "clocksource",
     "stats",
     "cgroup",
     "uid",
@@ -1074,6 +1088,7 @@ pub const SUPPORTED: &[&str] = &[
     "blockalign",
     "ba",
     "gtod_reduce",
+    "clocksource",
     "disable_slat",
     "disable_clat",
     "disable_lat",
@@ -1449,6 +1464,18 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "overwrite" => job.overwrite = parse_bool(v).map_err(ctx)?,
         "create_fsync" => job.create_fsync = parse_bool(v).map_err(ctx)?,
         "invalidate" => job.invalidate = parse_bool(v).map_err(ctx)?,
+        "clocksource" => {
+            job.clocksource = Some(match need()? {
+                "cpu" => ClockSource::Cpu,
+                "clock_gettime" => ClockSource::ClockGettime,
+                "gettimeofday" => ClockSource::Gettimeofday,
+                o => {
+                    return Err(Error::msg(format!(
+                        "option 'clocksource={o}': cpu, clock_gettime or gettimeofday"
+                    )))
+                }
+            })
+        }
         "fadvise_hint" => {
             job.fadvise_hint = match need()? {
                 "0" => FadviseHint::None,

@@ -13,11 +13,12 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nvme_core::Controller;
 use nvme_vfio::VfioDevice;
 
+use crate::clock::Instant;
 use crate::engine::{self, Done, Engine};
 use crate::error::{Error, Result};
 use crate::gen::{Gen, Rng};
@@ -137,6 +138,12 @@ pub fn run_job(ctx: RunCtx) -> JobResult {
         Some(e) => Err(Error::msg(e.clone())),
         None => run_inner(&ctx, &mut res),
     };
+    // Whatever way the job ended, the histograms hold every sample.
+    for d in res.dirs.iter_mut() {
+        d.slat.settle();
+        d.clat.settle();
+        d.lat.settle();
+    }
     if let Err(e) = r {
         if res.error.is_none() {
             res.error = Some(e.to_string());
@@ -401,7 +408,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         None => (Duration::from_secs(3600 * 24 * 365), None),
     };
     let mut next_ival = run_start + ival;
-    let mut logs = crate::logs::Logs::open(job, ctx.number, !sync, now0)?;
+    let mut logs = crate::logs::Logs::open(job, ctx.number, !sync, now0.to_std())?;
     let mut deferred = Deferred::new(depth, itx.is_some());
     deferred.off = [job.disable_slat, job.disable_clat, job.disable_lat];
     let mut ival_base = [(0u64, 0u64); 2];
@@ -449,6 +456,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             if now >= next_ival {
                 deferred.flush(res, &mut ival_clat);
+                ival_clat.iter_mut().for_each(LatStat::settle);
                 if let Some(tx) = &itx {
                     let line =
                         interval_line(ctx, res, &ival_base, &ival_clat, now - run_start, ival);
@@ -486,7 +494,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
 
         // Issue.
         let mut rate_wait: Option<Instant> = None;
-        while !stop && inflight + queued.len() < depth && queued.len() < bsub {
+        // fio's FIO_Q_BUSY (the null engine between a commit and a reap).
+        let mut busy = eng.busy();
+        while !stop && !busy && inflight + queued.len() < depth && queued.len() < bsub {
             if mode == Mode::Workload && state == ST_RUN {
                 let bytes_done = !job.time_based && issued_bytes >= io_limit;
                 let ios_done = ios_limit > 0 && issued_ios[0] + issued_ios[1] >= ios_limit;
@@ -600,6 +610,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         }
         if !queued.is_empty() {
             eng.commit()?;
+            busy = eng.busy();
             let t = Instant::now();
             fresh = Some(t);
             let n = queued.len();
@@ -633,7 +644,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             if engine_until != Some(give_up) {
                 engine_until = Some(give_up);
-                eng.set_deadline(engine_until);
+                eng.set_deadline(engine_until.map(Instant::to_std));
             }
         } else {
             // The engine's reap returns by the end of the ramp or runtime
@@ -645,7 +656,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             };
             if until != engine_until {
                 engine_until = until;
-                eng.set_deadline(until);
+                eng.set_deadline(until.map(Instant::to_std));
             }
         }
         if inflight == 0 && held == 0 {
@@ -673,7 +684,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             continue;
         }
-        let full = inflight >= depth || stop || rate_wait.is_some() || free.is_empty();
+        let full = inflight >= depth || stop || busy || rate_wait.is_some() || free.is_empty();
         if !full {
             continue;
         }
@@ -759,7 +770,13 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 if !failed {
                     deferred.done.push((dir, prep_t[s], issue_t[s], tc));
                     if let Some(l) = &mut logs {
-                        l.io(dir, slen[s] as u64, prep_t[s], issue_t[s], tc);
+                        l.io(
+                            dir,
+                            slen[s] as u64,
+                            prep_t[s].to_std(),
+                            issue_t[s].to_std(),
+                            tc.to_std(),
+                        );
                     }
                     st.bytes += slen[s] as u64;
                     local_bytes[dir as usize] += slen[s] as u64;
@@ -852,6 +869,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
         }
     }
+    ival_clat.iter_mut().for_each(LatStat::settle);
     if let Some(tx) = &itx {
         let _ = tx.send(interval_line(
             ctx,
@@ -978,20 +996,20 @@ impl Deferred {
         let [no_slat, no_clat, no_lat] = self.off;
         for (d, p, i) in self.slat.drain(..) {
             if !no_slat {
-                res.dirs[d as usize].slat.record(nanos(i - p));
+                res.dirs[d as usize].slat.record_fast(i.nanos_since(p));
             }
         }
         for (d, p, i, t) in self.done.drain(..) {
             let st = &mut res.dirs[d as usize];
-            let clat = nanos(t - i);
+            let clat = t.nanos_since(i);
             if !no_clat {
-                st.clat.record(clat);
+                st.clat.record_fast(clat);
             }
             if !no_lat {
-                st.lat.record(nanos(t - p));
+                st.lat.record_fast(t.nanos_since(p));
             }
             if self.ival_on {
-                ival[d as usize].record(clat);
+                ival[d as usize].record_fast(clat);
             }
         }
     }
@@ -1004,11 +1022,6 @@ impl Deferred {
             self.flush(res, ival);
         }
     }
-}
-
-#[inline]
-fn nanos(d: Duration) -> u64 {
-    d.as_nanos().min(u128::from(u64::MAX)) as u64
 }
 
 /// One NDJSON line: this interval's figures, not cumulative ones.

@@ -61,6 +61,11 @@ pub trait Engine {
     fn commit(&mut self) -> Result<()>;
     /// Collect at least `min` (0: whatever is there) and at most `max` completions.
     fn reap(&mut self, min: usize, max: usize, out: &mut Vec<Done>) -> Result<()>;
+    /// The engine takes no more I/O until the next `reap` (fio's
+    /// `FIO_Q_BUSY`): the job loop stops issuing and reaps.
+    fn busy(&self) -> bool {
+        false
+    }
     /// The I/O happens inside `queue` (psync): no submission latency.
     fn is_sync(&self) -> bool {
         false

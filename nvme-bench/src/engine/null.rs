@@ -3,7 +3,12 @@
 //! fio's engines/null.c: it needs `size` (there is no file to size it), no
 //! file is opened or created, any block size goes. At `iodepth=1` the I/O
 //! completes inside `queue` (fio reports no slat there); deeper, queued
-//! I/Os complete at `commit` and are reaped by the next `reap`.
+//! I/Os complete at `commit` and are reaped by the next `reap`, and, as
+//! fio's `null_queue` returns `FIO_Q_BUSY` while committed I/Os are not yet
+//! reaped, the engine is [`Engine::busy`] from a commit to the next reap:
+//! with fio's default `iodepth_batch_submit=1` the job runs one I/O at a
+//! time whatever `iodepth` says (fio reports 100% at depth 1), and with
+//! `iodepth_batch_submit=N` in batches of N.
 
 use super::{AlignedBuf, Done, Engine};
 use crate::error::Result;
@@ -54,6 +59,9 @@ impl Engine for Null {
         out.extend(self.done.drain(..n).map(|slot| Done::new(slot, Ok(()))));
         Ok(())
     }
+    fn busy(&self) -> bool {
+        !self.sync && !self.done.is_empty()
+    }
     fn is_sync(&self) -> bool {
         self.sync
     }
@@ -80,10 +88,14 @@ mod tests {
         // Nothing completes before the commit.
         e.reap(0, 4, &mut out).unwrap();
         assert!(out.is_empty());
+        assert!(!e.busy());
         e.commit().unwrap();
+        // Committed and not reaped: fio's FIO_Q_BUSY.
+        assert!(e.busy());
         e.reap(1, 2, &mut out).unwrap();
         assert_eq!(out.len(), 2);
         e.reap(1, 4, &mut out).unwrap();
+        assert!(!e.busy());
         let slots: Vec<usize> = out.iter().map(|d| d.slot).collect();
         assert_eq!(slots, [0, 1, 2, 3]);
         assert!(out.iter().all(|d| d.res.is_ok()));
