@@ -69,6 +69,8 @@ pub enum EngineKind {
     Null,
     /// Linux native AIO (io_submit/io_getevents).
     Libaio,
+    /// Our driver against the in-process controller model (no device).
+    NvmeModel,
 }
 
 impl EngineKind {
@@ -80,6 +82,7 @@ impl EngineKind {
             EngineKind::Psync => "psync",
             EngineKind::Null => "null",
             EngineKind::Libaio => "libaio",
+            EngineKind::NvmeModel => "nvme-model",
         }
     }
     /// Engines that do their I/O on a kernel file or block device by name
@@ -1228,9 +1231,10 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
                 "psync" | "pvsync" | "sync" => EngineKind::Psync,
                 "null" => EngineKind::Null,
                 "libaio" => EngineKind::Libaio,
+                "nvme-model" | "nvme_model" => EngineKind::NvmeModel,
                 other => {
                     return Err(Error::msg(format!(
-                "ioengine '{other}' is not supported (nvme-vfio, io_uring, io_uring_cmd, libaio, psync, null)"
+                "ioengine '{other}' is not supported (nvme-vfio, io_uring, io_uring_cmd, libaio, psync, null, nvme-model)"
             )))
                 }
             }
@@ -1623,11 +1627,12 @@ pub fn file_for(job: &Job, clone: u32) -> Result<String> {
 /// Checks that need the whole job.
 pub fn validate(job: &Job) -> Result<()> {
     let n = &job.name;
-    if job.ioengine == EngineKind::Null {
-        // fio's null engine has no file to size the job by.
+    if matches!(job.ioengine, EngineKind::Null | EngineKind::NvmeModel) {
+        // fio's null engine has no file to size the job by; nor has the model.
         if !matches!(job.size, Some(Amount::Bytes(b)) if b > 0) {
             return Err(Error::msg(format!(
-                "job '{n}': ioengine=null needs size= (in bytes; there is no file)"
+                "job '{n}': ioengine={} needs size= (in bytes; there is no file)",
+                job.ioengine.name()
             )));
         }
     } else if job.filename.is_none() && !job.ioengine.on_files() {

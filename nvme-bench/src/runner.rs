@@ -164,17 +164,34 @@ fn open_engine(ctx: &RunCtx, slots: usize, buf_len: usize) -> Result<Box<dyn Eng
         _ => None,
     });
     Ok(match (&ctx.target, job.ioengine) {
-        (Target::Nvme { ctrl, nsid }, EngineKind::NvmeVfio) => Box::new(
-            engine::nvme::NvmeEngine::open(ctrl, *nsid, job, slots, buf_len)?,
-        ),
-        (Target::Path(_), EngineKind::Null) => {
+        (Target::Nvme { ctrl, nsid }, EngineKind::NvmeVfio) => {
+            Box::new(engine::nvme::NvmeEngine::open(
+                ctrl,
+                *nsid,
+                job,
+                slots,
+                buf_len,
+                "nvme-vfio",
+                ctrl.platform_info().pci_address().to_string(),
+            )?)
+        }
+        (Target::Path(_), EngineKind::Null | EngineKind::NvmeModel) => {
             let size = match job.size {
                 Some(crate::options::Amount::Bytes(b)) => b
                     .checked_add(job.offset.resolve(b))
                     .ok_or_else(|| Error::msg("offset + size overflows"))?,
-                _ => return Err(Error::msg("ioengine=null needs size=")),
+                _ => {
+                    return Err(Error::msg(format!(
+                        "ioengine={} needs size=",
+                        job.ioengine.name()
+                    )))
+                }
             };
-            Box::new(engine::null::Null::open(size, slots, buf_len, job.iodepth)?)
+            if job.ioengine == EngineKind::Null {
+                Box::new(engine::null::Null::open(size, slots, buf_len, job.iodepth)?)
+            } else {
+                Box::new(engine::model::open(job, size, slots, buf_len)?)
+            }
         }
         (Target::Path(p), EngineKind::IoUring) => Box::new(engine::uring::PlainUring::open(
             job, p, want, slots, buf_len,

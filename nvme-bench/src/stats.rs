@@ -16,9 +16,8 @@ use hdrhistogram::Histogram;
 pub struct LatStat {
     pub hist: Histogram<u64>,
     /// Counts not yet in `hist`, by HdrHistogram index (empty until used).
+    /// Samples held here: `n - hist.len()`.
     fast: Vec<u64>,
-    /// How many samples `fast` holds.
-    unsettled: u64,
     pub n: u64,
     pub min: u64,
     pub max: u64,
@@ -41,7 +40,6 @@ impl LatStat {
         LatStat {
             hist,
             fast: Vec::new(),
-            unsettled: 0,
             n: 0,
             min: u64::MAX,
             max: 0,
@@ -66,26 +64,19 @@ impl LatStat {
 
     /// As [`LatStat::record`], but deferring the histogram part until
     /// [`LatStat::settle`]; `hist` and the percentiles are incomplete until then.
-    #[inline]
+    #[inline(always)]
     pub fn record_fast(&mut self, ns: u64) {
         let v = ns.max(1);
-        if v < FAST_LIMIT {
-            if self.fast.is_empty() {
-                self.fast = vec![0; FAST_LEN];
-            }
-            // HdrHistogram's index_for with unit magnitude 0 and 2048
-            // sub-buckets (3 significant digits): bucket = 53 - lz(v | 2047),
-            // index = ((bucket + 1) << 10) + (v >> bucket) - 1024.
-            let bucket = 53 - (v | 2047).leading_zeros();
-            let idx = (((bucket + 1) << 10) as u64 + (v >> bucket) - 1024) as usize;
-            if let Some(c) = self.fast.get_mut(idx) {
-                *c += 1;
-                self.unsettled += 1;
-            } else {
-                let _ = self.hist.record(v);
-            }
-        } else {
-            let _ = self.hist.record(v);
+        // HdrHistogram's index_for with unit magnitude 0 and 2048
+        // sub-buckets (3 significant digits): bucket = 53 - lz(v | 2047),
+        // index = ((bucket + 1) << 10) + (v >> bucket) - 1024. Past
+        // FAST_LIMIT the index is past `fast` (and `fast` is empty until
+        // the first sample): the slow path.
+        let bucket = 53u32.wrapping_sub((v | 2047).leading_zeros());
+        let idx = ((((bucket + 1) as u64) << 10) + (v >> (bucket & 63)) - 1024) as usize;
+        match self.fast.get_mut(idx) {
+            Some(c) => *c += 1,
+            None => self.record_slow(v, idx),
         }
         self.n += 1;
         self.min = self.min.min(ns);
@@ -94,9 +85,22 @@ impl LatStat {
         self.sumsq += u128::from(ns) * u128::from(ns);
     }
 
+    #[cold]
+    #[inline(never)]
+    fn record_slow(&mut self, v: u64, idx: usize) {
+        if v < FAST_LIMIT {
+            if self.fast.is_empty() {
+                self.fast = vec![0; FAST_LEN];
+            }
+            self.fast[idx] += 1;
+        } else {
+            let _ = self.hist.record(v);
+        }
+    }
+
     /// Move what [`LatStat::record_fast`] counted into `hist`.
     pub fn settle(&mut self) {
-        if self.unsettled == 0 {
+        if self.is_settled() {
             return;
         }
         for (i, c) in self.fast.iter_mut().enumerate() {
@@ -113,12 +117,11 @@ impl LatStat {
                 *c = 0;
             }
         }
-        self.unsettled = 0;
     }
 
     /// Nothing recorded with [`LatStat::record_fast`] is missing from `hist`.
     pub fn is_settled(&self) -> bool {
-        self.unsettled == 0
+        self.n == self.hist.len()
     }
 
     pub fn merge(&mut self, o: &LatStat) {

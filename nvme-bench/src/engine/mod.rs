@@ -6,6 +6,7 @@
 //! and stop is the loop's business (see `runner.rs` and docs/fio-compat.md).
 
 pub mod libaio;
+pub mod model;
 pub mod null;
 pub mod nvme;
 pub mod psync;
@@ -39,6 +40,17 @@ impl Done {
             slot,
             res,
             errno,
+            held: false,
+            late: false,
+        }
+    }
+    /// A success.
+    #[inline]
+    pub fn ok(slot: usize) -> Done {
+        Done {
+            slot,
+            res: Ok(()),
+            errno: 0,
             held: false,
             late: false,
         }
