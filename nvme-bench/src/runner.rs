@@ -413,6 +413,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         }
     });
     let mut poisson_due = [Duration::ZERO; 2];
+    // Any rate limit at all (skips the per-I/O due-time arithmetic).
+    let rated = rate.iter().chain(job.rate.iter()).any(Option::is_some)
+        || poisson_iops.iter().any(Option::is_some);
     let mut poisson_rng = Rng::new(ctx.seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut pending: Option<(Dir, u64, u64)> = None;
 
@@ -430,8 +433,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     deferred.off = [job.disable_slat, job.disable_clat, job.disable_lat];
     let mut ival_base = [(0u64, 0u64); 2];
     let mut ival_clat = [LatStat::new(), LatStat::new()];
-    let mut local_ios = [0u64; 2];
-    let mut local_bytes = [0u64; 2];
+    // What the live counters (the status line) were last given, per
+    // direction: the job's counts are published once per reaped batch.
+    let mut published = [(0u64, 0u64); 2];
 
     // The newest timestamp taken for an I/O (commit or reap) since the last
     // loop turn: the loop's own clock then reuses it instead of reading the
@@ -446,6 +450,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             for d in res.dirs.iter_mut() {
                 d.reset();
             }
+            published = [(0, 0); 2];
             res.depth = DepthHist::default();
             run_start = now;
             next_window = now + WINDOW;
@@ -550,7 +555,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     (Dir::Read, o, vbs)
                 }
             };
-            if mode == Mode::Workload && state == ST_RUN {
+            if rated && mode == Mode::Workload && state == ST_RUN {
                 let due_iops = rate[dir as usize].map(|r| {
                     run_start + Duration::from_secs_f64(issued_ios[dir as usize] as f64 / r as f64)
                 });
@@ -631,7 +636,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             let t = Instant::now();
             fresh = Some(t);
             let n = queued.len();
-            deferred.make_room(n, res, &mut ival_clat);
+            deferred.room_for_slat(n, res, &mut ival_clat);
             for &s in &queued {
                 issue_t[s] = if sync { prep_t[s] } else { t };
                 if scount[s] && !sync {
@@ -728,7 +733,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         let t = Instant::now();
         fresh = Some(t);
         res.depth.complete[DepthHist::batch_idx(done.len())] += 1;
-        deferred.make_room(done.len(), res, &mut ival_clat);
+        deferred.room_for_done(done.len(), res, &mut ival_clat);
         for dn in done.drain(..) {
             let s = dn.slot;
             if s >= depth {
@@ -783,7 +788,6 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 // A failed I/O counts in total_ios (fio's total_io_u, and
                 // so in IOPS) but moves no bytes and has no latency sample.
                 st.ios += 1;
-                local_ios[dir as usize] += 1;
                 if !failed {
                     deferred.done.push((dir, prep_t[s], issue_t[s], tc));
                     if let Some(l) = &mut logs {
@@ -796,7 +800,6 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         );
                     }
                     st.bytes += slen[s] as u64;
-                    local_bytes[dir as usize] += slen[s] as u64;
                 }
             }
             if dn.held {
@@ -807,11 +810,12 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             inflight -= 1;
         }
         for d in 0..2 {
-            if local_ios[d] > 0 {
-                ctx.progress.ios[d].fetch_add(local_ios[d], Ordering::Relaxed);
-                ctx.progress.bytes[d].fetch_add(local_bytes[d], Ordering::Relaxed);
-                local_ios[d] = 0;
-                local_bytes[d] = 0;
+            let st = &res.dirs[d];
+            let (i0, b0) = published[d];
+            if st.ios != i0 {
+                ctx.progress.ios[d].fetch_add(st.ios - i0, Ordering::Relaxed);
+                ctx.progress.bytes[d].fetch_add(st.bytes - b0, Ordering::Relaxed);
+                published[d] = (st.ios, st.bytes);
             }
         }
     }
@@ -1031,11 +1035,20 @@ impl Deferred {
         }
     }
 
-    /// Flush unless both buffers have room for `n` more samples, so they
-    /// never grow (allocate) on the I/O path. Batches are at most the queue
-    /// depth, which is at most half the capacity.
-    fn make_room(&mut self, n: usize, res: &mut JobResult, ival: &mut [LatStat; 2]) {
-        if self.slat.len() + n > self.cap || self.done.len() + n > self.cap {
+    /// Flush unless the slat buffer has room for `n` more samples, so the
+    /// buffers never grow (allocate) on the I/O path. Batches are at most
+    /// the queue depth, which is at most half the capacity.
+    #[inline]
+    fn room_for_slat(&mut self, n: usize, res: &mut JobResult, ival: &mut [LatStat; 2]) {
+        if self.slat.len() + n > self.cap {
+            self.flush(res, ival);
+        }
+    }
+
+    /// The same for the completion buffer.
+    #[inline]
+    fn room_for_done(&mut self, n: usize, res: &mut JobResult, ival: &mut [LatStat; 2]) {
+        if self.done.len() + n > self.cap {
             self.flush(res, ival);
         }
     }
