@@ -142,7 +142,14 @@ impl Logs {
 
     fn flush_window(&mut self, win: Duration) {
         let t = (self.win_end - self.start).as_millis();
-        let secs = win.as_secs_f64();
+        self.write_window(t, Some(win));
+        self.win_end += win;
+    }
+
+    /// Write the accumulated window stamped `t` ms and empty it. `rate_win`:
+    /// the window was complete, so its bandwidth and IOPS are written too
+    /// (over that length); `None` writes only the latencies.
+    fn write_window(&mut self, t: u128, rate_win: Option<Duration>) {
         for d in 0..2 {
             let a = std::mem::take(&mut self.acc[d]);
             if a.n == 0 {
@@ -161,6 +168,8 @@ impl Logs {
                     let _ = writeln!(w, "{t}, {v}, {d}, 0, 0");
                 }
             }
+            let Some(win) = rate_win else { continue };
+            let secs = win.as_secs_f64();
             if let Some(w) = &mut self.w[3] {
                 let _ = writeln!(
                     w,
@@ -172,14 +181,26 @@ impl Logs {
                 let _ = writeln!(w, "{t}, {}, {d}, 0, 0", (a.n as f64 / secs) as u64);
             }
         }
-        self.win_end += win;
     }
 
-    /// End of the job: the last window, and everything to disk.
-    pub fn finish(mut self) -> Result<()> {
+    /// End of the job at `end`: the last window, and everything to disk.
+    ///
+    /// As fio (stat.c `finalize_logs`): a window the job did not reach the
+    /// end of is written for the latency logs only, stamped with the time
+    /// the job ended, and not at all for bandwidth and IOPS (fio samples
+    /// those only at whole windows). Stamping it with the window's end
+    /// instead put a sample after the end of the job, and its rate over a
+    /// whole window dragged fio-plot's graphs to zero at the end.
+    pub fn finish(mut self, end: Instant) -> Result<()> {
         if let Some(win) = self.avg {
-            if self.acc.iter().any(|a| a.n > 0) {
+            // The window in progress ended before the job did: it is whole
+            // (later windows had no I/O, so nothing to write for them).
+            if end >= self.win_end {
                 self.flush_window(win);
+            }
+            if self.acc.iter().any(|a| a.n > 0) {
+                let t = end.saturating_duration_since(self.start).as_millis();
+                self.write_window(t, None);
             }
         }
         for w in self.w.iter_mut().flatten() {

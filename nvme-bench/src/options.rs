@@ -665,17 +665,37 @@ pub fn parse_size_plain(s: &str, kb_base: u64) -> Result<u64> {
     };
     let mult = base.pow(p);
     if num.contains('.') {
-        let v: f64 = num
-            .parse()
-            .map_err(|_| Error::msg(format!("bad number '{s}'")))?;
-        Ok((v * mult as f64) as u64)
-    } else {
-        let v: u64 = num
-            .parse()
-            .map_err(|_| Error::msg(format!("bad number '{s}'")))?;
-        v.checked_mul(mult)
-            .ok_or_else(|| Error::msg(format!("number '{s}' too large")))
+        return Err(fraction_error(
+            s,
+            num,
+            " byte(s)",
+            "a whole number with a smaller unit (1536m, not 1.5g)",
+        ));
     }
+    let v: u64 = num
+        .parse()
+        .map_err(|_| Error::msg(format!("bad number '{s}'")))?;
+    v.checked_mul(mult)
+        .ok_or_else(|| Error::msg(format!("number '{s}' too large")))
+}
+
+/// A number with a fraction (`1.5g`, `runtime=2.5`). fio 3.33 reads it as
+/// its integer part without the unit (parse.c `str_to_decimal`: `strtoll`,
+/// then the unit is looked for at the '.', where there is none): `1.5g` is
+/// 1 byte, `2.5m` is 2 seconds. Taking the fraction would run a different
+/// job from fio's on the same file, and fio's reading is surely not what
+/// was meant: refuse, and say how to write it.
+fn fraction_error(s: &str, num: &str, unit: &str, instead: &str) -> Error {
+    let whole = num
+        .split('.')
+        .next()
+        .filter(|w| !w.is_empty())
+        .unwrap_or("0");
+    Error::msg(format!(
+        "'{}': fio reads a number with a fraction as its integer part without the unit \
+         ({whole}{unit} here), so nvme-bench does not take it; write {instead}",
+        s.trim()
+    ))
 }
 
 /// A size or a percentage (`size=50%`).
@@ -702,6 +722,19 @@ pub fn parse_time(s: &str, default_unit: Duration) -> Result<Duration> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, suf) = t.split_at(split);
+    if num.contains('.') {
+        let unit = if default_unit == Duration::from_secs(1) {
+            " s"
+        } else {
+            " (in the option's default unit)"
+        };
+        return Err(fraction_error(
+            s,
+            num,
+            unit,
+            "a whole number with a smaller unit (1500ms, not 1.5s)",
+        ));
+    }
     let v: f64 = num
         .parse()
         .map_err(|_| Error::msg(format!("bad time '{s}'")))?;
@@ -2082,7 +2115,13 @@ mod tests {
         assert_eq!(parse_size("2t").unwrap(), 2 << 40);
         assert_eq!(parse_size("512").unwrap(), 512);
         assert_eq!(parse_size("0x1000").unwrap(), 4096);
-        assert_eq!(parse_size("1.5k").unwrap(), 1536);
+        // fio reads 1.5k as 1: refused, naming fio's reading.
+        let e = parse_size("1.5k").unwrap_err().to_string();
+        assert!(e.contains("1 byte(s) here"), "{e}");
+        let e = parse_time("2.5m", Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("2 s here"), "{e}");
         assert!(parse_size("4q").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("k").is_err());

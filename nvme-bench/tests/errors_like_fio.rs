@@ -138,3 +138,57 @@ fn continue_on_error_counts_errors() {
     assert!(!o.status.success());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A number with a fraction: fio 3.33 reads `runtime=1.5` as 1 s and
+/// `size=1.5m` as 1 byte (the integer part, unit dropped). nvme-bench used
+/// to take 1.5 s and 1.5 MiB, running a different job from fio's on the
+/// same file without a word; it now refuses the value and names fio's
+/// reading. The fio half checks that fio still reads it that way.
+#[test]
+fn fractions_are_refused_naming_fios_reading() {
+    let fio = common::ensure_fio();
+    let dir = scratch("fraction");
+    let o = Command::new(&fio)
+        .current_dir(&dir)
+        .args([
+            "--name=x",
+            "--ioengine=null",
+            "--size=1m",
+            "--runtime=1.5",
+            "--time_based",
+            "--output-format=json",
+        ])
+        .output()
+        .unwrap();
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ms = j["jobs"][0]["job_runtime"].as_u64().unwrap();
+    assert!(
+        (1000..1400).contains(&ms),
+        "fio ran runtime=1.5 for {ms} ms"
+    );
+    let o = Command::new(&fio)
+        .current_dir(&dir)
+        .args(["--name=x", "--ioengine=null", "--size=1.5m", "--bs=512"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("1 < 512"), "fio on size=1.5m: {said}");
+
+    for (opt, fios) in [
+        ("--runtime=1.5", "1 s here"),
+        ("--size=1.5m", "1 byte(s) here"),
+    ] {
+        let o = Command::new(BENCH)
+            .current_dir(&dir)
+            .args(["--name=x", "--ioengine=null", "--size=1m", "--time_based"])
+            .arg(opt)
+            .args(["--runtime=1", "--output-format=json"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        // The later --runtime=1 does not hide the bad value: options are
+        // parsed as they come.
+        assert!(!o.status.success(), "{opt} accepted: {err}");
+        assert!(err.contains(fios), "{opt}: {err}");
+    }
+}

@@ -299,3 +299,46 @@ fn logs_like_fio() {
         assert_eq!(t, o, "first line shape: fio's, then ours");
     }
 }
+
+/// The end of an averaged log (`log_avg_msec`), as fio writes it
+/// (stat.c `finalize_logs`): the latency logs get the unfinished last
+/// window stamped with the job's end, bandwidth and IOPS logs only whole
+/// windows. No line may be stamped after the job ended: a line at the
+/// next window boundary with a rate over a whole window made fio-plot's
+/// `-g` graphs fall to zero after the end of every job.
+#[test]
+fn averaged_logs_end_like_fio() {
+    let fio = ensure_fio();
+    let job = "[j]\nioengine=psync\nsize=1m\nbs=4k\nrw=randread\n\
+               write_bw_log=x\nwrite_iops_log=x\nwrite_lat_log=x\n\
+               log_avg_msec=100\nruntime=250ms\ntime_based\n";
+    for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
+        let dir = scratch(&format!("logend-{who}"));
+        std::fs::write(dir.join("j.fio"), job).unwrap();
+        let (v, _) = common::run_json_in(&dir, cmd, &["--output-format=json", "j.fio"]);
+        let runtime = v["jobs"][0]["job_runtime"].as_u64().unwrap();
+        let stamps = |kind: &str| -> Vec<u64> {
+            std::fs::read_to_string(dir.join(format!("x_{kind}.1.log")))
+                .unwrap()
+                .lines()
+                .map(|l| l.split(", ").next().unwrap().parse().unwrap())
+                .collect()
+        };
+        for kind in ["bw", "iops", "lat", "clat"] {
+            let s = stamps(kind);
+            assert!(!s.is_empty(), "{who}: empty {kind} log");
+            let last = *s.last().unwrap();
+            assert!(
+                last <= runtime + 5,
+                "{who}: {kind} line at {last} ms after a {runtime} ms job: {s:?}"
+            );
+            if kind.ends_with("lat") {
+                // The unfinished window is there, stamped at the end.
+                assert!(last + 10 >= runtime, "{who}: {kind} ends at {last}: {s:?}");
+                assert_eq!(s.len() as u64, runtime.div_ceil(100), "{who}: {kind} {s:?}");
+            } else {
+                assert!(s.len() as u64 <= runtime / 100, "{who}: {kind} {s:?}");
+            }
+        }
+    }
+}
