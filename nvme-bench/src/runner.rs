@@ -861,7 +861,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     }
     deferred.flush(res, &mut ival_clat);
     if let Some(l) = logs.take() {
-        l.finish(end)?;
+        l.finish(end.to_std())?;
     }
     res.runtime = end.saturating_duration_since(run_start);
     let workload_end = verify_start.map_or(end, |v| v.max(run_start));
