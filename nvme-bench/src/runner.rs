@@ -219,6 +219,21 @@ fn open_engine(ctx: &RunCtx, slots: usize, buf_len: usize) -> Result<Box<dyn Eng
     })
 }
 
+/// What a slot's I/O is: direction, offset, length, verify generation,
+/// whether it counts (not ramp), and its prepared / issued / completed
+/// (sync engines) times.
+#[derive(Copy, Clone)]
+struct SlotIo {
+    dir: Dir,
+    off: u64,
+    len: usize,
+    gen: u32,
+    count: bool,
+    prep: Instant,
+    issue: Instant,
+    done: Instant,
+}
+
 #[derive(Copy, Clone, PartialEq, Eq)]
 enum Mode {
     Workload,
@@ -344,14 +359,20 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
 
     let now0 = Instant::now();
     let mut free: Vec<usize> = (0..depth).rev().collect();
-    let mut sdir = vec![Dir::Read; depth];
-    let mut soff = vec![0u64; depth];
-    let mut slen = vec![0usize; depth];
-    let mut sgen = vec![0u32; depth];
-    let mut scount = vec![false; depth];
-    let mut prep_t = vec![now0; depth];
-    let mut issue_t = vec![now0; depth];
-    let mut done_t = vec![now0; depth];
+    // Per slot: the I/O it carries (one array of records, one bounds check).
+    let mut sl = vec![
+        SlotIo {
+            dir: Dir::Read,
+            off: 0,
+            len: 0,
+            gen: 0,
+            count: false,
+            prep: now0,
+            issue: now0,
+            done: now0,
+        };
+        depth
+    ];
     let mut queued: Vec<usize> = Vec::with_capacity(depth);
     let mut done: Vec<Done> = Vec::with_capacity(depth);
     let mut inflight = 0usize;
@@ -593,17 +614,20 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     pattern.as_deref(),
                 );
             }
-            sdir[slot] = dir;
-            soff[slot] = off;
-            slen[slot] = len_io;
-            sgen[slot] = if mode == Mode::Verify {
+            let gen = if mode == Mode::Verify {
                 gens[((off - base) / vbs) as usize]
             } else {
                 verify::ANY_GEN
             };
-            scount[slot] = state != ST_RAMP;
-            let tp = Instant::now();
-            prep_t[slot] = tp;
+            let Some(si) = sl.get_mut(slot) else {
+                return Err(Error::msg(format!("internal: slot {slot} out of range")));
+            };
+            si.dir = dir;
+            si.off = off;
+            si.len = len_io;
+            si.gen = gen;
+            si.count = state != ST_RAMP;
+            si.prep = Instant::now();
             if let Err(e) = eng.queue(slot, dir, off, len_io) {
                 free.push(slot);
                 res.error = Some(format!(
@@ -615,7 +639,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 break;
             }
             if sync {
-                done_t[slot] = Instant::now();
+                sl[slot].done = Instant::now();
             }
             if mode == Mode::Workload && state == ST_RUN {
                 issued_bytes += bs;
@@ -638,9 +662,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             let n = queued.len();
             deferred.room_for_slat(n, res, &mut ival_clat);
             for &s in &queued {
-                issue_t[s] = if sync { prep_t[s] } else { t };
-                if scount[s] && !sync {
-                    deferred.slat.push((sdir[s], prep_t[s], t));
+                let si = &mut sl[s];
+                si.issue = if sync { si.prep } else { t };
+                if si.count && !sync {
+                    deferred.slat.push((si.dir, si.prep, t));
                 }
             }
             inflight += n;
@@ -736,7 +761,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         deferred.room_for_done(done.len(), res, &mut ival_clat);
         for dn in done.drain(..) {
             let s = dn.slot;
-            if s >= depth {
+            if s >= sl.len() {
                 return Err(Error::msg(format!("engine returned unknown slot {s}")));
             }
             if dn.late {
@@ -745,8 +770,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 free.push(s);
                 continue;
             }
-            let tc = if sync { done_t[s] } else { t };
-            let dir = sdir[s];
+            let si = sl[s];
+            let tc = if sync { si.done } else { t };
+            let dir = si.dir;
             let mut failed = false;
             match dn.res {
                 Err(e) => {
@@ -758,8 +784,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     let msg = format!(
                         "{} of {} bytes at offset {}: {e}",
                         dir_name(dir),
-                        slen[s],
-                        soff[s]
+                        si.len,
+                        si.off
                     );
                     if note_error(job, res, kind, dn.errno, msg) {
                         stop = true;
@@ -767,13 +793,13 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 }
                 Ok(()) => {
                     if dir == Dir::Read && verifying {
-                        let b = &eng.buf_mut(s)[..slen[s]];
-                        match verify::check(b, soff[s], vseed, sgen[s], pattern.as_deref()) {
+                        let b = &eng.buf_mut(s)[..si.len];
+                        match verify::check(b, si.off, vseed, si.gen, pattern.as_deref()) {
                             Ok(()) => res.verified += 1,
                             Err(e) => {
                                 let msg = format!(
                                     "verify failed: block of {} bytes at offset {} ({:#x}): {e}",
-                                    slen[s], soff[s], soff[s]
+                                    si.len, si.off, si.off
                                 );
                                 if note_error(job, res, cont::VERIFY, libc::EILSEQ, msg) {
                                     stop = true;
@@ -783,23 +809,23 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     }
                 }
             }
-            if scount[s] {
+            if si.count {
                 let st = &mut res.dirs[dir as usize];
                 // A failed I/O counts in total_ios (fio's total_io_u, and
                 // so in IOPS) but moves no bytes and has no latency sample.
                 st.ios += 1;
                 if !failed {
-                    deferred.done.push((dir, prep_t[s], issue_t[s], tc));
+                    deferred.done.push((dir, si.prep, si.issue, tc));
                     if let Some(l) = &mut logs {
                         l.io(
                             dir,
-                            slen[s] as u64,
-                            prep_t[s].to_std(),
-                            issue_t[s].to_std(),
+                            si.len as u64,
+                            si.prep.to_std(),
+                            si.issue.to_std(),
                             tc.to_std(),
                         );
                     }
-                    st.bytes += slen[s] as u64;
+                    st.bytes += si.len as u64;
                 }
             }
             if dn.held {
@@ -832,10 +858,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             .map(|s| {
                 format!(
                     "{} at LBA {} ({} bytes at offset {})",
-                    dir_name(sdir[s]),
-                    soff[s] / lbs,
-                    slen[s],
-                    soff[s]
+                    dir_name(sl[s].dir),
+                    sl[s].off / lbs,
+                    sl[s].len,
+                    sl[s].off
                 )
             })
             .collect();

@@ -42,6 +42,7 @@ impl Engine for Null {
     fn buf_mut(&mut self, slot: usize) -> &mut [u8] {
         self.bufs[slot].as_mut_slice()
     }
+    #[inline]
     fn queue(&mut self, slot: usize, _dir: Dir, _offset: u64, _len: usize) -> Result<()> {
         if self.sync {
             self.done.push(slot);
@@ -50,8 +51,11 @@ impl Engine for Null {
         }
         Ok(())
     }
+    #[inline]
     fn commit(&mut self) -> Result<()> {
-        self.done.append(&mut self.queued);
+        if !self.queued.is_empty() {
+            self.done.append(&mut self.queued);
+        }
         Ok(())
     }
     fn reap(&mut self, _min: usize, max: usize, out: &mut Vec<Done>) -> Result<()> {
@@ -59,7 +63,11 @@ impl Engine for Null {
         for &slot in &self.done[..n] {
             out.push(Done::ok(slot));
         }
-        self.done.drain(..n);
+        if n == self.done.len() {
+            self.done.clear();
+        } else {
+            self.done.drain(..n);
+        }
         Ok(())
     }
     fn busy(&self) -> bool {
