@@ -250,6 +250,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let depth_cfg = job.iodepth as usize;
     let mut eng = open_engine(ctx, depth_cfg, max_bs)?;
     let sync = eng.is_sync();
+    let may_busy = eng.may_be_busy();
     let depth = if sync { 1 } else { depth_cfg };
 
     // The region.
@@ -538,7 +539,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         // Issue.
         let mut rate_wait: Option<Instant> = None;
         // fio's FIO_Q_BUSY (the null engine between a commit and a reap).
-        let mut busy = eng.busy();
+        let mut busy = may_busy && eng.busy();
         while !stop && !busy && inflight + queued.len() < depth && queued.len() < bsub {
             if mode == Mode::Workload && state == ST_RUN {
                 let bytes_done = !job.time_based && issued_bytes >= io_limit;
@@ -655,8 +656,12 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             queued.push(slot);
         }
         if !queued.is_empty() {
-            eng.commit()?;
-            busy = eng.busy();
+            if !sync {
+                eng.commit()?;
+            }
+            if may_busy {
+                busy = eng.busy();
+            }
             let t = Instant::now();
             fresh = Some(t);
             let n = queued.len();

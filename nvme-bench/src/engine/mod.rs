@@ -74,11 +74,17 @@ pub trait Engine {
     /// Collect at least `min` (0: whatever is there) and at most `max` completions.
     fn reap(&mut self, min: usize, max: usize, out: &mut Vec<Done>) -> Result<()>;
     /// The engine takes no more I/O until the next `reap` (fio's
-    /// `FIO_Q_BUSY`): the job loop stops issuing and reaps.
+    /// `FIO_Q_BUSY`): the job loop stops issuing and reaps. Asked only of
+    /// engines whose [`Engine::may_be_busy`] is true.
     fn busy(&self) -> bool {
         false
     }
-    /// The I/O happens inside `queue` (psync): no submission latency.
+    /// [`Engine::busy`] can ever be true (asked once, at open).
+    fn may_be_busy(&self) -> bool {
+        false
+    }
+    /// The I/O happens inside `queue` (psync): no submission latency, and
+    /// the job loop does not call `commit` (there is nothing to hand over).
     fn is_sync(&self) -> bool {
         false
     }

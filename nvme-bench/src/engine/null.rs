@@ -73,6 +73,9 @@ impl Engine for Null {
     fn busy(&self) -> bool {
         !self.sync && !self.done.is_empty()
     }
+    fn may_be_busy(&self) -> bool {
+        !self.sync
+    }
     fn is_sync(&self) -> bool {
         self.sync
     }
