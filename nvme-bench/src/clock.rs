@@ -175,6 +175,11 @@ impl Instant {
     pub fn nanos_since(self, earlier: Instant) -> u64 {
         self.0.saturating_sub(earlier.0)
     }
+    /// `self` plus `ns` nanoseconds (saturating).
+    #[inline(always)]
+    pub fn add_nanos(self, ns: u64) -> Instant {
+        Instant(self.0.saturating_add(ns))
+    }
     pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
         Duration::from_nanos(self.nanos_since(earlier))
     }

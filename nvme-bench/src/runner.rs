@@ -464,6 +464,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     // clock again (it is at most one turn old; a turn that took none reads
     // the clock). Saves one clock read per I/O at iodepth_batch_submit=1.
     let mut fresh: Option<Instant> = None;
+    // `runtime` in the loop clock's unit.
+    let runtime_ns = job
+        .runtime
+        .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64);
     loop {
         let now = fresh.take().unwrap_or_else(Instant::now);
         if state == ST_RAMP && now >= ramp_end {
@@ -522,8 +526,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         }
         if mode == Mode::Workload && !stop {
             if state == ST_RUN {
-                if let Some(rt) = job.runtime {
-                    if now - run_start >= rt {
+                if let Some(rt) = runtime_ns {
+                    if now.nanos_since(run_start) >= rt {
                         stop = true;
                     }
                 }
@@ -701,9 +705,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         } else {
             // The engine's reap returns by the end of the ramp or runtime
             // even if the device does not answer.
-            let until = match (state, mode, job.runtime) {
+            let until = match (state, mode, runtime_ns) {
                 (ST_RAMP, _, _) => Some(ramp_end),
-                (ST_RUN, Mode::Workload, Some(rt)) => Some(run_start + rt),
+                (ST_RUN, Mode::Workload, Some(rt)) => Some(run_start.add_nanos(rt)),
                 _ => None,
             };
             if until != engine_until {
