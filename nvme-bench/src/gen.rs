@@ -80,6 +80,73 @@ impl Perm {
     }
 }
 
+/// fio's random map for jobs whose block sizes vary (`bssplit`,
+/// `bsrange`, different read and write sizes): a bit per smallest block
+/// (fio's axmap). An I/O takes a random block, or the next free one after
+/// it when that is taken; it is then cut to the run of free blocks it
+/// starts (io_u.c `mark_random_map`), so a pass moves every byte of the
+/// region exactly once, in I/Os that are sometimes shorter than drawn.
+/// (With one block size the permutation above does the same without
+/// memory.)
+#[derive(Clone, Debug)]
+struct BlockMap {
+    bits: Vec<u64>,
+    n: u64,
+    free: u64,
+}
+
+impl BlockMap {
+    /// The most blocks mapped (a 128 MiB bitmap); larger regions keep the
+    /// permutation.
+    const MAX_BLOCKS: u64 = 1 << 30;
+
+    fn new(n: u64) -> Self {
+        BlockMap {
+            bits: vec![0; n.div_ceil(64) as usize],
+            n,
+            free: n,
+        }
+    }
+    fn is_free(&self, b: u64) -> bool {
+        self.bits[(b / 64) as usize] & (1 << (b % 64)) == 0
+    }
+    /// The first free block at or after `b`, else from the start.
+    fn next_free(&self, b: u64) -> Option<u64> {
+        let scan = |from: u64, to: u64| -> Option<u64> {
+            let mut w = from / 64;
+            let mut mask = !0u64 << (from % 64);
+            while w * 64 < to {
+                let free = !self.bits[w as usize] & mask;
+                if free != 0 {
+                    let b = w * 64 + u64::from(free.trailing_zeros());
+                    return (b < to).then_some(b);
+                }
+                w += 1;
+                mask = !0;
+            }
+            None
+        };
+        scan(b, self.n).or_else(|| scan(0, b.min(self.n)))
+    }
+    /// Take up to `max` free blocks from `b` (stopping at the first taken
+    /// one or the end); returns how many were taken (at least 1: `b` is
+    /// free).
+    fn take_run(&mut self, b: u64, max: u64) -> u64 {
+        let mut k = 0;
+        while k < max && b + k < self.n && self.is_free(b + k) {
+            let i = b + k;
+            self.bits[(i / 64) as usize] |= 1 << (i % 64);
+            k += 1;
+        }
+        self.free -= k;
+        k
+    }
+    fn reset(&mut self) {
+        self.bits.iter_mut().for_each(|w| *w = 0);
+        self.free = self.n;
+    }
+}
+
 /// Zipf over `n` items (Gray et al., as fio's lib/zipf.c), rank 0 hottest.
 #[derive(Clone, Debug)]
 struct Zipf {
@@ -125,8 +192,12 @@ pub struct Gen {
     rw: Rw,
     rwmixread: u32,
     bs: [u64; 2],
+    bs_trim: u64,
     bssplit: [Vec<(u64, u32)>; 2],
     bsrange: [Option<(u64, u64)>; 2],
+    /// `trimwrite`/`randtrimwrite`: the offset just trimmed, to be written
+    /// next (fio's `last_start[DDIR_TRIM]`).
+    trimmed: Option<u64>,
     /// Region start and length in bytes.
     pub base: u64,
     pub len: u64,
@@ -135,6 +206,8 @@ pub struct Gen {
     seq_pos: u64,
     rng: Rng,
     perm: Option<Perm>,
+    /// fio's random map, when block sizes vary (then `perm` is `None`).
+    map: Option<BlockMap>,
     zipf: Option<Zipf>,
     scatter: u64,
     /// Offsets handed out (to tell where a new pass over the region starts).
@@ -204,10 +277,16 @@ impl Gen {
             && zipf.is_none()
             && matches!(skew, Skew::None))
         .then(|| Perm::new(blocks, seed ^ 0xa5a5_5a5a_dead_beef));
+        let varying = job.min_bs() != job.max_bs();
+        let map = (perm.is_some() && varying && blocks <= BlockMap::MAX_BLOCKS)
+            .then(|| BlockMap::new(blocks));
+        let perm = if map.is_some() { None } else { perm };
         Gen {
             rw: job.rw,
             rwmixread: job.rwmixread,
             bs: job.bs,
+            bs_trim: job.bs_trim,
+            trimmed: None,
             bssplit: job.bssplit.clone(),
             bsrange: job.bsrange,
             base,
@@ -217,6 +296,7 @@ impl Gen {
             seq_pos: 0,
             rng: Rng::new(seed),
             perm,
+            map,
             zipf,
             scatter: seed | 1,
             drawn: 0,
@@ -229,6 +309,15 @@ impl Gen {
 
     pub fn pick_dir(&mut self) -> Dir {
         match self.rw {
+            Rw::Trim | Rw::RandTrim => Dir::Trim,
+            // fio's set_rw_ddir: a trim, then a write of the same block.
+            Rw::TrimWrite | Rw::RandTrimWrite => {
+                if self.trimmed.is_some() {
+                    Dir::Write
+                } else {
+                    Dir::Trim
+                }
+            }
             Rw::Read | Rw::RandRead => Dir::Read,
             Rw::Write | Rw::RandWrite => Dir::Write,
             Rw::Rw | Rw::RandRw => {
@@ -242,6 +331,9 @@ impl Gen {
     }
 
     pub fn pick_bs(&mut self, d: Dir) -> u64 {
+        if d == Dir::Trim {
+            return self.bs_trim;
+        }
         let split = &self.bssplit[d as usize];
         if split.is_empty() {
             if let Some((lo, hi)) = self.bsrange[d as usize] {
@@ -270,8 +362,47 @@ impl Gen {
         std::mem::take(&mut self.new_pass)
     }
 
+    /// Byte offset (absolute) and length for an I/O drawn as `bs` bytes:
+    /// the length is `bs` except under fio's random map with varying
+    /// block sizes, where the I/O is cut to the free blocks it starts.
+    pub fn pick_io(&mut self, bs: u64) -> (u64, u64) {
+        if self.rw.random() && self.modifier <= 1 {
+            if let Some(map) = &mut self.map {
+                if map.free == 0 {
+                    // Every block was moved once: a new pass (fio resets
+                    // the map of a time-based job; a sized one has stopped
+                    // before this).
+                    map.reset();
+                    self.new_pass = true;
+                }
+                let drawn = self.rng.below(self.blocks);
+                let b = if map.is_free(drawn) {
+                    drawn
+                } else {
+                    map.next_free(drawn).unwrap_or(drawn)
+                };
+                let want = bs.div_ceil(self.unit).max(1);
+                let got = map.take_run(b, want).max(1);
+                self.drawn += 1;
+                return (self.base + b * self.unit, (got * self.unit).min(bs));
+            }
+        }
+        (self.pick_offset(bs), bs)
+    }
+
     /// Byte offset (absolute) for an I/O of `bs` bytes.
     pub fn pick_offset(&mut self, bs: u64) -> u64 {
+        if let Some(o) = self.trimmed.take() {
+            return o;
+        }
+        let off = self.draw_offset(bs);
+        if matches!(self.rw, Rw::TrimWrite | Rw::RandTrimWrite) {
+            self.trimmed = Some(off);
+        }
+        off
+    }
+
+    fn draw_offset(&mut self, bs: u64) -> u64 {
         // rw=randread:N: N I/Os per random offset, sequential in between.
         if self.rw.random() && self.modifier > 1 {
             if let Some((left, next)) = self.run {
@@ -368,6 +499,40 @@ mod tests {
             seen[x] = true;
         }
         assert!(seen.iter().all(|s| *s));
+    }
+
+    /// fio's random map with varying sizes: one pass moves every byte of
+    /// the region exactly once, cutting I/Os at blocks already moved.
+    #[test]
+    fn block_map_moves_every_byte_once_per_pass() {
+        let job =
+            crate::options::parse_str("[j]\nrw=randread\nbssplit=4k/50:16k/30:64k/20\nsize=8m\n")
+                .unwrap()
+                .jobs
+                .remove(0);
+        let len = 8 << 20;
+        let mut g = Gen::new(&job, 0, len, 7);
+        assert!(g.map.is_some());
+        let mut seen = vec![false; (len / 4096) as usize];
+        let (mut moved, mut ios, mut cut) = (0, 0, 0);
+        while moved < len {
+            let bs = g.pick_bs(Dir::Read);
+            let (off, n) = g.pick_io(bs);
+            assert!(n > 0 && n <= bs && off % 4096 == 0 && off + n <= len);
+            cut += u64::from(n < bs);
+            for b in off / 4096..(off + n) / 4096 {
+                assert!(!seen[b as usize], "block {b} twice in one pass");
+                seen[b as usize] = true;
+            }
+            moved += n;
+            ios += 1;
+        }
+        assert_eq!(moved, len);
+        assert!(seen.iter().all(|s| *s));
+        assert!(cut > 0 && ios > len / (19 << 10), "{ios} I/Os, {cut} cut");
+        assert!(!g.take_new_pass());
+        g.pick_io(4096);
+        assert!(g.take_new_pass(), "the next I/O starts a new pass");
     }
 
     #[test]

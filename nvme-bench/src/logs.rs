@@ -5,13 +5,23 @@
 //! `<prefix>_bw.<N>.log`, `_lat`/`_clat`/`_slat`, `_iops` (N: the job's
 //! number in the run, from 1, clones counted; no `.N` with
 //! `per_job_logs=0`).
+//!
+//! `write_hist_log` (with `log_hist_msec`, `log_hist_coarseness`):
+//! `<prefix>_clat_hist.<N>.log`, fio's completion-latency histogram log.
+//! Each line is `time, direction, block size, count, count, ...`: the
+//! completions of that direction since its previous line, in fio's 1856
+//! latency bins (stat.c `plat_val_to_idx`), 2^coarseness bins summed per
+//! field. As fio: a line is written when a completion comes at least
+//! `log_hist_msec` after the previous line (the first window starts at the
+//! first completion), none for the unfinished last window, and none at
+//! all with `log_hist_msec=0` (the file stays empty).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::options::{Dir, Job};
+use crate::options::{Dir, Job, NDIR};
 
 /// What `write_*_log` asked for: the prefix of each log (fio's default
 /// prefix is the job name).
@@ -24,11 +34,17 @@ pub struct LogOpts {
     pub avg_msec: u64,
     pub max_value: bool,
     pub per_job: bool,
+    /// `write_hist_log`: the prefix of the histogram log.
+    pub hist: Option<String>,
+    /// `log_hist_msec`: 0 = no lines.
+    pub hist_msec: u64,
+    /// `log_hist_coarseness`, 0..=6.
+    pub hist_coarseness: u32,
 }
 
 impl LogOpts {
     pub fn any(&self) -> bool {
-        self.bw.is_some() || self.lat.is_some() || self.iops.is_some()
+        self.bw.is_some() || self.lat.is_some() || self.iops.is_some() || self.hist.is_some()
     }
 }
 
@@ -50,16 +66,74 @@ pub struct Logs {
     w: [W; 5],
     slat_on: bool,
     win_end: Instant,
-    acc: [Acc; 2],
+    acc: [Acc; NDIR],
+    hist: Option<Box<Hist>>,
+}
+
+/// fio's latency bins: `FIO_IO_U_PLAT_GROUP_NR` (29) groups of
+/// `FIO_IO_U_PLAT_VAL` (64).
+pub const PLAT_BITS: u32 = 6;
+pub const PLAT_VAL: usize = 1 << PLAT_BITS;
+pub const PLAT_NR: usize = 29 * PLAT_VAL;
+
+/// fio's `plat_val_to_idx`: the bin of a latency in ns (values up to 2^6
+/// exactly, then 64 bins per power of two; the last bin takes the rest).
+pub fn plat_idx(ns: u64) -> usize {
+    let msb = if ns == 0 { 0 } else { 63 - ns.leading_zeros() };
+    if msb <= PLAT_BITS {
+        return ns as usize;
+    }
+    let error_bits = msb - PLAT_BITS;
+    let base = ((error_bits + 1) as usize) << PLAT_BITS;
+    let offset = (PLAT_VAL - 1) & (ns >> error_bits) as usize;
+    (base + offset).min(PLAT_NR - 1)
+}
+
+/// The histogram log's state.
+struct Hist {
+    w: BufWriter<File>,
+    msec: u64,
+    stride: usize,
+    /// Per direction: completions per bin since the last line.
+    counts: [Vec<u64>; NDIR],
+    /// Per direction: ms (since the job's start) where the window began.
+    last: [Option<u64>; NDIR],
+}
+
+impl Hist {
+    fn io(&mut self, d: usize, bs: u64, clat_ns: u64, elapsed_ms: u64) {
+        self.counts[d][plat_idx(clat_ns)] += 1;
+        let last = *self.last[d].get_or_insert(elapsed_ms);
+        if self.msec == 0 {
+            return;
+        }
+        let window = elapsed_ms.saturating_sub(last);
+        if window < self.msec {
+            return;
+        }
+        let mut line = format!("{elapsed_ms}, {d}, {bs}");
+        for chunk in self.counts[d].chunks(self.stride) {
+            use std::fmt::Write as _;
+            let _ = write!(line, ", {}", chunk.iter().sum::<u64>());
+        }
+        let _ = writeln!(self.w, "{line}");
+        self.counts[d].iter_mut().for_each(|c| *c = 0);
+        // As fio: the next window starts where this one should have ended.
+        self.last[d] = Some(elapsed_ms - (window - self.msec));
+    }
 }
 
 fn open(prefix: &str, kind: &str, n: Option<u32>) -> Result<W> {
+    create(prefix, kind, n).map(Some)
+}
+
+fn create(prefix: &str, kind: &str, n: Option<u32>) -> Result<BufWriter<File>> {
     let name = match n {
         Some(n) => format!("{prefix}_{kind}.{n}.log"),
         None => format!("{prefix}_{kind}.log"),
     };
     let f = File::create(&name).map_err(|e| Error::msg(format!("log file {name}: {e}")))?;
-    Ok(Some(BufWriter::new(f)))
+    Ok(BufWriter::new(f))
 }
 
 impl Logs {
@@ -95,6 +169,16 @@ impl Logs {
             w[4] = open(p, "iops", n)?;
         }
         let avg = (o.avg_msec > 0).then(|| Duration::from_millis(o.avg_msec));
+        let hist = match o.hist.as_ref().map(prefix) {
+            Some(p) => Some(Box::new(Hist {
+                w: create(&p, "clat_hist", n)?,
+                msec: o.hist_msec,
+                stride: 1 << o.hist_coarseness.min(6),
+                counts: std::array::from_fn(|_| vec![0; PLAT_NR]),
+                last: [None; NDIR],
+            })),
+            None => None,
+        };
         Ok(Some(Logs {
             start,
             avg,
@@ -102,7 +186,8 @@ impl Logs {
             w,
             slat_on,
             win_end: start + avg.unwrap_or_default(),
-            acc: [Acc::default(); 2],
+            acc: [Acc::default(); NDIR],
+            hist,
         }))
     }
 
@@ -111,6 +196,10 @@ impl Logs {
         let ns = |d: Duration| d.as_nanos().min(u128::from(u64::MAX)) as u64;
         let (lat, clat, slat) = (ns(done - prep), ns(done - issue), ns(issue - prep));
         let d = dir as usize;
+        if let Some(h) = &mut self.hist {
+            let ms = (done - self.start).as_millis().min(u128::from(u64::MAX)) as u64;
+            h.io(d, bs, clat, ms);
+        }
         match self.avg {
             None => {
                 let t = (done - self.start).as_millis();
@@ -150,7 +239,7 @@ impl Logs {
     /// the window was complete, so its bandwidth and IOPS are written too
     /// (over that length); `None` writes only the latencies.
     fn write_window(&mut self, t: u128, rate_win: Option<Duration>) {
-        for d in 0..2 {
+        for d in 0..NDIR {
             let a = std::mem::take(&mut self.acc[d]);
             if a.n == 0 {
                 continue;
@@ -205,6 +294,9 @@ impl Logs {
         }
         for w in self.w.iter_mut().flatten() {
             w.flush()?;
+        }
+        if let Some(h) = &mut self.hist {
+            h.w.flush()?;
         }
         Ok(())
     }

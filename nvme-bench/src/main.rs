@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 mod bind;
+mod cli;
 mod clock;
 mod diskstats;
 #[allow(unsafe_code)] // aligned buffers, block-device ioctls, io_uring and libaio submission
@@ -16,6 +17,7 @@ mod error;
 #[allow(unsafe_code)] // sysconf for $pagesize/$mb_memory/$ncpus
 mod expr;
 mod gen;
+mod hash;
 #[allow(unsafe_code)] // fallocate/fadvise
 mod layout;
 mod logs;
@@ -40,7 +42,7 @@ use nvme_vfio::VfioDevice;
 #[command(
     version,
     about = "Userspace NVMe driver: inspect and benchmark a controller through VFIO",
-    after_help = "Benchmark (fio's job language): nvme-bench [--output-format=normal|json|json+] \
+    after_help = "Benchmark (fio's job language): nvme-bench [--output-format=normal|json|json+|terse] \
 [--output=FILE] [--plot=FILE.svg] [--interval-log=FILE.ndjson] [--status-interval=T] \
 [--eta=auto|always|never] [--parse-only] [JOBFILE...] [--name=JOB --option=value ...]\n\
 See docs/fio-compat.md for the options, engines and output."
@@ -113,10 +115,18 @@ fn no_arguments() -> ExitCode {
         "nvme-bench [options] [job options] <job file(s)>\n\
          nvme-bench info|smoke|bind|unbind ...\n  \
          --output\t\tWrite output to file\n  \
-         --output-format=type\tOutput format (normal,json,json+)\n  \
+         --output-format=type\tOutput format (normal,json,json+,terse)\n  \
          --version\t\tPrint version info and exit\n  \
          --help\t\tPrint this page (and the subcommands)\n  \
-         --cmdhelp\t\tList the supported fio options\n  \
+         --cmdhelp=cmd\t\tPrint command help, \"all\" for all of them (supported or not)\n  \
+         --enghelp=engine\tPrint ioengine help, or list available ioengines\n  \
+         --showcmd\t\tTurn a job file into command line options\n  \
+         --minimal\t\tMinimal (terse) output\n  \
+         --terse-version=t\tSet terse version output format (default 3, or 2, 4 or 5)\n  \
+         --readonly\t\tTurn on safety read-only checks, preventing writes\n  \
+         --warnings-fatal\tFio parser warnings are fatal\n  \
+         --bandwidth-log\tGenerate aggregate bandwidth logs\n  \
+         --eta-newline=t\tForce a new line for every 't' period passed\n  \
          --parse-only\t\tParse options only, don't start any IO\n  \
          --section=name\tOnly run specified section in job file\n  \
          --eta=when\t\tWhen ETA estimate should be printed (always, never, auto)\n  \
@@ -136,17 +146,60 @@ fn fio_main(args: &[String]) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    if args.iter().any(|a| a == "--cmdhelp") {
-        println!("supported fio options: {}", options::SUPPORTED.join(" "));
-        return ExitCode::SUCCESS;
+    // fio's informational flags: they print and exit without running.
+    for a in args {
+        let (k, v) = match a.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (a.as_str(), None),
+        };
+        match k {
+            "--cmdhelp" => {
+                let (out, err) = cli::cmdhelp(v);
+                print!("{out}");
+                eprint!("{err}");
+                return ExitCode::SUCCESS;
+            }
+            "--enghelp" => {
+                let (out, err, rc) = cli::enghelp(v);
+                print!("{out}");
+                eprint!("{err}");
+                return ExitCode::from(rc);
+            }
+            "--showcmd" => {
+                return match cli::showcmd(args) {
+                    Ok(out) => {
+                        print!("{out}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("nvme-bench: {e}");
+                        ExitCode::from(1)
+                    }
+                };
+            }
+            _ => {}
+        }
     }
-    let (g, set) = match options::parse_command_line(args) {
+    let (g, mut set) = match options::parse_command_line(args) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("nvme-bench: {e}");
             return ExitCode::from(2);
         }
     };
+    if g.readonly {
+        if let Err(e) = cli::readonly_check(&set) {
+            eprintln!("nvme-bench: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let warnings = cli::fixup_warnings(&mut set);
+    for w in &warnings {
+        eprintln!("nvme-bench: {w}");
+    }
+    if g.warnings_fatal && !warnings.is_empty() {
+        return ExitCode::from(1);
+    }
     if g.parse_only {
         // fio prints nothing here; nvme-bench prints what fio prints
         // before a run: the job headers and the Starting line.

@@ -11,7 +11,13 @@ use crate::error::{Error, Result};
 pub enum Dir {
     Read = 0,
     Write = 1,
+    /// A discard: BLKDISCARD on a block device, Dataset Management
+    /// deallocate on nvme-vfio.
+    Trim = 2,
 }
+
+/// Directions a job's statistics are kept for (read, write, trim).
+pub const NDIR: usize = 3;
 
 /// `rw=` (fio's names).
 #[allow(clippy::enum_variant_names)]
@@ -23,17 +29,39 @@ pub enum Rw {
     RandWrite,
     Rw,
     RandRw,
+    Trim,
+    RandTrim,
+    /// Trim a block, then write it (fio's `trimwrite`).
+    TrimWrite,
+    RandTrimWrite,
 }
 
 impl Rw {
     pub fn random(self) -> bool {
-        matches!(self, Rw::RandRead | Rw::RandWrite | Rw::RandRw)
+        matches!(
+            self,
+            Rw::RandRead | Rw::RandWrite | Rw::RandRw | Rw::RandTrim | Rw::RandTrimWrite
+        )
     }
     pub fn has_read(self) -> bool {
-        !matches!(self, Rw::Write | Rw::RandWrite)
+        matches!(self, Rw::Read | Rw::RandRead | Rw::Rw | Rw::RandRw)
     }
     pub fn has_write(self) -> bool {
-        !matches!(self, Rw::Read | Rw::RandRead)
+        matches!(
+            self,
+            Rw::Write | Rw::RandWrite | Rw::Rw | Rw::RandRw | Rw::TrimWrite | Rw::RandTrimWrite
+        )
+    }
+    /// The job's file is opened for writing (fio: O_RDWR for writes and
+    /// trims; BLKDISCARD needs a writable descriptor).
+    pub fn opens_rw(self) -> bool {
+        self.has_write() || self.has_trim()
+    }
+    pub fn has_trim(self) -> bool {
+        matches!(
+            self,
+            Rw::Trim | Rw::RandTrim | Rw::TrimWrite | Rw::RandTrimWrite
+        )
     }
     pub fn name(self) -> &'static str {
         match self {
@@ -43,6 +71,10 @@ impl Rw {
             Rw::RandWrite => "randwrite",
             Rw::Rw => "rw",
             Rw::RandRw => "randrw",
+            Rw::Trim => "trim",
+            Rw::RandTrim => "randtrim",
+            Rw::TrimWrite => "trimwrite",
+            Rw::RandTrimWrite => "randtrimwrite",
         }
     }
     /// fio's status-line letter.
@@ -50,10 +82,12 @@ impl Rw {
         match self {
             Rw::Read => 'R',
             Rw::RandRead => 'r',
-            Rw::Write => 'W',
-            Rw::RandWrite => 'w',
+            Rw::Write | Rw::TrimWrite => 'W',
+            Rw::RandWrite | Rw::RandTrimWrite => 'w',
             Rw::Rw => 'M',
             Rw::RandRw => 'm',
+            Rw::Trim => 'D',
+            Rw::RandTrim => 'd',
         }
     }
 }
@@ -143,6 +177,62 @@ pub enum Verify {
     None,
     Crc32c,
     Pattern,
+    /// A cryptographic digest or CRC-32 of the block (`verify=md5`, ...).
+    Hash(HashKind),
+}
+
+/// The digests `verify=` can name besides crc32c (computed in hash.rs).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum HashKind {
+    Md5,
+    Sha1,
+    Sha256,
+    Sha512,
+    Sha3_224,
+    Sha3_256,
+    Sha3_384,
+    Sha3_512,
+    Crc32,
+}
+
+impl HashKind {
+    pub const ALL: [HashKind; 9] = [
+        HashKind::Md5,
+        HashKind::Sha1,
+        HashKind::Sha256,
+        HashKind::Sha512,
+        HashKind::Sha3_224,
+        HashKind::Sha3_256,
+        HashKind::Sha3_384,
+        HashKind::Sha3_512,
+        HashKind::Crc32,
+    ];
+    /// fio's name for it (`verify=` value).
+    pub fn name(self) -> &'static str {
+        match self {
+            HashKind::Md5 => "md5",
+            HashKind::Sha1 => "sha1",
+            HashKind::Sha256 => "sha256",
+            HashKind::Sha512 => "sha512",
+            HashKind::Sha3_224 => "sha3-224",
+            HashKind::Sha3_256 => "sha3-256",
+            HashKind::Sha3_384 => "sha3-384",
+            HashKind::Sha3_512 => "sha3-512",
+            HashKind::Crc32 => "crc32",
+        }
+    }
+    /// The digest's length in bytes.
+    pub fn len(self) -> usize {
+        match self {
+            HashKind::Md5 => 16,
+            HashKind::Sha1 => 20,
+            HashKind::Sha3_224 => 28,
+            HashKind::Sha256 | HashKind::Sha3_256 => 32,
+            HashKind::Sha3_384 => 48,
+            HashKind::Sha512 | HashKind::Sha3_512 => 64,
+            HashKind::Crc32 => 4,
+        }
+    }
 }
 
 /// `fallocate=`: how a file being laid out is preallocated (fio's
@@ -295,6 +385,8 @@ pub struct Job {
     pub rwmixread: u32,
     /// Block size per direction (read, write).
     pub bs: [u64; 2],
+    /// The trim size (`bs`'s third value; otherwise the write size).
+    pub bs_trim: u64,
     /// `bssplit`: (size, percent) per direction; empty = use `bs`.
     pub bssplit: [Vec<(u64, u32)>; 2],
     /// `bsrange`: (min, max) per direction; each I/O's size is a multiple
@@ -400,6 +492,7 @@ impl Default for Job {
             rw: Rw::Read,
             rwmixread: 50,
             bs: [4096, 4096],
+            bs_trim: 4096,
             bssplit: [Vec::new(), Vec::new()],
             bsrange: [None, None],
             size: None,
@@ -458,9 +551,17 @@ impl Default for Job {
 }
 
 impl Job {
+    /// O_DIRECT at open: `direct`, except for a job that trims (fio's
+    /// file_setup skips the open flags, O_DIRECT included, when td_trim).
+    pub fn open_direct(&self) -> bool {
+        self.direct && !self.rw.has_trim()
+    }
     /// Largest transfer this job issues.
     pub fn max_bs(&self) -> u64 {
         let mut m = self.bs[0].max(self.bs[1]);
+        if self.rw.has_trim() {
+            m = m.max(self.bs_trim);
+        }
         for s in &self.bssplit {
             for (b, _) in s {
                 m = m.max(*b);
@@ -490,10 +591,14 @@ impl Job {
     /// Smallest transfer (the unit offsets are aligned to).
     pub fn min_bs(&self) -> u64 {
         let mut m = u64::MAX;
+        if self.rw.has_trim() {
+            m = self.bs_trim;
+        }
         for d in [Dir::Read, Dir::Write] {
             let used = match d {
                 Dir::Read => self.rw.has_read() || self.verify != Verify::None,
                 Dir::Write => self.rw.has_write(),
+                Dir::Trim => false,
             };
             if !used {
                 continue;
@@ -579,6 +684,16 @@ pub struct Globals {
     pub plot: Option<String>,
     /// nvme-bench: side-by-side table even for one job.
     pub compare: bool,
+    /// fio's `--terse-version` (2..=5; 3 unless given).
+    pub terse_version: u8,
+    /// fio's `--bandwidth-log`: agg-{read,write,trim}_bw.log.
+    pub bandwidth_log: bool,
+    /// fio's `--readonly`: jobs that write are refused.
+    pub readonly: bool,
+    /// fio's `--warnings-fatal`.
+    pub warnings_fatal: bool,
+    /// fio's `--eta-newline=T`: the status line ends with a newline every T.
+    pub eta_newline: Option<Duration>,
 }
 
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -586,6 +701,7 @@ pub struct Formats {
     pub normal: bool,
     pub json: bool,
     pub json_plus: bool,
+    pub terse: bool,
 }
 
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -935,7 +1051,7 @@ pub fn parse_pattern(s: &str) -> Result<Vec<u8>> {
 // ------------------------------------------------------------ option table
 
 /// fio options that nvme-bench knows but does not implement: a clear error.
-const UNSUPPORTED: &[&str] = &[
+pub const UNSUPPORTED: &[&str] = &[
     "bs_unaligned",
     "bs_is_seq_rand",
     "zonemode",
@@ -973,8 +1089,6 @@ const UNSUPPORTED: &[&str] = &[
     "write_iolog",
     "read_iolog",
     "replay_no_stall",
-    "write_hist_log",
-    "log_hist_msec",
     "create_serialize",
     "pre_read",
     "buffer_compress_percentage",
@@ -1140,6 +1254,9 @@ pub const SUPPORTED: &[&str] = &[
     "log_avg_msec",
     "log_max_value",
     "per_job_logs",
+    "write_hist_log",
+    "log_hist_msec",
+    "log_hist_coarseness",
 ];
 
 /// Apply one `key=value` to `job`.
@@ -1248,6 +1365,17 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "log_avg_msec" => job.logs.avg_msec = u64::from(parse_u32(need()?).map_err(ctx)?),
         "log_max_value" => job.logs.max_value = parse_bool(v).map_err(ctx)?,
         "per_job_logs" => job.logs.per_job = parse_bool(v).map_err(ctx)?,
+        "write_hist_log" => job.logs.hist = Some(v.to_string()),
+        "log_hist_msec" => job.logs.hist_msec = u64::from(parse_u32(need()?).map_err(ctx)?),
+        "log_hist_coarseness" => {
+            let c = parse_u32(need()?).map_err(ctx)?;
+            if c > 6 {
+                return Err(Error::msg(format!(
+                    "option 'log_hist_coarseness={v}': must be 0 to 6 (as fio)"
+                )));
+            }
+            job.logs.hist_coarseness = c;
+        }
         "nrfiles" => {
             if parse_u32(need()?).map_err(ctx)? != 1 {
                 return Err(Error::msg(format!(
@@ -1290,11 +1418,10 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
                 "randwrite" => Rw::RandWrite,
                 "rw" | "readwrite" => Rw::Rw,
                 "randrw" => Rw::RandRw,
-                "trim" | "randtrim" | "trimwrite" | "randtrimwrite" => {
-                    return Err(Error::msg(format!(
-                        "option 'rw={s}': trim workloads are not supported"
-                    )))
-                }
+                "trim" => Rw::Trim,
+                "randtrim" => Rw::RandTrim,
+                "trimwrite" => Rw::TrimWrite,
+                "randtrimwrite" => Rw::RandTrimWrite,
                 _ => return Err(Error::msg(format!("option 'rw={s}': unknown mode"))),
             }
         }
@@ -1312,7 +1439,20 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
             }
             job.rwmixread = 100 - p;
         }
-        "bs" | "blocksize" => job.bs = per_dir(need()?, parse_bs, job.bs).map_err(ctx)?,
+        "bs" | "blocksize" => {
+            // fio's `read,write,trim`: one value sets all three, two leave
+            // trim at the write size (as fio shows it: `(T)` = `(W)`).
+            let s = need()?;
+            let (rw, t) = match s.match_indices(',').nth(1) {
+                Some((i, _)) => (&s[..i], Some(&s[i + 1..])),
+                None => (s, None),
+            };
+            job.bs = per_dir(rw, parse_bs, job.bs).map_err(ctx)?;
+            job.bs_trim = match t {
+                Some(t) if !t.trim().is_empty() => parse_bs(t.trim()).map_err(ctx)?,
+                _ => job.bs[1],
+            };
+        }
         "bsrange" | "blocksize_range" => {
             let cur = job.bsrange;
             let v =
@@ -1461,11 +1601,16 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
                 "0" | "null" => Verify::None,
                 "crc32c" | "crc32c-intel" => Verify::Crc32c,
                 "pattern" => Verify::Pattern,
-                o => {
-                    return Err(Error::msg(format!(
-                        "option 'verify={o}' is not supported (crc32c, pattern)"
-                    )))
-                }
+                o => match HashKind::ALL.iter().find(|h| h.name() == o) {
+                    Some(h) => Verify::Hash(*h),
+                    None => {
+                        return Err(Error::msg(format!(
+                            "option 'verify={o}' is not supported (crc32c, pattern, md5, sha1, \
+                             sha256, sha512, sha3-224, sha3-256, sha3-384, sha3-512, crc32; \
+                             not crc64, crc16, crc7, xxhash, meta)"
+                        )))
+                    }
+                },
             }
         }
         "verify_pattern" => job.verify_pattern = parse_pattern(need()?).map_err(ctx)?,
@@ -1738,6 +1883,33 @@ pub fn validate(job: &Job) -> Result<()> {
             )));
         }
     }
+    if job.rw.has_trim() {
+        let what = if job.verify != Verify::None {
+            Some("verify")
+        } else if job.bssplit.iter().any(|s| !s.is_empty()) {
+            Some("bssplit")
+        } else if job.bsrange.iter().any(Option::is_some) {
+            Some("bsrange")
+        } else if job.rate.iter().chain(&job.rate_iops).any(Option::is_some) {
+            Some("rate/rate_iops")
+        } else {
+            None
+        };
+        if let Some(w) = what {
+            return Err(Error::msg(format!(
+                "job '{n}': {w} with rw={} is not supported",
+                job.rw.name()
+            )));
+        }
+        if job.rw.has_write() && job.bs_trim != job.bs[1] {
+            return Err(Error::msg(format!(
+                "job '{n}': rw={} needs the same trim and write block size (bs={},{})",
+                job.rw.name(),
+                job.bs[1],
+                job.bs_trim
+            )));
+        }
+    }
     if job.ioengine == EngineKind::Psync && job.iodepth > 1 {
         // fio accepts and ignores it; so do we, but the depth shown is 1.
     }
@@ -1747,7 +1919,7 @@ pub fn validate(job: &Job) -> Result<()> {
 // ----------------------------------------------------------------- parsing
 
 /// Raw sections in order: (name, [(key, value)]).
-type Section = (String, Vec<(String, Option<String>)>);
+pub type Section = (String, Vec<(String, Option<String>)>);
 
 /// fio's `strip_blank_end` (parse.c): a value ends at its first `;` or
 /// `#`, whether or not it is inside quotes, and trailing blanks go.
@@ -1909,6 +2081,7 @@ pub fn parse_command_line(args: &[String]) -> Result<(Globals, JobSet)> {
             normal: true,
             ..Formats::default()
         },
+        terse_version: 3,
         ..Globals::default()
     };
     let mut sections: Vec<Section> = Vec::new();
@@ -1931,6 +2104,8 @@ pub fn parse_command_line(args: &[String]) -> Result<(Globals, JobSet)> {
                 "section",
                 "interval-log",
                 "plot",
+                "terse-version",
+                "eta-newline",
             ];
             let v = if v.is_none() && takes.contains(&k.as_str()) {
                 Some(
@@ -1953,11 +2128,7 @@ pub fn parse_command_line(args: &[String]) -> Result<(Globals, JobSet)> {
                                 f.json = true;
                                 f.json_plus = true
                             }
-                            "terse" => {
-                                return Err(Error::msg(
-                                    "--output-format=terse is not supported (normal, json, json+)",
-                                ))
-                            }
+                            "terse" => f.terse = true,
                             o => {
                                 return Err(Error::msg(format!(
                                     "--output-format: unknown format '{o}'"
@@ -1991,7 +2162,37 @@ pub fn parse_command_line(args: &[String]) -> Result<(Globals, JobSet)> {
                 "interval-log" => g.interval_log = v,
                 "plot" => g.plot = v,
                 "compare" => g.compare = true,
-                "minimal" => return Err(Error::msg("--minimal (terse output) is not supported")),
+                "minimal" => {
+                    g.formats = Formats {
+                        terse: true,
+                        ..Formats::default()
+                    }
+                }
+                "terse-version" => {
+                    g.terse_version = match v.as_deref().map(str::trim) {
+                        Some("2") => 2,
+                        Some("3") => 3,
+                        Some("4") => 4,
+                        Some("5") => 5,
+                        o => {
+                            return Err(Error::msg(format!(
+                                "--terse-version: bad terse version format {o:?} (2, 3, 4 or 5)"
+                            )))
+                        }
+                    }
+                }
+                "bandwidth-log" => g.bandwidth_log = true,
+                "readonly" => g.readonly = true,
+                "warnings-fatal" => g.warnings_fatal = true,
+                "eta-newline" => {
+                    let t = parse_time(v.as_deref().unwrap_or(""), Duration::from_secs(1))
+                        .map_err(|e| Error::msg(format!("--eta-newline: {e}")))?;
+                    // fio keeps milliseconds: less than one is refused.
+                    if t < Duration::from_millis(1) {
+                        return Err(Error::msg("--eta-newline: eta new line time too short"));
+                    }
+                    g.eta_newline = Some(t);
+                }
                 "name" => {
                     let n = v.ok_or_else(|| Error::msg("--name needs a value"))?;
                     cli.push((n.clone(), vec![("name".to_string(), Some(n))]));
@@ -2299,6 +2500,36 @@ mod tests {
     }
 
     #[test]
+    fn trim_workloads_parse_like_fio() {
+        let j = |t: &str| parse_str(&format!("[j]\nfilename=x\n{t}")).map(|mut s| s.jobs.remove(0));
+        let a = j("rw=trim\nbs=4k,8k\n").unwrap();
+        assert_eq!((a.rw, a.bs, a.bs_trim), (Rw::Trim, [4096, 8192], 8192));
+        assert!(a.rw.has_trim() && !a.rw.has_write() && !a.rw.has_read());
+        let a = j("rw=randtrimwrite\nbs=16k\n").unwrap();
+        assert_eq!((a.bs_trim, a.min_bs(), a.max_bs()), (16384, 16384, 16384));
+        assert!(a.rw.random() && a.rw.has_write());
+        let a = j("rw=trim\nbs=4k,8k,64k\n").unwrap();
+        assert_eq!((a.bs_trim, a.max_bs(), a.min_bs()), (65536, 65536, 65536));
+        assert_eq!(a.rw.letter(), 'D');
+        for (t, want) in [
+            ("rw=trim\nverify=md5\n", "verify with rw=trim"),
+            (
+                "rw=randtrim\nbssplit=4k/50:8k/50\n",
+                "bssplit with rw=randtrim",
+            ),
+            ("rw=trim\nrate=1m\n", "rate/rate_iops with rw=trim"),
+            (
+                "rw=trimwrite\nbs=4k,4k,8k\n",
+                "same trim and write block size",
+            ),
+        ] {
+            let e = j(t).unwrap_err().to_string();
+            assert!(e.contains(want), "{t}: {e}");
+        }
+        assert!(j("rw=trim\nbs=4k,4k,bogus\n").is_err());
+    }
+
+    #[test]
     fn unknown_and_unsupported_are_clear_errors() {
         let e = parse_str("[j]\nfilename=x\nbogus_opt=1\n")
             .unwrap_err()
@@ -2308,10 +2539,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("fio option 'fsync' is not supported"), "{e}");
-        let e = parse_str("[j]\nfilename=x\nverify=md5\n")
+        let e = parse_str("[j]\nfilename=x\nverify=xxhash\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("verify=md5"), "{e}");
+        assert!(e.contains("verify=xxhash"), "{e}");
         // psync/io_uring default to fio's file names; a device engine
         // cannot.
         let e = parse_str("[j]\nioengine=nvme-vfio\nrw=read\n")

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nvme_core::ControllerOptions;
 
 use crate::error::{Error, Result};
-use crate::options::{EngineKind, Eta, Globals, JobSet};
+use crate::options::{EngineKind, Eta, Globals, JobSet, NDIR};
 use crate::report;
 use crate::runner::{self, JobResult, Progress, RunCtx, Target};
 use crate::sys;
@@ -66,6 +66,17 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         )),
         None => None,
     };
+    // fio's --bandwidth-log: created at the start (all three, as fio).
+    let mut agg = match g.bandwidth_log {
+        true => Some(AggBwLog::create()?),
+        false => None,
+    };
+    // --status-interval reports: a run-wide timer, as fio's.
+    let run_t0 = Instant::now();
+    // --eta-newline: when the last newline was kept, and whether the next
+    // status line starts on a new line.
+    let mut eta_nl: (Option<Instant>, bool) = (None, false);
+    let mut next_report = g.status_interval.map(|d| run_t0 + d);
     // Queue pairs: without exec_prerun (which may hand devices around
     // between groups), every controller the set uses is opened once up
     // front and its granted I/O queue pairs compared with what each group
@@ -110,6 +121,11 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         let mut errs = Vec::new();
         for (job, clone) in grp {
             let seed = job.randseed.wrapping_add(u64::from(*clone));
+            if g.readonly {
+                // fio's --readonly: no file is written, laid out or extended.
+                errs.push(readonly_layout_refusal(job));
+                continue;
+            }
             match crate::layout::prepare(job, seed) {
                 Ok(Some(bytes)) => {
                     if g.formats.normal && g.output.is_none() {
@@ -262,15 +278,52 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
+            if let Some(a) = &mut agg {
+                a.sample(run_t0, &progs)?;
+            }
+            if next_report.is_some_and(|t| Instant::now() >= t) {
+                let text = interval_report(g, set, &results, &progs, started)?;
+                match out_file.as_ref() {
+                    Some(f) => {
+                        let mut w: &std::fs::File = f;
+                        w.write_all(text.as_bytes())?
+                    }
+                    None => {
+                        let mut o = std::io::stdout().lock();
+                        o.write_all(text.as_bytes())?;
+                        o.flush()?;
+                    }
+                }
+                let every = g.status_interval.unwrap_or(status_every);
+                next_report = next_report.map(|t| (t + every).max(Instant::now()));
+            }
             if show_eta && Instant::now() >= next_status {
                 let now = Instant::now();
                 let snap = snapshot(&progs);
                 let line = status_line(&progs, &last.1, &snap, now - last.0, t0.elapsed());
+                // fio's --eta-newline=T (eta.c display_thread_status): a
+                // display that finds more than T passed since the last
+                // newline (or the first display) has the next one start on
+                // a new line, keeping the current one.
+                if eta_nl.1 {
+                    eprintln!();
+                    eta_nl.1 = false;
+                }
                 eprint!("\r{line}\x1b[K");
+                match (eta_nl.0, g.eta_newline) {
+                    (None, _) => eta_nl.0 = Some(now),
+                    (Some(at), Some(t)) if now.duration_since(at) > t => {
+                        eta_nl = (Some(now), true);
+                    }
+                    _ => {}
+                }
                 let _ = std::io::stderr().flush();
                 last = (now, snap);
                 next_status = now + status_every;
             }
+        }
+        if let Some(a) = &mut agg {
+            a.group_done(&progs);
         }
         if show_eta {
             eprintln!();
@@ -299,6 +352,9 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
     }
     if let Some(w) = &mut ilog {
         w.flush()?;
+    }
+    if let Some(a) = agg {
+        a.finish()?;
     }
     for r in &results {
         if let Some(e) = &r.error {
@@ -408,7 +464,7 @@ fn exec(cmd: &str, job: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
-type Snap = Vec<(u8, [u64; 2], [u64; 2])>;
+type Snap = Vec<(u8, [u64; NDIR], [u64; NDIR])>;
 
 fn snapshot(progs: &[(crate::options::Job, Arc<Progress>)]) -> Snap {
     progs
@@ -416,14 +472,8 @@ fn snapshot(progs: &[(crate::options::Job, Arc<Progress>)]) -> Snap {
         .map(|(_, p)| {
             (
                 p.state.load(Ordering::Relaxed),
-                [
-                    p.ios[0].load(Ordering::Relaxed),
-                    p.ios[1].load(Ordering::Relaxed),
-                ],
-                [
-                    p.bytes[0].load(Ordering::Relaxed),
-                    p.bytes[1].load(Ordering::Relaxed),
-                ],
+                std::array::from_fn(|d| p.ios[d].load(Ordering::Relaxed)),
+                std::array::from_fn(|d| p.bytes[d].load(Ordering::Relaxed)),
             )
         })
         .collect()
@@ -455,10 +505,10 @@ fn status_line(
     }
     let st: Vec<String> = states.iter().map(|(c, n)| format!("{c}({n})")).collect();
     let secs = dt.as_secs_f64().max(1e-6);
-    let mut bw = [0f64; 2];
-    let mut iops = [0f64; 2];
+    let mut bw = [0f64; NDIR];
+    let mut iops = [0f64; NDIR];
     for (p, c) in prev.iter().zip(cur) {
-        for d in 0..2 {
+        for d in 0..NDIR {
             bw[d] += (c.2[d].saturating_sub(p.2[d])) as f64 / secs;
             iops[d] += (c.1[d].saturating_sub(p.1[d])) as f64 / secs;
         }
@@ -477,9 +527,11 @@ fn status_line(
             (f, total.saturating_sub(elapsed))
         } else {
             let planned = p.planned_bytes.load(Ordering::Relaxed).max(1) as f64;
-            let done = (s.2[0] + s.2[1]) as f64;
+            // Trims count toward `size` unless the job writes (trimwrite).
+            let trims = if job.rw.has_write() { 0 } else { s.2[2] };
+            let done = (s.2[0] + s.2[1] + trims) as f64;
             let f = (done / planned).min(1.0);
-            let rate = (bw[0] + bw[1]).max(1.0);
+            let rate = (bw[0] + bw[1] + if job.rw.has_write() { 0.0 } else { bw[2] }).max(1.0);
             let mut left = Duration::from_secs_f64(((planned - done).max(0.0) / rate).min(1e7));
             if job.runtime.is_some() {
                 left = left.min(total.saturating_sub(elapsed));
@@ -502,13 +554,18 @@ fn status_line(
     let mut iopss = Vec::new();
     let any_w = progs.iter().any(|(j, _)| j.rw.has_write());
     let any_r = progs.iter().any(|(j, _)| j.rw.has_read());
-    if any_r || !any_w {
+    let any_t = progs.iter().any(|(j, _)| j.rw.has_trim());
+    if any_r || !(any_w || any_t) {
         rates.push(format!("r={}", report::fmt_bw_iec(bw[0])));
         iopss.push(format!("r={}", report::num2str(iops[0])));
     }
     if any_w {
         rates.push(format!("w={}", report::fmt_bw_iec(bw[1])));
         iopss.push(format!("w={}", report::num2str(iops[1])));
+    }
+    if any_t {
+        rates.push(format!("t={}", report::fmt_bw_iec(bw[2])));
+        iopss.push(format!("t={}", report::num2str(iops[2])));
     }
     let es = eta.as_secs();
     let eta_s = if es >= 3600 {
@@ -522,4 +579,182 @@ fn status_line(
         rates.join(","),
         iopss.join(",")
     )
+}
+
+/// fio's `--readonly` in place of the file layout: nothing is written. A
+/// file shorter than the job's offset + size is not extended (fio's
+/// "refusing extend of file due to read-only"; the job reads what there
+/// is); a missing one makes the job fail, as fio's open does.
+fn readonly_layout_refusal(job: &crate::options::Job) -> Option<String> {
+    if !job.ioengine.on_files() || job.create_on_open {
+        return None;
+    }
+    let path = job.filename.as_deref()?;
+    let Some(crate::options::Amount::Bytes(size)) = job.size else {
+        return None;
+    };
+    match std::fs::metadata(path) {
+        Ok(md) if !md.is_file() => None,
+        Ok(md) => {
+            let needed = job.offset.resolve(md.len()).saturating_add(size);
+            if needed > md.len() {
+                eprintln!("nvme-bench: {path}: refusing extend of file due to read-only");
+            }
+            None
+        }
+        Err(e) => Some(format!("open({path}): {e} (not laid out: read-only)")),
+    }
+}
+
+/// One `--status-interval` report: every format asked for, from the
+/// finished jobs' results and the running group's statistics so far.
+fn interval_report(
+    g: &Globals,
+    set: &JobSet,
+    done: &[JobResult],
+    progs: &[(crate::options::Job, Arc<Progress>)],
+    started: SystemTime,
+) -> Result<String> {
+    for (_, p) in progs {
+        if p.state.load(Ordering::Relaxed) != runner::ST_DONE {
+            p.snap_req.store(true, Ordering::Relaxed);
+        }
+    }
+    // Each running job answers on its next loop turn; one blocked longer
+    // (a rate-limit sleep) is shown as of its last answer.
+    let until = Instant::now() + Duration::from_millis(250);
+    while Instant::now() < until
+        && progs.iter().any(|(_, p)| {
+            p.snap_req.load(Ordering::Relaxed) && p.state.load(Ordering::Relaxed) != runner::ST_DONE
+        })
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut all: Vec<JobResult> = done.to_vec();
+    for (_, p) in progs {
+        if let Some(r) = p.snap.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            all.push(r);
+        }
+    }
+    let us = report::units(&all);
+    report::render(g, set, &us, &[], started)
+}
+
+/// fio's aggregate bandwidth logs (`--bandwidth-log`): every 500 ms (fio's
+/// `bwavgtime`), the KiB/s moved by all jobs since the last sample, per
+/// direction, as `msec, KiB/s, ddir, 0, 0` lines in agg-read_bw.log,
+/// agg-write_bw.log and agg-trim_bw.log (zeros while nothing trims).
+struct AggBwLog {
+    files: [std::io::BufWriter<std::fs::File>; 3],
+    /// Bytes of the groups already finished.
+    base: [u64; NDIR],
+    prev_bytes: [u64; NDIR],
+    prev_t: Instant,
+}
+
+impl AggBwLog {
+    const NAMES: [&'static str; 3] = ["agg-read_bw.log", "agg-write_bw.log", "agg-trim_bw.log"];
+
+    fn create() -> Result<AggBwLog> {
+        let open = |n: &str| -> Result<std::io::BufWriter<std::fs::File>> {
+            Ok(std::io::BufWriter::new(std::fs::File::create(n).map_err(
+                |e| Error::msg(format!("--bandwidth-log {n}: {e}")),
+            )?))
+        };
+        Ok(AggBwLog {
+            files: [
+                open(Self::NAMES[0])?,
+                open(Self::NAMES[1])?,
+                open(Self::NAMES[2])?,
+            ],
+            base: [0; NDIR],
+            prev_bytes: [0; NDIR],
+            prev_t: Instant::now(),
+        })
+    }
+
+    fn bytes(&self, progs: &[(crate::options::Job, Arc<Progress>)]) -> [u64; NDIR] {
+        let mut b = self.base;
+        for (_, p) in progs {
+            for (d, x) in b.iter_mut().enumerate() {
+                *x += p.bytes[d].load(Ordering::Relaxed);
+            }
+        }
+        b
+    }
+
+    fn sample(
+        &mut self,
+        t0: Instant,
+        progs: &[(crate::options::Job, Arc<Progress>)],
+    ) -> Result<()> {
+        let now = Instant::now();
+        let ms = now.duration_since(self.prev_t).as_millis() as u64;
+        if ms <= 500 {
+            return Ok(());
+        }
+        let cur = self.bytes(progs);
+        let at = now.duration_since(t0).as_millis();
+        for (d, (c, p)) in cur.iter().zip(self.prev_bytes).enumerate() {
+            let diff = c.saturating_sub(p);
+            let kib_s = diff.saturating_mul(1000) / ms / 1024;
+            writeln!(self.files[d], "{at}, {kib_s}, {d}, 0, 0")?;
+        }
+        self.prev_bytes = cur;
+        self.prev_t = now;
+        Ok(())
+    }
+
+    fn group_done(&mut self, progs: &[(crate::options::Job, Arc<Progress>)]) {
+        self.base = self.bytes(progs);
+    }
+
+    fn finish(mut self) -> Result<()> {
+        for (f, n) in self.files.iter_mut().zip(Self::NAMES) {
+            f.flush()
+                .map_err(|e| Error::msg(format!("--bandwidth-log {n}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A trim job's status line shows its trim rate (fio's `t=`) and its
+    /// progress counts trims (a trimwrite's counts its writes only).
+    #[test]
+    fn status_line_shows_trims() {
+        let job = |rw: &str| {
+            crate::options::parse_str(&format!("[j]\nfilename=x\nrw={rw}\nsize=1m\n"))
+                .unwrap()
+                .jobs
+                .remove(0)
+        };
+        for (rw, letter, pct) in [
+            ("randtrim", "d(1)", "50.0%"),
+            ("trimwrite", "W(1)", "25.0%"),
+        ] {
+            let p = Arc::new(Progress::default());
+            p.planned_bytes.store(1 << 20, Ordering::Relaxed);
+            let progs = vec![(job(rw), p)];
+            let prev: Snap = vec![(runner::ST_RUN, [0; NDIR], [0; NDIR])];
+            let w = if rw == "trimwrite" { 256 << 10 } else { 0 };
+            let cur: Snap = vec![(runner::ST_RUN, [0, w / 4096, 128], [0, w, 512 << 10])];
+            let l = status_line(
+                &progs,
+                &prev,
+                &cur,
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            );
+            assert!(l.contains(&format!("[{letter}][{pct}]")), "{rw}: {l}");
+            assert!(
+                l.contains("t=512KiB/s") && l.contains("t=128 IOPS"),
+                "{rw}: {l}"
+            );
+            assert!(!l.contains("r="), "{rw}: {l}");
+        }
+    }
 }

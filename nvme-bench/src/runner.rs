@@ -22,7 +22,7 @@ use crate::clock::Instant;
 use crate::engine::{self, Done, Engine};
 use crate::error::{Error, Result};
 use crate::gen::{Gen, Rng};
-use crate::options::{cont, Dir, EngineKind, FadviseHint, Job, Verify};
+use crate::options::{cont, Dir, EngineKind, FadviseHint, Job, Verify, NDIR};
 use crate::stats::{DepthHist, DirStats, LatStat};
 use crate::sys;
 use crate::verify;
@@ -36,11 +36,16 @@ pub const ST_DONE: u8 = 4;
 /// Live counters the status line reads.
 #[derive(Default, Debug)]
 pub struct Progress {
-    pub ios: [AtomicU64; 2],
-    pub bytes: [AtomicU64; 2],
+    pub ios: [AtomicU64; NDIR],
+    pub bytes: [AtomicU64; NDIR],
     pub state: AtomicU8,
     /// Bytes the workload is to move (0: time-based).
     pub planned_bytes: AtomicU64,
+    /// Set by the run for a `--status-interval` report: the job puts a
+    /// copy of its statistics so far in `snap` and clears the flag (and
+    /// leaves its final result there when it ends).
+    pub snap_req: std::sync::atomic::AtomicBool,
+    pub snap: std::sync::Mutex<Option<JobResult>>,
 }
 
 /// Where a job's I/O goes.
@@ -76,16 +81,16 @@ pub struct JobResult {
     pub job: Job,
     pub clone: u32,
     pub groupid: u32,
-    pub dirs: [DirStats; 2],
+    pub dirs: [DirStats; NDIR],
     /// The measured phase (after ramp), including the verify pass (fio's
     /// `total_run_time`, the JSON's `job_runtime`).
     pub runtime: Duration,
-    /// Per direction (read, write), fio's `runtime[ddir]`: the workload
+    /// Per direction (read, write, trim), fio's `runtime[ddir]`: the workload
     /// phase counts for each direction the job does and moved bytes in; the
     /// verify pass counts for reads (backend.c `update_runtime`). So a
     /// write+verify job's write rate is over the write phase and its read
     /// rate over the read-back.
-    pub dir_runtime: [Duration; 2],
+    pub dir_runtime: [Duration; NDIR],
     /// From thread start.
     pub elapsed: Duration,
     pub usage: sys::Usage,
@@ -111,9 +116,9 @@ impl JobResult {
             job: ctx.job.clone(),
             clone: ctx.clone,
             groupid: ctx.groupid,
-            dirs: [DirStats::default(), DirStats::default()],
+            dirs: Default::default(),
             runtime: Duration::ZERO,
-            dir_runtime: [Duration::ZERO; 2],
+            dir_runtime: [Duration::ZERO; NDIR],
             elapsed: Duration::ZERO,
             usage: sys::Usage::default(),
             depth: DepthHist::default(),
@@ -153,6 +158,7 @@ pub fn run_job(ctx: RunCtx) -> JobResult {
         }
     }
     res.elapsed = t0.elapsed();
+    *ctx.progress.snap.lock().unwrap_or_else(|p| p.into_inner()) = Some(res.clone());
     ctx.progress.state.store(ST_DONE, Ordering::Relaxed);
     res
 }
@@ -201,16 +207,16 @@ fn open_engine(ctx: &RunCtx, slots: usize, buf_len: usize) -> Result<Box<dyn Eng
         }
         (Target::Path(p), EngineKind::Libaio) => Box::new(engine::libaio::Libaio::open(
             p,
-            job.direct,
-            job.rw.has_write(),
+            job.open_direct(),
+            job.rw.opens_rw(),
             want,
             slots,
             buf_len,
         )?),
         (Target::Path(p), EngineKind::Psync) => Box::new(engine::psync::Psync::open(
             p,
-            job.direct,
-            job.rw.has_write(),
+            job.open_direct(),
+            job.rw.opens_rw(),
             want,
             slots,
             buf_len,
@@ -326,6 +332,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     }
     let pattern: Option<Vec<u8>> =
         (job.verify == Verify::Pattern).then(|| job.verify_pattern.clone());
+    let vhash = match job.verify {
+        Verify::Hash(h) => Some(h),
+        _ => None,
+    };
     let vseed = ctx.seed;
 
     // Non-verify writes carry random bytes (fio's default buffer contents).
@@ -418,23 +428,25 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let mut vnext: u64 = 0;
     let mut stop = false;
     let mut issued_bytes = 0u64;
-    let mut issued_ios = [0u64; 2];
-    let mut issued_dir_bytes = [0u64; 2];
-    let rate = job.rate_iops;
+    let mut issued_ios = [0u64; NDIR];
+    let mut issued_dir_bytes = [0u64; NDIR];
+    // `rate_iops` and `rate` (bytes/s) per direction (none for trims).
+    let rate = [job.rate_iops[0], job.rate_iops[1], None];
+    let rate_bw = [job.rate[0], job.rate[1], None];
     // `rate_process=poisson`: the I/O rate a direction is held to (fio
     // turns `rate` into I/Os of the smallest block size), the due time of
     // its next I/O after `run_start`, and the generator of the gaps.
-    let poisson_iops: [Option<f64>; 2] = std::array::from_fn(|d| {
+    let poisson_iops: [Option<f64>; NDIR] = std::array::from_fn(|d| {
         if !job.rate_poisson {
             return None;
         }
-        match (job.rate[d], rate[d]) {
+        match (rate_bw[d], rate[d]) {
             (Some(b), _) => Some(b as f64 / job.min_bs().max(1) as f64),
             (None, Some(n)) => Some(n as f64),
             (None, None) => None,
         }
     });
-    let mut poisson_due = [Duration::ZERO; 2];
+    let mut poisson_due = [Duration::ZERO; NDIR];
     // Any rate limit at all (skips the per-I/O due-time arithmetic).
     let rated = rate.iter().chain(job.rate.iter()).any(Option::is_some)
         || poisson_iops.iter().any(Option::is_some);
@@ -444,7 +456,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     // Averaging windows (fio's 500 ms) and the interval log.
     const WINDOW: Duration = Duration::from_millis(500);
     let mut next_window = run_start + WINDOW;
-    let mut win_base = [(0u64, 0u64); 2];
+    let mut win_base = [(0u64, 0u64); NDIR];
     let (ival, itx) = match &ctx.interval {
         Some((d, tx)) => (*d, Some(tx.clone())),
         None => (Duration::from_secs(3600 * 24 * 365), None),
@@ -453,11 +465,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let mut logs = crate::logs::Logs::open(job, ctx.number, !sync, now0.to_std())?;
     let mut deferred = Deferred::new(depth, itx.is_some());
     deferred.off = [job.disable_slat, job.disable_clat, job.disable_lat];
-    let mut ival_base = [(0u64, 0u64); 2];
-    let mut ival_clat = [LatStat::new(), LatStat::new()];
+    let mut ival_base = [(0u64, 0u64); NDIR];
+    let mut ival_clat = [LatStat::new(), LatStat::new(), LatStat::new()];
     // What the live counters (the status line) were last given, per
     // direction: the job's counts are published once per reaped batch.
-    let mut published = [(0u64, 0u64); 2];
+    let mut published = [(0u64, 0u64); NDIR];
 
     // The newest timestamp taken for an I/O (commit or reap) since the last
     // loop turn: the loop's own clock then reuses it instead of reading the
@@ -476,18 +488,43 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             for d in res.dirs.iter_mut() {
                 d.reset();
             }
-            published = [(0, 0); 2];
+            published = [(0, 0); NDIR];
             res.depth = DepthHist::default();
             run_start = now;
             next_window = now + WINDOW;
             next_ival = now + ival;
-            win_base = [(0, 0); 2];
-            ival_base = [(0, 0); 2];
+            win_base = [(0, 0); NDIR];
+            ival_base = [(0, 0); NDIR];
             usage0 = sys::thread_usage();
+        }
+        if ctx.progress.snap_req.load(Ordering::Relaxed) {
+            // A --status-interval report: the statistics so far.
+            deferred.flush(res, &mut ival_clat);
+            for d in res.dirs.iter_mut() {
+                d.slat.settle();
+                d.clat.settle();
+                d.lat.settle();
+            }
+            let mut s = res.clone();
+            let t = if state == ST_RAMP {
+                Duration::ZERO
+            } else {
+                now.saturating_duration_since(run_start)
+            };
+            s.runtime = t;
+            for d in 0..NDIR {
+                if res.dirs[d].bytes > 0 {
+                    s.dir_runtime[d] = t;
+                }
+            }
+            s.usage = sys::thread_usage() - usage0;
+            s.elapsed = now.saturating_duration_since(now0);
+            *ctx.progress.snap.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+            ctx.progress.snap_req.store(false, Ordering::Relaxed);
         }
         if state == ST_RUN || state == ST_VERIFY {
             if now >= next_window {
-                for d in 0..2 {
+                for d in 0..NDIR {
                     let st = &mut res.dirs[d];
                     let (i0, b0) = win_base[d];
                     let secs = WINDOW.as_secs_f64();
@@ -510,7 +547,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         interval_line(ctx, res, &ival_base, &ival_clat, now - run_start, ival);
                     let _ = tx.send(line);
                 }
-                for d in 0..2 {
+                for d in 0..NDIR {
                     ival_base[d] = (res.dirs[d].ios, res.dirs[d].bytes);
                     ival_clat[d].reset();
                 }
@@ -535,7 +572,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             if !job.time_based && state == ST_RUN && issued_bytes >= io_limit {
                 stop = true;
             }
-            if ios_limit > 0 && state == ST_RUN && issued_ios[0] + issued_ios[1] >= ios_limit {
+            if ios_limit > 0 && state == ST_RUN && issued_ios.iter().sum::<u64>() >= ios_limit {
                 stop = true;
             }
         }
@@ -547,7 +584,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         while !stop && !busy && inflight + queued.len() < depth && queued.len() < bsub {
             if mode == Mode::Workload && state == ST_RUN {
                 let bytes_done = !job.time_based && issued_bytes >= io_limit;
-                let ios_done = ios_limit > 0 && issued_ios[0] + issued_ios[1] >= ios_limit;
+                let ios_done = ios_limit > 0 && issued_ios.iter().sum::<u64>() >= ios_limit;
                 if bytes_done || ios_done {
                     stop = true;
                     break;
@@ -559,7 +596,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     None => {
                         let d = gen.pick_dir();
                         let bs = gen.pick_bs(d);
-                        let off = gen.pick_offset(bs);
+                        let (off, bs) = gen.pick_io(bs);
                         if reinvalidate && gen.take_new_pass() {
                             if let Some(f) = eng.file() {
                                 invalidate_warn(job, f, base, len);
@@ -586,7 +623,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     run_start + Duration::from_secs_f64(issued_ios[dir as usize] as f64 / r as f64)
                 });
                 // `rate`: bytes per second.
-                let due_bw = job.rate[dir as usize].map(|r| {
+                let due_bw = rate_bw[dir as usize].map(|r| {
                     run_start
                         + Duration::from_secs_f64(issued_dir_bytes[dir as usize] as f64 / r as f64)
                 });
@@ -617,6 +654,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     vseed,
                     g,
                     pattern.as_deref(),
+                    vhash,
                 );
             }
             let gen = if mode == Mode::Verify {
@@ -647,7 +685,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 sl[slot].done = Instant::now();
             }
             if mode == Mode::Workload && state == ST_RUN {
-                issued_bytes += bs;
+                // fio's io_bytes_exceeded: a job that writes counts its
+                // writes only (trimwrite's trims do not use up `size`).
+                if !(dir == Dir::Trim && job.rw.has_write()) {
+                    issued_bytes += bs;
+                }
                 issued_dir_bytes[dir as usize] += bs;
                 issued_ios[dir as usize] += 1;
                 if let Some(r) = poisson_iops[dir as usize] {
@@ -788,7 +830,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     failed = true;
                     let kind = match dir {
                         Dir::Read => cont::READ,
-                        Dir::Write => cont::WRITE,
+                        // fio's td_error_type: anything but a read is a write error.
+                        Dir::Write | Dir::Trim => cont::WRITE,
                     };
                     let msg = format!(
                         "{} of {} bytes at offset {}: {e}",
@@ -803,7 +846,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 Ok(()) => {
                     if dir == Dir::Read && verifying {
                         let b = &eng.buf_mut(s)[..si.len];
-                        match verify::check(b, si.off, vseed, si.gen, pattern.as_deref()) {
+                        match verify::check(b, si.off, vseed, si.gen, pattern.as_deref(), vhash) {
                             Ok(()) => res.verified += 1,
                             Err(e) => {
                                 let msg = format!(
@@ -844,7 +887,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             inflight -= 1;
         }
-        for d in 0..2 {
+        for d in 0..NDIR {
             let st = &res.dirs[d];
             let (i0, b0) = published[d];
             if st.ios != i0 {
@@ -907,24 +950,16 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     if job.rw.has_write() && res.dirs[1].bytes > 0 {
         res.dir_runtime[1] += workload;
     }
+    if job.rw.has_trim() && res.dirs[2].bytes > 0 {
+        res.dir_runtime[2] += workload;
+    }
     if verify_start.is_some() {
         res.dir_runtime[0] += end.saturating_duration_since(workload_end);
     }
     res.usage = sys::thread_usage() - usage0;
-    // A last partial window counts if it is at least half full (fio keeps
-    // whole windows only; a short run would otherwise have no sample).
-    let rest = end.saturating_duration_since(next_window - WINDOW);
-    if rest >= WINDOW / 2 || res.dirs.iter().all(|d| d.bw_samples.is_empty()) {
-        let secs = rest.as_secs_f64().max(1e-6);
-        for d in 0..2 {
-            if job_dir_used(job, d) {
-                let st = &mut res.dirs[d];
-                let (i0, b0) = win_base[d];
-                st.bw_samples.push((st.bytes - b0) as f64 / 1024.0 / secs);
-                st.iops_samples.push((st.ios - i0) as f64 / secs);
-            }
-        }
-    }
+    // The bandwidth and IOPS samples are whole windows only, as fio's
+    // (its helper thread samples every `bw_avg_time`): a job shorter than
+    // one window has none, and its report has no bw/iops line, as fio's.
     ival_clat.iter_mut().for_each(LatStat::settle);
     if let Some(tx) = &itx {
         let _ = tx.send(interval_line(
@@ -994,10 +1029,10 @@ fn note_error(job: &Job, res: &mut JobResult, kind: u8, errno: i32, msg: String)
 }
 
 fn job_dir_used(job: &Job, d: usize) -> bool {
-    if d == 0 {
-        job.rw.has_read() || job.verify != Verify::None
-    } else {
-        job.rw.has_write()
+    match d {
+        0 => job.rw.has_read() || job.verify != Verify::None,
+        1 => job.rw.has_write(),
+        _ => job.rw.has_trim(),
     }
 }
 
@@ -1005,6 +1040,7 @@ fn dir_name(d: Dir) -> &'static str {
     match d {
         Dir::Read => "read",
         Dir::Write => "write",
+        Dir::Trim => "trim",
     }
 }
 
@@ -1048,7 +1084,7 @@ impl Deferred {
 
     /// Record everything held into the job's statistics (and the interval
     /// clat series when an interval log is being written).
-    fn flush(&mut self, res: &mut JobResult, ival: &mut [LatStat; 2]) {
+    fn flush(&mut self, res: &mut JobResult, ival: &mut [LatStat; NDIR]) {
         let [no_slat, no_clat, no_lat] = self.off;
         for (d, p, i) in self.slat.drain(..) {
             if !no_slat {
@@ -1074,7 +1110,7 @@ impl Deferred {
     /// buffers never grow (allocate) on the I/O path. Batches are at most
     /// the queue depth, which is at most half the capacity.
     #[inline]
-    fn room_for_slat(&mut self, n: usize, res: &mut JobResult, ival: &mut [LatStat; 2]) {
+    fn room_for_slat(&mut self, n: usize, res: &mut JobResult, ival: &mut [LatStat; NDIR]) {
         if self.slat.len() + n > self.cap {
             self.flush(res, ival);
         }
@@ -1082,7 +1118,7 @@ impl Deferred {
 
     /// The same for the completion buffer.
     #[inline]
-    fn room_for_done(&mut self, n: usize, res: &mut JobResult, ival: &mut [LatStat; 2]) {
+    fn room_for_done(&mut self, n: usize, res: &mut JobResult, ival: &mut [LatStat; NDIR]) {
         if self.done.len() + n > self.cap {
             self.flush(res, ival);
         }
@@ -1093,8 +1129,8 @@ impl Deferred {
 fn interval_line(
     ctx: &RunCtx,
     res: &JobResult,
-    base: &[(u64, u64); 2],
-    clat: &[LatStat; 2],
+    base: &[(u64, u64); NDIR],
+    clat: &[LatStat; NDIR],
     at: Duration,
     span: Duration,
 ) -> String {
@@ -1123,6 +1159,7 @@ fn interval_line(
         "ioengine": ctx.job.ioengine.name(),
         "read": dir(0),
         "write": dir(1),
+        "trim": dir(2),
     })
     .to_string()
 }

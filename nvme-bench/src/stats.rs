@@ -192,8 +192,8 @@ pub const LAT_BUCKETS: [(&str, &[u64], u64); 3] = [
     ),
 ];
 
-/// Percent of I/Os per fio latency bucket: [ns buckets, us buckets, ms buckets + ">=2000"].
-pub fn latency_buckets(s: &LatStat) -> [Vec<(String, f64)>; 3] {
+/// I/Os per fio latency bucket: [ns (10), us (10), ms (11) + ">=2000"].
+pub fn latency_bucket_counts(s: &LatStat) -> [Vec<u64>; 3] {
     let mut counts: [Vec<u64>; 3] = [vec![0; 10], vec![0; 10], vec![0; 12]];
     for v in s.hist.iter_recorded() {
         let ns = s.hist.highest_equivalent(v.value_iterated_to()).min(s.max);
@@ -214,6 +214,12 @@ pub fn latency_buckets(s: &LatStat) -> [Vec<(String, f64)>; 3] {
             counts[2][11] += c;
         }
     }
+    counts
+}
+
+/// Percent of I/Os per fio latency bucket: [ns buckets, us buckets, ms buckets + ">=2000"].
+pub fn latency_buckets(s: &LatStat) -> [Vec<(String, f64)>; 3] {
+    let counts = latency_bucket_counts(s);
     let total: u64 = s.n.max(1);
     let pct = |c: u64| {
         let p = c as f64 * 100.0 / total as f64;

@@ -21,6 +21,8 @@ pub struct Libaio {
     events: Vec<Event>,
     size: u64,
     lbs: u64,
+    /// Trims done in `queue` (synchronously), reported by the next `reap`.
+    trims: Vec<Done>,
 }
 
 // SAFETY: the raw pointers point into `iocbs`, which this value owns.
@@ -49,6 +51,7 @@ impl Libaio {
             events: vec![Event::default(); slots.max(1)],
             size,
             lbs,
+            trims: Vec::new(),
         })
     }
 }
@@ -58,13 +61,20 @@ impl Engine for Libaio {
         self.bufs[slot].as_mut_slice()
     }
     fn queue(&mut self, slot: usize, dir: Dir, offset: u64, len: usize) -> Result<()> {
+        if dir == Dir::Trim {
+            // fio's libaio trims synchronously (FIO_ASYNCIO_SYNC_TRIM).
+            self.trims
+                .push(super::trim_now(&self.file, slot, offset, len));
+            return Ok(());
+        }
         let buf = self.bufs[slot].as_mut_ptr();
         let cb = &mut self.iocbs[slot];
         *cb = Iocb {
             data: slot as u64,
             opcode: match dir {
                 Dir::Read => CMD_PREAD,
-                Dir::Write => CMD_PWRITE,
+                // (Trims returned above.)
+                Dir::Write | Dir::Trim => CMD_PWRITE,
             },
             fildes: self.file.as_raw_fd() as u32,
             buf: buf as u64,
@@ -99,6 +109,12 @@ impl Engine for Libaio {
         Ok(())
     }
     fn reap(&mut self, min: usize, max: usize, out: &mut Vec<Done>) -> Result<()> {
+        if !self.trims.is_empty() {
+            // Trims done in `queue` complete first, without waiting.
+            let n = self.trims.len().min(max.max(1));
+            out.extend(self.trims.drain(..n));
+            return Ok(());
+        }
         let max = max.clamp(1, self.events.len());
         let n = self.ctx.getevents(min, &mut self.events[..max])?;
         for e in &self.events[..n] {

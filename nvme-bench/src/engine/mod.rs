@@ -218,6 +218,38 @@ pub fn open_file(
     Ok((f, size, lbs))
 }
 
+/// `BLKDISCARD`: `_IO(0x12, 119)`, discard a byte range of a block device.
+const BLKDISCARD: libc::c_ulong = 0x1277;
+
+/// fio's `os_trim` (os/os-linux.h): the `BLKDISCARD` ioctl over `len`
+/// bytes at `off`. It is done on whatever the job opened, as fio does: on a
+/// regular file the kernel answers ENOTTY ("Inappropriate ioctl for
+/// device"), which fails the job with error 25 in both tools.
+pub fn discard(f: &std::fs::File, off: u64, len: u64) -> std::io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let range: [u64; 2] = [off, len];
+    // SAFETY: BLKDISCARD reads two u64 (start, length) through the pointer,
+    // which points at `range` for the whole call; the fd is owned by `f`.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), BLKDISCARD, range.as_ptr()) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A trim done synchronously (fio's FIO_ASYNCIO_SYNC_TRIM for its kernel
+/// engines, and psync): its completion.
+pub fn trim_now(f: &std::fs::File, slot: usize, off: u64, len: usize) -> Done {
+    match discard(f, off, len as u64) {
+        Ok(()) => Done::new(slot, Ok(())),
+        Err(e) => Done::failed(
+            slot,
+            e.raw_os_error().unwrap_or(libc::EIO),
+            format!("trim at {off}: {e}"),
+        ),
+    }
+}
+
 /// `BLKFLSBUF`: `_IO(0x12, 97)`, flush a block device's buffer cache.
 const BLKFLSBUF: libc::c_ulong = 0x1261;
 

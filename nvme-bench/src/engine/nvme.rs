@@ -30,6 +30,9 @@ pub struct NvmeEngine<H: Hardware> {
     /// Per slot: its I/O was reported at its deadline and the device still
     /// holds the buffer.
     timed_out: Vec<bool>,
+    /// Per slot: a trim (Dataset Management deallocate) is in flight; the
+    /// slot's buffer stays here (the command has none).
+    trimming: Vec<bool>,
     /// `reap` returns by then (the job's runtime or drain end).
     until: Option<Instant>,
     /// I/Os reported at their deadline.
@@ -94,12 +97,29 @@ impl<H: Hardware> NvmeEngine<H> {
             slots: bufs.into_iter().map(Some).collect(),
             batching,
             timed_out: vec![false; slots],
+            trimming: vec![false; slots],
             until: None,
             timeouts: 0,
             engine,
             controller,
             ctrl: ctrl.clone(),
         })
+    }
+}
+
+impl<H: Hardware> NvmeEngine<H> {
+    /// A trim: one Dataset Management deallocate range of `blocks` LBAs.
+    fn queue_trim(&mut self, slot: usize, lba: u64, blocks: u64) -> Result<()> {
+        if self.slots.get(slot).is_none_or(Option::is_none) || self.trimming[slot] {
+            return Err(Error::msg(format!("slot {slot} is busy")));
+        }
+        let n = u32::try_from(blocks)
+            .map_err(|_| Error::msg(format!("trim of {blocks} blocks: too many for one range")))?;
+        self.qp
+            .submit_deallocate(&self.ns, &[(Lba(lba), n)], slot as u64)
+            .map_err(|e| Error::msg(format!("trim at LBA {lba}: {e}")))?;
+        self.trimming[slot] = true;
+        Ok(())
     }
 }
 
@@ -122,6 +142,9 @@ impl<H: Hardware> Engine for NvmeEngine<H> {
                 "I/O of {len} bytes at {offset} is not aligned to the {bs}-byte LBA"
             )));
         }
+        if dir == Dir::Trim {
+            return self.queue_trim(slot, offset / bs, len as u64 / bs);
+        }
         let mut buf = self.slots[slot]
             .take()
             .ok_or_else(|| Error::msg(format!("slot {slot} is busy")))?;
@@ -129,7 +152,8 @@ impl<H: Hardware> Engine for NvmeEngine<H> {
         let lba = offset / bs;
         let r = match dir {
             Dir::Read => self.qp.submit_read(&self.ns, Lba(lba), buf, slot as u64),
-            Dir::Write => self.qp.submit_write(&self.ns, Lba(lba), buf, slot as u64),
+            // (Trims returned above.)
+            Dir::Write | Dir::Trim => self.qp.submit_write(&self.ns, Lba(lba), buf, slot as u64),
         };
         r.map_err(|rej| {
             let e = Error::msg(format!("submit at LBA {lba}: {}", rej.error));
@@ -155,10 +179,28 @@ impl<H: Hardware> Engine for NvmeEngine<H> {
             let slots = &mut self.slots;
             let timed_out = &mut self.timed_out;
             let timeouts = &mut self.timeouts;
+            let trimming = &mut self.trimming;
             self.qp.poll(max - got, |c| {
                 let slot = c.tag as usize;
                 if slot >= slots.len() {
                     out.push(Done::new(slot, Ok(())));
+                    return;
+                }
+                if std::mem::take(&mut trimming[slot]) {
+                    // A deallocate: no buffer to give back; a timeout is
+                    // final (nothing of ours stays with the device).
+                    out.push(match c.status {
+                        Ok(()) => Done::new(slot, Ok(())),
+                        Err(CommandError::TimedOut { after }) => {
+                            *timeouts += 1;
+                            Done::failed(
+                                slot,
+                                libc::ETIMEDOUT,
+                                format!("trim: no completion within {after:?} (nvme_io_timeout)"),
+                            )
+                        }
+                        Err(s) => Done::new(slot, Err(format!("NVMe status: {s}"))),
+                    });
                     return;
                 }
                 if let Err(CommandError::TimedOut { after }) = &c.status {

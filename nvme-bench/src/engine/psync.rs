@@ -43,10 +43,16 @@ impl Engine for Psync {
         self.bufs[slot].as_mut_slice()
     }
     fn queue(&mut self, slot: usize, dir: Dir, offset: u64, len: usize) -> Result<()> {
+        if dir == Dir::Trim {
+            self.done
+                .push(super::trim_now(&self.file, slot, offset, len));
+            return Ok(());
+        }
         let b = &mut self.bufs[slot].as_mut_slice()[..len];
         let r = match dir {
             Dir::Read => self.file.read_at(b, offset),
-            Dir::Write => self.file.write_at(b, offset),
+            // (Trims returned above.)
+            Dir::Write | Dir::Trim => self.file.write_at(b, offset),
         };
         let done = match r {
             Ok(n) if n == len => Done::new(slot, Ok(())),

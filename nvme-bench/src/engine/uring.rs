@@ -49,13 +49,17 @@ impl Flavor for Plain {
             ($fd:expr) => {
                 match (dir, p.fixed_bufs) {
                     (Dir::Read, false) => opcode::Read::new($fd, ptr, len32).offset(off).build(),
-                    (Dir::Write, false) => opcode::Write::new($fd, ptr, len32).offset(off).build(),
+                    (Dir::Write | Dir::Trim, false) => {
+                        opcode::Write::new($fd, ptr, len32).offset(off).build()
+                    }
                     (Dir::Read, true) => opcode::ReadFixed::new($fd, ptr, len32, slot as u16)
                         .offset(off)
                         .build(),
-                    (Dir::Write, true) => opcode::WriteFixed::new($fd, ptr, len32, slot as u16)
-                        .offset(off)
-                        .build(),
+                    (Dir::Write | Dir::Trim, true) => {
+                        opcode::WriteFixed::new($fd, ptr, len32, slot as u16)
+                            .offset(off)
+                            .build()
+                    }
                 }
             };
         }
@@ -92,7 +96,8 @@ impl Flavor for Cmd {
         let mut c = [0u8; 80];
         c[0] = match dir {
             Dir::Read => 0x02,
-            Dir::Write => 0x01,
+            // (Trims never get here: `queue` does them itself.)
+            Dir::Write | Dir::Trim => 0x01,
         };
         c[4..8].copy_from_slice(&p.nsid.to_le_bytes());
         c[24..32].copy_from_slice(&(ptr as u64).to_le_bytes());
@@ -137,6 +142,8 @@ pub struct Uring<F: Flavor> {
     kind: &'static str,
     iopoll: bool,
     sqpoll: bool,
+    /// Trims done in `queue` (synchronously), reported by the next `reap`.
+    trims: Vec<Done>,
 }
 
 pub type PlainUring = Uring<Plain>;
@@ -210,6 +217,7 @@ impl<F: Flavor> Uring<F> {
             kind,
             iopoll: job.hipri,
             sqpoll: job.sqthread_poll,
+            trims: Vec::new(),
         })
     }
 }
@@ -222,7 +230,7 @@ impl Uring<Plain> {
         slots: usize,
         buf_len: usize,
     ) -> Result<Self> {
-        let (file, size, lbs) = super::open_file(path, job.direct, job.rw.has_write(), want)?;
+        let (file, size, lbs) = super::open_file(path, job.open_direct(), job.rw.opens_rw(), want)?;
         if job.hipri && !job.direct {
             return Err(Error::msg(format!(
                 "job '{}': hipri (polled I/O) needs direct=1",
@@ -245,7 +253,7 @@ impl Uring<Cmd> {
     pub fn open(job: &Job, path: &str, slots: usize, buf_len: usize) -> Result<Self> {
         let file = std::fs::OpenOptions::new()
             .read(true)
-            .write(job.rw.has_write())
+            .write(job.rw.opens_rw())
             .open(path)
             .map_err(|e| Error::msg(format!("open {path}: {e}")))?;
         // SAFETY: NVME_IOCTL_ID takes no argument and returns the nsid.
@@ -303,6 +311,14 @@ impl<F: Flavor> Engine for Uring<F> {
                 self.p.lbs
             )));
         }
+        if dir == Dir::Trim {
+            // fio's io_uring engines trim synchronously
+            // (FIO_ASYNCIO_SYNC_TRIM): the ioctl here, the completion at
+            // the next reap.
+            self.trims
+                .push(super::trim_now(&self.file, slot, offset, len));
+            return Ok(());
+        }
         let ptr = self.bufs[slot].as_mut_ptr();
         let e = F::sqe(&self.p, slot, dir, offset, ptr, len);
         self.lens[slot] = len;
@@ -328,6 +344,11 @@ impl<F: Flavor> Engine for Uring<F> {
         Ok(())
     }
     fn reap(&mut self, min: usize, max: usize, out: &mut Vec<Done>) -> Result<()> {
+        if !self.trims.is_empty() {
+            let n = self.trims.len().min(max.max(1));
+            out.extend(self.trims.drain(..n));
+            return Ok(());
+        }
         let mut got = 0;
         loop {
             let mut n = 0;

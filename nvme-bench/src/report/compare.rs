@@ -34,11 +34,12 @@ pub fn rows(us: &[Unit]) -> Vec<Row> {
     us.iter()
         .map(|u| {
             let mut lat = crate::stats::LatStat::new();
-            lat.merge(&u.dirs[0].lat);
-            lat.merge(&u.dirs[1].lat);
-            let ios = u.dirs[0].ios + u.dirs[1].ios;
+            for d in &u.dirs {
+                lat.merge(&d.lat);
+            }
+            let ios: u64 = u.dirs.iter().map(|d| d.ios).sum();
             let secs = u.wall.as_secs_f64().max(1e-3);
-            let bytes = (u.dirs[0].bytes + u.dirs[1].bytes) as f64;
+            let bytes = u.dirs.iter().map(|d| d.bytes).sum::<u64>() as f64;
             let engine = match &u.extras.first() {
                 Some(Value::Object(m)) if m.get("iopoll") == Some(&json!(true)) => {
                     format!("{} (hipri)", u.job.ioengine.name())

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use serde_json::{json, Map, Value};
 
 use super::Unit;
-use crate::options::{Globals, JobSet};
+use crate::options::{Globals, JobSet, NDIR};
 use crate::stats::{latency_buckets, series, LatStat};
 
 fn lat_json(s: &LatStat, pcts: Option<&[f64]>, bins: bool) -> Value {
@@ -82,17 +82,6 @@ fn dir_json(u: &Unit, d: usize, group_bw: f64, plus: bool) -> Value {
     })
 }
 
-fn empty_dir() -> Value {
-    let z = json!({"min": 0, "max": 0, "mean": 0.0, "stddev": 0.0, "N": 0});
-    json!({
-        "io_bytes": 0, "io_kbytes": 0, "bw_bytes": 0, "bw": 0, "iops": 0.0, "runtime": 0,
-        "total_ios": 0, "short_ios": 0, "drop_ios": 0,
-        "slat_ns": z, "clat_ns": z, "lat_ns": z,
-        "bw_min": 0, "bw_max": 0, "bw_agg": 0.0, "bw_mean": 0.0, "bw_dev": 0.0, "bw_samples": 0,
-        "iops_min": 0, "iops_max": 0, "iops_mean": 0.0, "iops_stddev": 0.0, "iops_samples": 0,
-    })
-}
-
 fn pct_map(keys: &[&str], counts: &[u64; 7]) -> Value {
     let total: u64 = counts.iter().sum::<u64>().max(1);
     let mut m = Map::new();
@@ -133,10 +122,11 @@ fn job_options(u: &Unit) -> Value {
 }
 
 fn lat_buckets_json(u: &Unit) -> (Value, Value, Value) {
-    // Over reads and writes together (fio's io_u_lat).
+    // Over reads, writes and trims together (fio's io_u_lat).
     let mut all = LatStat::new();
-    all.merge(&u.dirs[0].clat);
-    all.merge(&u.dirs[1].clat);
+    for d in &u.dirs {
+        all.merge(&d.clat);
+    }
     let b = latency_buckets(&all);
     let to = |v: &Vec<(String, f64)>| {
         let mut m = Map::new();
@@ -148,7 +138,7 @@ fn lat_buckets_json(u: &Unit) -> (Value, Value, Value) {
     (to(&b[0]), to(&b[1]), to(&b[2]))
 }
 
-pub fn job_json(u: &Unit, group_bw: [f64; 2], plus: bool) -> Value {
+pub fn job_json(u: &Unit, group_bw: [f64; NDIR], plus: bool) -> Value {
     let (usr, sys) = u.cpu_pct();
     let (lns, lus, lms) = lat_buckets_json(u);
     let job = &u.job;
@@ -172,7 +162,7 @@ pub fn job_json(u: &Unit, group_bw: [f64; 2], plus: bool) -> Value {
         extras.insert("verified_blocks".into(), json!(u.verified));
     }
     // Total-latency percentiles always (fio has them only with lat_percentiles).
-    for (d, name) in [(0, "read"), (1, "write")] {
+    for (d, name) in [(0, "read"), (1, "write"), (2, "trim")] {
         let name = if u.mixed { "mixed" } else { name };
         if u.dirs[d].ios > 0 {
             extras.insert(
@@ -194,7 +184,7 @@ pub fn job_json(u: &Unit, group_bw: [f64; 2], plus: bool) -> Value {
     } else {
         m.insert("read".into(), dir_json(u, 0, group_bw[0], plus));
         m.insert("write".into(), dir_json(u, 1, group_bw[1], plus));
-        m.insert("trim".into(), empty_dir());
+        m.insert("trim".into(), dir_json(u, 2, group_bw[2], plus));
         m.insert(
             "sync".into(),
             json!({"total_ios": 0, "lat_ns": {"min": 0, "max": 0, "mean": 0.0, "stddev": 0.0, "N": 0}}),
@@ -232,8 +222,8 @@ pub fn job_json(u: &Unit, group_bw: [f64; 2], plus: bool) -> Value {
 }
 
 /// Sum of the bandwidths (bytes/s) per group and direction.
-pub fn group_bw(us: &[Unit], gid: u32) -> [f64; 2] {
-    let mut b = [0.0; 2];
+pub fn group_bw(us: &[Unit], gid: u32) -> [f64; NDIR] {
+    let mut b = [0.0; NDIR];
     for u in us.iter().filter(|u| u.groupid == gid) {
         for (d, x) in b.iter_mut().enumerate() {
             if u.dirs[d].ios > 0 {

@@ -4,12 +4,13 @@
 pub mod compare;
 pub mod json;
 pub mod normal;
+pub mod terse;
 
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
-use crate::options::{Globals, Job, JobSet};
+use crate::options::{Globals, Job, JobSet, NDIR};
 use crate::runner::JobResult;
 use crate::stats::{DepthHist, DirStats};
 
@@ -21,12 +22,12 @@ pub struct Unit {
     pub groupid: u32,
     pub jobs: usize,
     pub job: Job,
-    pub dirs: [DirStats; 2],
+    pub dirs: [DirStats; NDIR],
     /// fio's `total_run_time` (`job_runtime`): of a group_reporting
     /// group, the sum of its jobs' (stat.c `sum_thread_stats`).
     pub runtime: Duration,
     /// fio's `runtime[ddir]`: of a group, the longest job's.
-    pub dir_runtime: [Duration; 2],
+    pub dir_runtime: [Duration; NDIR],
     /// Wall time of the measured phase (of a group: the longest job's),
     /// for the comparison table's rates.
     pub wall: Duration,
@@ -81,12 +82,12 @@ impl Unit {
     }
     fn merge(&mut self, r: &JobResult) {
         self.jobs += 1;
-        for d in 0..2 {
+        for d in 0..NDIR {
             self.dirs[d].merge(&r.dirs[d]);
         }
         self.runtime += r.runtime;
         self.wall = self.wall.max(r.runtime);
-        for d in 0..2 {
+        for d in 0..NDIR {
             self.dir_runtime[d] = self.dir_runtime[d].max(r.dir_runtime[d]);
         }
         self.elapsed = self.elapsed.max(r.elapsed);
@@ -152,13 +153,48 @@ pub fn units(results: &[JobResult]) -> Vec<Unit> {
     for u in out.iter_mut().filter(|u| u.job.unified_rw) {
         // fio's unified_rw_reporting=mixed: the directions are summed into
         // one, over the longer of their runtimes.
-        let w = std::mem::take(&mut u.dirs[1]);
-        u.dirs[0].merge(&w);
-        u.dir_runtime[0] = u.dir_runtime[0].max(u.dir_runtime[1]);
-        u.dir_runtime[1] = Duration::ZERO;
+        for d in 1..NDIR {
+            let w = std::mem::take(&mut u.dirs[d]);
+            u.dirs[0].merge(&w);
+            u.dir_runtime[0] = u.dir_runtime[0].max(u.dir_runtime[d]);
+            u.dir_runtime[d] = Duration::ZERO;
+        }
         u.mixed = true;
     }
     out
+}
+
+/// The reports fio would print for these results, in fio's order when
+/// several formats are asked for: terse, JSON, normal. Also what a
+/// `--status-interval` report prints, from the statistics so far.
+pub fn render(
+    g: &Globals,
+    set: &JobSet,
+    us: &[Unit],
+    disks: &[crate::diskstats::DiskUtil],
+    started: SystemTime,
+) -> Result<String> {
+    let mut text = String::new();
+    if g.formats.terse {
+        text.push_str(&terse::render(us, disks, g.terse_version));
+    }
+    if g.formats.json {
+        let mut d = json::document(g, set, us, started);
+        if !disks.is_empty() {
+            d["disk_util"] = crate::diskstats::json(disks);
+        }
+        text.push_str(&serde_json::to_string_pretty(&d).map_err(|e| Error::msg(e.to_string()))?);
+        text.push('\n');
+    }
+    if g.formats.normal {
+        text.push_str(&normal::render(us, g.output.is_some()));
+        if !disks.is_empty() {
+            // fio's show_disk_util starts with a blank line.
+            text.push('\n');
+        }
+        text.push_str(&crate::diskstats::render(disks));
+    }
+    Ok(text)
 }
 
 /// Write every requested report.
@@ -171,28 +207,10 @@ pub fn emit(
     out_file: Option<std::fs::File>,
 ) -> Result<()> {
     let us = units(results);
-    let mut text = String::new();
-    if g.formats.normal {
-        text.push_str(&normal::render(&us, g.output.is_some()));
-        text.push_str(&crate::diskstats::render(disks));
-    }
-    let mut doc = None;
-    if g.formats.json {
-        let mut d = json::document(g, set, &us, started);
-        if !disks.is_empty() {
-            d["disk_util"] = crate::diskstats::json(disks);
-        }
-        text.push_str(&serde_json::to_string_pretty(&d).map_err(|e| Error::msg(e.to_string()))?);
-        text.push('\n');
-        doc = Some(d);
-    }
+    let text = render(g, set, &us, disks, started)?;
+    // The comparison table is nvme-bench's own: it never goes where fio's
+    // report goes. On stderr (stdout and --output carry fio's formats).
     let table = (us.len() > 1 || g.compare).then(|| compare::table(&us));
-    if let Some(t) = &table {
-        if g.formats.normal {
-            text.push('\n');
-            text.push_str(t);
-        }
-    }
     match (&g.output, out_file) {
         (Some(p), f) => {
             // Opened (created) by `run::run` before the first I/O.
@@ -203,28 +221,61 @@ pub fn emit(
             };
             f.write_all(text.as_bytes())
                 .map_err(|e| Error::msg(format!("--output {p}: {e}")))?;
-            // The table also goes to the terminal: stdout unless stdout is
-            // reserved for JSON (it is not here: the report went to a file).
-            if let Some(t) = &table {
-                print!("{t}");
-            }
         }
         (None, _) => {
             let mut o = std::io::stdout().lock();
             o.write_all(text.as_bytes())?;
-            if let (Some(t), false) = (&table, g.formats.normal) {
-                // JSON owns stdout: the table goes to stderr.
-                eprint!("{t}");
-            }
         }
     }
-    let _ = doc;
+    if let Some(t) = &table {
+        eprint!("\n{t}");
+    }
     std::io::stdout().flush()?;
     if let Some(p) = &g.plot {
         compare::svg(&us, p)?;
         eprintln!("nvme-bench: plot written to {p}");
     }
     Ok(())
+}
+
+/// fio's `num2str(num, maxlen, 1, 0, N2S_NONE)` (lib/num2str.c): an
+/// integer in at most `maxlen` digits (the `.` counted), divided by 1000
+/// (k, M, ...) until it fits, with as many decimals as room is left:
+/// `338333`, `3997.5k`, `12345k`.
+pub fn num2str_fixed(mut num: u64, maxlen: usize) -> String {
+    const PREFIX: [&str; 7] = ["", "k", "M", "G", "T", "P", "E"];
+    let mut post = 0usize;
+    let mut modulo: Option<u64> = None;
+    let mut carry = false;
+    while post < PREFIX.len() {
+        if num.to_string().len() <= maxlen {
+            break;
+        }
+        let m = num % 1000;
+        modulo = Some(m);
+        num /= 1000;
+        carry = m >= 500;
+        post += 1;
+    }
+    if post >= PREFIX.len() {
+        post = 0;
+    }
+    let Some(m) = modulo else {
+        return format!("{num}{}", PREFIX[post]);
+    };
+    let digits = num.to_string().len();
+    if maxlen <= digits + 1 {
+        if carry {
+            num += 1;
+        }
+        return format!("{num}{}", PREFIX[post]);
+    }
+    let prec = maxlen - digits - 1;
+    let frac = format!("{:.*}", prec, m as f64 / 1000.0);
+    if frac.starts_with('1') {
+        num += 1;
+    }
+    format!("{num}.{}{}", &frac[2..], PREFIX[post])
 }
 
 /// fio's num2str for counts: 5247, 21.0k, 210k, 1.23M.
@@ -340,5 +391,19 @@ pub fn strerror(errno: i32) -> String {
     match s.rfind(" (os error") {
         Some(i) => s[..i].to_string(),
         None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn num2str_fixed_like_fio() {
+        assert_eq!(super::num2str_fixed(621, 6), "621");
+        assert_eq!(super::num2str_fixed(338_333, 6), "338333");
+        assert_eq!(super::num2str_fixed(3_997_512, 6), "3997.5k");
+        assert_eq!(super::num2str_fixed(12_345_478, 6), "12345k");
+        assert_eq!(super::num2str_fixed(12_345_678, 6), "12346k");
+        assert_eq!(super::num2str_fixed(1_000_000, 6), "1000.0k");
+        assert_eq!(super::num2str_fixed(1_999_999, 6), "2000.0k");
     }
 }

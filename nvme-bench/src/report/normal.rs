@@ -66,27 +66,35 @@ fn lat_unit(s: &LatStat) -> (&'static str, f64) {
     }
 }
 
-fn int6(v: f64) -> String {
-    if v < 1_000_000.0 {
-        format!("{}", v as u64)
-    } else {
-        format!("{}k", (v / 1000.0) as u64)
-    }
-}
-
 fn lat_line(out: &mut String, name: &str, s: &LatStat) {
     if s.n == 0 {
         return;
     }
     let (u, div) = lat_unit(s);
+    // fio divides min and max as integers (nsec_to_usec), then num2str's
+    // six digits.
+    let d = div as u64;
     let _ = writeln!(
         out,
         "    {name:>4} ({u}): min={}, max={}, avg={:5.02}, stdev={:5.02}",
-        int6(s.min() as f64 / div),
-        int6(s.max as f64 / div),
+        super::num2str_fixed(s.min() / d, 6),
+        super::num2str_fixed(s.max / d, 6),
         s.mean() / div,
         s.stddev() / div
     );
+}
+
+/// fio's `percentile_precision`: the most decimals among the listed
+/// percentiles (fio counts the digits written after the dot; the shortest
+/// form of each value is what is counted here).
+fn precision(list: &[f64]) -> usize {
+    list.iter()
+        .map(|p| {
+            let t = format!("{p}");
+            t.split_once('.').map_or(0, |(_, f)| f.len())
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 fn pct_block(out: &mut String, name: &str, s: &LatStat, list: &[f64]) {
@@ -104,7 +112,12 @@ fn pct_block(out: &mut String, name: &str, s: &LatStat, list: &[f64]) {
         ("nsec", 0)
     };
     let _ = write!(out, "    {name} percentiles ({unit}):\n     |");
-    let per_line = 4;
+    // fio's widths: the value column fits the largest value (at least 5),
+    // the percentile column the list's precision; as many as fit in 73.
+    let div = [1u64, 1000, 1_000_000][scale];
+    let time_width = 5.max(((maxv / div) as f64).log10() as usize + 1);
+    let prec = precision(list);
+    let per_line = (73 / (prec + 10 + time_width)).max(1);
     for (j, (p, v)) in list.iter().zip(&vals).enumerate() {
         if j != 0 && j % per_line == 0 {
             out.push_str("     |");
@@ -114,7 +127,12 @@ fn pct_block(out: &mut String, name: &str, s: &LatStat, list: &[f64]) {
             v = v.div_ceil(1000);
         }
         let last = j == list.len() - 1;
-        let _ = write!(out, " {p:5.2}th=[{v:5}]{}", if last { '\n' } else { ',' });
+        let _ = write!(
+            out,
+            " {p:w$.prec$}th=[{v:time_width$}]{}",
+            if last { '\n' } else { ',' },
+            w = prec + 3
+        );
         if !last && j % per_line == per_line - 1 {
             out.push('\n');
         }
@@ -129,16 +147,23 @@ fn dir_block(out: &mut String, u: &Unit, d: usize, group_bw: f64) {
     let name = match d {
         _ if u.mixed => "mixed",
         0 => "read",
-        _ => "write",
+        1 => "write",
+        _ => "trim",
     };
     let units = Units::of(&u.job);
     let (bw1, bw2) = units.bw(u.bw_bytes(d));
     let _ = writeln!(
         out,
-        "  {name}: IOPS={}, BW={bw1} ({bw2})({}/{}msec)",
+        "  {name}: IOPS={}, BW={bw1} ({bw2})({}/{}msec){}",
         num2str(u.iops(d)),
         units.bytes(st.bytes as f64).0,
-        u.dir_runtime_ms(d)
+        u.dir_runtime_ms(d),
+        // fio's zbd_write_status, on every write line.
+        if d == 1 && !u.mixed {
+            "; 0 zone resets"
+        } else {
+            ""
+        }
     );
     lat_line(out, "slat", &st.slat);
     lat_line(out, "clat", &st.clat);
@@ -147,29 +172,56 @@ fn dir_block(out: &mut String, u: &Unit, d: usize, group_bw: f64) {
         pct_block(out, "clat", &st.clat, u.job.percentiles());
     }
     if u.job.lat_percentiles {
-        pct_block(out, " lat", &st.lat, u.job.percentiles());
+        pct_block(out, "lat", &st.lat, u.job.percentiles());
     }
-    let (bmin, bmax, bmean, bdev) = series(&st.bw_samples);
-    let per = if group_bw > 0.0 {
-        (bmean * 1024.0 * u.jobs as f64 / group_bw * 100.0).min(100.0)
-    } else {
-        0.0
-    };
-    let _ = writeln!(
-        out,
-        "   bw (  KiB/s): min={}, max={}, per={per:.2}%, avg={bmean:.2}, stdev={bdev:5.2}, samples={}",
-        bmin as u64,
-        bmax as u64,
-        st.bw_samples.len()
-    );
-    let (imin, imax, imean, idev) = series(&st.iops_samples);
-    let _ = writeln!(
-        out,
-        "   iops        : min={}, max={}, avg={imean:.2}, stdev={idev:5.2}, samples={}",
-        imin as u64,
-        imax as u64,
-        st.iops_samples.len()
-    );
+    if !st.bw_samples.is_empty() {
+        let (bmin, bmax, bmean, bdev) = series(&st.bw_samples);
+        let per = if group_bw > 0.0 {
+            (bmean * 1024.0 * u.jobs as f64 / group_bw * 100.0).min(100.0)
+        } else {
+            100.0
+        };
+        // fio: KiB (kB with kb_base=1000; Kibit/kbit with unit_base=1),
+        // MiB once the mean passes kb_base squared; min and max integers.
+        let kb = if units.si_first { 1000.0 } else { 1024.0 };
+        let m = if units.bits { 8.0 } else { 1.0 };
+        let (mut bmin, mut bmax, mut bmean, mut bdev) = (
+            (bmin as u64) as f64 * m,
+            (bmax as u64) as f64 * m,
+            bmean * m,
+            bdev * m,
+        );
+        let mut unit = match (units.bits, units.si_first) {
+            (true, false) => "Kibit",
+            (true, true) => "kbit",
+            (false, false) => "KiB",
+            (false, true) => "kB",
+        };
+        if bmean > kb * kb {
+            bmin /= kb;
+            bmax /= kb;
+            bmean /= kb;
+            bdev /= kb;
+            unit = if units.bits { "Mibit" } else { "MiB" };
+        }
+        let _ = writeln!(
+            out,
+            "   bw ({unit:>5}/s): min={:5}, max={:5}, per={per:3.2}%, avg={bmean:5.02}, stdev={bdev:5.02}, samples={}",
+            bmin as u64,
+            bmax as u64,
+            st.bw_samples.len()
+        );
+    }
+    if !st.iops_samples.is_empty() {
+        let (imin, imax, imean, idev) = series(&st.iops_samples);
+        let _ = writeln!(
+            out,
+            "   iops        : min={:5}, max={:5}, avg={imean:5.02}, stdev={idev:5.02}, samples={}",
+            imin as u64,
+            imax as u64,
+            st.iops_samples.len()
+        );
+    }
 }
 
 fn pct_row(keys: &[&str], counts: &[u64; 7]) -> String {
@@ -181,7 +233,7 @@ fn pct_row(keys: &[&str], counts: &[u64; 7]) -> String {
         .join(", ")
 }
 
-pub fn unit_block(out: &mut String, u: &Unit, group_bw: [f64; 2]) {
+pub fn unit_block(out: &mut String, u: &Unit, group_bw: [f64; crate::options::NDIR]) {
     // fio: `err= 5 (file:..., func=io_u error, error=Input/output error)`
     // when the job ended on an error.
     let verror = if u.errno != 0 {
@@ -204,10 +256,12 @@ pub fn unit_block(out: &mut String, u: &Unit, group_bw: [f64; 2]) {
     }
     dir_block(out, u, 0, group_bw[0]);
     dir_block(out, u, 1, group_bw[1]);
-    // Latency buckets over reads and writes.
+    dir_block(out, u, 2, group_bw[2]);
+    // Latency buckets over reads, writes and trims.
     let mut all = LatStat::new();
-    all.merge(&u.dirs[0].clat);
-    all.merge(&u.dirs[1].clat);
+    for d in &u.dirs {
+        all.merge(&d.clat);
+    }
     if all.n > 0 {
         let b = latency_buckets(&all);
         for (i, (unit, _, _)) in LAT_BUCKETS.iter().enumerate() {
@@ -244,8 +298,8 @@ pub fn unit_block(out: &mut String, u: &Unit, group_bw: [f64; 2]) {
     );
     let _ = writeln!(
         out,
-        "     issued rwts: total={},{},0,0 short=0,0,0,0 dropped=0,0,0,0",
-        u.dirs[0].ios, u.dirs[1].ios
+        "     issued rwts: total={},{},{},0 short=0,0,0,0 dropped=0,0,0,0",
+        u.dirs[0].ios, u.dirs[1].ios, u.dirs[2].ios
     );
     if u.job.continue_on_error != 0 {
         let _ = writeln!(
@@ -264,7 +318,6 @@ pub fn unit_block(out: &mut String, u: &Unit, group_bw: [f64; 2]) {
     if u.job.verify != Verify::None {
         let _ = writeln!(out, "     verify    : {} blocks verified", u.verified);
     }
-    out.push('\n');
 }
 
 pub fn render(us: &[Unit], to_file: bool) -> String {
@@ -285,8 +338,8 @@ pub fn render(us: &[Unit], to_file: bool) -> String {
         unit_block(&mut out, u, super::json::group_bw(us, u.groupid));
     }
     for g in gids {
-        let _ = writeln!(out, "Run status group {g} (all jobs):");
-        for (d, name) in [(0, "READ"), (1, "WRITE")] {
+        let _ = writeln!(out, "\nRun status group {g} (all jobs):");
+        for (d, name) in [(0, "READ"), (1, "WRITE"), (2, "TRIM")] {
             let members: Vec<&Unit> = us
                 .iter()
                 .filter(|u| u.groupid == g && u.dirs[d].ios > 0)
@@ -327,7 +380,6 @@ pub fn render(us: &[Unit], to_file: bool) -> String {
                 "{name:>7}: bw={t1} ({t2}), {lo1}-{hi1} ({lo2}-{hi2}), io={io1} ({io2}), run={rmin}-{rmax}msec",
             );
         }
-        out.push('\n');
     }
     out
 }

@@ -1,0 +1,228 @@
+//! rw=trim|randtrim|trimwrite|randtrimwrite side by side with Debian's fio
+//! 3.33. On a block device (a loop device over a sparse scratch file: it
+//! takes BLKDISCARD) both tools move the same bytes and I/Os per direction
+//! (trimwrite: every block trimmed, then written), report them under the
+//! JSON's `trim` object and the text's `trim:` / `TRIM:` lines, and the
+//! discards really free the backing file's blocks. On a regular file both
+//! fail the job with ENOTTY (25), as fio's BLKDISCARD ioctl does there.
+//!
+//! The block-device test needs root and `losetup`; without them it says so
+//! and passes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{ensure_fio, scratch};
+use serde_json::Value;
+
+const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
+
+/// Run `job.fio` in `dir`; (exit success, JSON document, stderr). fio
+/// prints its error lines before the JSON on stdout: skipped.
+fn run(dir: &Path, cmd: &str, extra: &[&str]) -> (bool, Value, String) {
+    let mut c = Command::new(cmd);
+    c.current_dir(dir).arg("--output-format=json");
+    if cmd == BENCH {
+        c.arg("--eta=never");
+    }
+    let o = c.args(extra).arg("job.fio").output().expect(cmd);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let at = if out.starts_with('{') {
+        0
+    } else {
+        out.find("\n{").map_or(0, |i| i + 1)
+    };
+    let v: Value =
+        serde_json::from_str(&out[at..]).unwrap_or_else(|e| panic!("{cmd}: no JSON ({e}):\n{out}"));
+    (
+        o.status.success(),
+        v,
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A loop device over a sparse file, detached on drop.
+struct Loop {
+    dev: String,
+    backing: PathBuf,
+}
+
+impl Loop {
+    fn new(dir: &Path, size: u64) -> Option<Loop> {
+        let backing = dir.join("loop.img");
+        let f = std::fs::File::create(&backing).ok()?;
+        f.set_len(size).ok()?;
+        let o = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&backing)
+            .output()
+            .ok()?;
+        if !o.status.success() {
+            eprintln!(
+                "losetup failed (not root?): {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            return None;
+        }
+        let dev = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        Some(Loop { dev, backing })
+    }
+    /// 512-byte blocks the backing file has allocated.
+    fn allocated(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&self.backing).unwrap().blocks()
+    }
+    /// Fill the device (so a discard has something to free).
+    fn fill(&self) {
+        let st = Command::new("dd")
+            .args(["if=/dev/urandom", "bs=1M", "oflag=direct", "status=none"])
+            .arg(format!("of={}", self.dev))
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        // dd stops at the device's end with "No space left": fine.
+        let _ = st;
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+fn dirs(j: &Value) -> Vec<(String, Value, Value)> {
+    ["read", "write", "trim"]
+        .iter()
+        .map(|d| {
+            (
+                d.to_string(),
+                j[*d]["io_bytes"].clone(),
+                j[*d]["total_ios"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn trims_on_a_block_device_like_fio() {
+    let fio = ensure_fio();
+    let base = scratch("trim-blk");
+    let Some(lo) = Loop::new(&base, 32 << 20) else {
+        eprintln!("no loop device: skipped");
+        return;
+    };
+    let job = format!(
+        "[global]\nfilename={}\nsize=8m\nbs=64k\n\
+         [trim-seq]\nioengine=psync\nrw=trim\n\
+         [trim-rand]\nstonewall\nioengine=psync\nrw=randtrim\n\
+         [trimwrite]\nstonewall\nioengine=psync\nrw=trimwrite\n\
+         [randtrimwrite]\nstonewall\nioengine=psync\nrw=randtrimwrite\n\
+         [uring-trim]\nstonewall\nioengine=io_uring\niodepth=8\nrw=randtrim\noffset=8m\n\
+         [aio-trimwrite]\nstonewall\nioengine=libaio\niodepth=4\nrw=trimwrite\noffset=16m\nbs=16k\nsize=2m\n",
+        lo.dev
+    );
+    let mut docs = Vec::new();
+    for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
+        let dir = scratch(&format!("trim-blk-{who}"));
+        std::fs::write(dir.join("job.fio"), &job).unwrap();
+        let (ok, v, err) = run(&dir, cmd, &[]);
+        assert!(ok, "{who} failed:\n{err}");
+        // The text report names the trim direction as fio's does.
+        let o = Command::new(cmd)
+            .current_dir(&dir)
+            .args(if cmd == BENCH {
+                vec!["--eta=never", "job.fio"]
+            } else {
+                vec!["job.fio"]
+            })
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("issued rwts") || l.trim_start().starts_with("TRIM:"))
+            .map(|l| {
+                let l = l.trim();
+                if l.starts_with("TRIM:") {
+                    // The group line's amount, not its (timed) rates.
+                    let io = l.split(", ").find(|p| p.starts_with("io=")).unwrap_or("");
+                    format!("TRIM: {io}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        docs.push((v, lines));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let (t, o) = (&docs[0], &docs[1]);
+    let (tj, oj) = (
+        t.0["jobs"].as_array().unwrap(),
+        o.0["jobs"].as_array().unwrap(),
+    );
+    assert_eq!(tj.len(), oj.len());
+    for (a, b) in tj.iter().zip(oj) {
+        let name = a["jobname"].as_str().unwrap();
+        assert_eq!(a["jobname"], b["jobname"]);
+        assert_eq!(a["error"], 0, "fio {name}");
+        assert_eq!(b["error"], 0, "ours {name}");
+        assert_eq!(
+            dirs(a),
+            dirs(b),
+            "{name}: (dir, io_bytes, total_ios) fio vs ours"
+        );
+        assert!(b["trim"]["total_ios"].as_u64().unwrap() > 0, "{name}");
+        assert!(b["trim"]["clat_ns"]["N"].as_u64().unwrap() > 0, "{name}");
+    }
+    assert_eq!(t.1, o.1, "issued rwts / TRIM lines");
+    assert!(
+        o.1.iter().any(|l| l.starts_with("TRIM: io=8192KiB")),
+        "{:?}",
+        o.1
+    );
+
+    // The discards are real: a filled device's backing file gives its
+    // blocks back after our trim job over all of it.
+    lo.fill();
+    let before = lo.allocated();
+    let dir = scratch("trim-blk-free");
+    std::fs::write(
+        dir.join("job.fio"),
+        format!("[t]\nfilename={}\nrw=trim\nbs=1m\nioengine=psync\n", lo.dev),
+    )
+    .unwrap();
+    let (ok, v, err) = run(&dir, BENCH, &[]);
+    assert!(ok, "{err}");
+    assert_eq!(v["jobs"][0]["trim"]["io_bytes"], 32 << 20);
+    let after = lo.allocated();
+    assert!(
+        before >= (30 << 20) / 512 && after < before / 8,
+        "backing file blocks: {before} before the trim, {after} after"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    drop(lo);
+    let _ = std::fs::remove_dir_all(base);
+}
+
+#[test]
+fn trim_on_a_regular_file_fails_like_fio() {
+    let fio = ensure_fio();
+    for rw in ["trim", "randtrim", "trimwrite", "randtrimwrite"] {
+        let job = format!("[t]\nfilename=t.dat\nsize=1m\nbs=64k\nioengine=psync\nrw={rw}\n");
+        let mut seen = Vec::new();
+        for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
+            let dir = scratch(&format!("trim-file-{rw}-{who}"));
+            std::fs::write(dir.join("job.fio"), &job).unwrap();
+            let (ok, v, err) = run(&dir, cmd, &[]);
+            assert!(!ok, "{who} {rw}: a trim on a regular file succeeded");
+            let j = &v["jobs"][0];
+            assert_eq!(j["error"], 25, "{who} {rw}: {err}");
+            seen.push(dirs(j));
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        assert_eq!(seen[0], seen[1], "{rw}: fio vs ours");
+    }
+}
