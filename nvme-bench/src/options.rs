@@ -1846,9 +1846,9 @@ pub fn validate(job: &Job) -> Result<()> {
         || job.nvme_shadow_doorbells.is_some()
         || job.nvme_io_timeout.is_some()
         || job.nvme_timeout_policy.is_some();
-    if nvme_knob && job.ioengine != EngineKind::NvmeVfio {
+    if nvme_knob && !matches!(job.ioengine, EngineKind::NvmeVfio | EngineKind::NvmeModel) {
         return Err(Error::msg(format!(
-            "job '{n}': nvme_* options apply to ioengine=nvme-vfio only"
+            "job '{n}': nvme_* options apply to ioengine=nvme-vfio and nvme-model only"
         )));
     }
     if job.verify == Verify::Pattern && job.verify_pattern.is_empty() {

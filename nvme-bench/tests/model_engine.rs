@@ -72,3 +72,36 @@ fn needs_size() {
     assert!(!ok);
     assert!(err.contains("ioengine=nvme-model needs size="), "{err}");
 }
+
+/// The driver's `nvme_*` options apply to the model's controller as to a
+/// device's (and stay refused for engines without our driver).
+#[test]
+fn nvme_options_reach_the_driver() {
+    for (opt, key, want) in [
+        (
+            "--nvme_shadow_doorbells=0",
+            "shadow_doorbells",
+            Value::from(false),
+        ),
+        (
+            "--nvme_shadow_doorbells=1",
+            "shadow_doorbells",
+            Value::from(true),
+        ),
+        ("--nvme_queue_size=64", "queue_entries", Value::from(64)),
+    ] {
+        let (ok, v, err) = run(&["--size=64m", "--rw=randread", "--number_ios=1000", opt]);
+        assert!(ok, "{opt}: {err}");
+        assert_eq!(v["jobs"][0]["nvme_bench"]["engine"][key], want, "{opt}");
+    }
+    let o = Command::new(BENCH)
+        .args([
+            "--name=n",
+            "--ioengine=null",
+            "--size=1m",
+            "--nvme_queue_size=64",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "null accepted nvme_queue_size");
+}

@@ -10,7 +10,10 @@
 //! storage is `Backing::Null` (no data moves: reads leave the buffer as it
 //! was), except with `verify`, where it is `Sparse` (writes are kept and
 //! read back). The engine is the nvme-vfio engine's code ([`NvmeEngine`]):
-//! the same queue sizing, batching (`iodepth_batch_submit`) and timing.
+//! the same queue sizing, batching (`iodepth_batch_submit`) and timing,
+//! and the same `nvme_*` options (queue size, shadow doorbells, CMB queues
+//! — the model has no CMB, so the driver falls back as on such a device —,
+//! I/O timeout and its policy).
 
 use nvme_core::{Controller, ControllerOptions};
 use nvme_model::{Backing, ModelConfig, ModelController, NamespaceConfig};
@@ -40,7 +43,19 @@ pub fn open(
         namespaces: vec![ns],
         ..ModelConfig::default()
     };
-    let ctrl = Controller::init(ModelController::new(cfg), ControllerOptions::default())
+    // The job's controller options, as nvme-vfio applies them (run.rs
+    // nvme_wants): the model has one controller per job, so no sharing.
+    let mut opts = ControllerOptions::default();
+    if let Some(c) = job.nvme_cmb_queues {
+        opts.cmb_queues = c;
+    }
+    if let Some(s) = job.nvme_shadow_doorbells {
+        opts.shadow_doorbells = s;
+    }
+    if let Some(p) = job.nvme_timeout_policy {
+        opts.timeout_policy = p;
+    }
+    let ctrl = Controller::init(ModelController::new(cfg), opts)
         .map_err(|e| Error::msg(format!("nvme-model: controller bring-up: {e}")))?;
     NvmeEngine::open(
         &ctrl,
