@@ -148,7 +148,8 @@ fn check(set: &JobSet) {
             assert!((0.0..=100.0).contains(&x));
         }
         if matches!(job.ioengine, EngineKind::Psync | EngineKind::IoUring) {
-            file_for(job, 0).expect("validated file name");
+            let files = files_for(job, 0).expect("validated file names");
+            assert!(!files.is_empty() && files.len() <= MAX_FILES as usize);
         }
     }
 }

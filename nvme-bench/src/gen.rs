@@ -149,7 +149,7 @@ impl BlockMap {
 
 /// Zipf over `n` items (Gray et al., as fio's lib/zipf.c), rank 0 hottest.
 #[derive(Clone, Debug)]
-struct Zipf {
+pub(crate) struct Zipf {
     n: u64,
     theta: f64,
     zetan: f64,
@@ -158,7 +158,7 @@ struct Zipf {
 }
 
 impl Zipf {
-    fn new(n: u64, theta: f64) -> Self {
+    pub(crate) fn new(n: u64, theta: f64) -> Self {
         // fio caps the items the zeta sum runs over (ZIPF_MAX_GEN).
         let gen = n.min(10_000_000);
         let zetan: f64 = (1..=gen).map(|i| 1.0 / (i as f64).powf(theta)).sum();
@@ -173,7 +173,7 @@ impl Zipf {
             eta,
         }
     }
-    fn next(&self, rng: &mut Rng) -> u64 {
+    pub(crate) fn next(&self, rng: &mut Rng) -> u64 {
         let u = rng.unit();
         let uz = u * self.zetan;
         let v = if uz < 1.0 {
@@ -188,6 +188,7 @@ impl Zipf {
 }
 
 /// Next-I/O generator of one job.
+#[derive(Clone)]
 pub struct Gen {
     rw: Rw,
     rwmixread: u32,
@@ -456,6 +457,57 @@ impl Gen {
             self.run = Some((self.modifier - 2, self.base + off + bs));
         }
         self.base + off
+    }
+
+    /// The same generator over another region of the same length (one
+    /// file of several): its own random stream and map order.
+    pub fn moved(&self, base: u64, seed: u64) -> Gen {
+        let mut g = self.clone();
+        g.base = base;
+        g.rng = Rng::new(seed);
+        g.scatter = seed | 1;
+        if let Some(p) = &mut g.perm {
+            *p = Perm::new(p.n, seed ^ 0xa5a5_5a5a_dead_beef);
+        }
+        g.restart();
+        g
+    }
+
+    /// Start a new pass over the region (fio's `fio_file_reset`).
+    pub fn restart(&mut self) {
+        self.seq_pos = 0;
+        self.drawn = 0;
+        self.run = None;
+        self.new_pass = false;
+        if let Some(m) = &mut self.map {
+            m.reset();
+        }
+    }
+
+    /// fio's offset and length for one file of several (io_u.c
+    /// `get_next_offset`): `None` once this pass is used up — sequential:
+    /// the next block does not fit before the region's end; the random
+    /// map: every block was handed out — and the file is done. Random
+    /// offsets without a map never run out. `restart` begins the next pass.
+    pub fn pick_io_once(&mut self, bs: u64) -> Option<(u64, u64)> {
+        if bs > self.len {
+            // No block of this size fits (fio: past the file's end).
+            return None;
+        }
+        if self.rw.random() {
+            if self.modifier <= 1 {
+                if self.perm.is_some() && self.drawn >= self.blocks {
+                    return None;
+                }
+                if self.map.as_ref().is_some_and(|m| m.free == 0) {
+                    return None;
+                }
+            }
+        } else if self.seq_pos * self.unit + bs > self.len || (self.seq_pos == 0 && self.drawn > 0)
+        {
+            return None;
+        }
+        Some(self.pick_io(bs))
     }
 
     fn skewed(&mut self) -> u64 {

@@ -38,6 +38,7 @@ pub fn prepare(job: &Job, seed: u64) -> Result<Option<u64>> {
     let Some(path) = job.filename.as_deref() else {
         return Ok(None);
     };
+    create_work_dirs(std::slice::from_ref(&path.to_string()))?;
     let (exists, old_len) = match std::fs::metadata(path) {
         Ok(md) if !md.is_file() => return Ok(None),
         Ok(md) => (true, md.len()),
@@ -56,8 +57,66 @@ pub fn prepare(job: &Job, seed: u64) -> Result<Option<u64>> {
     if (exists && needed <= old_len) || job.create_on_open {
         return Ok(None);
     }
-    let new_layout = job.rw.has_read() || (job.rw.has_write() && job.overwrite);
-    let unlink = job.rw.has_write() && !job.overwrite;
+    lay_out(job, path, old_len, needed, seed)?;
+    Ok(Some(needed))
+}
+
+/// Lay out each of a job's several files that needs it (fio: every file
+/// marked to extend, in order). Returns how many files were laid out and
+/// fio's total for its message (each file's `offset + io_size`), or `None`.
+pub fn prepare_files(
+    job: &Job,
+    plan: &crate::files::Plan,
+    seed: u64,
+) -> Result<Option<(usize, u64)>> {
+    if !job.ioengine.on_files() {
+        return Ok(None);
+    }
+    let mut n = 0usize;
+    let mut total = 0u64;
+    for (i, f) in plan.files.iter().enumerate() {
+        if !f.extend {
+            continue;
+        }
+        let old_len = match std::fs::metadata(&f.path) {
+            Ok(md) => md.len(),
+            Err(_) => 0,
+        };
+        let needed = f.offset + f.io_size;
+        lay_out(job, &f.path, old_len, needed, seed.wrapping_add(i as u64))?;
+        n += 1;
+        total += needed;
+    }
+    Ok((n > 0).then_some((n, total)))
+}
+
+/// fio's `create_work_dirs`: the missing directories of the job's first
+/// file name with a `/` are created (mode 0700). Only the first: fio sets
+/// its "created" flag after one name, so a later file in another missing
+/// directory fails to open, in fio as here.
+pub fn create_work_dirs(paths: &[String]) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let Some(p) = paths.iter().find(|p| p.contains('/')) else {
+        return Ok(());
+    };
+    if let Some(d) = std::path::Path::new(p).parent() {
+        if !d.as_os_str().is_empty() && !d.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(d)
+                .map_err(|e| Error::msg(format!("create directory {}: {e}", d.display())))?;
+        }
+    }
+    Ok(())
+}
+
+/// Write out or create one file of `needed` bytes (`old_len` now).
+fn lay_out(job: &Job, path: &str, old_len: u64, needed: u64, seed: u64) -> Result<()> {
+    // fio's extend_file: `file_append` keeps a write job's file (no
+    // unlink, no rewrite).
+    let new_layout = job.rw.has_read() || (job.rw.has_write() && job.overwrite && !job.file_append);
+    let unlink = job.rw.has_write() && !job.overwrite && !job.file_append;
     let err = |what: &str, e: std::io::Error| Error::msg(format!("laying out {path}: {what}: {e}"));
     if unlink || new_layout {
         match std::fs::remove_file(path) {
@@ -75,7 +134,7 @@ pub fn prepare(job: &Job, seed: u64) -> Result<Option<u64>> {
         .map_err(|e| err("open", e))?;
     preallocate(&f, job.fallocate, needed).map_err(|e| err("fallocate", e))?;
     if !new_layout {
-        return Ok(Some(needed));
+        return Ok(());
     }
     f.set_len(needed).map_err(|e| err("ftruncate", e))?;
     let chunk = job.bs_bounds(1).1.clamp(1, 64 << 20).min(needed.max(1)) as usize;
@@ -97,7 +156,7 @@ pub fn prepare(job: &Job, seed: u64) -> Result<Option<u64>> {
     // fio drops the cached pages of the extension only (old length on);
     // `invalidate` at the job's open drops the job's whole range.
     drop_cache(&f, old_len, needed - old_len).map_err(|e| err("fadvise", e))?;
-    Ok(Some(needed))
+    Ok(())
 }
 
 /// fio's `fallocate_file`: `native` ignores failure (fio falls back to no
@@ -152,10 +211,12 @@ pub fn drop_cache(f: &std::fs::File, off: u64, len: u64) -> std::io::Result<()> 
     Ok(())
 }
 
-/// fio's message for a laid-out file.
-pub fn message(job_name: &str, bytes: u64) -> String {
+/// fio's message for `n` laid-out files of `bytes` in all.
+pub fn message_files(job_name: &str, n: usize, bytes: u64) -> String {
+    let s = if n > 1 { "s" } else { "" };
+    let total = if n > 1 { "total " } else { "" };
     format!(
-        "{job_name}: Laying out IO file (1 file / {}MiB)",
+        "{job_name}: Laying out IO file{s} ({n} file{s} / {total}{}MiB)",
         bytes >> 20
     )
 }

@@ -16,6 +16,7 @@ mod engine;
 mod error;
 #[allow(unsafe_code)] // sysconf for $pagesize/$mb_memory/$ncpus
 mod expr;
+mod files;
 mod gen;
 mod hash;
 #[allow(unsafe_code)] // fallocate/fadvise

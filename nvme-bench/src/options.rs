@@ -379,6 +379,31 @@ pub struct Job {
     pub filename: Option<String>,
     /// `directory`: prefix of relative file names (and of the default one).
     pub directory: Option<String>,
+    /// `nrfiles`/`nr_files`: files per job when no `filename` names them
+    /// (fio's `filename_format` names; a `filename` list sets the count).
+    pub nrfiles: u32,
+    /// `filesize`: each file's size (low, high; a range draws each size).
+    pub filesize: Option<(u64, u64)>,
+    /// `openfiles`: at most this many files open at once (0: all).
+    pub openfiles: u32,
+    /// `filename_format`: the names of files without a `filename`
+    /// (fio's default `$jobname.$jobnum.$filenum`).
+    pub filename_format: Option<String>,
+    /// `file_service_type`: which file the next I/O goes to.
+    pub file_service: FileService,
+    /// `unique_filename`: fio prefixes generated names with the client's
+    /// address in client/server mode only; nvme-bench has no such mode, so
+    /// it changes no name (as a local fio run).
+    pub unique_filename: bool,
+    /// The files this clone of the job uses, in order (set by `run` from
+    /// `files_for`; empty before).
+    pub files: Vec<String>,
+    /// `file_append`: each regular file's I/O starts at its end (fio's
+    /// `get_start_offset`), not at `offset`.
+    pub file_append: bool,
+    /// Several files: each file's (offset, bytes) and the job's byte count
+    /// per loop, as sized before layout (set by `run`; `files::plan`).
+    pub planned: Option<(Vec<(u64, u64)>, u64)>,
     pub ioengine: EngineKind,
     pub stonewall: bool,
     pub rw: Rw,
@@ -458,6 +483,33 @@ pub struct Job {
     pub set_options: OptList,
 }
 
+/// fio's `file_service_type` (io_u.c `__get_next_file`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FileService {
+    /// `random[:N]`: a file drawn uniformly, used for N I/Os.
+    Random(u32),
+    /// `roundrobin[:N]` (default, N=1): the next file every N I/Os.
+    RoundRobin(u32),
+    /// `sequential`: one file until it is done, then the next.
+    Sequential,
+    /// `zipf[:theta[:center]]`, `pareto[:h[:center]]`,
+    /// `normal|gauss[:dev[:center]]`: a skewed choice; files are never
+    /// done (their offsets start over), the job ends on its byte count.
+    Zipf(f64, Option<f64>),
+    Pareto(f64, Option<f64>),
+    Gauss(f64, Option<f64>),
+}
+
+impl FileService {
+    /// fio's `__FIO_FSERVICE_NONUNIFORM`.
+    pub fn nonuniform(&self) -> bool {
+        matches!(
+            self,
+            FileService::Zipf(..) | FileService::Pareto(..) | FileService::Gauss(..)
+        )
+    }
+}
+
 impl Default for Job {
     fn default() -> Self {
         Job {
@@ -487,6 +539,15 @@ impl Default for Job {
             groupid: 0,
             filename: None,
             directory: None,
+            nrfiles: 1,
+            filesize: None,
+            openfiles: 0,
+            filename_format: None,
+            file_service: FileService::RoundRobin(1),
+            unique_filename: true,
+            files: Vec::new(),
+            file_append: false,
+            planned: None,
             ioengine: EngineKind::Psync,
             stonewall: false,
             rw: Rw::Read,
@@ -871,6 +932,120 @@ pub fn parse_time(s: &str, default_unit: Duration) -> Result<Duration> {
     Ok(unit.mul_f64(v))
 }
 
+/// Files one job may use at most (each is an open descriptor).
+pub const MAX_FILES: u32 = 4096;
+
+/// fio's `filesize`: a size, or a range `low-high` (each file's size drawn
+/// in it); at least 1 byte.
+fn parse_filesize(s: &str) -> Result<(u64, u64)> {
+    let t = s.trim();
+    let after_first = t.char_indices().nth(1).map_or(0, |(i, _)| i);
+    let range = t[after_first..]
+        .find('-')
+        .map(|i| i + after_first)
+        .and_then(|i| {
+            let lo = parse_size_plain(&t[..i], kb_base()).ok()?;
+            let hi = parse_size_plain(&t[i + 1..], kb_base()).ok()?;
+            Some((lo, hi))
+        });
+    let (lo, hi) = match range {
+        Some((lo, hi)) => (lo.min(hi), lo.max(hi)),
+        None => {
+            let v = parse_size(t)?;
+            (v, v)
+        }
+    };
+    if lo == 0 {
+        return Err(Error::msg("a file size must be at least 1 byte"));
+    }
+    Ok((lo, hi))
+}
+
+/// fio's `file_service_type` (options.c `str_fst_cb`).
+fn parse_file_service(s: &str) -> Result<FileService> {
+    let (kind, post) = match s.split_once(':') {
+        Some((k, p)) => (k.trim(), Some(p.trim())),
+        None => (s.trim(), None),
+    };
+    let count = |p: Option<&str>| -> Result<u32> {
+        match p {
+            None => Ok(1),
+            // fio's atoi: 0 leaves the count at 0 - 1, i.e. for ever.
+            Some(p) => p
+                .parse::<u32>()
+                .map(|n| if n == 0 { u32::MAX } else { n })
+                .map_err(|_| Error::msg(format!("bad count '{p}'"))),
+        }
+    };
+    // `value[:center]` of the skewed kinds.
+    let distr = |p: Option<&str>, def: f64| -> Result<(f64, Option<f64>)> {
+        let Some(p) = p else { return Ok((def, None)) };
+        let (v, c) = match p.split_once(':') {
+            Some((v, c)) => (v, Some(c)),
+            None => (p, None),
+        };
+        let v: f64 = v
+            .trim()
+            .parse()
+            .map_err(|_| Error::msg(format!("bad value '{v}'")))?;
+        let c = match c {
+            Some(c) => {
+                let c: f64 = c
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::msg(format!("bad center '{c}'")))?;
+                if !(0.0..=1.0).contains(&c) {
+                    return Err(Error::msg(
+                        "distribution center out of range (0 <= center <= 1.0)",
+                    ));
+                }
+                Some(c)
+            }
+            None => None,
+        };
+        if !v.is_finite() {
+            return Err(Error::msg(format!("bad value '{v}'")));
+        }
+        Ok((v, c))
+    };
+    Ok(match kind {
+        "random" => FileService::Random(count(post)?),
+        "roundrobin" => FileService::RoundRobin(count(post)?),
+        "sequential" => {
+            count(post)?;
+            FileService::Sequential
+        }
+        "zipf" => {
+            let (t, c) = distr(post, 1.1)?;
+            if t == 1.0 || t <= 0.0 {
+                return Err(Error::msg("zipf theta must be > 0 and not 1.0"));
+            }
+            FileService::Zipf(t, c)
+        }
+        "pareto" => {
+            let (h, c) = distr(post, 0.2)?;
+            if !(h > 0.0 && h < 1.0) {
+                return Err(Error::msg("pareto input out of range (0 < input < 1.0)"));
+            }
+            FileService::Pareto(h, c)
+        }
+        "normal" | "gauss" => {
+            let (d, c) = distr(post, 0.0)?;
+            if !(0.0..100.0).contains(&d) {
+                return Err(Error::msg(
+                    "normal deviation out of range (0 <= input < 100.0)",
+                ));
+            }
+            FileService::Gauss(d, c)
+        }
+        _ => {
+            return Err(Error::msg(
+                "expected random, roundrobin, sequential, zipf, pareto, normal or gauss",
+            ))
+        }
+    })
+}
+
 fn parse_bool(s: &str) -> Result<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
         "" | "1" | "true" | "yes" | "on" => Ok(true),
@@ -1058,9 +1233,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "zonesize",
     "zonerange",
     "zoneskip",
-    "openfiles",
-    "file_service_type",
-    "filename_format",
     "fsync",
     "fdatasync",
     "end_fsync",
@@ -1163,6 +1335,12 @@ pub const SUPPORTED: &[&str] = &[
     "filename",
     "directory",
     "nrfiles",
+    "nr_files",
+    "openfiles",
+    "file_service_type",
+    "filename_format",
+    "unique_filename",
+    "file_append",
     "ioengine",
     "stonewall",
     "rw",
@@ -1376,13 +1554,21 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
             }
             job.logs.hist_coarseness = c;
         }
-        "nrfiles" => {
-            if parse_u32(need()?).map_err(ctx)? != 1 {
+        "nrfiles" | "nr_files" => {
+            let n = parse_u32(need()?).map_err(ctx)?;
+            if n == 0 || n > MAX_FILES {
                 return Err(Error::msg(format!(
-                    "option 'nrfiles={v}': only one file per job is supported"
+                    "option '{key}={v}': must be 1..{MAX_FILES}"
                 )));
             }
+            job.nrfiles = n;
         }
+        "openfiles" => job.openfiles = parse_u32(need()?).map_err(ctx)?,
+        "filename_format" => job.filename_format = Some(need()?.to_string()),
+        "unique_filename" => job.unique_filename = parse_bool(v).map_err(ctx)?,
+        "file_append" => job.file_append = parse_bool(v).map_err(ctx)?,
+        "file_service_type" => job.file_service = parse_file_service(need()?).map_err(ctx)?,
+        "filesize" => job.filesize = Some(parse_filesize(need()?).map_err(ctx)?),
         "ioengine" => {
             job.ioengine_name = need()?.to_string();
             job.ioengine = match need()? {
@@ -1472,7 +1658,7 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
             };
             job.bssplit = [rv, wv];
         }
-        "size" | "filesize" => job.size = Some(parse_amount(need()?).map_err(ctx)?),
+        "size" => job.size = Some(parse_amount(need()?).map_err(ctx)?),
         "offset" => job.offset = parse_amount(need()?).map_err(ctx)?,
         "iodepth" => {
             let d = parse_u32(need()?).map_err(ctx)?;
@@ -1762,10 +1948,10 @@ pub fn fixup(job: &mut Job) {
     }
 }
 
-/// fio's file list: `a:b` names two files, `\:` is a colon in a name.
-/// nvme-bench runs one file per job: a list of several is an error (it
-/// was taken as one file named `a:b`). Returns the one name, unescaped.
-pub fn split_files(s: &str) -> Result<String> {
+/// fio's file list (options.c `get_next_str`): `a:b` names two files,
+/// `\:` is a colon in a name, empty names are skipped. Returns the
+/// names, unescaped.
+pub fn split_files(s: &str) -> Result<Vec<String>> {
     let mut parts = vec![String::new()];
     let mut it = s.chars().peekable();
     while let Some(c) = it.next() {
@@ -1779,27 +1965,90 @@ pub fn split_files(s: &str) -> Result<String> {
         }
     }
     parts.retain(|p| !p.is_empty());
-    match parts.len() {
-        1 => Ok(parts.remove(0)),
-        0 => Err(Error::msg(format!("filename '{s}' names no file"))),
-        n => Err(Error::msg(format!(
-            "filename '{s}' names {n} files: several files per job are not supported (escape a colon in a name as \\:)"
-        ))),
+    if parts.is_empty() {
+        return Err(Error::msg(format!("filename '{s}' names no file")));
     }
+    if parts.len() > MAX_FILES as usize {
+        return Err(Error::msg(format!(
+            "filename '{s}' names {} files: at most {MAX_FILES} per job",
+            parts.len()
+        )));
+    }
+    Ok(parts)
 }
 
-/// The file clone `clone` of a kernel-engine job uses, as fio names it:
-/// `filename` (unescaped), or by default `jobname.clone.0`; a relative
-/// name goes under `directory` when one is set.
-pub fn file_for(job: &Job, clone: u32) -> Result<String> {
-    let name = match &job.filename {
-        Some(f) => split_files(f)?,
-        None => format!("{}.{clone}.0", job.name),
+/// fio's `make_filename` (init.c): `filename_format` with `$jobname`,
+/// `$jobnum`, `$filenum` and `$clientuid` replaced (case-insensitively,
+/// each as often as it occurs; `$clientuid` is empty outside fio's
+/// client/server mode), or `jobname.jobnum.filenum` without one.
+pub fn make_filename(job: &Job, jobnum: u32, filenum: u32) -> String {
+    let fmt = match job.filename_format.as_deref() {
+        Some(f) if !f.is_empty() => f,
+        _ => return format!("{}.{jobnum}.{filenum}", job.name),
     };
-    Ok(match &job.directory {
-        Some(d) if !name.starts_with('/') => format!("{}/{name}", d.trim_end_matches('/')),
-        _ => name,
-    })
+    let mut buf = fmt.to_string();
+    let subs = [
+        ("$jobname", job.name.clone()),
+        ("$jobnum", jobnum.to_string()),
+        ("$filenum", filenum.to_string()),
+        ("$clientuid", String::new()),
+    ];
+    for (kw, val) in subs {
+        // Every occurrence, left to right; text put in is not scanned
+        // again (fio rescans, and loops for ever on a value holding its
+        // own keyword).
+        let mut out = String::with_capacity(buf.len());
+        let mut rest = buf.as_str();
+        while let Some(at) = rest.to_ascii_lowercase().find(kw) {
+            out.push_str(&rest[..at]);
+            out.push_str(&val);
+            rest = &rest[at + kw.len()..];
+        }
+        out.push_str(rest);
+        buf = out;
+    }
+    buf
+}
+
+/// The files clone `clone` of a kernel-engine job uses, as fio names them:
+/// the `filename` list (unescaped; every clone shares it), or by default
+/// `nrfiles` names from `filename_format` (`jobname.clone.N`); a relative
+/// name goes under `directory` when one is set.
+pub fn files_for(job: &Job, clone: u32) -> Result<Vec<String>> {
+    let names = match &job.filename {
+        Some(f) => split_files(f)?,
+        None => (0..job.nrfiles)
+            .map(|i| make_filename(job, clone, i))
+            .collect(),
+    };
+    // fio's `set_name_idx`: `directory` is a list too; default names of
+    // clone N go under its entry N (mod the count), a `filename` list
+    // under the first.
+    let dir = match &job.directory {
+        Some(d) => {
+            let dirs = split_files(d)?;
+            let i = if job.filename.is_some() {
+                0
+            } else {
+                clone as usize % dirs.len()
+            };
+            Some(dirs[i].clone())
+        }
+        None => None,
+    };
+    Ok(names
+        .into_iter()
+        .map(|name| match &dir {
+            Some(d) if !name.starts_with('/') => format!("{}/{name}", d.trim_end_matches('/')),
+            _ => name,
+        })
+        .collect())
+}
+
+/// The first file of `files_for` (the one file of most jobs).
+#[cfg(test)]
+pub fn file_for(job: &Job, clone: u32) -> Result<String> {
+    Ok(files_for(job, clone)?.remove(0))
 }
 
 /// Checks that need the whole job.
@@ -1817,9 +2066,39 @@ pub fn validate(job: &Job) -> Result<()> {
         // psync/io_uring default to fio's `jobname.N.0` (see `file_for`).
         return Err(Error::msg(format!("job '{n}': no filename given")));
     }
-    if job.ioengine.on_files() {
-        if let Some(f) = &job.filename {
-            split_files(f).map_err(|e| Error::msg(format!("job '{n}': {e}")))?;
+    let nfiles = match &job.filename {
+        Some(f) if job.ioengine != EngineKind::NvmeVfio => split_files(f)
+            .map_err(|e| Error::msg(format!("job '{n}': {e}")))?
+            .len(),
+        Some(_) => 1,
+        None => job.nrfiles as usize,
+    };
+    if nfiles > 1 || job.filesize.is_some() || job.file_append {
+        let what = if nfiles > 1 {
+            "several files per job"
+        } else if job.filesize.is_some() {
+            "filesize"
+        } else {
+            "file_append"
+        };
+        if !(job.ioengine.on_files() || job.ioengine == EngineKind::Null)
+            || job.ioengine == EngineKind::IoUringCmd
+        {
+            return Err(Error::msg(format!(
+                "job '{n}': {what} with ioengine={} is not supported (psync, libaio, io_uring, null)",
+                job.ioengine.name()
+            )));
+        }
+        if job.verify != Verify::None {
+            return Err(Error::msg(format!(
+                "job '{n}': verify with {what} is not supported"
+            )));
+        }
+        if matches!(job.size, Some(Amount::Percent(_))) || matches!(job.offset, Amount::Percent(_))
+        {
+            return Err(Error::msg(format!(
+                "job '{n}': size= or offset= in percent with {what} is not supported"
+            )));
         }
     }
     let kernel = matches!(job.ioengine, EngineKind::IoUring | EngineKind::IoUringCmd);
@@ -2372,9 +2651,9 @@ mod tests {
         assert_eq!(set.jobs[0].size, Some(Amount::Bytes(8 << 10)));
     }
 
-    /// fio's default file names (`jobname.clone.0`, under `directory`),
-    /// `\:` escapes, and a list of several files refused (it was one file
-    /// named `a:b`).
+    /// fio's default file names (`jobname.clone.N`, under `directory`),
+    /// `\:` escapes, filename lists (empty names skipped, the count set by
+    /// the list whatever `nrfiles` says) and `filename_format`.
     #[test]
     fn file_names_like_fio() {
         let set =
@@ -2385,12 +2664,61 @@ mod tests {
         assert_eq!(file_for(&j[0], 1).unwrap(), "a.1.0");
         assert_eq!(file_for(&j[1], 0).unwrap(), "d/b.0.0");
         assert_eq!(file_for(&j[2], 0).unwrap(), "d/x:y");
-        let e = parse_str("[c]\nfilename=c1:c2\n").unwrap_err().to_string();
-        assert!(e.contains("2 files"), "{e}");
-        assert!(parse_str("[c]\nfilename=x\nnrfiles=2\n").is_err());
-        assert!(parse_str("[c]\nfilename=x\nnrfiles=1\n").is_ok());
+        let set = parse_str("[c]\nfilename=:c1::c2\\:x:\nnrfiles=5\n").unwrap();
+        assert_eq!(files_for(&set.jobs[0], 3).unwrap(), ["c1", "c2:x"]);
+        let set =
+            parse_str("[n]\nnumjobs=3\ndirectory=a:b\n[m]\nfilename=f\ndirectory=a:b\n").unwrap();
+        assert_eq!(files_for(&set.jobs[0], 0).unwrap(), ["a/n.0.0"]);
+        assert_eq!(files_for(&set.jobs[0], 1).unwrap(), ["b/n.1.0"]);
+        assert_eq!(files_for(&set.jobs[0], 2).unwrap(), ["a/n.2.0"]);
+        assert_eq!(files_for(&set.jobs[1], 1).unwrap(), ["a/f"]);
+        let set = parse_str("[n]\nnrfiles=3\ndirectory=d\n").unwrap();
+        assert_eq!(
+            files_for(&set.jobs[0], 1).unwrap(),
+            ["d/n.1.0", "d/n.1.1", "d/n.1.2"]
+        );
+        let set = parse_str(
+            "[f]\nnrfiles=2\nfilename_format=$JobName/$jobnum.$filenum.$filenum$clientuid\n",
+        )
+        .unwrap();
+        assert_eq!(files_for(&set.jobs[0], 4).unwrap(), ["f/4.0.0", "f/4.1.1"]);
+        assert!(parse_str("[c]\nfilename=::\n").is_err());
+        assert!(parse_str("[c]\nnrfiles=0\n").is_err());
         // Engines that need a device still need a filename.
         assert!(parse_str("[c]\nioengine=io_uring_cmd\n").is_err());
+        assert!(parse_str("[c]\nioengine=io_uring_cmd\nfilename=/dev/ng0n1:/dev/ng1n1\n").is_err());
+    }
+
+    /// `file_service_type` and `filesize` values as fio parses them.
+    #[test]
+    fn file_options_like_fio() {
+        let j = |s: &str| parse_str(&format!("[j]\nfilename=f\n{s}")).map(|s| s.jobs[0].clone());
+        let fst = |s: &str| j(&format!("file_service_type={s}")).map(|j| j.file_service);
+        assert_eq!(fst("random").unwrap(), FileService::Random(1));
+        assert_eq!(fst("roundrobin:3").unwrap(), FileService::RoundRobin(3));
+        assert_eq!(fst("random:0").unwrap(), FileService::Random(u32::MAX));
+        assert_eq!(fst("sequential").unwrap(), FileService::Sequential);
+        assert_eq!(fst("zipf").unwrap(), FileService::Zipf(1.1, None));
+        assert_eq!(
+            fst("pareto:0.5:0.2").unwrap(),
+            FileService::Pareto(0.5, Some(0.2))
+        );
+        assert_eq!(fst("gauss:3").unwrap(), FileService::Gauss(3.0, None));
+        for bad in [
+            "zipf:1",
+            "pareto:0",
+            "normal:100",
+            "zipf:1.2:2",
+            "rr",
+            "random:x",
+        ] {
+            assert!(fst(bad).is_err(), "{bad}");
+        }
+        assert_eq!(j("filesize=1m").unwrap().filesize, Some((1 << 20, 1 << 20)));
+        assert_eq!(j("filesize=8k-4k").unwrap().filesize, Some((4096, 8192)));
+        assert_eq!(j("filesize=2*4k").unwrap().filesize, Some((8192, 8192)));
+        assert!(j("filesize=0").is_err());
+        assert_eq!(j("filesize=1m").unwrap().size, None);
     }
 
     #[test]

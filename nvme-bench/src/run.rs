@@ -54,8 +54,26 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
             let mut j = job.clone();
             // The file this clone uses, as fio names it (default
             // `jobname.N.0`, `directory`, `\:` unescaped).
-            if j.ioengine.on_files() {
-                j.filename = Some(crate::options::file_for(job, c)?);
+            if j.ioengine.on_files() && c == 0 {
+                // fio's `str_directory_cb`: every `directory` entry exists.
+                if let Some(d) = &j.directory {
+                    for d in crate::options::split_files(d)? {
+                        if !std::path::Path::new(&d).is_dir() {
+                            return Err(Error::msg(format!(
+                                "job '{}': directory={d}: not a directory",
+                                j.name
+                            )));
+                        }
+                    }
+                }
+            }
+            if j.ioengine.on_files() || j.ioengine == EngineKind::Null {
+                // Every file of the clone (a `filename` list, or `nrfiles`
+                // names from `filename_format`); `filename` is the first.
+                j.files = crate::options::files_for(job, c)?;
+                if j.ioengine.on_files() {
+                    j.filename = j.files.first().cloned();
+                }
             }
             grp.push((j, c));
         }
@@ -117,19 +135,34 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
     // fio's file layout, before any job runs, one job after the other
     // (create_serialize): a file a job needs is written out or created.
     let mut setup_errors: Vec<Vec<Option<String>>> = Vec::new();
-    for grp in &groups {
+    for grp in &mut groups {
         let mut errs = Vec::new();
-        for (job, clone) in grp {
+        for (job, clone) in grp.iter_mut() {
             let seed = job.randseed.wrapping_add(u64::from(*clone));
             if g.readonly {
                 // fio's --readonly: no file is written, laid out or extended.
                 errs.push(readonly_layout_refusal(job));
                 continue;
             }
-            match crate::layout::prepare(job, seed) {
-                Ok(Some(bytes)) => {
+            let laid = if crate::files::multi(job) {
+                // Sized once, before layout (the runner keeps these sizes
+                // and offsets, as fio's setup_files).
+                crate::layout::create_work_dirs(&job.files)
+                    .and_then(|()| crate::files::plan(job, seed))
+                    .and_then(|p| {
+                        job.planned = Some((
+                            p.files.iter().map(|f| (f.offset, f.io_size)).collect(),
+                            p.size,
+                        ));
+                        crate::layout::prepare_files(job, &p, seed)
+                    })
+            } else {
+                crate::layout::prepare(job, seed).map(|b| b.map(|b| (1, b)))
+            };
+            match laid {
+                Ok(Some((n, bytes))) => {
                     if g.formats.normal && g.output.is_none() {
-                        println!("{}", crate::layout::message(&job.name, bytes));
+                        println!("{}", crate::layout::message_files(&job.name, n, bytes));
                     }
                     errs.push(None);
                 }

@@ -163,12 +163,21 @@ pub fn run_job(ctx: RunCtx) -> JobResult {
     res
 }
 
-fn open_engine(ctx: &RunCtx, slots: usize, buf_len: usize) -> Result<Box<dyn Engine>> {
+fn open_engine(
+    ctx: &RunCtx,
+    slots: usize,
+    buf_len: usize,
+    plan: Option<&crate::files::Plan>,
+) -> Result<Box<dyn Engine>> {
     let job = &ctx.job;
-    let want = job.size.and_then(|s| match s {
-        crate::options::Amount::Bytes(b) => Some(b.saturating_add(job.offset.resolve(0))),
-        _ => None,
-    });
+    let want = match plan {
+        // Several files: each as big as its region (fio's real_file_size).
+        Some(p) => Some(p.files[0].offset + p.files[0].io_size),
+        None => job.size.and_then(|s| match s {
+            crate::options::Amount::Bytes(b) => Some(b.saturating_add(job.offset.resolve(0))),
+            _ => None,
+        }),
+    };
     Ok(match (&ctx.target, job.ioengine) {
         (Target::Nvme { ctrl, nsid }, EngineKind::NvmeVfio) => {
             Box::new(engine::nvme::NvmeEngine::open(
@@ -254,15 +263,41 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     }
     let max_bs = job.max_bs() as usize;
     let depth_cfg = job.iodepth as usize;
-    let mut eng = open_engine(ctx, depth_cfg, max_bs)?;
+    // Several files (or `filesize`): fio's per-file sizes and regions,
+    // after layout (the same seed as layout's, for `filesize` ranges).
+    let plan = if crate::files::multi(job) {
+        Some(crate::files::planned(
+            job,
+            job.randseed.wrapping_add(u64::from(ctx.clone)),
+        )?)
+    } else {
+        None
+    };
+    let mut eng = open_engine(ctx, depth_cfg, max_bs, plan.as_ref())?;
+    if let Some(p) = &plan {
+        if job.ioengine.on_files() {
+            for f in &p.files[1..] {
+                let (file, _, _) = engine::open_file(
+                    &f.path,
+                    job.direct,
+                    job.rw.has_write(),
+                    Some(f.offset + f.io_size),
+                )?;
+                eng.add_file(file)?;
+            }
+        }
+    }
     let sync = eng.is_sync();
     let may_busy = eng.may_be_busy();
     let depth = if sync { 1 } else { depth_cfg };
 
-    // The region.
+    // The region (of the first file, when there are several).
     let dev = eng.size();
     let lbs = eng.block_size();
-    let base = job.offset.resolve(dev);
+    let base = match &plan {
+        Some(p) => p.files[0].offset,
+        None => job.offset.resolve(dev),
+    };
     if base % lbs != 0 {
         return Err(Error::msg(format!(
             "offset {base} is not a multiple of the {lbs}-byte logical block"
@@ -274,16 +309,17 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             job.min_bs()
         )));
     }
-    let len = match job.size {
-        Some(s) => s.resolve(dev),
-        None => dev.saturating_sub(base),
+    let len = match (&plan, job.size) {
+        (Some(p), _) => p.files[0].io_size,
+        (None, Some(s)) => s.resolve(dev),
+        (None, None) => dev.saturating_sub(base),
     };
     if base.checked_add(len).is_none_or(|end| end > dev) {
         return Err(Error::msg(format!(
             "offset {base} + size {len} is past the end of the target ({dev} bytes)"
         )));
     }
-    if len < max_bs as u64 {
+    if plan.is_none() && len < max_bs as u64 {
         return Err(Error::msg(format!(
             "the region ({len} bytes) is smaller than the block size ({max_bs})"
         )));
@@ -291,30 +327,30 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     if job.time_based && job.runtime.is_none() {
         return Err(Error::msg("time_based needs a runtime"));
     }
-    let mut gen = Gen::new(job, base, len, ctx.seed);
+    let mut gen = Gen::new(job, base, len.max(1), ctx.seed);
+    let regions: Vec<(u64, u64)> = plan
+        .iter()
+        .flat_map(|p| p.files.iter().map(|f| (f.offset, f.io_size)))
+        .collect();
+    let mut multi = plan.map(|p| crate::files::Running::new(job, p, ctx.seed));
+    // The file of the I/O picked last (several files), its loops done.
+    let mut cur_file = 0usize;
+    let mut passes = 0u32;
+    // I/Os picked when the current loop over the files began.
+    let mut pass_start_ios = 0u64;
 
     // fio's td_io_open_file: drop the cached pages of the job's range
     // (`invalidate`, default 1; a failure is only a warning, as fio), then
     // give the access-pattern hint (`fadvise_hint`, errors ignored as fio).
-    if let Some(f) = eng.file() {
-        if job.invalidate {
-            invalidate_warn(job, f, base, len);
-        }
-        let advice = match job.fadvise_hint {
-            FadviseHint::None => None,
-            FadviseHint::Workload if job.rw.random() => Some(libc::POSIX_FADV_RANDOM),
-            FadviseHint::Workload | FadviseHint::Sequential => Some(libc::POSIX_FADV_SEQUENTIAL),
-            FadviseHint::Random => Some(libc::POSIX_FADV_RANDOM),
-            FadviseHint::Normal => Some(libc::POSIX_FADV_NORMAL),
-        };
-        if let Some(a) = advice {
-            let _ = engine::fadvise(f, base, len, a);
-        }
+    // With several files this happens per file as each opens (below).
+    if let (Some(f), None) = (eng.file(), &multi) {
+        open_hints(job, f, base, len);
     }
     // fio's loop_cache_invalidate: a time-based buffered job drops the
     // cache again at each new pass over its region, so every pass reads
     // the device as the first did.
-    let reinvalidate = job.invalidate && job.time_based && !job.direct && eng.file().is_some();
+    let reinvalidate =
+        job.invalidate && job.time_based && !job.direct && eng.file().is_some() && multi.is_none();
 
     // Verify bookkeeping: the generation last written to each block.
     let verifying = job.verify != Verify::None;
@@ -406,7 +442,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     // caps the I/O count (times loops, as fio's exceeds_number_ios).
     let io_limit = job
         .io_size
-        .unwrap_or(len)
+        .unwrap_or(multi.as_ref().map_or(len, |m| m.plan.size))
         .saturating_mul(u64::from(job.loops));
     let ios_limit = job.number_ios.saturating_mul(u64::from(job.loops));
     let planned = if job.time_based { 0 } else { io_limit };
@@ -448,7 +484,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     });
     let mut poisson_due = [Duration::ZERO; NDIR];
     // Any rate limit at all (skips the per-I/O due-time arithmetic).
-    let rated = rate.iter().chain(job.rate.iter()).any(Option::is_some)
+    let rated = rate.iter().chain(rate_bw.iter()).any(Option::is_some)
         || poisson_iops.iter().any(Option::is_some);
     let mut poisson_rng = Rng::new(ctx.seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut pending: Option<(Dir, u64, u64)> = None;
@@ -596,7 +632,47 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     None => {
                         let d = gen.pick_dir();
                         let bs = gen.pick_bs(d);
-                        let (off, bs) = gen.pick_io(bs);
+                        let (off, bs) = match &mut multi {
+                            None => gen.pick_io(bs),
+                            Some(m) => {
+                                let mut opened = |f: usize| {
+                                    if let Some(file) = eng.file_at(f) {
+                                        let (o, l) = regions[f];
+                                        open_hints(job, file, o, l);
+                                    }
+                                };
+                                match m.next(bs, &mut opened) {
+                                    Some((f, off, len)) => {
+                                        cur_file = f;
+                                        (off, len)
+                                    }
+                                    None => {
+                                        // Every file is done: the loop ends
+                                        // (fio's do_io); another follows
+                                        // while loops remain, time_based
+                                        // runs, or io_size is not reached.
+                                        passes += 1;
+                                        // A loop that placed no I/O ends
+                                        // the job (fio: no bytes done).
+                                        let moved =
+                                            std::mem::replace(&mut pass_start_ios, m.picked)
+                                                < m.picked;
+                                        let more = moved
+                                            && (job.time_based
+                                                || passes < job.loops
+                                                || (job.io_size.is_some()
+                                                    && io_limit.saturating_sub(issued_bytes)
+                                                        >= max_bs as u64));
+                                        if more && passes < u32::MAX {
+                                            m.reset();
+                                            continue;
+                                        }
+                                        stop = true;
+                                        break;
+                                    }
+                                }
+                            }
+                        };
                         if reinvalidate && gen.take_new_pass() {
                             if let Some(f) = eng.file() {
                                 invalidate_warn(job, f, base, len);
@@ -671,6 +747,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             si.gen = gen;
             si.count = state != ST_RAMP;
             si.prep = Instant::now();
+            if multi.is_some() {
+                eng.set_file(slot, cur_file);
+            }
             if let Err(e) = eng.queue(slot, dir, off, len_io) {
                 free.push(slot);
                 res.error = Some(format!(
@@ -973,6 +1052,25 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     }
     res.extras = eng.extras();
     Ok(())
+}
+
+/// fio's `td_io_open_file` on a file: drop the cached pages of its range
+/// (`invalidate`, default 1; a failure is only a warning, as fio), then
+/// give the access-pattern hint (`fadvise_hint`, errors ignored as fio).
+fn open_hints(job: &Job, f: &std::fs::File, off: u64, len: u64) {
+    if job.invalidate {
+        invalidate_warn(job, f, off, len);
+    }
+    let advice = match job.fadvise_hint {
+        FadviseHint::None => None,
+        FadviseHint::Workload if job.rw.random() => Some(libc::POSIX_FADV_RANDOM),
+        FadviseHint::Workload | FadviseHint::Sequential => Some(libc::POSIX_FADV_SEQUENTIAL),
+        FadviseHint::Random => Some(libc::POSIX_FADV_RANDOM),
+        FadviseHint::Normal => Some(libc::POSIX_FADV_NORMAL),
+    };
+    if let Some(a) = advice {
+        let _ = engine::fadvise(f, off, len, a);
+    }
 }
 
 /// Invalidate the job's range; a failure is a warning on stderr (fio:

@@ -40,14 +40,6 @@ const REFUSED: &[(&str, &str)] = &[
         "bs=4k under kb_base=1000 is 4000 bytes: block sizes are multiples of 512 here (fio allows any size for buffered I/O): not yet",
     ),
     (
-        "multi-file.fio",
-        "several files per job (filename=a:b): not yet",
-    ),
-    (
-        "numjobs-split.fio",
-        "nrfiles/openfiles/filename_format: not yet",
-    ),
-    (
         "surface-scan.fio",
         "verify=meta, verify_interval, fill_device: not yet",
     ),

@@ -183,8 +183,13 @@ fn invalidate_drops_the_cache_like_fio() {
                direct=0\nruntime=1\ntime_based\n";
     let td = scratch("paired-inv-fio");
     let od = scratch("paired-inv-ours");
-    let t = cached_file_read_iops(&fio, &td, job, &[]);
-    let o = cached_file_read_iops(BENCH, &od, job, &[]);
+    // Two rounds, alternating, so a burst of load on the shared host
+    // skews both tools alike (one round each once gave 1.96x).
+    let (mut t, mut o) = (0.0, 0.0);
+    for _ in 0..2 {
+        t += cached_file_read_iops(&fio, &td, job, &[]) / 2.0;
+        o += cached_file_read_iops(BENCH, &od, job, &[]) / 2.0;
+    }
     iops_ratio_ok("buffered randread of a cached file", t, o);
     let t0 = cached_file_read_iops(&fio, &td, job, &["--invalidate=0"]);
     let o0 = cached_file_read_iops(BENCH, &od, job, &["--invalidate=0"]);

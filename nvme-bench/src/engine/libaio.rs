@@ -13,7 +13,9 @@ use crate::sys::aio::{Context, Event, Iocb, CMD_PREAD, CMD_PWRITE};
 pub struct Libaio {
     // Dropped first: io_destroy waits for the I/Os using the buffers.
     ctx: Context,
-    file: File,
+    /// The job's files (fio's list); `slot_file` picks one per slot.
+    files: Vec<File>,
+    slot_file: Vec<usize>,
     bufs: Vec<AlignedBuf>,
     /// One iocb per slot, boxed so their addresses stay put.
     iocbs: Box<[Iocb]>,
@@ -44,7 +46,8 @@ impl Libaio {
         let ctx = Context::new(u32::try_from(slots).unwrap_or(u32::MAX))?;
         Ok(Libaio {
             ctx,
-            file,
+            files: vec![file],
+            slot_file: vec![0; slots],
             bufs,
             iocbs: vec![Iocb::default(); slots].into_boxed_slice(),
             queued: Vec::with_capacity(slots),
@@ -63,8 +66,8 @@ impl Engine for Libaio {
     fn queue(&mut self, slot: usize, dir: Dir, offset: u64, len: usize) -> Result<()> {
         if dir == Dir::Trim {
             // fio's libaio trims synchronously (FIO_ASYNCIO_SYNC_TRIM).
-            self.trims
-                .push(super::trim_now(&self.file, slot, offset, len));
+            let file = &self.files[self.slot_file[slot]];
+            self.trims.push(super::trim_now(file, slot, offset, len));
             return Ok(());
         }
         let buf = self.bufs[slot].as_mut_ptr();
@@ -76,7 +79,7 @@ impl Engine for Libaio {
                 // (Trims returned above.)
                 Dir::Write | Dir::Trim => CMD_PWRITE,
             },
-            fildes: self.file.as_raw_fd() as u32,
+            fildes: self.files[self.slot_file[slot]].as_raw_fd() as u32,
             buf: buf as u64,
             nbytes: len as u64,
             offset: i64::try_from(offset)
@@ -143,7 +146,17 @@ impl Engine for Libaio {
         self.size
     }
     fn file(&self) -> Option<&File> {
-        Some(&self.file)
+        self.files.first()
+    }
+    fn add_file(&mut self, file: File) -> Result<()> {
+        self.files.push(file);
+        Ok(())
+    }
+    fn set_file(&mut self, slot: usize, file: usize) {
+        self.slot_file[slot] = file.min(self.files.len() - 1);
+    }
+    fn file_at(&self, i: usize) -> Option<&File> {
+        self.files.get(i)
     }
     fn block_size(&self) -> u64 {
         self.lbs

@@ -95,6 +95,24 @@ pub trait Engine {
     fn file(&self) -> Option<&std::fs::File> {
         None
     }
+    /// Another file for the job's I/O (fio's files after the first): it
+    /// gets the next index, 1, 2, ... Engines over one target refuse it.
+    fn add_file(&mut self, _file: std::fs::File) -> Result<()> {
+        Err(crate::error::Error::msg(
+            "this engine does I/O on one target only",
+        ))
+    }
+    /// The file (index into the job's list) the slot's next `queue` goes
+    /// to; stays until set again. Engines over one target ignore it.
+    fn set_file(&mut self, _slot: usize, _file: usize) {}
+    /// File `i` of the job's list (0: `file()`).
+    fn file_at(&self, i: usize) -> Option<&std::fs::File> {
+        if i == 0 {
+            self.file()
+        } else {
+            None
+        }
+    }
     /// Offsets and lengths must be multiples of this.
     fn block_size(&self) -> u64;
     /// `reap` returns (with what it has) once this instant passes, even

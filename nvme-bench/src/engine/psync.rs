@@ -8,7 +8,9 @@ use crate::error::Result;
 use crate::options::Dir;
 
 pub struct Psync {
-    file: File,
+    /// The job's files (fio's list); `slot_file` picks one per slot.
+    files: Vec<File>,
+    slot_file: Vec<usize>,
     bufs: Vec<AlignedBuf>,
     done: Vec<Done>,
     size: u64,
@@ -29,7 +31,8 @@ impl Psync {
             .map(|_| AlignedBuf::new(buf_len))
             .collect::<Result<_>>()?;
         Ok(Psync {
-            file,
+            files: vec![file],
+            slot_file: vec![0; slots],
             bufs,
             done: Vec::new(),
             size,
@@ -44,15 +47,16 @@ impl Engine for Psync {
     }
     fn queue(&mut self, slot: usize, dir: Dir, offset: u64, len: usize) -> Result<()> {
         if dir == Dir::Trim {
-            self.done
-                .push(super::trim_now(&self.file, slot, offset, len));
+            let file = &self.files[self.slot_file[slot]];
+            self.done.push(super::trim_now(file, slot, offset, len));
             return Ok(());
         }
         let b = &mut self.bufs[slot].as_mut_slice()[..len];
+        let file = &self.files[self.slot_file[slot]];
         let r = match dir {
-            Dir::Read => self.file.read_at(b, offset),
+            Dir::Read => file.read_at(b, offset),
             // (Trims returned above.)
-            Dir::Write | Dir::Trim => self.file.write_at(b, offset),
+            Dir::Write | Dir::Trim => file.write_at(b, offset),
         };
         let done = match r {
             Ok(n) if n == len => Done::new(slot, Ok(())),
@@ -86,7 +90,17 @@ impl Engine for Psync {
         self.size
     }
     fn file(&self) -> Option<&File> {
-        Some(&self.file)
+        self.files.first()
+    }
+    fn add_file(&mut self, file: File) -> Result<()> {
+        self.files.push(file);
+        Ok(())
+    }
+    fn set_file(&mut self, slot: usize, file: usize) {
+        self.slot_file[slot] = file.min(self.files.len() - 1);
+    }
+    fn file_at(&self, i: usize) -> Option<&File> {
+        self.files.get(i)
     }
     fn block_size(&self) -> u64 {
         self.lbs

@@ -23,6 +23,8 @@ const NVME_IOCTL_ID: libc::c_ulong = 0x4e40;
 pub struct Params {
     fd: i32,
     fixed_file: bool,
+    /// The index of `fd` in the registered file table (`fixed_file`).
+    fixed_idx: u32,
     fixed_bufs: bool,
     nsid: u32,
     lbs: u64,
@@ -64,7 +66,7 @@ impl Flavor for Plain {
             };
         }
         let e = if p.fixed_file {
-            build!(types::Fixed(0))
+            build!(types::Fixed(p.fixed_idx))
         } else {
             build!(types::Fd(p.fd))
         };
@@ -133,7 +135,9 @@ pub struct Uring<F: Flavor> {
     // Field order matters: the ring (and its registrations) goes before the
     // buffers the kernel may use.
     ring: IoUring<F::S, F::C>,
-    file: File,
+    /// The job's files (fio's list); `slot_file` picks one per slot.
+    files: Vec<File>,
+    slot_file: Vec<u32>,
     bufs: Vec<AlignedBuf>,
     lens: Vec<usize>,
     p: Params,
@@ -208,7 +212,8 @@ impl<F: Flavor> Uring<F> {
         }
         Ok(Uring {
             ring,
-            file,
+            files: vec![file],
+            slot_file: vec![0; slots],
             bufs,
             lens: vec![0; slots],
             p,
@@ -241,6 +246,7 @@ impl Uring<Plain> {
         let p = Params {
             fd: file.as_raw_fd(),
             fixed_file: job.registerfiles,
+            fixed_idx: 0,
             fixed_bufs: job.fixedbufs,
             nsid: 0,
             lbs,
@@ -269,6 +275,7 @@ impl Uring<Cmd> {
         let p = Params {
             fd: file.as_raw_fd(),
             fixed_file: job.registerfiles,
+            fixed_idx: 0,
             fixed_bufs: false,
             nsid: nsid as u32,
             lbs,
@@ -315,12 +322,22 @@ impl<F: Flavor> Engine for Uring<F> {
             // fio's io_uring engines trim synchronously
             // (FIO_ASYNCIO_SYNC_TRIM): the ioctl here, the completion at
             // the next reap.
-            self.trims
-                .push(super::trim_now(&self.file, slot, offset, len));
+            let file = &self.files[self.slot_file[slot] as usize];
+            self.trims.push(super::trim_now(file, slot, offset, len));
             return Ok(());
         }
         let ptr = self.bufs[slot].as_mut_ptr();
-        let e = F::sqe(&self.p, slot, dir, offset, ptr, len);
+        let fi = self.slot_file[slot];
+        let e = if fi == 0 {
+            F::sqe(&self.p, slot, dir, offset, ptr, len)
+        } else {
+            let p = Params {
+                fd: self.files[fi as usize].as_raw_fd(),
+                fixed_idx: fi,
+                ..self.p
+            };
+            F::sqe(&p, slot, dir, offset, ptr, len)
+        };
         self.lens[slot] = len;
         loop {
             // SAFETY: the buffer (and, via field order, the file and fixed
@@ -383,7 +400,27 @@ impl<F: Flavor> Engine for Uring<F> {
         self.size
     }
     fn file(&self) -> Option<&File> {
-        Some(&self.file)
+        self.files.first()
+    }
+    fn add_file(&mut self, file: File) -> Result<()> {
+        self.files.push(file);
+        if self.p.fixed_file {
+            // The registered table grows by unregistering and registering
+            // every file again (setup only, before any I/O).
+            let fds: Vec<i32> = self.files.iter().map(|f| f.as_raw_fd()).collect();
+            let sub = self.ring.submitter();
+            sub.unregister_files()
+                .map_err(|e| Error::msg(format!("io_uring unregister_files: {e}")))?;
+            sub.register_files(&fds)
+                .map_err(|e| Error::msg(format!("io_uring register_files: {e}")))?;
+        }
+        Ok(())
+    }
+    fn set_file(&mut self, slot: usize, file: usize) {
+        self.slot_file[slot] = file.min(self.files.len() - 1) as u32;
+    }
+    fn file_at(&self, i: usize) -> Option<&File> {
+        self.files.get(i)
     }
     fn block_size(&self) -> u64 {
         self.p.lbs
