@@ -506,6 +506,13 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     // What the live counters (the status line) were last given, per
     // direction: the job's counts are published once per reaped batch.
     let mut published = [(0u64, 0u64); NDIR];
+    // The live counters' values (what this thread last stored).
+    let mut shown: [(u64, u64); NDIR] = std::array::from_fn(|d| {
+        (
+            ctx.progress.ios[d].load(Ordering::Relaxed),
+            ctx.progress.bytes[d].load(Ordering::Relaxed),
+        )
+    });
 
     // The newest timestamp taken for an I/O (commit or reap) since the last
     // loop turn: the loop's own clock then reuses it instead of reading the
@@ -970,8 +977,13 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             let st = &res.dirs[d];
             let (i0, b0) = published[d];
             if st.ios != i0 {
-                ctx.progress.ios[d].fetch_add(st.ios - i0, Ordering::Relaxed);
-                ctx.progress.bytes[d].fetch_add(st.bytes - b0, Ordering::Relaxed);
+                // Only this thread writes its job's counters: a plain store
+                // of the running total (no locked read-modify-write, ~20
+                // cycles each, twice per reaped batch).
+                shown[d].0 += st.ios - i0;
+                shown[d].1 += st.bytes - b0;
+                ctx.progress.ios[d].store(shown[d].0, Ordering::Relaxed);
+                ctx.progress.bytes[d].store(shown[d].1, Ordering::Relaxed);
                 published[d] = (st.ios, st.bytes);
             }
         }
