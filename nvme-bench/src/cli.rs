@@ -147,6 +147,7 @@ const ENGINES: &[&str] = &[
     "sync",
     "pvsync",
     "null",
+    "nvme-model",
 ];
 
 const URING_OPTS: &[(&str, &str)] = &[
@@ -195,7 +196,9 @@ pub fn enghelp(which: Option<&str>) -> (String, String, u8) {
             v.push(("cmd_type", "What type of command is being sent (nvme)"));
             v
         }
-        "nvme-vfio" | "nvme_vfio" | "nvme" | "spdk" => NVME_OPTS.to_vec(),
+        "nvme-vfio" | "nvme_vfio" | "nvme" | "spdk" | "nvme-model" | "nvme_model" => {
+            NVME_OPTS.to_vec()
+        }
         _ if ENGINES.contains(&e) => Vec::new(),
         _ => {
             return (

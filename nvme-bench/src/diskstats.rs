@@ -109,7 +109,10 @@ impl DiskSnapshot {
     pub fn take<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> DiskSnapshot {
         let mut disks: Vec<(String, [u64; 11])> = Vec::new();
         for j in jobs {
-            if matches!(j.ioengine, EngineKind::NvmeVfio | EngineKind::Null) {
+            if matches!(
+                j.ioengine,
+                EngineKind::NvmeVfio | EngineKind::Null | EngineKind::NvmeModel
+            ) {
                 continue;
             }
             let Some(f) = &j.filename else { continue };

@@ -6,7 +6,9 @@
 //! when `rate_min` is set for the direction, else I/Os) and fails the job
 //! with EIO when below. A direction is checked once it has moved data.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Instant;
 
 use crate::options::Job;
 

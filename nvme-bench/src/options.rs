@@ -103,6 +103,8 @@ pub enum EngineKind {
     Null,
     /// Linux native AIO (io_submit/io_getevents).
     Libaio,
+    /// Our driver against the in-process controller model (no device).
+    NvmeModel,
 }
 
 impl EngineKind {
@@ -114,6 +116,7 @@ impl EngineKind {
             EngineKind::Psync => "psync",
             EngineKind::Null => "null",
             EngineKind::Libaio => "libaio",
+            EngineKind::NvmeModel => "nvme-model",
         }
     }
     /// Engines that do their I/O on a kernel file or block device by name
@@ -270,6 +273,18 @@ pub enum Fallocate {
     Keep,
     /// `ftruncate(2)` to the size.
     Truncate,
+}
+
+/// `clocksource=`: the clock the job loop reads (fio's gettime.c). fio's
+/// clock is process-wide: the last job that sets it decides.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ClockSource {
+    /// The CPU's time-stamp counter, calibrated once.
+    Cpu,
+    /// `clock_gettime(CLOCK_MONOTONIC)`.
+    ClockGettime,
+    /// `gettimeofday(2)`.
+    Gettimeofday,
 }
 
 /// `fadvise_hint=`: the access-pattern advice given at open.
@@ -482,6 +497,8 @@ pub struct Job {
     /// time-based and buffered, at each new pass over the region (default 1).
     pub invalidate: bool,
     pub fadvise_hint: FadviseHint,
+    /// `clocksource=` (None: not set, fio's default choice).
+    pub clocksource: Option<ClockSource>,
     pub hipri: bool,
     pub fixedbufs: bool,
     pub registerfiles: bool,
@@ -623,6 +640,7 @@ impl Default for Job {
             create_fsync: true,
             invalidate: true,
             fadvise_hint: FadviseHint::Workload,
+            clocksource: None,
             hipri: false,
             fixedbufs: false,
             registerfiles: false,
@@ -1315,7 +1333,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "size_increment",
     "exitall_on_error",
     "disable_bw_measurement",
-    "clocksource",
     "stats",
     "cgroup",
     "uid",
@@ -1454,6 +1471,7 @@ pub const SUPPORTED: &[&str] = &[
     "blockalign",
     "ba",
     "gtod_reduce",
+    "clocksource",
     "disable_slat",
     "disable_clat",
     "disable_lat",
@@ -1615,9 +1633,10 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
                 "psync" | "pvsync" | "sync" => EngineKind::Psync,
                 "null" => EngineKind::Null,
                 "libaio" => EngineKind::Libaio,
+                "nvme-model" | "nvme_model" => EngineKind::NvmeModel,
                 other => {
                     return Err(Error::msg(format!(
-                "ioengine '{other}' is not supported (nvme-vfio, io_uring, io_uring_cmd, libaio, psync, null)"
+                "ioengine '{other}' is not supported (nvme-vfio, io_uring, io_uring_cmd, libaio, psync, null, nvme-model)"
             )))
                 }
             }
@@ -1897,6 +1916,18 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "overwrite" => job.overwrite = parse_bool(v).map_err(ctx)?,
         "create_fsync" => job.create_fsync = parse_bool(v).map_err(ctx)?,
         "invalidate" => job.invalidate = parse_bool(v).map_err(ctx)?,
+        "clocksource" => {
+            job.clocksource = Some(match need()? {
+                "cpu" => ClockSource::Cpu,
+                "clock_gettime" => ClockSource::ClockGettime,
+                "gettimeofday" => ClockSource::Gettimeofday,
+                o => {
+                    return Err(Error::msg(format!(
+                        "option 'clocksource={o}': cpu, clock_gettime or gettimeofday"
+                    )))
+                }
+            })
+        }
         "fadvise_hint" => {
             job.fadvise_hint = match need()? {
                 "0" => FadviseHint::None,
@@ -2174,8 +2205,8 @@ pub fn file_for(job: &Job, clone: u32) -> Result<String> {
 /// Checks that need the whole job.
 pub fn validate(job: &Job) -> Result<()> {
     let n = &job.name;
-    // ioengine=null without size=: fio accepts the job and fails it when
-    // it starts ("you need to specify size="); so does the runner.
+    // ioengine=null (and nvme-model) without size=: fio accepts the job and
+    // fails it when it starts ("you need to specify size="); so does the runner.
     // Block sizes: multiples of 512 but for ioengine=null, which moves no
     // data (fio's null engine takes any size: netio_multicast.fio's bs=64).
     if job.ioengine != EngineKind::Null {
@@ -2292,9 +2323,9 @@ pub fn validate(job: &Job) -> Result<()> {
         || job.nvme_shadow_doorbells.is_some()
         || job.nvme_io_timeout.is_some()
         || job.nvme_timeout_policy.is_some();
-    if nvme_knob && job.ioengine != EngineKind::NvmeVfio {
+    if nvme_knob && !matches!(job.ioengine, EngineKind::NvmeVfio | EngineKind::NvmeModel) {
         return Err(Error::msg(format!(
-            "job '{n}': nvme_* options apply to ioengine=nvme-vfio only"
+            "job '{n}': nvme_* options apply to ioengine=nvme-vfio and nvme-model only"
         )));
     }
     if job.verify == Verify::Pattern && job.verify_pattern.is_empty() {

@@ -18,6 +18,19 @@ use crate::sys;
 /// Run everything; returns the results and whether every job succeeded.
 pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
     let started = SystemTime::now();
+    // The job loop's clock (fio's `clocksource`, process-wide: the last job
+    // that sets it decides), chosen and calibrated before any job starts.
+    crate::clock::init(
+        set.jobs
+            .iter()
+            .rev()
+            .find_map(|j| j.clocksource)
+            .map(|c| match c {
+                crate::options::ClockSource::Cpu => crate::clock::Source::Cpu,
+                crate::options::ClockSource::ClockGettime => crate::clock::Source::ClockGettime,
+                crate::options::ClockSource::Gettimeofday => crate::clock::Source::Gettimeofday,
+            }),
+    );
     // Every file the run writes is opened before the first I/O (fio opens
     // --output at startup): an unwritable path fails here, before any file
     // is laid out or any device written, not after the run.

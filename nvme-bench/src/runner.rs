@@ -13,11 +13,12 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nvme_core::Controller;
 use nvme_vfio::VfioDevice;
 
+use crate::clock::Instant;
 use crate::engine::{self, Done, Engine};
 use crate::error::{Error, Result};
 use crate::gen::{Gen, Rng};
@@ -142,6 +143,12 @@ pub fn run_job(ctx: RunCtx) -> JobResult {
         Some(e) => Err(Error::msg(e.clone())),
         None => run_inner(&ctx, &mut res),
     };
+    // Whatever way the job ended, the histograms hold every sample.
+    for d in res.dirs.iter_mut() {
+        d.slat.settle();
+        d.clat.settle();
+        d.lat.settle();
+    }
     if let Err(e) = r {
         if res.error.is_none() {
             res.error = Some(e.to_string());
@@ -179,21 +186,34 @@ fn open_engine(
         }),
     };
     Ok(match (&ctx.target, job.ioengine) {
-        (Target::Nvme { ctrl, nsid }, EngineKind::NvmeVfio) => Box::new(
-            engine::nvme::NvmeEngine::open(ctrl, *nsid, job, slots, buf_len)?,
-        ),
-        (Target::Path(_), EngineKind::Null) => {
+        (Target::Nvme { ctrl, nsid }, EngineKind::NvmeVfio) => {
+            Box::new(engine::nvme::NvmeEngine::open(
+                ctrl,
+                *nsid,
+                job,
+                slots,
+                buf_len,
+                "nvme-vfio",
+                ctrl.platform_info().pci_address().to_string(),
+            )?)
+        }
+        (Target::Path(_), EngineKind::Null | EngineKind::NvmeModel) => {
             let size = match job.size {
                 Some(crate::options::Amount::Bytes(b)) => b
                     .checked_add(job.offset.resolve(b))
                     .ok_or_else(|| Error::msg("offset + size overflows"))?,
                 _ => {
-                    return Err(Error::msg(
-                        "you need to specify size= (ioengine=null has no file)",
-                    ))
+                    return Err(Error::msg(format!(
+                        "you need to specify size= (ioengine={} has no file)",
+                        job.ioengine.name()
+                    )))
                 }
             };
-            Box::new(engine::null::Null::open(size, slots, buf_len, job.iodepth)?)
+            if job.ioengine == EngineKind::Null {
+                Box::new(engine::null::Null::open(size, slots, buf_len, job.iodepth)?)
+            } else {
+                Box::new(engine::model::open(job, size, slots, buf_len)?)
+            }
         }
         (Target::Path(p), EngineKind::IoUring) => Box::new(engine::uring::PlainUring::open(
             job, p, want, slots, buf_len,
@@ -219,6 +239,21 @@ fn open_engine(
         )?),
         _ => return Err(Error::msg("internal: engine and target do not match")),
     })
+}
+
+/// What a slot's I/O is: direction, offset, length, verify generation,
+/// whether it counts (not ramp), and its prepared / issued / completed
+/// (sync engines) times.
+#[derive(Copy, Clone)]
+struct SlotIo {
+    dir: Dir,
+    off: u64,
+    len: usize,
+    gen: u32,
+    count: bool,
+    prep: Instant,
+    issue: Instant,
+    done: Instant,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq)]
@@ -260,6 +295,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         }
     }
     let sync = eng.is_sync();
+    let may_busy = eng.may_be_busy();
     let depth = if sync { 1 } else { depth_cfg };
 
     // The region (of the first file, when there are several).
@@ -377,14 +413,20 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
 
     let now0 = Instant::now();
     let mut free: Vec<usize> = (0..depth).rev().collect();
-    let mut sdir = vec![Dir::Read; depth];
-    let mut soff = vec![0u64; depth];
-    let mut slen = vec![0usize; depth];
-    let mut sgen = vec![0u32; depth];
-    let mut scount = vec![false; depth];
-    let mut prep_t = vec![now0; depth];
-    let mut issue_t = vec![now0; depth];
-    let mut done_t = vec![now0; depth];
+    // Per slot: the I/O it carries (one array of records, one bounds check).
+    let mut sl = vec![
+        SlotIo {
+            dir: Dir::Read,
+            off: 0,
+            len: 0,
+            gen: 0,
+            count: false,
+            prep: now0,
+            issue: now0,
+            done: now0,
+        };
+        depth
+    ];
     let mut queued: Vec<usize> = Vec::with_capacity(depth);
     let mut done: Vec<Done> = Vec::with_capacity(depth);
     let mut inflight = 0usize;
@@ -448,6 +490,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         }
     });
     let mut poisson_due = [Duration::ZERO; NDIR];
+    // Any rate limit at all (skips the per-I/O due-time arithmetic).
+    let rated = rate.iter().chain(rate_bw.iter()).any(Option::is_some)
+        || poisson_iops.iter().any(Option::is_some);
     let mut poisson_rng = Rng::new(ctx.seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut pending: Option<(Dir, u64, u64)> = None;
 
@@ -460,13 +505,21 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         None => (Duration::from_secs(3600 * 24 * 365), None),
     };
     let mut next_ival = run_start + ival;
-    let mut logs = crate::logs::Logs::open(job, ctx.number, !sync, now0)?;
+    let mut logs = crate::logs::Logs::open(job, ctx.number, !sync, now0.to_std())?;
     let mut deferred = Deferred::new(depth, itx.is_some());
     deferred.off = [job.disable_slat, job.disable_clat, job.disable_lat];
     let mut ival_base = [(0u64, 0u64); NDIR];
     let mut ival_clat = [LatStat::new(), LatStat::new(), LatStat::new()];
-    let mut local_ios = [0u64; NDIR];
-    let mut local_bytes = [0u64; NDIR];
+    // What the live counters (the status line) were last given, per
+    // direction: the job's counts are published once per reaped batch.
+    let mut published = [(0u64, 0u64); NDIR];
+    // The live counters' values (what this thread last stored).
+    let mut shown: [(u64, u64); NDIR] = std::array::from_fn(|d| {
+        (
+            ctx.progress.ios[d].load(Ordering::Relaxed),
+            ctx.progress.bytes[d].load(Ordering::Relaxed),
+        )
+    });
 
     // The newest timestamp taken for an I/O (commit or reap) since the last
     // loop turn: the loop's own clock then reuses it instead of reading the
@@ -475,6 +528,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let mut fresh: Option<Instant> = None;
     let mut min_rate = crate::minrate::MinRate::new(job, now0);
     let mut flow = crate::flow::JobFlow::new(job);
+    // `runtime` in the loop clock's unit.
+    let runtime_ns = job
+        .runtime
+        .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64);
     loop {
         let now = fresh.take().unwrap_or_else(Instant::now);
         if state == ST_RAMP && now >= ramp_end {
@@ -483,6 +540,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             for d in res.dirs.iter_mut() {
                 d.reset();
             }
+            published = [(0, 0); NDIR];
             res.depth = DepthHist::default();
             run_start = now;
             next_window = now + WINDOW;
@@ -494,6 +552,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         if ctx.progress.snap_req.load(Ordering::Relaxed) {
             // A --status-interval report: the statistics so far.
             deferred.flush(res, &mut ival_clat);
+            for d in res.dirs.iter_mut() {
+                d.slat.settle();
+                d.clat.settle();
+                d.lat.settle();
+            }
             let mut s = res.clone();
             let t = if state == ST_RAMP {
                 Duration::ZERO
@@ -530,6 +593,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             if now >= next_ival {
                 deferred.flush(res, &mut ival_clat);
+                ival_clat.iter_mut().for_each(LatStat::settle);
                 if let Some(tx) = &itx {
                     let line =
                         interval_line(ctx, res, &ival_base, &ival_clat, now - run_start, ival);
@@ -560,8 +624,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         }
         if mode == Mode::Workload && !stop {
             if state == ST_RUN {
-                if let Some(rt) = job.runtime {
-                    if now - run_start >= rt {
+                if let Some(rt) = runtime_ns {
+                    if now.nanos_since(run_start) >= rt {
                         stop = true;
                     }
                 }
@@ -576,7 +640,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
 
         // Issue.
         let mut rate_wait: Option<Instant> = None;
-        while !stop && inflight + queued.len() < depth && queued.len() < bsub {
+        // fio's FIO_Q_BUSY (the null engine between a commit and a reap).
+        let mut busy = may_busy && eng.busy();
+        while !stop && !busy && inflight + queued.len() < depth && queued.len() < bsub {
             if mode == Mode::Workload && state == ST_RUN {
                 let bytes_done = !job.time_based && issued_bytes >= io_limit;
                 let ios_done = ios_limit > 0 && issued_ios.iter().sum::<u64>() >= ios_limit;
@@ -662,7 +728,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     (Dir::Read, o, vbs)
                 }
             };
-            if mode == Mode::Workload && state == ST_RUN {
+            if rated && mode == Mode::Workload && state == ST_RUN {
                 let due_iops = rate[dir as usize].map(|r| {
                     run_start + Duration::from_secs_f64(issued_ios[dir as usize] as f64 / r as f64)
                 });
@@ -701,17 +767,20 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     vhash,
                 );
             }
-            sdir[slot] = dir;
-            soff[slot] = off;
-            slen[slot] = len_io;
-            sgen[slot] = if mode == Mode::Verify {
+            let gen = if mode == Mode::Verify {
                 gens[((off - base) / vbs) as usize]
             } else {
                 verify::ANY_GEN
             };
-            scount[slot] = state != ST_RAMP;
-            let tp = Instant::now();
-            prep_t[slot] = tp;
+            let Some(si) = sl.get_mut(slot) else {
+                return Err(Error::msg(format!("internal: slot {slot} out of range")));
+            };
+            si.dir = dir;
+            si.off = off;
+            si.len = len_io;
+            si.gen = gen;
+            si.count = state != ST_RAMP;
+            si.prep = Instant::now();
             if multi.is_some() {
                 eng.set_file(slot, cur_file);
             }
@@ -726,7 +795,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 break;
             }
             if sync {
-                done_t[slot] = Instant::now();
+                sl[slot].done = Instant::now();
             }
             if mode == Mode::Workload && state == ST_RUN {
                 // fio's io_bytes_exceeded: a job that writes counts its
@@ -746,15 +815,21 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             queued.push(slot);
         }
         if !queued.is_empty() {
-            eng.commit()?;
+            if !sync {
+                eng.commit()?;
+            }
+            if may_busy {
+                busy = eng.busy();
+            }
             let t = Instant::now();
             fresh = Some(t);
             let n = queued.len();
-            deferred.make_room(n, res, &mut ival_clat);
+            deferred.room_for_slat(n, res, &mut ival_clat);
             for &s in &queued {
-                issue_t[s] = if sync { prep_t[s] } else { t };
-                if scount[s] && !sync {
-                    deferred.slat.push((sdir[s], prep_t[s], t));
+                let si = &mut sl[s];
+                si.issue = if sync { si.prep } else { t };
+                if si.count && !sync {
+                    deferred.slat.push((si.dir, si.prep, t));
                 }
             }
             inflight += n;
@@ -780,19 +855,19 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             if engine_until != Some(give_up) {
                 engine_until = Some(give_up);
-                eng.set_deadline(engine_until);
+                eng.set_deadline(engine_until.map(Instant::to_std));
             }
         } else {
             // The engine's reap returns by the end of the ramp or runtime
             // even if the device does not answer.
-            let until = match (state, mode, job.runtime) {
+            let until = match (state, mode, runtime_ns) {
                 (ST_RAMP, _, _) => Some(ramp_end),
-                (ST_RUN, Mode::Workload, Some(rt)) => Some(run_start + rt),
+                (ST_RUN, Mode::Workload, Some(rt)) => Some(run_start.add_nanos(rt)),
                 _ => None,
             };
             if until != engine_until {
                 engine_until = until;
-                eng.set_deadline(until);
+                eng.set_deadline(until.map(Instant::to_std));
             }
         }
         if inflight == 0 && held == 0 {
@@ -820,7 +895,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             continue;
         }
-        let full = inflight >= depth || stop || rate_wait.is_some() || free.is_empty();
+        let full = inflight >= depth || stop || busy || rate_wait.is_some() || free.is_empty();
         if !full {
             continue;
         }
@@ -847,10 +922,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         let t = Instant::now();
         fresh = Some(t);
         res.depth.complete[DepthHist::batch_idx(done.len())] += 1;
-        deferred.make_room(done.len(), res, &mut ival_clat);
+        deferred.room_for_done(done.len(), res, &mut ival_clat);
         for dn in done.drain(..) {
             let s = dn.slot;
-            if s >= depth {
+            if s >= sl.len() {
                 return Err(Error::msg(format!("engine returned unknown slot {s}")));
             }
             if dn.late {
@@ -859,8 +934,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 free.push(s);
                 continue;
             }
-            let tc = if sync { done_t[s] } else { t };
-            let dir = sdir[s];
+            let si = sl[s];
+            let tc = if sync { si.done } else { t };
+            let dir = si.dir;
             let mut failed = false;
             match dn.res {
                 Err(e) => {
@@ -873,8 +949,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     let msg = format!(
                         "{} of {} bytes at offset {}: {e}",
                         dir_name(dir),
-                        slen[s],
-                        soff[s]
+                        si.len,
+                        si.off
                     );
                     if note_error(job, res, kind, dn.errno, msg) {
                         stop = true;
@@ -882,13 +958,13 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 }
                 Ok(()) => {
                     if dir == Dir::Read && verifying {
-                        let b = &eng.buf_mut(s)[..slen[s]];
-                        match verify::check(b, soff[s], vseed, sgen[s], pattern.as_deref(), vhash) {
+                        let b = &eng.buf_mut(s)[..si.len];
+                        match verify::check(b, si.off, vseed, si.gen, pattern.as_deref(), vhash) {
                             Ok(()) => res.verified += 1,
                             Err(e) => {
                                 let msg = format!(
                                     "verify failed: block of {} bytes at offset {} ({:#x}): {e}",
-                                    slen[s], soff[s], soff[s]
+                                    si.len, si.off, si.off
                                 );
                                 if note_error(job, res, cont::VERIFY, libc::EILSEQ, msg) {
                                     stop = true;
@@ -898,19 +974,23 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     }
                 }
             }
-            if scount[s] {
+            if si.count {
                 let st = &mut res.dirs[dir as usize];
                 // A failed I/O counts in total_ios (fio's total_io_u, and
                 // so in IOPS) but moves no bytes and has no latency sample.
                 st.ios += 1;
-                local_ios[dir as usize] += 1;
                 if !failed {
-                    deferred.done.push((dir, prep_t[s], issue_t[s], tc));
+                    deferred.done.push((dir, si.prep, si.issue, tc));
                     if let Some(l) = &mut logs {
-                        l.io(dir, slen[s] as u64, prep_t[s], issue_t[s], tc);
+                        l.io(
+                            dir,
+                            si.len as u64,
+                            si.prep.to_std(),
+                            si.issue.to_std(),
+                            tc.to_std(),
+                        );
                     }
-                    st.bytes += slen[s] as u64;
-                    local_bytes[dir as usize] += slen[s] as u64;
+                    st.bytes += si.len as u64;
                 }
             }
             if dn.held {
@@ -921,11 +1001,17 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             inflight -= 1;
         }
         for d in 0..NDIR {
-            if local_ios[d] > 0 {
-                ctx.progress.ios[d].fetch_add(local_ios[d], Ordering::Relaxed);
-                ctx.progress.bytes[d].fetch_add(local_bytes[d], Ordering::Relaxed);
-                local_ios[d] = 0;
-                local_bytes[d] = 0;
+            let st = &res.dirs[d];
+            let (i0, b0) = published[d];
+            if st.ios != i0 {
+                // Only this thread writes its job's counters: a plain store
+                // of the running total (no locked read-modify-write, ~20
+                // cycles each, twice per reaped batch).
+                shown[d].0 += st.ios - i0;
+                shown[d].1 += st.bytes - b0;
+                ctx.progress.ios[d].store(shown[d].0, Ordering::Relaxed);
+                ctx.progress.bytes[d].store(shown[d].1, Ordering::Relaxed);
+                published[d] = (st.ios, st.bytes);
             }
         }
     }
@@ -942,10 +1028,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             .map(|s| {
                 format!(
                     "{} at LBA {} ({} bytes at offset {})",
-                    dir_name(sdir[s]),
-                    soff[s] / lbs,
-                    slen[s],
-                    soff[s]
+                    dir_name(sl[s].dir),
+                    sl[s].off / lbs,
+                    sl[s].len,
+                    sl[s].off
                 )
             })
             .collect();
@@ -971,7 +1057,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     }
     deferred.flush(res, &mut ival_clat);
     if let Some(l) = logs.take() {
-        l.finish(end)?;
+        l.finish(end.to_std())?;
     }
     res.runtime = end.saturating_duration_since(run_start);
     let workload_end = verify_start.map_or(end, |v| v.max(run_start));
@@ -992,6 +1078,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     // The bandwidth and IOPS samples are whole windows only, as fio's
     // (its helper thread samples every `bw_avg_time`): a job shorter than
     // one window has none, and its report has no bw/iops line, as fio's.
+    ival_clat.iter_mut().for_each(LatStat::settle);
     if let Some(tx) = &itx {
         let _ = tx.send(interval_line(
             ctx,
@@ -1138,37 +1225,41 @@ impl Deferred {
         let [no_slat, no_clat, no_lat] = self.off;
         for (d, p, i) in self.slat.drain(..) {
             if !no_slat {
-                res.dirs[d as usize].slat.record(nanos(i - p));
+                res.dirs[d as usize].slat.record_fast(i.nanos_since(p));
             }
         }
         for (d, p, i, t) in self.done.drain(..) {
             let st = &mut res.dirs[d as usize];
-            let clat = nanos(t - i);
+            let clat = t.nanos_since(i);
             if !no_clat {
-                st.clat.record(clat);
+                st.clat.record_fast(clat);
             }
             if !no_lat {
-                st.lat.record(nanos(t - p));
+                st.lat.record_fast(t.nanos_since(p));
             }
             if self.ival_on {
-                ival[d as usize].record(clat);
+                ival[d as usize].record_fast(clat);
             }
         }
     }
 
-    /// Flush unless both buffers have room for `n` more samples, so they
-    /// never grow (allocate) on the I/O path. Batches are at most the queue
-    /// depth, which is at most half the capacity.
-    fn make_room(&mut self, n: usize, res: &mut JobResult, ival: &mut [LatStat; NDIR]) {
-        if self.slat.len() + n > self.cap || self.done.len() + n > self.cap {
+    /// Flush unless the slat buffer has room for `n` more samples, so the
+    /// buffers never grow (allocate) on the I/O path. Batches are at most
+    /// the queue depth, which is at most half the capacity.
+    #[inline]
+    fn room_for_slat(&mut self, n: usize, res: &mut JobResult, ival: &mut [LatStat; NDIR]) {
+        if self.slat.len() + n > self.cap {
             self.flush(res, ival);
         }
     }
-}
 
-#[inline]
-fn nanos(d: Duration) -> u64 {
-    d.as_nanos().min(u128::from(u64::MAX)) as u64
+    /// The same for the completion buffer.
+    #[inline]
+    fn room_for_done(&mut self, n: usize, res: &mut JobResult, ival: &mut [LatStat; NDIR]) {
+        if self.done.len() + n > self.cap {
+            self.flush(res, ival);
+        }
+    }
 }
 
 /// One NDJSON line: this interval's figures, not cumulative ones.

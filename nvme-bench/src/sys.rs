@@ -216,3 +216,68 @@ pub mod aio {
         }
     }
 }
+
+/// The CPU's time-stamp counter (x86-64 `rdtsc`); `None` elsewhere.
+#[inline(always)]
+pub fn rdtsc() -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: rdtsc reads a counter; it has no memory effects and every
+        // x86-64 CPU has it.
+        Some(unsafe { core::arch::x86_64::_rdtsc() })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
+}
+
+/// fio's `tsc_reliable` on x86 (arch-x86-common.h): CPUID leaf 0x80000007
+/// EDX bit 8, the invariant TSC (constant rate in every P-, C- and T-state).
+pub fn tsc_invariant() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::__cpuid;
+        // Leaf 0x80000000 reports the highest extended leaf, checked
+        // before 0x80000007 is read.
+        let max = __cpuid(0x8000_0000).eax;
+        if max < 0x8000_0007 {
+            return false;
+        }
+        let edx = __cpuid(0x8000_0007).edx;
+        edx & (1 << 8) != 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `clock_gettime(clk)` in nanoseconds.
+#[inline]
+pub fn clock_ns(clk: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec the call writes; the clocks used here
+    // (MONOTONIC, MONOTONIC_RAW) exist on every Linux we run on.
+    unsafe { libc::clock_gettime(clk, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// `gettimeofday` in nanoseconds (microsecond resolution).
+#[inline]
+pub fn gettimeofday_ns() -> u64 {
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    // SAFETY: tv is a valid timeval the call writes; no timezone.
+    unsafe { libc::gettimeofday(&mut tv, std::ptr::null_mut()) };
+    (tv.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(tv.tv_usec as u64 * 1000)
+}

@@ -6,6 +6,7 @@
 //! and stop is the loop's business (see `runner.rs` and docs/fio-compat.md).
 
 pub mod libaio;
+pub mod model;
 pub mod null;
 pub mod nvme;
 pub mod psync;
@@ -43,6 +44,17 @@ impl Done {
             late: false,
         }
     }
+    /// A success.
+    #[inline]
+    pub fn ok(slot: usize) -> Done {
+        Done {
+            slot,
+            res: Ok(()),
+            errno: 0,
+            held: false,
+            late: false,
+        }
+    }
     /// A failure with this error number.
     pub fn failed(slot: usize, errno: i32, msg: String) -> Done {
         Done {
@@ -61,7 +73,18 @@ pub trait Engine {
     fn commit(&mut self) -> Result<()>;
     /// Collect at least `min` (0: whatever is there) and at most `max` completions.
     fn reap(&mut self, min: usize, max: usize, out: &mut Vec<Done>) -> Result<()>;
-    /// The I/O happens inside `queue` (psync): no submission latency.
+    /// The engine takes no more I/O until the next `reap` (fio's
+    /// `FIO_Q_BUSY`): the job loop stops issuing and reaps. Asked only of
+    /// engines whose [`Engine::may_be_busy`] is true.
+    fn busy(&self) -> bool {
+        false
+    }
+    /// [`Engine::busy`] can ever be true (asked once, at open).
+    fn may_be_busy(&self) -> bool {
+        false
+    }
+    /// The I/O happens inside `queue` (psync): no submission latency, and
+    /// the job loop does not call `commit` (there is nothing to hand over).
     fn is_sync(&self) -> bool {
         false
     }

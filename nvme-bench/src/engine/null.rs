@@ -3,7 +3,12 @@
 //! fio's engines/null.c: it needs `size` (there is no file to size it), no
 //! file is opened or created, any block size goes. At `iodepth=1` the I/O
 //! completes inside `queue` (fio reports no slat there); deeper, queued
-//! I/Os complete at `commit` and are reaped by the next `reap`.
+//! I/Os complete at `commit` and are reaped by the next `reap`, and, as
+//! fio's `null_queue` returns `FIO_Q_BUSY` while committed I/Os are not yet
+//! reaped, the engine is [`Engine::busy`] from a commit to the next reap:
+//! with fio's default `iodepth_batch_submit=1` the job runs one I/O at a
+//! time whatever `iodepth` says (fio reports 100% at depth 1), and with
+//! `iodepth_batch_submit=N` in batches of N.
 
 use super::{AlignedBuf, Done, Engine};
 use crate::error::Result;
@@ -37,6 +42,7 @@ impl Engine for Null {
     fn buf_mut(&mut self, slot: usize) -> &mut [u8] {
         self.bufs[slot].as_mut_slice()
     }
+    #[inline]
     fn queue(&mut self, slot: usize, _dir: Dir, _offset: u64, _len: usize) -> Result<()> {
         if self.sync {
             self.done.push(slot);
@@ -45,14 +51,30 @@ impl Engine for Null {
         }
         Ok(())
     }
+    #[inline]
     fn commit(&mut self) -> Result<()> {
-        self.done.append(&mut self.queued);
+        if !self.queued.is_empty() {
+            self.done.append(&mut self.queued);
+        }
         Ok(())
     }
     fn reap(&mut self, _min: usize, max: usize, out: &mut Vec<Done>) -> Result<()> {
         let n = self.done.len().min(max.max(1));
-        out.extend(self.done.drain(..n).map(|slot| Done::new(slot, Ok(()))));
+        for &slot in &self.done[..n] {
+            out.push(Done::ok(slot));
+        }
+        if n == self.done.len() {
+            self.done.clear();
+        } else {
+            self.done.drain(..n);
+        }
         Ok(())
+    }
+    fn busy(&self) -> bool {
+        !self.sync && !self.done.is_empty()
+    }
+    fn may_be_busy(&self) -> bool {
+        !self.sync
     }
     fn is_sync(&self) -> bool {
         self.sync
@@ -80,10 +102,14 @@ mod tests {
         // Nothing completes before the commit.
         e.reap(0, 4, &mut out).unwrap();
         assert!(out.is_empty());
+        assert!(!e.busy());
         e.commit().unwrap();
+        // Committed and not reaped: fio's FIO_Q_BUSY.
+        assert!(e.busy());
         e.reap(1, 2, &mut out).unwrap();
         assert_eq!(out.len(), 2);
         e.reap(1, 4, &mut out).unwrap();
+        assert!(!e.busy());
         let slots: Vec<usize> = out.iter().map(|d| d.slot).collect();
         assert_eq!(slots, [0, 1, 2, 3]);
         assert!(out.iter().all(|d| d.res.is_ok()));

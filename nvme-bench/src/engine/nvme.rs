@@ -12,19 +12,20 @@ use std::time::{Duration, Instant};
 use nvme_core::{
     ByteCount, CommandError, Controller, DmaBuf, Hardware, IoQueuePair, Lba, Namespace,
 };
-use nvme_vfio::VfioDevice;
 
 use super::{Done, Engine};
 use crate::error::{Error, Result};
 use crate::options::{Dir, Job};
 
-type Buf = DmaBuf<<VfioDevice as Hardware>::Dma>;
+type Buf<H> = DmaBuf<<H as Hardware>::Dma>;
 
-pub struct NvmeEngine {
+/// The driver on any [`Hardware`]: `VfioDevice` for `ioengine=nvme-vfio`,
+/// the in-process controller model for `ioengine=nvme-model`.
+pub struct NvmeEngine<H: Hardware> {
     // The queue pair goes first: it must be gone before its controller handle.
-    qp: IoQueuePair<VfioDevice>,
+    qp: IoQueuePair<H>,
     ns: Namespace,
-    slots: Vec<Option<Buf>>,
+    slots: Vec<Option<Buf<H>>>,
     batching: bool,
     /// Per slot: its I/O was reported at its deadline and the device still
     /// holds the buffer.
@@ -36,7 +37,10 @@ pub struct NvmeEngine {
     until: Option<Instant>,
     /// I/Os reported at their deadline.
     timeouts: u64,
-    ctrl: Controller<VfioDevice>,
+    /// `ioengine` and controller for the `nvme_bench` JSON key.
+    engine: &'static str,
+    controller: String,
+    ctrl: Controller<H>,
 }
 
 /// Queue entries for a job: enough for `iodepth` requests, each possibly
@@ -46,13 +50,15 @@ pub fn default_queue_size(job: &Job, max_transfer: usize, max_entries: u32) -> u
     (job.iodepth * pieces.max(1) + 1).max(32).min(max_entries)
 }
 
-impl NvmeEngine {
+impl<H: Hardware> NvmeEngine<H> {
     pub fn open(
-        ctrl: &Controller<VfioDevice>,
+        ctrl: &Controller<H>,
         nsid: u32,
         job: &Job,
         slots: usize,
         buf_len: usize,
+        engine: &'static str,
+        controller: String,
     ) -> Result<Self> {
         let ns = ctrl.namespace(nsid)?.clone();
         if ns.metadata_size() > 0 {
@@ -94,12 +100,14 @@ impl NvmeEngine {
             trimming: vec![false; slots],
             until: None,
             timeouts: 0,
+            engine,
+            controller,
             ctrl: ctrl.clone(),
         })
     }
 }
 
-impl NvmeEngine {
+impl<H: Hardware> NvmeEngine<H> {
     /// A trim: one Dataset Management deallocate range of `blocks` LBAs.
     fn queue_trim(&mut self, slot: usize, lba: u64, blocks: u64) -> Result<()> {
         if self.slots.get(slot).is_none_or(Option::is_none) || self.trimming[slot] {
@@ -115,7 +123,7 @@ impl NvmeEngine {
     }
 }
 
-impl Engine for NvmeEngine {
+impl<H: Hardware> Engine for NvmeEngine<H> {
     fn buf_mut(&mut self, slot: usize) -> &mut [u8] {
         let b = self.slots[slot]
             .as_mut()
@@ -260,8 +268,8 @@ impl Engine for NvmeEngine {
     fn extras(&self) -> serde_json::Value {
         let s = self.qp.stats();
         serde_json::json!({
-            "engine": "nvme-vfio",
-            "controller": self.ctrl.platform_info().pci_address().to_string(),
+            "engine": self.engine,
+            "controller": self.controller,
             "nsid": self.ns.nsid(),
             "qid": self.qp.qid(),
             "queue_entries": self.qp.entries(),

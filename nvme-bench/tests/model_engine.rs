@@ -1,0 +1,107 @@
+//! `ioengine=nvme-model`: the driver against the in-process controller
+//! model, no device. Every I/O goes through the driver's queue pair to the
+//! model (its command count is the job's I/O count), writes are kept and
+//! verified when `verify` asks, and a job without `size` is refused.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
+
+fn run(args: &[&str]) -> (bool, Value, String) {
+    let mut a = vec![
+        "--name=m",
+        "--ioengine=nvme-model",
+        "--output-format=json",
+        "--eta=never",
+    ];
+    a.extend_from_slice(args);
+    let o = Command::new(BENCH).args(&a).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let v = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    (o.status.success(), v, err)
+}
+
+#[test]
+fn reads_go_through_the_driver_to_the_model() {
+    for qd in ["1", "32"] {
+        let depth = format!("--iodepth={qd}");
+        let (ok, v, err) = run(&[
+            "--size=64m",
+            "--bs=4k",
+            "--rw=randread",
+            &depth,
+            "--number_ios=5000",
+        ]);
+        assert!(ok, "qd{qd}: {err}");
+        let j = &v["jobs"][0];
+        assert_eq!(j["error"], 0, "qd{qd}");
+        assert_eq!(j["read"]["total_ios"], 5000, "qd{qd}");
+        assert_eq!(j["read"]["io_bytes"], 5000 * 4096, "qd{qd}");
+        let e = &j["nvme_bench"]["engine"];
+        assert_eq!(e["engine"], "nvme-model", "qd{qd}");
+        assert_eq!(e["commands"], 5000, "qd{qd}: one NVMe command per I/O");
+        assert_eq!(e["completions"], 5000, "qd{qd}");
+        for k in ["slat_ns", "clat_ns", "lat_ns"] {
+            assert_eq!(j["read"][k]["N"], 5000, "qd{qd} {k}");
+        }
+    }
+}
+
+#[test]
+fn written_blocks_verify() {
+    let (ok, v, err) = run(&[
+        "--size=1m",
+        "--bs=4k",
+        "--rw=randwrite",
+        "--iodepth=8",
+        "--verify=crc32c",
+    ]);
+    assert!(ok, "{err}");
+    let j = &v["jobs"][0];
+    assert_eq!(j["error"], 0);
+    assert_eq!(j["write"]["total_ios"], 256);
+    // The verify pass reads back every block written.
+    assert_eq!(j["read"]["total_ios"], 256);
+}
+
+#[test]
+fn needs_size() {
+    let (ok, _, err) = run(&["--rw=read"]);
+    assert!(!ok);
+    assert!(err.contains("ioengine=nvme-model needs size="), "{err}");
+}
+
+/// The driver's `nvme_*` options apply to the model's controller as to a
+/// device's (and stay refused for engines without our driver).
+#[test]
+fn nvme_options_reach_the_driver() {
+    for (opt, key, want) in [
+        (
+            "--nvme_shadow_doorbells=0",
+            "shadow_doorbells",
+            Value::from(false),
+        ),
+        (
+            "--nvme_shadow_doorbells=1",
+            "shadow_doorbells",
+            Value::from(true),
+        ),
+        ("--nvme_queue_size=64", "queue_entries", Value::from(64)),
+    ] {
+        let (ok, v, err) = run(&["--size=64m", "--rw=randread", "--number_ios=1000", opt]);
+        assert!(ok, "{opt}: {err}");
+        assert_eq!(v["jobs"][0]["nvme_bench"]["engine"][key], want, "{opt}");
+    }
+    let o = Command::new(BENCH)
+        .args([
+            "--name=n",
+            "--ioengine=null",
+            "--size=1m",
+            "--nvme_queue_size=64",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "null accepted nvme_queue_size");
+}
