@@ -698,6 +698,26 @@ fn comparison_table_stays_off_stdout() {
         ],
     );
     let (out, err) = (ok(&o, "ours"), text(&o.stderr));
+    // stderr is a pipe here, as under a tool that drives fio: nothing
+    // there (bench-fio takes any stderr output as a failed run).
+    assert!(!out.contains("nvme-bench comparison"), "{out}");
+    assert!(err.trim().is_empty(), "stderr: {err}");
+    // Asked for: on stderr, still not on stdout.
+    let o = run_in(
+        &scratch("table2"),
+        BENCH,
+        &[
+            "--eta=never",
+            "--compare",
+            "--name=a",
+            "--ioengine=null",
+            "--size=64k",
+            "--name=b",
+            "--ioengine=null",
+            "--size=64k",
+        ],
+    );
+    let (out, err) = (ok(&o, "ours"), text(&o.stderr));
     assert!(!out.contains("nvme-bench comparison"), "{out}");
     assert!(err.contains("nvme-bench comparison"), "{err}");
 }

@@ -209,8 +209,14 @@ pub fn emit(
     let us = units(results);
     let text = render(g, set, &us, disks, started)?;
     // The comparison table is nvme-bench's own: it never goes where fio's
-    // report goes. On stderr (stdout and --output carry fio's formats).
-    let table = (us.len() > 1 || g.compare).then(|| compare::table(&us));
+    // report goes, but to stderr (stdout and --output carry fio's
+    // formats); and there only with `--compare`, or for several jobs when
+    // stderr is a terminal. fio writes nothing to stderr on a clean run, and
+    // tools that drive it (fio-plot's bench-fio) take anything there as a
+    // failure.
+    use std::io::IsTerminal;
+    let want = g.compare || (us.len() > 1 && std::io::stderr().is_terminal());
+    let table = want.then(|| compare::table(&us));
     match (&g.output, out_file) {
         (Some(p), f) => {
             // Opened (created) by `run::run` before the first I/O.
