@@ -2354,11 +2354,6 @@ pub fn validate(job: &Job) -> Result<()> {
         if job.bs[0] < 512 {
             return Err(Error::msg(format!("job '{n}': verify needs bs >= 512")));
         }
-        if job.rw.has_write() && job.rw.has_read() {
-            return Err(Error::msg(format!(
-                "job '{n}': verify with a mixed workload (rw/randrw) is not supported"
-            )));
-        }
     }
     if job.rw.has_trim() {
         let what = if job.verify != Verify::None {

@@ -361,6 +361,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
 
     // Verify bookkeeping: the generation last written to each block.
     let verifying = job.verify != Verify::None;
+    let mixed = job.rw.has_read() && job.rw.has_write();
     let vbs = job.bs[0];
     let nblocks = len / vbs;
     let writes = job.rw.has_write();
@@ -957,7 +958,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     }
                 }
                 Ok(()) => {
-                    if dir == Dir::Read && verifying {
+                    // A mixed job's own reads are not checked, only its
+                    // read-back (fio: a read is verified when it comes from
+                    // the verify list, or when the job does not write).
+                    if dir == Dir::Read && verifying && (mode == Mode::Verify || !mixed) {
                         let b = &eng.buf_mut(s)[..si.len];
                         match verify::check(b, si.off, vseed, si.gen, pattern.as_deref(), vhash) {
                             Ok(()) => res.verified += 1,
