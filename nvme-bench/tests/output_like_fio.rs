@@ -721,3 +721,52 @@ fn comparison_table_stays_off_stdout() {
     assert!(!out.contains("nvme-bench comparison"), "{out}");
     assert!(err.contains("nvme-bench comparison"), "{err}");
 }
+
+/// Every job option fio 3.33 lists (`--cmdhelp=all`) is known to
+/// nvme-bench — supported, or refused as unsupported, never "unknown" —
+/// and docs/fio-compat.md's list of every fio option gives it the same
+/// status.
+#[test]
+fn every_fio_option_is_known_and_documented() {
+    let fio = ensure_fio();
+    let o = Command::new(&fio).arg("--cmdhelp=all").output().unwrap();
+    let names: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.trim_start().split([' ', ':']).next())
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
+    assert!(names.len() > 200, "fio lists {} options", names.len());
+    let docs = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/fio-compat.md"),
+    )
+    .unwrap();
+    let section = docs
+        .split("### Every fio 3.33 option")
+        .nth(1)
+        .expect("docs: the every-option section")
+        .split("\n### ")
+        .next()
+        .unwrap();
+    let (sup, uns) = section.split_once("Not supported").expect("two lists");
+    let mut bad = Vec::new();
+    for n in &names {
+        let o = Command::new(BENCH)
+            .arg(format!("--cmdhelp={n}"))
+            .output()
+            .unwrap();
+        let said = format!("{}{}", text(&o.stdout), text(&o.stderr));
+        let tick = format!("`{n}`");
+        let listed = (sup.contains(&tick), uns.contains(&tick));
+        if said.contains("No such command") {
+            bad.push(format!("{n}: unknown to nvme-bench"));
+        } else if said.contains("NOT supported") {
+            if listed != (false, true) {
+                bad.push(format!("{n}: unsupported, docs say {listed:?}"));
+            }
+        } else if listed != (true, false) {
+            bad.push(format!("{n}: supported, docs say {listed:?}"));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
