@@ -2287,6 +2287,13 @@ pub fn validate(job: &Job) -> Result<()> {
             )));
         }
     }
+    // fio's fixup_options: a job gives its rates in bytes or in I/Os, not
+    // both (in any directions).
+    if job.rate.iter().any(Option::is_some) && job.rate_iops.iter().any(Option::is_some) {
+        return Err(Error::msg(format!(
+            "job '{n}': rate and rate_iops are mutually exclusive"
+        )));
+    }
     // fio's fixup_options checks for the minimum rates.
     if job.rate_min.iter().any(Option::is_some) && job.rate_iops_min.iter().any(Option::is_some) {
         return Err(Error::msg(format!(

@@ -665,7 +665,45 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                 break;
                             }
                         }
-                        let d = gen.pick_dir();
+                        let mut d = gen.pick_dir();
+                        // fio's rate_ddir: a mixed job whose drawn
+                        // direction is ahead of its rate takes the other
+                        // one if that is not (a direction without a rate
+                        // never is), so `rate=,100k` holds the writes and
+                        // lets the reads run free.
+                        if rated && mixed && state == ST_RUN {
+                            let due = |d: Dir| -> Option<Instant> {
+                                let i = d as usize;
+                                let by_ios = rate[i].map(|r| {
+                                    run_start
+                                        + Duration::from_secs_f64(issued_ios[i] as f64 / r as f64)
+                                });
+                                let by_bytes = rate_bw[i].map(|r| {
+                                    run_start
+                                        + Duration::from_secs_f64(
+                                            issued_dir_bytes[i] as f64 / r as f64,
+                                        )
+                                });
+                                match poisson_iops[i] {
+                                    Some(_) => Some(run_start + poisson_due[i]),
+                                    None => by_ios.into_iter().chain(by_bytes).max(),
+                                }
+                            };
+                            let ahead = |d: Dir| due(d).is_some_and(|t| now < t);
+                            let other = match d {
+                                Dir::Read => Dir::Write,
+                                Dir::Write => Dir::Read,
+                                Dir::Trim => Dir::Trim,
+                            };
+                            let share = if other == Dir::Read {
+                                job.rwmixread
+                            } else {
+                                100 - job.rwmixread
+                            };
+                            if other != d && share > 0 && ahead(d) && !ahead(other) {
+                                d = other;
+                            }
+                        }
                         let bs = gen.pick_bs(d);
                         let (off, bs) = match &mut multi {
                             None => gen.pick_io(bs),

@@ -118,3 +118,65 @@ fn rate_process_poisson_spaces_ios_like_fio() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A rate on one direction of a mixed job holds that direction only: with
+/// `rate=,100k` fio's writes run at 100 KiB/s while its reads run free
+/// (io_u.c `rate_ddir` takes the other direction when the drawn one is
+/// ahead of its rate). nvme-bench used to wait for the write's turn with
+/// the read behind it, so both directions ran at 25 IOPS.
+#[test]
+fn a_rate_on_writes_leaves_reads_free_like_fio() {
+    let fio = common::ensure_fio();
+    for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
+        let o = std::process::Command::new(cmd)
+            .args([
+                "--name=x",
+                "--ioengine=null",
+                "--size=1g",
+                "--rw=randrw",
+                "--rate=,100k",
+                "--runtime=2",
+                "--time_based",
+                "--output-format=json",
+            ])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let j = &v["jobs"][0];
+        let (r, w) = (
+            j["read"]["iops"].as_f64().unwrap(),
+            j["write"]["iops"].as_f64().unwrap(),
+        );
+        assert!((20.0..=30.0).contains(&w), "{who}: write {w} IOPS");
+        assert!(r > 100.0 * w, "{who}: read {r} IOPS against write {w}");
+    }
+}
+
+/// `rate` and `rate_iops` together are refused, as fio refuses them (in
+/// any directions: fio's fixup_options); nvme-bench used to run the job.
+#[test]
+fn rate_and_rate_iops_are_refused_like_fio() {
+    let fio = common::ensure_fio();
+    for rates in [
+        ["--rate=1m", "--rate_iops=100"],
+        ["--rate=,1m", "--rate_iops=100"],
+    ] {
+        for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
+            let o = std::process::Command::new(cmd)
+                .args(["--name=x", "--ioengine=null", "--size=1m"])
+                .args(rates)
+                .output()
+                .unwrap();
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert!(!o.status.success(), "{who} {rates:?}: ran");
+            assert!(
+                said.contains("rate and rate_iops are mutually exclusive"),
+                "{who} {rates:?}: {said}"
+            );
+        }
+    }
+}
