@@ -448,9 +448,16 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     ctx.progress.state.store(state, Ordering::Relaxed);
     // Bytes to move: `io_size` (else `size`), `loops` times; `number_ios`
     // caps the I/O count (times loops, as fio's exceeds_number_ios).
+    // A pass over one file moves its whole blocks only (fio ends the pass
+    // when the next I/O would not fit): 300000 bytes at bs=512 are 585
+    // I/Os, not a 586th wrapped to the start.
+    let unit = match job.blockalign {
+        Some(ba) if job.rw.random() => ba.max(1),
+        _ => job.min_bs().max(1),
+    };
     let io_limit = job
         .io_size
-        .unwrap_or(multi.as_ref().map_or(len, |m| m.plan.size))
+        .unwrap_or(multi.as_ref().map_or(len / unit * unit, |m| m.plan.size))
         .saturating_mul(u64::from(job.loops));
     let ios_limit = job.number_ios.saturating_mul(u64::from(job.loops));
     let planned = if job.time_based { 0 } else { io_limit };
