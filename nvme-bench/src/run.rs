@@ -188,7 +188,12 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
             *left.entry(j.name.clone()).or_insert(0) += j.numjobs;
         }
     }
-    let exitall = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // fio's exitall with its default `exit_what=group`: a job's end
+    // terminates the jobs of its own reporting group (backend.c
+    // fio_terminate_threads by groupid), not those of other groups, nor of
+    // later stonewall groups.
+    let mut exit_flags: std::collections::HashMap<u32, Arc<std::sync::atomic::AtomicBool>> =
+        std::collections::HashMap::new();
     let mut number = 0u32;
     for (grp, setup_errs) in groups.into_iter().zip(setup_errors) {
         // exec_prerun: before the group's jobs start (and after the
@@ -263,7 +268,7 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                 clone,
                 groupid: job_groupid,
                 progress,
-                exitall: exitall.clone(),
+                exitall: exit_flags.entry(job_groupid).or_default().clone(),
                 number: {
                     number += 1;
                     number
@@ -297,7 +302,8 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                                 let _ = std::fs::remove_file(&p);
                             }
                         }
-                        // fio's exitall: this job's end terminates every job.
+                        // fio's exitall: this job's end terminates the jobs
+                        // of its group.
                         if exits {
                             flag.store(true, Ordering::Relaxed);
                         }

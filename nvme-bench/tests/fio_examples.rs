@@ -437,3 +437,37 @@ fn hist_log_like_fio() {
     }
     assert_eq!(names[0], names[1], "log files: fio's, then ours");
 }
+
+/// `exitall` ends the jobs of the finishing job's own group (fio's default
+/// `exit_what=group`): a job of another `new_group` and the jobs of a
+/// later stonewall group run their full time, as in fio. nvme-bench used
+/// to stop them all, so a later group ran for 1 ms.
+#[test]
+fn exitall_ends_its_own_group_like_fio() {
+    let fio = ensure_fio();
+    let job = "[global]\nioengine=null\nsize=1g\nrw=read\n\
+               [a]\nruntime=300ms\ntime_based\nexitall\n\
+               [b]\nruntime=3\ntime_based\n\
+               [d]\nnew_group\nruntime=1\ntime_based\n\
+               [c]\nstonewall\nruntime=1\ntime_based\n";
+    for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
+        let dir = scratch(&format!("exitgroup-{who}"));
+        std::fs::write(dir.join("j.fio"), job).unwrap();
+        let (v, _) = common::run_json_in(&dir, cmd, &["--output-format=json", "j.fio"]);
+        let ms: Vec<(String, u64)> = v["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| {
+                (
+                    j["jobname"].as_str().unwrap().to_string(),
+                    j["job_runtime"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let t = |n: &str| ms.iter().find(|(m, _)| m == n).unwrap().1;
+        assert!(t("b") < 1500, "{who}: b was not stopped: {ms:?}");
+        assert!(t("d") >= 950, "{who}: d (another group) stopped: {ms:?}");
+        assert!(t("c") >= 950, "{who}: c (a later group) stopped: {ms:?}");
+    }
+}
