@@ -401,6 +401,13 @@ pub struct Job {
     /// `exitall`: when this job ends, every other job is stopped (and
     /// later groups do not run their I/O).
     pub exitall: bool,
+    /// `thinktime` (µs by default): a pause after every `thinktime_blocks`
+    /// I/Os, once those in flight are done; `thinktime_spin` of it busy.
+    pub thinktime: Duration,
+    pub thinktime_spin: Duration,
+    pub thinktime_blocks: u32,
+    /// `thinktime_blocks_type=issue`: count issued I/Os, not completed.
+    pub thinktime_by_issue: bool,
     /// `write_bw_log`, `write_lat_log`, `write_iops_log` and their knobs.
     pub logs: crate::logs::LogOpts,
     /// fio's reporting group: a new one at each `stonewall` or `new_group`
@@ -582,6 +589,10 @@ impl Default for Job {
             zone_sizes_set: false,
             wait_for: None,
             exitall: false,
+            thinktime: Duration::ZERO,
+            thinktime_spin: Duration::ZERO,
+            thinktime_blocks: 1,
+            thinktime_by_issue: false,
             logs: crate::logs::LogOpts {
                 per_job: true,
                 ..Default::default()
@@ -1284,9 +1295,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "fsync_on_close",
     "sync",
     "write_barrier",
-    "thinktime",
-    "thinktime_spin",
-    "thinktime_blocks",
     "fill_device",
     "fill_fs",
     "verify_interval",
@@ -1412,7 +1420,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "steadystate_duration",
     "steadystate_ramp_time",
     "sync_file_range",
-    "thinktime_blocks_type",
     "thinktime_iotime",
     "trim_backlog_batch",
     "verify_backlog_batch",
@@ -1545,6 +1552,10 @@ pub const SUPPORTED: &[&str] = &[
     "new_group",
     "wait_for",
     "exitall",
+    "thinktime",
+    "thinktime_spin",
+    "thinktime_blocks",
+    "thinktime_blocks_type",
     "write_bw_log",
     "write_lat_log",
     "write_iops_log",
@@ -1655,6 +1666,30 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "new_group" => job.new_group = parse_bool(v).map_err(ctx)?,
         "wait_for" => job.wait_for = Some(need()?.to_string()),
         "exitall" => job.exitall = parse_bool(v).map_err(ctx)?,
+        "thinktime" => job.thinktime = parse_time(need()?, Duration::from_micros(1)).map_err(ctx)?,
+        "thinktime_spin" => {
+            job.thinktime_spin = parse_time(need()?, Duration::from_micros(1)).map_err(ctx)?
+        }
+        "thinktime_blocks" => {
+            let b = parse_u32(need()?).map_err(ctx)?;
+            if b == 0 {
+                return Err(Error::msg(format!(
+                    "option 'thinktime_blocks={v}': must be at least 1"
+                )));
+            }
+            job.thinktime_blocks = b;
+        }
+        "thinktime_blocks_type" => {
+            job.thinktime_by_issue = match need()? {
+                "complete" => false,
+                "issue" => true,
+                other => {
+                    return Err(Error::msg(format!(
+                        "option 'thinktime_blocks_type={other}': complete or issue"
+                    )))
+                }
+            }
+        }
         // fio: the value is the log's prefix; without one, the job's name.
         "write_bw_log" => job.logs.bw = Some(v.to_string()),
         "write_lat_log" => job.logs.lat = Some(v.to_string()),
@@ -2326,7 +2361,10 @@ pub fn validate(job: &Job) -> Result<()> {
             )));
         }
     }
-    if job.ioengine != EngineKind::Null && job.filename.is_none() && !job.ioengine.on_files() {
+    if !matches!(job.ioengine, EngineKind::Null | EngineKind::NvmeModel)
+        && job.filename.is_none()
+        && !job.ioengine.on_files()
+    {
         // psync/io_uring default to fio's `jobname.N.0` (see `file_for`).
         return Err(Error::msg(format!("job '{n}': no filename given")));
     }

@@ -204,7 +204,7 @@ fn open_engine(
                     .ok_or_else(|| Error::msg("offset + size overflows"))?,
                 _ => {
                     return Err(Error::msg(format!(
-                        "you need to specify size= (ioengine={} has no file)",
+                        "you need to specify size= (ioengine={} needs size=: it has no file)",
                         job.ioengine.name()
                     )))
                 }
@@ -534,6 +534,14 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     // clock again (it is at most one turn old; a turn that took none reads
     // the clock). Saves one clock read per I/O at iodepth_batch_submit=1.
     let mut fresh: Option<Instant> = None;
+    // fio's thinktime (backend.c handle_thinktime): after every
+    // `thinktime_blocks` I/Os (completed, or issued with
+    // `thinktime_blocks_type=issue`) of the workload, the I/Os in flight
+    // are finished, then the job spins `thinktime_spin` and sleeps the
+    // rest of `thinktime`. `think_at`: the count that called for a pause
+    // (while the queue drains), `think_last`: the count at the last one.
+    let thinking = !job.thinktime.is_zero();
+    let (mut think_count, mut think_last, mut think_at) = (0u64, 0u64, None::<u64>);
     let mut min_rate = crate::minrate::MinRate::new(job, now0);
     let mut flow = crate::flow::JobFlow::new(job);
     // `runtime` in the loop clock's unit.
@@ -650,7 +658,19 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         let mut rate_wait: Option<Instant> = None;
         // fio's FIO_Q_BUSY (the null engine between a commit and a reap).
         let mut busy = may_busy && eng.busy();
-        while !stop && !busy && inflight + queued.len() < depth && queued.len() < bsub {
+        if thinking
+            && mode == Mode::Workload
+            && think_at.is_none()
+            && think_count >= think_last + u64::from(job.thinktime_blocks)
+        {
+            think_at = Some(think_count);
+        }
+        while !stop
+            && !busy
+            && think_at.is_none()
+            && inflight + queued.len() < depth
+            && queued.len() < bsub
+        {
             if mode == Mode::Workload && state == ST_RUN {
                 let bytes_done = !job.time_based && issued_bytes >= io_limit;
                 let ios_done = ios_limit > 0 && issued_ios.iter().sum::<u64>() >= ios_limit;
@@ -851,6 +871,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 }
                 issued_dir_bytes[dir as usize] += bs;
                 issued_ios[dir as usize] += 1;
+                if job.thinktime_by_issue {
+                    think_count += 1;
+                }
                 if let Some(r) = poisson_iops[dir as usize] {
                     // An exponential gap with mean 1/r: -ln(U)/r, U in (0, 1].
                     let u = 1.0 - poisson_rng.unit();
@@ -916,6 +939,24 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 eng.set_deadline(until.map(Instant::to_std));
             }
         }
+        if let (Some(b), false, 0) = (think_at, stop, inflight) {
+            // Drained: think, no further than the end of the runtime.
+            let now = Instant::now();
+            let mut pause = job.thinktime;
+            if let (ST_RUN, Some(rt)) = (state, job.runtime) {
+                pause = pause.min((run_start + rt).saturating_duration_since(now));
+            }
+            let spin = job.thinktime_spin.min(pause);
+            while Instant::now().saturating_duration_since(now) < spin {
+                std::hint::spin_loop();
+            }
+            if pause > spin {
+                std::thread::sleep(pause - spin);
+            }
+            think_last = b;
+            think_at = None;
+            continue;
+        }
         if inflight == 0 && held == 0 {
             if stop {
                 if mode == Mode::Workload
@@ -941,11 +982,19 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             continue;
         }
-        let full = inflight >= depth || stop || busy || rate_wait.is_some() || free.is_empty();
+        let full = inflight >= depth
+            || stop
+            || busy
+            || think_at.is_some()
+            || rate_wait.is_some()
+            || free.is_empty();
         if !full {
             continue;
         }
-        let min = if rate_wait.is_some() {
+        let min = if think_at.is_some() {
+            // fio's io_u_quiesce: everything in flight, before the pause.
+            inflight
+        } else if rate_wait.is_some() {
             0
         } else {
             cmin.min(inflight)
@@ -1048,6 +1097,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 free.push(s);
             }
             inflight -= 1;
+            if mode == Mode::Workload && !job.thinktime_by_issue {
+                think_count += 1;
+            }
         }
         for d in 0..NDIR {
             let st = &res.dirs[d];

@@ -579,3 +579,35 @@ fn a_size_off_the_block_size_moves_whole_blocks_like_fio() {
         }
     }
 }
+
+/// `thinktime`: a pause after every `thinktime_blocks` I/Os, once the I/Os
+/// in flight are done (fio's handle_thinktime: io_u_quiesce, spin, sleep).
+/// 20 I/Os with 10 ms of thought each take ~200 ms in both tools; at
+/// iodepth 4 with a pause per 4 completions the queue drains before each
+/// pause, so 20 I/Os take ~5 pauses (~50 ms), as fio.
+#[test]
+fn thinktime_like_fio() {
+    let _g = serial();
+    for (extra, lo, hi) in [
+        ("thinktime=10ms\nnumber_ios=20", 180, 400),
+        (
+            "thinktime=10000\nthinktime_spin=2000\nnumber_ios=20",
+            180,
+            400,
+        ),
+        (
+            "thinktime=10ms\nthinktime_blocks=4\niodepth=4\nnumber_ios=20",
+            35,
+            120,
+        ),
+    ] {
+        let job = format!("[j]\nioengine=null\nsize=1m\nrw=randread\n{extra}\n");
+        let [(fio, _, _), (ours, _, _)] = both("think", &job, &[]);
+        for (who, v) in [("fio", &fio), ("ours", &ours)] {
+            let j = &jobs(v)[0];
+            let ms = j["job_runtime"].as_u64().unwrap();
+            assert_eq!(j["read"]["total_ios"], 20, "{who} {extra}");
+            assert!((lo..=hi).contains(&ms), "{who} {extra}: {ms} ms");
+        }
+    }
+}
