@@ -62,7 +62,7 @@ pub struct RunCtx {
     pub clone: u32,
     pub groupid: u32,
     pub progress: Arc<Progress>,
-    /// Set when a job with `exitall` has finished: every job stops.
+    /// Set when an ending job's `exitall`/`exit_what` names this one (terminate.rs).
     pub exitall: Arc<std::sync::atomic::AtomicBool>,
     /// fio's thread number (1-based over the run, clones counted): the
     /// `.N` of the job's log files.
