@@ -10,6 +10,7 @@
 mod bind;
 mod cli;
 mod clock;
+mod dedupe;
 mod diskstats;
 #[allow(unsafe_code)] // aligned buffers, block-device ioctls, io_uring and libaio submission
 mod engine;

@@ -19,6 +19,15 @@ pub enum Dir {
 /// Directions a job's statistics are kept for (read, write, trim).
 pub const NDIR: usize = 3;
 
+/// `dedupe_mode`: where a deduplicated write's contents come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DedupeMode {
+    /// The last unique buffer (fio's default).
+    Repeat,
+    /// A random page of the working set.
+    WorkingSet,
+}
+
 /// `exit_what`: the jobs an `exitall` job's end stops (fio's
 /// `fio_terminate_threads`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -416,6 +425,18 @@ pub struct Job {
     /// `exitall`: when this job ends, every other job is stopped (and
     /// later groups do not run their I/O).
     pub exitall: bool,
+    /// `io_submit_mode=offload`: I/O goes to a pool of `iodepth` submit
+    /// threads (engine/offload.rs).
+    pub offload: bool,
+    /// `dedupe_percentage`, `dedupe_mode`, `dedupe_working_set_percentage`,
+    /// `dedupe_global`, `buffer_compress_percentage`, `buffer_compress_chunk`
+    /// (dedupe.rs).
+    pub dedupe_percentage: u32,
+    pub dedupe_mode: DedupeMode,
+    pub dedupe_working_set_percentage: u32,
+    pub dedupe_global: bool,
+    pub compress_percentage: u32,
+    pub compress_chunk: u64,
     /// `exit_what`: which jobs an exitall stops (fio's TERMINATE_*).
     pub exit_what: ExitWhat,
     /// `thinktime` (µs by default): a pause after every `thinktime_blocks`
@@ -607,6 +628,13 @@ impl Default for Job {
             wait_for: None,
             exitall: false,
             exit_what: ExitWhat::Group,
+            offload: false,
+            dedupe_percentage: 0,
+            dedupe_mode: DedupeMode::Repeat,
+            dedupe_working_set_percentage: 5,
+            dedupe_global: false,
+            compress_percentage: 0,
+            compress_chunk: 512,
             rate_trim: [None, None],
             thinktime: Duration::ZERO,
             thinktime_spin: Duration::ZERO,
@@ -1176,6 +1204,14 @@ fn per_dir3<T: Copy>(
     Ok((out, trim))
 }
 
+/// A percentage, 0 to 100.
+fn parse_percent(s: &str) -> Result<u32> {
+    match s.trim().trim_end_matches('%').parse::<u32>() {
+        Ok(v) if v <= 100 => Ok(v),
+        _ => Err(Error::msg(format!("'{s}': a percentage, 0 to 100"))),
+    }
+}
+
 fn per_dir<T: Copy>(s: &str, f: impl Fn(&str) -> Result<T>, cur: [T; 2]) -> Result<[T; 2]> {
     let mut out = cur;
     match s.split_once(',') {
@@ -1367,11 +1403,9 @@ pub const UNSUPPORTED: &[&str] = &[
     "replay_no_stall",
     "create_serialize",
     "pre_read",
-    "buffer_compress_percentage",
     "refill_buffers",
     "scramble_buffers",
     "zero_buffers",
-    "dedupe_percentage",
     "iomem",
     "mem",
     "iomem_align",
@@ -1430,14 +1464,10 @@ pub const UNSUPPORTED: &[&str] = &[
     "allow_file_create",
     "allow_mounted_write",
     "block_error_percentiles",
-    "buffer_compress_chunk",
     "bwavgtime",
     "cgroup_nodelete",
     "cgroup_weight",
     "create_only",
-    "dedupe_global",
-    "dedupe_mode",
-    "dedupe_working_set_percentage",
     "disk_util",
     "error_dump",
     "gtod_cpu",
@@ -1607,6 +1637,12 @@ pub const SUPPORTED: &[&str] = &[
     "wait_for",
     "exitall",
     "exit_what",
+    "buffer_compress_percentage",
+    "buffer_compress_chunk",
+    "dedupe_percentage",
+    "dedupe_mode",
+    "dedupe_working_set_percentage",
+    "dedupe_global",
     "thinktime",
     "thinktime_spin",
     "thinktime_blocks",
@@ -1723,6 +1759,26 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "new_group" => job.new_group = parse_bool(v).map_err(ctx)?,
         "wait_for" => job.wait_for = Some(need()?.to_string()),
         "exitall" => job.exitall = parse_bool(v).map_err(ctx)?,
+        "dedupe_percentage" => job.dedupe_percentage = parse_percent(need()?).map_err(ctx)?,
+        "dedupe_working_set_percentage" => {
+            job.dedupe_working_set_percentage = parse_percent(need()?).map_err(ctx)?
+        }
+        "buffer_compress_percentage" => {
+            job.compress_percentage = parse_percent(need()?).map_err(ctx)?
+        }
+        "buffer_compress_chunk" => job.compress_chunk = parse_size(need()?).map_err(ctx)?,
+        "dedupe_global" => job.dedupe_global = parse_bool(v).map_err(ctx)?,
+        "dedupe_mode" => {
+            job.dedupe_mode = match need()? {
+                "repeat" => DedupeMode::Repeat,
+                "working_set" => DedupeMode::WorkingSet,
+                o => {
+                    return Err(Error::msg(format!(
+                        "option 'dedupe_mode={o}': repeat or working_set"
+                    )))
+                }
+            }
+        }
         "exit_what" => {
             job.exit_what = match need()? {
                 "group" => ExitWhat::Group,
@@ -2220,19 +2276,17 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
             }
             o => return Err(Error::msg(format!("option 'nonvectored={o}': 1, 0 or -1"))),
         },
-        "io_submit_mode" => match need()? {
-            "inline" => {}
-            "offload" => {
-                return Err(Error::msg(
-                    "option 'io_submit_mode=offload': not supported (I/O is submitted inline, by the job's own thread)",
-                ))
+        "io_submit_mode" => {
+            job.offload = match need()? {
+                "inline" => false,
+                "offload" => true,
+                o => {
+                    return Err(Error::msg(format!(
+                        "option 'io_submit_mode={o}': inline or offload"
+                    )))
+                }
             }
-            o => {
-                return Err(Error::msg(format!(
-                    "option 'io_submit_mode={o}': inline or offload"
-                )))
-            }
-        },
+        }
         k if UNSUPPORTED.contains(&k) => {
             return Err(Error::msg(format!(
                 "fio option '{k}' is not supported by nvme-bench (see docs/fio-compat.md)"
@@ -2391,6 +2445,65 @@ pub fn validate(job: &Job) -> Result<()> {
             return Err(Error::msg(format!(
                 "job '{n}': block size {b} is not a multiple of 512 (only ioengine=null takes any size)"
             )));
+        }
+    }
+    // Dedupe and compressible buffers (dedupe.rs), with fio's checks
+    // (init.c fixup_options).
+    if job.dedupe_percentage > 0 || job.compress_percentage > 0 {
+        let multi = job.files.len() > 1
+            || ((job.filesize.is_some() || job.file_append) && !job.files.is_empty());
+        if job.verify != Verify::None {
+            return Err(Error::msg(format!(
+                "job '{n}': dedupe_percentage/buffer_compress_percentage with verify is not supported"
+            )));
+        }
+        if job.dedupe_percentage > 0 && job.compress_percentage == 0 {
+            return Err(Error::msg(format!(
+                "job '{n}': dedupe_percentage without buffer_compress_percentage is not supported (fio then does not refill buffers unless refill_buffers, which nvme-bench does not take)"
+            )));
+        }
+        if job.compress_chunk == 0 {
+            return Err(Error::msg(format!(
+                "job '{n}': buffer_compress_chunk must be > 0"
+            )));
+        }
+        if job.dedupe_percentage > 0 && job.dedupe_mode == DedupeMode::WorkingSet {
+            if !matches!(job.size, Some(Amount::Bytes(_))) {
+                return Err(Error::msg(format!(
+                    "job '{n}': pregenerated dedupe working set requires size to be set"
+                )));
+            }
+            if multi || job.nrfiles > 1 {
+                return Err(Error::msg(format!(
+                    "job '{n}': dedupe working set mode supported with single file per job"
+                )));
+            }
+            if job.dedupe_working_set_percentage + job.dedupe_percentage > 100 {
+                return Err(Error::msg(format!(
+                    "job '{n}': impossible to reach expected dedupe percentage {} since {} percentage of size is reserved to dedupe working set (those are unique pages)",
+                    job.dedupe_percentage, job.dedupe_working_set_percentage
+                )));
+            }
+        }
+    }
+    // io_submit_mode=offload (engine/offload.rs): workers doing
+    // pread/pwrite on the job's one file. fio 3.33 caps a synchronous
+    // engine's depth at 1, and its offload run then never ends at
+    // iodepth > 1 (psync and null, as tried): refused rather than copied.
+    if job.offload {
+        let multi = job.files.len() > 1
+            || ((job.filesize.is_some() || job.file_append) && !job.files.is_empty());
+        let why = match job.ioengine {
+            EngineKind::Libaio | EngineKind::IoUring => None,
+            EngineKind::Psync if job.iodepth > 1 => {
+                Some("with a synchronous engine needs iodepth=1 (fio 3.33 hangs deeper)")
+            }
+            EngineKind::Psync => None,
+            _ => Some("is supported with ioengine=libaio, io_uring and psync only"),
+        };
+        let why = why.or(multi.then_some("needs a job on one file (no nrfiles, filesize)"));
+        if let Some(w) = why {
+            return Err(Error::msg(format!("job '{n}': io_submit_mode=offload {w}")));
         }
     }
     // fio's fixup_options: a job gives its rates in bytes or in I/Os, not

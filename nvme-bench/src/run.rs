@@ -195,6 +195,7 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         groups.iter().flatten().map(|(j, _)| j.groupid),
     ));
     let mut slot_idx = 0usize;
+    let threads = groups.iter().map(|g| g.len() as u32).sum::<u32>();
     let mut number = 0u32;
     for (grp, setup_errs) in groups.into_iter().zip(setup_errors) {
         // exec_prerun: before the group's jobs start (and after the
@@ -272,6 +273,7 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                 groupid: job_groupid,
                 progress,
                 exitall,
+                threads,
                 number: {
                     number += 1;
                     number

@@ -67,6 +67,9 @@ pub struct RunCtx {
     /// fio's thread number (1-based over the run, clones counted): the
     /// `.N` of the job's log files.
     pub number: u32,
+    /// How many job instances the run has (fio's `thread_number` at the end
+    /// of parsing).
+    pub threads: u32,
     pub target: Target,
     pub cpus: Option<Vec<usize>>,
     pub interval: Option<(Duration, Sender<String>)>,
@@ -185,6 +188,25 @@ fn open_engine(
             _ => None,
         }),
     };
+    if job.offload {
+        // options.rs `validate` lets offload through for these only.
+        if let (Target::Path(p), EngineKind::Psync | EngineKind::Libaio | EngineKind::IoUring) =
+            (&ctx.target, job.ioengine)
+        {
+            return Ok(Box::new(engine::offload::Offload::open(
+                p,
+                job.open_direct(),
+                job.rw.opens_rw(),
+                want,
+                slots,
+                buf_len,
+                job.iodepth as usize,
+            )?));
+        }
+        return Err(Error::msg(
+            "internal: io_submit_mode=offload with this engine",
+        ));
+    }
     Ok(match (&ctx.target, job.ioengine) {
         (Target::Nvme { ctrl, nsid }, EngineKind::NvmeVfio) => {
             Box::new(engine::nvme::NvmeEngine::open(
@@ -295,6 +317,12 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         }
     }
     let sync = eng.is_sync();
+    // io_submit_mode=offload (engine/offload.rs): the workers stamp issue
+    // and completion; slat is recorded at completion.
+    let offload = job.offload;
+    // fio records no slat for a synchronous engine's I/O (psync), offloaded
+    // or not.
+    let offload_slat = offload && job.ioengine != EngineKind::Psync;
     let may_busy = eng.may_be_busy();
     let depth = if sync { 1 } else { depth_cfg };
 
@@ -382,6 +410,17 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     };
     let vseed = ctx.seed;
 
+    // dedupe_percentage / buffer_compress_percentage: every write's buffer
+    // filled afresh (dedupe.rs).
+    let mut dedupe = if writes && !verifying {
+        let size = match job.size {
+            Some(crate::options::Amount::Bytes(b)) => b,
+            _ => 0,
+        };
+        crate::dedupe::Dedupe::new(job, size, ctx.number, ctx.threads)
+    } else {
+        None
+    };
     // Non-verify writes carry random bytes (fio's default buffer contents).
     // `buffer_pattern`: the pattern repeated instead.
     if writes && !verifying && !job.buffer_pattern.is_empty() {
@@ -833,6 +872,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     vhash,
                 );
             }
+            if let (Some(d), Dir::Write) = (&mut dedupe, dir) {
+                d.fill(&mut eng.buf_mut(slot)[..len_io]);
+            }
             let gen = if mode == Mode::Verify {
                 gens[((off - base) / vbs) as usize]
             } else {
@@ -897,13 +939,15 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             for &s in &queued {
                 let si = &mut sl[s];
                 si.issue = if sync { si.prep } else { t };
-                if si.count && !sync {
+                if si.count && !sync && !offload {
                     deferred.slat.push((si.dir, si.prep, t));
                 }
             }
             inflight += n;
             res.depth.submit[DepthHist::batch_idx(n)] += 1;
-            res.depth.level[DepthHist::level_idx(inflight)] += n as u64;
+            // Offloaded, each I/O runs alone on its worker (fio: depth 1).
+            let level = if offload { 1 } else { inflight };
+            res.depth.level[DepthHist::level_idx(level)] += n as u64;
             queued.clear();
         }
 
@@ -1018,6 +1062,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         fresh = Some(t);
         res.depth.complete[DepthHist::batch_idx(done.len())] += 1;
         deferred.room_for_done(done.len(), res, &mut ival_clat);
+        if offload {
+            deferred.room_for_slat(done.len(), res, &mut ival_clat);
+        }
         for dn in done.drain(..) {
             let s = dn.slot;
             if s >= sl.len() {
@@ -1029,8 +1076,16 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 free.push(s);
                 continue;
             }
-            let si = sl[s];
-            let tc = if sync { si.done } else { t };
+            let mut si = sl[s];
+            let mut tc = if sync { si.done } else { t };
+            if offload {
+                if let Some((issued, completed)) = eng.times(s) {
+                    (si.issue, tc) = (issued, completed);
+                    if si.count && offload_slat {
+                        deferred.slat.push((si.dir, si.prep, issued));
+                    }
+                }
+            }
             let dir = si.dir;
             let mut failed = false;
             match dn.res {

@@ -9,6 +9,7 @@ pub mod libaio;
 pub mod model;
 pub mod null;
 pub mod nvme;
+pub mod offload;
 pub mod psync;
 pub mod uring;
 
@@ -121,6 +122,11 @@ pub trait Engine {
     fn set_deadline(&mut self, _until: Option<std::time::Instant>) {}
     /// The per-command deadline the engine enforces, if any.
     fn io_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// The issue and completion times of the slot's last reaped I/O, when
+    /// the engine takes them itself (io_submit_mode=offload's workers).
+    fn times(&self, _slot: usize) -> Option<(crate::clock::Instant, crate::clock::Instant)> {
         None
     }
     /// Engine-specific figures for the `nvme_bench` JSON key.
