@@ -108,6 +108,9 @@ pub struct JobResult {
     pub verified: u64,
     pub cpus: Option<Vec<usize>>,
     pub pid: u32,
+    /// fio's `latency_qd` at the end (`latency_depth`): the depth
+    /// `latency_target` settled on, else `iodepth`.
+    pub lat_depth: u32,
 }
 
 impl JobResult {
@@ -128,6 +131,7 @@ impl JobResult {
             first_error: 0,
             extras: serde_json::Value::Null,
             verified: 0,
+            lat_depth: ctx.job.iodepth,
             cpus: ctx.cpus.clone(),
             pid: std::process::id(),
         }
@@ -561,9 +565,35 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let runtime_ns = job
         .runtime
         .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64);
+    // latency_target's depth search (lat_target.rs), started with the
+    // measured phase (fio's lat_target_init at the job's start, checked
+    // out of ramp only).
+    let mut lt = crate::lat_target::LatTarget::new(job, now0);
+    // lat_target's final run starts: statistics reset as at ramp's end.
+    let mut lat_reset = false;
     loop {
         let now = fresh.take().unwrap_or_else(Instant::now);
-        if state == ST_RAMP && now >= ramp_end {
+        if let Some(l) = &mut lt {
+            if l.drain && inflight == 0 && queued.is_empty() {
+                l.drained(now);
+                lat_reset = std::mem::take(&mut l.reset);
+            }
+            if l.done && !stop {
+                stop = true;
+            }
+            let moved = res.dirs.iter().any(|d| d.bytes > 0);
+            if state == ST_RUN && mode == Mode::Workload && moved && !stop {
+                l.check(now);
+            }
+        }
+        if lat_reset {
+            // fio's reset_all_stats: the byte and I/O counts that bound
+            // the job restart too (and so does its runtime).
+            issued_bytes = 0;
+            issued_ios = [0; NDIR];
+            issued_dir_bytes = [0; NDIR];
+        }
+        if (state == ST_RAMP && now >= ramp_end) || std::mem::take(&mut lat_reset) {
             state = ST_RUN;
             ctx.progress.state.store(state, Ordering::Relaxed);
             for d in res.dirs.iter_mut() {
@@ -683,6 +713,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             && think_at.is_none()
             && inflight + queued.len() < depth
             && queued.len() < bsub
+            // latency_target: at most its depth in flight, none while
+            // draining (fio's queue_full with latency_qd).
+            && lt
+                .as_ref()
+                .is_none_or(|l| !l.drain && inflight + queued.len() < l.qd as usize)
         {
             if mode == Mode::Workload && state == ST_RUN {
                 let bytes_done = !job.time_based && issued_bytes >= io_limit;
@@ -1007,16 +1042,20 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             continue;
         }
+        let lat_full = lt
+            .as_ref()
+            .is_some_and(|l| l.drain || inflight + queued.len() >= l.qd as usize);
         let full = inflight >= depth
             || stop
             || busy
             || think_at.is_some()
             || rate_wait.is_some()
-            || free.is_empty();
+            || free.is_empty()
+            || lat_full;
         if !full {
             continue;
         }
-        let min = if think_at.is_some() {
+        let min = if think_at.is_some() || lt.as_ref().is_some_and(|l| l.drain) {
             // fio's io_u_quiesce: everything in flight, before the pause.
             inflight
         } else if rate_wait.is_some() {
@@ -1104,6 +1143,16 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 st.ios += 1;
                 if !failed {
                     deferred.done.push((dir, si.prep, si.issue, tc));
+                    if let (Some(l), false, Mode::Workload) = (&mut lt, job.disable_lat, mode) {
+                        // fio's account_io_completion: total latency.
+                        if let Err(e) = l.completed(tc.nanos_since(si.prep)) {
+                            if res.error.is_none() {
+                                res.error = Some(e);
+                                res.errno = libc::ETIMEDOUT;
+                            }
+                            stop = true;
+                        }
+                    }
                     if let Some(l) = &mut logs {
                         l.io(
                             dir,
@@ -1187,6 +1236,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         l.finish(end.to_std())?;
     }
     res.runtime = end.saturating_duration_since(run_start);
+    if let Some(l) = &lt {
+        res.lat_depth = l.qd;
+    }
     let workload_end = verify_start.map_or(end, |v| v.max(run_start));
     let workload = workload_end.saturating_duration_since(run_start);
     if job.rw.has_read() && res.dirs[0].bytes > 0 {

@@ -63,10 +63,6 @@ const REFUSED: &[(&str, &str)] = &[
         "fixed-rate-submission.fio",
         "io_submit_mode=offload: not yet",
     ),
-    (
-        "latency-profile.fio",
-        "random_generator, latency_target/window/percentile: not yet",
-    ),
     ("mtd.fio", "ignore_error, block_error_percentiles: not yet; rw=trimwrite with trim bs 16384 != write bs 512: refused"),
     (
         "poisson-rate-submission.fio",
@@ -475,6 +471,17 @@ fn corpus_options_parse_like_fio() {
             None,
         ),
         ("log_offset=1", None),
+        ("random_generator=lfsr", None),
+        ("random_generator=tausworthe64", None),
+        ("random_generator=bogus", None),
+        (
+            "latency_target=500000\nlatency_window=5s\nlatency_percentile=99.9",
+            None,
+        ),
+        ("latency_target=10ms\nlatency_run=1", None),
+        ("latency_percentile=101", None),
+        // fio 3.33 takes '1500ns' as 1500 us here.
+        ("latency_target=1500ns", Some("an ns value fio reads as us")),
         ("sync=dsync", None),
         ("sync=bogus", None),
         ("scramble_buffers=0", None),
