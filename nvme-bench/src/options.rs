@@ -1059,8 +1059,13 @@ pub fn parse_time(s: &str, default_unit: Duration) -> Result<Duration> {
     Ok(unit.mul_f64(v))
 }
 
-/// Files one job may use at most (each is an open descriptor).
-pub const MAX_FILES: u32 = 4096;
+/// Files one job may use at most. Files open only when used and close
+/// when done (at most `openfiles` at once), so the bound is memory: each
+/// file keeps its name, region and offset generator (a few hundred bytes,
+/// about what fio keeps per file), so 1 Mi files take some hundreds of MiB
+/// per job. `MAX_JOB_FILES` bounds a job's clones together.
+pub const MAX_FILES: u32 = 1 << 20;
+pub const MAX_JOB_FILES: u64 = 1 << 22;
 
 /// fio's `filesize`: a size, or a range `low-high` (each file's size drawn
 /// in it); at least 1 byte.
@@ -1880,7 +1885,7 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
             let n = parse_u32(need()?).map_err(ctx)?;
             if n == 0 || n > MAX_FILES {
                 return Err(Error::msg(format!(
-                    "option '{key}={v}': must be 1..{MAX_FILES}"
+                    "option '{key}={v}': must be 1..{MAX_FILES} (each file's state takes memory while the job runs)"
                 )));
             }
             job.nrfiles = n;
@@ -2557,6 +2562,20 @@ pub fn validate(job: &Job) -> Result<()> {
     if job.sync_io != 0 && job.ioengine == EngineKind::NvmeVfio {
         return Err(Error::msg(format!(
             "job '{n}': sync (O_SYNC/O_DSYNC) is a file open flag; ioengine=nvme-vfio opens no file"
+        )));
+    }
+    // Every clone keeps its own files' state (options.rs MAX_FILES).
+    let nfiles = match job.filename.as_deref() {
+        Some(f) if job.ioengine != EngineKind::NvmeVfio => {
+            split_files(f).map_or(1, |v| v.len() as u64)
+        }
+        _ => u64::from(job.nrfiles),
+    };
+    if nfiles * u64::from(job.numjobs) > MAX_JOB_FILES {
+        return Err(Error::msg(format!(
+            "job '{n}': {nfiles} files x numjobs={} is more than {MAX_JOB_FILES} files \
+             (each file's state takes memory while the job runs)",
+            job.numjobs
         )));
     }
     // fio's fixup_options: a job gives its rates in bytes or in I/Os, not

@@ -286,19 +286,26 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         None
     };
     let mut eng = open_engine(ctx, depth_cfg, max_bs, plan.as_ref())?;
-    if let Some(p) = &plan {
-        if job.ioengine.on_files() {
-            for f in &p.files[1..] {
-                let (file, _, _) = engine::open_file(
-                    &f.path,
-                    job.open_flags(),
-                    job.rw.has_write(),
-                    Some(f.offset + f.io_size),
-                )?;
-                eng.add_file(file)?;
-            }
-        }
-    }
+    // Several files: each opens when fio's file choice first takes it
+    // (get_next_file) and closes when done with, so at most `openfiles`
+    // (and the first, which the engine opened) are open at once. The
+    // engine's place of a closed file takes the next one opened.
+    // `efile[f]`: file f's place in the engine (NO_FILE: not open).
+    const NO_FILE: usize = usize::MAX;
+    let on_files = job.ioengine.on_files();
+    let mut efile: Vec<usize> = vec![NO_FILE; plan.as_ref().map_or(1, |p| p.files.len())];
+    efile[0] = 0;
+    let mut efree: Vec<usize> = Vec::new();
+    // Places of files closed while I/Os queued but not yet submitted may
+    // still name their descriptors: free once the queue is submitted.
+    let mut efree_later: Vec<usize> = Vec::new();
+    let mut eplaces = 1usize;
+    let file_paths: Vec<(String, u64)> = plan.as_ref().map_or_else(Vec::new, |p| {
+        p.files
+            .iter()
+            .map(|f| (f.path.clone(), f.offset + f.io_size))
+            .collect()
+    });
     let sync = eng.is_sync();
     let may_busy = eng.may_be_busy();
     let depth = if sync { 1 } else { depth_cfg };
@@ -708,6 +715,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         {
             think_at = Some(think_count);
         }
+        if queued.is_empty() {
+            efree.append(&mut efree_later);
+        }
         while !stop
             && !busy
             && think_at.is_none()
@@ -793,13 +803,54 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                 },
                             },
                             Some(m) => {
-                                let mut opened = |f: usize| {
-                                    if let Some(file) = eng.file_at(f) {
-                                        let (o, l) = regions[f];
-                                        open_hints(job, file, o, l);
+                                let mut open_err: Option<Error> = None;
+                                let mut opened =
+                                    |f: usize| {
+                                        if !on_files || open_err.is_some() {
+                                            return;
+                                        }
+                                        if efile[f] == NO_FILE {
+                                            let (path, want) = &file_paths[f];
+                                            let r = engine::open_file(
+                                                path,
+                                                job.open_flags(),
+                                                job.rw.has_write(),
+                                                Some(*want),
+                                            )
+                                            .and_then(|(file, _, _)| match efree.pop() {
+                                                Some(k) => eng.replace_file(k, file).map(|()| k),
+                                                None => eng.add_file(file).map(|()| {
+                                                    eplaces += 1;
+                                                    eplaces - 1
+                                                }),
+                                            });
+                                            match r {
+                                                Ok(k) => efile[f] = k,
+                                                Err(e) => {
+                                                    open_err = Some(e);
+                                                    return;
+                                                }
+                                            }
+                                        }
+                                        if let Some(file) = eng.file_at(efile[f]) {
+                                            let (o, l) = regions[f];
+                                            open_hints(job, file, o, l);
+                                        }
+                                    };
+                                let next = m.next(bs, &mut opened);
+                                if let Some(e) = open_err {
+                                    return Err(e);
+                                }
+                                // Closed files give their places back (the
+                                // engine's first stays: it is the engine's
+                                // own file).
+                                for f in m.picker.closed.drain(..) {
+                                    if on_files && efile[f] != NO_FILE && efile[f] != 0 {
+                                        efree_later.push(efile[f]);
+                                        efile[f] = NO_FILE;
                                     }
-                                };
-                                match m.next(bs, &mut opened) {
+                                }
+                                match next {
                                     Some((f, off, len)) => {
                                         cur_file = f;
                                         (off, len)
@@ -908,7 +959,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             si.count = state != ST_RAMP;
             si.prep = Instant::now();
             if multi.is_some() {
-                eng.set_file(slot, cur_file);
+                eng.set_file(slot, efile[cur_file]);
             }
             if let Err(e) = eng.queue(slot, dir, off, len_io) {
                 free.push(slot);

@@ -646,3 +646,80 @@ fn lfsr_every_block_once_like_fio() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Many files per job (filecreate-ioengine.fio's nrfiles=31250): files
+/// open when used and close when done, so 5000 files at openfiles=1 run
+/// under `ulimit -n 64` in both tools, with every file written (or laid
+/// out and read) in full.
+#[test]
+fn many_files_open_on_demand_like_fio() {
+    let fio = ensure_fio();
+    for (tag, opts, dir_name) in [
+        (
+            "create",
+            "rw=write\ncreate_on_open=1\nfallocate=none\n",
+            "write",
+        ),
+        ("layout", "rw=read\n", "read"),
+    ] {
+        for (who, cmd) in [("fio", fio.as_str()), ("nvme-bench", BENCH)] {
+            let dir = scratch(&format!("many-files-{tag}-{who}"));
+            std::fs::write(
+                dir.join("j.fio"),
+                format!(
+                    "[m]\nioengine=psync\nbs=4k\nfilesize=4k\nnrfiles=5000\nopenfiles=1\n{opts}"
+                ),
+            )
+            .unwrap();
+            let o = Command::new("sh")
+                .args([
+                    "-c",
+                    "ulimit -n 64 && exec \"$0\" j.fio --output-format=json",
+                    cmd,
+                ])
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            let out = String::from_utf8_lossy(&o.stdout);
+            assert!(
+                o.status.success(),
+                "{who} {tag}: {}{out}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let v: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..])
+                .unwrap_or_else(|e| panic!("{who}: {e}"));
+            let j = &v["jobs"][0];
+            assert_eq!(j["error"].as_u64(), Some(0), "{who} {tag}");
+            assert_eq!(j[dir_name]["total_ios"].as_u64(), Some(5000), "{who} {tag}");
+            let files: Vec<u64> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("m."))
+                .map(|e| e.metadata().unwrap().len())
+                .collect();
+            assert_eq!(files.len(), 5000, "{who} {tag}");
+            assert!(files.iter().all(|&l| l == 4096), "{who} {tag}");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    // A hostile count is refused with the limit, not run out of memory.
+    let dir = scratch("many-files-limit");
+    for job in ["nrfiles=2000000\n", "nrfiles=1000000\nnumjobs=8\n"] {
+        std::fs::write(
+            dir.join("j.fio"),
+            format!("[m]\nioengine=psync\nbs=4k\n{job}"),
+        )
+        .unwrap();
+        let o = Command::new(BENCH)
+            .args(["--parse-only", "j.fio"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("memory"),
+            "{job}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
