@@ -223,7 +223,7 @@ fn open_engine(
         }
         (Target::Path(p), EngineKind::Libaio) => Box::new(engine::libaio::Libaio::open(
             p,
-            job.open_direct(),
+            job.open_flags(),
             job.rw.opens_rw(),
             want,
             slots,
@@ -231,7 +231,7 @@ fn open_engine(
         )?),
         (Target::Path(p), EngineKind::Psync) => Box::new(engine::psync::Psync::open(
             p,
-            job.open_direct(),
+            job.open_flags(),
             job.rw.opens_rw(),
             want,
             slots,
@@ -268,6 +268,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     if let Some(c) = &ctx.cpus {
         sys::pin_current_thread(c)?;
     }
+    crate::numa::apply(job)?;
     let max_bs = job.max_bs() as usize;
     let depth_cfg = job.iodepth as usize;
     // Several files (or `filesize`): fio's per-file sizes and regions,
@@ -286,7 +287,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             for f in &p.files[1..] {
                 let (file, _, _) = engine::open_file(
                     &f.path,
-                    job.direct,
+                    job.open_flags(),
                     job.rw.has_write(),
                     Some(f.offset + f.io_size),
                 )?;
@@ -334,7 +335,15 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     if job.time_based && job.runtime.is_none() {
         return Err(Error::msg("time_based needs a runtime"));
     }
-    let mut gen = Gen::new(job, base, len.max(1), ctx.seed);
+    // zonemode=strided: the generator draws within one zone's range.
+    let zones = if plan.is_none() {
+        job.strided_zones()
+    } else {
+        None
+    };
+    let mut strided = zones.map(|z| crate::gen::Strided::new(z, base, dev, len, job.time_based));
+    let gen_len = zones.map_or(len, |(_, range, _)| range);
+    let mut gen = Gen::new(job, base, gen_len.max(1), ctx.seed);
     let regions: Vec<(u64, u64)> = plan
         .iter()
         .flat_map(|p| p.files.iter().map(|f| (f.offset, f.io_size)))
@@ -399,6 +408,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
         }
     }
+
+    // fio's scramble_buffers (on by default; off for verify writes, whose
+    // contents are the verify header): see `scramble_buffer`.
+    let scramble = job.scramble_buffers && !verifying;
 
     let bsub = if job.iodepth_batch_submit == 0 {
         depth
@@ -733,7 +746,17 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         }
                         let bs = gen.pick_bs(d);
                         let (off, bs) = match &mut multi {
-                            None => gen.pick_io(bs),
+                            None => match &mut strided {
+                                None => gen.pick_io(bs),
+                                Some(z) => match z.pick(&mut gen, d, bs) {
+                                    Some(x) => x,
+                                    None => {
+                                        // fio's fill_io_u: past the file's end.
+                                        stop = true;
+                                        break;
+                                    }
+                                },
+                            },
                             Some(m) => {
                                 let mut opened = |f: usize| {
                                     if let Some(file) = eng.file_at(f) {
@@ -832,6 +855,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     pattern.as_deref(),
                     vhash,
                 );
+            } else if dir == Dir::Write && scramble {
+                scramble_buffer(&mut eng.buf_mut(slot)[..len_io], off, now0.elapsed());
             }
             let gen = if mode == Mode::Verify {
                 gens[((off - base) / vbs) as usize]
@@ -1083,6 +1108,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         l.io(
                             dir,
                             si.len as u64,
+                            si.off,
                             si.prep.to_std(),
                             si.issue.to_std(),
                             tc.to_std(),
@@ -1197,6 +1223,23 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
 /// fio's `td_io_open_file` on a file: drop the cached pages of its range
 /// (`invalidate`, default 1; a failure is only a warning, as fio), then
 /// give the access-pattern hint (`fadvise_hint`, errors ignored as fio).
+/// fio's `small_content_scramble` (io_u.c), so a device that dedupes sees
+/// each write's blocks differ: in every 512-byte block, the block's file
+/// offset (8 bytes, native order) at one of its 8 cache lines picked from
+/// the time and offset, and the I/O's start time (seconds, nanoseconds) in
+/// bytes 48..64.
+fn scramble_buffer(buf: &mut [u8], off: u64, t: Duration) {
+    let (sec, nsec) = (t.as_secs(), u64::from(t.subsec_nanos()));
+    let line = ((nsec ^ off) & 7) as usize * 64;
+    let mut boff = off;
+    for blk in buf.chunks_exact_mut(512) {
+        blk[line..line + 8].copy_from_slice(&boff.to_ne_bytes());
+        blk[48..56].copy_from_slice(&sec.to_ne_bytes());
+        blk[56..64].copy_from_slice(&nsec.to_ne_bytes());
+        boff = boff.wrapping_add(512);
+    }
+}
+
 fn open_hints(job: &Job, f: &std::fs::File, off: u64, len: u64) {
     if job.invalidate {
         invalidate_warn(job, f, off, len);
