@@ -58,8 +58,6 @@ const REFUSED: &[(&str, &str)] = &[
         "disk-zone-profile.fio",
         "zonemode=strided (zonesize/zoneskip), log_offset: not yet",
     ),
-    ("e4defrag.fio", "verify with filesize (the several-files path): not yet"),
-    ("e4defrag2.fio", "verify with filesize (the several-files path): not yet"),
     ("enospc-pressure.fio", "ignore_error, error_dump, verify_fatal/verify_dump/verify_backlog/verify_async, verify of rw=randrw: not yet"),
     ("exitwhat.fio", "exit_what, rate=R,W,T (a third, trim, rate): not yet"),
     ("filecreate-ioengine.fio", "nrfiles=31250: at most 4096 files per job here"),
