@@ -2687,11 +2687,6 @@ pub fn validate(job: &Job) -> Result<()> {
                 job.ioengine.name()
             )));
         }
-        if job.verify != Verify::None {
-            return Err(Error::msg(format!(
-                "job '{n}': verify with {what} is not supported"
-            )));
-        }
         if matches!(job.size, Some(Amount::Percent(_))) || matches!(job.offset, Amount::Percent(_))
         {
             return Err(Error::msg(format!(
