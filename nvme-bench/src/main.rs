@@ -34,6 +34,7 @@ mod runner;
 mod stats;
 #[allow(unsafe_code)] // syscalls and ioctls
 mod sys;
+mod terminate;
 mod verify;
 mod zones;
 

@@ -19,6 +19,18 @@ pub enum Dir {
 /// Directions a job's statistics are kept for (read, write, trim).
 pub const NDIR: usize = 3;
 
+/// `exit_what`: the jobs an `exitall` job's end stops (fio's
+/// `fio_terminate_threads`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitWhat {
+    /// The jobs of its reporting group (fio's default).
+    Group,
+    /// Every job that has started running (the current stonewall set).
+    Stonewall,
+    /// Every job, including those of later stonewall groups.
+    All,
+}
+
 /// `rw=` (fio's names).
 #[allow(clippy::enum_variant_names)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -381,6 +393,9 @@ pub struct Job {
     pub buffer_pattern: Vec<u8>,
     /// `rate`: bytes per second per direction.
     pub rate: [Option<u64>; 2],
+    /// The third (trim) value of `rate` / `rate_iops` (`rate=R,W,T`): a
+    /// job that trims refuses any rate, so it only has to be valid.
+    pub rate_trim: [Option<u64>; 2],
     /// `rate_process=poisson`: exponentially distributed gaps between
     /// rate-limited I/Os instead of even spacing (fio's `linear`).
     pub rate_poisson: bool,
@@ -408,6 +423,8 @@ pub struct Job {
     /// `exitall`: when this job ends, every other job is stopped (and
     /// later groups do not run their I/O).
     pub exitall: bool,
+    /// `exit_what`: which jobs an exitall stops (fio's TERMINATE_*).
+    pub exit_what: ExitWhat,
     /// `thinktime` (µs by default): a pause after every `thinktime_blocks`
     /// I/Os, once those in flight are done; `thinktime_spin` of it busy.
     pub thinktime: Duration,
@@ -620,6 +637,8 @@ impl Default for Job {
             zone_skip: 0,
             wait_for: None,
             exitall: false,
+            exit_what: ExitWhat::Group,
+            rate_trim: [None, None],
             thinktime: Duration::ZERO,
             thinktime_spin: Duration::ZERO,
             thinktime_blocks: 1,
@@ -1192,6 +1211,42 @@ fn parse_u32(s: &str) -> Result<u32> {
 }
 
 /// `a,b` → per-direction values; `a` alone applies to both; `,b` sets write only.
+/// `per_dir` with fio's third, trim, value (`R,W,T`); a single value
+/// sets all three.
+fn per_dir3<T: Copy>(
+    s: &str,
+    f: impl Fn(&str) -> Result<T>,
+    cur: [T; 2],
+    cur_trim: T,
+) -> Result<([T; 2], T)> {
+    let mut parts = s.split(',');
+    let (r, w, t) = (parts.next(), parts.next(), parts.next());
+    if parts.next().is_some() {
+        return Err(Error::msg(format!(
+            "'{s}': at most three values (read,write,trim)"
+        )));
+    }
+    let (r, w, t) = match (r, w, t) {
+        (Some(r), None, None) => {
+            let v = f(r)?;
+            return Ok(([v, v], v));
+        }
+        (r, w, t) => (r.unwrap_or(""), w.unwrap_or(""), t.unwrap_or("")),
+    };
+    let mut out = cur;
+    let mut trim = cur_trim;
+    if !r.trim().is_empty() {
+        out[0] = f(r)?;
+    }
+    if !w.trim().is_empty() {
+        out[1] = f(w)?;
+    }
+    if !t.trim().is_empty() {
+        trim = f(t)?;
+    }
+    Ok((out, trim))
+}
+
 fn per_dir<T: Copy>(s: &str, f: impl Fn(&str) -> Result<T>, cur: [T; 2]) -> Result<[T; 2]> {
     let mut out = cur;
     match s.split_once(',') {
@@ -1548,7 +1603,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "dedupe_working_set_percentage",
     "disk_util",
     "error_dump",
-    "exit_what",
     "gtod_cpu",
     "ignore_error",
     "iopsavgtime",
@@ -1719,6 +1773,7 @@ pub const SUPPORTED: &[&str] = &[
     "new_group",
     "wait_for",
     "exitall",
+    "exit_what",
     "thinktime",
     "thinktime_spin",
     "thinktime_blocks",
@@ -1832,12 +1887,26 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         }
         "buffered" => job.direct = !parse_bool(v).map_err(ctx)?,
         "rate" => {
-            let r = per_dir(need()?, |s| parse_size(s).map(Some), [None, None]).map_err(ctx)?;
+            let (r, t) = per_dir3(need()?, |s| parse_size(s).map(Some), [None, None], None)
+                .map_err(ctx)?;
             job.rate = r.map(|x| x.filter(|&n| n > 0));
+            job.rate_trim[0] = t.filter(|&n| n > 0);
         }
         "new_group" => job.new_group = parse_bool(v).map_err(ctx)?,
         "wait_for" => job.wait_for = Some(need()?.to_string()),
         "exitall" => job.exitall = parse_bool(v).map_err(ctx)?,
+        "exit_what" => {
+            job.exit_what = match need()? {
+                "group" => ExitWhat::Group,
+                "stonewall" => ExitWhat::Stonewall,
+                "all" => ExitWhat::All,
+                o => {
+                    return Err(Error::msg(format!(
+                        "option 'exit_what={o}': group, stonewall or all"
+                    )))
+                }
+            }
+        }
         "thinktime" => job.thinktime = parse_time(need()?, Duration::from_micros(1)).map_err(ctx)?,
         "thinktime_spin" => {
             job.thinktime_spin = parse_time(need()?, Duration::from_micros(1)).map_err(ctx)?
@@ -2164,8 +2233,10 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         }
         "rate_cycle" | "ratecycle" => job.rate_cycle_ms = u64::from(parse_u32(need()?).map_err(ctx)?),
         "rate_iops" => {
-            let r = per_dir(need()?, |s| parse_size(s).map(Some), [None, None]).map_err(ctx)?;
+            let (r, t) = per_dir3(need()?, |s| parse_size(s).map(Some), [None, None], None)
+                .map_err(ctx)?;
             job.rate_iops = r.map(|x| x.filter(|&n| n > 0));
+            job.rate_trim[1] = t.filter(|&n| n > 0);
         }
         "unified_rw_reporting" => {
             job.unified_rw = match need()? {
@@ -2687,11 +2758,6 @@ pub fn validate(job: &Job) -> Result<()> {
                 job.ioengine.name()
             )));
         }
-        if job.verify != Verify::None {
-            return Err(Error::msg(format!(
-                "job '{n}': verify with {what} is not supported"
-            )));
-        }
         if matches!(job.size, Some(Amount::Percent(_))) || matches!(job.offset, Amount::Percent(_))
         {
             return Err(Error::msg(format!(
@@ -2762,7 +2828,13 @@ pub fn validate(job: &Job) -> Result<()> {
             Some("bssplit")
         } else if job.bsrange.iter().any(Option::is_some) {
             Some("bsrange")
-        } else if job.rate.iter().chain(&job.rate_iops).any(Option::is_some) {
+        } else if job
+            .rate
+            .iter()
+            .chain(&job.rate_iops)
+            .chain(&job.rate_trim)
+            .any(Option::is_some)
+        {
             Some("rate/rate_iops")
         } else {
             None

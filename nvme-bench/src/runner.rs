@@ -62,7 +62,7 @@ pub struct RunCtx {
     pub clone: u32,
     pub groupid: u32,
     pub progress: Arc<Progress>,
-    /// Set when a job with `exitall` has finished: every job stops.
+    /// Set when an ending job's `exitall`/`exit_what` names this one (terminate.rs).
     pub exitall: Arc<std::sync::atomic::AtomicBool>,
     /// fio's thread number (1-based over the run, clones counted): the
     /// `.N` of the job's log files.
@@ -290,16 +290,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     // (get_next_file) and closes when done with, so at most `openfiles`
     // (and the first, which the engine opened) are open at once. The
     // engine's place of a closed file takes the next one opened.
-    // `efile[f]`: file f's place in the engine (NO_FILE: not open).
-    const NO_FILE: usize = usize::MAX;
     let on_files = job.ioengine.on_files();
-    let mut efile: Vec<usize> = vec![NO_FILE; plan.as_ref().map_or(1, |p| p.files.len())];
-    efile[0] = 0;
-    let mut efree: Vec<usize> = Vec::new();
-    // Places of files closed while I/Os queued but not yet submitted may
-    // still name their descriptors: free once the queue is submitted.
-    let mut efree_later: Vec<usize> = Vec::new();
-    let mut eplaces = 1usize;
+    let mut places = Places::new(plan.as_ref().map_or(1, |p| p.files.len()));
     let file_paths: Vec<(String, u64)> = plan.as_ref().map_or_else(Vec::new, |p| {
         p.files
             .iter()
@@ -379,21 +371,31 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let reinvalidate =
         job.invalidate && job.time_based && !job.direct && eng.file().is_some() && multi.is_none();
 
-    // Verify bookkeeping: the generation last written to each block.
+    // Verify bookkeeping: the blocks written and not yet read back, and
+    // the generation last written to each (verify.rs `Written`).
     let verifying = job.verify != Verify::None;
     let mixed = job.rw.has_read() && job.rw.has_write();
     let vbs = job.bs[0];
-    let nblocks = len / vbs;
     let writes = job.rw.has_write();
-    let mut gens: Vec<u32> = Vec::new();
-    if verifying && writes {
-        if nblocks > 64 << 20 {
-            return Err(Error::msg(format!(
-                "verify over {nblocks} blocks: too many to track (at most 64 Mi blocks)"
-            )));
-        }
-        gens = vec![if job.verify_only { verify::ANY_GEN } else { 0 }; nblocks as usize];
-    }
+    let mut written = if verifying && writes {
+        let r = if regions.is_empty() {
+            vec![(base, len)]
+        } else {
+            regions.clone()
+        };
+        let fifo = job.rw.random() && !job.norandommap;
+        Some(verify::Written::new(&r, vbs, fifo, job.verify_only).map_err(Error::msg)?)
+    } else {
+        None
+    };
+    // fio's thread_main: a job that writes and verifies runs cycles of a
+    // workload pass (at most `size` bytes, fio's do_io) then a verify pass
+    // over what that pass wrote (do_verify), while fio's keep_running
+    // holds: every loop of `loops`, for ever when time_based. A runtime
+    // that ends a pass ends the job (fio's terminate): no verify follows.
+    let cycling = verifying && writes && job.do_verify && !job.verify_only;
+    let mut terminated = false;
+    let mut cycles_done = 0u32;
     let pattern: Option<Vec<u8>> =
         (job.verify == Verify::Pattern).then(|| job.verify_pattern.clone());
     let vhash = match job.verify {
@@ -484,6 +486,23 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         .unwrap_or(multi.as_ref().map_or(len / unit * unit, |m| m.plan.size))
         .saturating_mul(u64::from(job.loops));
     let ios_limit = job.number_ios.saturating_mul(u64::from(job.loops));
+    // One cycle's workload bytes (fio's do_io `total_bytes`: `size`, or
+    // `io_size` if larger for random writes without a random map).
+    let mut cycle_limit = multi.as_ref().map_or(len / unit * unit, |m| m.plan.size);
+    if writes && job.rw.random() && job.norandommap {
+        cycle_limit = cycle_limit.max(job.io_size.unwrap_or(0));
+    }
+    let mut cycle_issued = 0u64;
+    // fio counts a pass's bytes when the engine queues them (backend.c
+    // io_queue_event, FIO_Q_QUEUED): a sync engine's pass ends only when
+    // its files are done, which a time-based job on one file never is
+    // (fio: "verification read phase will never start"), nor random
+    // offsets without a map; a sized pass over one file is done after
+    // `size` bytes.
+    let cycle_by_bytes = !sync || !(job.time_based || (job.rw.random() && job.norandommap));
+    // Several files: a pass ends when every file is done, unless fio
+    // starts a file over instead (time_based, random or on one file).
+    let files_end_pass = !(job.time_based && (job.rw.random() || regions.len() == 1));
     let planned = if job.time_based { 0 } else { io_limit };
     ctx.progress.planned_bytes.store(planned, Ordering::Relaxed);
     let mut run_start = now0;
@@ -499,8 +518,14 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         ctx.progress.state.store(state, Ordering::Relaxed);
     }
     // When the verify pass started (the workload phase ends there).
-    let mut verify_start: Option<Instant> = (mode == Mode::Verify).then_some(now0);
-    let mut vnext: u64 = 0;
+    // When the current pass (workload or verify) began, whether a verify
+    // pass ran, and the time of the passes before this one (fio's
+    // update_runtime after each do_io and do_verify).
+    let mut phase_start = now0;
+    let mut verify_ran = mode == Mode::Verify;
+    let (mut work_done, mut verify_done) = (Duration::ZERO, Duration::ZERO);
+    // The generation of the block the verify pass picked last.
+    let mut vgen = verify::ANY_GEN;
     let mut stop = false;
     let mut issued_bytes = 0u64;
     let mut issued_ios = [0u64; NDIR];
@@ -687,14 +712,20 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         // Workload end conditions.
         if !stop && ctx.exitall.load(Ordering::Relaxed) {
             stop = true;
+            terminated = true;
+        }
+        if !stop && (state == ST_RUN || state == ST_VERIFY) {
+            // fio checks the runtime in the verify pass too (do_verify).
+            if let Some(rt) = runtime_ns {
+                if now.nanos_since(run_start) >= rt {
+                    stop = true;
+                    terminated = true;
+                }
+            }
         }
         if mode == Mode::Workload && !stop {
-            if state == ST_RUN {
-                if let Some(rt) = runtime_ns {
-                    if now.nanos_since(run_start) >= rt {
-                        stop = true;
-                    }
-                }
+            if cycling && cycle_by_bytes && cycle_issued >= cycle_limit {
+                stop = true;
             }
             if !job.time_based && state == ST_RUN && issued_bytes >= io_limit {
                 stop = true;
@@ -716,7 +747,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             think_at = Some(think_count);
         }
         if queued.is_empty() {
-            efree.append(&mut efree_later);
+            places.submitted();
         }
         while !stop
             && !busy
@@ -736,6 +767,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     stop = true;
                     break;
                 }
+            }
+            if mode == Mode::Workload && cycling && cycle_by_bytes && cycle_issued >= cycle_limit {
+                stop = true;
+                break;
             }
             let (dir, off, bs) = match mode {
                 Mode::Workload => match pending.take() {
@@ -803,53 +838,30 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                 },
                             },
                             Some(m) => {
+                                // Closes from a new loop first: a file reopened below keeps its
+                                // new place.
+                                places.closed(&mut m.picker.closed);
                                 let mut open_err: Option<Error> = None;
-                                let mut opened =
-                                    |f: usize| {
-                                        if !on_files || open_err.is_some() {
-                                            return;
-                                        }
-                                        if efile[f] == NO_FILE {
-                                            let (path, want) = &file_paths[f];
-                                            let r = engine::open_file(
-                                                path,
-                                                job.open_flags(),
-                                                job.rw.has_write(),
-                                                Some(*want),
-                                            )
-                                            .and_then(|(file, _, _)| match efree.pop() {
-                                                Some(k) => eng.replace_file(k, file).map(|()| k),
-                                                None => eng.add_file(file).map(|()| {
-                                                    eplaces += 1;
-                                                    eplaces - 1
-                                                }),
-                                            });
-                                            match r {
-                                                Ok(k) => efile[f] = k,
-                                                Err(e) => {
-                                                    open_err = Some(e);
-                                                    return;
-                                                }
-                                            }
-                                        }
-                                        if let Some(file) = eng.file_at(efile[f]) {
-                                            let (o, l) = regions[f];
-                                            open_hints(job, file, o, l);
-                                        }
-                                    };
+                                let mut opened = |f: usize| {
+                                    if !on_files || open_err.is_some() {
+                                        return;
+                                    }
+                                    if let Err(e) =
+                                        place_file(job, &mut *eng, &mut places, &file_paths, f)
+                                    {
+                                        open_err = Some(e);
+                                        return;
+                                    }
+                                    if let Some(file) = eng.file_at(places.efile[f]) {
+                                        let (o, l) = regions[f];
+                                        open_hints(job, file, o, l);
+                                    }
+                                };
                                 let next = m.next(bs, &mut opened);
                                 if let Some(e) = open_err {
                                     return Err(e);
                                 }
-                                // Closed files give their places back (the
-                                // engine's first stays: it is the engine's
-                                // own file).
-                                for f in m.picker.closed.drain(..) {
-                                    if on_files && efile[f] != NO_FILE && efile[f] != 0 {
-                                        efree_later.push(efile[f]);
-                                        efile[f] = NO_FILE;
-                                    }
-                                }
+                                places.closed(&mut m.picker.closed);
                                 match next {
                                     Some((f, off, len)) => {
                                         cur_file = f;
@@ -866,6 +878,13 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                         let moved =
                                             std::mem::replace(&mut pass_start_ios, m.picked)
                                                 < m.picked;
+                                        if cycling && files_end_pass {
+                                            // The cycle's workload ends
+                                            // here; its verify pass next.
+                                            terminated |= !moved;
+                                            stop = true;
+                                            break;
+                                        }
                                         let more = moved
                                             && (job.time_based
                                                 || passes < job.loops
@@ -890,18 +909,23 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         (d, off, bs)
                     }
                 },
-                Mode::Verify => {
-                    while vnext < nblocks && gens[vnext as usize] == 0 {
-                        vnext += 1;
+                Mode::Verify => match written.as_mut().and_then(verify::Written::next) {
+                    Some((f, o, g)) => {
+                        // A file closed since its writes opens again for
+                        // its reads; the one read before closes.
+                        if multi.is_some() && on_files && f != cur_file {
+                            places.close(cur_file);
+                            place_file(job, &mut *eng, &mut places, &file_paths, f)?;
+                        }
+                        cur_file = f;
+                        vgen = g;
+                        (Dir::Read, o, vbs)
                     }
-                    if vnext >= nblocks {
+                    None => {
                         stop = true;
                         break;
                     }
-                    let o = base + vnext * vbs;
-                    vnext += 1;
-                    (Dir::Read, o, vbs)
-                }
+                },
             };
             if rated && mode == Mode::Workload && state == ST_RUN {
                 let due_iops = rate[dir as usize].map(|r| {
@@ -929,10 +953,12 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 break;
             };
             let len_io = bs as usize;
-            if dir == Dir::Write && verifying {
-                let idx = ((off - base) / vbs) as usize;
-                let g = gens[idx].wrapping_add(1).max(1);
-                gens[idx] = g;
+            if let (Dir::Write, Some(w)) = (dir, written.as_mut()) {
+                let Some(g) = w.wrote(cur_file, off) else {
+                    return Err(Error::msg(format!(
+                        "internal: verify write at offset {off} outside the job's blocks"
+                    )));
+                };
                 verify::fill(
                     &mut eng.buf_mut(slot)[..len_io],
                     off,
@@ -945,7 +971,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 scramble_buffer(&mut eng.buf_mut(slot)[..len_io], off, now0.elapsed());
             }
             let gen = if mode == Mode::Verify {
-                gens[((off - base) / vbs) as usize]
+                vgen
             } else {
                 verify::ANY_GEN
             };
@@ -959,7 +985,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             si.count = state != ST_RAMP;
             si.prep = Instant::now();
             if multi.is_some() {
-                eng.set_file(slot, efile[cur_file]);
+                eng.set_file(slot, places.efile[cur_file]);
             }
             if let Err(e) = eng.queue(slot, dir, off, len_io) {
                 free.push(slot);
@@ -980,6 +1006,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 if !(dir == Dir::Trim && job.rw.has_write()) {
                     issued_bytes += bs;
                 }
+            }
+            if mode == Mode::Workload {
+                cycle_issued += bs;
+            }
+            if mode == Mode::Workload && state == ST_RUN {
                 issued_dir_bytes[dir as usize] += bs;
                 issued_ios[dir as usize] += 1;
                 if job.thinktime_by_issue {
@@ -1070,18 +1101,65 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         }
         if inflight == 0 && held == 0 {
             if stop {
-                if mode == Mode::Workload
-                    && verifying
-                    && writes
-                    && job.do_verify
-                    && res.error.is_none()
-                {
+                let go_on = cycling && !terminated && res.error.is_none();
+                if mode == Mode::Workload && go_on {
+                    // fio's do_verify: the cached pages of the files go
+                    // first, so the read-back comes from the storage.
+                    if let Some(f) = eng.file() {
+                        if multi.is_none() {
+                            invalidate_warn(job, f, base, len);
+                        }
+                    }
+                    for (i, &(o, l)) in regions.iter().enumerate() {
+                        if let Some(f) = eng.file_at(i) {
+                            invalidate_warn(job, f, o, l);
+                        }
+                    }
                     mode = Mode::Verify;
                     state = ST_VERIFY;
                     ctx.progress.state.store(state, Ordering::Relaxed);
-                    verify_start = Some(Instant::now());
+                    let t = Instant::now();
+                    work_done += t.saturating_duration_since(phase_start.max(run_start));
+                    phase_start = t;
+                    verify_ran = true;
                     stop = false;
                     continue;
+                }
+                if mode == Mode::Verify && go_on {
+                    // fio's keep_running: another cycle while loops are
+                    // left, for ever when time_based, or while io_size is
+                    // not reached (reads of the verify passes count).
+                    cycles_done += 1;
+                    let moved: u64 = res.dirs.iter().map(|d| d.bytes).sum();
+                    // Without io_size, fio's limit is `size`, which the
+                    // pass just moved (or the files are done).
+                    let limit = job.io_size.unwrap_or(0);
+                    let ios: u64 = res.dirs.iter().map(|d| d.ios).sum();
+                    let more = job.time_based
+                        || cycles_done < job.loops
+                        || (moved < limit
+                            && limit - moved >= max_bs as u64
+                            && (ios_limit == 0 || ios < ios_limit));
+                    if more {
+                        let t = Instant::now();
+                        verify_done += t.saturating_duration_since(phase_start);
+                        phase_start = t;
+                        // The next pass starts where fio's
+                        // clear_io_state puts it: each file from its start.
+                        mode = Mode::Workload;
+                        state = ST_RUN;
+                        ctx.progress.state.store(state, Ordering::Relaxed);
+                        cycle_issued = 0;
+                        gen.restart();
+                        if let Some(m) = &mut multi {
+                            m.reset();
+                        }
+                        if let Some(w) = &mut written {
+                            w.prune();
+                        }
+                        stop = false;
+                        continue;
+                    }
                 }
                 break;
             }
@@ -1290,8 +1368,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     if let Some(l) = &lt {
         res.lat_depth = l.qd;
     }
-    let workload_end = verify_start.map_or(end, |v| v.max(run_start));
-    let workload = workload_end.saturating_duration_since(run_start);
+    match mode {
+        Mode::Workload => work_done += end.saturating_duration_since(phase_start.max(run_start)),
+        Mode::Verify => verify_done += end.saturating_duration_since(phase_start),
+    }
+    let workload = work_done;
     if job.rw.has_read() && res.dirs[0].bytes > 0 {
         res.dir_runtime[0] += workload;
     }
@@ -1301,8 +1382,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     if job.rw.has_trim() && res.dirs[2].bytes > 0 {
         res.dir_runtime[2] += workload;
     }
-    if verify_start.is_some() {
-        res.dir_runtime[0] += end.saturating_duration_since(workload_end);
+    if verify_ran {
+        res.dir_runtime[0] += verify_done;
     }
     res.usage = sys::thread_usage() - usage0;
     // The bandwidth and IOPS samples are whole windows only, as fio's
@@ -1326,6 +1407,82 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
 /// fio's `td_io_open_file` on a file: drop the cached pages of its range
 /// (`invalidate`, default 1; a failure is only a warning, as fio), then
 /// give the access-pattern hint (`fadvise_hint`, errors ignored as fio).
+/// Where each of a job's several files sits in the engine (see
+/// `run_inner`): `efile[f]`, or `NO_FILE` while closed.
+const NO_FILE: usize = usize::MAX;
+
+struct Places {
+    efile: Vec<usize>,
+    free: Vec<usize>,
+    /// Places of files closed while I/Os queued but not yet submitted may
+    /// still name their descriptors: free once the queue is submitted.
+    later: Vec<usize>,
+    count: usize,
+}
+
+impl Places {
+    fn new(n: usize) -> Places {
+        let mut efile = vec![NO_FILE; n.max(1)];
+        efile[0] = 0;
+        Places {
+            efile,
+            free: Vec::new(),
+            later: Vec::new(),
+            count: 1,
+        }
+    }
+    /// File f closed: its place is given back (the engine's first, its own
+    /// file, stays).
+    fn close(&mut self, f: usize) {
+        if let Some(k) = self.efile.get_mut(f) {
+            if *k != NO_FILE && *k != 0 {
+                self.later.push(*k);
+                *k = NO_FILE;
+            }
+        }
+    }
+    fn closed(&mut self, list: &mut Vec<usize>) {
+        for f in list.drain(..) {
+            self.close(f);
+        }
+    }
+    /// The queue was submitted: closed places can take other files.
+    fn submitted(&mut self) {
+        self.free.append(&mut self.later);
+    }
+}
+
+/// Open file `f` of the job's list into a free place of the engine (or a
+/// new one), unless it is open.
+fn place_file(
+    job: &Job,
+    eng: &mut dyn Engine,
+    places: &mut Places,
+    paths: &[(String, u64)],
+    f: usize,
+) -> Result<()> {
+    if places.efile.get(f).is_none_or(|&k| k != NO_FILE) {
+        return Ok(());
+    }
+    let Some((path, want)) = paths.get(f) else {
+        return Ok(());
+    };
+    let (file, _, _) = engine::open_file(path, job.open_flags(), job.rw.has_write(), Some(*want))?;
+    let k = match places.free.pop() {
+        Some(k) => {
+            eng.replace_file(k, file)?;
+            k
+        }
+        None => {
+            eng.add_file(file)?;
+            places.count += 1;
+            places.count - 1
+        }
+    };
+    places.efile[f] = k;
+    Ok(())
+}
+
 /// fio's `small_content_scramble` (io_u.c), so a device that dedupes sees
 /// each write's blocks differ: in every 512-byte block, the block's file
 /// offset (8 bytes, native order) at one of its 8 cache lines picked from

@@ -54,10 +54,7 @@ const REFUSED: &[(&str, &str)] = &[
         "dedupe-global.fio",
         "dedupe_mode, dedupe_global, dedupe_percentage, buffer_compress_percentage: not yet",
     ),
-    ("e4defrag.fio", "verify with filesize (the several-files path): not yet"),
-    ("e4defrag2.fio", "verify with filesize (the several-files path): not yet"),
     ("enospc-pressure.fio", "ignore_error, error_dump, verify_fatal/verify_dump/verify_backlog/verify_async, verify of rw=randrw: not yet"),
-    ("exitwhat.fio", "exit_what, rate=R,W,T (a third, trim, rate): not yet"),
     (
         "fixed-rate-submission.fio",
         "io_submit_mode=offload: not yet",
