@@ -141,6 +141,17 @@ impl BlockMap {
         self.free -= k;
         k
     }
+    /// `take_run(b, 1)`: take block `b` if it is free.
+    #[inline]
+    fn take_one(&mut self, b: u64) {
+        if b < self.n {
+            let (w, bit) = ((b / 64) as usize, 1u64 << (b % 64));
+            if self.bits[w] & bit == 0 {
+                self.bits[w] |= bit;
+                self.free -= 1;
+            }
+        }
+    }
     fn reset(&mut self) {
         self.bits.iter_mut().for_each(|w| *w = 0);
         self.free = self.n;
@@ -387,8 +398,14 @@ impl Gen {
                 } else {
                     map.next_free(drawn).unwrap_or(drawn)
                 };
-                let want = bs.div_ceil(self.unit).max(1);
-                let got = map.take_run(b, want).max(1);
+                let got = if bs == self.unit {
+                    // One block (a fixed block size): no run to measure.
+                    map.take_one(b);
+                    1
+                } else {
+                    let want = bs.div_ceil(self.unit).max(1);
+                    map.take_run(b, want).max(1)
+                };
                 self.drawn += 1;
                 return (self.base + b * self.unit, (got * self.unit).min(bs));
             }

@@ -25,6 +25,9 @@ pub struct NvmeEngine<H: Hardware> {
     // The queue pair goes first: it must be gone before its controller handle.
     qp: IoQueuePair<H>,
     ns: Namespace,
+    /// The namespace's logical block size (a power of two) and its log2.
+    bs: u64,
+    bs_shift: u32,
     slots: Vec<Option<Buf<H>>>,
     batching: bool,
     /// Per slot: its I/O was reported at its deadline and the device still
@@ -61,6 +64,12 @@ impl<H: Hardware> NvmeEngine<H> {
         controller: String,
     ) -> Result<Self> {
         let ns = ctrl.namespace(nsid)?.clone();
+        let bs = ns.block_size();
+        if !bs.is_power_of_two() {
+            return Err(Error::msg(format!(
+                "namespace {nsid}: logical block size {bs} is not a power of two"
+            )));
+        }
         if ns.metadata_size() > 0 {
             return Err(Error::msg(format!(
                 "namespace {nsid} is formatted with metadata; the driver needs 0"
@@ -94,6 +103,8 @@ impl<H: Hardware> NvmeEngine<H> {
         Ok(NvmeEngine {
             qp,
             ns,
+            bs,
+            bs_shift: bs.trailing_zeros(),
             slots: bufs.into_iter().map(Some).collect(),
             batching,
             timed_out: vec![false; slots],
@@ -136,8 +147,9 @@ impl<H: Hardware> Engine for NvmeEngine<H> {
 
     #[inline]
     fn queue(&mut self, slot: usize, dir: Dir, offset: u64, len: usize) -> Result<()> {
-        let bs = self.ns.block_size();
-        if offset % bs != 0 || len as u64 % bs != 0 {
+        let bs = self.bs;
+        // bs is a power of two (checked at open): masks, not divisions.
+        if (offset | len as u64) & (bs - 1) != 0 {
             return Err(Error::msg(format!(
                 "I/O of {len} bytes at {offset} is not aligned to the {bs}-byte LBA"
             )));
@@ -149,7 +161,7 @@ impl<H: Hardware> Engine for NvmeEngine<H> {
             .take()
             .ok_or_else(|| Error::msg(format!("slot {slot} is busy")))?;
         buf.set_window(0, len)?;
-        let lba = offset / bs;
+        let lba = offset >> self.bs_shift;
         let r = match dir {
             Dir::Read => self.qp.submit_read(&self.ns, Lba(lba), buf, slot as u64),
             // (Trims returned above.)
@@ -255,6 +267,9 @@ impl<H: Hardware> Engine for NvmeEngine<H> {
 
     fn set_deadline(&mut self, until: Option<Instant>) {
         self.until = until;
+    }
+    fn run_fast(&mut self, f: &mut crate::runner::Fast<'_>) -> Option<Result<()>> {
+        Some(crate::runner::fast_turns(self, f))
     }
     fn io_timeout(&self) -> Option<Duration> {
         self.qp.io_timeout()
