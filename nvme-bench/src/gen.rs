@@ -241,6 +241,98 @@ pub struct Gen {
     last_end: u64,
 }
 
+/// fio's `zonemode=strided` over one file (io_u.c
+/// `setup_strided_zone_mode` and `get_next_seq_offset`): I/O goes to a
+/// zone of `range` bytes at `zone` until `size` bytes were moved there
+/// (over the range again if `size` is larger), then the zone moves on by
+/// `range + skip`, back to the job's start offset once it is at or past
+/// the file's end. Sequential I/O runs on from its last position in the
+/// zone; random I/O draws in the zone (the random map afresh each
+/// `range` bytes). An I/O that would end past the file's end ends the job,
+/// as fio's `fill_io_u` failing does.
+#[derive(Clone, Debug)]
+pub struct Strided {
+    size: u64,
+    range: u64,
+    skip: u64,
+    /// fio's `get_start_offset`: the job's offset.
+    start: u64,
+    /// fio's `real_file_size`.
+    end: u64,
+    /// `io_size + start`: a time-based sequential job starts its zone over
+    /// there (fio's `get_next_seq_offset`).
+    io_end: u64,
+    time_based: bool,
+    /// fio's `f->file_offset`: the zone's start.
+    zone: u64,
+    /// fio's `td->zone_bytes`: bytes in this zone, both directions.
+    zone_bytes: u64,
+    /// fio's `f->last_pos` per direction.
+    last_pos: [u64; 3],
+}
+
+impl Strided {
+    pub fn new(
+        (size, range, skip): (u64, u64, u64),
+        start: u64,
+        end: u64,
+        io_len: u64,
+        time_based: bool,
+    ) -> Self {
+        Strided {
+            size,
+            range: range.max(1),
+            skip,
+            start,
+            end,
+            io_end: start.saturating_add(io_len),
+            time_based,
+            zone: start,
+            zone_bytes: 0,
+            last_pos: [start; 3],
+        }
+    }
+
+    /// Offset and length of the next I/O of `dir` drawn as `bs` bytes;
+    /// `None`: it would not fit before the file's end, and the job ends.
+    /// `gen` is the job's generator over a region of `range` bytes.
+    pub fn pick(&mut self, gen: &mut Gen, dir: Dir, bs: u64) -> Option<(u64, u64)> {
+        let d = dir as usize;
+        if self.zone_bytes >= self.size {
+            self.zone_bytes = 0;
+            self.zone = self
+                .zone
+                .saturating_add(self.range.saturating_add(self.skip));
+            if self.zone >= self.end {
+                self.zone = self.start;
+            }
+            self.last_pos[d] = self.zone;
+        }
+        if self.last_pos[d] >= self.zone.saturating_add(self.range) {
+            self.last_pos[d] = self.zone;
+        }
+        if self.zone_bytes % self.range == 0 {
+            self.last_pos = [self.zone; 3];
+            gen.fresh_pass(self.zone);
+        }
+        let (off, len) = if gen.rw.random() {
+            gen.base = self.zone;
+            gen.pick_io(bs)
+        } else {
+            if self.time_based && self.last_pos[d] >= self.io_end {
+                self.last_pos[d] = self.zone;
+            }
+            (self.last_pos[d], bs)
+        };
+        if off.checked_add(len).is_none_or(|e| e > self.end) {
+            return None;
+        }
+        self.last_pos[d] = off + len;
+        self.zone_bytes += len;
+        Some((off, len))
+    }
+}
+
 /// fio's other distributions (lib/zipf.c pareto, lib/gauss.c, zoned).
 #[derive(Clone, Debug)]
 enum Skew {
@@ -519,6 +611,17 @@ impl Gen {
         }
         g.restart();
         g
+    }
+
+    /// A new pass over a region of the same length at `base`: the random
+    /// map starts afresh (a new order), as fio's `fio_file_reset` does when
+    /// a strided zone begins.
+    pub fn fresh_pass(&mut self, base: u64) {
+        self.base = base;
+        self.restart();
+        if let Some(p) = &mut self.perm {
+            *p = Perm::new(p.n, self.rng.next_u64());
+        }
     }
 
     /// Start a new pass over the region (fio's `fio_file_reset`).

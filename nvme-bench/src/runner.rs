@@ -62,7 +62,7 @@ pub struct RunCtx {
     pub clone: u32,
     pub groupid: u32,
     pub progress: Arc<Progress>,
-    /// Set when a job with `exitall` has finished: every job stops.
+    /// Set when an ending job's `exitall`/`exit_what` names this one (terminate.rs).
     pub exitall: Arc<std::sync::atomic::AtomicBool>,
     /// fio's thread number (1-based over the run, clones counted): the
     /// `.N` of the job's log files.
@@ -223,7 +223,7 @@ fn open_engine(
         }
         (Target::Path(p), EngineKind::Libaio) => Box::new(engine::libaio::Libaio::open(
             p,
-            job.open_direct(),
+            job.open_flags(),
             job.rw.opens_rw(),
             want,
             slots,
@@ -231,7 +231,7 @@ fn open_engine(
         )?),
         (Target::Path(p), EngineKind::Psync) => Box::new(engine::psync::Psync::open(
             p,
-            job.open_direct(),
+            job.open_flags(),
             job.rw.opens_rw(),
             want,
             slots,
@@ -268,6 +268,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     if let Some(c) = &ctx.cpus {
         sys::pin_current_thread(c)?;
     }
+    crate::numa::apply(job)?;
     let max_bs = job.max_bs() as usize;
     let depth_cfg = job.iodepth as usize;
     // Several files (or `filesize`): fio's per-file sizes and regions,
@@ -286,7 +287,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             for f in &p.files[1..] {
                 let (file, _, _) = engine::open_file(
                     &f.path,
-                    job.direct,
+                    job.open_flags(),
                     job.rw.has_write(),
                     Some(f.offset + f.io_size),
                 )?;
@@ -334,7 +335,15 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     if job.time_based && job.runtime.is_none() {
         return Err(Error::msg("time_based needs a runtime"));
     }
-    let mut gen = Gen::new(job, base, len.max(1), ctx.seed);
+    // zonemode=strided: the generator draws within one zone's range.
+    let zones = if plan.is_none() {
+        job.strided_zones()
+    } else {
+        None
+    };
+    let mut strided = zones.map(|z| crate::gen::Strided::new(z, base, dev, len, job.time_based));
+    let gen_len = zones.map_or(len, |(_, range, _)| range);
+    let mut gen = Gen::new(job, base, gen_len.max(1), ctx.seed);
     let regions: Vec<(u64, u64)> = plan
         .iter()
         .flat_map(|p| p.files.iter().map(|f| (f.offset, f.io_size)))
@@ -359,21 +368,31 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let reinvalidate =
         job.invalidate && job.time_based && !job.direct && eng.file().is_some() && multi.is_none();
 
-    // Verify bookkeeping: the generation last written to each block.
+    // Verify bookkeeping: the blocks written and not yet read back, and
+    // the generation last written to each (verify.rs `Written`).
     let verifying = job.verify != Verify::None;
     let mixed = job.rw.has_read() && job.rw.has_write();
     let vbs = job.bs[0];
-    let nblocks = len / vbs;
     let writes = job.rw.has_write();
-    let mut gens: Vec<u32> = Vec::new();
-    if verifying && writes {
-        if nblocks > 64 << 20 {
-            return Err(Error::msg(format!(
-                "verify over {nblocks} blocks: too many to track (at most 64 Mi blocks)"
-            )));
-        }
-        gens = vec![if job.verify_only { verify::ANY_GEN } else { 0 }; nblocks as usize];
-    }
+    let mut written = if verifying && writes {
+        let r = if regions.is_empty() {
+            vec![(base, len)]
+        } else {
+            regions.clone()
+        };
+        let fifo = job.rw.random() && !job.norandommap;
+        Some(verify::Written::new(&r, vbs, fifo, job.verify_only).map_err(Error::msg)?)
+    } else {
+        None
+    };
+    // fio's thread_main: a job that writes and verifies runs cycles of a
+    // workload pass (at most `size` bytes, fio's do_io) then a verify pass
+    // over what that pass wrote (do_verify), while fio's keep_running
+    // holds: every loop of `loops`, for ever when time_based. A runtime
+    // that ends a pass ends the job (fio's terminate): no verify follows.
+    let cycling = verifying && writes && job.do_verify && !job.verify_only;
+    let mut terminated = false;
+    let mut cycles_done = 0u32;
     let pattern: Option<Vec<u8>> =
         (job.verify == Verify::Pattern).then(|| job.verify_pattern.clone());
     let vhash = match job.verify {
@@ -399,6 +418,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
         }
     }
+
+    // fio's scramble_buffers (on by default; off for verify writes, whose
+    // contents are the verify header): see `scramble_buffer`.
+    let scramble = job.scramble_buffers && !verifying;
 
     let bsub = if job.iodepth_batch_submit == 0 {
         depth
@@ -460,6 +483,23 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         .unwrap_or(multi.as_ref().map_or(len / unit * unit, |m| m.plan.size))
         .saturating_mul(u64::from(job.loops));
     let ios_limit = job.number_ios.saturating_mul(u64::from(job.loops));
+    // One cycle's workload bytes (fio's do_io `total_bytes`: `size`, or
+    // `io_size` if larger for random writes without a random map).
+    let mut cycle_limit = multi.as_ref().map_or(len / unit * unit, |m| m.plan.size);
+    if writes && job.rw.random() && job.norandommap {
+        cycle_limit = cycle_limit.max(job.io_size.unwrap_or(0));
+    }
+    let mut cycle_issued = 0u64;
+    // fio counts a pass's bytes when the engine queues them (backend.c
+    // io_queue_event, FIO_Q_QUEUED): a sync engine's pass ends only when
+    // its files are done, which a time-based job on one file never is
+    // (fio: "verification read phase will never start"), nor random
+    // offsets without a map; a sized pass over one file is done after
+    // `size` bytes.
+    let cycle_by_bytes = !sync || !(job.time_based || (job.rw.random() && job.norandommap));
+    // Several files: a pass ends when every file is done, unless fio
+    // starts a file over instead (time_based, random or on one file).
+    let files_end_pass = !(job.time_based && (job.rw.random() || regions.len() == 1));
     let planned = if job.time_based { 0 } else { io_limit };
     ctx.progress.planned_bytes.store(planned, Ordering::Relaxed);
     let mut run_start = now0;
@@ -475,8 +515,14 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         ctx.progress.state.store(state, Ordering::Relaxed);
     }
     // When the verify pass started (the workload phase ends there).
-    let mut verify_start: Option<Instant> = (mode == Mode::Verify).then_some(now0);
-    let mut vnext: u64 = 0;
+    // When the current pass (workload or verify) began, whether a verify
+    // pass ran, and the time of the passes before this one (fio's
+    // update_runtime after each do_io and do_verify).
+    let mut phase_start = now0;
+    let mut verify_ran = mode == Mode::Verify;
+    let (mut work_done, mut verify_done) = (Duration::ZERO, Duration::ZERO);
+    // The generation of the block the verify pass picked last.
+    let mut vgen = verify::ANY_GEN;
     let mut stop = false;
     let mut issued_bytes = 0u64;
     let mut issued_ios = [0u64; NDIR];
@@ -697,14 +743,20 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         // Workload end conditions.
         if !stop && ctx.exitall.load(Ordering::Relaxed) {
             stop = true;
+            terminated = true;
+        }
+        if !stop && (state == ST_RUN || state == ST_VERIFY) {
+            // fio checks the runtime in the verify pass too (do_verify).
+            if let Some(rt) = runtime_ns {
+                if now.nanos_since(run_start) >= rt {
+                    stop = true;
+                    terminated = true;
+                }
+            }
         }
         if mode == Mode::Workload && !stop {
-            if state == ST_RUN {
-                if let Some(rt) = runtime_ns {
-                    if now.nanos_since(run_start) >= rt {
-                        stop = true;
-                    }
-                }
+            if cycling && cycle_by_bytes && cycle_issued >= cycle_limit {
+                stop = true;
             }
             if !job.time_based && state == ST_RUN && issued_bytes >= io_limit {
                 stop = true;
@@ -738,6 +790,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     stop = true;
                     break;
                 }
+            }
+            if mode == Mode::Workload && cycling && cycle_by_bytes && cycle_issued >= cycle_limit {
+                stop = true;
+                break;
             }
             let (dir, off, bs) = match mode {
                 Mode::Workload => match pending.take() {
@@ -793,7 +849,17 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         }
                         let bs = gen.pick_bs(d);
                         let (off, bs) = match &mut multi {
-                            None => gen.pick_io(bs),
+                            None => match &mut strided {
+                                None => gen.pick_io(bs),
+                                Some(z) => match z.pick(&mut gen, d, bs) {
+                                    Some(x) => x,
+                                    None => {
+                                        // fio's fill_io_u: past the file's end.
+                                        stop = true;
+                                        break;
+                                    }
+                                },
+                            },
                             Some(m) => {
                                 let mut opened = |f: usize| {
                                     if let Some(file) = eng.file_at(f) {
@@ -817,6 +883,13 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                         let moved =
                                             std::mem::replace(&mut pass_start_ios, m.picked)
                                                 < m.picked;
+                                        if cycling && files_end_pass {
+                                            // The cycle's workload ends
+                                            // here; its verify pass next.
+                                            terminated |= !moved;
+                                            stop = true;
+                                            break;
+                                        }
                                         let more = moved
                                             && (job.time_based
                                                 || passes < job.loops
@@ -841,18 +914,17 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         (d, off, bs)
                     }
                 },
-                Mode::Verify => {
-                    while vnext < nblocks && gens[vnext as usize] == 0 {
-                        vnext += 1;
+                Mode::Verify => match written.as_mut().and_then(verify::Written::next) {
+                    Some((f, o, g)) => {
+                        cur_file = f;
+                        vgen = g;
+                        (Dir::Read, o, vbs)
                     }
-                    if vnext >= nblocks {
+                    None => {
                         stop = true;
                         break;
                     }
-                    let o = base + vnext * vbs;
-                    vnext += 1;
-                    (Dir::Read, o, vbs)
-                }
+                },
             };
             if rated && mode == Mode::Workload && state == ST_RUN {
                 let due_iops = rate[dir as usize].map(|r| {
@@ -880,10 +952,12 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 break;
             };
             let len_io = bs as usize;
-            if dir == Dir::Write && verifying {
-                let idx = ((off - base) / vbs) as usize;
-                let g = gens[idx].wrapping_add(1).max(1);
-                gens[idx] = g;
+            if let (Dir::Write, Some(w)) = (dir, written.as_mut()) {
+                let Some(g) = w.wrote(cur_file, off) else {
+                    return Err(Error::msg(format!(
+                        "internal: verify write at offset {off} outside the job's blocks"
+                    )));
+                };
                 verify::fill(
                     &mut eng.buf_mut(slot)[..len_io],
                     off,
@@ -892,9 +966,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     pattern.as_deref(),
                     vhash,
                 );
+            } else if dir == Dir::Write && scramble {
+                scramble_buffer(&mut eng.buf_mut(slot)[..len_io], off, now0.elapsed());
             }
             let gen = if mode == Mode::Verify {
-                gens[((off - base) / vbs) as usize]
+                vgen
             } else {
                 verify::ANY_GEN
             };
@@ -929,6 +1005,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 if !(dir == Dir::Trim && job.rw.has_write()) {
                     issued_bytes += bs;
                 }
+            }
+            if mode == Mode::Workload {
+                cycle_issued += bs;
+            }
+            if mode == Mode::Workload && state == ST_RUN {
                 issued_dir_bytes[dir as usize] += bs;
                 issued_ios[dir as usize] += 1;
                 if job.thinktime_by_issue {
@@ -1019,18 +1100,65 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         }
         if inflight == 0 && held == 0 {
             if stop {
-                if mode == Mode::Workload
-                    && verifying
-                    && writes
-                    && job.do_verify
-                    && res.error.is_none()
-                {
+                let go_on = cycling && !terminated && res.error.is_none();
+                if mode == Mode::Workload && go_on {
+                    // fio's do_verify: the cached pages of the files go
+                    // first, so the read-back comes from the storage.
+                    if let Some(f) = eng.file() {
+                        if multi.is_none() {
+                            invalidate_warn(job, f, base, len);
+                        }
+                    }
+                    for (i, &(o, l)) in regions.iter().enumerate() {
+                        if let Some(f) = eng.file_at(i) {
+                            invalidate_warn(job, f, o, l);
+                        }
+                    }
                     mode = Mode::Verify;
                     state = ST_VERIFY;
                     ctx.progress.state.store(state, Ordering::Relaxed);
-                    verify_start = Some(Instant::now());
+                    let t = Instant::now();
+                    work_done += t.saturating_duration_since(phase_start.max(run_start));
+                    phase_start = t;
+                    verify_ran = true;
                     stop = false;
                     continue;
+                }
+                if mode == Mode::Verify && go_on {
+                    // fio's keep_running: another cycle while loops are
+                    // left, for ever when time_based, or while io_size is
+                    // not reached (reads of the verify passes count).
+                    cycles_done += 1;
+                    let moved: u64 = res.dirs.iter().map(|d| d.bytes).sum();
+                    // Without io_size, fio's limit is `size`, which the
+                    // pass just moved (or the files are done).
+                    let limit = job.io_size.unwrap_or(0);
+                    let ios: u64 = res.dirs.iter().map(|d| d.ios).sum();
+                    let more = job.time_based
+                        || cycles_done < job.loops
+                        || (moved < limit
+                            && limit - moved >= max_bs as u64
+                            && (ios_limit == 0 || ios < ios_limit));
+                    if more {
+                        let t = Instant::now();
+                        verify_done += t.saturating_duration_since(phase_start);
+                        phase_start = t;
+                        // The next pass starts where fio's
+                        // clear_io_state puts it: each file from its start.
+                        mode = Mode::Workload;
+                        state = ST_RUN;
+                        ctx.progress.state.store(state, Ordering::Relaxed);
+                        cycle_issued = 0;
+                        gen.restart();
+                        if let Some(m) = &mut multi {
+                            m.reset();
+                        }
+                        if let Some(w) = &mut written {
+                            w.prune();
+                        }
+                        stop = false;
+                        continue;
+                    }
                 }
                 break;
             }
@@ -1143,6 +1271,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         l.io(
                             dir,
                             si.len as u64,
+                            si.off,
                             si.prep.to_std(),
                             si.issue.to_std(),
                             tc.to_std(),
@@ -1221,8 +1350,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         l.finish(end.to_std())?;
     }
     res.runtime = end.saturating_duration_since(run_start);
-    let workload_end = verify_start.map_or(end, |v| v.max(run_start));
-    let workload = workload_end.saturating_duration_since(run_start);
+    match mode {
+        Mode::Workload => work_done += end.saturating_duration_since(phase_start.max(run_start)),
+        Mode::Verify => verify_done += end.saturating_duration_since(phase_start),
+    }
+    let workload = work_done;
     if job.rw.has_read() && res.dirs[0].bytes > 0 {
         res.dir_runtime[0] += workload;
     }
@@ -1232,8 +1364,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     if job.rw.has_trim() && res.dirs[2].bytes > 0 {
         res.dir_runtime[2] += workload;
     }
-    if verify_start.is_some() {
-        res.dir_runtime[0] += end.saturating_duration_since(workload_end);
+    if verify_ran {
+        res.dir_runtime[0] += verify_done;
     }
     res.usage = sys::thread_usage() - usage0;
     // The bandwidth and IOPS samples are whole windows only, as fio's
@@ -1257,6 +1389,23 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
 /// fio's `td_io_open_file` on a file: drop the cached pages of its range
 /// (`invalidate`, default 1; a failure is only a warning, as fio), then
 /// give the access-pattern hint (`fadvise_hint`, errors ignored as fio).
+/// fio's `small_content_scramble` (io_u.c), so a device that dedupes sees
+/// each write's blocks differ: in every 512-byte block, the block's file
+/// offset (8 bytes, native order) at one of its 8 cache lines picked from
+/// the time and offset, and the I/O's start time (seconds, nanoseconds) in
+/// bytes 48..64.
+fn scramble_buffer(buf: &mut [u8], off: u64, t: Duration) {
+    let (sec, nsec) = (t.as_secs(), u64::from(t.subsec_nanos()));
+    let line = ((nsec ^ off) & 7) as usize * 64;
+    let mut boff = off;
+    for blk in buf.chunks_exact_mut(512) {
+        blk[line..line + 8].copy_from_slice(&boff.to_ne_bytes());
+        blk[48..56].copy_from_slice(&sec.to_ne_bytes());
+        blk[56..64].copy_from_slice(&nsec.to_ne_bytes());
+        boff = boff.wrapping_add(512);
+    }
+}
+
 fn open_hints(job: &Job, f: &std::fs::File, off: u64, len: u64) {
     if job.invalidate {
         invalidate_warn(job, f, off, len);

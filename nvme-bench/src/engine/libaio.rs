@@ -33,13 +33,13 @@ unsafe impl Send for Libaio {}
 impl Libaio {
     pub fn open(
         path: &str,
-        direct: bool,
+        flags: i32,
         write: bool,
         want: Option<u64>,
         slots: usize,
         buf_len: usize,
     ) -> Result<Self> {
-        let (file, size, lbs) = super::open_file(path, direct, write, want)?;
+        let (file, size, lbs) = super::open_file(path, flags, write, want)?;
         let bufs = (0..slots)
             .map(|_| AlignedBuf::new(buf_len))
             .collect::<Result<_>>()?;

@@ -215,7 +215,7 @@ const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 /// (fio's `real_file_size`).
 pub fn open_file(
     path: &str,
-    direct: bool,
+    flags: i32,
     write: bool,
     want: Option<u64>,
 ) -> Result<(std::fs::File, u64, u64)> {
@@ -229,8 +229,8 @@ pub fn open_file(
     if is_file {
         o.create(true);
     }
-    if direct {
-        o.custom_flags(libc::O_DIRECT);
+    if flags != 0 {
+        o.custom_flags(flags);
     }
     let f = o
         .open(path)

@@ -235,7 +235,7 @@ impl Uring<Plain> {
         slots: usize,
         buf_len: usize,
     ) -> Result<Self> {
-        let (file, size, lbs) = super::open_file(path, job.open_direct(), job.rw.opens_rw(), want)?;
+        let (file, size, lbs) = super::open_file(path, job.open_flags(), job.rw.opens_rw(), want)?;
         if job.hipri && !job.direct {
             return Err(Error::msg(format!(
                 "job '{}': hipri (polled I/O) needs direct=1",
