@@ -602,7 +602,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         && multi.is_none()
         && logs.is_none()
         && min_rate.is_none()
-        && !reinvalidate;
+        && !reinvalidate
+        && strided.is_none()
+        // (scramble_buffers touches each write's buffer; `cycle_issued`
+        // matters only to verify cycles, which the fast path never runs.)
+        && !(writes && scramble);
     loop {
         if fast_ok
             && state == ST_RUN

@@ -145,6 +145,7 @@ fn fast_path_takes_the_general_loops_turns() {
             "--iodepth=16",
             "--iodepth_batch_complete_min=4",
             "--iodepth_batch_complete_max=8",
+            "--scramble_buffers=0",
         ],
     ];
     let pick = |j: &Value| {
