@@ -141,6 +141,17 @@ impl BlockMap {
         self.free -= k;
         k
     }
+    /// `take_run(b, 1)`: take block `b` if it is free.
+    #[inline]
+    fn take_one(&mut self, b: u64) {
+        if b < self.n {
+            let (w, bit) = ((b / 64) as usize, 1u64 << (b % 64));
+            if self.bits[w] & bit == 0 {
+                self.bits[w] |= bit;
+                self.free -= 1;
+            }
+        }
+    }
     fn reset(&mut self) {
         self.bits.iter_mut().for_each(|w| *w = 0);
         self.free = self.n;
@@ -213,6 +224,9 @@ pub struct Gen {
     scatter: u64,
     /// Offsets handed out (to tell where a new pass over the region starts).
     drawn: u64,
+    /// The next `drawn` at which the permutation starts a pass (a multiple
+    /// of `blocks`: a countdown instead of a division per I/O).
+    pass_at: u64,
     /// A new pass over the region started since `take_new_pass` last looked.
     new_pass: bool,
     /// `random_distribution` other than random/zipf.
@@ -399,6 +413,7 @@ impl Gen {
             zipf,
             scatter: seed | 1,
             drawn: 0,
+            pass_at: blocks,
             new_pass: false,
             skew,
             modifier: job.rw_modifier,
@@ -482,8 +497,14 @@ impl Gen {
                 } else {
                     map.next_free(drawn).unwrap_or(drawn)
                 };
-                let want = bs.div_ceil(self.unit).max(1);
-                let got = map.take_run(b, want).max(1);
+                let got = if bs == self.unit {
+                    // One block (a fixed block size): no run to measure.
+                    map.take_one(b);
+                    1
+                } else {
+                    let want = bs.div_ceil(self.unit).max(1);
+                    map.take_run(b, want).max(1)
+                };
                 self.drawn += 1;
                 return (self.base + b * self.unit, (got * self.unit).min(bs));
             }
@@ -523,7 +544,10 @@ impl Gen {
                 r.wrapping_mul(0x9e37_79b9_7f4a_7c15 ^ self.scatter) % self.blocks
             } else if let Some(p) = &mut self.perm {
                 // Every `blocks` draws is one pass of the random map.
-                if self.drawn > 0 && self.drawn % self.blocks == 0 {
+                // (`drawn` grows by one per call here, from 0: it meets
+                // every multiple of `blocks`.)
+                if self.drawn == self.pass_at {
+                    self.pass_at += self.blocks;
                     self.new_pass = true;
                 }
                 p.next()
@@ -607,6 +631,7 @@ impl Gen {
     pub fn restart(&mut self) {
         self.seq_pos = 0;
         self.drawn = 0;
+        self.pass_at = self.blocks;
         self.run = None;
         self.new_pass = false;
         if let Some(m) = &mut self.map {
@@ -715,6 +740,34 @@ mod tests {
         assert!(!g.take_new_pass());
         g.pick_io(4096);
         assert!(g.take_new_pass(), "the next I/O starts a new pass");
+    }
+
+    /// The permutation (one block size) marks a new pass at the first I/O
+    /// of every pass, `blocks` I/Os apart, and again from the start after
+    /// `restart`.
+    #[test]
+    fn permutation_marks_each_pass() {
+        let job = crate::options::parse_str("[p]\nrw=randread\nbs=4k\n")
+            .unwrap()
+            .jobs
+            .remove(0);
+        let blocks = 37u64;
+        let mut g = Gen::new(&job, 0, blocks * 4096, 3);
+        assert!(g.perm.is_some() && g.map.is_none());
+        let mut marks = Vec::new();
+        for i in 0..4 * blocks + 5 {
+            g.pick_io(4096);
+            if g.take_new_pass() {
+                marks.push(i);
+            }
+            if i == 3 * blocks + 1 {
+                g.restart();
+            }
+        }
+        // I/O number `blocks` starts pass 2, `2 * blocks` pass 3; after the
+        // restart (following I/O 3 * blocks + 1) counting begins again.
+        let r = 3 * blocks + 2;
+        assert_eq!(marks, vec![blocks, 2 * blocks, 3 * blocks, r + blocks]);
     }
 
     #[test]

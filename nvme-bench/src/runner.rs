@@ -603,7 +603,72 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let mut lt = crate::lat_target::LatTarget::new(job, now0);
     // lat_target's final run starts: statistics reset as at ramp's end.
     let mut lat_reset = false;
+    // The steady state's turns, engine calls inlined (`Fast`), when nothing
+    // the job uses needs the general loop.
+    let fast_ok = fast_allowed(job, sync, may_busy, bsub)
+        && !rated
+        && flow.is_none()
+        && multi.is_none()
+        && logs.is_none()
+        && min_rate.is_none()
+        && !reinvalidate
+        && strided.is_none()
+        // (scramble_buffers touches each write's buffer; `cycle_issued`
+        // matters only to verify cycles, which the fast path never runs.)
+        && !(writes && scramble)
+        && lt.is_none();
     loop {
+        if fast_ok
+            && state == ST_RUN
+            && mode == Mode::Workload
+            && !stop
+            && held == 0
+            && pending.is_none()
+            && queued.is_empty()
+        {
+            // The reap deadline the general turn would give the engine.
+            let until = runtime_ns.map(|rt| run_start.add_nanos(rt));
+            if until != engine_until {
+                engine_until = until;
+                eng.set_deadline(until.map(Instant::to_std));
+            }
+            let mut f = Fast {
+                gen: &mut gen,
+                sl: &mut sl,
+                free: &mut free,
+                done: &mut done,
+                deferred: &mut deferred,
+                res,
+                ival_clat: &mut ival_clat,
+                job,
+                progress: &ctx.progress,
+                exitall: &ctx.exitall,
+                published: &mut published,
+                shown: &mut shown,
+                inflight,
+                held,
+                issued_bytes,
+                issued_dir_bytes,
+                issued_ios,
+                issued_total: issued_ios.iter().sum(),
+                depth,
+                cmin,
+                cmax,
+                next_event: next_window.min(next_ival).min(until.unwrap_or(next_ival)),
+                bytes_limit: if job.time_based { u64::MAX } else { io_limit },
+                ios_limit: if ios_limit > 0 { ios_limit } else { u64::MAX },
+                trim_counts: !job.rw.has_write(),
+                stop,
+                fresh,
+            };
+            let r = eng.run_fast(&mut f);
+            (inflight, held, stop, fresh) = (f.inflight, f.held, f.stop, f.fresh);
+            (issued_bytes, issued_dir_bytes, issued_ios) =
+                (f.issued_bytes, f.issued_dir_bytes, f.issued_ios);
+            if let Some(r) = r {
+                r?;
+            }
+        }
         let now = fresh.take().unwrap_or_else(Instant::now);
         if let Some(l) = &mut lt {
             if l.drain && inflight == 0 && queued.is_empty() {
@@ -1703,4 +1768,212 @@ fn interval_line(
         "trim": dir(2),
     })
     .to_string()
+}
+
+/// The job loop's steady state, run with the engine's calls inlined.
+///
+/// `run_inner` is one large function whose loop keeps a hundred values
+/// live across calls through `dyn Engine`; most of its ~600 instructions a
+/// turn are those values going to and from the stack, and the checks for
+/// features the job does not use. For the common job (no rate, flow,
+/// thinktime, verify, per-I/O logs, several files, `rate_min`; an engine
+/// that is never busy; `iodepth_batch_submit=1`) in its measured phase,
+/// the engine runs the same turns here instead ([`Engine::run_fast`] calls
+/// [`fast_turns`] with its own type, so `queue`, `commit` and `reap` are
+/// static calls): pick an I/O, take `prep`, queue it, commit, take `issue`,
+/// and when the queue is full reap and account the completions, exactly
+/// as the general loop does for such a job (the same clock reads, the same
+/// order, the same deferred latency samples, depth histograms and live
+/// counters). It hands back to the general loop at the top of a turn (with
+/// that turn's timestamp) whenever the general loop would do anything
+/// else: a 500 ms window or an interval-log line is due, the runtime is
+/// up, the size or `number_ios` is reached, a status snapshot is asked
+/// for, `exitall` is set, an I/O failed or passed its deadline.
+/// `NVME_BENCH_NO_FAST=1` turns it off (tests compare both).
+pub struct Fast<'a> {
+    gen: &'a mut Gen,
+    sl: &'a mut [SlotIo],
+    free: &'a mut Vec<usize>,
+    done: &'a mut Vec<Done>,
+    deferred: &'a mut Deferred,
+    res: &'a mut JobResult,
+    ival_clat: &'a mut [LatStat; NDIR],
+    job: &'a Job,
+    progress: &'a Progress,
+    exitall: &'a std::sync::atomic::AtomicBool,
+    published: &'a mut [(u64, u64); NDIR],
+    shown: &'a mut [(u64, u64); NDIR],
+    inflight: usize,
+    held: usize,
+    issued_bytes: u64,
+    issued_dir_bytes: [u64; NDIR],
+    issued_ios: [u64; NDIR],
+    issued_total: u64,
+    depth: usize,
+    cmin: usize,
+    cmax: usize,
+    /// The general loop's next timed duty (window, interval line, runtime end).
+    next_event: Instant,
+    /// `issued_bytes` at which the workload stops (`u64::MAX`: time-based).
+    bytes_limit: u64,
+    /// `number_ios` (`u64::MAX`: none).
+    ios_limit: u64,
+    /// A trim uses up `size` (the job does not write; fio's io_bytes_exceeded).
+    trim_counts: bool,
+    stop: bool,
+    fresh: Option<Instant>,
+}
+
+/// Whether the job's configuration lets its measured phase use [`Fast`].
+fn fast_allowed(job: &Job, sync: bool, may_busy: bool, bsub: usize) -> bool {
+    !sync
+        && !may_busy
+        && bsub == 1
+        && job.thinktime.is_zero()
+        && job.verify == Verify::None
+        && std::env::var_os("NVME_BENCH_NO_FAST").is_none_or(|v| v.is_empty() || v == "0")
+}
+
+/// The turns of the general loop for a [`Fast`] job; see there. Returns at
+/// the top of a turn (its timestamp in `f.fresh`) or after a reaped batch.
+#[inline(always)]
+pub fn fast_turns<E: Engine>(eng: &mut E, f: &mut Fast<'_>) -> Result<()> {
+    loop {
+        let now = match f.fresh.take() {
+            Some(t) => t,
+            None => Instant::now(),
+        };
+        if now >= f.next_event
+            || f.issued_bytes >= f.bytes_limit
+            || f.issued_total >= f.ios_limit
+            || f.progress.snap_req.load(Ordering::Relaxed)
+            || f.exitall.load(Ordering::Relaxed)
+        {
+            f.fresh = Some(now);
+            return Ok(());
+        }
+        if f.inflight < f.depth {
+            let d = f.gen.pick_dir();
+            let bs = f.gen.pick_bs(d);
+            let (off, bs) = f.gen.pick_io(bs);
+            let Some(slot) = f.free.pop() else {
+                return Err(Error::msg("internal: no free slot below the queue depth"));
+            };
+            let len_io = bs as usize;
+            let Some(si) = f.sl.get_mut(slot) else {
+                return Err(Error::msg(format!("internal: slot {slot} out of range")));
+            };
+            si.dir = d;
+            si.off = off;
+            si.len = len_io;
+            si.gen = verify::ANY_GEN;
+            si.count = true;
+            si.prep = Instant::now();
+            if let Err(e) = eng.queue(slot, d, off, len_io) {
+                f.free.push(slot);
+                f.res.error = Some(format!(
+                    "{} of {len_io} bytes at offset {off}: {e}",
+                    dir_name(d)
+                ));
+                f.res.errno = libc::EIO;
+                f.stop = true;
+                return Ok(());
+            }
+            if d != Dir::Trim || f.trim_counts {
+                f.issued_bytes += bs;
+            }
+            f.issued_dir_bytes[d as usize] += bs;
+            f.issued_ios[d as usize] += 1;
+            f.issued_total += 1;
+            eng.commit()?;
+            let t = Instant::now();
+            f.fresh = Some(t);
+            f.deferred.room_for_slat(1, f.res, f.ival_clat);
+            let si = &mut f.sl[slot];
+            si.issue = t;
+            f.deferred.slat.push((d, si.prep, t));
+            f.inflight += 1;
+            f.res.depth.submit[DepthHist::batch_idx(1)] += 1;
+            f.res.depth.level[DepthHist::level_idx(f.inflight)] += 1;
+        }
+        if f.inflight < f.depth && !f.free.is_empty() {
+            continue;
+        }
+        let min = f.cmin.min(f.inflight);
+        let max = f.cmax.min(f.inflight + f.held).max(1);
+        if f.deferred.is_empty() || min == 0 {
+            eng.reap(min, max, f.done)?;
+        } else {
+            eng.reap(0, max, f.done)?;
+            if f.done.is_empty() {
+                f.deferred.flush(f.res, f.ival_clat);
+                eng.reap(min, max, f.done)?;
+            }
+        }
+        if f.done.is_empty() {
+            continue;
+        }
+        let t = Instant::now();
+        f.fresh = Some(t);
+        f.res.depth.complete[DepthHist::batch_idx(f.done.len())] += 1;
+        f.deferred.room_for_done(f.done.len(), f.res, f.ival_clat);
+        for dn in f.done.drain(..) {
+            let s = dn.slot;
+            if s >= f.sl.len() {
+                return Err(Error::msg(format!("engine returned unknown slot {s}")));
+            }
+            if dn.late {
+                f.held -= 1;
+                f.free.push(s);
+                continue;
+            }
+            let si = f.sl[s];
+            let dir = si.dir;
+            let mut failed = false;
+            if let Err(e) = dn.res {
+                failed = true;
+                let kind = match dir {
+                    Dir::Read => cont::READ,
+                    Dir::Write | Dir::Trim => cont::WRITE,
+                };
+                let msg = format!(
+                    "{} of {} bytes at offset {}: {e}",
+                    dir_name(dir),
+                    si.len,
+                    si.off
+                );
+                if note_error(f.job, f.res, kind, dn.errno, msg) {
+                    f.stop = true;
+                }
+            }
+            if si.count {
+                let st = &mut f.res.dirs[dir as usize];
+                st.ios += 1;
+                if !failed {
+                    f.deferred.done.push((dir, si.prep, si.issue, t));
+                    st.bytes += si.len as u64;
+                }
+            }
+            if dn.held {
+                f.held += 1;
+            } else {
+                f.free.push(s);
+            }
+            f.inflight -= 1;
+        }
+        for d in 0..NDIR {
+            let st = &f.res.dirs[d];
+            let (i0, b0) = f.published[d];
+            if st.ios != i0 {
+                f.shown[d].0 += st.ios - i0;
+                f.shown[d].1 += st.bytes - b0;
+                f.progress.ios[d].store(f.shown[d].0, Ordering::Relaxed);
+                f.progress.bytes[d].store(f.shown[d].1, Ordering::Relaxed);
+                f.published[d] = (st.ios, st.bytes);
+            }
+        }
+        if f.stop || f.held > 0 {
+            return Ok(());
+        }
+    }
 }

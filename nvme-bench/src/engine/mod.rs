@@ -88,6 +88,12 @@ pub trait Engine {
     fn is_sync(&self) -> bool {
         false
     }
+    /// Run the job loop's steady state with this engine's calls inlined
+    /// (`runner::fast_turns` with the engine's own type; see `runner::Fast`).
+    /// `None`: the engine has no such path and the general loop runs.
+    fn run_fast(&mut self, _f: &mut crate::runner::Fast<'_>) -> Option<Result<()>> {
+        None
+    }
     /// Bytes addressable on the target.
     fn size(&self) -> u64;
     /// The kernel file or block device the engine does its I/O on (for
