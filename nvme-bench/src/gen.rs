@@ -381,14 +381,17 @@ impl Gen {
             }
             _ => Skew::None,
         };
+        // random_generator=lfsr: fio's LFSR visits every block once per
+        // pass by itself, map or not (norandommap, blockalign), and never
+        // cuts an I/O short (it marks no map).
         let perm = (random
-            && !job.norandommap
-            && job.blockalign.is_none()
+            && (!job.norandommap || job.lfsr)
+            && (job.blockalign.is_none() || job.lfsr)
             && zipf.is_none()
             && matches!(skew, Skew::None))
         .then(|| Perm::new(blocks, seed ^ 0xa5a5_5a5a_dead_beef));
         let varying = job.min_bs() != job.max_bs();
-        let map = (perm.is_some() && varying && blocks <= BlockMap::MAX_BLOCKS)
+        let map = (perm.is_some() && varying && !job.lfsr && blocks <= BlockMap::MAX_BLOCKS)
             .then(|| BlockMap::new(blocks));
         let perm = if map.is_some() { None } else { perm };
         Gen {

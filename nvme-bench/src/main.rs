@@ -20,6 +20,7 @@ mod files;
 mod flow;
 mod gen;
 mod hash;
+mod lat_target;
 #[allow(unsafe_code)] // fallocate/fadvise
 mod layout;
 mod logs;

@@ -501,6 +501,16 @@ pub struct Job {
     /// `scramble_buffers` (fio's default 1): each write stamps its offset
     /// and a time into every 512-byte block of its buffer (runner.rs).
     pub scramble_buffers: bool,
+    /// `latency_target` (µs without a unit) and its `latency_window`,
+    /// `latency_percentile`, `latency_run`: fio's depth search
+    /// (lat_target.rs).
+    pub latency_target: Option<Duration>,
+    pub latency_window: Duration,
+    pub latency_percentile: f64,
+    pub latency_run: bool,
+    /// `random_generator=lfsr`: random offsets visit every block exactly
+    /// once per pass even with `norandommap` (fio's LFSR needs no map).
+    pub lfsr: bool,
     pub norandommap: bool,
     pub randrepeat: bool,
     pub randseed: u64,
@@ -673,6 +683,11 @@ impl Default for Job {
             numa_mem_policy: None,
             sync_io: 0,
             scramble_buffers: true,
+            latency_target: None,
+            latency_window: Duration::ZERO,
+            latency_percentile: 100.0,
+            latency_run: false,
+            lfsr: false,
             norandommap: false,
             randrepeat: true,
             randseed: 0x89,
@@ -1063,8 +1078,13 @@ pub fn parse_time(s: &str, default_unit: Duration) -> Result<Duration> {
     Ok(unit.mul_f64(v))
 }
 
-/// Files one job may use at most (each is an open descriptor).
-pub const MAX_FILES: u32 = 4096;
+/// Files one job may use at most. Files open only when used and close
+/// when done (at most `openfiles` at once), so the bound is memory: each
+/// file keeps its name, region and offset generator (a few hundred bytes,
+/// about what fio keeps per file), so 1 Mi files take some hundreds of MiB
+/// per job. `MAX_JOB_FILES` bounds a job's clones together.
+pub const MAX_FILES: u32 = 1 << 20;
+pub const MAX_JOB_FILES: u64 = 1 << 22;
 
 /// fio's `filesize`: a size, or a range `low-high` (each file's size drawn
 /// in it); at least 1 byte.
@@ -1529,7 +1549,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "cpumask",
     "steadystate",
     "ss",
-    "random_generator",
     "percentage_random",
     "allrandrepeat",
     "rwmixcycle",
@@ -1587,10 +1606,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "gtod_cpu",
     "ignore_error",
     "iopsavgtime",
-    "latency_percentile",
-    "latency_run",
-    "latency_target",
-    "latency_window",
     "lockfile",
     "log_alternate_epoch",
     "log_alternate_epoch_clock_id",
@@ -1695,6 +1710,11 @@ pub const SUPPORTED: &[&str] = &[
     "numa_mem_policy",
     "sync",
     "scramble_buffers",
+    "latency_target",
+    "latency_window",
+    "latency_percentile",
+    "latency_run",
+    "random_generator",
     "norandommap",
     "randrepeat",
     "randseed",
@@ -1934,7 +1954,7 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
             let n = parse_u32(need()?).map_err(ctx)?;
             if n == 0 || n > MAX_FILES {
                 return Err(Error::msg(format!(
-                    "option '{key}={v}': must be 1..{MAX_FILES}"
+                    "option '{key}={v}': must be 1..{MAX_FILES} (each file's state takes memory while the job runs)"
                 )));
             }
             job.nrfiles = n;
@@ -2101,6 +2121,43 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
             }
         }
         "scramble_buffers" => job.scramble_buffers = parse_bool(v).map_err(ctx)?,
+        "latency_target" | "latency_window" if need()?.trim().to_ascii_lowercase().ends_with("ns") => {
+            // fio 3.33 reads these in µs whatever the unit: its
+            // latency_target=1500ns is 1500 µs.
+            return Err(Error::msg(format!(
+                "option '{key}={v}': fio 3.33 reads an 'ns' value here as microseconds; write it in us (or without a unit)"
+            )));
+        }
+        "latency_target" => {
+            let d = parse_time(need()?, Duration::from_micros(1)).map_err(ctx)?;
+            job.latency_target = (!d.is_zero()).then_some(d);
+        }
+        "latency_window" => {
+            job.latency_window = parse_time(need()?, Duration::from_micros(1)).map_err(ctx)?
+        }
+        "latency_percentile" => {
+            let p: f64 = need()?
+                .trim()
+                .trim_end_matches('%')
+                .parse()
+                .map_err(|_| Error::msg(format!("option '{key}={v}': a percentage")))?;
+            if !(0.0..=100.0).contains(&p) {
+                return Err(Error::msg(format!("option '{key}={v}': between 0 and 100")));
+            }
+            job.latency_percentile = p;
+        }
+        "latency_run" => job.latency_run = parse_bool(v).map_err(ctx)?,
+        "random_generator" => {
+            job.lfsr = match need()?.trim() {
+                "tausworthe" | "tausworthe64" => false,
+                "lfsr" => true,
+                o => {
+                    return Err(Error::msg(format!(
+                        "option 'random_generator={o}': tausworthe, lfsr or tausworthe64"
+                    )))
+                }
+            }
+        }
         "norandommap" => job.norandommap = parse_bool(v).map_err(ctx)?,
         "randrepeat" => job.randrepeat = parse_bool(v).map_err(ctx)?,
         "randseed" => {
@@ -2576,6 +2633,20 @@ pub fn validate(job: &Job) -> Result<()> {
     if job.sync_io != 0 && job.ioengine == EngineKind::NvmeVfio {
         return Err(Error::msg(format!(
             "job '{n}': sync (O_SYNC/O_DSYNC) is a file open flag; ioengine=nvme-vfio opens no file"
+        )));
+    }
+    // Every clone keeps its own files' state (options.rs MAX_FILES).
+    let nfiles = match job.filename.as_deref() {
+        Some(f) if job.ioengine != EngineKind::NvmeVfio => {
+            split_files(f).map_or(1, |v| v.len() as u64)
+        }
+        _ => u64::from(job.nrfiles),
+    };
+    if nfiles * u64::from(job.numjobs) > MAX_JOB_FILES {
+        return Err(Error::msg(format!(
+            "job '{n}': {nfiles} files x numjobs={} is more than {MAX_JOB_FILES} files \
+             (each file's state takes memory while the job runs)",
+            job.numjobs
         )));
     }
     // fio's fixup_options: a job gives its rates in bytes or in I/Os, not

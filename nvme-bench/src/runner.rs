@@ -108,6 +108,9 @@ pub struct JobResult {
     pub verified: u64,
     pub cpus: Option<Vec<usize>>,
     pub pid: u32,
+    /// fio's `latency_qd` at the end (`latency_depth`): the depth
+    /// `latency_target` settled on, else `iodepth`.
+    pub lat_depth: u32,
 }
 
 impl JobResult {
@@ -128,6 +131,7 @@ impl JobResult {
             first_error: 0,
             extras: serde_json::Value::Null,
             verified: 0,
+            lat_depth: ctx.job.iodepth,
             cpus: ctx.cpus.clone(),
             pid: std::process::id(),
         }
@@ -282,19 +286,26 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         None
     };
     let mut eng = open_engine(ctx, depth_cfg, max_bs, plan.as_ref())?;
-    if let Some(p) = &plan {
-        if job.ioengine.on_files() {
-            for f in &p.files[1..] {
-                let (file, _, _) = engine::open_file(
-                    &f.path,
-                    job.open_flags(),
-                    job.rw.has_write(),
-                    Some(f.offset + f.io_size),
-                )?;
-                eng.add_file(file)?;
-            }
-        }
-    }
+    // Several files: each opens when fio's file choice first takes it
+    // (get_next_file) and closes when done with, so at most `openfiles`
+    // (and the first, which the engine opened) are open at once. The
+    // engine's place of a closed file takes the next one opened.
+    // `efile[f]`: file f's place in the engine (NO_FILE: not open).
+    const NO_FILE: usize = usize::MAX;
+    let on_files = job.ioengine.on_files();
+    let mut efile: Vec<usize> = vec![NO_FILE; plan.as_ref().map_or(1, |p| p.files.len())];
+    efile[0] = 0;
+    let mut efree: Vec<usize> = Vec::new();
+    // Places of files closed while I/Os queued but not yet submitted may
+    // still name their descriptors: free once the queue is submitted.
+    let mut efree_later: Vec<usize> = Vec::new();
+    let mut eplaces = 1usize;
+    let file_paths: Vec<(String, u64)> = plan.as_ref().map_or_else(Vec::new, |p| {
+        p.files
+            .iter()
+            .map(|f| (f.path.clone(), f.offset + f.io_size))
+            .collect()
+    });
     let sync = eng.is_sync();
     let may_busy = eng.may_be_busy();
     let depth = if sync { 1 } else { depth_cfg };
@@ -594,6 +605,12 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let runtime_ns = job
         .runtime
         .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64);
+    // latency_target's depth search (lat_target.rs), started with the
+    // measured phase (fio's lat_target_init at the job's start, checked
+    // out of ramp only).
+    let mut lt = crate::lat_target::LatTarget::new(job, now0);
+    // lat_target's final run starts: statistics reset as at ramp's end.
+    let mut lat_reset = false;
     // The steady state's turns, engine calls inlined (`Fast`), when nothing
     // the job uses needs the general loop.
     let fast_ok = fast_allowed(job, sync, may_busy)
@@ -606,7 +623,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         && strided.is_none()
         // (scramble_buffers touches each write's buffer; `cycle_issued`
         // matters only to verify cycles, which the fast path never runs.)
-        && !(writes && scramble);
+        && !(writes && scramble)
+        && lt.is_none();
     loop {
         if fast_ok
             && state == ST_RUN
@@ -663,7 +681,27 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
         }
         let now = fresh.take().unwrap_or_else(Instant::now);
-        if state == ST_RAMP && now >= ramp_end {
+        if let Some(l) = &mut lt {
+            if l.drain && inflight == 0 && queued.is_empty() {
+                l.drained(now);
+                lat_reset = std::mem::take(&mut l.reset);
+            }
+            if l.done && !stop {
+                stop = true;
+            }
+            let moved = res.dirs.iter().any(|d| d.bytes > 0);
+            if state == ST_RUN && mode == Mode::Workload && moved && !stop {
+                l.check(now);
+            }
+        }
+        if lat_reset {
+            // fio's reset_all_stats: the byte and I/O counts that bound
+            // the job restart too (and so does its runtime).
+            issued_bytes = 0;
+            issued_ios = [0; NDIR];
+            issued_dir_bytes = [0; NDIR];
+        }
+        if (state == ST_RAMP && now >= ramp_end) || std::mem::take(&mut lat_reset) {
             state = ST_RUN;
             ctx.progress.state.store(state, Ordering::Relaxed);
             for d in res.dirs.iter_mut() {
@@ -784,11 +822,19 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         {
             think_at = Some(think_count);
         }
+        if queued.is_empty() {
+            efree.append(&mut efree_later);
+        }
         while !stop
             && !busy
             && think_at.is_none()
             && inflight + queued.len() < depth
             && queued.len() < bsub
+            // latency_target: at most its depth in flight, none while
+            // draining (fio's queue_full with latency_qd).
+            && lt
+                .as_ref()
+                .is_none_or(|l| !l.drain && inflight + queued.len() < l.qd as usize)
         {
             if mode == Mode::Workload && state == ST_RUN {
                 let bytes_done = !job.time_based && issued_bytes >= io_limit;
@@ -868,13 +914,54 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                 },
                             },
                             Some(m) => {
-                                let mut opened = |f: usize| {
-                                    if let Some(file) = eng.file_at(f) {
-                                        let (o, l) = regions[f];
-                                        open_hints(job, file, o, l);
+                                let mut open_err: Option<Error> = None;
+                                let mut opened =
+                                    |f: usize| {
+                                        if !on_files || open_err.is_some() {
+                                            return;
+                                        }
+                                        if efile[f] == NO_FILE {
+                                            let (path, want) = &file_paths[f];
+                                            let r = engine::open_file(
+                                                path,
+                                                job.open_flags(),
+                                                job.rw.has_write(),
+                                                Some(*want),
+                                            )
+                                            .and_then(|(file, _, _)| match efree.pop() {
+                                                Some(k) => eng.replace_file(k, file).map(|()| k),
+                                                None => eng.add_file(file).map(|()| {
+                                                    eplaces += 1;
+                                                    eplaces - 1
+                                                }),
+                                            });
+                                            match r {
+                                                Ok(k) => efile[f] = k,
+                                                Err(e) => {
+                                                    open_err = Some(e);
+                                                    return;
+                                                }
+                                            }
+                                        }
+                                        if let Some(file) = eng.file_at(efile[f]) {
+                                            let (o, l) = regions[f];
+                                            open_hints(job, file, o, l);
+                                        }
+                                    };
+                                let next = m.next(bs, &mut opened);
+                                if let Some(e) = open_err {
+                                    return Err(e);
+                                }
+                                // Closed files give their places back (the
+                                // engine's first stays: it is the engine's
+                                // own file).
+                                for f in m.picker.closed.drain(..) {
+                                    if on_files && efile[f] != NO_FILE && efile[f] != 0 {
+                                        efree_later.push(efile[f]);
+                                        efile[f] = NO_FILE;
                                     }
-                                };
-                                match m.next(bs, &mut opened) {
+                                }
+                                match next {
                                     Some((f, off, len)) => {
                                         cur_file = f;
                                         (off, len)
@@ -991,7 +1078,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             si.count = state != ST_RAMP;
             si.prep = Instant::now();
             if multi.is_some() {
-                eng.set_file(slot, cur_file);
+                eng.set_file(slot, efile[cur_file]);
             }
             if let Err(e) = eng.queue(slot, dir, off, len_io) {
                 free.push(slot);
@@ -1177,16 +1264,20 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             continue;
         }
+        let lat_full = lt
+            .as_ref()
+            .is_some_and(|l| l.drain || inflight + queued.len() >= l.qd as usize);
         let full = inflight >= depth
             || stop
             || busy
             || think_at.is_some()
             || rate_wait.is_some()
-            || free.is_empty();
+            || free.is_empty()
+            || lat_full;
         if !full {
             continue;
         }
-        let min = if think_at.is_some() {
+        let min = if think_at.is_some() || lt.as_ref().is_some_and(|l| l.drain) {
             // fio's io_u_quiesce: everything in flight, before the pause.
             inflight
         } else if rate_wait.is_some() {
@@ -1274,6 +1365,16 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 st.ios += 1;
                 if !failed {
                     deferred.done.push((dir, si.prep, si.issue, tc));
+                    if let (Some(l), false, Mode::Workload) = (&mut lt, job.disable_lat, mode) {
+                        // fio's account_io_completion: total latency.
+                        if let Err(e) = l.completed(tc.nanos_since(si.prep)) {
+                            if res.error.is_none() {
+                                res.error = Some(e);
+                                res.errno = libc::ETIMEDOUT;
+                            }
+                            stop = true;
+                        }
+                    }
                     if let Some(l) = &mut logs {
                         l.io(
                             dir,
@@ -1357,6 +1458,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         l.finish(end.to_std())?;
     }
     res.runtime = end.saturating_duration_since(run_start);
+    if let Some(l) = &lt {
+        res.lat_depth = l.qd;
+    }
     match mode {
         Mode::Workload => work_done += end.saturating_duration_since(phase_start.max(run_start)),
         Mode::Verify => verify_done += end.saturating_duration_since(phase_start),

@@ -515,3 +515,211 @@ fn log_offset_like_fio() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The JSON document in a run's output (fio may print an error line
+/// before it).
+fn json_of(cmd: &str, dir: &Path, args: &[&str]) -> serde_json::Value {
+    let o = Command::new(cmd)
+        .args(args)
+        .arg("--output-format=json")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let at = out
+        .find("\n{")
+        .map(|i| i + 1)
+        .or_else(|| out.starts_with('{').then_some(0))
+        .unwrap_or_else(|| panic!("{cmd}: no JSON: {out}"));
+    serde_json::from_str(&out[at..]).unwrap_or_else(|e| panic!("{cmd}: {e}: {out}"))
+}
+
+/// latency_target: fio's depth search. The reported fields
+/// (latency_depth/target/window/percentile, fio's units), the depth the
+/// I/Os ran at, the early end once the depth is found, and the
+/// ETIMEDOUT failure with latency_percentile=100.
+#[test]
+fn latency_target_like_fio() {
+    let fio = ensure_fio();
+    let dir = scratch("latency-target-like-fio");
+    std::fs::write(dir.join("lf"), vec![0u8; 16 << 20]).unwrap();
+    let lat = |v: &serde_json::Value| {
+        let j = &v["jobs"][0];
+        (
+            j["latency_depth"].as_u64().unwrap(),
+            j["latency_target"].as_u64().unwrap(),
+            j["latency_window"].as_u64().unwrap(),
+            j["latency_percentile"].as_f64().unwrap(),
+        )
+    };
+    // Always on target: the depth doubles up to iodepth (1, 2, 4, 8, 16),
+    // then one more window at 16 (statistics reset) and the job ends,
+    // long before its runtime.
+    let met = [
+        "--name=l",
+        "--ioengine=null",
+        "--size=1t",
+        "--bs=4k",
+        "--rw=randread",
+        "--iodepth=16",
+        "--time_based",
+        "--runtime=5",
+        "--latency_target=1s",
+        "--latency_window=50ms",
+    ];
+    for cmd in [fio.as_str(), BENCH] {
+        let v = json_of(cmd, &dir, &met);
+        assert_eq!(lat(&v), (16, 1_000_000_000, 50_000, 100.0), "{cmd}");
+        let rt = v["jobs"][0]["job_runtime"].as_u64().unwrap();
+        assert!(
+            (40..1000).contains(&rt),
+            "{cmd}: ran {rt} ms after the reset"
+        );
+        let o = Command::new(cmd)
+            .args(met)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let line = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find(|l| l.trim_start().starts_with("latency   :"))
+            .map(str::trim)
+            .map(str::to_string);
+        assert_eq!(
+            line.as_deref(),
+            Some("latency   : target=1000000000, window=50000, percentile=100.00%, depth=16"),
+            "{cmd}"
+        );
+    }
+    // Never on target (1 µs on direct disk reads), 99.9%: the depth stays
+    // at 1 the whole runtime, whatever iodepth allows.
+    let missed = [
+        "--name=l",
+        "--ioengine=libaio",
+        "--direct=1",
+        "--filename=lf",
+        "--bs=4k",
+        "--rw=randread",
+        "--iodepth=16",
+        "--time_based",
+        "--runtime=400ms",
+        "--latency_target=1",
+        "--latency_window=20ms",
+        "--latency_percentile=99.9",
+    ];
+    for cmd in [fio.as_str(), BENCH] {
+        let v = json_of(cmd, &dir, &missed);
+        assert_eq!(lat(&v), (1, 1000, 20_000, 99.9), "{cmd}");
+        let j = &v["jobs"][0];
+        assert_eq!(j["iodepth_level"]["1"].as_f64(), Some(100.0), "{cmd}: {j}");
+        assert!(j["job_runtime"].as_u64().unwrap() >= 350, "{cmd}");
+        assert_eq!(j["error"].as_u64(), Some(0), "{cmd}");
+    }
+    // latency_percentile=100: a late I/O at depth 1 fails the job.
+    let fatal: Vec<&str> = missed[..missed.len() - 1].to_vec();
+    for cmd in [fio.as_str(), BENCH] {
+        let v = json_of(cmd, &dir, &fatal);
+        let j = &v["jobs"][0];
+        assert_eq!(j["error"].as_u64(), Some(110), "{cmd}: ETIMEDOUT");
+        assert!(j["read"]["total_ios"].as_u64().unwrap() <= 16, "{cmd}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// random_generator=lfsr: every block exactly once per pass, even with
+/// norandommap (fio's LFSR needs no map), from both tools' logs.
+#[test]
+fn lfsr_every_block_once_like_fio() {
+    let fio = ensure_fio();
+    let dir = scratch("lfsr-like-fio");
+    std::fs::write(dir.join("zf"), vec![0u8; 1 << 20]).unwrap();
+    let job = "[l]\nioengine=psync\nfilename=zf\nrw=randread\nbs=4k\nsize=1m\n\
+               norandommap=1\nrandom_generator=lfsr\n";
+    for cmd in [fio.as_str(), BENCH] {
+        let mut offs: Vec<u64> = offsets_of(&dir, cmd, job).iter().map(|x| x.1).collect();
+        assert_eq!(offs.len(), 256, "{cmd}");
+        let in_order = offs.clone();
+        offs.sort_unstable();
+        let want: Vec<u64> = (0..256).map(|i| i * 4096).collect();
+        assert_eq!(offs, want, "{cmd}: every block once");
+        assert_ne!(in_order, want, "{cmd}: in a random order");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Many files per job (filecreate-ioengine.fio's nrfiles=31250): files
+/// open when used and close when done, so 5000 files at openfiles=1 run
+/// under `ulimit -n 64` in both tools, with every file written (or laid
+/// out and read) in full.
+#[test]
+fn many_files_open_on_demand_like_fio() {
+    let fio = ensure_fio();
+    for (tag, opts, dir_name) in [
+        (
+            "create",
+            "rw=write\ncreate_on_open=1\nfallocate=none\n",
+            "write",
+        ),
+        ("layout", "rw=read\n", "read"),
+    ] {
+        for (who, cmd) in [("fio", fio.as_str()), ("nvme-bench", BENCH)] {
+            let dir = scratch(&format!("many-files-{tag}-{who}"));
+            std::fs::write(
+                dir.join("j.fio"),
+                format!(
+                    "[m]\nioengine=psync\nbs=4k\nfilesize=4k\nnrfiles=5000\nopenfiles=1\n{opts}"
+                ),
+            )
+            .unwrap();
+            let o = Command::new("sh")
+                .args([
+                    "-c",
+                    "ulimit -n 64 && exec \"$0\" j.fio --output-format=json",
+                    cmd,
+                ])
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            let out = String::from_utf8_lossy(&o.stdout);
+            assert!(
+                o.status.success(),
+                "{who} {tag}: {}{out}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let v: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..])
+                .unwrap_or_else(|e| panic!("{who}: {e}"));
+            let j = &v["jobs"][0];
+            assert_eq!(j["error"].as_u64(), Some(0), "{who} {tag}");
+            assert_eq!(j[dir_name]["total_ios"].as_u64(), Some(5000), "{who} {tag}");
+            let files: Vec<u64> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("m."))
+                .map(|e| e.metadata().unwrap().len())
+                .collect();
+            assert_eq!(files.len(), 5000, "{who} {tag}");
+            assert!(files.iter().all(|&l| l == 4096), "{who} {tag}");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    // A hostile count is refused with the limit, not run out of memory.
+    let dir = scratch("many-files-limit");
+    for job in ["nrfiles=2000000\n", "nrfiles=1000000\nnumjobs=8\n"] {
+        std::fs::write(
+            dir.join("j.fio"),
+            format!("[m]\nioengine=psync\nbs=4k\n{job}"),
+        )
+        .unwrap();
+        let o = Command::new(BENCH)
+            .args(["--parse-only", "j.fio"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("memory"),
+            "{job}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -108,6 +108,15 @@ pub trait Engine {
             "this engine does I/O on one target only",
         ))
     }
+    /// Put `file` in place of the engine's file `i` (which closes it): a
+    /// job with many files reuses the places of files it is done with, so
+    /// only as many are open as fio's `openfiles` allows. I/Os in flight on
+    /// the old one keep their own reference (the kernel's).
+    fn replace_file(&mut self, _i: usize, _file: std::fs::File) -> Result<()> {
+        Err(crate::error::Error::msg(
+            "this engine does I/O on one target only",
+        ))
+    }
     /// The file (index into the job's list) the slot's next `queue` goes
     /// to; stays until set again. Engines over one target ignore it.
     fn set_file(&mut self, _slot: usize, _file: usize) {}

@@ -96,6 +96,15 @@ impl Engine for Psync {
         self.files.push(file);
         Ok(())
     }
+    fn replace_file(&mut self, i: usize, file: File) -> Result<()> {
+        match self.files.get_mut(i) {
+            Some(f) => {
+                *f = file;
+                Ok(())
+            }
+            None => Err(crate::error::Error::msg(format!("no file {i} to replace"))),
+        }
+    }
     fn set_file(&mut self, slot: usize, file: usize) {
         self.slot_file[slot] = file.min(self.files.len() - 1);
     }

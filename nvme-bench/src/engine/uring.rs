@@ -416,6 +416,22 @@ impl<F: Flavor> Engine for Uring<F> {
         }
         Ok(())
     }
+    fn replace_file(&mut self, i: usize, file: File) -> Result<()> {
+        let fd = file.as_raw_fd();
+        match self.files.get_mut(i) {
+            Some(f) => *f = file,
+            None => return Err(Error::msg(format!("no file {i} to replace"))),
+        }
+        if self.p.fixed_file {
+            // The registered table's entry i now names the new file.
+            let at = u32::try_from(i).map_err(|_| Error::msg("file index too large"))?;
+            self.ring
+                .submitter()
+                .register_files_update(at, &[fd])
+                .map_err(|e| Error::msg(format!("io_uring register_files_update: {e}")))?;
+        }
+        Ok(())
+    }
     fn set_file(&mut self, slot: usize, file: usize) {
         self.slot_file[slot] = file.min(self.files.len() - 1) as u32;
     }
