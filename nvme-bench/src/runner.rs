@@ -605,7 +605,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let mut lat_reset = false;
     // The steady state's turns, engine calls inlined (`Fast`), when nothing
     // the job uses needs the general loop.
-    let fast_ok = fast_allowed(job, sync, may_busy, bsub)
+    let fast_ok = fast_allowed(job, sync, may_busy)
         && !rated
         && flow.is_none()
         && multi.is_none()
@@ -636,6 +636,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 gen: &mut gen,
                 sl: &mut sl,
                 free: &mut free,
+                queued: &mut queued,
                 done: &mut done,
                 deferred: &mut deferred,
                 res,
@@ -652,6 +653,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 issued_ios,
                 issued_total: issued_ios.iter().sum(),
                 depth,
+                bsub,
+                max_bs: max_bs as u64,
                 cmin,
                 cmax,
                 next_event: next_window.min(next_ival).min(until.unwrap_or(next_ival)),
@@ -1776,24 +1779,27 @@ fn interval_line(
 /// live across calls through `dyn Engine`; most of its ~600 instructions a
 /// turn are those values going to and from the stack, and the checks for
 /// features the job does not use. For the common job (no rate, flow,
-/// thinktime, verify, per-I/O logs, several files, `rate_min`; an engine
-/// that is never busy; `iodepth_batch_submit=1`) in its measured phase,
+/// thinktime, verify, per-I/O logs, several files, `rate_min`, strided
+/// zones, scrambled write buffers; an engine that is never busy) in its
+/// measured phase,
 /// the engine runs the same turns here instead ([`Engine::run_fast`] calls
 /// [`fast_turns`] with its own type, so `queue`, `commit` and `reap` are
-/// static calls): pick an I/O, take `prep`, queue it, commit, take `issue`,
+/// static calls): pick each I/O of a batch (`iodepth_batch_submit`), take
+/// its `prep`, queue it; commit, take `issue`;
 /// and when the queue is full reap and account the completions, exactly
 /// as the general loop does for such a job (the same clock reads, the same
 /// order, the same deferred latency samples, depth histograms and live
 /// counters). It hands back to the general loop at the top of a turn (with
 /// that turn's timestamp) whenever the general loop would do anything
 /// else: a 500 ms window or an interval-log line is due, the runtime is
-/// up, the size or `number_ios` is reached, a status snapshot is asked
+/// up, the size or `number_ios` is near, a status snapshot is asked
 /// for, `exitall` is set, an I/O failed or passed its deadline.
 /// `NVME_BENCH_NO_FAST=1` turns it off (tests compare both).
 pub struct Fast<'a> {
     gen: &'a mut Gen,
     sl: &'a mut [SlotIo],
     free: &'a mut Vec<usize>,
+    queued: &'a mut Vec<usize>,
     done: &'a mut Vec<Done>,
     deferred: &'a mut Deferred,
     res: &'a mut JobResult,
@@ -1810,6 +1816,9 @@ pub struct Fast<'a> {
     issued_ios: [u64; NDIR],
     issued_total: u64,
     depth: usize,
+    /// iodepth_batch_submit (I/Os per commit).
+    bsub: usize,
+    max_bs: u64,
     cmin: usize,
     cmax: usize,
     /// The general loop's next timed duty (window, interval line, runtime end).
@@ -1825,10 +1834,9 @@ pub struct Fast<'a> {
 }
 
 /// Whether the job's configuration lets its measured phase use [`Fast`].
-fn fast_allowed(job: &Job, sync: bool, may_busy: bool, bsub: usize) -> bool {
+fn fast_allowed(job: &Job, sync: bool, may_busy: bool) -> bool {
     !sync
         && !may_busy
-        && bsub == 1
         && job.thinktime.is_zero()
         && job.verify == Verify::None
         && std::env::var_os("NVME_BENCH_NO_FAST").is_none_or(|v| v.is_empty() || v == "0")
@@ -1853,48 +1861,75 @@ pub fn fast_turns<E: Engine>(eng: &mut E, f: &mut Fast<'_>) -> Result<()> {
             return Ok(());
         }
         if f.inflight < f.depth {
-            let d = f.gen.pick_dir();
-            let bs = f.gen.pick_bs(d);
-            let (off, bs) = f.gen.pick_io(bs);
-            let Some(slot) = f.free.pop() else {
-                return Err(Error::msg("internal: no free slot below the queue depth"));
-            };
-            let len_io = bs as usize;
-            let Some(si) = f.sl.get_mut(slot) else {
-                return Err(Error::msg(format!("internal: slot {slot} out of range")));
-            };
-            si.dir = d;
-            si.off = off;
-            si.len = len_io;
-            si.gen = verify::ANY_GEN;
-            si.count = true;
-            si.prep = Instant::now();
-            if let Err(e) = eng.queue(slot, d, off, len_io) {
-                f.free.push(slot);
-                f.res.error = Some(format!(
-                    "{} of {len_io} bytes at offset {off}: {e}",
-                    dir_name(d)
-                ));
-                f.res.errno = libc::EIO;
-                f.stop = true;
+            // One batch of up to iodepth_batch_submit I/Os, one commit, as
+            // the general loop's issue loop.
+            let room = (f.depth - f.inflight).min(f.bsub);
+            // The general loop may stop inside a batch (size or number_ios
+            // reached before one of its I/Os): near that point it takes the
+            // turn. (With one I/O per batch this is the check above.)
+            if room > 1 {
+                let more = room as u64 - 1;
+                if f.issued_total.saturating_add(more) >= f.ios_limit
+                    || f.issued_bytes.saturating_add(more.saturating_mul(f.max_bs)) >= f.bytes_limit
+                {
+                    f.fresh = Some(now);
+                    return Ok(());
+                }
+            }
+            while f.queued.len() < room {
+                let d = f.gen.pick_dir();
+                let bs = f.gen.pick_bs(d);
+                let (off, bs) = f.gen.pick_io(bs);
+                let Some(slot) = f.free.pop() else {
+                    return Err(Error::msg("internal: no free slot below the queue depth"));
+                };
+                let len_io = bs as usize;
+                let Some(si) = f.sl.get_mut(slot) else {
+                    return Err(Error::msg(format!("internal: slot {slot} out of range")));
+                };
+                si.dir = d;
+                si.off = off;
+                si.len = len_io;
+                si.gen = verify::ANY_GEN;
+                si.count = true;
+                si.prep = Instant::now();
+                if let Err(e) = eng.queue(slot, d, off, len_io) {
+                    f.free.push(slot);
+                    f.res.error = Some(format!(
+                        "{} of {len_io} bytes at offset {off}: {e}",
+                        dir_name(d)
+                    ));
+                    f.res.errno = libc::EIO;
+                    f.stop = true;
+                    break;
+                }
+                if d != Dir::Trim || f.trim_counts {
+                    f.issued_bytes += bs;
+                }
+                f.issued_dir_bytes[d as usize] += bs;
+                f.issued_ios[d as usize] += 1;
+                f.issued_total += 1;
+                f.queued.push(slot);
+            }
+            let n = f.queued.len();
+            if n > 0 {
+                eng.commit()?;
+                let t = Instant::now();
+                f.fresh = Some(t);
+                f.deferred.room_for_slat(n, f.res, f.ival_clat);
+                for &s in f.queued.iter() {
+                    let si = &mut f.sl[s];
+                    si.issue = t;
+                    f.deferred.slat.push((si.dir, si.prep, t));
+                }
+                f.inflight += n;
+                f.res.depth.submit[DepthHist::batch_idx(n)] += 1;
+                f.res.depth.level[DepthHist::level_idx(f.inflight)] += n as u64;
+                f.queued.clear();
+            }
+            if f.stop {
                 return Ok(());
             }
-            if d != Dir::Trim || f.trim_counts {
-                f.issued_bytes += bs;
-            }
-            f.issued_dir_bytes[d as usize] += bs;
-            f.issued_ios[d as usize] += 1;
-            f.issued_total += 1;
-            eng.commit()?;
-            let t = Instant::now();
-            f.fresh = Some(t);
-            f.deferred.room_for_slat(1, f.res, f.ival_clat);
-            let si = &mut f.sl[slot];
-            si.issue = t;
-            f.deferred.slat.push((d, si.prep, t));
-            f.inflight += 1;
-            f.res.depth.submit[DepthHist::batch_idx(1)] += 1;
-            f.res.depth.level[DepthHist::level_idx(f.inflight)] += 1;
         }
         if f.inflight < f.depth && !f.free.is_empty() {
             continue;
