@@ -111,6 +111,9 @@ pub struct JobResult {
     pub verified: u64,
     pub cpus: Option<Vec<usize>>,
     pub pid: u32,
+    /// fio's `latency_qd` at the end (`latency_depth`): the depth
+    /// `latency_target` settled on, else `iodepth`.
+    pub lat_depth: u32,
 }
 
 impl JobResult {
@@ -131,6 +134,7 @@ impl JobResult {
             first_error: 0,
             extras: serde_json::Value::Null,
             verified: 0,
+            lat_depth: ctx.job.iodepth,
             cpus: ctx.cpus.clone(),
             pid: std::process::id(),
         }
@@ -195,7 +199,7 @@ fn open_engine(
         {
             return Ok(Box::new(engine::offload::Offload::open(
                 p,
-                job.open_direct(),
+                job.open_flags(),
                 job.rw.opens_rw(),
                 want,
                 slots,
@@ -245,7 +249,7 @@ fn open_engine(
         }
         (Target::Path(p), EngineKind::Libaio) => Box::new(engine::libaio::Libaio::open(
             p,
-            job.open_direct(),
+            job.open_flags(),
             job.rw.opens_rw(),
             want,
             slots,
@@ -253,7 +257,7 @@ fn open_engine(
         )?),
         (Target::Path(p), EngineKind::Psync) => Box::new(engine::psync::Psync::open(
             p,
-            job.open_direct(),
+            job.open_flags(),
             job.rw.opens_rw(),
             want,
             slots,
@@ -290,6 +294,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     if let Some(c) = &ctx.cpus {
         sys::pin_current_thread(c)?;
     }
+    crate::numa::apply(job)?;
     let max_bs = job.max_bs() as usize;
     let depth_cfg = job.iodepth as usize;
     // Several files (or `filesize`): fio's per-file sizes and regions,
@@ -303,19 +308,18 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         None
     };
     let mut eng = open_engine(ctx, depth_cfg, max_bs, plan.as_ref())?;
-    if let Some(p) = &plan {
-        if job.ioengine.on_files() {
-            for f in &p.files[1..] {
-                let (file, _, _) = engine::open_file(
-                    &f.path,
-                    job.direct,
-                    job.rw.has_write(),
-                    Some(f.offset + f.io_size),
-                )?;
-                eng.add_file(file)?;
-            }
-        }
-    }
+    // Several files: each opens when fio's file choice first takes it
+    // (get_next_file) and closes when done with, so at most `openfiles`
+    // (and the first, which the engine opened) are open at once. The
+    // engine's place of a closed file takes the next one opened.
+    let on_files = job.ioengine.on_files();
+    let mut places = Places::new(plan.as_ref().map_or(1, |p| p.files.len()));
+    let file_paths: Vec<(String, u64)> = plan.as_ref().map_or_else(Vec::new, |p| {
+        p.files
+            .iter()
+            .map(|f| (f.path.clone(), f.offset + f.io_size))
+            .collect()
+    });
     let sync = eng.is_sync();
     // io_submit_mode=offload (engine/offload.rs): the workers stamp issue
     // and completion; slat is recorded at completion.
@@ -362,7 +366,15 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     if job.time_based && job.runtime.is_none() {
         return Err(Error::msg("time_based needs a runtime"));
     }
-    let mut gen = Gen::new(job, base, len.max(1), ctx.seed);
+    // zonemode=strided: the generator draws within one zone's range.
+    let zones = if plan.is_none() {
+        job.strided_zones()
+    } else {
+        None
+    };
+    let mut strided = zones.map(|z| crate::gen::Strided::new(z, base, dev, len, job.time_based));
+    let gen_len = zones.map_or(len, |(_, range, _)| range);
+    let mut gen = Gen::new(job, base, gen_len.max(1), ctx.seed);
     let regions: Vec<(u64, u64)> = plan
         .iter()
         .flat_map(|p| p.files.iter().map(|f| (f.offset, f.io_size)))
@@ -387,21 +399,31 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let reinvalidate =
         job.invalidate && job.time_based && !job.direct && eng.file().is_some() && multi.is_none();
 
-    // Verify bookkeeping: the generation last written to each block.
+    // Verify bookkeeping: the blocks written and not yet read back, and
+    // the generation last written to each (verify.rs `Written`).
     let verifying = job.verify != Verify::None;
     let mixed = job.rw.has_read() && job.rw.has_write();
     let vbs = job.bs[0];
-    let nblocks = len / vbs;
     let writes = job.rw.has_write();
-    let mut gens: Vec<u32> = Vec::new();
-    if verifying && writes {
-        if nblocks > 64 << 20 {
-            return Err(Error::msg(format!(
-                "verify over {nblocks} blocks: too many to track (at most 64 Mi blocks)"
-            )));
-        }
-        gens = vec![if job.verify_only { verify::ANY_GEN } else { 0 }; nblocks as usize];
-    }
+    let mut written = if verifying && writes {
+        let r = if regions.is_empty() {
+            vec![(base, len)]
+        } else {
+            regions.clone()
+        };
+        let fifo = job.rw.random() && !job.norandommap;
+        Some(verify::Written::new(&r, vbs, fifo, job.verify_only).map_err(Error::msg)?)
+    } else {
+        None
+    };
+    // fio's thread_main: a job that writes and verifies runs cycles of a
+    // workload pass (at most `size` bytes, fio's do_io) then a verify pass
+    // over what that pass wrote (do_verify), while fio's keep_running
+    // holds: every loop of `loops`, for ever when time_based. A runtime
+    // that ends a pass ends the job (fio's terminate): no verify follows.
+    let cycling = verifying && writes && job.do_verify && !job.verify_only;
+    let mut terminated = false;
+    let mut cycles_done = 0u32;
     let pattern: Option<Vec<u8>> =
         (job.verify == Verify::Pattern).then(|| job.verify_pattern.clone());
     let vhash = match job.verify {
@@ -438,6 +460,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
         }
     }
+
+    // fio's scramble_buffers (on by default; off for verify writes, whose
+    // contents are the verify header): see `scramble_buffer`.
+    // (Not with dedupe/compress buffers: fio's TD_F_COMPRESS.)
+    let scramble = job.scramble_buffers && !verifying && dedupe.is_none();
 
     let bsub = if job.iodepth_batch_submit == 0 {
         depth
@@ -499,6 +526,23 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         .unwrap_or(multi.as_ref().map_or(len / unit * unit, |m| m.plan.size))
         .saturating_mul(u64::from(job.loops));
     let ios_limit = job.number_ios.saturating_mul(u64::from(job.loops));
+    // One cycle's workload bytes (fio's do_io `total_bytes`: `size`, or
+    // `io_size` if larger for random writes without a random map).
+    let mut cycle_limit = multi.as_ref().map_or(len / unit * unit, |m| m.plan.size);
+    if writes && job.rw.random() && job.norandommap {
+        cycle_limit = cycle_limit.max(job.io_size.unwrap_or(0));
+    }
+    let mut cycle_issued = 0u64;
+    // fio counts a pass's bytes when the engine queues them (backend.c
+    // io_queue_event, FIO_Q_QUEUED): a sync engine's pass ends only when
+    // its files are done, which a time-based job on one file never is
+    // (fio: "verification read phase will never start"), nor random
+    // offsets without a map; a sized pass over one file is done after
+    // `size` bytes.
+    let cycle_by_bytes = !sync || !(job.time_based || (job.rw.random() && job.norandommap));
+    // Several files: a pass ends when every file is done, unless fio
+    // starts a file over instead (time_based, random or on one file).
+    let files_end_pass = !(job.time_based && (job.rw.random() || regions.len() == 1));
     let planned = if job.time_based { 0 } else { io_limit };
     ctx.progress.planned_bytes.store(planned, Ordering::Relaxed);
     let mut run_start = now0;
@@ -514,8 +558,14 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         ctx.progress.state.store(state, Ordering::Relaxed);
     }
     // When the verify pass started (the workload phase ends there).
-    let mut verify_start: Option<Instant> = (mode == Mode::Verify).then_some(now0);
-    let mut vnext: u64 = 0;
+    // When the current pass (workload or verify) began, whether a verify
+    // pass ran, and the time of the passes before this one (fio's
+    // update_runtime after each do_io and do_verify).
+    let mut phase_start = now0;
+    let mut verify_ran = mode == Mode::Verify;
+    let (mut work_done, mut verify_done) = (Duration::ZERO, Duration::ZERO);
+    // The generation of the block the verify pass picked last.
+    let mut vgen = verify::ANY_GEN;
     let mut stop = false;
     let mut issued_bytes = 0u64;
     let mut issued_ios = [0u64; NDIR];
@@ -587,9 +637,107 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let runtime_ns = job
         .runtime
         .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64);
+    // latency_target's depth search (lat_target.rs), started with the
+    // measured phase (fio's lat_target_init at the job's start, checked
+    // out of ramp only).
+    let mut lt = crate::lat_target::LatTarget::new(job, now0);
+    // lat_target's final run starts: statistics reset as at ramp's end.
+    let mut lat_reset = false;
+    // The steady state's turns, engine calls inlined (`Fast`), when nothing
+    // the job uses needs the general loop.
+    let fast_ok = fast_allowed(job, sync, may_busy)
+        && !rated
+        && flow.is_none()
+        && multi.is_none()
+        && logs.is_none()
+        && min_rate.is_none()
+        && !reinvalidate
+        && strided.is_none()
+        // (scramble_buffers touches each write's buffer; `cycle_issued`
+        // matters only to verify cycles, which the fast path never runs.)
+        && !(writes && scramble)
+        // (dedupe/compress fill each write's buffer; offload's workers
+        // stamp the times.)
+        && dedupe.is_none()
+        && !offload
+        && lt.is_none();
     loop {
+        if fast_ok
+            && state == ST_RUN
+            && mode == Mode::Workload
+            && !stop
+            && held == 0
+            && pending.is_none()
+            && queued.is_empty()
+        {
+            // The reap deadline the general turn would give the engine.
+            let until = runtime_ns.map(|rt| run_start.add_nanos(rt));
+            if until != engine_until {
+                engine_until = until;
+                eng.set_deadline(until.map(Instant::to_std));
+            }
+            let mut f = Fast {
+                gen: &mut gen,
+                sl: &mut sl,
+                free: &mut free,
+                queued: &mut queued,
+                done: &mut done,
+                deferred: &mut deferred,
+                res,
+                ival_clat: &mut ival_clat,
+                job,
+                progress: &ctx.progress,
+                exitall: &ctx.exitall,
+                published: &mut published,
+                shown: &mut shown,
+                inflight,
+                held,
+                issued_bytes,
+                issued_dir_bytes,
+                issued_ios,
+                issued_total: issued_ios.iter().sum(),
+                depth,
+                bsub,
+                max_bs: max_bs as u64,
+                cmin,
+                cmax,
+                next_event: next_window.min(next_ival).min(until.unwrap_or(next_ival)),
+                bytes_limit: if job.time_based { u64::MAX } else { io_limit },
+                ios_limit: if ios_limit > 0 { ios_limit } else { u64::MAX },
+                trim_counts: !job.rw.has_write(),
+                stop,
+                fresh,
+            };
+            let r = eng.run_fast(&mut f);
+            (inflight, held, stop, fresh) = (f.inflight, f.held, f.stop, f.fresh);
+            (issued_bytes, issued_dir_bytes, issued_ios) =
+                (f.issued_bytes, f.issued_dir_bytes, f.issued_ios);
+            if let Some(r) = r {
+                r?;
+            }
+        }
         let now = fresh.take().unwrap_or_else(Instant::now);
-        if state == ST_RAMP && now >= ramp_end {
+        if let Some(l) = &mut lt {
+            if l.drain && inflight == 0 && queued.is_empty() {
+                l.drained(now);
+                lat_reset = std::mem::take(&mut l.reset);
+            }
+            if l.done && !stop {
+                stop = true;
+            }
+            let moved = res.dirs.iter().any(|d| d.bytes > 0);
+            if state == ST_RUN && mode == Mode::Workload && moved && !stop {
+                l.check(now);
+            }
+        }
+        if lat_reset {
+            // fio's reset_all_stats: the byte and I/O counts that bound
+            // the job restart too (and so does its runtime).
+            issued_bytes = 0;
+            issued_ios = [0; NDIR];
+            issued_dir_bytes = [0; NDIR];
+        }
+        if (state == ST_RAMP && now >= ramp_end) || std::mem::take(&mut lat_reset) {
             state = ST_RUN;
             ctx.progress.state.store(state, Ordering::Relaxed);
             for d in res.dirs.iter_mut() {
@@ -676,14 +824,20 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         // Workload end conditions.
         if !stop && ctx.exitall.load(Ordering::Relaxed) {
             stop = true;
+            terminated = true;
+        }
+        if !stop && (state == ST_RUN || state == ST_VERIFY) {
+            // fio checks the runtime in the verify pass too (do_verify).
+            if let Some(rt) = runtime_ns {
+                if now.nanos_since(run_start) >= rt {
+                    stop = true;
+                    terminated = true;
+                }
+            }
         }
         if mode == Mode::Workload && !stop {
-            if state == ST_RUN {
-                if let Some(rt) = runtime_ns {
-                    if now.nanos_since(run_start) >= rt {
-                        stop = true;
-                    }
-                }
+            if cycling && cycle_by_bytes && cycle_issued >= cycle_limit {
+                stop = true;
             }
             if !job.time_based && state == ST_RUN && issued_bytes >= io_limit {
                 stop = true;
@@ -704,11 +858,19 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         {
             think_at = Some(think_count);
         }
+        if queued.is_empty() {
+            places.submitted();
+        }
         while !stop
             && !busy
             && think_at.is_none()
             && inflight + queued.len() < depth
             && queued.len() < bsub
+            // latency_target: at most its depth in flight, none while
+            // draining (fio's queue_full with latency_qd).
+            && lt
+                .as_ref()
+                .is_none_or(|l| !l.drain && inflight + queued.len() < l.qd as usize)
         {
             if mode == Mode::Workload && state == ST_RUN {
                 let bytes_done = !job.time_based && issued_bytes >= io_limit;
@@ -717,6 +879,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     stop = true;
                     break;
                 }
+            }
+            if mode == Mode::Workload && cycling && cycle_by_bytes && cycle_issued >= cycle_limit {
+                stop = true;
+                break;
             }
             let (dir, off, bs) = match mode {
                 Mode::Workload => match pending.take() {
@@ -772,15 +938,43 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         }
                         let bs = gen.pick_bs(d);
                         let (off, bs) = match &mut multi {
-                            None => gen.pick_io(bs),
+                            None => match &mut strided {
+                                None => gen.pick_io(bs),
+                                Some(z) => match z.pick(&mut gen, d, bs) {
+                                    Some(x) => x,
+                                    None => {
+                                        // fio's fill_io_u: past the file's end.
+                                        stop = true;
+                                        break;
+                                    }
+                                },
+                            },
                             Some(m) => {
+                                // Closes from a new loop first: a file reopened below keeps its
+                                // new place.
+                                places.closed(&mut m.picker.closed);
+                                let mut open_err: Option<Error> = None;
                                 let mut opened = |f: usize| {
-                                    if let Some(file) = eng.file_at(f) {
+                                    if !on_files || open_err.is_some() {
+                                        return;
+                                    }
+                                    if let Err(e) =
+                                        place_file(job, &mut *eng, &mut places, &file_paths, f)
+                                    {
+                                        open_err = Some(e);
+                                        return;
+                                    }
+                                    if let Some(file) = eng.file_at(places.efile[f]) {
                                         let (o, l) = regions[f];
                                         open_hints(job, file, o, l);
                                     }
                                 };
-                                match m.next(bs, &mut opened) {
+                                let next = m.next(bs, &mut opened);
+                                if let Some(e) = open_err {
+                                    return Err(e);
+                                }
+                                places.closed(&mut m.picker.closed);
+                                match next {
                                     Some((f, off, len)) => {
                                         cur_file = f;
                                         (off, len)
@@ -796,6 +990,13 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                         let moved =
                                             std::mem::replace(&mut pass_start_ios, m.picked)
                                                 < m.picked;
+                                        if cycling && files_end_pass {
+                                            // The cycle's workload ends
+                                            // here; its verify pass next.
+                                            terminated |= !moved;
+                                            stop = true;
+                                            break;
+                                        }
                                         let more = moved
                                             && (job.time_based
                                                 || passes < job.loops
@@ -820,18 +1021,23 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         (d, off, bs)
                     }
                 },
-                Mode::Verify => {
-                    while vnext < nblocks && gens[vnext as usize] == 0 {
-                        vnext += 1;
+                Mode::Verify => match written.as_mut().and_then(verify::Written::next) {
+                    Some((f, o, g)) => {
+                        // A file closed since its writes opens again for
+                        // its reads; the one read before closes.
+                        if multi.is_some() && on_files && f != cur_file {
+                            places.close(cur_file);
+                            place_file(job, &mut *eng, &mut places, &file_paths, f)?;
+                        }
+                        cur_file = f;
+                        vgen = g;
+                        (Dir::Read, o, vbs)
                     }
-                    if vnext >= nblocks {
+                    None => {
                         stop = true;
                         break;
                     }
-                    let o = base + vnext * vbs;
-                    vnext += 1;
-                    (Dir::Read, o, vbs)
-                }
+                },
             };
             if rated && mode == Mode::Workload && state == ST_RUN {
                 let due_iops = rate[dir as usize].map(|r| {
@@ -859,10 +1065,12 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 break;
             };
             let len_io = bs as usize;
-            if dir == Dir::Write && verifying {
-                let idx = ((off - base) / vbs) as usize;
-                let g = gens[idx].wrapping_add(1).max(1);
-                gens[idx] = g;
+            if let (Dir::Write, Some(w)) = (dir, written.as_mut()) {
+                let Some(g) = w.wrote(cur_file, off) else {
+                    return Err(Error::msg(format!(
+                        "internal: verify write at offset {off} outside the job's blocks"
+                    )));
+                };
                 verify::fill(
                     &mut eng.buf_mut(slot)[..len_io],
                     off,
@@ -871,12 +1079,14 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     pattern.as_deref(),
                     vhash,
                 );
+            } else if dir == Dir::Write && scramble {
+                scramble_buffer(&mut eng.buf_mut(slot)[..len_io], off, now0.elapsed());
             }
             if let (Some(d), Dir::Write) = (&mut dedupe, dir) {
                 d.fill(&mut eng.buf_mut(slot)[..len_io]);
             }
             let gen = if mode == Mode::Verify {
-                gens[((off - base) / vbs) as usize]
+                vgen
             } else {
                 verify::ANY_GEN
             };
@@ -890,7 +1100,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             si.count = state != ST_RAMP;
             si.prep = Instant::now();
             if multi.is_some() {
-                eng.set_file(slot, cur_file);
+                eng.set_file(slot, places.efile[cur_file]);
             }
             if let Err(e) = eng.queue(slot, dir, off, len_io) {
                 free.push(slot);
@@ -911,6 +1121,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 if !(dir == Dir::Trim && job.rw.has_write()) {
                     issued_bytes += bs;
                 }
+            }
+            if mode == Mode::Workload {
+                cycle_issued += bs;
+            }
+            if mode == Mode::Workload && state == ST_RUN {
                 issued_dir_bytes[dir as usize] += bs;
                 issued_ios[dir as usize] += 1;
                 if job.thinktime_by_issue {
@@ -1003,18 +1218,65 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         }
         if inflight == 0 && held == 0 {
             if stop {
-                if mode == Mode::Workload
-                    && verifying
-                    && writes
-                    && job.do_verify
-                    && res.error.is_none()
-                {
+                let go_on = cycling && !terminated && res.error.is_none();
+                if mode == Mode::Workload && go_on {
+                    // fio's do_verify: the cached pages of the files go
+                    // first, so the read-back comes from the storage.
+                    if let Some(f) = eng.file() {
+                        if multi.is_none() {
+                            invalidate_warn(job, f, base, len);
+                        }
+                    }
+                    for (i, &(o, l)) in regions.iter().enumerate() {
+                        if let Some(f) = eng.file_at(i) {
+                            invalidate_warn(job, f, o, l);
+                        }
+                    }
                     mode = Mode::Verify;
                     state = ST_VERIFY;
                     ctx.progress.state.store(state, Ordering::Relaxed);
-                    verify_start = Some(Instant::now());
+                    let t = Instant::now();
+                    work_done += t.saturating_duration_since(phase_start.max(run_start));
+                    phase_start = t;
+                    verify_ran = true;
                     stop = false;
                     continue;
+                }
+                if mode == Mode::Verify && go_on {
+                    // fio's keep_running: another cycle while loops are
+                    // left, for ever when time_based, or while io_size is
+                    // not reached (reads of the verify passes count).
+                    cycles_done += 1;
+                    let moved: u64 = res.dirs.iter().map(|d| d.bytes).sum();
+                    // Without io_size, fio's limit is `size`, which the
+                    // pass just moved (or the files are done).
+                    let limit = job.io_size.unwrap_or(0);
+                    let ios: u64 = res.dirs.iter().map(|d| d.ios).sum();
+                    let more = job.time_based
+                        || cycles_done < job.loops
+                        || (moved < limit
+                            && limit - moved >= max_bs as u64
+                            && (ios_limit == 0 || ios < ios_limit));
+                    if more {
+                        let t = Instant::now();
+                        verify_done += t.saturating_duration_since(phase_start);
+                        phase_start = t;
+                        // The next pass starts where fio's
+                        // clear_io_state puts it: each file from its start.
+                        mode = Mode::Workload;
+                        state = ST_RUN;
+                        ctx.progress.state.store(state, Ordering::Relaxed);
+                        cycle_issued = 0;
+                        gen.restart();
+                        if let Some(m) = &mut multi {
+                            m.reset();
+                        }
+                        if let Some(w) = &mut written {
+                            w.prune();
+                        }
+                        stop = false;
+                        continue;
+                    }
                 }
                 break;
             }
@@ -1026,16 +1288,20 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             continue;
         }
+        let lat_full = lt
+            .as_ref()
+            .is_some_and(|l| l.drain || inflight + queued.len() >= l.qd as usize);
         let full = inflight >= depth
             || stop
             || busy
             || think_at.is_some()
             || rate_wait.is_some()
-            || free.is_empty();
+            || free.is_empty()
+            || lat_full;
         if !full {
             continue;
         }
-        let min = if think_at.is_some() {
+        let min = if think_at.is_some() || lt.as_ref().is_some_and(|l| l.drain) {
             // fio's io_u_quiesce: everything in flight, before the pause.
             inflight
         } else if rate_wait.is_some() {
@@ -1134,10 +1400,21 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 st.ios += 1;
                 if !failed {
                     deferred.done.push((dir, si.prep, si.issue, tc));
+                    if let (Some(l), false, Mode::Workload) = (&mut lt, job.disable_lat, mode) {
+                        // fio's account_io_completion: total latency.
+                        if let Err(e) = l.completed(tc.nanos_since(si.prep)) {
+                            if res.error.is_none() {
+                                res.error = Some(e);
+                                res.errno = libc::ETIMEDOUT;
+                            }
+                            stop = true;
+                        }
+                    }
                     if let Some(l) = &mut logs {
                         l.io(
                             dir,
                             si.len as u64,
+                            si.off,
                             si.prep.to_std(),
                             si.issue.to_std(),
                             tc.to_std(),
@@ -1216,8 +1493,14 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         l.finish(end.to_std())?;
     }
     res.runtime = end.saturating_duration_since(run_start);
-    let workload_end = verify_start.map_or(end, |v| v.max(run_start));
-    let workload = workload_end.saturating_duration_since(run_start);
+    if let Some(l) = &lt {
+        res.lat_depth = l.qd;
+    }
+    match mode {
+        Mode::Workload => work_done += end.saturating_duration_since(phase_start.max(run_start)),
+        Mode::Verify => verify_done += end.saturating_duration_since(phase_start),
+    }
+    let workload = work_done;
     if job.rw.has_read() && res.dirs[0].bytes > 0 {
         res.dir_runtime[0] += workload;
     }
@@ -1227,8 +1510,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     if job.rw.has_trim() && res.dirs[2].bytes > 0 {
         res.dir_runtime[2] += workload;
     }
-    if verify_start.is_some() {
-        res.dir_runtime[0] += end.saturating_duration_since(workload_end);
+    if verify_ran {
+        res.dir_runtime[0] += verify_done;
     }
     res.usage = sys::thread_usage() - usage0;
     // The bandwidth and IOPS samples are whole windows only, as fio's
@@ -1252,6 +1535,99 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
 /// fio's `td_io_open_file` on a file: drop the cached pages of its range
 /// (`invalidate`, default 1; a failure is only a warning, as fio), then
 /// give the access-pattern hint (`fadvise_hint`, errors ignored as fio).
+/// Where each of a job's several files sits in the engine (see
+/// `run_inner`): `efile[f]`, or `NO_FILE` while closed.
+const NO_FILE: usize = usize::MAX;
+
+struct Places {
+    efile: Vec<usize>,
+    free: Vec<usize>,
+    /// Places of files closed while I/Os queued but not yet submitted may
+    /// still name their descriptors: free once the queue is submitted.
+    later: Vec<usize>,
+    count: usize,
+}
+
+impl Places {
+    fn new(n: usize) -> Places {
+        let mut efile = vec![NO_FILE; n.max(1)];
+        efile[0] = 0;
+        Places {
+            efile,
+            free: Vec::new(),
+            later: Vec::new(),
+            count: 1,
+        }
+    }
+    /// File f closed: its place is given back (the engine's first, its own
+    /// file, stays).
+    fn close(&mut self, f: usize) {
+        if let Some(k) = self.efile.get_mut(f) {
+            if *k != NO_FILE && *k != 0 {
+                self.later.push(*k);
+                *k = NO_FILE;
+            }
+        }
+    }
+    fn closed(&mut self, list: &mut Vec<usize>) {
+        for f in list.drain(..) {
+            self.close(f);
+        }
+    }
+    /// The queue was submitted: closed places can take other files.
+    fn submitted(&mut self) {
+        self.free.append(&mut self.later);
+    }
+}
+
+/// Open file `f` of the job's list into a free place of the engine (or a
+/// new one), unless it is open.
+fn place_file(
+    job: &Job,
+    eng: &mut dyn Engine,
+    places: &mut Places,
+    paths: &[(String, u64)],
+    f: usize,
+) -> Result<()> {
+    if places.efile.get(f).is_none_or(|&k| k != NO_FILE) {
+        return Ok(());
+    }
+    let Some((path, want)) = paths.get(f) else {
+        return Ok(());
+    };
+    let (file, _, _) = engine::open_file(path, job.open_flags(), job.rw.has_write(), Some(*want))?;
+    let k = match places.free.pop() {
+        Some(k) => {
+            eng.replace_file(k, file)?;
+            k
+        }
+        None => {
+            eng.add_file(file)?;
+            places.count += 1;
+            places.count - 1
+        }
+    };
+    places.efile[f] = k;
+    Ok(())
+}
+
+/// fio's `small_content_scramble` (io_u.c), so a device that dedupes sees
+/// each write's blocks differ: in every 512-byte block, the block's file
+/// offset (8 bytes, native order) at one of its 8 cache lines picked from
+/// the time and offset, and the I/O's start time (seconds, nanoseconds) in
+/// bytes 48..64.
+fn scramble_buffer(buf: &mut [u8], off: u64, t: Duration) {
+    let (sec, nsec) = (t.as_secs(), u64::from(t.subsec_nanos()));
+    let line = ((nsec ^ off) & 7) as usize * 64;
+    let mut boff = off;
+    for blk in buf.chunks_exact_mut(512) {
+        blk[line..line + 8].copy_from_slice(&boff.to_ne_bytes());
+        blk[48..56].copy_from_slice(&sec.to_ne_bytes());
+        blk[56..64].copy_from_slice(&nsec.to_ne_bytes());
+        boff = boff.wrapping_add(512);
+    }
+}
+
 fn open_hints(job: &Job, f: &std::fs::File, off: u64, len: u64) {
     if job.invalidate {
         invalidate_warn(job, f, off, len);
@@ -1455,4 +1831,244 @@ fn interval_line(
         "trim": dir(2),
     })
     .to_string()
+}
+
+/// The job loop's steady state, run with the engine's calls inlined.
+///
+/// `run_inner` is one large function whose loop keeps a hundred values
+/// live across calls through `dyn Engine`; most of its ~600 instructions a
+/// turn are those values going to and from the stack, and the checks for
+/// features the job does not use. For the common job (no rate, flow,
+/// thinktime, verify, per-I/O logs, several files, `rate_min`, strided
+/// zones, scrambled write buffers; an engine that is never busy) in its
+/// measured phase,
+/// the engine runs the same turns here instead ([`Engine::run_fast`] calls
+/// [`fast_turns`] with its own type, so `queue`, `commit` and `reap` are
+/// static calls): pick each I/O of a batch (`iodepth_batch_submit`), take
+/// its `prep`, queue it; commit, take `issue`;
+/// and when the queue is full reap and account the completions, exactly
+/// as the general loop does for such a job (the same clock reads, the same
+/// order, the same deferred latency samples, depth histograms and live
+/// counters). It hands back to the general loop at the top of a turn (with
+/// that turn's timestamp) whenever the general loop would do anything
+/// else: a 500 ms window or an interval-log line is due, the runtime is
+/// up, the size or `number_ios` is near, a status snapshot is asked
+/// for, `exitall` is set, an I/O failed or passed its deadline.
+/// `NVME_BENCH_NO_FAST=1` turns it off (tests compare both).
+pub struct Fast<'a> {
+    gen: &'a mut Gen,
+    sl: &'a mut [SlotIo],
+    free: &'a mut Vec<usize>,
+    queued: &'a mut Vec<usize>,
+    done: &'a mut Vec<Done>,
+    deferred: &'a mut Deferred,
+    res: &'a mut JobResult,
+    ival_clat: &'a mut [LatStat; NDIR],
+    job: &'a Job,
+    progress: &'a Progress,
+    exitall: &'a std::sync::atomic::AtomicBool,
+    published: &'a mut [(u64, u64); NDIR],
+    shown: &'a mut [(u64, u64); NDIR],
+    inflight: usize,
+    held: usize,
+    issued_bytes: u64,
+    issued_dir_bytes: [u64; NDIR],
+    issued_ios: [u64; NDIR],
+    issued_total: u64,
+    depth: usize,
+    /// iodepth_batch_submit (I/Os per commit).
+    bsub: usize,
+    max_bs: u64,
+    cmin: usize,
+    cmax: usize,
+    /// The general loop's next timed duty (window, interval line, runtime end).
+    next_event: Instant,
+    /// `issued_bytes` at which the workload stops (`u64::MAX`: time-based).
+    bytes_limit: u64,
+    /// `number_ios` (`u64::MAX`: none).
+    ios_limit: u64,
+    /// A trim uses up `size` (the job does not write; fio's io_bytes_exceeded).
+    trim_counts: bool,
+    stop: bool,
+    fresh: Option<Instant>,
+}
+
+/// Whether the job's configuration lets its measured phase use [`Fast`].
+fn fast_allowed(job: &Job, sync: bool, may_busy: bool) -> bool {
+    !sync
+        && !may_busy
+        && job.thinktime.is_zero()
+        && job.verify == Verify::None
+        && std::env::var_os("NVME_BENCH_NO_FAST").is_none_or(|v| v.is_empty() || v == "0")
+}
+
+/// The turns of the general loop for a [`Fast`] job; see there. Returns at
+/// the top of a turn (its timestamp in `f.fresh`) or after a reaped batch.
+#[inline(always)]
+pub fn fast_turns<E: Engine>(eng: &mut E, f: &mut Fast<'_>) -> Result<()> {
+    loop {
+        let now = match f.fresh.take() {
+            Some(t) => t,
+            None => Instant::now(),
+        };
+        if now >= f.next_event
+            || f.issued_bytes >= f.bytes_limit
+            || f.issued_total >= f.ios_limit
+            || f.progress.snap_req.load(Ordering::Relaxed)
+            || f.exitall.load(Ordering::Relaxed)
+        {
+            f.fresh = Some(now);
+            return Ok(());
+        }
+        if f.inflight < f.depth {
+            // One batch of up to iodepth_batch_submit I/Os, one commit, as
+            // the general loop's issue loop.
+            let room = (f.depth - f.inflight).min(f.bsub);
+            // The general loop may stop inside a batch (size or number_ios
+            // reached before one of its I/Os): near that point it takes the
+            // turn. (With one I/O per batch this is the check above.)
+            if room > 1 {
+                let more = room as u64 - 1;
+                if f.issued_total.saturating_add(more) >= f.ios_limit
+                    || f.issued_bytes.saturating_add(more.saturating_mul(f.max_bs)) >= f.bytes_limit
+                {
+                    f.fresh = Some(now);
+                    return Ok(());
+                }
+            }
+            while f.queued.len() < room {
+                let d = f.gen.pick_dir();
+                let bs = f.gen.pick_bs(d);
+                let (off, bs) = f.gen.pick_io(bs);
+                let Some(slot) = f.free.pop() else {
+                    return Err(Error::msg("internal: no free slot below the queue depth"));
+                };
+                let len_io = bs as usize;
+                let Some(si) = f.sl.get_mut(slot) else {
+                    return Err(Error::msg(format!("internal: slot {slot} out of range")));
+                };
+                si.dir = d;
+                si.off = off;
+                si.len = len_io;
+                si.gen = verify::ANY_GEN;
+                si.count = true;
+                si.prep = Instant::now();
+                if let Err(e) = eng.queue(slot, d, off, len_io) {
+                    f.free.push(slot);
+                    f.res.error = Some(format!(
+                        "{} of {len_io} bytes at offset {off}: {e}",
+                        dir_name(d)
+                    ));
+                    f.res.errno = libc::EIO;
+                    f.stop = true;
+                    break;
+                }
+                if d != Dir::Trim || f.trim_counts {
+                    f.issued_bytes += bs;
+                }
+                f.issued_dir_bytes[d as usize] += bs;
+                f.issued_ios[d as usize] += 1;
+                f.issued_total += 1;
+                f.queued.push(slot);
+            }
+            let n = f.queued.len();
+            if n > 0 {
+                eng.commit()?;
+                let t = Instant::now();
+                f.fresh = Some(t);
+                f.deferred.room_for_slat(n, f.res, f.ival_clat);
+                for &s in f.queued.iter() {
+                    let si = &mut f.sl[s];
+                    si.issue = t;
+                    f.deferred.slat.push((si.dir, si.prep, t));
+                }
+                f.inflight += n;
+                f.res.depth.submit[DepthHist::batch_idx(n)] += 1;
+                f.res.depth.level[DepthHist::level_idx(f.inflight)] += n as u64;
+                f.queued.clear();
+            }
+            if f.stop {
+                return Ok(());
+            }
+        }
+        if f.inflight < f.depth && !f.free.is_empty() {
+            continue;
+        }
+        let min = f.cmin.min(f.inflight);
+        let max = f.cmax.min(f.inflight + f.held).max(1);
+        if f.deferred.is_empty() || min == 0 {
+            eng.reap(min, max, f.done)?;
+        } else {
+            eng.reap(0, max, f.done)?;
+            if f.done.is_empty() {
+                f.deferred.flush(f.res, f.ival_clat);
+                eng.reap(min, max, f.done)?;
+            }
+        }
+        if f.done.is_empty() {
+            continue;
+        }
+        let t = Instant::now();
+        f.fresh = Some(t);
+        f.res.depth.complete[DepthHist::batch_idx(f.done.len())] += 1;
+        f.deferred.room_for_done(f.done.len(), f.res, f.ival_clat);
+        for dn in f.done.drain(..) {
+            let s = dn.slot;
+            if s >= f.sl.len() {
+                return Err(Error::msg(format!("engine returned unknown slot {s}")));
+            }
+            if dn.late {
+                f.held -= 1;
+                f.free.push(s);
+                continue;
+            }
+            let si = f.sl[s];
+            let dir = si.dir;
+            let mut failed = false;
+            if let Err(e) = dn.res {
+                failed = true;
+                let kind = match dir {
+                    Dir::Read => cont::READ,
+                    Dir::Write | Dir::Trim => cont::WRITE,
+                };
+                let msg = format!(
+                    "{} of {} bytes at offset {}: {e}",
+                    dir_name(dir),
+                    si.len,
+                    si.off
+                );
+                if note_error(f.job, f.res, kind, dn.errno, msg) {
+                    f.stop = true;
+                }
+            }
+            if si.count {
+                let st = &mut f.res.dirs[dir as usize];
+                st.ios += 1;
+                if !failed {
+                    f.deferred.done.push((dir, si.prep, si.issue, t));
+                    st.bytes += si.len as u64;
+                }
+            }
+            if dn.held {
+                f.held += 1;
+            } else {
+                f.free.push(s);
+            }
+            f.inflight -= 1;
+        }
+        for d in 0..NDIR {
+            let st = &f.res.dirs[d];
+            let (i0, b0) = f.published[d];
+            if st.ios != i0 {
+                f.shown[d].0 += st.ios - i0;
+                f.shown[d].1 += st.bytes - b0;
+                f.progress.ios[d].store(f.shown[d].0, Ordering::Relaxed);
+                f.progress.bytes[d].store(f.shown[d].1, Ordering::Relaxed);
+                f.published[d] = (st.ios, st.bytes);
+            }
+        }
+        if f.stop || f.held > 0 {
+            return Ok(());
+        }
+    }
 }

@@ -195,6 +195,149 @@ pub fn check(
     Ok(())
 }
 
+/// The blocks a verifying job wrote, as fio's io_piece log (iolog.c
+/// `log_io_piece`): each write logs its block; the verify pass (and
+/// `verify_backlog`) reads logged blocks back and takes them off. Also the
+/// generation last written to each block, so a stale block is caught.
+///
+/// fio keeps a list in write order when the file has a random map (random
+/// I/O without `norandommap`), else a tree by (file, offset) that keeps
+/// one entry per block: `fifo` picks the first, the lowest pending block
+/// the second.
+pub struct Written {
+    /// Per file: the region's first byte and its first block index.
+    regions: Vec<(u64, u64)>,
+    bs: u64,
+    nblocks: u64,
+    gens: Vec<u32>,
+    pending: Vec<u64>,
+    npending: u64,
+    /// No pending block below this index (tree order).
+    lowest: u64,
+    fifo: Option<std::collections::VecDeque<u32>>,
+}
+
+/// Blocks a verifying job can track (the generation array's bound).
+pub const MAX_BLOCKS: u64 = 64 << 20;
+
+impl Written {
+    /// `regions`: per file, (first byte, length) of the job's I/O there.
+    /// `all`: every block is logged from the start with any generation
+    /// (`verify_only`, checking an earlier run's data).
+    pub fn new(regions: &[(u64, u64)], bs: u64, fifo: bool, all: bool) -> Result<Self, String> {
+        let bs = bs.max(1);
+        let mut r = Vec::with_capacity(regions.len());
+        let mut n = 0u64;
+        for &(off, len) in regions {
+            r.push((off, n));
+            n = n.saturating_add(len / bs);
+        }
+        if n > MAX_BLOCKS {
+            return Err(format!(
+                "verify over {n} blocks: too many to track (at most 64 Mi blocks)"
+            ));
+        }
+        let words = n.div_ceil(64) as usize;
+        let mut w = Written {
+            regions: r,
+            bs,
+            nblocks: n,
+            gens: vec![if all { ANY_GEN } else { 0 }; n as usize],
+            pending: vec![0; words],
+            npending: 0,
+            lowest: 0,
+            fifo: fifo.then(std::collections::VecDeque::new),
+        };
+        if all {
+            for i in 0..n {
+                w.log(i);
+            }
+        }
+        Ok(w)
+    }
+
+    fn index(&self, file: usize, off: u64) -> Option<u64> {
+        let &(start, first) = self.regions.get(file)?;
+        let i = first + off.checked_sub(start)? / self.bs;
+        let end = self.regions.get(file + 1).map_or(self.nblocks, |&(_, f)| f);
+        (i < end).then_some(i)
+    }
+
+    fn log(&mut self, i: u64) {
+        let (w, b) = ((i / 64) as usize, i % 64);
+        if self.pending[w] & (1 << b) == 0 {
+            self.pending[w] |= 1 << b;
+            self.npending += 1;
+            self.lowest = self.lowest.min(i);
+            if let Some(q) = &mut self.fifo {
+                q.push_back(i as u32);
+            }
+        }
+    }
+
+    fn unlog(&mut self, i: u64) -> bool {
+        let (w, b) = ((i / 64) as usize, i % 64);
+        let was = self.pending[w] & (1 << b) != 0;
+        self.pending[w] &= !(1 << b);
+        if was {
+            self.npending -= 1;
+        }
+        was
+    }
+
+    /// A write of the block at `off` of `file`: logged, and its new
+    /// generation (None: the offset is outside the job's blocks).
+    pub fn wrote(&mut self, file: usize, off: u64) -> Option<u32> {
+        let i = self.index(file, off)?;
+        let g = self.gens[i as usize].wrapping_add(1).max(1);
+        self.gens[i as usize] = g;
+        self.log(i);
+        Some(g)
+    }
+
+    /// The next logged block to read back: (file, offset, generation),
+    /// taken off the log.
+    pub fn next(&mut self) -> Option<(usize, u64, u32)> {
+        let i = loop {
+            if self.npending == 0 {
+                return None;
+            }
+            match &mut self.fifo {
+                Some(q) => {
+                    let i = u64::from(q.pop_front()?);
+                    if self.unlog(i) {
+                        break i;
+                    }
+                }
+                None => {
+                    let mut w = (self.lowest / 64) as usize;
+                    while w < self.pending.len() && self.pending[w] == 0 {
+                        w += 1;
+                    }
+                    let word = *self.pending.get(w)?;
+                    let i = w as u64 * 64 + u64::from(word.trailing_zeros());
+                    self.unlog(i);
+                    self.lowest = i + 1;
+                    break i;
+                }
+            }
+        };
+        let f = self.regions.partition_point(|&(_, first)| first <= i) - 1;
+        let (start, first) = self.regions[f];
+        Some((f, start + (i - first) * self.bs, self.gens[i as usize]))
+    }
+
+    /// Forget every logged block (fio's `prune_io_piece_log`).
+    pub fn prune(&mut self) {
+        self.pending.iter_mut().for_each(|w| *w = 0);
+        self.npending = 0;
+        self.lowest = 0;
+        if let Some(q) = &mut self.fifo {
+            q.clear();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +405,33 @@ mod tests {
             fill(&mut b, 4096, 7, 2, Some(&p), Some(h));
             assert!(check(&b, 4096, 7, 2, Some(&p), Some(h)).is_ok());
         }
+    }
+
+    #[test]
+    fn written_log_orders() {
+        // Tree order (lowest first, one entry per block) over two files.
+        let mut w = Written::new(&[(0, 4096 * 4), (8192, 4096 * 2)], 4096, false, false).unwrap();
+        assert_eq!(w.wrote(1, 8192 + 4096), Some(1));
+        assert_eq!(w.wrote(0, 4096 * 2), Some(1));
+        assert_eq!(w.wrote(0, 4096 * 2), Some(2));
+        assert_eq!(w.wrote(0, 4096 * 4), None);
+        assert_eq!(w.npending, 2);
+        assert_eq!(w.next(), Some((0, 8192, 2)));
+        assert_eq!(w.wrote(0, 0), Some(1));
+        assert_eq!(w.next(), Some((0, 0, 1)));
+        assert_eq!(w.next(), Some((1, 12288, 1)));
+        assert_eq!(w.next(), None);
+        // Write order (fio's list).
+        let mut w = Written::new(&[(0, 4096 * 4)], 4096, true, false).unwrap();
+        w.wrote(0, 12288);
+        w.wrote(0, 0);
+        assert_eq!(w.next(), Some((0, 12288, 1)));
+        assert_eq!(w.next(), Some((0, 0, 1)));
+        w.wrote(0, 4096);
+        w.prune();
+        assert_eq!(w.next(), None);
+        let mut w = Written::new(&[(0, 4096 * 2)], 4096, false, true).unwrap();
+        assert_eq!(w.next(), Some((0, 0, ANY_GEN)));
+        assert_eq!(w.next(), Some((0, 4096, ANY_GEN)));
     }
 }

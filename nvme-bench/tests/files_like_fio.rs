@@ -352,7 +352,6 @@ fn bad_file_options_are_errors() {
         ("file_service_type=zipf:1", "zipf"),
         ("file_service_type=pareto:1.5", "pareto"),
         ("filesize=0", "filesize"),
-        ("nrfiles=2\nverify=crc32c", "verify"),
     ] {
         let dir = scratch("files-bad");
         std::fs::write(

@@ -63,14 +63,14 @@ impl Offload {
     /// `workers` submit threads (fio: `iodepth`), `slots` buffers.
     pub fn open(
         path: &str,
-        direct: bool,
+        flags: i32,
         write: bool,
         want: Option<u64>,
         slots: usize,
         buf_len: usize,
         workers: usize,
     ) -> Result<Self> {
-        let (file, size, lbs) = super::open_file(path, direct, write, want)?;
+        let (file, size, lbs) = super::open_file(path, flags, write, want)?;
         let file = Arc::new(file);
         let bufs = (0..slots)
             .map(|_| AlignedBuf::new(buf_len).map(Some))
