@@ -47,10 +47,6 @@ const REFUSED: &[(&str, &str)] = &[
         "log_prio, cmdprio*, prioclass: not yet",
     ),
     (
-        "cross-stripe-verify.fio",
-        "verify_backlog, offset_increment, verify_dump: not yet",
-    ),
-    (
         "dedupe-global.fio",
         "dedupe_mode, dedupe_global, dedupe_percentage, buffer_compress_percentage: not yet",
     ),
