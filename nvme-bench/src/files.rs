@@ -212,6 +212,9 @@ pub struct Picker {
     zipf: Option<Zipf>,
     /// Skewed kinds: their offset into the ranges (fio's `rand_off`).
     rand_off: u64,
+    /// Files closed since the runner last looked (done, or a new loop):
+    /// their descriptors can go.
+    pub closed: Vec<usize>,
 }
 
 /// fio's `FIO_FSERVICE_SHIFT`: the skewed kinds draw over `n << 10`
@@ -253,6 +256,7 @@ impl Picker {
             rng,
             zipf,
             rand_off,
+            closed: Vec::new(),
         }
     }
 
@@ -356,6 +360,7 @@ impl Picker {
         if self.open[f] {
             self.open[f] = false;
             self.nr_open -= 1;
+            self.closed.push(f);
         }
     }
 
@@ -363,7 +368,11 @@ impl Picker {
     /// The round-robin position carries on, as fio's `next_file`.
     pub fn reset(&mut self) {
         self.done.iter_mut().for_each(|d| *d = false);
-        self.open.iter_mut().for_each(|o| *o = false);
+        for (f, o) in self.open.iter_mut().enumerate() {
+            if std::mem::take(o) {
+                self.closed.push(f);
+            }
+        }
         self.nr_done = 0;
         self.nr_open = 0;
         self.cur = None;

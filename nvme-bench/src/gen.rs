@@ -141,6 +141,17 @@ impl BlockMap {
         self.free -= k;
         k
     }
+    /// `take_run(b, 1)`: take block `b` if it is free.
+    #[inline]
+    fn take_one(&mut self, b: u64) {
+        if b < self.n {
+            let (w, bit) = ((b / 64) as usize, 1u64 << (b % 64));
+            if self.bits[w] & bit == 0 {
+                self.bits[w] |= bit;
+                self.free -= 1;
+            }
+        }
+    }
     fn reset(&mut self) {
         self.bits.iter_mut().for_each(|w| *w = 0);
         self.free = self.n;
@@ -213,6 +224,9 @@ pub struct Gen {
     scatter: u64,
     /// Offsets handed out (to tell where a new pass over the region starts).
     drawn: u64,
+    /// The next `drawn` at which the permutation starts a pass (a multiple
+    /// of `blocks`: a countdown instead of a division per I/O).
+    pass_at: u64,
     /// A new pass over the region started since `take_new_pass` last looked.
     new_pass: bool,
     /// `random_distribution` other than random/zipf.
@@ -225,6 +239,98 @@ pub struct Gen {
     /// `rw=read:-N`: N, and the end of the last I/O (region-relative).
     back: u64,
     last_end: u64,
+}
+
+/// fio's `zonemode=strided` over one file (io_u.c
+/// `setup_strided_zone_mode` and `get_next_seq_offset`): I/O goes to a
+/// zone of `range` bytes at `zone` until `size` bytes were moved there
+/// (over the range again if `size` is larger), then the zone moves on by
+/// `range + skip`, back to the job's start offset once it is at or past
+/// the file's end. Sequential I/O runs on from its last position in the
+/// zone; random I/O draws in the zone (the random map afresh each
+/// `range` bytes). An I/O that would end past the file's end ends the job,
+/// as fio's `fill_io_u` failing does.
+#[derive(Clone, Debug)]
+pub struct Strided {
+    size: u64,
+    range: u64,
+    skip: u64,
+    /// fio's `get_start_offset`: the job's offset.
+    start: u64,
+    /// fio's `real_file_size`.
+    end: u64,
+    /// `io_size + start`: a time-based sequential job starts its zone over
+    /// there (fio's `get_next_seq_offset`).
+    io_end: u64,
+    time_based: bool,
+    /// fio's `f->file_offset`: the zone's start.
+    zone: u64,
+    /// fio's `td->zone_bytes`: bytes in this zone, both directions.
+    zone_bytes: u64,
+    /// fio's `f->last_pos` per direction.
+    last_pos: [u64; 3],
+}
+
+impl Strided {
+    pub fn new(
+        (size, range, skip): (u64, u64, u64),
+        start: u64,
+        end: u64,
+        io_len: u64,
+        time_based: bool,
+    ) -> Self {
+        Strided {
+            size,
+            range: range.max(1),
+            skip,
+            start,
+            end,
+            io_end: start.saturating_add(io_len),
+            time_based,
+            zone: start,
+            zone_bytes: 0,
+            last_pos: [start; 3],
+        }
+    }
+
+    /// Offset and length of the next I/O of `dir` drawn as `bs` bytes;
+    /// `None`: it would not fit before the file's end, and the job ends.
+    /// `gen` is the job's generator over a region of `range` bytes.
+    pub fn pick(&mut self, gen: &mut Gen, dir: Dir, bs: u64) -> Option<(u64, u64)> {
+        let d = dir as usize;
+        if self.zone_bytes >= self.size {
+            self.zone_bytes = 0;
+            self.zone = self
+                .zone
+                .saturating_add(self.range.saturating_add(self.skip));
+            if self.zone >= self.end {
+                self.zone = self.start;
+            }
+            self.last_pos[d] = self.zone;
+        }
+        if self.last_pos[d] >= self.zone.saturating_add(self.range) {
+            self.last_pos[d] = self.zone;
+        }
+        if self.zone_bytes % self.range == 0 {
+            self.last_pos = [self.zone; 3];
+            gen.fresh_pass(self.zone);
+        }
+        let (off, len) = if gen.rw.random() {
+            gen.base = self.zone;
+            gen.pick_io(bs)
+        } else {
+            if self.time_based && self.last_pos[d] >= self.io_end {
+                self.last_pos[d] = self.zone;
+            }
+            (self.last_pos[d], bs)
+        };
+        if off.checked_add(len).is_none_or(|e| e > self.end) {
+            return None;
+        }
+        self.last_pos[d] = off + len;
+        self.zone_bytes += len;
+        Some((off, len))
+    }
 }
 
 /// fio's other distributions (lib/zipf.c pareto, lib/gauss.c, zoned).
@@ -275,14 +381,17 @@ impl Gen {
             }
             _ => Skew::None,
         };
+        // random_generator=lfsr: fio's LFSR visits every block once per
+        // pass by itself, map or not (norandommap, blockalign), and never
+        // cuts an I/O short (it marks no map).
         let perm = (random
-            && !job.norandommap
-            && job.blockalign.is_none()
+            && (!job.norandommap || job.lfsr)
+            && (job.blockalign.is_none() || job.lfsr)
             && zipf.is_none()
             && matches!(skew, Skew::None))
         .then(|| Perm::new(blocks, seed ^ 0xa5a5_5a5a_dead_beef));
         let varying = job.min_bs() != job.max_bs();
-        let map = (perm.is_some() && varying && blocks <= BlockMap::MAX_BLOCKS)
+        let map = (perm.is_some() && varying && !job.lfsr && blocks <= BlockMap::MAX_BLOCKS)
             .then(|| BlockMap::new(blocks));
         let perm = if map.is_some() { None } else { perm };
         Gen {
@@ -304,6 +413,7 @@ impl Gen {
             zipf,
             scatter: seed | 1,
             drawn: 0,
+            pass_at: blocks,
             new_pass: false,
             skew,
             modifier: job.rw_modifier,
@@ -387,8 +497,14 @@ impl Gen {
                 } else {
                     map.next_free(drawn).unwrap_or(drawn)
                 };
-                let want = bs.div_ceil(self.unit).max(1);
-                let got = map.take_run(b, want).max(1);
+                let got = if bs == self.unit {
+                    // One block (a fixed block size): no run to measure.
+                    map.take_one(b);
+                    1
+                } else {
+                    let want = bs.div_ceil(self.unit).max(1);
+                    map.take_run(b, want).max(1)
+                };
                 self.drawn += 1;
                 return (self.base + b * self.unit, (got * self.unit).min(bs));
             }
@@ -428,7 +544,10 @@ impl Gen {
                 r.wrapping_mul(0x9e37_79b9_7f4a_7c15 ^ self.scatter) % self.blocks
             } else if let Some(p) = &mut self.perm {
                 // Every `blocks` draws is one pass of the random map.
-                if self.drawn > 0 && self.drawn % self.blocks == 0 {
+                // (`drawn` grows by one per call here, from 0: it meets
+                // every multiple of `blocks`.)
+                if self.drawn == self.pass_at {
+                    self.pass_at += self.blocks;
                     self.new_pass = true;
                 }
                 p.next()
@@ -497,10 +616,22 @@ impl Gen {
         g
     }
 
+    /// A new pass over a region of the same length at `base`: the random
+    /// map starts afresh (a new order), as fio's `fio_file_reset` does when
+    /// a strided zone begins.
+    pub fn fresh_pass(&mut self, base: u64) {
+        self.base = base;
+        self.restart();
+        if let Some(p) = &mut self.perm {
+            *p = Perm::new(p.n, self.rng.next_u64());
+        }
+    }
+
     /// Start a new pass over the region (fio's `fio_file_reset`).
     pub fn restart(&mut self) {
         self.seq_pos = 0;
         self.drawn = 0;
+        self.pass_at = self.blocks;
         self.run = None;
         self.new_pass = false;
         if let Some(m) = &mut self.map {
@@ -609,6 +740,34 @@ mod tests {
         assert!(!g.take_new_pass());
         g.pick_io(4096);
         assert!(g.take_new_pass(), "the next I/O starts a new pass");
+    }
+
+    /// The permutation (one block size) marks a new pass at the first I/O
+    /// of every pass, `blocks` I/Os apart, and again from the start after
+    /// `restart`.
+    #[test]
+    fn permutation_marks_each_pass() {
+        let job = crate::options::parse_str("[p]\nrw=randread\nbs=4k\n")
+            .unwrap()
+            .jobs
+            .remove(0);
+        let blocks = 37u64;
+        let mut g = Gen::new(&job, 0, blocks * 4096, 3);
+        assert!(g.perm.is_some() && g.map.is_none());
+        let mut marks = Vec::new();
+        for i in 0..4 * blocks + 5 {
+            g.pick_io(4096);
+            if g.take_new_pass() {
+                marks.push(i);
+            }
+            if i == 3 * blocks + 1 {
+                g.restart();
+            }
+        }
+        // I/O number `blocks` starts pass 2, `2 * blocks` pass 3; after the
+        // restart (following I/O 3 * blocks + 1) counting begins again.
+        let r = 3 * blocks + 2;
+        assert_eq!(marks, vec![blocks, 2 * blocks, 3 * blocks, r + blocks]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! fio's per-job log files: `write_bw_log`, `write_lat_log`,
 //! `write_iops_log`, with `log_avg_msec`, `log_max_value` and
 //! `per_job_logs`. Lines are fio's: `time (ms), value, direction,
-//! block size, offset` (offset 0, as fio without `log_offset`). Names:
+//! block size, priority` (priority 0), and with `log_offset` the I/O's
+//! offset before the priority (0 in averaged windows). Names:
 //! `<prefix>_bw.<N>.log`, `_lat`/`_clat`/`_slat`, `_iops` (N: the job's
 //! number in the run, from 1, clones counted; no `.N` with
 //! `per_job_logs=0`).
@@ -40,6 +41,9 @@ pub struct LogOpts {
     pub hist_msec: u64,
     /// `log_hist_coarseness`, 0..=6.
     pub hist_coarseness: u32,
+    /// `log_offset`: a column with each I/O's offset before the last one
+    /// (fio's `time, value, direction, bs, offset, prio`; 0 for windows).
+    pub offset: bool,
 }
 
 impl LogOpts {
@@ -65,6 +69,7 @@ pub struct Logs {
     // lat, clat, slat, bw, iops
     w: [W; 5],
     slat_on: bool,
+    offset: bool,
     win_end: Instant,
     acc: [Acc; NDIR],
     hist: Option<Box<Hist>>,
@@ -185,6 +190,7 @@ impl Logs {
             max_value: o.max_value,
             w,
             slat_on,
+            offset: o.offset,
             win_end: start + avg.unwrap_or_default(),
             acc: [Acc::default(); NDIR],
             hist,
@@ -192,7 +198,15 @@ impl Logs {
     }
 
     /// One completed I/O.
-    pub fn io(&mut self, dir: Dir, bs: u64, prep: Instant, issue: Instant, done: Instant) {
+    pub fn io(
+        &mut self,
+        dir: Dir,
+        bs: u64,
+        off: u64,
+        prep: Instant,
+        issue: Instant,
+        done: Instant,
+    ) {
         let ns = |d: Duration| d.as_nanos().min(u128::from(u64::MAX)) as u64;
         let (lat, clat, slat) = (ns(done - prep), ns(done - issue), ns(issue - prep));
         let d = dir as usize;
@@ -205,12 +219,17 @@ impl Logs {
                 let t = (done - self.start).as_millis();
                 let bw = (bs as f64 * 1e9 / lat.max(1) as f64 / 1024.0) as u64;
                 let vals = [lat, clat, slat, bw, 1];
+                let tail = if self.offset {
+                    format!("{bs}, {off}, 0")
+                } else {
+                    format!("{bs}, 0")
+                };
                 for (i, w) in self.w.iter_mut().enumerate() {
                     if i == 2 && !self.slat_on {
                         continue;
                     }
                     if let Some(w) = w {
-                        let _ = writeln!(w, "{t}, {}, {d}, {bs}, 0", vals[i]);
+                        let _ = writeln!(w, "{t}, {}, {d}, {tail}", vals[i]);
                     }
                 }
             }
@@ -239,6 +258,8 @@ impl Logs {
     /// the window was complete, so its bandwidth and IOPS are written too
     /// (over that length); `None` writes only the latencies.
     fn write_window(&mut self, t: u128, rate_win: Option<Duration>) {
+        // Block size 0, offset 0 (with log_offset), priority 0.
+        let tail = if self.offset { "0, 0, 0" } else { "0, 0" };
         for d in 0..NDIR {
             let a = std::mem::take(&mut self.acc[d]);
             if a.n == 0 {
@@ -254,7 +275,7 @@ impl Logs {
                     a.sum[i] / a.n
                 };
                 if let Some(w) = &mut self.w[i] {
-                    let _ = writeln!(w, "{t}, {v}, {d}, 0, 0");
+                    let _ = writeln!(w, "{t}, {v}, {d}, {tail}");
                 }
             }
             let Some(win) = rate_win else { continue };
@@ -262,12 +283,12 @@ impl Logs {
             if let Some(w) = &mut self.w[3] {
                 let _ = writeln!(
                     w,
-                    "{t}, {}, {d}, 0, 0",
+                    "{t}, {}, {d}, {tail}",
                     (a.bytes as f64 / 1024.0 / secs) as u64
                 );
             }
             if let Some(w) = &mut self.w[4] {
-                let _ = writeln!(w, "{t}, {}, {d}, 0, 0", (a.n as f64 / secs) as u64);
+                let _ = writeln!(w, "{t}, {}, {d}, {tail}", (a.n as f64 / secs) as u64);
             }
         }
     }

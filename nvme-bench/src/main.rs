@@ -20,10 +20,12 @@ mod files;
 mod flow;
 mod gen;
 mod hash;
+mod lat_target;
 #[allow(unsafe_code)] // fallocate/fadvise
 mod layout;
 mod logs;
 mod minrate;
+mod numa;
 mod options;
 #[allow(unsafe_code)] // localtime_r/strftime
 mod report;
@@ -32,6 +34,7 @@ mod runner;
 mod stats;
 #[allow(unsafe_code)] // syscalls and ioctls
 mod sys;
+mod terminate;
 mod verify;
 mod zones;
 
@@ -211,6 +214,22 @@ fn fio_main(args: &[String]) -> ExitCode {
             println!("{l}");
         }
         return ExitCode::SUCCESS;
+    }
+    // fio checks NUMA node lists on a real parse only: a node this host
+    // lacks drops the job, after the headers of the jobs before it, and
+    // the run fails before any I/O.
+    if let Some((i, why)) = numa::first_dropped(&set.jobs) {
+        for j in &set.jobs[..i] {
+            println!("{}", report::normal::job_header(j, j.groupid as usize));
+            if j.numjobs > 1 {
+                println!("...");
+            }
+        }
+        for w in why {
+            eprintln!("nvme-bench: {w}");
+        }
+        eprintln!("nvme-bench: job {} dropped", set.jobs[i].name);
+        return ExitCode::FAILURE;
     }
     match run::run(&g, &set) {
         Ok(true) => ExitCode::SUCCESS,

@@ -19,6 +19,18 @@ pub enum Dir {
 /// Directions a job's statistics are kept for (read, write, trim).
 pub const NDIR: usize = 3;
 
+/// `exit_what`: the jobs an `exitall` job's end stops (fio's
+/// `fio_terminate_threads`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitWhat {
+    /// The jobs of its reporting group (fio's default).
+    Group,
+    /// Every job that has started running (the current stonewall set).
+    Stonewall,
+    /// Every job, including those of later stonewall groups.
+    All,
+}
+
 /// `rw=` (fio's names).
 #[allow(clippy::enum_variant_names)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -381,6 +393,9 @@ pub struct Job {
     pub buffer_pattern: Vec<u8>,
     /// `rate`: bytes per second per direction.
     pub rate: [Option<u64>; 2],
+    /// The third (trim) value of `rate` / `rate_iops` (`rate=R,W,T`): a
+    /// job that trims refuses any rate, so it only has to be valid.
+    pub rate_trim: [Option<u64>; 2],
     /// `rate_process=poisson`: exponentially distributed gaps between
     /// rate-limited I/Os instead of even spacing (fio's `linear`).
     pub rate_poisson: bool,
@@ -396,11 +411,20 @@ pub struct Job {
     pub zbd: bool,
     /// `zonesize`/`zonerange`/`zoneskip` were given.
     pub zone_sizes_set: bool,
+    /// `zonemode=strided`: I/O in zones of `zone_size` bytes over
+    /// `zone_range`, then a jump of `zone_range + zone_skip` (gen.rs
+    /// `Strided`).
+    pub strided: bool,
+    pub zone_size: u64,
+    pub zone_range: u64,
+    pub zone_skip: u64,
     /// `wait_for`: start when this job (all its clones) has finished.
     pub wait_for: Option<String>,
     /// `exitall`: when this job ends, every other job is stopped (and
     /// later groups do not run their I/O).
     pub exitall: bool,
+    /// `exit_what`: which jobs an exitall stops (fio's TERMINATE_*).
+    pub exit_what: ExitWhat,
     /// `thinktime` (µs by default): a pause after every `thinktime_blocks`
     /// I/Os, once those in flight are done; `thinktime_spin` of it busy.
     pub thinktime: Duration,
@@ -467,6 +491,26 @@ pub struct Job {
     pub ramp_time: Duration,
     pub cpus_allowed: Option<Vec<usize>>,
     pub cpus_allowed_split: bool,
+    /// `numa_cpu_nodes`: run on the CPUs of these NUMA nodes (a libnuma
+    /// node string, checked against the host when the job set is run).
+    pub numa_cpu_nodes: Option<String>,
+    /// `numa_mem_policy`: the job thread's memory policy (numa.rs).
+    pub numa_mem_policy: Option<MemPolicy>,
+    /// `sync`: O_SYNC or O_DSYNC at open (0: neither).
+    pub sync_io: i32,
+    /// `scramble_buffers` (fio's default 1): each write stamps its offset
+    /// and a time into every 512-byte block of its buffer (runner.rs).
+    pub scramble_buffers: bool,
+    /// `latency_target` (µs without a unit) and its `latency_window`,
+    /// `latency_percentile`, `latency_run`: fio's depth search
+    /// (lat_target.rs).
+    pub latency_target: Option<Duration>,
+    pub latency_window: Duration,
+    pub latency_percentile: f64,
+    pub latency_run: bool,
+    /// `random_generator=lfsr`: random offsets visit every block exactly
+    /// once per pass even with `norandommap` (fio's LFSR needs no map).
+    pub lfsr: bool,
     pub norandommap: bool,
     pub randrepeat: bool,
     pub randseed: u64,
@@ -598,8 +642,14 @@ impl Default for Job {
             flow_sleep_us: 0,
             zbd: false,
             zone_sizes_set: false,
+            strided: false,
+            zone_size: 0,
+            zone_range: 0,
+            zone_skip: 0,
             wait_for: None,
             exitall: false,
+            exit_what: ExitWhat::Group,
+            rate_trim: [None, None],
             thinktime: Duration::ZERO,
             thinktime_spin: Duration::ZERO,
             thinktime_blocks: 1,
@@ -640,6 +690,15 @@ impl Default for Job {
             ramp_time: Duration::ZERO,
             cpus_allowed: None,
             cpus_allowed_split: false,
+            numa_cpu_nodes: None,
+            numa_mem_policy: None,
+            sync_io: 0,
+            scramble_buffers: true,
+            latency_target: None,
+            latency_window: Duration::ZERO,
+            latency_percentile: 100.0,
+            latency_run: false,
+            lfsr: false,
             norandommap: false,
             randrepeat: true,
             randseed: 0x89,
@@ -692,6 +751,32 @@ impl Job {
     /// file_setup skips the open flags, O_DIRECT included, when td_trim).
     pub fn open_direct(&self) -> bool {
         self.direct && !self.rw.has_trim()
+    }
+    /// fio's strided zones as it runs them: (zone size, zone range, zone
+    /// skip), the range defaulting to the size; none when `openfiles` is
+    /// above 1 (fio's fixup_options then turns zonemode=strided off).
+    pub fn strided_zones(&self) -> Option<(u64, u64, u64)> {
+        (self.strided && self.zone_size > 0 && self.openfiles <= 1).then(|| {
+            let range = if self.zone_range == 0 {
+                self.zone_size
+            } else {
+                self.zone_range
+            };
+            (self.zone_size, range, self.zone_skip)
+        })
+    }
+    /// The extra flags of a job's file open (fio's `generic_open_file`):
+    /// O_DIRECT for `direct`, O_SYNC/O_DSYNC for `sync`, none for a job
+    /// that trims.
+    pub fn open_flags(&self) -> i32 {
+        if self.rw.has_trim() {
+            return 0;
+        }
+        (if self.open_direct() {
+            libc::O_DIRECT
+        } else {
+            0
+        }) | self.sync_io
     }
     /// Largest transfer this job issues.
     pub fn max_bs(&self) -> u64 {
@@ -1008,8 +1093,13 @@ pub fn parse_time(s: &str, default_unit: Duration) -> Result<Duration> {
     Ok(unit.mul_f64(v))
 }
 
-/// Files one job may use at most (each is an open descriptor).
-pub const MAX_FILES: u32 = 4096;
+/// Files one job may use at most. Files open only when used and close
+/// when done (at most `openfiles` at once), so the bound is memory: each
+/// file keeps its name, region and offset generator (a few hundred bytes,
+/// about what fio keeps per file), so 1 Mi files take some hundreds of MiB
+/// per job. `MAX_JOB_FILES` bounds a job's clones together.
+pub const MAX_FILES: u32 = 1 << 20;
+pub const MAX_JOB_FILES: u64 = 1 << 22;
 
 /// fio's `filesize`: a size, or a range `low-high` (each file's size drawn
 /// in it); at least 1 byte.
@@ -1136,6 +1226,42 @@ fn parse_u32(s: &str) -> Result<u32> {
 }
 
 /// `a,b` → per-direction values; `a` alone applies to both; `,b` sets write only.
+/// `per_dir` with fio's third, trim, value (`R,W,T`); a single value
+/// sets all three.
+fn per_dir3<T: Copy>(
+    s: &str,
+    f: impl Fn(&str) -> Result<T>,
+    cur: [T; 2],
+    cur_trim: T,
+) -> Result<([T; 2], T)> {
+    let mut parts = s.split(',');
+    let (r, w, t) = (parts.next(), parts.next(), parts.next());
+    if parts.next().is_some() {
+        return Err(Error::msg(format!(
+            "'{s}': at most three values (read,write,trim)"
+        )));
+    }
+    let (r, w, t) = match (r, w, t) {
+        (Some(r), None, None) => {
+            let v = f(r)?;
+            return Ok(([v, v], v));
+        }
+        (r, w, t) => (r.unwrap_or(""), w.unwrap_or(""), t.unwrap_or("")),
+    };
+    let mut out = cur;
+    let mut trim = cur_trim;
+    if !r.trim().is_empty() {
+        out[0] = f(r)?;
+    }
+    if !w.trim().is_empty() {
+        out[1] = f(w)?;
+    }
+    if !t.trim().is_empty() {
+        trim = f(t)?;
+    }
+    Ok((out, trim))
+}
+
 fn per_dir<T: Copy>(s: &str, f: impl Fn(&str) -> Result<T>, cur: [T; 2]) -> Result<[T; 2]> {
     let mut out = cur;
     match s.split_once(',') {
@@ -1260,6 +1386,103 @@ pub fn parse_cpus(s: &str) -> Result<Vec<usize>> {
     Ok(out)
 }
 
+/// A libnuma node string as fio passes it to `numa_parse_nodestring`:
+/// `all`, or node numbers and ranges (`0`, `0-1`, `0,2-3`). Only the
+/// syntax is checked here; whether the host has the nodes is checked when
+/// the job set is run (numa.rs), as fio checks only on a real parse.
+/// `None` is `all`. Other libnuma forms (`!`, `+`) are refused.
+pub fn parse_nodes(s: &str) -> Result<Option<Vec<u32>>> {
+    let t = s.trim();
+    if t == "all" {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for part in t.split(',') {
+        let part = part.trim();
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let num = |x: &str| -> Result<u32> {
+            let x = x.trim();
+            if x.is_empty() || !x.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(Error::msg(format!(
+                    "bad NUMA node list '{t}': node numbers and ranges (0,2-3) or 'all'"
+                )));
+            }
+            x.parse::<u32>()
+                .ok()
+                .filter(|&n| n < MAX_NUMA_NODES)
+                .ok_or_else(|| {
+                    Error::msg(format!(
+                        "NUMA node '{x}' out of range (at most {})",
+                        MAX_NUMA_NODES - 1
+                    ))
+                })
+        };
+        let (a, b) = (num(a)?, num(b)?);
+        if b < a {
+            return Err(Error::msg(format!("bad NUMA node range '{part}'")));
+        }
+        out.extend(a..=b);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(Some(out))
+}
+
+/// Nodes a libnuma node mask holds (its 1024 bits).
+pub const MAX_NUMA_NODES: u32 = 1024;
+
+/// `numa_mem_policy`: fio's modes and the libnuma call each makes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MemPolicy {
+    /// `default`: fio makes no call.
+    Default,
+    /// `prefer:N`: `numa_set_preferred(N)`.
+    Prefer(u32),
+    /// `bind:NODES`: `numa_set_membind`.
+    Bind(String),
+    /// `interleave[:NODES]` (all nodes without a list): `numa_set_interleave_mask`.
+    Interleave(String),
+    /// `local`: `numa_set_localalloc`.
+    Local,
+}
+
+/// fio's `str_numa_mpol_cb`: `mode[:nodes]`.
+pub fn parse_mem_policy(s: &str) -> Result<MemPolicy> {
+    let t = s.trim();
+    let (mode, nodes) = match t.split_once(':') {
+        Some((m, n)) => (m, Some(n)),
+        None => (t, None),
+    };
+    let checked = |n: &str| -> Result<String> {
+        parse_nodes(n)?;
+        Ok(n.trim().to_string())
+    };
+    match (mode, nodes) {
+        ("default", None) => Ok(MemPolicy::Default),
+        ("local", None) => Ok(MemPolicy::Local),
+        ("default" | "local", Some(_)) => Err(Error::msg(format!(
+            "'{t}': no node list for '{mode}' (fio: NO nodelist for 'local')"
+        ))),
+        ("prefer", Some(n)) if !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) => n
+            .parse::<u32>()
+            .ok()
+            .filter(|&v| v < MAX_NUMA_NODES)
+            .map(MemPolicy::Prefer)
+            .ok_or_else(|| Error::msg(format!("'{t}': node out of range"))),
+        ("prefer", _) => Err(Error::msg(format!(
+            "'{t}': one node is needed for 'prefer'"
+        ))),
+        ("bind", Some(n)) => Ok(MemPolicy::Bind(checked(n)?)),
+        ("bind", None) => Err(Error::msg(format!(
+            "'{t}': a nodelist is needed for 'bind'"
+        ))),
+        ("interleave", n) => Ok(MemPolicy::Interleave(checked(n.unwrap_or("all"))?)),
+        _ => Err(Error::msg(format!(
+            "'{t}': memory policy should be: default, prefer, bind, interleave, local"
+        ))),
+    }
+}
+
 /// `verify_pattern`: `0x` hex bytes, or a quoted string, or both joined with `,`... kept simple:
 /// one hex number or one quoted string.
 pub fn parse_pattern(s: &str) -> Result<Vec<u8>> {
@@ -1308,7 +1531,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "fdatasync",
     "end_fsync",
     "fsync_on_close",
-    "sync",
     "write_barrier",
     "fill_device",
     "fill_fs",
@@ -1327,7 +1549,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "pre_read",
     "buffer_compress_percentage",
     "refill_buffers",
-    "scramble_buffers",
     "zero_buffers",
     "dedupe_percentage",
     "iomem",
@@ -1339,11 +1560,8 @@ pub const UNSUPPORTED: &[&str] = &[
     "prio",
     "prioclass",
     "cpumask",
-    "numa_cpu_nodes",
-    "numa_mem_policy",
     "steadystate",
     "ss",
-    "random_generator",
     "percentage_random",
     "allrandrepeat",
     "rwmixcycle",
@@ -1397,21 +1615,15 @@ pub const UNSUPPORTED: &[&str] = &[
     "dedupe_working_set_percentage",
     "disk_util",
     "error_dump",
-    "exit_what",
     "gtod_cpu",
     "ignore_error",
     "iopsavgtime",
-    "latency_percentile",
-    "latency_run",
-    "latency_target",
-    "latency_window",
     "lockfile",
     "log_alternate_epoch",
     "log_alternate_epoch_clock_id",
     "log_compression",
     "log_compression_cpus",
     "log_entries",
-    "log_offset",
     "log_prio",
     "log_store_compressed",
     "log_unix_epoch",
@@ -1505,6 +1717,15 @@ pub const SUPPORTED: &[&str] = &[
     "ramp_time",
     "cpus_allowed",
     "cpus_allowed_policy",
+    "numa_cpu_nodes",
+    "numa_mem_policy",
+    "sync",
+    "scramble_buffers",
+    "latency_target",
+    "latency_window",
+    "latency_percentile",
+    "latency_run",
+    "random_generator",
     "norandommap",
     "randrepeat",
     "randseed",
@@ -1567,6 +1788,7 @@ pub const SUPPORTED: &[&str] = &[
     "new_group",
     "wait_for",
     "exitall",
+    "exit_what",
     "thinktime",
     "thinktime_spin",
     "thinktime_blocks",
@@ -1576,6 +1798,7 @@ pub const SUPPORTED: &[&str] = &[
     "write_iops_log",
     "log_avg_msec",
     "log_max_value",
+    "log_offset",
     "per_job_logs",
     "write_hist_log",
     "log_hist_msec",
@@ -1672,15 +1895,33 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "disable_slat" => job.disable_slat = parse_bool(v).map_err(ctx)?,
         "disable_clat" => job.disable_clat = parse_bool(v).map_err(ctx)?,
         "disable_lat" => job.disable_lat = parse_bool(v).map_err(ctx)?,
-        "buffer_pattern" => job.buffer_pattern = parse_pattern(need()?).map_err(ctx)?,
+        "buffer_pattern" => {
+            job.buffer_pattern = parse_pattern(need()?).map_err(ctx)?;
+            // fio's str_buffer_pattern_cb: the pattern is written as is.
+            job.scramble_buffers = false;
+        }
         "buffered" => job.direct = !parse_bool(v).map_err(ctx)?,
         "rate" => {
-            let r = per_dir(need()?, |s| parse_size(s).map(Some), [None, None]).map_err(ctx)?;
+            let (r, t) = per_dir3(need()?, |s| parse_size(s).map(Some), [None, None], None)
+                .map_err(ctx)?;
             job.rate = r.map(|x| x.filter(|&n| n > 0));
+            job.rate_trim[0] = t.filter(|&n| n > 0);
         }
         "new_group" => job.new_group = parse_bool(v).map_err(ctx)?,
         "wait_for" => job.wait_for = Some(need()?.to_string()),
         "exitall" => job.exitall = parse_bool(v).map_err(ctx)?,
+        "exit_what" => {
+            job.exit_what = match need()? {
+                "group" => ExitWhat::Group,
+                "stonewall" => ExitWhat::Stonewall,
+                "all" => ExitWhat::All,
+                o => {
+                    return Err(Error::msg(format!(
+                        "option 'exit_what={o}': group, stonewall or all"
+                    )))
+                }
+            }
+        }
         "thinktime" => job.thinktime = parse_time(need()?, Duration::from_micros(1)).map_err(ctx)?,
         "thinktime_spin" => {
             job.thinktime_spin = parse_time(need()?, Duration::from_micros(1)).map_err(ctx)?
@@ -1711,6 +1952,7 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "write_iops_log" => job.logs.iops = Some(v.to_string()),
         "log_avg_msec" => job.logs.avg_msec = u64::from(parse_u32(need()?).map_err(ctx)?),
         "log_max_value" => job.logs.max_value = parse_bool(v).map_err(ctx)?,
+        "log_offset" => job.logs.offset = parse_bool(v).map_err(ctx)?,
         "per_job_logs" => job.logs.per_job = parse_bool(v).map_err(ctx)?,
         "write_hist_log" => job.logs.hist = Some(v.to_string()),
         "log_hist_msec" => job.logs.hist_msec = u64::from(parse_u32(need()?).map_err(ctx)?),
@@ -1727,7 +1969,7 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
             let n = parse_u32(need()?).map_err(ctx)?;
             if n == 0 || n > MAX_FILES {
                 return Err(Error::msg(format!(
-                    "option '{key}={v}': must be 1..{MAX_FILES}"
+                    "option '{key}={v}': must be 1..{MAX_FILES} (each file's state takes memory while the job runs)"
                 )));
             }
             job.nrfiles = n;
@@ -1879,6 +2121,58 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
                 }
             }
         }
+        "numa_cpu_nodes" => {
+            let n = need()?;
+            parse_nodes(n).map_err(ctx)?;
+            job.numa_cpu_nodes = Some(n.trim().to_string());
+        }
+        "numa_mem_policy" => job.numa_mem_policy = Some(parse_mem_policy(need()?).map_err(ctx)?),
+        "sync" => {
+            job.sync_io = match need()?.trim() {
+                "none" | "0" => 0,
+                "sync" | "1" => libc::O_SYNC,
+                "dsync" => libc::O_DSYNC,
+                o => return Err(Error::msg(format!("option 'sync={o}': none, 0, sync, 1 or dsync"))),
+            }
+        }
+        "scramble_buffers" => job.scramble_buffers = parse_bool(v).map_err(ctx)?,
+        "latency_target" | "latency_window" if need()?.trim().to_ascii_lowercase().ends_with("ns") => {
+            // fio 3.33 reads these in µs whatever the unit: its
+            // latency_target=1500ns is 1500 µs.
+            return Err(Error::msg(format!(
+                "option '{key}={v}': fio 3.33 reads an 'ns' value here as microseconds; write it in us (or without a unit)"
+            )));
+        }
+        "latency_target" => {
+            let d = parse_time(need()?, Duration::from_micros(1)).map_err(ctx)?;
+            job.latency_target = (!d.is_zero()).then_some(d);
+        }
+        "latency_window" => {
+            job.latency_window = parse_time(need()?, Duration::from_micros(1)).map_err(ctx)?
+        }
+        "latency_percentile" => {
+            let p: f64 = need()?
+                .trim()
+                .trim_end_matches('%')
+                .parse()
+                .map_err(|_| Error::msg(format!("option '{key}={v}': a percentage")))?;
+            if !(0.0..=100.0).contains(&p) {
+                return Err(Error::msg(format!("option '{key}={v}': between 0 and 100")));
+            }
+            job.latency_percentile = p;
+        }
+        "latency_run" => job.latency_run = parse_bool(v).map_err(ctx)?,
+        "random_generator" => {
+            job.lfsr = match need()?.trim() {
+                "tausworthe" | "tausworthe64" => false,
+                "lfsr" => true,
+                o => {
+                    return Err(Error::msg(format!(
+                        "option 'random_generator={o}': tausworthe, lfsr or tausworthe64"
+                    )))
+                }
+            }
+        }
         "norandommap" => job.norandommap = parse_bool(v).map_err(ctx)?,
         "randrepeat" => job.randrepeat = parse_bool(v).map_err(ctx)?,
         "randseed" => {
@@ -1954,8 +2248,10 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         }
         "rate_cycle" | "ratecycle" => job.rate_cycle_ms = u64::from(parse_u32(need()?).map_err(ctx)?),
         "rate_iops" => {
-            let r = per_dir(need()?, |s| parse_size(s).map(Some), [None, None]).map_err(ctx)?;
+            let (r, t) = per_dir3(need()?, |s| parse_size(s).map(Some), [None, None], None)
+                .map_err(ctx)?;
             job.rate_iops = r.map(|x| x.filter(|&n| n > 0));
+            job.rate_trim[1] = t.filter(|&n| n > 0);
         }
         "unified_rw_reporting" => {
             job.unified_rw = match need()? {
@@ -2133,12 +2429,17 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         // Submission happens in the job's own thread: fio's `inline`.
         "zonemode" => {
             job.zbd = match need()? {
-                "none" => false,
-                "zbd" => true,
+                "none" => {
+                    job.strided = false;
+                    false
+                }
+                "zbd" => {
+                    job.strided = false;
+                    true
+                }
                 "strided" => {
-                    return Err(Error::msg(
-                        "option 'zonemode=strided': not supported yet",
-                    ))
+                    job.strided = true;
+                    false
                 }
                 o => {
                     return Err(Error::msg(format!(
@@ -2148,7 +2449,12 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
             }
         }
         "zonesize" | "zonerange" | "zoneskip" => {
-            parse_size(need()?).map_err(ctx)?;
+            let b = parse_size(need()?).map_err(ctx)?;
+            match key {
+                "zonesize" => job.zone_size = b,
+                "zonerange" => job.zone_range = b,
+                _ => job.zone_skip = b,
+            }
             job.zone_sizes_set = true;
         }
         // fio's zbd options: they act only under zonemode=zbd, which is
@@ -2350,6 +2656,27 @@ pub fn validate(job: &Job) -> Result<()> {
             )));
         }
     }
+    // `sync` is an open flag: the nvme-vfio engine opens no file, and
+    // would need FUA writes to mean the same; refused rather than ignored.
+    if job.sync_io != 0 && job.ioengine == EngineKind::NvmeVfio {
+        return Err(Error::msg(format!(
+            "job '{n}': sync (O_SYNC/O_DSYNC) is a file open flag; ioengine=nvme-vfio opens no file"
+        )));
+    }
+    // Every clone keeps its own files' state (options.rs MAX_FILES).
+    let nfiles = match job.filename.as_deref() {
+        Some(f) if job.ioengine != EngineKind::NvmeVfio => {
+            split_files(f).map_or(1, |v| v.len() as u64)
+        }
+        _ => u64::from(job.nrfiles),
+    };
+    if nfiles * u64::from(job.numjobs) > MAX_JOB_FILES {
+        return Err(Error::msg(format!(
+            "job '{n}': {nfiles} files x numjobs={} is more than {MAX_JOB_FILES} files \
+             (each file's state takes memory while the job runs)",
+            job.numjobs
+        )));
+    }
     // fio's fixup_options: a job gives its rates in bytes or in I/Os, not
     // both (in any directions).
     if job.rate.iter().any(Option::is_some) && job.rate_iops.iter().any(Option::is_some) {
@@ -2372,11 +2699,46 @@ pub fn validate(job: &Job) -> Result<()> {
             )));
         }
     }
-    if job.zone_sizes_set && !job.zbd {
-        // They size fio's strided zones (zonemode=strided, not supported yet).
+    if job.zone_sizes_set && !job.zbd && !job.strided {
+        // fio refuses zonesize under zonemode=none and ignores zonerange
+        // and zoneskip there: refused, as surely a missing zonemode.
         return Err(Error::msg(format!(
-            "job '{n}': zonesize/zonerange/zoneskip need zonemode=strided, which is not supported yet"
+            "job '{n}': zonesize/zonerange/zoneskip need zonemode=strided (or zbd); \
+             fio: --zonemode=none and --zonesize are not compatible"
         )));
+    }
+    if job.strided {
+        if job.zone_size == 0 {
+            return Err(Error::msg(format!(
+                "job '{n}': zonesize must be specified when using zonemode=strided"
+            )));
+        }
+        // fio's strided walk is one file's (and several files sharing one
+        // zone counter is not followed here); the sequential modifiers,
+        // trims and verify are not followed either.
+        let several = job.ioengine != EngineKind::NvmeVfio
+            && job
+                .filename
+                .as_deref()
+                .is_some_and(|f| split_files(f).is_ok_and(|v| v.len() > 1));
+        let why = if several || job.nrfiles > 1 {
+            Some("several files")
+        } else if job.rw_modifier > 0 || job.rw_back > 0 {
+            Some("an rw=...:N modifier")
+        } else if job.rw.has_trim() {
+            Some("trims")
+        } else if job.verify != Verify::None {
+            Some("verify")
+        } else if job.loops > 1 {
+            Some("loops")
+        } else {
+            None
+        };
+        if let Some(w) = why {
+            return Err(Error::msg(format!(
+                "job '{n}': zonemode=strided with {w}: not supported"
+            )));
+        }
     }
     if job.rw_back > 0 {
         // fio's backwards walk (io_u.c get_next_seq_offset) is followed for
@@ -2408,6 +2770,18 @@ pub fn validate(job: &Job) -> Result<()> {
         Some(_) => 1,
         None => job.nrfiles as usize,
     };
+    if job.verify != Verify::None
+        && job.verify_backlog > 0
+        && job.openfiles > 0
+        && (job.openfiles as usize) < nfiles
+    {
+        // fio's read-backs reopen closed files past `openfiles`, after
+        // which its file choice stops early (3 files, openfiles=1: 32 of
+        // 48 writes): not followed here.
+        return Err(Error::msg(format!(
+            "job '{n}': verify_backlog with openfiles below the number of files is not supported"
+        )));
+    }
     if nfiles > 1 || job.filesize.is_some() || job.file_append {
         let what = if nfiles > 1 {
             "several files per job"
@@ -2499,7 +2873,13 @@ pub fn validate(job: &Job) -> Result<()> {
             Some("bssplit")
         } else if job.bsrange.iter().any(Option::is_some) {
             Some("bsrange")
-        } else if job.rate.iter().chain(&job.rate_iops).any(Option::is_some) {
+        } else if job
+            .rate
+            .iter()
+            .chain(&job.rate_iops)
+            .chain(&job.rate_trim)
+            .any(Option::is_some)
+        {
             Some("rate/rate_iops")
         } else {
             None

@@ -199,12 +199,13 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
             *left.entry(j.name.clone()).or_insert(0) += j.numjobs;
         }
     }
-    // fio's exitall with its default `exit_what=group`: a job's end
-    // terminates the jobs of its own reporting group (backend.c
-    // fio_terminate_threads by groupid), not those of other groups, nor of
-    // later stonewall groups.
-    let mut exit_flags: std::collections::HashMap<u32, Arc<std::sync::atomic::AtomicBool>> =
-        std::collections::HashMap::new();
+    // fio's exitall / exit_what (terminate.rs): one stop flag per job
+    // instance of the run.
+    let exit_on_end = set.jobs.iter().any(|j| j.exitall);
+    let exits = Arc::new(crate::terminate::Slots::new(
+        groups.iter().flatten().map(|(j, _)| j.groupid),
+    ));
+    let mut slot_idx = 0usize;
     let mut number = 0u32;
     for (grp, setup_errs) in groups.into_iter().zip(setup_errors) {
         // exec_prerun: before the group's jobs start (and after the
@@ -274,12 +275,14 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
             let progress = Arc::new(Progress::default());
             let job_groupid = job.groupid;
             progs.push((job.clone(), progress.clone()));
+            let exitall = exits.start(slot_idx, &progress);
+            slot_idx += 1;
             let ctx = RunCtx {
                 job,
                 clone,
                 groupid: job_groupid,
                 progress,
-                exitall: exit_flags.entry(job_groupid).or_default().clone(),
+                exitall,
                 number: {
                     number += 1;
                     number
@@ -294,9 +297,10 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                 .name(format!("job-{}", ctx.job.name))
                 .spawn({
                     let finished = finished.clone();
+                    let exits = exits.clone();
                     move || {
                         let name = ctx.job.name.clone();
-                        let (exits, flag) = (ctx.job.exitall, ctx.exitall.clone());
+                        let (exit_what, groupid) = (ctx.job.exit_what, ctx.groupid);
                         wait_to_start(&ctx.job, ctx.seed, &finished);
                         let unlink: Vec<String> = match &ctx.target {
                             Target::Path(_) if ctx.job.unlink && crate::files::multi(&ctx.job) => {
@@ -314,9 +318,9 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                             }
                         }
                         // fio's exitall: this job's end terminates the jobs
-                        // of its group.
-                        if exits {
-                            flag.store(true, Ordering::Relaxed);
+                        // its exit_what names.
+                        if exit_on_end {
+                            exits.terminate(groupid, exit_what);
                         }
                         let (m, cv) = &*finished;
                         let mut left = m.lock().unwrap_or_else(|p| p.into_inner());

@@ -62,7 +62,7 @@ pub struct RunCtx {
     pub clone: u32,
     pub groupid: u32,
     pub progress: Arc<Progress>,
-    /// Set when a job with `exitall` has finished: every job stops.
+    /// Set when an ending job's `exitall`/`exit_what` names this one (terminate.rs).
     pub exitall: Arc<std::sync::atomic::AtomicBool>,
     /// fio's thread number (1-based over the run, clones counted): the
     /// `.N` of the job's log files.
@@ -108,6 +108,9 @@ pub struct JobResult {
     pub verified: u64,
     pub cpus: Option<Vec<usize>>,
     pub pid: u32,
+    /// fio's `latency_qd` at the end (`latency_depth`): the depth
+    /// `latency_target` settled on, else `iodepth`.
+    pub lat_depth: u32,
 }
 
 impl JobResult {
@@ -128,6 +131,7 @@ impl JobResult {
             first_error: 0,
             extras: serde_json::Value::Null,
             verified: 0,
+            lat_depth: ctx.job.iodepth,
             cpus: ctx.cpus.clone(),
             pid: std::process::id(),
         }
@@ -223,7 +227,7 @@ fn open_engine(
         }
         (Target::Path(p), EngineKind::Libaio) => Box::new(engine::libaio::Libaio::open(
             p,
-            job.open_direct(),
+            job.open_flags(),
             job.rw.opens_rw(),
             want,
             slots,
@@ -231,7 +235,7 @@ fn open_engine(
         )?),
         (Target::Path(p), EngineKind::Psync) => Box::new(engine::psync::Psync::open(
             p,
-            job.open_direct(),
+            job.open_flags(),
             job.rw.opens_rw(),
             want,
             slots,
@@ -272,6 +276,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     if let Some(c) = &ctx.cpus {
         sys::pin_current_thread(c)?;
     }
+    crate::numa::apply(job)?;
     let max_bs = job.max_bs() as usize;
     let depth_cfg = job.iodepth as usize;
     // Several files (or `filesize`): fio's per-file sizes and regions,
@@ -285,19 +290,26 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         None
     };
     let mut eng = open_engine(ctx, depth_cfg, max_bs, plan.as_ref())?;
-    if let Some(p) = &plan {
-        if job.ioengine.on_files() {
-            for f in &p.files[1..] {
-                let (file, _, _) = engine::open_file(
-                    &f.path,
-                    job.direct,
-                    job.rw.has_write(),
-                    Some(f.offset + f.io_size),
-                )?;
-                eng.add_file(file)?;
-            }
-        }
-    }
+    // Several files: each opens when fio's file choice first takes it
+    // (get_next_file) and closes when done with, so at most `openfiles`
+    // (and the first, which the engine opened) are open at once. The
+    // engine's place of a closed file takes the next one opened.
+    // `efile[f]`: file f's place in the engine (NO_FILE: not open).
+    const NO_FILE: usize = usize::MAX;
+    let on_files = job.ioengine.on_files();
+    let mut efile: Vec<usize> = vec![NO_FILE; plan.as_ref().map_or(1, |p| p.files.len())];
+    efile[0] = 0;
+    let mut efree: Vec<usize> = Vec::new();
+    // Places of files closed while I/Os queued but not yet submitted may
+    // still name their descriptors: free once the queue is submitted.
+    let mut efree_later: Vec<usize> = Vec::new();
+    let mut eplaces = 1usize;
+    let file_paths: Vec<(String, u64)> = plan.as_ref().map_or_else(Vec::new, |p| {
+        p.files
+            .iter()
+            .map(|f| (f.path.clone(), f.offset + f.io_size))
+            .collect()
+    });
     let sync = eng.is_sync();
     let may_busy = eng.may_be_busy();
     let depth = if sync { 1 } else { depth_cfg };
@@ -338,7 +350,15 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     if job.time_based && job.runtime.is_none() {
         return Err(Error::msg("time_based needs a runtime"));
     }
-    let mut gen = Gen::new(job, base, len.max(1), ctx.seed);
+    // zonemode=strided: the generator draws within one zone's range.
+    let zones = if plan.is_none() {
+        job.strided_zones()
+    } else {
+        None
+    };
+    let mut strided = zones.map(|z| crate::gen::Strided::new(z, base, dev, len, job.time_based));
+    let gen_len = zones.map_or(len, |(_, range, _)| range);
+    let mut gen = Gen::new(job, base, gen_len.max(1), ctx.seed);
     let regions: Vec<(u64, u64)> = plan
         .iter()
         .flat_map(|p| p.files.iter().map(|f| (f.offset, f.io_size)))
@@ -413,6 +433,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
         }
     }
+
+    // fio's scramble_buffers (on by default; off for verify writes, whose
+    // contents are the verify header): see `scramble_buffer`.
+    let scramble = job.scramble_buffers && !verifying;
 
     let bsub = if job.iodepth_batch_submit == 0 {
         depth
@@ -603,9 +627,100 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let runtime_ns = job
         .runtime
         .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64);
+    // latency_target's depth search (lat_target.rs), started with the
+    // measured phase (fio's lat_target_init at the job's start, checked
+    // out of ramp only).
+    let mut lt = crate::lat_target::LatTarget::new(job, now0);
+    // lat_target's final run starts: statistics reset as at ramp's end.
+    let mut lat_reset = false;
+    // The steady state's turns, engine calls inlined (`Fast`), when nothing
+    // the job uses needs the general loop.
+    let fast_ok = fast_allowed(job, sync, may_busy, bsub)
+        && !rated
+        && flow.is_none()
+        && multi.is_none()
+        && logs.is_none()
+        && min_rate.is_none()
+        && !reinvalidate
+        && strided.is_none()
+        // (scramble_buffers touches each write's buffer; `cycle_issued`
+        // matters only to verify cycles, which the fast path never runs.)
+        && !(writes && scramble)
+        && lt.is_none();
     loop {
+        if fast_ok
+            && state == ST_RUN
+            && mode == Mode::Workload
+            && !stop
+            && held == 0
+            && pending.is_none()
+            && queued.is_empty()
+        {
+            // The reap deadline the general turn would give the engine.
+            let until = runtime_ns.map(|rt| run_start.add_nanos(rt));
+            if until != engine_until {
+                engine_until = until;
+                eng.set_deadline(until.map(Instant::to_std));
+            }
+            let mut f = Fast {
+                gen: &mut gen,
+                sl: &mut sl,
+                free: &mut free,
+                done: &mut done,
+                deferred: &mut deferred,
+                res,
+                ival_clat: &mut ival_clat,
+                job,
+                progress: &ctx.progress,
+                exitall: &ctx.exitall,
+                published: &mut published,
+                shown: &mut shown,
+                inflight,
+                held,
+                issued_bytes,
+                issued_dir_bytes,
+                issued_ios,
+                issued_total: issued_ios.iter().sum(),
+                depth,
+                cmin,
+                cmax,
+                next_event: next_window.min(next_ival).min(until.unwrap_or(next_ival)),
+                bytes_limit: if job.time_based { u64::MAX } else { io_limit },
+                ios_limit: if ios_limit > 0 { ios_limit } else { u64::MAX },
+                trim_counts: !job.rw.has_write(),
+                stop,
+                fresh,
+            };
+            let r = eng.run_fast(&mut f);
+            (inflight, held, stop, fresh) = (f.inflight, f.held, f.stop, f.fresh);
+            (issued_bytes, issued_dir_bytes, issued_ios) =
+                (f.issued_bytes, f.issued_dir_bytes, f.issued_ios);
+            if let Some(r) = r {
+                r?;
+            }
+        }
         let now = fresh.take().unwrap_or_else(Instant::now);
-        if state == ST_RAMP && now >= ramp_end {
+        if let Some(l) = &mut lt {
+            if l.drain && inflight == 0 && queued.is_empty() {
+                l.drained(now);
+                lat_reset = std::mem::take(&mut l.reset);
+            }
+            if l.done && !stop {
+                stop = true;
+            }
+            let moved = res.dirs.iter().any(|d| d.bytes > 0);
+            if state == ST_RUN && mode == Mode::Workload && moved && !stop {
+                l.check(now);
+            }
+        }
+        if lat_reset {
+            // fio's reset_all_stats: the byte and I/O counts that bound
+            // the job restart too (and so does its runtime).
+            issued_bytes = 0;
+            issued_ios = [0; NDIR];
+            issued_dir_bytes = [0; NDIR];
+        }
+        if (state == ST_RAMP && now >= ramp_end) || std::mem::take(&mut lat_reset) {
             state = ST_RUN;
             ctx.progress.state.store(state, Ordering::Relaxed);
             for d in res.dirs.iter_mut() {
@@ -726,11 +841,19 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         {
             think_at = Some(think_count);
         }
+        if queued.is_empty() {
+            efree.append(&mut efree_later);
+        }
         while !stop
             && !busy
             && think_at.is_none()
             && inflight + queued.len() < depth
             && queued.len() < bsub
+            // latency_target: at most its depth in flight, none while
+            // draining (fio's queue_full with latency_qd).
+            && lt
+                .as_ref()
+                .is_none_or(|l| !l.drain && inflight + queued.len() < l.qd as usize)
         {
             if mode == Mode::Workload && state == ST_RUN {
                 let bytes_done = !job.time_based && issued_bytes >= io_limit;
@@ -814,15 +937,65 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                             }
                             let bs = gen.pick_bs(d);
                             let (off, bs) = match &mut multi {
-                                None => gen.pick_io(bs),
+                                None => match &mut strided {
+                                    None => gen.pick_io(bs),
+                                    Some(z) => match z.pick(&mut gen, d, bs) {
+                                        Some(x) => x,
+                                        None => {
+                                            // fio's fill_io_u: past the file's end.
+                                            stop = true;
+                                            break;
+                                        }
+                                    },
+                                },
                                 Some(m) => {
+                                    let mut open_err: Option<Error> = None;
                                     let mut opened = |f: usize| {
-                                        if let Some(file) = eng.file_at(f) {
+                                        if !on_files || open_err.is_some() {
+                                            return;
+                                        }
+                                        if efile[f] == NO_FILE {
+                                            let (path, want) = &file_paths[f];
+                                            let r = engine::open_file(
+                                                path,
+                                                job.open_flags(),
+                                                job.rw.has_write(),
+                                                Some(*want),
+                                            )
+                                            .and_then(|(file, _, _)| match efree.pop() {
+                                                Some(k) => eng.replace_file(k, file).map(|()| k),
+                                                None => eng.add_file(file).map(|()| {
+                                                    eplaces += 1;
+                                                    eplaces - 1
+                                                }),
+                                            });
+                                            match r {
+                                                Ok(k) => efile[f] = k,
+                                                Err(e) => {
+                                                    open_err = Some(e);
+                                                    return;
+                                                }
+                                            }
+                                        }
+                                        if let Some(file) = eng.file_at(efile[f]) {
                                             let (o, l) = regions[f];
                                             open_hints(job, file, o, l);
                                         }
                                     };
-                                    match m.next(bs, &mut opened) {
+                                    let next = m.next(bs, &mut opened);
+                                    if let Some(e) = open_err {
+                                        return Err(e);
+                                    }
+                                    // Closed files give their places back (the
+                                    // engine's first stays: it is the engine's
+                                    // own file).
+                                    for f in m.picker.closed.drain(..) {
+                                        if on_files && efile[f] != NO_FILE && efile[f] != 0 {
+                                            efree_later.push(efile[f]);
+                                            efile[f] = NO_FILE;
+                                        }
+                                    }
+                                    match next {
                                         Some((f, off, len)) => {
                                             cur_file = f;
                                             (off, len)
@@ -926,6 +1099,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     pattern.as_deref(),
                     vhash,
                 );
+            } else if dir == Dir::Write && scramble {
+                scramble_buffer(&mut eng.buf_mut(slot)[..len_io], off, now0.elapsed());
             }
             let gen = match (mode, vpick) {
                 (Mode::Verify, _) => vgen,
@@ -944,7 +1119,29 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             si.count = state != ST_RAMP;
             si.prep = Instant::now();
             if multi.is_some() {
-                eng.set_file(slot, cur_file);
+                if on_files && efile[cur_file] == NO_FILE {
+                    // A read-back of a file closed since its writes opens
+                    // it again (fio's get_next_verify: td_io_open_file).
+                    let (path, want) = &file_paths[cur_file];
+                    let (file, _, _) =
+                        engine::open_file(path, job.open_flags(), job.rw.has_write(), Some(*want))?;
+                    efile[cur_file] = match efree.pop() {
+                        Some(k) => {
+                            eng.replace_file(k, file)?;
+                            k
+                        }
+                        None => {
+                            eng.add_file(file)?;
+                            eplaces += 1;
+                            eplaces - 1
+                        }
+                    };
+                    if let Some(f) = eng.file_at(efile[cur_file]) {
+                        let (o, l) = regions[cur_file];
+                        open_hints(job, f, o, l);
+                    }
+                }
+                eng.set_file(slot, efile[cur_file]);
             }
             if let Err(e) = eng.queue(slot, dir, off, len_io) {
                 free.push(slot);
@@ -1073,7 +1270,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         }
                     }
                     for (i, &(o, l)) in regions.iter().enumerate() {
-                        if let Some(f) = eng.file_at(i) {
+                        if let Some(f) = efile.get(i).and_then(|&k| eng.file_at(k)) {
                             invalidate_warn(job, f, o, l);
                         }
                     }
@@ -1133,16 +1330,20 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             continue;
         }
+        let lat_full = lt
+            .as_ref()
+            .is_some_and(|l| l.drain || inflight + queued.len() >= l.qd as usize);
         let full = inflight >= depth
             || stop
             || busy
             || think_at.is_some()
             || rate_wait.is_some()
-            || free.is_empty();
+            || free.is_empty()
+            || lat_full;
         if !full {
             continue;
         }
-        let min = if think_at.is_some() {
+        let min = if think_at.is_some() || lt.as_ref().is_some_and(|l| l.drain) {
             // fio's io_u_quiesce: everything in flight, before the pause.
             inflight
         } else if rate_wait.is_some() {
@@ -1250,10 +1451,21 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 st.ios += 1;
                 if !failed {
                     deferred.done.push((dir, si.prep, si.issue, tc));
+                    if let (Some(l), false, Mode::Workload) = (&mut lt, job.disable_lat, mode) {
+                        // fio's account_io_completion: total latency.
+                        if let Err(e) = l.completed(tc.nanos_since(si.prep)) {
+                            if res.error.is_none() {
+                                res.error = Some(e);
+                                res.errno = libc::ETIMEDOUT;
+                            }
+                            stop = true;
+                        }
+                    }
                     if let Some(l) = &mut logs {
                         l.io(
                             dir,
                             si.len as u64,
+                            si.off,
                             si.prep.to_std(),
                             si.issue.to_std(),
                             tc.to_std(),
@@ -1332,6 +1544,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         l.finish(end.to_std())?;
     }
     res.runtime = end.saturating_duration_since(run_start);
+    if let Some(l) = &lt {
+        res.lat_depth = l.qd;
+    }
     match mode {
         Mode::Workload => work_done += end.saturating_duration_since(phase_start.max(run_start)),
         Mode::Verify => verify_done += end.saturating_duration_since(phase_start),
@@ -1371,6 +1586,23 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
 /// fio's `td_io_open_file` on a file: drop the cached pages of its range
 /// (`invalidate`, default 1; a failure is only a warning, as fio), then
 /// give the access-pattern hint (`fadvise_hint`, errors ignored as fio).
+/// fio's `small_content_scramble` (io_u.c), so a device that dedupes sees
+/// each write's blocks differ: in every 512-byte block, the block's file
+/// offset (8 bytes, native order) at one of its 8 cache lines picked from
+/// the time and offset, and the I/O's start time (seconds, nanoseconds) in
+/// bytes 48..64.
+fn scramble_buffer(buf: &mut [u8], off: u64, t: Duration) {
+    let (sec, nsec) = (t.as_secs(), u64::from(t.subsec_nanos()));
+    let line = ((nsec ^ off) & 7) as usize * 64;
+    let mut boff = off;
+    for blk in buf.chunks_exact_mut(512) {
+        blk[line..line + 8].copy_from_slice(&boff.to_ne_bytes());
+        blk[48..56].copy_from_slice(&sec.to_ne_bytes());
+        blk[56..64].copy_from_slice(&nsec.to_ne_bytes());
+        boff = boff.wrapping_add(512);
+    }
+}
+
 fn open_hints(job: &Job, f: &std::fs::File, off: u64, len: u64) {
     if job.invalidate {
         invalidate_warn(job, f, off, len);
@@ -1603,4 +1835,212 @@ fn interval_line(
         "trim": dir(2),
     })
     .to_string()
+}
+
+/// The job loop's steady state, run with the engine's calls inlined.
+///
+/// `run_inner` is one large function whose loop keeps a hundred values
+/// live across calls through `dyn Engine`; most of its ~600 instructions a
+/// turn are those values going to and from the stack, and the checks for
+/// features the job does not use. For the common job (no rate, flow,
+/// thinktime, verify, per-I/O logs, several files, `rate_min`; an engine
+/// that is never busy; `iodepth_batch_submit=1`) in its measured phase,
+/// the engine runs the same turns here instead ([`Engine::run_fast`] calls
+/// [`fast_turns`] with its own type, so `queue`, `commit` and `reap` are
+/// static calls): pick an I/O, take `prep`, queue it, commit, take `issue`,
+/// and when the queue is full reap and account the completions, exactly
+/// as the general loop does for such a job (the same clock reads, the same
+/// order, the same deferred latency samples, depth histograms and live
+/// counters). It hands back to the general loop at the top of a turn (with
+/// that turn's timestamp) whenever the general loop would do anything
+/// else: a 500 ms window or an interval-log line is due, the runtime is
+/// up, the size or `number_ios` is reached, a status snapshot is asked
+/// for, `exitall` is set, an I/O failed or passed its deadline.
+/// `NVME_BENCH_NO_FAST=1` turns it off (tests compare both).
+pub struct Fast<'a> {
+    gen: &'a mut Gen,
+    sl: &'a mut [SlotIo],
+    free: &'a mut Vec<usize>,
+    done: &'a mut Vec<Done>,
+    deferred: &'a mut Deferred,
+    res: &'a mut JobResult,
+    ival_clat: &'a mut [LatStat; NDIR],
+    job: &'a Job,
+    progress: &'a Progress,
+    exitall: &'a std::sync::atomic::AtomicBool,
+    published: &'a mut [(u64, u64); NDIR],
+    shown: &'a mut [(u64, u64); NDIR],
+    inflight: usize,
+    held: usize,
+    issued_bytes: u64,
+    issued_dir_bytes: [u64; NDIR],
+    issued_ios: [u64; NDIR],
+    issued_total: u64,
+    depth: usize,
+    cmin: usize,
+    cmax: usize,
+    /// The general loop's next timed duty (window, interval line, runtime end).
+    next_event: Instant,
+    /// `issued_bytes` at which the workload stops (`u64::MAX`: time-based).
+    bytes_limit: u64,
+    /// `number_ios` (`u64::MAX`: none).
+    ios_limit: u64,
+    /// A trim uses up `size` (the job does not write; fio's io_bytes_exceeded).
+    trim_counts: bool,
+    stop: bool,
+    fresh: Option<Instant>,
+}
+
+/// Whether the job's configuration lets its measured phase use [`Fast`].
+fn fast_allowed(job: &Job, sync: bool, may_busy: bool, bsub: usize) -> bool {
+    !sync
+        && !may_busy
+        && bsub == 1
+        && job.thinktime.is_zero()
+        && job.verify == Verify::None
+        && std::env::var_os("NVME_BENCH_NO_FAST").is_none_or(|v| v.is_empty() || v == "0")
+}
+
+/// The turns of the general loop for a [`Fast`] job; see there. Returns at
+/// the top of a turn (its timestamp in `f.fresh`) or after a reaped batch.
+#[inline(always)]
+pub fn fast_turns<E: Engine>(eng: &mut E, f: &mut Fast<'_>) -> Result<()> {
+    loop {
+        let now = match f.fresh.take() {
+            Some(t) => t,
+            None => Instant::now(),
+        };
+        if now >= f.next_event
+            || f.issued_bytes >= f.bytes_limit
+            || f.issued_total >= f.ios_limit
+            || f.progress.snap_req.load(Ordering::Relaxed)
+            || f.exitall.load(Ordering::Relaxed)
+        {
+            f.fresh = Some(now);
+            return Ok(());
+        }
+        if f.inflight < f.depth {
+            let d = f.gen.pick_dir();
+            let bs = f.gen.pick_bs(d);
+            let (off, bs) = f.gen.pick_io(bs);
+            let Some(slot) = f.free.pop() else {
+                return Err(Error::msg("internal: no free slot below the queue depth"));
+            };
+            let len_io = bs as usize;
+            let Some(si) = f.sl.get_mut(slot) else {
+                return Err(Error::msg(format!("internal: slot {slot} out of range")));
+            };
+            si.dir = d;
+            si.off = off;
+            si.len = len_io;
+            si.gen = verify::ANY_GEN;
+            si.count = true;
+            si.prep = Instant::now();
+            if let Err(e) = eng.queue(slot, d, off, len_io) {
+                f.free.push(slot);
+                f.res.error = Some(format!(
+                    "{} of {len_io} bytes at offset {off}: {e}",
+                    dir_name(d)
+                ));
+                f.res.errno = libc::EIO;
+                f.stop = true;
+                return Ok(());
+            }
+            if d != Dir::Trim || f.trim_counts {
+                f.issued_bytes += bs;
+            }
+            f.issued_dir_bytes[d as usize] += bs;
+            f.issued_ios[d as usize] += 1;
+            f.issued_total += 1;
+            eng.commit()?;
+            let t = Instant::now();
+            f.fresh = Some(t);
+            f.deferred.room_for_slat(1, f.res, f.ival_clat);
+            let si = &mut f.sl[slot];
+            si.issue = t;
+            f.deferred.slat.push((d, si.prep, t));
+            f.inflight += 1;
+            f.res.depth.submit[DepthHist::batch_idx(1)] += 1;
+            f.res.depth.level[DepthHist::level_idx(f.inflight)] += 1;
+        }
+        if f.inflight < f.depth && !f.free.is_empty() {
+            continue;
+        }
+        let min = f.cmin.min(f.inflight);
+        let max = f.cmax.min(f.inflight + f.held).max(1);
+        if f.deferred.is_empty() || min == 0 {
+            eng.reap(min, max, f.done)?;
+        } else {
+            eng.reap(0, max, f.done)?;
+            if f.done.is_empty() {
+                f.deferred.flush(f.res, f.ival_clat);
+                eng.reap(min, max, f.done)?;
+            }
+        }
+        if f.done.is_empty() {
+            continue;
+        }
+        let t = Instant::now();
+        f.fresh = Some(t);
+        f.res.depth.complete[DepthHist::batch_idx(f.done.len())] += 1;
+        f.deferred.room_for_done(f.done.len(), f.res, f.ival_clat);
+        for dn in f.done.drain(..) {
+            let s = dn.slot;
+            if s >= f.sl.len() {
+                return Err(Error::msg(format!("engine returned unknown slot {s}")));
+            }
+            if dn.late {
+                f.held -= 1;
+                f.free.push(s);
+                continue;
+            }
+            let si = f.sl[s];
+            let dir = si.dir;
+            let mut failed = false;
+            if let Err(e) = dn.res {
+                failed = true;
+                let kind = match dir {
+                    Dir::Read => cont::READ,
+                    Dir::Write | Dir::Trim => cont::WRITE,
+                };
+                let msg = format!(
+                    "{} of {} bytes at offset {}: {e}",
+                    dir_name(dir),
+                    si.len,
+                    si.off
+                );
+                if note_error(f.job, f.res, kind, dn.errno, msg) {
+                    f.stop = true;
+                }
+            }
+            if si.count {
+                let st = &mut f.res.dirs[dir as usize];
+                st.ios += 1;
+                if !failed {
+                    f.deferred.done.push((dir, si.prep, si.issue, t));
+                    st.bytes += si.len as u64;
+                }
+            }
+            if dn.held {
+                f.held += 1;
+            } else {
+                f.free.push(s);
+            }
+            f.inflight -= 1;
+        }
+        for d in 0..NDIR {
+            let st = &f.res.dirs[d];
+            let (i0, b0) = f.published[d];
+            if st.ios != i0 {
+                f.shown[d].0 += st.ios - i0;
+                f.shown[d].1 += st.bytes - b0;
+                f.progress.ios[d].store(f.shown[d].0, Ordering::Relaxed);
+                f.progress.bytes[d].store(f.shown[d].1, Ordering::Relaxed);
+                f.published[d] = (st.ios, st.bytes);
+            }
+        }
+        if f.stop || f.held > 0 {
+            return Ok(());
+        }
+    }
 }

@@ -281,3 +281,33 @@ pub fn gettimeofday_ns() -> u64 {
         .wrapping_mul(1_000_000_000)
         .wrapping_add(tv.tv_usec as u64 * 1000)
 }
+
+/// `set_mempolicy(2)` for the calling thread: `mode` (MPOL_*) over
+/// `nodes`, passed as libnuma passes it (a 1024-bit mask, maxnode 1025).
+pub fn set_mempolicy(mode: i32, nodes: &[u32]) -> Result<()> {
+    let mut mask = [0u64; 16];
+    for &n in nodes {
+        let n = n as usize;
+        if n >= 1024 {
+            return Err(Error::msg(format!("NUMA node {n} out of range")));
+        }
+        mask[n / 64] |= 1 << (n % 64);
+    }
+    // SAFETY: the mask is 1024 bits long and maxnode (1025) asks the kernel
+    // to read 1024 bits of it; the call only reads the mask.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_set_mempolicy,
+            mode as libc::c_long,
+            mask.as_ptr(),
+            1025 as libc::c_ulong,
+        )
+    };
+    if r != 0 {
+        return Err(Error::msg(format!(
+            "set_mempolicy: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}

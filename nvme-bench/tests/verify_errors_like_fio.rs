@@ -315,3 +315,23 @@ fn verify_dump_files_like_fio() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+/// verify_backlog with fewer `openfiles` than files: fio reopens closed
+/// files for its read-backs and its file choice then stops early (3 files
+/// of 16 blocks, openfiles=1: 32 writes, not 48); refused here, clearly.
+#[test]
+fn verify_backlog_under_openfiles_is_refused() {
+    let dir = scratch("vbacklog-openfiles");
+    let job = "[j]\nioengine=psync\nnrfiles=3\nfilesize=64k\nbs=4k\nrw=randwrite\n\
+               verify=crc32c\nopenfiles=1\nverify_backlog=5\n";
+    std::fs::write(dir.join("job.fio"), job).unwrap();
+    let o = Command::new(BENCH)
+        .args(["--parse-only", "job.fio"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "accepted");
+    assert!(err.contains("verify_backlog with openfiles"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}

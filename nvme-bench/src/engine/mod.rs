@@ -88,6 +88,12 @@ pub trait Engine {
     fn is_sync(&self) -> bool {
         false
     }
+    /// Run the job loop's steady state with this engine's calls inlined
+    /// (`runner::fast_turns` with the engine's own type; see `runner::Fast`).
+    /// `None`: the engine has no such path and the general loop runs.
+    fn run_fast(&mut self, _f: &mut crate::runner::Fast<'_>) -> Option<Result<()>> {
+        None
+    }
     /// Bytes addressable on the target.
     fn size(&self) -> u64;
     /// The kernel file or block device the engine does its I/O on (for
@@ -98,6 +104,15 @@ pub trait Engine {
     /// Another file for the job's I/O (fio's files after the first): it
     /// gets the next index, 1, 2, ... Engines over one target refuse it.
     fn add_file(&mut self, _file: std::fs::File) -> Result<()> {
+        Err(crate::error::Error::msg(
+            "this engine does I/O on one target only",
+        ))
+    }
+    /// Put `file` in place of the engine's file `i` (which closes it): a
+    /// job with many files reuses the places of files it is done with, so
+    /// only as many are open as fio's `openfiles` allows. I/Os in flight on
+    /// the old one keep their own reference (the kernel's).
+    fn replace_file(&mut self, _i: usize, _file: std::fs::File) -> Result<()> {
         Err(crate::error::Error::msg(
             "this engine does I/O on one target only",
         ))
@@ -209,7 +224,7 @@ const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 /// (fio's `real_file_size`).
 pub fn open_file(
     path: &str,
-    direct: bool,
+    flags: i32,
     write: bool,
     want: Option<u64>,
 ) -> Result<(std::fs::File, u64, u64)> {
@@ -223,8 +238,8 @@ pub fn open_file(
     if is_file {
         o.create(true);
     }
-    if direct {
-        o.custom_flags(libc::O_DIRECT);
+    if flags != 0 {
+        o.custom_flags(flags);
     }
     let f = o
         .open(path)

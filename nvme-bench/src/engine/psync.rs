@@ -20,13 +20,13 @@ pub struct Psync {
 impl Psync {
     pub fn open(
         path: &str,
-        direct: bool,
+        flags: i32,
         write: bool,
         want: Option<u64>,
         slots: usize,
         buf_len: usize,
     ) -> Result<Self> {
-        let (file, size, lbs) = super::open_file(path, direct, write, want)?;
+        let (file, size, lbs) = super::open_file(path, flags, write, want)?;
         let bufs = (0..slots)
             .map(|_| AlignedBuf::new(buf_len))
             .collect::<Result<_>>()?;
@@ -95,6 +95,15 @@ impl Engine for Psync {
     fn add_file(&mut self, file: File) -> Result<()> {
         self.files.push(file);
         Ok(())
+    }
+    fn replace_file(&mut self, i: usize, file: File) -> Result<()> {
+        match self.files.get_mut(i) {
+            Some(f) => {
+                *f = file;
+                Ok(())
+            }
+            None => Err(crate::error::Error::msg(format!("no file {i} to replace"))),
+        }
     }
     fn set_file(&mut self, slot: usize, file: usize) {
         self.slot_file[slot] = file.min(self.files.len() - 1);

@@ -235,7 +235,7 @@ impl Uring<Plain> {
         slots: usize,
         buf_len: usize,
     ) -> Result<Self> {
-        let (file, size, lbs) = super::open_file(path, job.open_direct(), job.rw.opens_rw(), want)?;
+        let (file, size, lbs) = super::open_file(path, job.open_flags(), job.rw.opens_rw(), want)?;
         if job.hipri && !job.direct {
             return Err(Error::msg(format!(
                 "job '{}': hipri (polled I/O) needs direct=1",
@@ -413,6 +413,22 @@ impl<F: Flavor> Engine for Uring<F> {
                 .map_err(|e| Error::msg(format!("io_uring unregister_files: {e}")))?;
             sub.register_files(&fds)
                 .map_err(|e| Error::msg(format!("io_uring register_files: {e}")))?;
+        }
+        Ok(())
+    }
+    fn replace_file(&mut self, i: usize, file: File) -> Result<()> {
+        let fd = file.as_raw_fd();
+        match self.files.get_mut(i) {
+            Some(f) => *f = file,
+            None => return Err(Error::msg(format!("no file {i} to replace"))),
+        }
+        if self.p.fixed_file {
+            // The registered table's entry i now names the new file.
+            let at = u32::try_from(i).map_err(|_| Error::msg("file index too large"))?;
+            self.ring
+                .submitter()
+                .register_files_update(at, &[fd])
+                .map_err(|e| Error::msg(format!("io_uring register_files_update: {e}")))?;
         }
         Ok(())
     }

@@ -213,10 +213,17 @@ pub fn job_json(u: &Unit, group_bw: [f64; NDIR], plus: bool) -> Value {
         m.insert("total_err".into(), json!(u.total_err));
         m.insert("first_error".into(), json!(u.first_error));
     }
-    m.insert("latency_depth".into(), json!(job.iodepth));
-    m.insert("latency_target".into(), json!(0));
-    m.insert("latency_percentile".into(), json!(100.0));
-    m.insert("latency_window".into(), json!(0));
+    // fio's units: the target in ns, the window in µs.
+    m.insert("latency_depth".into(), json!(u.lat_depth));
+    m.insert(
+        "latency_target".into(),
+        json!(job.latency_target.map_or(0, |t| t.as_nanos() as u64)),
+    );
+    m.insert("latency_percentile".into(), json!(job.latency_percentile));
+    m.insert(
+        "latency_window".into(),
+        json!(job.latency_window.as_micros() as u64),
+    );
     m.insert("nvme_bench".into(), Value::Object(extras));
     Value::Object(m)
 }

@@ -46,6 +46,8 @@ pub struct Unit {
     pub pid: u32,
     pub verified: u64,
     pub cpus: Option<Vec<usize>>,
+    /// fio's `latency_depth` (of a group: the last job's, as fio's).
+    pub lat_depth: u32,
     /// `unified_rw_reporting=mixed`: `dirs[0]` holds reads and writes
     /// together and is reported as `mixed`.
     pub mixed: bool,
@@ -77,6 +79,7 @@ impl Unit {
             pid: r.pid,
             verified: r.verified,
             cpus: r.cpus.clone(),
+            lat_depth: r.lat_depth,
             mixed: false,
         }
     }
@@ -97,6 +100,7 @@ impl Unit {
         self.majf += r.usage.majf;
         self.minf += r.usage.minf;
         self.depth.merge(&r.depth);
+        self.lat_depth = r.lat_depth;
         if self.errno == 0 {
             self.errno = r.errno;
             self.error = r.error.clone();

@@ -312,8 +312,11 @@ pub fn unit_block(out: &mut String, u: &Unit, group_bw: [f64; crate::options::ND
     }
     let _ = writeln!(
         out,
-        "     latency   : target=0, window=0, percentile=100.00%, depth={}",
-        u.job.iodepth
+        "     latency   : target={}, window={}, percentile={:.2}%, depth={}",
+        u.job.latency_target.map_or(0, |t| t.as_nanos() as u64),
+        u.job.latency_window.as_micros() as u64,
+        u.job.latency_percentile,
+        u.lat_depth
     );
     if u.job.verify != Verify::None {
         let _ = writeln!(out, "     verify    : {} blocks verified", u.verified);
