@@ -294,16 +294,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     // (get_next_file) and closes when done with, so at most `openfiles`
     // (and the first, which the engine opened) are open at once. The
     // engine's place of a closed file takes the next one opened.
-    // `efile[f]`: file f's place in the engine (NO_FILE: not open).
-    const NO_FILE: usize = usize::MAX;
     let on_files = job.ioengine.on_files();
-    let mut efile: Vec<usize> = vec![NO_FILE; plan.as_ref().map_or(1, |p| p.files.len())];
-    efile[0] = 0;
-    let mut efree: Vec<usize> = Vec::new();
-    // Places of files closed while I/Os queued but not yet submitted may
-    // still name their descriptors: free once the queue is submitted.
-    let mut efree_later: Vec<usize> = Vec::new();
-    let mut eplaces = 1usize;
+    let mut places = Places::new(plan.as_ref().map_or(1, |p| p.files.len()));
     let file_paths: Vec<(String, u64)> = plan.as_ref().map_or_else(Vec::new, |p| {
         p.files
             .iter()
@@ -635,7 +627,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let mut lat_reset = false;
     // The steady state's turns, engine calls inlined (`Fast`), when nothing
     // the job uses needs the general loop.
-    let fast_ok = fast_allowed(job, sync, may_busy, bsub)
+    let fast_ok = fast_allowed(job, sync, may_busy)
         && !rated
         && flow.is_none()
         && multi.is_none()
@@ -666,6 +658,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 gen: &mut gen,
                 sl: &mut sl,
                 free: &mut free,
+                queued: &mut queued,
                 done: &mut done,
                 deferred: &mut deferred,
                 res,
@@ -682,6 +675,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 issued_ios,
                 issued_total: issued_ios.iter().sum(),
                 depth,
+                bsub,
+                max_bs: max_bs as u64,
                 cmin,
                 cmax,
                 next_event: next_window.min(next_ival).min(until.unwrap_or(next_ival)),
@@ -842,7 +837,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             think_at = Some(think_count);
         }
         if queued.is_empty() {
-            efree.append(&mut efree_later);
+            places.submitted();
         }
         while !stop
             && !busy
@@ -949,35 +944,21 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                     },
                                 },
                                 Some(m) => {
+                                    // Closes from a new loop first: a file reopened below keeps its
+                                    // new place.
+                                    places.closed(&mut m.picker.closed);
                                     let mut open_err: Option<Error> = None;
                                     let mut opened = |f: usize| {
                                         if !on_files || open_err.is_some() {
                                             return;
                                         }
-                                        if efile[f] == NO_FILE {
-                                            let (path, want) = &file_paths[f];
-                                            let r = engine::open_file(
-                                                path,
-                                                job.open_flags(),
-                                                job.rw.has_write(),
-                                                Some(*want),
-                                            )
-                                            .and_then(|(file, _, _)| match efree.pop() {
-                                                Some(k) => eng.replace_file(k, file).map(|()| k),
-                                                None => eng.add_file(file).map(|()| {
-                                                    eplaces += 1;
-                                                    eplaces - 1
-                                                }),
-                                            });
-                                            match r {
-                                                Ok(k) => efile[f] = k,
-                                                Err(e) => {
-                                                    open_err = Some(e);
-                                                    return;
-                                                }
-                                            }
+                                        if let Err(e) =
+                                            place_file(job, &mut *eng, &mut places, &file_paths, f)
+                                        {
+                                            open_err = Some(e);
+                                            return;
                                         }
-                                        if let Some(file) = eng.file_at(efile[f]) {
+                                        if let Some(file) = eng.file_at(places.efile[f]) {
                                             let (o, l) = regions[f];
                                             open_hints(job, file, o, l);
                                         }
@@ -986,15 +967,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                     if let Some(e) = open_err {
                                         return Err(e);
                                     }
-                                    // Closed files give their places back (the
-                                    // engine's first stays: it is the engine's
-                                    // own file).
-                                    for f in m.picker.closed.drain(..) {
-                                        if on_files && efile[f] != NO_FILE && efile[f] != 0 {
-                                            efree_later.push(efile[f]);
-                                            efile[f] = NO_FILE;
-                                        }
-                                    }
+                                    places.closed(&mut m.picker.closed);
                                     match next {
                                         Some((f, off, len)) => {
                                             cur_file = f;
@@ -1045,6 +1018,12 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 },
                 Mode::Verify => match written.as_mut().and_then(verify::Written::next) {
                     Some((f, o, g)) => {
+                        // A file closed since its writes opens again for
+                        // its reads; the one read before closes.
+                        if multi.is_some() && on_files && f != cur_file {
+                            places.close(cur_file);
+                            place_file(job, &mut *eng, &mut places, &file_paths, f)?;
+                        }
                         cur_file = f;
                         vgen = g;
                         (Dir::Read, o, vbs)
@@ -1119,29 +1098,16 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             si.count = state != ST_RAMP;
             si.prep = Instant::now();
             if multi.is_some() {
-                if on_files && efile[cur_file] == NO_FILE {
+                if on_files && places.efile[cur_file] == NO_FILE {
                     // A read-back of a file closed since its writes opens
                     // it again (fio's get_next_verify: td_io_open_file).
-                    let (path, want) = &file_paths[cur_file];
-                    let (file, _, _) =
-                        engine::open_file(path, job.open_flags(), job.rw.has_write(), Some(*want))?;
-                    efile[cur_file] = match efree.pop() {
-                        Some(k) => {
-                            eng.replace_file(k, file)?;
-                            k
-                        }
-                        None => {
-                            eng.add_file(file)?;
-                            eplaces += 1;
-                            eplaces - 1
-                        }
-                    };
-                    if let Some(f) = eng.file_at(efile[cur_file]) {
+                    place_file(job, &mut *eng, &mut places, &file_paths, cur_file)?;
+                    if let Some(f) = eng.file_at(places.efile[cur_file]) {
                         let (o, l) = regions[cur_file];
                         open_hints(job, f, o, l);
                     }
                 }
-                eng.set_file(slot, efile[cur_file]);
+                eng.set_file(slot, places.efile[cur_file]);
             }
             if let Err(e) = eng.queue(slot, dir, off, len_io) {
                 free.push(slot);
@@ -1270,7 +1236,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         }
                     }
                     for (i, &(o, l)) in regions.iter().enumerate() {
-                        if let Some(f) = efile.get(i).and_then(|&k| eng.file_at(k)) {
+                        if let Some(f) = places.efile.get(i).and_then(|&k| eng.file_at(k)) {
                             invalidate_warn(job, f, o, l);
                         }
                     }
@@ -1586,6 +1552,82 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
 /// fio's `td_io_open_file` on a file: drop the cached pages of its range
 /// (`invalidate`, default 1; a failure is only a warning, as fio), then
 /// give the access-pattern hint (`fadvise_hint`, errors ignored as fio).
+/// Where each of a job's several files sits in the engine (see
+/// `run_inner`): `efile[f]`, or `NO_FILE` while closed.
+const NO_FILE: usize = usize::MAX;
+
+struct Places {
+    efile: Vec<usize>,
+    free: Vec<usize>,
+    /// Places of files closed while I/Os queued but not yet submitted may
+    /// still name their descriptors: free once the queue is submitted.
+    later: Vec<usize>,
+    count: usize,
+}
+
+impl Places {
+    fn new(n: usize) -> Places {
+        let mut efile = vec![NO_FILE; n.max(1)];
+        efile[0] = 0;
+        Places {
+            efile,
+            free: Vec::new(),
+            later: Vec::new(),
+            count: 1,
+        }
+    }
+    /// File f closed: its place is given back (the engine's first, its own
+    /// file, stays).
+    fn close(&mut self, f: usize) {
+        if let Some(k) = self.efile.get_mut(f) {
+            if *k != NO_FILE && *k != 0 {
+                self.later.push(*k);
+                *k = NO_FILE;
+            }
+        }
+    }
+    fn closed(&mut self, list: &mut Vec<usize>) {
+        for f in list.drain(..) {
+            self.close(f);
+        }
+    }
+    /// The queue was submitted: closed places can take other files.
+    fn submitted(&mut self) {
+        self.free.append(&mut self.later);
+    }
+}
+
+/// Open file `f` of the job's list into a free place of the engine (or a
+/// new one), unless it is open.
+fn place_file(
+    job: &Job,
+    eng: &mut dyn Engine,
+    places: &mut Places,
+    paths: &[(String, u64)],
+    f: usize,
+) -> Result<()> {
+    if places.efile.get(f).is_none_or(|&k| k != NO_FILE) {
+        return Ok(());
+    }
+    let Some((path, want)) = paths.get(f) else {
+        return Ok(());
+    };
+    let (file, _, _) = engine::open_file(path, job.open_flags(), job.rw.has_write(), Some(*want))?;
+    let k = match places.free.pop() {
+        Some(k) => {
+            eng.replace_file(k, file)?;
+            k
+        }
+        None => {
+            eng.add_file(file)?;
+            places.count += 1;
+            places.count - 1
+        }
+    };
+    places.efile[f] = k;
+    Ok(())
+}
+
 /// fio's `small_content_scramble` (io_u.c), so a device that dedupes sees
 /// each write's blocks differ: in every 512-byte block, the block's file
 /// offset (8 bytes, native order) at one of its 8 cache lines picked from
@@ -1843,24 +1885,27 @@ fn interval_line(
 /// live across calls through `dyn Engine`; most of its ~600 instructions a
 /// turn are those values going to and from the stack, and the checks for
 /// features the job does not use. For the common job (no rate, flow,
-/// thinktime, verify, per-I/O logs, several files, `rate_min`; an engine
-/// that is never busy; `iodepth_batch_submit=1`) in its measured phase,
+/// thinktime, verify, per-I/O logs, several files, `rate_min`, strided
+/// zones, scrambled write buffers; an engine that is never busy) in its
+/// measured phase,
 /// the engine runs the same turns here instead ([`Engine::run_fast`] calls
 /// [`fast_turns`] with its own type, so `queue`, `commit` and `reap` are
-/// static calls): pick an I/O, take `prep`, queue it, commit, take `issue`,
+/// static calls): pick each I/O of a batch (`iodepth_batch_submit`), take
+/// its `prep`, queue it; commit, take `issue`;
 /// and when the queue is full reap and account the completions, exactly
 /// as the general loop does for such a job (the same clock reads, the same
 /// order, the same deferred latency samples, depth histograms and live
 /// counters). It hands back to the general loop at the top of a turn (with
 /// that turn's timestamp) whenever the general loop would do anything
 /// else: a 500 ms window or an interval-log line is due, the runtime is
-/// up, the size or `number_ios` is reached, a status snapshot is asked
+/// up, the size or `number_ios` is near, a status snapshot is asked
 /// for, `exitall` is set, an I/O failed or passed its deadline.
 /// `NVME_BENCH_NO_FAST=1` turns it off (tests compare both).
 pub struct Fast<'a> {
     gen: &'a mut Gen,
     sl: &'a mut [SlotIo],
     free: &'a mut Vec<usize>,
+    queued: &'a mut Vec<usize>,
     done: &'a mut Vec<Done>,
     deferred: &'a mut Deferred,
     res: &'a mut JobResult,
@@ -1877,6 +1922,9 @@ pub struct Fast<'a> {
     issued_ios: [u64; NDIR],
     issued_total: u64,
     depth: usize,
+    /// iodepth_batch_submit (I/Os per commit).
+    bsub: usize,
+    max_bs: u64,
     cmin: usize,
     cmax: usize,
     /// The general loop's next timed duty (window, interval line, runtime end).
@@ -1892,10 +1940,9 @@ pub struct Fast<'a> {
 }
 
 /// Whether the job's configuration lets its measured phase use [`Fast`].
-fn fast_allowed(job: &Job, sync: bool, may_busy: bool, bsub: usize) -> bool {
+fn fast_allowed(job: &Job, sync: bool, may_busy: bool) -> bool {
     !sync
         && !may_busy
-        && bsub == 1
         && job.thinktime.is_zero()
         && job.verify == Verify::None
         && std::env::var_os("NVME_BENCH_NO_FAST").is_none_or(|v| v.is_empty() || v == "0")
@@ -1920,48 +1967,75 @@ pub fn fast_turns<E: Engine>(eng: &mut E, f: &mut Fast<'_>) -> Result<()> {
             return Ok(());
         }
         if f.inflight < f.depth {
-            let d = f.gen.pick_dir();
-            let bs = f.gen.pick_bs(d);
-            let (off, bs) = f.gen.pick_io(bs);
-            let Some(slot) = f.free.pop() else {
-                return Err(Error::msg("internal: no free slot below the queue depth"));
-            };
-            let len_io = bs as usize;
-            let Some(si) = f.sl.get_mut(slot) else {
-                return Err(Error::msg(format!("internal: slot {slot} out of range")));
-            };
-            si.dir = d;
-            si.off = off;
-            si.len = len_io;
-            si.gen = verify::ANY_GEN;
-            si.count = true;
-            si.prep = Instant::now();
-            if let Err(e) = eng.queue(slot, d, off, len_io) {
-                f.free.push(slot);
-                f.res.error = Some(format!(
-                    "{} of {len_io} bytes at offset {off}: {e}",
-                    dir_name(d)
-                ));
-                f.res.errno = libc::EIO;
-                f.stop = true;
+            // One batch of up to iodepth_batch_submit I/Os, one commit, as
+            // the general loop's issue loop.
+            let room = (f.depth - f.inflight).min(f.bsub);
+            // The general loop may stop inside a batch (size or number_ios
+            // reached before one of its I/Os): near that point it takes the
+            // turn. (With one I/O per batch this is the check above.)
+            if room > 1 {
+                let more = room as u64 - 1;
+                if f.issued_total.saturating_add(more) >= f.ios_limit
+                    || f.issued_bytes.saturating_add(more.saturating_mul(f.max_bs)) >= f.bytes_limit
+                {
+                    f.fresh = Some(now);
+                    return Ok(());
+                }
+            }
+            while f.queued.len() < room {
+                let d = f.gen.pick_dir();
+                let bs = f.gen.pick_bs(d);
+                let (off, bs) = f.gen.pick_io(bs);
+                let Some(slot) = f.free.pop() else {
+                    return Err(Error::msg("internal: no free slot below the queue depth"));
+                };
+                let len_io = bs as usize;
+                let Some(si) = f.sl.get_mut(slot) else {
+                    return Err(Error::msg(format!("internal: slot {slot} out of range")));
+                };
+                si.dir = d;
+                si.off = off;
+                si.len = len_io;
+                si.gen = verify::ANY_GEN;
+                si.count = true;
+                si.prep = Instant::now();
+                if let Err(e) = eng.queue(slot, d, off, len_io) {
+                    f.free.push(slot);
+                    f.res.error = Some(format!(
+                        "{} of {len_io} bytes at offset {off}: {e}",
+                        dir_name(d)
+                    ));
+                    f.res.errno = libc::EIO;
+                    f.stop = true;
+                    break;
+                }
+                if d != Dir::Trim || f.trim_counts {
+                    f.issued_bytes += bs;
+                }
+                f.issued_dir_bytes[d as usize] += bs;
+                f.issued_ios[d as usize] += 1;
+                f.issued_total += 1;
+                f.queued.push(slot);
+            }
+            let n = f.queued.len();
+            if n > 0 {
+                eng.commit()?;
+                let t = Instant::now();
+                f.fresh = Some(t);
+                f.deferred.room_for_slat(n, f.res, f.ival_clat);
+                for &s in f.queued.iter() {
+                    let si = &mut f.sl[s];
+                    si.issue = t;
+                    f.deferred.slat.push((si.dir, si.prep, t));
+                }
+                f.inflight += n;
+                f.res.depth.submit[DepthHist::batch_idx(n)] += 1;
+                f.res.depth.level[DepthHist::level_idx(f.inflight)] += n as u64;
+                f.queued.clear();
+            }
+            if f.stop {
                 return Ok(());
             }
-            if d != Dir::Trim || f.trim_counts {
-                f.issued_bytes += bs;
-            }
-            f.issued_dir_bytes[d as usize] += bs;
-            f.issued_ios[d as usize] += 1;
-            f.issued_total += 1;
-            eng.commit()?;
-            let t = Instant::now();
-            f.fresh = Some(t);
-            f.deferred.room_for_slat(1, f.res, f.ival_clat);
-            let si = &mut f.sl[slot];
-            si.issue = t;
-            f.deferred.slat.push((d, si.prep, t));
-            f.inflight += 1;
-            f.res.depth.submit[DepthHist::batch_idx(1)] += 1;
-            f.res.depth.level[DepthHist::level_idx(f.inflight)] += 1;
         }
         if f.inflight < f.depth && !f.free.is_empty() {
             continue;

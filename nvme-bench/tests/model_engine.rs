@@ -138,6 +138,23 @@ fn fast_path_takes_the_general_loops_turns() {
             "--loops=2",
         ],
         &["--size=1m", "--bs=4k", "--rw=randtrim", "--iodepth=4"],
+        // Batches (one doorbell per batch), ending inside a batch: 256
+        // I/Os in batches of 24; 1000 in batches of 7.
+        &[
+            "--size=1m",
+            "--bs=4k",
+            "--rw=randread",
+            "--iodepth=32",
+            "--iodepth_batch_submit=24",
+        ],
+        &[
+            "--size=64m",
+            "--bs=4k",
+            "--rw=randread",
+            "--iodepth=16",
+            "--iodepth_batch_submit=7",
+            "--number_ios=1000",
+        ],
         &[
             "--size=4m",
             "--bs=4k",
