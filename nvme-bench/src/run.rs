@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nvme_core::ControllerOptions;
 
 use crate::error::{Error, Result};
-use crate::options::{EngineKind, Eta, Globals, JobSet, NDIR};
+use crate::options::{Amount, EngineKind, Eta, Globals, JobSet, NDIR};
 use crate::report;
 use crate::runner::{self, JobResult, Progress, RunCtx, Target};
 use crate::sys;
@@ -52,6 +52,17 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         let grp = groups.last_mut().expect("pushed above");
         for c in 0..job.numjobs {
             let mut j = job.clone();
+            // fio's get_start_offset: clone N starts N x offset_increment
+            // further (validate refuses it with an offset in percent).
+            if let (Amount::Bytes(b), inc @ 1..) = (j.offset, j.offset_increment) {
+                let o = u64::from(c)
+                    .checked_mul(inc)
+                    .and_then(|x| x.checked_add(b))
+                    .ok_or_else(|| {
+                        Error::msg(format!("job '{}': offset_increment overflows", j.name))
+                    })?;
+                j.offset = Amount::Bytes(o);
+            }
             // The file this clone uses, as fio names it (default
             // `jobname.N.0`, `directory`, `\:` unescaped).
             if j.ioengine.on_files() && c == 0 {

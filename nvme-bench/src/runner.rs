@@ -273,6 +273,10 @@ fn open_engine(
 #[derive(Copy, Clone)]
 struct SlotIo {
     dir: Dir,
+    /// The file (several files) and whether the I/O reads back a logged
+    /// block (fio's IO_U_F_VER_LIST: the verify pass or verify_backlog).
+    file: usize,
+    vlist: bool,
     off: u64,
     len: usize,
     gen: u32,
@@ -484,6 +488,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let mut sl = vec![
         SlotIo {
             dir: Dir::Read,
+            file: 0,
+            vlist: false,
             off: 0,
             len: 0,
             gen: 0,
@@ -526,20 +532,36 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         .unwrap_or(multi.as_ref().map_or(len / unit * unit, |m| m.plan.size))
         .saturating_mul(u64::from(job.loops));
     let ios_limit = job.number_ios.saturating_mul(u64::from(job.loops));
-    // One cycle's workload bytes (fio's do_io `total_bytes`: `size`, or
-    // `io_size` if larger for random writes without a random map).
-    let mut cycle_limit = multi.as_ref().map_or(len / unit * unit, |m| m.plan.size);
+    // A verify cycle's workload pass (fio's do_io) ends when its files
+    // are done or when the bytes queued reach `total_bytes`: `size` (or
+    // `io_size` if larger for random writes without a random map), twice
+    // that with verify_backlog (the read-backs count). fio counts them
+    // when the engine queues them (io_queue_event, FIO_Q_QUEUED), so on a
+    // sync engine only done files end a pass: a time-based job on one
+    // file never verifies (fio: "verification read phase will never
+    // start"). One file is done after `size` bytes of the workload, but
+    // for time_based and random offsets without a map (never done).
+    let pass_size = multi.as_ref().map_or(len / unit * unit, |m| m.plan.size);
+    let mut cycle_limit = pass_size;
     if writes && job.rw.random() && job.norandommap {
         cycle_limit = cycle_limit.max(job.io_size.unwrap_or(0));
     }
-    let mut cycle_issued = 0u64;
-    // fio counts a pass's bytes when the engine queues them (backend.c
-    // io_queue_event, FIO_Q_QUEUED): a sync engine's pass ends only when
-    // its files are done, which a time-based job on one file never is
-    // (fio: "verification read phase will never start"), nor random
-    // offsets without a map; a sized pass over one file is done after
-    // `size` bytes.
-    let cycle_by_bytes = !sync || !(job.time_based || (job.rw.random() && job.norandommap));
+    if verifying && writes && job.verify_backlog > 0 {
+        cycle_limit = cycle_limit.saturating_add(pass_size);
+    }
+    let one_file_done =
+        multi.is_none() && !(job.time_based || (job.rw.random() && job.norandommap));
+    let pass_over = |queued: u64, work: u64| {
+        (!sync && queued >= cycle_limit) || (one_file_done && work >= pass_size)
+    };
+    // This pass's bytes: all queued, and the workload's own.
+    let (mut cycle_issued, mut cycle_work) = (0u64, 0u64);
+    // verify_backlog: the reads left in the current batch, the direction
+    // of the last completed I/O (fio's verify_batch, last_ddir), and the
+    // read-back of a pick that waits for a slot.
+    let mut vbatch = 0u64;
+    let mut last_done: Option<Dir> = None;
+    let mut pending_v: Option<(usize, u32)> = None;
     // Several files: a pass ends when every file is done, unless fio
     // starts a file over instead (time_based, random or on one file).
     let files_end_pass = !(job.time_based && (job.rw.random() || regions.len() == 1));
@@ -836,7 +858,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
         }
         if mode == Mode::Workload && !stop {
-            if cycling && cycle_by_bytes && cycle_issued >= cycle_limit {
+            if cycling && pass_over(cycle_issued, cycle_work) {
                 stop = true;
             }
             if !job.time_based && state == ST_RUN && issued_bytes >= io_limit {
@@ -880,146 +902,163 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     break;
                 }
             }
-            if mode == Mode::Workload && cycling && cycle_by_bytes && cycle_issued >= cycle_limit {
+            if mode == Mode::Workload && cycling && pass_over(cycle_issued, cycle_work) {
                 stop = true;
                 break;
             }
+            // This I/O reads back a block of the log during the workload
+            // (verify_backlog): its file and generation.
+            let mut vpick: Option<(usize, u32)> = None;
             let (dir, off, bs) = match mode {
                 Mode::Workload => match pending.take() {
-                    Some(p) => p,
-                    None => {
-                        // flow/flow_id: ahead of its share, the job waits
-                        // for its I/Os, sleeps flow_sleep, checks again.
-                        if let Some(f) = &mut flow {
-                            if f.exceeded() {
-                                let sleep = Duration::from_micros(f.sleep_us);
-                                rate_wait = Some(if inflight == 0 { now + sleep } else { now });
-                                break;
-                            }
+                    Some(p) => {
+                        vpick = pending_v.take();
+                        p
+                    }
+                    None => match written
+                        .as_mut()
+                        .and_then(|w| backlog_next(w, &mut vbatch, last_done, job))
+                    {
+                        Some((f, o, g)) => {
+                            vpick = Some((f, g));
+                            (Dir::Read, o, vbs)
                         }
-                        let mut d = gen.pick_dir();
-                        // fio's rate_ddir: a mixed job whose drawn
-                        // direction is ahead of its rate takes the other
-                        // one if that is not (a direction without a rate
-                        // never is), so `rate=,100k` holds the writes and
-                        // lets the reads run free.
-                        if rated && mixed && state == ST_RUN {
-                            let due = |d: Dir| -> Option<Instant> {
-                                let i = d as usize;
-                                let by_ios = rate[i].map(|r| {
-                                    run_start
-                                        + Duration::from_secs_f64(issued_ios[i] as f64 / r as f64)
-                                });
-                                let by_bytes = rate_bw[i].map(|r| {
-                                    run_start
-                                        + Duration::from_secs_f64(
-                                            issued_dir_bytes[i] as f64 / r as f64,
-                                        )
-                                });
-                                match poisson_iops[i] {
-                                    Some(_) => Some(run_start + poisson_due[i]),
-                                    None => by_ios.into_iter().chain(by_bytes).max(),
+                        None => {
+                            // flow/flow_id: ahead of its share, the job waits
+                            // for its I/Os, sleeps flow_sleep, checks again.
+                            if let Some(f) = &mut flow {
+                                if f.exceeded() {
+                                    let sleep = Duration::from_micros(f.sleep_us);
+                                    rate_wait = Some(if inflight == 0 { now + sleep } else { now });
+                                    break;
                                 }
-                            };
-                            let ahead = |d: Dir| due(d).is_some_and(|t| now < t);
-                            let other = match d {
-                                Dir::Read => Dir::Write,
-                                Dir::Write => Dir::Read,
-                                Dir::Trim => Dir::Trim,
-                            };
-                            let share = if other == Dir::Read {
-                                job.rwmixread
-                            } else {
-                                100 - job.rwmixread
-                            };
-                            if other != d && share > 0 && ahead(d) && !ahead(other) {
-                                d = other;
                             }
-                        }
-                        let bs = gen.pick_bs(d);
-                        let (off, bs) = match &mut multi {
-                            None => match &mut strided {
-                                None => gen.pick_io(bs),
-                                Some(z) => match z.pick(&mut gen, d, bs) {
-                                    Some(x) => x,
-                                    None => {
-                                        // fio's fill_io_u: past the file's end.
-                                        stop = true;
-                                        break;
-                                    }
-                                },
-                            },
-                            Some(m) => {
-                                // Closes from a new loop first: a file reopened below keeps its
-                                // new place.
-                                places.closed(&mut m.picker.closed);
-                                let mut open_err: Option<Error> = None;
-                                let mut opened = |f: usize| {
-                                    if !on_files || open_err.is_some() {
-                                        return;
-                                    }
-                                    if let Err(e) =
-                                        place_file(job, &mut *eng, &mut places, &file_paths, f)
-                                    {
-                                        open_err = Some(e);
-                                        return;
-                                    }
-                                    if let Some(file) = eng.file_at(places.efile[f]) {
-                                        let (o, l) = regions[f];
-                                        open_hints(job, file, o, l);
+                            let mut d = gen.pick_dir();
+                            // fio's rate_ddir: a mixed job whose drawn
+                            // direction is ahead of its rate takes the other
+                            // one if that is not (a direction without a rate
+                            // never is), so `rate=,100k` holds the writes and
+                            // lets the reads run free.
+                            if rated && mixed && state == ST_RUN {
+                                let due = |d: Dir| -> Option<Instant> {
+                                    let i = d as usize;
+                                    let by_ios = rate[i].map(|r| {
+                                        run_start
+                                            + Duration::from_secs_f64(
+                                                issued_ios[i] as f64 / r as f64,
+                                            )
+                                    });
+                                    let by_bytes = rate_bw[i].map(|r| {
+                                        run_start
+                                            + Duration::from_secs_f64(
+                                                issued_dir_bytes[i] as f64 / r as f64,
+                                            )
+                                    });
+                                    match poisson_iops[i] {
+                                        Some(_) => Some(run_start + poisson_due[i]),
+                                        None => by_ios.into_iter().chain(by_bytes).max(),
                                     }
                                 };
-                                let next = m.next(bs, &mut opened);
-                                if let Some(e) = open_err {
-                                    return Err(e);
+                                let ahead = |d: Dir| due(d).is_some_and(|t| now < t);
+                                let other = match d {
+                                    Dir::Read => Dir::Write,
+                                    Dir::Write => Dir::Read,
+                                    Dir::Trim => Dir::Trim,
+                                };
+                                let share = if other == Dir::Read {
+                                    job.rwmixread
+                                } else {
+                                    100 - job.rwmixread
+                                };
+                                if other != d && share > 0 && ahead(d) && !ahead(other) {
+                                    d = other;
                                 }
-                                places.closed(&mut m.picker.closed);
-                                match next {
-                                    Some((f, off, len)) => {
-                                        cur_file = f;
-                                        (off, len)
-                                    }
-                                    None => {
-                                        // Every file is done: the loop ends
-                                        // (fio's do_io); another follows
-                                        // while loops remain, time_based
-                                        // runs, or io_size is not reached.
-                                        passes += 1;
-                                        // A loop that placed no I/O ends
-                                        // the job (fio: no bytes done).
-                                        let moved =
-                                            std::mem::replace(&mut pass_start_ios, m.picked)
-                                                < m.picked;
-                                        if cycling && files_end_pass {
-                                            // The cycle's workload ends
-                                            // here; its verify pass next.
-                                            terminated |= !moved;
+                            }
+                            let bs = gen.pick_bs(d);
+                            let (off, bs) = match &mut multi {
+                                None => match &mut strided {
+                                    None => gen.pick_io(bs),
+                                    Some(z) => match z.pick(&mut gen, d, bs) {
+                                        Some(x) => x,
+                                        None => {
+                                            // fio's fill_io_u: past the file's end.
                                             stop = true;
                                             break;
                                         }
-                                        let more = moved
-                                            && (job.time_based
-                                                || passes < job.loops
-                                                || (job.io_size.is_some()
-                                                    && io_limit.saturating_sub(issued_bytes)
-                                                        >= max_bs as u64));
-                                        if more && passes < u32::MAX {
-                                            m.reset();
-                                            continue;
+                                    },
+                                },
+                                Some(m) => {
+                                    // Closes from a new loop first: a file reopened below keeps its
+                                    // new place.
+                                    places.closed(&mut m.picker.closed);
+                                    let mut open_err: Option<Error> = None;
+                                    let mut opened = |f: usize| {
+                                        if !on_files || open_err.is_some() {
+                                            return;
                                         }
-                                        stop = true;
-                                        break;
+                                        if let Err(e) =
+                                            place_file(job, &mut *eng, &mut places, &file_paths, f)
+                                        {
+                                            open_err = Some(e);
+                                            return;
+                                        }
+                                        if let Some(file) = eng.file_at(places.efile[f]) {
+                                            let (o, l) = regions[f];
+                                            open_hints(job, file, o, l);
+                                        }
+                                    };
+                                    let next = m.next(bs, &mut opened);
+                                    if let Some(e) = open_err {
+                                        return Err(e);
+                                    }
+                                    places.closed(&mut m.picker.closed);
+                                    match next {
+                                        Some((f, off, len)) => {
+                                            cur_file = f;
+                                            (off, len)
+                                        }
+                                        None => {
+                                            // Every file is done: the loop ends
+                                            // (fio's do_io); another follows
+                                            // while loops remain, time_based
+                                            // runs, or io_size is not reached.
+                                            passes += 1;
+                                            // A loop that placed no I/O ends
+                                            // the job (fio: no bytes done).
+                                            let moved =
+                                                std::mem::replace(&mut pass_start_ios, m.picked)
+                                                    < m.picked;
+                                            if cycling && files_end_pass {
+                                                // The cycle's workload ends
+                                                // here; its verify pass next.
+                                                terminated |= !moved;
+                                                stop = true;
+                                                break;
+                                            }
+                                            let more = moved
+                                                && (job.time_based
+                                                    || passes < job.loops
+                                                    || (job.io_size.is_some()
+                                                        && io_limit.saturating_sub(issued_bytes)
+                                                            >= max_bs as u64));
+                                            if more && passes < u32::MAX {
+                                                m.reset();
+                                                continue;
+                                            }
+                                            stop = true;
+                                            break;
+                                        }
                                     }
                                 }
+                            };
+                            if reinvalidate && gen.take_new_pass() {
+                                if let Some(f) = eng.file() {
+                                    invalidate_warn(job, f, base, len);
+                                }
                             }
-                        };
-                        if reinvalidate && gen.take_new_pass() {
-                            if let Some(f) = eng.file() {
-                                invalidate_warn(job, f, base, len);
-                            }
+                            (d, off, bs)
                         }
-                        (d, off, bs)
-                    }
+                    },
                 },
                 Mode::Verify => match written.as_mut().and_then(verify::Written::next) {
                     Some((f, o, g)) => {
@@ -1039,7 +1078,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     }
                 },
             };
-            if rated && mode == Mode::Workload && state == ST_RUN {
+            if let Some((f, _)) = vpick {
+                cur_file = f;
+            }
+            if rated && mode == Mode::Workload && state == ST_RUN && vpick.is_none() {
                 let due_iops = rate[dir as usize].map(|r| {
                     run_start + Duration::from_secs_f64(issued_ios[dir as usize] as f64 / r as f64)
                 });
@@ -1062,6 +1104,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             let Some(slot) = free.pop() else {
                 pending = Some((dir, off, bs));
+                pending_v = vpick;
                 break;
             };
             let len_io = bs as usize;
@@ -1085,21 +1128,32 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             if let (Some(d), Dir::Write) = (&mut dedupe, dir) {
                 d.fill(&mut eng.buf_mut(slot)[..len_io]);
             }
-            let gen = if mode == Mode::Verify {
-                vgen
-            } else {
-                verify::ANY_GEN
+            let gen = match (mode, vpick) {
+                (Mode::Verify, _) => vgen,
+                (_, Some((_, g))) => g,
+                _ => verify::ANY_GEN,
             };
             let Some(si) = sl.get_mut(slot) else {
                 return Err(Error::msg(format!("internal: slot {slot} out of range")));
             };
             si.dir = dir;
+            si.file = cur_file;
+            si.vlist = mode == Mode::Verify || vpick.is_some();
             si.off = off;
             si.len = len_io;
             si.gen = gen;
             si.count = state != ST_RAMP;
             si.prep = Instant::now();
             if multi.is_some() {
+                if on_files && places.efile[cur_file] == NO_FILE {
+                    // A read-back of a file closed since its writes opens
+                    // it again (fio's get_next_verify: td_io_open_file).
+                    place_file(job, &mut *eng, &mut places, &file_paths, cur_file)?;
+                    if let Some(f) = eng.file_at(places.efile[cur_file]) {
+                        let (o, l) = regions[cur_file];
+                        open_hints(job, f, o, l);
+                    }
+                }
                 eng.set_file(slot, places.efile[cur_file]);
             }
             if let Err(e) = eng.queue(slot, dir, off, len_io) {
@@ -1115,17 +1169,20 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             if sync {
                 sl[slot].done = Instant::now();
             }
-            if mode == Mode::Workload && state == ST_RUN {
+            if mode == Mode::Workload {
+                cycle_issued += bs;
+                if vpick.is_none() {
+                    cycle_work += bs;
+                }
+            }
+            // Read-backs are not the workload's I/O (fio's io_issues skip
+            // IO_U_F_VER_LIST).
+            if mode == Mode::Workload && state == ST_RUN && vpick.is_none() {
                 // fio's io_bytes_exceeded: a job that writes counts its
                 // writes only (trimwrite's trims do not use up `size`).
                 if !(dir == Dir::Trim && job.rw.has_write()) {
                     issued_bytes += bs;
                 }
-            }
-            if mode == Mode::Workload {
-                cycle_issued += bs;
-            }
-            if mode == Mode::Workload && state == ST_RUN {
                 issued_dir_bytes[dir as usize] += bs;
                 issued_ios[dir as usize] += 1;
                 if job.thinktime_by_issue {
@@ -1228,7 +1285,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         }
                     }
                     for (i, &(o, l)) in regions.iter().enumerate() {
-                        if let Some(f) = eng.file_at(i) {
+                        if let Some(f) = places.efile.get(i).and_then(|&k| eng.file_at(k)) {
                             invalidate_warn(job, f, o, l);
                         }
                     }
@@ -1266,7 +1323,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         mode = Mode::Workload;
                         state = ST_RUN;
                         ctx.progress.state.store(state, Ordering::Relaxed);
-                        cycle_issued = 0;
+                        (cycle_issued, cycle_work) = (0, 0);
                         gen.restart();
                         if let Some(m) = &mut multi {
                             m.reset();
@@ -1353,10 +1410,13 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 }
             }
             let dir = si.dir;
-            let mut failed = false;
+            let failed = dn.res.is_err();
+            last_done = Some(dir);
+            if let (Dir::Write, Some(w)) = (dir, written.as_mut()) {
+                w.landed(si.file, si.off, !failed);
+            }
             match dn.res {
                 Err(e) => {
-                    failed = true;
                     let kind = match dir {
                         Dir::Read => cont::READ,
                         // fio's td_error_type: anything but a read is a write error.
@@ -1376,15 +1436,32 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     // A mixed job's own reads are not checked, only its
                     // read-back (fio: a read is verified when it comes from
                     // the verify list, or when the job does not write).
-                    if dir == Dir::Read && verifying && (mode == Mode::Verify || !mixed) {
+                    if dir == Dir::Read && verifying && (si.vlist || !mixed) {
                         let b = &eng.buf_mut(s)[..si.len];
                         match verify::check(b, si.off, vseed, si.gen, pattern.as_deref(), vhash) {
                             Ok(()) => res.verified += 1,
                             Err(e) => {
-                                let msg = format!(
+                                let mut msg = format!(
                                     "verify failed: block of {} bytes at offset {} ({:#x}): {e}",
                                     si.len, si.off, si.off
                                 );
+                                if job.verify_dump {
+                                    let path = match &multi {
+                                        Some(m) => {
+                                            m.plan.files.get(si.file).map(|f| f.path.as_str())
+                                        }
+                                        None => job.filename.as_deref(),
+                                    };
+                                    msg += &verify::dump(
+                                        path.unwrap_or(&job.name),
+                                        b,
+                                        si.off,
+                                        vseed,
+                                        si.gen,
+                                        pattern.as_deref(),
+                                        vhash,
+                                    );
+                                }
                                 if note_error(job, res, cont::VERIFY, libc::EILSEQ, msg) {
                                     stop = true;
                                 }
@@ -1695,6 +1772,35 @@ fn note_error(job: &Job, res: &mut JobResult, kind: u8, errno: i32, msg: String)
         }
         true
     }
+}
+
+/// fio's check_get_verify (io_u.c) for `verify_backlog`: once the log
+/// holds a multiple of `verify_backlog` blocks and the last completed I/O
+/// was not a read, a batch of `verify_backlog_batch` (default
+/// `verify_backlog`) read-backs starts; each takes the first logged block,
+/// unless its write is still in flight (then the workload goes on).
+fn backlog_next(
+    w: &mut verify::Written,
+    batch: &mut u64,
+    last_done: Option<Dir>,
+    job: &Job,
+) -> Option<(usize, u64, u32)> {
+    let n = w.logged();
+    if job.verify_backlog == 0 || n == 0 {
+        return None;
+    }
+    if *batch == 0 {
+        if n % job.verify_backlog != 0 || last_done == Some(Dir::Read) {
+            return None;
+        }
+        *batch = match job.verify_backlog_batch {
+            0 => job.verify_backlog,
+            b => u64::from(b),
+        };
+    }
+    let got = w.next()?;
+    *batch -= 1;
+    Some(got)
 }
 
 fn job_dir_used(job: &Job, d: usize) -> bool {

@@ -195,6 +195,57 @@ pub fn check(
     Ok(())
 }
 
+/// `verify_dump`: a failed block goes to files named as fio's dump_buf
+/// (`BASENAME.OFFSET.TYPE` in the working directory). When the block's
+/// header is its own (magic, length, offset, seed and, if known, the
+/// generation) the data is what differs: the block read goes to
+/// `.received` and the block this job wrote there, made again, to
+/// `.expected`; otherwise the header failed and the block read goes to
+/// `.hdr_fail`, as fio. Returns fio's lines naming the files.
+#[allow(clippy::too_many_arguments)]
+pub fn dump(
+    path: &str,
+    buf: &[u8],
+    offset: u64,
+    seed: u64,
+    expect_gen: u32,
+    pattern: Option<&[u8]>,
+    hash: Option<HashKind>,
+) -> String {
+    let base = std::path::Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |b| b.to_string_lossy().into_owned());
+    let own = buf.len() >= HEADER
+        && u32_at(buf, 0) == MAGIC
+        && u32_at(buf, 4) as usize == buf.len()
+        && u64_at(buf, 8) == offset
+        && u64_at(buf, 16) == seed
+        && (expect_gen == ANY_GEN || u32_at(buf, 24) == expect_gen);
+    let mut files: Vec<(&str, Vec<u8>)> = Vec::new();
+    if own {
+        let gen = if expect_gen == ANY_GEN {
+            u32_at(buf, 24)
+        } else {
+            expect_gen
+        };
+        let mut want = vec![0u8; buf.len()];
+        fill(&mut want, offset, seed, gen, pattern, hash);
+        files.push(("received", buf.to_vec()));
+        files.push(("expected", want));
+    } else {
+        files.push(("hdr_fail", buf.to_vec()));
+    }
+    let mut out = String::new();
+    for (kind, data) in files {
+        let name = format!("{base}.{offset}.{kind}");
+        match std::fs::write(&name, &data) {
+            Ok(()) => out += &format!("\n       {kind} data dumped as {name}"),
+            Err(e) => out += &format!("\n       could not dump {kind} data as {name}: {e}"),
+        }
+    }
+    out
+}
+
 /// The blocks a verifying job wrote, as fio's io_piece log (iolog.c
 /// `log_io_piece`): each write logs its block; the verify pass (and
 /// `verify_backlog`) reads logged blocks back and takes them off. Also the
@@ -211,6 +262,8 @@ pub struct Written {
     nblocks: u64,
     gens: Vec<u32>,
     pending: Vec<u64>,
+    /// Logged blocks whose write has not completed (fio's IP_F_IN_FLIGHT).
+    flying: Vec<u64>,
     npending: u64,
     /// No pending block below this index (tree order).
     lowest: u64,
@@ -244,6 +297,7 @@ impl Written {
             nblocks: n,
             gens: vec![if all { ANY_GEN } else { 0 }; n as usize],
             pending: vec![0; words],
+            flying: vec![0; words],
             npending: 0,
             lowest: 0,
             fifo: fifo.then(std::collections::VecDeque::new),
@@ -285,26 +339,55 @@ impl Written {
         was
     }
 
-    /// A write of the block at `off` of `file`: logged, and its new
-    /// generation (None: the offset is outside the job's blocks).
+    /// A write of the block at `off` of `file` is issued: logged, in
+    /// flight, and its new generation (None: the offset is outside the
+    /// job's blocks).
     pub fn wrote(&mut self, file: usize, off: u64) -> Option<u32> {
         let i = self.index(file, off)?;
         let g = self.gens[i as usize].wrapping_add(1).max(1);
         self.gens[i as usize] = g;
         self.log(i);
+        self.flying[(i / 64) as usize] |= 1 << (i % 64);
         Some(g)
     }
 
+    /// The write of that block completed; a failed one is taken off the
+    /// log (fio's `unlog_io_piece`).
+    pub fn landed(&mut self, file: usize, off: u64, ok: bool) {
+        if let Some(i) = self.index(file, off) {
+            self.flying[(i / 64) as usize] &= !(1 << (i % 64));
+            if !ok {
+                self.unlog(i);
+            }
+        }
+    }
+
+    /// Blocks logged and not yet read back (fio's `io_hist_len`).
+    pub fn logged(&self) -> u64 {
+        self.npending
+    }
+
+    fn is_flying(&self, i: u64) -> bool {
+        self.flying[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
     /// The next logged block to read back: (file, offset, generation),
-    /// taken off the log.
+    /// taken off the log. None also when the first logged block's write
+    /// is still in flight (fio's get_next_verify: "nothing").
     pub fn next(&mut self) -> Option<(usize, u64, u32)> {
         let i = loop {
             if self.npending == 0 {
                 return None;
             }
-            match &mut self.fifo {
+            match &self.fifo {
                 Some(q) => {
-                    let i = u64::from(q.pop_front()?);
+                    let i = u64::from(*q.front()?);
+                    if self.is_flying(i) && self.pending[(i / 64) as usize] & (1 << (i % 64)) != 0 {
+                        return None;
+                    }
+                    if let Some(q) = &mut self.fifo {
+                        q.pop_front();
+                    }
                     if self.unlog(i) {
                         break i;
                     }
@@ -316,6 +399,10 @@ impl Written {
                     }
                     let word = *self.pending.get(w)?;
                     let i = w as u64 * 64 + u64::from(word.trailing_zeros());
+                    self.lowest = i;
+                    if self.is_flying(i) {
+                        return None;
+                    }
                     self.unlog(i);
                     self.lowest = i + 1;
                     break i;
@@ -330,6 +417,7 @@ impl Written {
     /// Forget every logged block (fio's `prune_io_piece_log`).
     pub fn prune(&mut self) {
         self.pending.iter_mut().for_each(|w| *w = 0);
+        self.flying.iter_mut().for_each(|w| *w = 0);
         self.npending = 0;
         self.lowest = 0;
         if let Some(q) = &mut self.fifo {
@@ -416,18 +504,31 @@ mod tests {
         assert_eq!(w.wrote(0, 4096 * 2), Some(2));
         assert_eq!(w.wrote(0, 4096 * 4), None);
         assert_eq!(w.npending, 2);
+        // The lowest block's write is in flight: nothing yet.
+        assert_eq!(w.next(), None);
+        w.landed(0, 8192, true);
         assert_eq!(w.next(), Some((0, 8192, 2)));
         assert_eq!(w.wrote(0, 0), Some(1));
+        w.landed(0, 0, true);
         assert_eq!(w.next(), Some((0, 0, 1)));
+        assert_eq!(w.next(), None);
+        w.landed(1, 12288, true);
         assert_eq!(w.next(), Some((1, 12288, 1)));
         assert_eq!(w.next(), None);
         // Write order (fio's list).
         let mut w = Written::new(&[(0, 4096 * 4)], 4096, true, false).unwrap();
         w.wrote(0, 12288);
         w.wrote(0, 0);
+        w.landed(0, 0, true);
+        assert_eq!(w.next(), None);
+        w.landed(0, 12288, true);
         assert_eq!(w.next(), Some((0, 12288, 1)));
         assert_eq!(w.next(), Some((0, 0, 1)));
         w.wrote(0, 4096);
+        w.landed(0, 4096, false);
+        assert_eq!(w.logged(), 0);
+        w.wrote(0, 8192);
+        assert_eq!(w.logged(), 1);
         w.prune();
         assert_eq!(w.next(), None);
         let mut w = Written::new(&[(0, 4096 * 2)], 4096, false, true).unwrap();
