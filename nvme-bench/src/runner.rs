@@ -290,16 +290,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     // (get_next_file) and closes when done with, so at most `openfiles`
     // (and the first, which the engine opened) are open at once. The
     // engine's place of a closed file takes the next one opened.
-    // `efile[f]`: file f's place in the engine (NO_FILE: not open).
-    const NO_FILE: usize = usize::MAX;
     let on_files = job.ioengine.on_files();
-    let mut efile: Vec<usize> = vec![NO_FILE; plan.as_ref().map_or(1, |p| p.files.len())];
-    efile[0] = 0;
-    let mut efree: Vec<usize> = Vec::new();
-    // Places of files closed while I/Os queued but not yet submitted may
-    // still name their descriptors: free once the queue is submitted.
-    let mut efree_later: Vec<usize> = Vec::new();
-    let mut eplaces = 1usize;
+    let mut places = Places::new(plan.as_ref().map_or(1, |p| p.files.len()));
     let file_paths: Vec<(String, u64)> = plan.as_ref().map_or_else(Vec::new, |p| {
         p.files
             .iter()
@@ -823,7 +815,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             think_at = Some(think_count);
         }
         if queued.is_empty() {
-            efree.append(&mut efree_later);
+            places.submitted();
         }
         while !stop
             && !busy
@@ -914,53 +906,30 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                 },
                             },
                             Some(m) => {
+                                // Closes from a new loop first: a file reopened below keeps its
+                                // new place.
+                                places.closed(&mut m.picker.closed);
                                 let mut open_err: Option<Error> = None;
-                                let mut opened =
-                                    |f: usize| {
-                                        if !on_files || open_err.is_some() {
-                                            return;
-                                        }
-                                        if efile[f] == NO_FILE {
-                                            let (path, want) = &file_paths[f];
-                                            let r = engine::open_file(
-                                                path,
-                                                job.open_flags(),
-                                                job.rw.has_write(),
-                                                Some(*want),
-                                            )
-                                            .and_then(|(file, _, _)| match efree.pop() {
-                                                Some(k) => eng.replace_file(k, file).map(|()| k),
-                                                None => eng.add_file(file).map(|()| {
-                                                    eplaces += 1;
-                                                    eplaces - 1
-                                                }),
-                                            });
-                                            match r {
-                                                Ok(k) => efile[f] = k,
-                                                Err(e) => {
-                                                    open_err = Some(e);
-                                                    return;
-                                                }
-                                            }
-                                        }
-                                        if let Some(file) = eng.file_at(efile[f]) {
-                                            let (o, l) = regions[f];
-                                            open_hints(job, file, o, l);
-                                        }
-                                    };
+                                let mut opened = |f: usize| {
+                                    if !on_files || open_err.is_some() {
+                                        return;
+                                    }
+                                    if let Err(e) =
+                                        place_file(job, &mut *eng, &mut places, &file_paths, f)
+                                    {
+                                        open_err = Some(e);
+                                        return;
+                                    }
+                                    if let Some(file) = eng.file_at(places.efile[f]) {
+                                        let (o, l) = regions[f];
+                                        open_hints(job, file, o, l);
+                                    }
+                                };
                                 let next = m.next(bs, &mut opened);
                                 if let Some(e) = open_err {
                                     return Err(e);
                                 }
-                                // Closed files give their places back (the
-                                // engine's first stays: it is the engine's
-                                // own file).
-                                for f in m.picker.closed.drain(..) {
-                                    if on_files && efile[f] != NO_FILE && efile[f] != 0 {
-                                        efree_later.push(efile[f]);
-                                        efile[f] = NO_FILE;
-                                    }
-                                }
+                                places.closed(&mut m.picker.closed);
                                 match next {
                                     Some((f, off, len)) => {
                                         cur_file = f;
@@ -1010,6 +979,12 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 },
                 Mode::Verify => match written.as_mut().and_then(verify::Written::next) {
                     Some((f, o, g)) => {
+                        // A file closed since its writes opens again for
+                        // its reads; the one read before closes.
+                        if multi.is_some() && on_files && f != cur_file {
+                            places.close(cur_file);
+                            place_file(job, &mut *eng, &mut places, &file_paths, f)?;
+                        }
                         cur_file = f;
                         vgen = g;
                         (Dir::Read, o, vbs)
@@ -1078,7 +1053,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             si.count = state != ST_RAMP;
             si.prep = Instant::now();
             if multi.is_some() {
-                eng.set_file(slot, efile[cur_file]);
+                eng.set_file(slot, places.efile[cur_file]);
             }
             if let Err(e) = eng.queue(slot, dir, off, len_io) {
                 free.push(slot);
@@ -1500,6 +1475,82 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
 /// fio's `td_io_open_file` on a file: drop the cached pages of its range
 /// (`invalidate`, default 1; a failure is only a warning, as fio), then
 /// give the access-pattern hint (`fadvise_hint`, errors ignored as fio).
+/// Where each of a job's several files sits in the engine (see
+/// `run_inner`): `efile[f]`, or `NO_FILE` while closed.
+const NO_FILE: usize = usize::MAX;
+
+struct Places {
+    efile: Vec<usize>,
+    free: Vec<usize>,
+    /// Places of files closed while I/Os queued but not yet submitted may
+    /// still name their descriptors: free once the queue is submitted.
+    later: Vec<usize>,
+    count: usize,
+}
+
+impl Places {
+    fn new(n: usize) -> Places {
+        let mut efile = vec![NO_FILE; n.max(1)];
+        efile[0] = 0;
+        Places {
+            efile,
+            free: Vec::new(),
+            later: Vec::new(),
+            count: 1,
+        }
+    }
+    /// File f closed: its place is given back (the engine's first, its own
+    /// file, stays).
+    fn close(&mut self, f: usize) {
+        if let Some(k) = self.efile.get_mut(f) {
+            if *k != NO_FILE && *k != 0 {
+                self.later.push(*k);
+                *k = NO_FILE;
+            }
+        }
+    }
+    fn closed(&mut self, list: &mut Vec<usize>) {
+        for f in list.drain(..) {
+            self.close(f);
+        }
+    }
+    /// The queue was submitted: closed places can take other files.
+    fn submitted(&mut self) {
+        self.free.append(&mut self.later);
+    }
+}
+
+/// Open file `f` of the job's list into a free place of the engine (or a
+/// new one), unless it is open.
+fn place_file(
+    job: &Job,
+    eng: &mut dyn Engine,
+    places: &mut Places,
+    paths: &[(String, u64)],
+    f: usize,
+) -> Result<()> {
+    if places.efile.get(f).is_none_or(|&k| k != NO_FILE) {
+        return Ok(());
+    }
+    let Some((path, want)) = paths.get(f) else {
+        return Ok(());
+    };
+    let (file, _, _) = engine::open_file(path, job.open_flags(), job.rw.has_write(), Some(*want))?;
+    let k = match places.free.pop() {
+        Some(k) => {
+            eng.replace_file(k, file)?;
+            k
+        }
+        None => {
+            eng.add_file(file)?;
+            places.count += 1;
+            places.count - 1
+        }
+    };
+    places.efile[f] = k;
+    Ok(())
+}
+
 /// fio's `small_content_scramble` (io_u.c), so a device that dedupes sees
 /// each write's blocks differ: in every 512-byte block, the block's file
 /// offset (8 bytes, native order) at one of its 8 cache lines picked from
