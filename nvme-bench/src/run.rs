@@ -148,7 +148,8 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
     }
     // fio's file layout, before any job runs, one job after the other
     // (create_serialize): a file a job needs is written out or created.
-    let mut setup_errors: Vec<Vec<Option<String>>> = Vec::new();
+    // Per job: why its setup failed, and fio's error number for it (0: EIO).
+    let mut setup_errors: Vec<Vec<Option<(String, i32)>>> = Vec::new();
     for grp in &mut groups {
         let mut errs = Vec::new();
         for (job, clone) in grp.iter_mut() {
@@ -181,7 +182,7 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                     errs.push(None);
                 }
                 Ok(None) => errs.push(None),
-                Err(e) => errs.push(Some(e.to_string())),
+                Err(e) => errs.push(Some((e.to_string(), 0))),
             }
         }
         setup_errors.push(errs);
@@ -658,7 +659,7 @@ fn status_line(
 /// file shorter than the job's offset + size is not extended (fio's
 /// "refusing extend of file due to read-only"; the job reads what there
 /// is); a missing one makes the job fail, as fio's open does.
-fn readonly_layout_refusal(job: &crate::options::Job) -> Option<String> {
+fn readonly_layout_refusal(job: &crate::options::Job) -> Option<(String, i32)> {
     if !job.ioengine.on_files() || job.create_on_open {
         return None;
     }
@@ -675,7 +676,11 @@ fn readonly_layout_refusal(job: &crate::options::Job) -> Option<String> {
             }
             None
         }
-        Err(e) => Some(format!("open({path}): {e} (not laid out: read-only)")),
+        // fio's failed open reports its errno (ENOENT for a missing file).
+        Err(e) => Some((
+            format!("open({path}): {e} (not laid out: read-only)"),
+            e.raw_os_error().unwrap_or(0),
+        )),
     }
 }
 

@@ -74,8 +74,9 @@ pub struct RunCtx {
     pub cpus: Option<Vec<usize>>,
     pub interval: Option<(Duration, Sender<String>)>,
     pub seed: u64,
-    /// The job's file could not be laid out (fio: the job does not run).
-    pub setup_error: Option<String>,
+    /// The job's file could not be laid out (fio: the job does not run),
+    /// and the error number to report (0: EIO).
+    pub setup_error: Option<(String, i32)>,
 }
 
 /// Everything a job measured.
@@ -147,7 +148,10 @@ pub fn run_job(ctx: RunCtx) -> JobResult {
     let t0 = Instant::now();
     let mut res = JobResult::new(&ctx);
     let r = match &ctx.setup_error {
-        Some(e) => Err(Error::msg(e.clone())),
+        Some((e, errno)) => {
+            res.errno = *errno;
+            Err(Error::msg(e.clone()))
+        }
         None => run_inner(&ctx, &mut res),
     };
     // Whatever way the job ended, the histograms hold every sample.

@@ -434,6 +434,20 @@ fn readonly_refuses_writes_like_fio() {
     let [(t, td), (o, od)] = both("ro-read", None, &args);
     assert_eq!(t.status.code(), Some(1));
     assert_eq!(o.status.code(), Some(1));
+    // The job's error is the open's errno, ENOENT, in both terse lines.
+    let err_field = |out: &std::process::Output| {
+        text(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("3;"))
+            .and_then(|l| l.split(';').nth(4).map(str::to_string))
+    };
+    assert_eq!(
+        err_field(&t).as_deref(),
+        Some("2"),
+        "fio: {}",
+        text(&t.stdout)
+    );
+    assert_eq!(err_field(&o), err_field(&t), "ours: {}", text(&o.stdout));
     assert!(!td.join("data").exists());
     assert!(
         !od.join("data").exists(),
