@@ -1421,18 +1421,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             match dn.res {
                 Err(e) => {
-                    let kind = match dir {
-                        Dir::Read => cont::READ,
-                        // fio's td_error_type: anything but a read is a write error.
-                        Dir::Write | Dir::Trim => cont::WRITE,
-                    };
-                    let msg = format!(
-                        "{} of {} bytes at offset {}: {e}",
-                        dir_name(dir),
-                        si.len,
-                        si.off
-                    );
-                    if note_error(job, res, kind, dn.errno, msg) {
+                    if note_io_error(job, res, &si, dn.errno, &e) {
                         stop = true;
                     }
                 }
@@ -1742,6 +1731,25 @@ const HELD_GRACE: Duration = Duration::from_millis(250);
 
 /// Errors printed on stderr per job, at most (fio prints every one).
 const ERRORS_SHOWN: u64 = 20;
+
+/// An I/O the engine reported failed: [`note_error`] with fio's error type
+/// for its direction and a message naming the I/O. Returns true when the
+/// job must stop.
+#[cold]
+fn note_io_error(job: &Job, res: &mut JobResult, si: &SlotIo, errno: i32, e: &str) -> bool {
+    let kind = match si.dir {
+        Dir::Read => cont::READ,
+        // fio's td_error_type: anything but a read is a write error.
+        Dir::Write | Dir::Trim => cont::WRITE,
+    };
+    let msg = format!(
+        "{} of {} bytes at offset {}: {e}",
+        dir_name(si.dir),
+        si.len,
+        si.off
+    );
+    note_error(job, res, kind, errno, msg)
+}
 
 /// One failed I/O (or verify), fio's `io_completed` + `td_non_fatal_error`:
 /// with its type in `continue_on_error` and the error one fio continues on
@@ -2137,17 +2145,7 @@ pub fn fast_turns<E: Engine>(eng: &mut E, f: &mut Fast<'_>) -> Result<()> {
             let mut failed = false;
             if let Err(e) = dn.res {
                 failed = true;
-                let kind = match dir {
-                    Dir::Read => cont::READ,
-                    Dir::Write | Dir::Trim => cont::WRITE,
-                };
-                let msg = format!(
-                    "{} of {} bytes at offset {}: {e}",
-                    dir_name(dir),
-                    si.len,
-                    si.off
-                );
-                if note_error(f.job, f.res, kind, dn.errno, msg) {
+                if note_io_error(f.job, f.res, &si, dn.errno, &e) {
                     f.stop = true;
                 }
             }
