@@ -707,7 +707,6 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 sl: &mut sl,
                 free: &mut free,
                 queued: &mut queued,
-                done: &mut done,
                 deferred: &mut deferred,
                 res,
                 ival_clat: &mut ival_clat,
@@ -1978,7 +1977,6 @@ pub struct Fast<'a> {
     sl: &'a mut [SlotIo],
     free: &'a mut Vec<usize>,
     queued: &'a mut Vec<usize>,
-    done: &'a mut Vec<Done>,
     deferred: &'a mut Deferred,
     res: &'a mut JobResult,
     ival_clat: &'a mut [LatStat; NDIR],
@@ -2020,10 +2018,58 @@ fn fast_allowed(job: &Job, sync: bool, may_busy: bool) -> bool {
         && std::env::var_os("NVME_BENCH_NO_FAST").is_none_or(|v| v.is_empty() || v == "0")
 }
 
+/// An engine whose completions the fast path takes one at a time, as the
+/// engine consumes them (see `NvmeEngine::reap_each`).
+pub trait FastEngine: Engine {
+    /// [`Engine::reap`], handing each completion to `emit`; returns how
+    /// many.
+    fn reap_each(&mut self, min: usize, max: usize, emit: impl FnMut(Done)) -> Result<usize>;
+}
+
+/// One completion in the fast path: the general loop's handling of a
+/// `Done`. Its entry in `deferred.done` gets the batch's completion time
+/// after the reap (`fast_turns`). An unknown slot is noted in `bad`.
+#[inline(always)]
+fn on_done(f: &mut Fast<'_>, dn: Done, bad: &mut Option<usize>) {
+    let s = dn.slot;
+    let Some(&si) = f.sl.get(s) else {
+        *bad = Some(s);
+        return;
+    };
+    if dn.late {
+        f.held -= 1;
+        f.free.push(s);
+        return;
+    }
+    let dir = si.dir;
+    let mut failed = false;
+    if let Err(e) = dn.res {
+        failed = true;
+        if note_io_error(f.job, f.res, &si, dn.errno, &e) {
+            f.stop = true;
+        }
+    }
+    if si.count {
+        let st = &mut f.res.dirs[dir as usize];
+        st.ios += 1;
+        if !failed {
+            // (The completion time is filled in after the reap.)
+            f.deferred.done.push((dir, si.prep, si.issue, si.issue));
+            st.bytes += si.len as u64;
+        }
+    }
+    if dn.held {
+        f.held += 1;
+    } else {
+        f.free.push(s);
+    }
+    f.inflight -= 1;
+}
+
 /// The turns of the general loop for a [`Fast`] job; see there. Returns at
 /// the top of a turn (its timestamp in `f.fresh`) or after a reaped batch.
 #[inline(always)]
-pub fn fast_turns<E: Engine>(eng: &mut E, f: &mut Fast<'_>) -> Result<()> {
+pub fn fast_turns<E: FastEngine>(eng: &mut E, f: &mut Fast<'_>) -> Result<()> {
     loop {
         let now = match f.fresh.take() {
             Some(t) => t,
@@ -2114,55 +2160,32 @@ pub fn fast_turns<E: Engine>(eng: &mut E, f: &mut Fast<'_>) -> Result<()> {
         }
         let min = f.cmin.min(f.inflight);
         let max = f.cmax.min(f.inflight + f.held).max(1);
-        if f.deferred.is_empty() || min == 0 {
-            eng.reap(min, max, f.done)?;
-        } else {
-            eng.reap(0, max, f.done)?;
-            if f.done.is_empty() {
-                f.deferred.flush(f.res, f.ival_clat);
-                eng.reap(min, max, f.done)?;
-            }
+        // Each completion is handled as the driver consumes it (no `Done`
+        // vector); its completion time, read once for the batch after the
+        // reap as in the general loop (and fio), is filled in after.
+        f.deferred.room_for_done(max, f.res, f.ival_clat);
+        let mut mark = f.deferred.done.len();
+        let mut bad = None;
+        let mut n = eng.reap_each(if f.deferred.is_empty() { min } else { 0 }, max, |dn| {
+            on_done(f, dn, &mut bad)
+        })?;
+        if n == 0 && min > 0 && !f.deferred.is_empty() {
+            // Idle: record the deferred latencies while the device works.
+            f.deferred.flush(f.res, f.ival_clat);
+            mark = 0;
+            n = eng.reap_each(min, max, |dn| on_done(f, dn, &mut bad))?;
         }
-        if f.done.is_empty() {
+        if let Some(s) = bad {
+            return Err(Error::msg(format!("engine returned unknown slot {s}")));
+        }
+        if n == 0 {
             continue;
         }
         let t = Instant::now();
         f.fresh = Some(t);
-        f.res.depth.complete[DepthHist::batch_idx(f.done.len())] += 1;
-        f.deferred.room_for_done(f.done.len(), f.res, f.ival_clat);
-        for dn in f.done.drain(..) {
-            let s = dn.slot;
-            if s >= f.sl.len() {
-                return Err(Error::msg(format!("engine returned unknown slot {s}")));
-            }
-            if dn.late {
-                f.held -= 1;
-                f.free.push(s);
-                continue;
-            }
-            let si = f.sl[s];
-            let dir = si.dir;
-            let mut failed = false;
-            if let Err(e) = dn.res {
-                failed = true;
-                if note_io_error(f.job, f.res, &si, dn.errno, &e) {
-                    f.stop = true;
-                }
-            }
-            if si.count {
-                let st = &mut f.res.dirs[dir as usize];
-                st.ios += 1;
-                if !failed {
-                    f.deferred.done.push((dir, si.prep, si.issue, t));
-                    st.bytes += si.len as u64;
-                }
-            }
-            if dn.held {
-                f.held += 1;
-            } else {
-                f.free.push(s);
-            }
-            f.inflight -= 1;
+        f.res.depth.complete[DepthHist::batch_idx(n)] += 1;
+        for e in &mut f.deferred.done[mark..] {
+            e.3 = t;
         }
         for d in 0..NDIR {
             let st = &f.res.dirs[d];
