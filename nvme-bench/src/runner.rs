@@ -2166,14 +2166,22 @@ pub fn fast_turns<E: FastEngine>(eng: &mut E, f: &mut Fast<'_>) -> Result<()> {
         f.deferred.room_for_done(max, f.res, f.ival_clat);
         let mut mark = f.deferred.done.len();
         let mut bad = None;
-        let mut n = eng.reap_each(if f.deferred.is_empty() { min } else { 0 }, max, |dn| {
-            on_done(f, dn, &mut bad)
-        })?;
+        let mut n = eng.reap_each(
+            if f.deferred.is_empty() { min } else { 0 },
+            max,
+            #[inline(always)]
+            |dn| on_done(f, dn, &mut bad),
+        )?;
         if n == 0 && min > 0 && !f.deferred.is_empty() {
             // Idle: record the deferred latencies while the device works.
             f.deferred.flush(f.res, f.ival_clat);
             mark = 0;
-            n = eng.reap_each(min, max, |dn| on_done(f, dn, &mut bad))?;
+            n = eng.reap_each(
+                min,
+                max,
+                #[inline(always)]
+                |dn| on_done(f, dn, &mut bad),
+            )?;
         }
         if let Some(s) = bad {
             return Err(Error::msg(format!("engine returned unknown slot {s}")));
