@@ -46,6 +46,10 @@ pub struct Progress {
     /// leaves its final result there when it ends).
     pub snap_req: std::sync::atomic::AtomicBool,
     pub snap: std::sync::Mutex<Option<JobResult>>,
+    /// With steady-state detection: where the measured phase began (at
+    /// the start, and again when the statistics are reset), for the
+    /// group loop's check (steadystate.rs).
+    pub epoch: std::sync::Mutex<Option<crate::steadystate::Epoch>>,
 }
 
 /// Where a job's I/O goes.
@@ -115,6 +119,8 @@ pub struct JobResult {
     /// fio's `latency_qd` at the end (`latency_depth`): the depth
     /// `latency_target` settled on, else `iodepth`.
     pub lat_depth: u32,
+    /// fio's steady-state report (set by the run once the job is joined).
+    pub steadystate: Option<crate::steadystate::Report>,
 }
 
 impl JobResult {
@@ -138,6 +144,7 @@ impl JobResult {
             lat_depth: ctx.job.iodepth,
             cpus: ctx.cpus.clone(),
             pid: std::process::id(),
+            steadystate: None,
         }
     }
 }
@@ -686,7 +693,25 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         // stamp the times.)
         && dedupe.is_none()
         && !offload
-        && lt.is_none();
+        && lt.is_none()
+        // (steady-state detection samples the live counters once a second
+        // and stops the job through `exitall`: the general loop.)
+        && job.ss_secs() == 0;
+    // Steady-state detection: the epoch and the live counters then.
+    let publish_epoch = |at: Instant, shown: &[(u64, u64); NDIR], reset: bool| {
+        if job.ss_secs() > 0 {
+            *ctx.progress.epoch.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(crate::steadystate::Epoch {
+                    at: at.to_std(),
+                    ios: shown.iter().map(|s| s.0).sum(),
+                    bytes: shown.iter().map(|s| s.1).sum(),
+                    reset,
+                });
+        }
+    };
+    if state != ST_RAMP {
+        publish_epoch(now0, &shown, false);
+    }
     loop {
         if fast_ok
             && state == ST_RUN
@@ -763,6 +788,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             issued_dir_bytes = [0; NDIR];
         }
         if (state == ST_RAMP && now >= ramp_end) || std::mem::take(&mut lat_reset) {
+            publish_epoch(now, &shown, true);
             state = ST_RUN;
             ctx.progress.state.store(state, Ordering::Relaxed);
             for d in res.dirs.iter_mut() {
