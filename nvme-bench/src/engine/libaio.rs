@@ -39,10 +39,8 @@ impl Libaio {
         slots: usize,
         buf_len: usize,
     ) -> Result<Self> {
-        let (file, size, lbs) = super::open_file(path, flags, write, want)?;
-        let bufs = (0..slots)
-            .map(|_| AlignedBuf::new(buf_len))
-            .collect::<Result<_>>()?;
+        let (file, size, lbs, bufs) =
+            super::open_with_bufs(path, flags, write, want, slots, buf_len)?;
         let ctx = Context::new(u32::try_from(slots).unwrap_or(u32::MAX))?;
         Ok(Libaio {
             ctx,

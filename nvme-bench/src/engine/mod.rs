@@ -257,6 +257,25 @@ pub fn open_file(
     Ok((f, size, lbs))
 }
 
+/// [`open_file`] and a buffer of `buf_len` bytes for each of `slots`: the
+/// opening of the engines that do their I/O on the job's file from their
+/// own buffers (psync, libaio, offload). Returns the file, its size, its
+/// logical block size and the buffers.
+pub(crate) fn open_with_bufs(
+    path: &str,
+    flags: i32,
+    write: bool,
+    want: Option<u64>,
+    slots: usize,
+    buf_len: usize,
+) -> Result<(std::fs::File, u64, u64, Vec<AlignedBuf>)> {
+    let (file, size, lbs) = open_file(path, flags, write, want)?;
+    let bufs = (0..slots)
+        .map(|_| AlignedBuf::new(buf_len))
+        .collect::<Result<_>>()?;
+    Ok((file, size, lbs, bufs))
+}
+
 /// `BLKDISCARD`: `_IO(0x12, 119)`, discard a byte range of a block device.
 const BLKDISCARD: libc::c_ulong = 0x1277;
 

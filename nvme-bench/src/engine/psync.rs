@@ -26,10 +26,8 @@ impl Psync {
         slots: usize,
         buf_len: usize,
     ) -> Result<Self> {
-        let (file, size, lbs) = super::open_file(path, flags, write, want)?;
-        let bufs = (0..slots)
-            .map(|_| AlignedBuf::new(buf_len))
-            .collect::<Result<_>>()?;
+        let (file, size, lbs, bufs) =
+            super::open_with_bufs(path, flags, write, want, slots, buf_len)?;
         Ok(Psync {
             files: vec![file],
             slot_file: vec![0; slots],
@@ -41,38 +39,50 @@ impl Psync {
     }
 }
 
+/// One I/O done now, in the calling thread: a trim ([`super::trim_now`]),
+/// or a pread/pwrite of `buf[..len]` at `offset`. psync's `queue`, and each
+/// submit worker of `io_submit_mode=offload`.
+pub(crate) fn io_now(
+    file: &File,
+    slot: usize,
+    dir: Dir,
+    offset: u64,
+    buf: &mut [u8],
+    len: usize,
+) -> Done {
+    if dir == Dir::Trim {
+        return super::trim_now(file, slot, offset, len);
+    }
+    let b = &mut buf[..len];
+    let r = match dir {
+        Dir::Read => file.read_at(b, offset),
+        // (Trims returned above.)
+        Dir::Write | Dir::Trim => file.write_at(b, offset),
+    };
+    match r {
+        Ok(n) if n == len => Done::new(slot, Ok(())),
+        // fio: a short transfer that cannot be completed ("full resid")
+        // is EIO.
+        Ok(n) => Done::failed(
+            slot,
+            libc::EIO,
+            format!("short {dir:?} at {offset}: {n} of {len} bytes"),
+        ),
+        Err(e) => Done::failed(
+            slot,
+            e.raw_os_error().unwrap_or(libc::EIO),
+            format!("{dir:?} at {offset}: {e}"),
+        ),
+    }
+}
+
 impl Engine for Psync {
     fn buf_mut(&mut self, slot: usize) -> &mut [u8] {
         self.bufs[slot].as_mut_slice()
     }
     fn queue(&mut self, slot: usize, dir: Dir, offset: u64, len: usize) -> Result<()> {
-        if dir == Dir::Trim {
-            let file = &self.files[self.slot_file[slot]];
-            self.done.push(super::trim_now(file, slot, offset, len));
-            return Ok(());
-        }
-        let b = &mut self.bufs[slot].as_mut_slice()[..len];
         let file = &self.files[self.slot_file[slot]];
-        let r = match dir {
-            Dir::Read => file.read_at(b, offset),
-            // (Trims returned above.)
-            Dir::Write | Dir::Trim => file.write_at(b, offset),
-        };
-        let done = match r {
-            Ok(n) if n == len => Done::new(slot, Ok(())),
-            // fio: a short transfer that cannot be completed ("full resid")
-            // is EIO.
-            Ok(n) => Done::failed(
-                slot,
-                libc::EIO,
-                format!("short {dir:?} at {offset}: {n} of {len} bytes"),
-            ),
-            Err(e) => Done::failed(
-                slot,
-                e.raw_os_error().unwrap_or(libc::EIO),
-                format!("{dir:?} at {offset}: {e}"),
-            ),
-        };
+        let done = io_now(file, slot, dir, offset, self.bufs[slot].as_mut_slice(), len);
         self.done.push(done);
         Ok(())
     }
