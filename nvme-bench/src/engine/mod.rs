@@ -276,6 +276,47 @@ pub(crate) fn open_with_bufs(
     Ok((file, size, lbs, bufs))
 }
 
+/// The job's files (fio's list) and the one each slot's I/O goes to: the
+/// file bookkeeping behind [`Engine::add_file`], [`Engine::replace_file`],
+/// [`Engine::set_file`] and [`Engine::file_at`] for the engines that keep
+/// plain files (psync, libaio).
+pub(crate) struct Files {
+    files: Vec<std::fs::File>,
+    slot_file: Vec<usize>,
+}
+
+impl Files {
+    /// `first` for every one of `slots`.
+    pub(crate) fn new(first: std::fs::File, slots: usize) -> Files {
+        Files {
+            files: vec![first],
+            slot_file: vec![0; slots],
+        }
+    }
+    /// The file of `slot`'s I/O.
+    pub(crate) fn of_slot(&self, slot: usize) -> &std::fs::File {
+        &self.files[self.slot_file[slot]]
+    }
+    pub(crate) fn at(&self, i: usize) -> Option<&std::fs::File> {
+        self.files.get(i)
+    }
+    pub(crate) fn add(&mut self, file: std::fs::File) {
+        self.files.push(file);
+    }
+    pub(crate) fn replace(&mut self, i: usize, file: std::fs::File) -> Result<()> {
+        match self.files.get_mut(i) {
+            Some(f) => {
+                *f = file;
+                Ok(())
+            }
+            None => Err(crate::error::Error::msg(format!("no file {i} to replace"))),
+        }
+    }
+    pub(crate) fn set(&mut self, slot: usize, file: usize) {
+        self.slot_file[slot] = file.min(self.files.len() - 1);
+    }
+}
+
 /// `BLKDISCARD`: `_IO(0x12, 119)`, discard a byte range of a block device.
 const BLKDISCARD: libc::c_ulong = 0x1277;
 

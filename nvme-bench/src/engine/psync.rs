@@ -3,14 +3,13 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::{AlignedBuf, Done, Engine};
+use super::{AlignedBuf, Done, Engine, Files};
 use crate::error::Result;
 use crate::options::Dir;
 
 pub struct Psync {
-    /// The job's files (fio's list); `slot_file` picks one per slot.
-    files: Vec<File>,
-    slot_file: Vec<usize>,
+    /// The job's files (fio's list), and the one of each slot.
+    files: Files,
     bufs: Vec<AlignedBuf>,
     done: Vec<Done>,
     size: u64,
@@ -29,8 +28,7 @@ impl Psync {
         let (file, size, lbs, bufs) =
             super::open_with_bufs(path, flags, write, want, slots, buf_len)?;
         Ok(Psync {
-            files: vec![file],
-            slot_file: vec![0; slots],
+            files: Files::new(file, slots),
             bufs,
             done: Vec::new(),
             size,
@@ -81,7 +79,7 @@ impl Engine for Psync {
         self.bufs[slot].as_mut_slice()
     }
     fn queue(&mut self, slot: usize, dir: Dir, offset: u64, len: usize) -> Result<()> {
-        let file = &self.files[self.slot_file[slot]];
+        let file = self.files.of_slot(slot);
         let done = io_now(file, slot, dir, offset, self.bufs[slot].as_mut_slice(), len);
         self.done.push(done);
         Ok(())
@@ -100,26 +98,20 @@ impl Engine for Psync {
         self.size
     }
     fn file(&self) -> Option<&File> {
-        self.files.first()
+        self.files.at(0)
     }
     fn add_file(&mut self, file: File) -> Result<()> {
-        self.files.push(file);
+        self.files.add(file);
         Ok(())
     }
     fn replace_file(&mut self, i: usize, file: File) -> Result<()> {
-        match self.files.get_mut(i) {
-            Some(f) => {
-                *f = file;
-                Ok(())
-            }
-            None => Err(crate::error::Error::msg(format!("no file {i} to replace"))),
-        }
+        self.files.replace(i, file)
     }
     fn set_file(&mut self, slot: usize, file: usize) {
-        self.slot_file[slot] = file.min(self.files.len() - 1);
+        self.files.set(slot, file);
     }
     fn file_at(&self, i: usize) -> Option<&File> {
-        self.files.get(i)
+        self.files.at(i)
     }
     fn block_size(&self) -> u64 {
         self.lbs
