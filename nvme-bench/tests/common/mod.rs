@@ -76,19 +76,14 @@ pub fn paths(v: &Value, at: String, out: &mut BTreeMap<String, &'static str>) {
     }
 }
 
+/// stdout of `cmd args` (which must succeed), one JSON document.
 pub fn run_json(cmd: &str, args: &[&str]) -> Value {
-    let o = Command::new(cmd).args(args).output().expect(cmd);
-    assert!(
-        o.status.success(),
-        "{cmd} failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = run_stdout(cmd, args);
     // Only JSON on stdout: the whole of it must parse.
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+    serde_json::from_slice(&out).unwrap_or_else(|e| {
         panic!(
             "{cmd}: stdout is not one JSON document ({e}):\n{}",
-            String::from_utf8_lossy(&o.stdout)
+            String::from_utf8_lossy(&out)
         )
     })
 }
