@@ -108,10 +108,8 @@ impl Engine for Libaio {
         Ok(())
     }
     fn reap(&mut self, min: usize, max: usize, out: &mut Vec<Done>) -> Result<()> {
-        if !self.trims.is_empty() {
+        if super::reap_trims(&mut self.trims, max, out) {
             // Trims done in `queue` complete first, without waiting.
-            let n = self.trims.len().min(max.max(1));
-            out.extend(self.trims.drain(..n));
             return Ok(());
         }
         let max = max.clamp(1, self.events.len());

@@ -349,6 +349,18 @@ pub fn trim_now(f: &std::fs::File, slot: usize, off: u64, len: usize) -> Done {
     }
 }
 
+/// The trims an engine did synchronously in `queue`, which its `reap`
+/// reports first, without waiting: up to `max` (at least one) of them go to
+/// `out`. False when there are none.
+pub(crate) fn reap_trims(trims: &mut Vec<Done>, max: usize, out: &mut Vec<Done>) -> bool {
+    if trims.is_empty() {
+        return false;
+    }
+    let n = trims.len().min(max.max(1));
+    out.extend(trims.drain(..n));
+    true
+}
+
 /// `BLKFLSBUF`: `_IO(0x12, 97)`, flush a block device's buffer cache.
 const BLKFLSBUF: libc::c_ulong = 0x1261;
 
