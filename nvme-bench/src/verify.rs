@@ -104,6 +104,52 @@ fn u64_at(b: &[u8], i: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
+/// The header's magic (the block is at least [`HEADER`] bytes): an error
+/// unless a verify job of ours wrote the block.
+fn check_magic(buf: &[u8]) -> Result<(), String> {
+    let magic = u32_at(buf, 0);
+    if magic != MAGIC {
+        Err(format!(
+            "no verify header (magic {magic:#010x}, expected {MAGIC:#010x}): never written by a verify job, or overwritten"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The header's own fields (the block is at least [`HEADER`] bytes):
+/// length, offset, seed and, unless `expect_gen` is [`ANY_GEN`], the
+/// generation must be those this job wrote there. An error names the
+/// first that is not. Shared by [`check`] and [`dump`].
+fn check_fields(buf: &[u8], offset: u64, seed: u64, expect_gen: u32) -> Result<(), String> {
+    let len = u32_at(buf, 4) as usize;
+    if len != buf.len() {
+        return Err(format!(
+            "header length {len} differs from the block size {}",
+            buf.len()
+        ));
+    }
+    let at = u64_at(buf, 8);
+    if at != offset {
+        return Err(format!(
+            "misplaced: this block was written for offset {at} ({at:#x})"
+        ));
+    }
+    let s = u64_at(buf, 16);
+    if s != seed {
+        return Err(format!(
+            "stale: data of another run (seed {s:#x}, this job's is {seed:#x})"
+        ));
+    }
+    let g = u32_at(buf, 24);
+    if expect_gen != ANY_GEN && g != expect_gen {
+        return Err(format!(
+            "stale: generation {g} on the medium, the last write was generation {expect_gen}"
+        ));
+    }
+    Ok(())
+}
+
 /// Check a block read from `offset`. `expect_gen` is the generation this
 /// job last wrote there ([`ANY_GEN`]: unknown).
 pub fn check(
@@ -121,12 +167,7 @@ pub fn check(
             buf.len()
         ));
     }
-    let magic = u32_at(buf, 0);
-    if magic != MAGIC {
-        return Err(format!(
-            "no verify header (magic {magic:#010x}, expected {MAGIC:#010x}): never written by a verify job, or overwritten"
-        ));
-    }
+    check_magic(buf)?;
     match hash {
         None => {
             let crc = u32_at(buf, 28);
@@ -160,31 +201,7 @@ pub fn check(
             }
         }
     }
-    let len = u32_at(buf, 4) as usize;
-    if len != buf.len() {
-        return Err(format!(
-            "header length {len} differs from the block size {}",
-            buf.len()
-        ));
-    }
-    let at = u64_at(buf, 8);
-    if at != offset {
-        return Err(format!(
-            "misplaced: this block was written for offset {at} ({at:#x})"
-        ));
-    }
-    let s = u64_at(buf, 16);
-    if s != seed {
-        return Err(format!(
-            "stale: data of another run (seed {s:#x}, this job's is {seed:#x})"
-        ));
-    }
-    let g = u32_at(buf, 24);
-    if expect_gen != ANY_GEN && g != expect_gen {
-        return Err(format!(
-            "stale: generation {g} on the medium, the last write was generation {expect_gen}"
-        ));
-    }
+    check_fields(buf, offset, seed, expect_gen)?;
     if let Some(p) = pattern.filter(|p| !p.is_empty()) {
         for (i, b) in buf[hl..].iter().enumerate() {
             if *b != p[(hl + i) % p.len()] {
@@ -216,11 +233,8 @@ pub fn dump(
         .file_name()
         .map_or_else(|| path.to_string(), |b| b.to_string_lossy().into_owned());
     let own = buf.len() >= HEADER
-        && u32_at(buf, 0) == MAGIC
-        && u32_at(buf, 4) as usize == buf.len()
-        && u64_at(buf, 8) == offset
-        && u64_at(buf, 16) == seed
-        && (expect_gen == ANY_GEN || u32_at(buf, 24) == expect_gen);
+        && check_magic(buf).is_ok()
+        && check_fields(buf, offset, seed, expect_gen).is_ok();
     let mut files: Vec<(&str, Vec<u8>)> = Vec::new();
     if own {
         let gen = if expect_gen == ANY_GEN {

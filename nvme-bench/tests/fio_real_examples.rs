@@ -27,11 +27,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ensure_fio, scratch};
+use common::{ensure_fio, header_lines, job_files, scratch};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
 
@@ -87,25 +87,6 @@ const OUR_ENGINES: &[&str] = &[
 
 /// fio engines that do no storage I/O: swapped for `null`.
 const NO_STORAGE_IO: &[&str] = &["cpp_null", "cpuio", "exec", "net", "netsplice"];
-
-fn examples() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fio-3.33-examples");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "fio"))
-        .collect();
-    v.sort();
-    v
-}
-
-/// The lines both tools print before a run that describe its jobs.
-fn header_lines(out: &str) -> Vec<String> {
-    out.lines()
-        .filter(|l| l.contains(": (g=") || *l == "..." || l.starts_with("Starting "))
-        .map(str::to_string)
-        .collect()
-}
 
 /// Run `cmd args` in `dir`, at most `limit`; returns (success, stdout, stderr).
 /// Output goes to files beside `dir`, read when the child is done. At the
@@ -337,7 +318,7 @@ fn fio_333_examples_parse_like_fio() {
     let mut failures = Vec::new();
     let mut refused = Vec::new();
     let mut swapped = Vec::new();
-    for path in examples() {
+    for path in job_files("tests/fio-3.33-examples") {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(&path).unwrap();
         let dir = scratch(&format!("real-examples-{name}"));
