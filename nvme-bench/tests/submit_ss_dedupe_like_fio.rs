@@ -7,52 +7,13 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{ensure_fio, run_json_in, scratch};
+use common::{ensure_fio, runtimes, scratch, serial, BENCH};
 use serde_json::Value;
-
-const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
-
-/// Timing-sensitive tests run one at a time (the host has few CPUs).
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// The same job file run by both tools, each in a fresh directory:
 /// (fio's, ours) JSON documents and directories.
 fn both(tag: &str, job: &str, extra: &[&str]) -> [(Value, PathBuf); 2] {
-    let fio = ensure_fio();
-    let mut out = Vec::new();
-    for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
-        let dir = scratch(&format!("ssd-{tag}-{who}"));
-        std::fs::write(dir.join("job.fio"), job).unwrap();
-        let mut args = vec!["--output-format=json"];
-        if who == "ours" {
-            args.push("--eta=never");
-        }
-        args.extend_from_slice(extra);
-        args.push("job.fio");
-        let (v, _) = run_json_in(&dir, cmd, &args);
-        out.push((v, dir));
-    }
-    let ours = out.pop().unwrap();
-    let theirs = out.pop().unwrap();
-    [theirs, ours]
-}
-
-/// Each job's (name, job_runtime ms).
-fn runtimes(v: &Value) -> Vec<(String, u64)> {
-    v["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| {
-            (
-                j["jobname"].as_str().unwrap().to_string(),
-                j["job_runtime"].as_u64().unwrap(),
-            )
-        })
-        .collect()
+    common::both_json(&format!("ssd-{tag}"), job, extra).map(|(v, _, d)| (v, d))
 }
 
 const EXIT_JOB: &str = "[global]\nfilename=ewfile\nsize=1m\nbs=4k\nioengine=psync\nrw=read\n\
