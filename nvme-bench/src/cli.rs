@@ -7,38 +7,7 @@ use std::path::Path;
 
 use crate::options::{self, JobSet, SUPPORTED, UNSUPPORTED};
 
-/// fio's option aliases (options.c `.alias`): alias -> option name.
-const ALIASES: &[(&str, &str)] = &[
-    ("readwrite", "rw"),
-    ("iodepth_batch_submit", "iodepth_batch"),
-    ("iodepth_batch_complete", "iodepth_batch_complete_min"),
-    ("io_limit", "io_size"),
-    ("fill_fs", "fill_device"),
-    ("fileoffset", "offset"),
-    ("blocksize", "bs"),
-    ("blockalign", "ba"),
-    ("blocksize_range", "bsrange"),
-    ("blocksize_unaligned", "bs_unaligned"),
-    ("nr_files", "nrfiles"),
-    ("timeout", "runtime"),
-    ("iomem", "mem"),
-    ("mem_align", "iomem_align"),
-    ("ratemin", "rate_min"),
-    ("ratecycle", "rate_cycle"),
-    ("wait_for_previous", "stonewall"),
-    ("disable_bw", "disable_bw_measurement"),
-    ("ss", "steadystate"),
-    ("ss_dur", "steadystate_duration"),
-    ("ss_ramp", "steadystate_ramp_time"),
-];
-
-/// The name fio knows an option by.
-pub fn canonical(name: &str) -> &str {
-    ALIASES
-        .iter()
-        .find(|(a, _)| *a == name)
-        .map_or(name, |(_, o)| o)
-}
+use crate::options::{canonical, ALIASES};
 
 fn alias_of(name: &str) -> Option<&'static str> {
     ALIASES.iter().find(|(_, o)| *o == name).map(|(a, _)| *a)

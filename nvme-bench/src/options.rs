@@ -1973,9 +1973,44 @@ pub const SUPPORTED: &[&str] = &[
     "log_hist_coarseness",
 ];
 
-/// Apply one `key=value` to `job`.
+/// fio's option aliases (options.c `.alias`): alias -> option name.
+pub const ALIASES: &[(&str, &str)] = &[
+    ("readwrite", "rw"),
+    ("iodepth_batch_submit", "iodepth_batch"),
+    ("iodepth_batch_complete", "iodepth_batch_complete_min"),
+    ("io_limit", "io_size"),
+    ("fill_fs", "fill_device"),
+    ("fileoffset", "offset"),
+    ("blocksize", "bs"),
+    ("blockalign", "ba"),
+    ("blocksize_range", "bsrange"),
+    ("blocksize_unaligned", "bs_unaligned"),
+    ("nr_files", "nrfiles"),
+    ("timeout", "runtime"),
+    ("iomem", "mem"),
+    ("mem_align", "iomem_align"),
+    ("ratemin", "rate_min"),
+    ("ratecycle", "rate_cycle"),
+    ("wait_for_previous", "stonewall"),
+    ("disable_bw", "disable_bw_measurement"),
+    ("ss", "steadystate"),
+    ("ss_dur", "steadystate_duration"),
+    ("ss_ramp", "steadystate_ramp_time"),
+];
+
+/// The name fio knows an option by (an alias's option; any other name
+/// as it is).
+pub fn canonical(name: &str) -> &str {
+    ALIASES
+        .iter()
+        .find(|(a, _)| *a == name)
+        .map_or(name, |(_, o)| o)
+}
+
+/// Apply one `key=value` to `job`. An alias is the option it names, as
+/// in fio.
 pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
-    let key = key.trim();
+    let key = canonical(key.trim());
     // fio's `$pagesize`, `$mb_memory`, `$ncpus`, replaced before parsing.
     let expanded = val.map(crate::expr::keywords);
     let val = expanded.as_deref();

@@ -776,3 +776,47 @@ fn every_fio_option_is_known_and_documented() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+/// fio lists each option in "global options" and "job options" under its
+/// own name, whichever alias the job file used (`blocksize` is `bs`,
+/// `readwrite` is `rw`, `ss` is `steadystate`, ...), with the value as
+/// written; consumers such as fio-plot index those names.
+#[test]
+fn job_options_use_fios_names_for_aliases() {
+    let job = "[global]\nfilename=aliasfile\nsize=1m\nioengine=psync\nnumber_ios=8\n\
+        blocksize=4k\nreadwrite=randread\ntimeout=10\n\
+        [j]\nss=iops:10%\nss_dur=2\nfileoffset=0\niodepth_batch_submit=1\nnr_files=1\n";
+    let [(fio, _, _), (ours, _, _)] = common::both_json("aliases", job, &[]);
+    for (what, a, b) in [
+        (
+            "global options",
+            &fio["global options"],
+            &ours["global options"],
+        ),
+        (
+            "job options",
+            &fio["jobs"][0]["job options"],
+            &ours["jobs"][0]["job options"],
+        ),
+    ] {
+        let a = a.as_object().unwrap();
+        let b = b.as_object().unwrap();
+        for (k, v) in a {
+            assert_eq!(b.get(k), Some(v), "{what}.{k}: fio {a:?}, ours {b:?}");
+        }
+        for alias in [
+            "blocksize",
+            "readwrite",
+            "timeout",
+            "ss",
+            "ss_dur",
+            "fileoffset",
+            "nr_files",
+        ] {
+            assert!(
+                !b.contains_key(alias),
+                "{what} lists the alias {alias}: {b:?}"
+            );
+        }
+    }
+}

@@ -100,7 +100,8 @@ fn job_options(u: &Unit) -> Value {
     let j = &u.job;
     let mut m = Map::new();
     for (k, v) in &j.set_options {
-        m.insert(k.clone(), json!(v));
+        // fio lists an option under its own name, not the alias written.
+        m.insert(crate::options::canonical(k).to_string(), json!(v));
     }
     m.insert("name".into(), json!(j.name));
     let bs = if j.bs[0] == j.bs[1] {
@@ -280,7 +281,7 @@ pub fn document(g: &Globals, set: &JobSet, us: &[Unit], started: SystemTime) -> 
     if !set.global_options.is_empty() {
         let mut go = Map::new();
         for (k, v) in &set.global_options {
-            go.insert(k.clone(), json!(v));
+            go.insert(crate::options::canonical(k).to_string(), json!(v));
         }
         m.insert("global options".into(), Value::Object(go));
     }
