@@ -27,6 +27,9 @@ const ALIASES: &[(&str, &str)] = &[
     ("ratecycle", "rate_cycle"),
     ("wait_for_previous", "stonewall"),
     ("disable_bw", "disable_bw_measurement"),
+    ("ss", "steadystate"),
+    ("ss_dur", "steadystate_duration"),
+    ("ss_ramp", "steadystate_ramp_time"),
 ];
 
 /// The name fio knows an option by.

@@ -33,6 +33,7 @@ mod report;
 mod run;
 mod runner;
 mod stats;
+mod steadystate;
 #[allow(unsafe_code)] // syscalls and ioctls
 mod sys;
 mod terminate;
@@ -230,6 +231,25 @@ fn fio_main(args: &[String]) -> ExitCode {
             eprintln!("nvme-bench: {w}");
         }
         eprintln!("nvme-bench: job {} dropped", set.jobs[i].name);
+        return ExitCode::FAILURE;
+    }
+    // fio's td_steadystate_init, likewise on a real parse only: a job
+    // whose steady-state settings differ from an earlier job's of its
+    // reporting group fails the run, after the headers up to its own.
+    if let Some(i) = options::steadystate_conflict(&set.jobs) {
+        for j in &set.jobs[..i] {
+            println!("{}", report::normal::job_header(j, j.groupid as usize));
+            if j.numjobs > 1 {
+                println!("...");
+            }
+        }
+        let j = &set.jobs[i];
+        println!("{}", report::normal::job_header(j, j.groupid as usize));
+        eprintln!(
+            "nvme-bench: job '{}': job rejected: steadystate options must be consistent \
+             within reporting groups",
+            j.name
+        );
         return ExitCode::FAILURE;
     }
     match run::run(&g, &set) {

@@ -40,6 +40,38 @@ pub enum ExitWhat {
     All,
 }
 
+/// `steadystate` / `ss`: the criterion that ends a job once its I/O has
+/// settled (fio's steadystate.h `FIO_SS_*` bits), checked over a rolling
+/// window of `ss_dur` one-second samples (steadystate.rs).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SteadyState {
+    /// IOPS samples (`iops`, `iops_slope`), else bandwidth (`bw`, `bw_slope`).
+    pub iops: bool,
+    /// The least-squares slope (`*_slope`), else the largest deviation
+    /// from the mean.
+    pub slope: bool,
+    /// The limit is a percentage of the mean (`:10%`), else absolute (IOPS,
+    /// or bytes/s).
+    pub pct: bool,
+    pub limit: f64,
+}
+
+impl Default for SteadyState {
+    /// fio's default, `iops_slope:0.01%` (applies when only `ss_dur` is set).
+    fn default() -> Self {
+        SteadyState {
+            iops: true,
+            slope: true,
+            pct: true,
+            limit: 0.01,
+        }
+    }
+}
+
+/// The longest `ss_dur` taken: fio keeps two arrays of that many 8-byte
+/// samples (here 16 MB at the bound, about 11.6 days).
+pub const MAX_SS_DUR_SECS: u64 = 1_000_000;
+
 /// `rw=` (fio's names).
 #[allow(clippy::enum_variant_names)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -514,6 +546,13 @@ pub struct Job {
     pub runtime: Option<Duration>,
     pub time_based: bool,
     pub ramp_time: Duration,
+    /// `steadystate` / `ss` (its criterion; used only with `ss_dur`).
+    pub ss: SteadyState,
+    /// `steadystate_duration` / `ss_dur`: the window, in whole seconds as
+    /// fio keeps it (0: no steady-state detection).
+    pub ss_dur: Duration,
+    /// `steadystate_ramp_time` / `ss_ramp`: sampling starts a second after it.
+    pub ss_ramp: Duration,
     pub cpus_allowed: Option<Vec<usize>>,
     pub cpus_allowed_split: bool,
     /// `numa_cpu_nodes`: run on the CPUs of these NUMA nodes (a libnuma
@@ -729,6 +768,9 @@ impl Default for Job {
             runtime: None,
             time_based: false,
             ramp_time: Duration::ZERO,
+            ss: SteadyState::default(),
+            ss_dur: Duration::ZERO,
+            ss_ramp: Duration::ZERO,
             cpus_allowed: None,
             cpus_allowed_split: false,
             numa_cpu_nodes: None,
@@ -791,6 +833,11 @@ impl Default for Job {
 }
 
 impl Job {
+    /// The steady-state window in seconds (fio divides `ss_dur`, kept in
+    /// microseconds, by 10^6): 0 when the job has no steady-state check.
+    pub fn ss_secs(&self) -> u64 {
+        self.ss_dur.as_secs()
+    }
     /// O_DIRECT at open: `direct`, except for a job that trims (fio's
     /// file_setup skips the open flags, O_DIRECT included, when td_trim).
     pub fn open_direct(&self) -> bool {
@@ -1153,6 +1200,91 @@ pub fn parse_time(s: &str, default_unit: Duration) -> Result<Duration> {
         return Err(Error::msg(format!("bad time '{s}'")));
     }
     Ok(unit.mul_f64(v))
+}
+
+/// fio's `str_steadystate_cb` (options.c) after its option parser: the
+/// criterion is the text before the first `,` (else `:`), exactly one of
+/// `iops`, `iops_slope`, `bw`, `bw_slope` (case matters, as in fio); the
+/// threshold follows the first `:`. With a `%` (what follows it is
+/// ignored, as fio's) it is a percentage of the mean; else IOPS, or for
+/// bandwidth a size in bytes/s with fio's units (`10m`). A threshold fio
+/// would read differently from what it says (`1+2` read as 1, `1.5` bytes
+/// read as 1) is refused.
+pub fn parse_steadystate(v: &str) -> Result<SteadyState> {
+    let v = v.trim();
+    let name_end = v.find(',').or_else(|| v.find(':')).unwrap_or(v.len());
+    let (iops, slope) = match &v[..name_end] {
+        "iops" => (true, false),
+        "iops_slope" => (true, true),
+        "bw" => (false, false),
+        "bw_slope" => (false, true),
+        o => {
+            return Err(Error::msg(format!(
+                "'{o}': the criterion is iops, iops_slope, bw or bw_slope"
+            )))
+        }
+    };
+    let Some((_, post)) = v.split_once(':') else {
+        return Err(Error::msg(
+            "steadystate threshold must be specified in addition to criterion (iops:10%)",
+        ));
+    };
+    let post = post.trim();
+    let float = |t: &str| -> Result<f64> {
+        let t = t.trim();
+        if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            return u64::from_str_radix(h, 16)
+                .map(|x| x as f64)
+                .map_err(|_| Error::msg(format!("bad threshold '{t}'")));
+        }
+        // (fio's sscanf takes `nan` and `inf` too; a limit that is not a
+        // finite number means nothing here.)
+        t.parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| Error::msg(format!("bad threshold '{t}'")))
+    };
+    let (pct, limit) = match post.split_once('%') {
+        Some((n, _)) => (true, float(n)?),
+        None if iops => (false, float(post)?),
+        None => {
+            let (neg, t) = match post.strip_prefix('-') {
+                Some(t) => (true, t),
+                None => (false, post),
+            };
+            let b = parse_size(t)? as f64;
+            (false, if neg { -b } else { b })
+        }
+    };
+    Ok(SteadyState {
+        iops,
+        slope,
+        pct,
+        limit,
+    })
+}
+
+/// fio's td_steadystate_init check, made on a real run only (fio's
+/// `--parse-only` does not): the jobs of a reporting group (same
+/// `groupid`, whether or not `group_reporting` is set) must have the same
+/// steady-state settings (what fio keeps: the window in whole seconds; for
+/// a job with a window, the criterion and `ss_ramp`). The index of the
+/// first job that differs from one before it in its group.
+pub fn steadystate_conflict(jobs: &[Job]) -> Option<usize> {
+    let key = |j: &Job| {
+        let secs = j.ss_secs();
+        if secs == 0 {
+            (0, None, 0)
+        } else {
+            (secs, Some(j.ss), j.ss_ramp.as_micros())
+        }
+    };
+    // Equal to every earlier job of its group: equal to the first.
+    let mut first = std::collections::BTreeMap::new();
+    jobs.iter().position(|j| {
+        let k = key(j);
+        *first.entry(j.groupid).or_insert(k) != k
+    })
 }
 
 /// Files one job may use at most. Files open only when used and close
@@ -1650,8 +1782,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "prio",
     "prioclass",
     "cpumask",
-    "steadystate",
-    "ss",
     "percentage_random",
     "allrandrepeat",
     "rwmixcycle",
@@ -1727,14 +1857,10 @@ pub const UNSUPPORTED: &[&str] = &[
     "replay_skip",
     "replay_time_scale",
     "rw_sequencer",
-    "steadystate_duration",
-    "steadystate_ramp_time",
     "sync_file_range",
     "thinktime_iotime",
     "trim_backlog_batch",
     "zonecapacity",
-    "ss_dur",
-    "ss_ramp",
     "verifysort",
     "verifysort_nr",
     "verify_async_cpus",
@@ -1801,6 +1927,12 @@ pub const SUPPORTED: &[&str] = &[
     "timeout",
     "time_based",
     "ramp_time",
+    "steadystate",
+    "ss",
+    "steadystate_duration",
+    "ss_dur",
+    "steadystate_ramp_time",
+    "ss_ramp",
     "cpus_allowed",
     "cpus_allowed_policy",
     "numa_cpu_nodes",
@@ -2225,6 +2357,21 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         }
         "time_based" => job.time_based = parse_bool(v).map_err(ctx)?,
         "ramp_time" => job.ramp_time = parse_time(need()?, Duration::from_secs(1)).map_err(ctx)?,
+        "steadystate" | "ss" => job.ss = parse_steadystate(need()?).map_err(ctx)?,
+        "steadystate_duration" | "ss_dur" => {
+            let d = parse_time(need()?, Duration::from_secs(1)).map_err(ctx)?;
+            if d.as_secs() > MAX_SS_DUR_SECS {
+                return Err(Error::msg(format!(
+                    "option '{key}={v}': at most {MAX_SS_DUR_SECS}s"
+                )));
+            }
+            // fio keeps microseconds, then whole seconds of them.
+            job.ss_dur = Duration::from_micros(d.as_micros() as u64);
+        }
+        "steadystate_ramp_time" | "ss_ramp" => {
+            let d = parse_time(need()?, Duration::from_secs(1)).map_err(ctx)?;
+            job.ss_ramp = Duration::from_micros(d.as_micros().min(u128::from(u64::MAX)) as u64);
+        }
         "cpus_allowed" => job.cpus_allowed = Some(parse_cpus(need()?).map_err(ctx)?),
         "cpus_allowed_policy" => {
             job.cpus_allowed_split = match need()? {
@@ -3869,6 +4016,78 @@ mod tests {
         assert!(parse_str("[j]\nfilename=f\nrandom_distribution=pareto:1.5\n").is_err());
         assert!(parse_str("[j]\nfilename=f\nrandom_distribution=zoned:50/50:40/50\n").is_err());
         assert!(parse_str("[j]\nfilename=f\nrandom_distribution=zoned:50/x\n").is_err());
+    }
+
+    /// `ss` as fio's str_steadystate_cb reads it; `ss_dur` in whole
+    /// seconds; the reporting-group check.
+    #[test]
+    fn steadystate_options_like_fio() {
+        let ss = |v: &str| parse_steadystate(v);
+        let c = |iops, slope, pct, limit| SteadyState {
+            iops,
+            slope,
+            pct,
+            limit,
+        };
+        assert_eq!(ss("iops:10%").unwrap(), c(true, false, true, 10.0));
+        assert_eq!(ss("iops_slope: 0.3 %x").unwrap(), c(true, true, true, 0.3));
+        assert_eq!(ss("bw:10m").unwrap(), c(false, false, false, 10485760.0));
+        assert_eq!(ss("bw_slope:1k").unwrap(), c(false, true, false, 1024.0));
+        assert_eq!(ss("bw:-2k").unwrap(), c(false, false, false, -2048.0));
+        assert_eq!(ss("iops:0x10").unwrap(), c(true, false, false, 16.0));
+        assert_eq!(ss("iops:1e2%").unwrap(), c(true, false, true, 100.0));
+        for bad in [
+            "IOPS:10%",
+            "iops",
+            "iops:",
+            "iops:%",
+            "iops,5",
+            "iops:10%,x",
+            "iops_slopes:1",
+            "bw:1.5",
+            "iops:1+2",
+            "iops:nan",
+            "iops:inf%",
+            "",
+            ":",
+            "\u{4d2}:1",
+        ] {
+            assert!(ss(bad).is_err(), "{bad:?}");
+        }
+        let job = |extra: &str| {
+            parse_str(&format!("[j]\nfilename=f\n{extra}\n"))
+                .unwrap()
+                .jobs
+        };
+        let j = &job("ss_dur=1500ms\nss_ramp=250ms")[0];
+        assert_eq!((j.ss_secs(), j.ss_ramp), (1, Duration::from_millis(250)));
+        assert_eq!(j.ss, SteadyState::default());
+        assert_eq!(job("ss_dur=999ms")[0].ss_secs(), 0);
+        assert!(parse_str("[j]\nfilename=f\nss_dur=1000001\n").is_err());
+        assert!(parse_str("[j]\nfilename=f\nss_dur=-1\n").is_err());
+        let set = |t: &str| {
+            parse_str(&format!("[global]\nfilename=f\n{t}"))
+                .unwrap()
+                .jobs
+        };
+        assert_eq!(
+            steadystate_conflict(&set("[a]\nss_dur=2\n[b]\nss_dur=2\n")),
+            None
+        );
+        assert_eq!(steadystate_conflict(&set("[a]\nss_dur=2\n[b]\n")), Some(1));
+        assert_eq!(
+            steadystate_conflict(&set("[a]\nss_dur=2\n[b]\nnew_group\n")),
+            None
+        );
+        // Without a window, the criterion and ramp are not kept (fio).
+        assert_eq!(
+            steadystate_conflict(&set("[a]\nss=iops:1%\n[b]\nss_ramp=3\n")),
+            None
+        );
+        assert_eq!(
+            steadystate_conflict(&set("[a]\nss_dur=2\n[b]\nss_dur=2\nss=bw:1\n")),
+            Some(1)
+        );
     }
 
     /// fio's examples' options: $-keywords and arithmetic, kb_base first

@@ -251,11 +251,19 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         let (tx, rx) = mpsc::channel::<String>();
         let mut handles = Vec::new();
         let mut progs = Vec::new();
+        // fio's steady-state check (steadystate.rs), its ticks from the
+        // group's start; each job's stop flag, to end it when attained.
+        let mut ss = crate::steadystate::Checker::new(
+            &targets.iter().map(|t| &t.0).collect::<Vec<_>>(),
+            Instant::now(),
+        );
+        let mut stops = Vec::new();
         for ((job, clone, target, pin, seed), setup_error) in targets.into_iter().zip(setup_errs) {
             let progress = Arc::new(Progress::default());
             let job_groupid = job.groupid;
             progs.push((job.clone(), progress.clone()));
             let exitall = exits.start(slot_idx, &progress);
+            stops.push(exitall.clone());
             slot_idx += 1;
             let ctx = RunCtx {
                 job,
@@ -335,12 +343,25 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
             if handles.iter().all(|h| h.is_finished()) {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            let nap = ss.as_ref().map_or(Duration::from_millis(50), |c| {
+                c.due()
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(50))
+            });
+            std::thread::sleep(nap);
+            if let Some(c) = &mut ss {
+                let seen = ss_seen(&progs);
+                for i in c.poll(Instant::now(), &seen) {
+                    if let Some(f) = stops.get(i) {
+                        f.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
             if let Some(a) = &mut agg {
                 a.sample(run_t0, &progs)?;
             }
             if next_report.is_some_and(|t| Instant::now() >= t) {
-                let text = interval_report(g, set, &results, &progs, started)?;
+                let text = interval_report(g, set, &results, &progs, ss.as_ref(), started)?;
                 match out_file.as_ref() {
                     Some(f) => {
                         let mut w: &std::fs::File = f;
@@ -386,9 +407,12 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         if show_eta {
             eprintln!();
         }
-        for h in handles {
+        for (i, h) in handles.into_iter().enumerate() {
             match h.join() {
-                Ok(r) => results.push(r),
+                Ok(mut r) => {
+                    r.steadystate = ss.as_ref().and_then(|c| c.report(i));
+                    results.push(r)
+                }
                 Err(_) => return Err(Error::msg("a job thread panicked")),
             }
         }
@@ -520,6 +544,22 @@ fn exec(cmd: &str, job: &str, what: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// What the steady-state check reads of each job of the group.
+fn ss_seen(progs: &[(crate::options::Job, Arc<Progress>)]) -> Vec<crate::steadystate::Seen> {
+    progs
+        .iter()
+        .map(|(_, p)| {
+            let st = p.state.load(Ordering::Relaxed);
+            crate::steadystate::Seen {
+                running: st == runner::ST_RUN || st == runner::ST_VERIFY,
+                epoch: *p.epoch.lock().unwrap_or_else(|e| e.into_inner()),
+                ios: p.ios.iter().map(|x| x.load(Ordering::Relaxed)).sum(),
+                bytes: p.bytes.iter().map(|x| x.load(Ordering::Relaxed)).sum(),
+            }
+        })
+        .collect()
 }
 
 type Snap = Vec<(u8, [u64; NDIR], [u64; NDIR])>;
@@ -728,6 +768,7 @@ fn interval_report(
     set: &JobSet,
     done: &[JobResult],
     progs: &[(crate::options::Job, Arc<Progress>)],
+    ss: Option<&crate::steadystate::Checker>,
     started: SystemTime,
 ) -> Result<String> {
     for (_, p) in progs {
@@ -746,8 +787,9 @@ fn interval_report(
         std::thread::sleep(Duration::from_millis(1));
     }
     let mut all: Vec<JobResult> = done.to_vec();
-    for (_, p) in progs {
-        if let Some(r) = p.snap.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+    for (i, (_, p)) in progs.iter().enumerate() {
+        if let Some(mut r) = p.snap.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            r.steadystate = ss.and_then(|c| c.report(i));
             all.push(r);
         }
     }

@@ -46,6 +46,10 @@ pub struct Progress {
     /// leaves its final result there when it ends).
     pub snap_req: std::sync::atomic::AtomicBool,
     pub snap: std::sync::Mutex<Option<JobResult>>,
+    /// With steady-state detection: where the measured phase began (at
+    /// the start, and again when the statistics are reset), for the
+    /// group loop's check (steadystate.rs).
+    pub epoch: std::sync::Mutex<Option<crate::steadystate::Epoch>>,
 }
 
 /// Where a job's I/O goes.
@@ -115,6 +119,8 @@ pub struct JobResult {
     /// fio's `latency_qd` at the end (`latency_depth`): the depth
     /// `latency_target` settled on, else `iodepth`.
     pub lat_depth: u32,
+    /// fio's steady-state report (set by the run once the job is joined).
+    pub steadystate: Option<crate::steadystate::Report>,
 }
 
 impl JobResult {
@@ -138,6 +144,7 @@ impl JobResult {
             lat_depth: ctx.job.iodepth,
             cpus: ctx.cpus.clone(),
             pid: std::process::id(),
+            steadystate: None,
         }
     }
 }
@@ -703,7 +710,25 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         // stamp the times.)
         && dedupe.is_none()
         && !offload
-        && lt.is_none();
+        && lt.is_none()
+        // (steady-state detection samples the live counters once a second
+        // and stops the job through `exitall`: the general loop.)
+        && job.ss_secs() == 0;
+    // Steady-state detection: the epoch and the live counters then.
+    let publish_epoch = |at: Instant, shown: &[(u64, u64); NDIR], reset: bool| {
+        if job.ss_secs() > 0 {
+            *ctx.progress.epoch.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(crate::steadystate::Epoch {
+                    at: at.to_std(),
+                    ios: shown.iter().map(|s| s.0).sum(),
+                    bytes: shown.iter().map(|s| s.1).sum(),
+                    reset,
+                });
+        }
+    };
+    if state != ST_RAMP {
+        publish_epoch(now0, &shown, false);
+    }
     loop {
         if fast_ok
             && state == ST_RUN
@@ -724,7 +749,6 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 sl: &mut sl,
                 free: &mut free,
                 queued: &mut queued,
-                done: &mut done,
                 deferred: &mut deferred,
                 res,
                 ival_clat: &mut ival_clat,
@@ -781,6 +805,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             issued_dir_bytes = [0; NDIR];
         }
         if (state == ST_RAMP && now >= ramp_end) || std::mem::take(&mut lat_reset) {
+            publish_epoch(now, &shown, true);
             state = ST_RUN;
             ctx.progress.state.store(state, Ordering::Relaxed);
             for d in res.dirs.iter_mut() {
@@ -1431,28 +1456,21 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             match dn.res {
                 Err(e) => {
-                    let kind = match dir {
-                        Dir::Read => cont::READ,
-                        // fio's td_error_type: anything but a read is a write error.
-                        Dir::Write | Dir::Trim => cont::WRITE,
-                    };
-                    let msg = format!(
-                        "{} of {} bytes at offset {}: {e}",
-                        dir_name(dir),
-                        si.len,
-                        si.off
-                    );
                     if job.fill_device && matches!(dn.errno, libc::ENOSPC | libc::EDQUOT) {
                         // fio's io_u error path under fill_device: the
                         // full file system ends the job (terminated: no
                         // verify pass follows), the error cleared.
                         eprintln!(
-                            "nvme-bench: io_u error in job '{}' (#{}): {msg} (fill_device: the file system is full, the job ends)",
-                            job.name, res.clone
+                            "nvme-bench: io_u error in job '{}' (#{}): {} of {} bytes at offset {}: {e} (fill_device: the file system is full, the job ends)",
+                            job.name,
+                            res.clone,
+                            dir_name(dir),
+                            si.len,
+                            si.off
                         );
                         stop = true;
                         terminated = true;
-                    } else if note_error(job, res, kind, dn.errno, msg) {
+                    } else if note_io_error(job, res, &si, dn.errno, &e) {
                         stop = true;
                     }
                 }
@@ -1771,6 +1789,25 @@ const HELD_GRACE: Duration = Duration::from_millis(250);
 /// Errors printed on stderr per job, at most (fio prints every one).
 const ERRORS_SHOWN: u64 = 20;
 
+/// An I/O the engine reported failed: [`note_error`] with fio's error type
+/// for its direction and a message naming the I/O. Returns true when the
+/// job must stop.
+#[cold]
+fn note_io_error(job: &Job, res: &mut JobResult, si: &SlotIo, errno: i32, e: &str) -> bool {
+    let kind = match si.dir {
+        Dir::Read => cont::READ,
+        // fio's td_error_type: anything but a read is a write error.
+        Dir::Write | Dir::Trim => cont::WRITE,
+    };
+    let msg = format!(
+        "{} of {} bytes at offset {}: {e}",
+        dir_name(si.dir),
+        si.len,
+        si.off
+    );
+    note_error(job, res, kind, errno, msg)
+}
+
 /// One failed I/O (or verify), fio's `io_completed` + `td_non_fatal_error`:
 /// with its type in `continue_on_error` and the error one fio continues on
 /// (EIO, EILSEQ; ETIMEDOUT too, fio has no deadline of its own) it is
@@ -1998,7 +2035,6 @@ pub struct Fast<'a> {
     sl: &'a mut [SlotIo],
     free: &'a mut Vec<usize>,
     queued: &'a mut Vec<usize>,
-    done: &'a mut Vec<Done>,
     deferred: &'a mut Deferred,
     res: &'a mut JobResult,
     ival_clat: &'a mut [LatStat; NDIR],
@@ -2040,10 +2076,58 @@ fn fast_allowed(job: &Job, sync: bool, may_busy: bool) -> bool {
         && std::env::var_os("NVME_BENCH_NO_FAST").is_none_or(|v| v.is_empty() || v == "0")
 }
 
+/// An engine whose completions the fast path takes one at a time, as the
+/// engine consumes them (see `NvmeEngine::reap_each`).
+pub trait FastEngine: Engine {
+    /// [`Engine::reap`], handing each completion to `emit`; returns how
+    /// many.
+    fn reap_each(&mut self, min: usize, max: usize, emit: impl FnMut(Done)) -> Result<usize>;
+}
+
+/// One completion in the fast path: the general loop's handling of a
+/// `Done`. Its entry in `deferred.done` gets the batch's completion time
+/// after the reap (`fast_turns`). An unknown slot is noted in `bad`.
+#[inline(always)]
+fn on_done(f: &mut Fast<'_>, dn: Done, bad: &mut Option<usize>) {
+    let s = dn.slot;
+    let Some(&si) = f.sl.get(s) else {
+        *bad = Some(s);
+        return;
+    };
+    if dn.late {
+        f.held -= 1;
+        f.free.push(s);
+        return;
+    }
+    let dir = si.dir;
+    let mut failed = false;
+    if let Err(e) = dn.res {
+        failed = true;
+        if note_io_error(f.job, f.res, &si, dn.errno, &e) {
+            f.stop = true;
+        }
+    }
+    if si.count {
+        let st = &mut f.res.dirs[dir as usize];
+        st.ios += 1;
+        if !failed {
+            // (The completion time is filled in after the reap.)
+            f.deferred.done.push((dir, si.prep, si.issue, si.issue));
+            st.bytes += si.len as u64;
+        }
+    }
+    if dn.held {
+        f.held += 1;
+    } else {
+        f.free.push(s);
+    }
+    f.inflight -= 1;
+}
+
 /// The turns of the general loop for a [`Fast`] job; see there. Returns at
 /// the top of a turn (its timestamp in `f.fresh`) or after a reaped batch.
 #[inline(always)]
-pub fn fast_turns<E: Engine>(eng: &mut E, f: &mut Fast<'_>) -> Result<()> {
+pub fn fast_turns<E: FastEngine>(eng: &mut E, f: &mut Fast<'_>) -> Result<()> {
     loop {
         let now = match f.fresh.take() {
             Some(t) => t,
@@ -2134,65 +2218,40 @@ pub fn fast_turns<E: Engine>(eng: &mut E, f: &mut Fast<'_>) -> Result<()> {
         }
         let min = f.cmin.min(f.inflight);
         let max = f.cmax.min(f.inflight + f.held).max(1);
-        if f.deferred.is_empty() || min == 0 {
-            eng.reap(min, max, f.done)?;
-        } else {
-            eng.reap(0, max, f.done)?;
-            if f.done.is_empty() {
-                f.deferred.flush(f.res, f.ival_clat);
-                eng.reap(min, max, f.done)?;
-            }
+        // Each completion is handled as the driver consumes it (no `Done`
+        // vector); its completion time, read once for the batch after the
+        // reap as in the general loop (and fio), is filled in after.
+        f.deferred.room_for_done(max, f.res, f.ival_clat);
+        let mut mark = f.deferred.done.len();
+        let mut bad = None;
+        let mut n = eng.reap_each(
+            if f.deferred.is_empty() { min } else { 0 },
+            max,
+            #[inline(always)]
+            |dn| on_done(f, dn, &mut bad),
+        )?;
+        if n == 0 && min > 0 && !f.deferred.is_empty() {
+            // Idle: record the deferred latencies while the device works.
+            f.deferred.flush(f.res, f.ival_clat);
+            mark = 0;
+            n = eng.reap_each(
+                min,
+                max,
+                #[inline(always)]
+                |dn| on_done(f, dn, &mut bad),
+            )?;
         }
-        if f.done.is_empty() {
+        if let Some(s) = bad {
+            return Err(Error::msg(format!("engine returned unknown slot {s}")));
+        }
+        if n == 0 {
             continue;
         }
         let t = Instant::now();
         f.fresh = Some(t);
-        f.res.depth.complete[DepthHist::batch_idx(f.done.len())] += 1;
-        f.deferred.room_for_done(f.done.len(), f.res, f.ival_clat);
-        for dn in f.done.drain(..) {
-            let s = dn.slot;
-            if s >= f.sl.len() {
-                return Err(Error::msg(format!("engine returned unknown slot {s}")));
-            }
-            if dn.late {
-                f.held -= 1;
-                f.free.push(s);
-                continue;
-            }
-            let si = f.sl[s];
-            let dir = si.dir;
-            let mut failed = false;
-            if let Err(e) = dn.res {
-                failed = true;
-                let kind = match dir {
-                    Dir::Read => cont::READ,
-                    Dir::Write | Dir::Trim => cont::WRITE,
-                };
-                let msg = format!(
-                    "{} of {} bytes at offset {}: {e}",
-                    dir_name(dir),
-                    si.len,
-                    si.off
-                );
-                if note_error(f.job, f.res, kind, dn.errno, msg) {
-                    f.stop = true;
-                }
-            }
-            if si.count {
-                let st = &mut f.res.dirs[dir as usize];
-                st.ios += 1;
-                if !failed {
-                    f.deferred.done.push((dir, si.prep, si.issue, t));
-                    st.bytes += si.len as u64;
-                }
-            }
-            if dn.held {
-                f.held += 1;
-            } else {
-                f.free.push(s);
-            }
-            f.inflight -= 1;
+        f.res.depth.complete[DepthHist::batch_idx(n)] += 1;
+        for e in &mut f.deferred.done[mark..] {
+            e.3 = t;
         }
         for d in 0..NDIR {
             let st = &f.res.dirs[d];

@@ -150,6 +150,52 @@ fn u64_at(b: &[u8], i: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
+/// The header's magic (the block is at least [`HEADER`] bytes): an error
+/// unless a verify job of ours wrote the block.
+fn check_magic(buf: &[u8]) -> Result<(), String> {
+    let magic = u32_at(buf, 0);
+    if magic != MAGIC {
+        Err(format!(
+            "no verify header (magic {magic:#010x}, expected {MAGIC:#010x}): never written by a verify job, or overwritten"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The header's own fields (the interval is at least [`HEADER`] bytes):
+/// length, offset, seed and, unless `expect_gen` is [`ANY_GEN`], the
+/// generation must be those this job wrote there. An error names the
+/// first that is not. Shared by [`check`] and [`dump`].
+fn check_fields(buf: &[u8], offset: u64, seed: u64, expect_gen: u32) -> Result<(), String> {
+    let len = u32_at(buf, 4) as usize;
+    if len != buf.len() {
+        return Err(format!(
+            "header length {len} differs from the block size {}",
+            buf.len()
+        ));
+    }
+    let at = u64_at(buf, 8);
+    if at != offset {
+        return Err(format!(
+            "misplaced: this block was written for offset {at} ({at:#x})"
+        ));
+    }
+    let s = u64_at(buf, 16);
+    if s != seed {
+        return Err(format!(
+            "stale: data of another run (seed {s:#x}, this job's is {seed:#x})"
+        ));
+    }
+    let g = u32_at(buf, 24);
+    if expect_gen != ANY_GEN && g != expect_gen {
+        return Err(format!(
+            "stale: generation {g} on the medium, the last write was generation {expect_gen}"
+        ));
+    }
+    Ok(())
+}
+
 /// What checking a block found: `failed`, the failure that fails the
 /// I/O; `logged`, failures fio reports and lets through (see [`check`]).
 #[derive(Debug, Default)]
@@ -221,37 +267,8 @@ fn check_one(
             buf.len()
         ));
     }
-    let magic = u32_at(buf, 0);
-    if magic != MAGIC {
-        return hdr(format!(
-            "no verify header (magic {magic:#010x}, expected {MAGIC:#010x}): never written by a verify job, or overwritten"
-        ));
-    }
-    let len = u32_at(buf, 4) as usize;
-    if len != buf.len() {
-        return hdr(format!(
-            "header length {len} differs from the block size {}",
-            buf.len()
-        ));
-    }
-    let at = u64_at(buf, 8);
-    if at != offset {
-        return hdr(format!(
-            "misplaced: this block was written for offset {at} ({at:#x})"
-        ));
-    }
-    let s = u64_at(buf, 16);
-    if s != seed {
-        return hdr(format!(
-            "stale: data of another run (seed {s:#x}, this job's is {seed:#x})"
-        ));
-    }
-    let g = u32_at(buf, 24);
-    if expect_gen != ANY_GEN && g != expect_gen {
-        return hdr(format!(
-            "stale: generation {g} on the medium, the last write was generation {expect_gen}"
-        ));
-    }
+    check_magic(buf).map_err(|e| (true, e))?;
+    check_fields(buf, offset, seed, expect_gen).map_err(|e| (true, e))?;
     match hash {
         None if spec.meta => {
             let crc = u32_at(buf, 28);
@@ -327,12 +344,11 @@ pub fn dump(
     let base = std::path::Path::new(path)
         .file_name()
         .map_or_else(|| path.to_string(), |b| b.to_string_lossy().into_owned());
-    let own = buf.len() >= HEADER
-        && u32_at(buf, 0) == MAGIC
-        && u32_at(buf, 4) as usize == spec.step(buf.len())
-        && u64_at(buf, 8) == offset
-        && u64_at(buf, 16) == seed
-        && (expect_gen == ANY_GEN || u32_at(buf, 24) == expect_gen);
+    // The first interval's header (the whole block's without intervals).
+    let first = &buf[..spec.step(buf.len()).min(buf.len())];
+    let own = first.len() >= HEADER
+        && check_magic(first).is_ok()
+        && check_fields(first, offset, seed, expect_gen).is_ok();
     let mut files: Vec<(&str, Vec<u8>)> = Vec::new();
     if own {
         let gen = if expect_gen == ANY_GEN {

@@ -12,17 +12,22 @@ mod common;
 
 use std::process::Command;
 
+use common::scratch;
 use serde_json::Value;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
 
-fn scratch(name: &str) -> std::path::PathBuf {
-    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("errors-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+/// The job: a psync read of 64 KiB of the file `small`, which nothing lays
+/// out.
+const JOB: &[&str] = &[
+    "--name=x",
+    "--filename=small",
+    "--rw=read",
+    "--bs=4k",
+    "--size=64k",
+    "--ioengine=psync",
+    "--create_on_open=1",
+];
 
 /// Run `tool` on a fresh 16 KiB file, reading 64 KiB of it.
 fn run(tool: &str, dir: &std::path::Path, extra: &[&str]) -> (i32, Value, String, String) {
@@ -31,18 +36,8 @@ fn run(tool: &str, dir: &std::path::Path, extra: &[&str]) -> (i32, Value, String
     std::fs::File::create(&f).unwrap().set_len(16384).unwrap();
     let o = Command::new(tool)
         .current_dir(dir)
-        .args([
-            "--name=x",
-            "--filename=small",
-            "--rw=read",
-            "--bs=4k",
-            "--size=64k",
-        ])
-        .args([
-            "--ioengine=psync",
-            "--create_on_open=1",
-            "--output-format=json",
-        ])
+        .args(JOB)
+        .arg("--output-format=json")
         .args(extra)
         .output()
         .unwrap();
@@ -61,7 +56,7 @@ fn run(tool: &str, dir: &std::path::Path, extra: &[&str]) -> (i32, Value, String
 #[test]
 fn first_error_stops_the_job_as_fio() {
     let fio = common::ensure_fio();
-    let d = scratch("stop");
+    let d = scratch("errors-stop");
     let (fc, fj, _, _) = run(&fio, &d, &[]);
     let (c, j, _, err) = run(BENCH, &d, &[]);
     let (f, o) = (&fj["jobs"][0], &j["jobs"][0]);
@@ -76,14 +71,7 @@ fn first_error_stops_the_job_as_fio() {
     // The normal output's err= field, as fio's: the number and its text.
     let o = Command::new(BENCH)
         .current_dir(&d)
-        .args([
-            "--name=x",
-            "--filename=small",
-            "--rw=read",
-            "--bs=4k",
-            "--size=64k",
-        ])
-        .args(["--ioengine=psync", "--create_on_open=1"])
+        .args(JOB)
         .output()
         .unwrap();
     let so = String::from_utf8_lossy(&o.stdout);
@@ -96,7 +84,7 @@ fn first_error_stops_the_job_as_fio() {
 
 #[test]
 fn continue_on_error_counts_errors() {
-    let d = scratch("continue");
+    let d = scratch("errors-continue");
     let (c, j, _, err) = run(BENCH, &d, &["--continue_on_error=read"]);
     let o = &j["jobs"][0];
     assert_eq!(c, 0, "{err}");
@@ -147,7 +135,7 @@ fn continue_on_error_counts_errors() {
 #[test]
 fn fractions_are_refused_naming_fios_reading() {
     let fio = common::ensure_fio();
-    let dir = scratch("fraction");
+    let dir = scratch("errors-fraction");
     let o = Command::new(&fio)
         .current_dir(&dir)
         .args([

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{ensure_fio, run_json_in, scratch};
+use common::{both_json_after, ensure_fio, run_json_in, scratch};
 use serde_json::Value;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
@@ -64,18 +64,7 @@ fn both(tag: &str, job: &str) -> [Side; 2] {
 
 /// `both`, with `setup` run in each directory first.
 fn both_after(tag: &str, job: &str, setup: &dyn Fn(&std::path::Path)) -> [Side; 2] {
-    let fio = ensure_fio();
-    let mut out = Vec::new();
-    for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
-        let dir = scratch(&format!("files-{tag}-{who}"));
-        std::fs::write(dir.join("job.fio"), job).unwrap();
-        setup(&dir);
-        let mut args = vec!["--output-format=json"];
-        if who == "ours" {
-            args.push("--eta=never");
-        }
-        args.push("job.fio");
-        let (v, _) = run_json_in(&dir, cmd, &args);
+    both_json_after(&format!("files-{tag}"), job, &[], setup).map(|(v, _, dir)| {
         let files = ls(&dir);
         let first = files
             .iter()
@@ -86,16 +75,13 @@ fn both_after(tag: &str, job: &str, setup: &dyn Fn(&std::path::Path)) -> [Side; 
                 b[0]
             })
             .collect();
-        out.push(Side {
+        let _ = std::fs::remove_dir_all(&dir);
+        Side {
             first,
             files,
             amounts: amounts(&v),
-        });
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    let ours = out.pop().unwrap();
-    let theirs = out.pop().unwrap();
-    [theirs, ours]
+        }
+    })
 }
 
 /// Both tools leave the same files and move the same amounts.

@@ -12,11 +12,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ensure_fio, scratch};
+use common::{ensure_fio, header_lines, job_files, runtimes, scratch};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
 
@@ -48,25 +48,6 @@ const REFUSED: &[(&str, &str)] = &[
 /// The acceptance reached so far; the aim is 90%. Raised as options land,
 /// so a regression fails the test.
 const FLOOR_PCT: f64 = 80.0;
-
-fn examples() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fio-examples");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "fio"))
-        .collect();
-    v.sort();
-    v
-}
-
-/// The lines both tools print before a run that describe its jobs.
-fn header_lines(out: &str) -> Vec<String> {
-    out.lines()
-        .filter(|l| l.contains(": (g=") || *l == "..." || l.starts_with("Starting "))
-        .map(str::to_string)
-        .collect()
-}
 
 /// Run `cmd args` in `dir`, at most `limit`; returns (success, stdout, stderr).
 fn run_in(dir: &Path, cmd: &str, args: &[&str], limit: Duration) -> (bool, String, String) {
@@ -105,7 +86,7 @@ fn fio_examples_parse_like_fio() {
     let mut accepted_by_us = 0;
     let mut failures = Vec::new();
     let mut refused = Vec::new();
-    for path in examples() {
+    for path in job_files("tests/fio-examples") {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let file = path.to_str().unwrap();
         let dir = scratch(&format!("examples-{name}"));
@@ -455,17 +436,7 @@ fn exitall_ends_its_own_group_like_fio() {
         let dir = scratch(&format!("exitgroup-{who}"));
         std::fs::write(dir.join("j.fio"), job).unwrap();
         let (v, _) = common::run_json_in(&dir, cmd, &["--output-format=json", "j.fio"]);
-        let ms: Vec<(String, u64)> = v["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|j| {
-                (
-                    j["jobname"].as_str().unwrap().to_string(),
-                    j["job_runtime"].as_u64().unwrap(),
-                )
-            })
-            .collect();
+        let ms = runtimes(&v);
         let t = |n: &str| ms.iter().find(|(m, _)| m == n).unwrap().1;
         assert!(t("b") < 1500, "{who}: b was not stopped: {ms:?}");
         assert!(t("d") >= 950, "{who}: d (another group) stopped: {ms:?}");

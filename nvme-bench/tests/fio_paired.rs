@@ -5,39 +5,16 @@
 
 mod common;
 
-use common::{ensure_fio, file_names, run_json_in, scratch};
+use common::{both_json, ensure_fio, file_names, run_json_in, scratch, serial};
 use serde_json::Value;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
-
-/// The tests of this file time both tools on the host's disk: run them one
-/// at a time, so one test's I/O does not skew another's rates.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Run the same job file with both tools, each in its own fresh directory
 /// (relative file names land there). Returns (fio's, ours) documents and
 /// directories.
 fn both(tag: &str, job: &str, extra: &[&str]) -> [(Value, String, std::path::PathBuf); 2] {
-    let fio = ensure_fio();
-    let mut out = Vec::new();
-    for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
-        let dir = scratch(&format!("paired-{tag}-{who}"));
-        std::fs::write(dir.join("job.fio"), job).unwrap();
-        let mut args = vec!["--output-format=json"];
-        if who == "ours" {
-            args.push("--eta=never");
-        }
-        args.extend_from_slice(extra);
-        args.push("job.fio");
-        let (v, err) = run_json_in(&dir, cmd, &args);
-        out.push((v, err, dir));
-    }
-    let ours = out.pop().unwrap();
-    let theirs = out.pop().unwrap();
-    [theirs, ours]
+    both_json(&format!("paired-{tag}"), job, extra)
 }
 
 fn jobs(v: &Value) -> &Vec<Value> {

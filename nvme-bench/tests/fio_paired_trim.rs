@@ -14,34 +14,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{ensure_fio, scratch};
+use common::{ensure_fio, run_job, scratch};
 use serde_json::Value;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
-
-/// Run `job.fio` in `dir`; (exit success, JSON document, stderr). fio
-/// prints its error lines before the JSON on stdout: skipped.
-fn run(dir: &Path, cmd: &str, extra: &[&str]) -> (bool, Value, String) {
-    let mut c = Command::new(cmd);
-    c.current_dir(dir).arg("--output-format=json");
-    if cmd == BENCH {
-        c.arg("--eta=never");
-    }
-    let o = c.args(extra).arg("job.fio").output().expect(cmd);
-    let out = String::from_utf8_lossy(&o.stdout);
-    let at = if out.starts_with('{') {
-        0
-    } else {
-        out.find("\n{").map_or(0, |i| i + 1)
-    };
-    let v: Value =
-        serde_json::from_str(&out[at..]).unwrap_or_else(|e| panic!("{cmd}: no JSON ({e}):\n{out}"));
-    (
-        o.status.success(),
-        v,
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 /// A loop device over a sparse file, detached on drop.
 struct Loop {
@@ -128,7 +104,7 @@ fn trims_on_a_block_device_like_fio() {
     for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
         let dir = scratch(&format!("trim-blk-{who}"));
         std::fs::write(dir.join("job.fio"), &job).unwrap();
-        let (ok, v, err) = run(&dir, cmd, &[]);
+        let (ok, v, err) = run_job(&dir, cmd, &[]);
         assert!(ok, "{who} failed:\n{err}");
         // The text report names the trim direction as fio's does.
         let o = Command::new(cmd)
@@ -194,7 +170,7 @@ fn trims_on_a_block_device_like_fio() {
         format!("[t]\nfilename={}\nrw=trim\nbs=1m\nioengine=psync\n", lo.dev),
     )
     .unwrap();
-    let (ok, v, err) = run(&dir, BENCH, &[]);
+    let (ok, v, err) = run_job(&dir, BENCH, &[]);
     assert!(ok, "{err}");
     assert_eq!(v["jobs"][0]["trim"]["io_bytes"], 32 << 20);
     let after = lo.allocated();
@@ -216,7 +192,7 @@ fn trim_on_a_regular_file_fails_like_fio() {
         for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
             let dir = scratch(&format!("trim-file-{rw}-{who}"));
             std::fs::write(dir.join("job.fio"), &job).unwrap();
-            let (ok, v, err) = run(&dir, cmd, &[]);
+            let (ok, v, err) = run_job(&dir, cmd, &[]);
             assert!(!ok, "{who} {rw}: a trim on a regular file succeeded");
             let j = &v["jobs"][0];
             assert_eq!(j["error"], 25, "{who} {rw}: {err}");

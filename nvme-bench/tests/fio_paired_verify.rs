@@ -8,37 +8,13 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
-use common::{ensure_fio, scratch};
-use serde_json::Value;
+use common::{ensure_fio, run_job, scratch};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
 
 const TYPES: [&str; 9] = [
     "md5", "sha1", "sha256", "sha512", "sha3-224", "sha3-256", "sha3-384", "sha3-512", "crc32",
 ];
-
-/// Run a job file; returns (exit success, the JSON document, stderr).
-/// fio prints its error line before the JSON on stdout: skipped.
-fn run(dir: &Path, cmd: &str, extra: &[&str]) -> (bool, Value, String) {
-    let mut c = Command::new(cmd);
-    c.current_dir(dir).arg("--output-format=json");
-    if cmd == BENCH {
-        c.arg("--eta=never");
-    }
-    let o = c.args(extra).arg("job.fio").output().expect(cmd);
-    let out = String::from_utf8_lossy(&o.stdout);
-    let at = out.find("\n{").map_or(0, |i| i + 1);
-    let v: Value =
-        serde_json::from_str(&out[at..]).unwrap_or_else(|e| panic!("{cmd}: no JSON ({e}):\n{out}"));
-    (
-        o.status.success(),
-        v,
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn each_verify_type_passes_like_fio() {
@@ -51,7 +27,7 @@ fn each_verify_type_passes_like_fio() {
     for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
         let dir = scratch(&format!("vtypes-{who}"));
         std::fs::write(dir.join("job.fio"), &job).unwrap();
-        let (ok, v, err) = run(&dir, cmd, &[]);
+        let (ok, v, err) = run_job(&dir, cmd, &[]);
         assert!(ok, "{who}: failed\n{err}");
         let jobs = v["jobs"].as_array().unwrap();
         assert_eq!(jobs.len(), TYPES.len(), "{who}");
@@ -78,10 +54,10 @@ fn corrupted_block_fails_like_fio() {
         for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
             let dir = scratch(&format!("vcorrupt-{t}-{who}"));
             std::fs::write(dir.join("job.fio"), &job).unwrap();
-            let (ok, _, err) = run(&dir, cmd, &["--do_verify=0"]);
+            let (ok, _, err) = run_job(&dir, cmd, &["--do_verify=0"]);
             assert!(ok, "{who} {t}: write failed\n{err}");
             // Untouched, the verify_only pass succeeds.
-            let (ok, v, err) = run(&dir, cmd, &["--verify_only"]);
+            let (ok, v, err) = run_job(&dir, cmd, &["--verify_only"]);
             assert!(ok, "{who} {t}: verify_only on good data failed\n{err}");
             assert_eq!(v["jobs"][0]["read"]["total_ios"], 64, "{who} {t}");
             // Eight bytes of block 16 (offset 64 KiB): in its middle, or
@@ -95,7 +71,7 @@ fn corrupted_block_fails_like_fio() {
             let mut data = std::fs::read(&path).unwrap();
             data[65536 + at..65536 + at + 8].copy_from_slice(b"XXXXXXXX");
             std::fs::write(&path, data).unwrap();
-            let (ok, v, err) = run(&dir, cmd, &["--verify_only"]);
+            let (ok, v, err) = run_job(&dir, cmd, &["--verify_only"]);
             assert!(!ok, "{who} {t}: verify passed on a changed block");
             let j = &v["jobs"][0];
             assert_eq!(j["error"], 84, "{who} {t}: {err}");
@@ -120,13 +96,13 @@ fn sha512_catches_any_change() {
     for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
         let dir = scratch(&format!("vsha512-{who}"));
         std::fs::write(dir.join("job.fio"), job).unwrap();
-        let (ok, _, err) = run(&dir, cmd, &["--do_verify=0"]);
+        let (ok, _, err) = run_job(&dir, cmd, &["--do_verify=0"]);
         assert!(ok, "{who}: {err}");
         let path = dir.join("v.dat");
         let mut data = std::fs::read(&path).unwrap();
         data[8192 + 1000] ^= 0xff;
         std::fs::write(&path, data).unwrap();
-        let (ok, _, _) = run(&dir, cmd, &["--verify_only"]);
+        let (ok, _, _) = run_job(&dir, cmd, &["--verify_only"]);
         failed.push(!ok);
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -147,7 +123,7 @@ fn verify_of_a_mixed_workload_like_fio() {
     for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
         let dir = scratch(&format!("vmixed-{who}"));
         std::fs::write(dir.join("job.fio"), job).unwrap();
-        let (ok, v, err) = run(&dir, cmd, &[]);
+        let (ok, v, err) = run_job(&dir, cmd, &[]);
         assert!(ok, "{who}: failed\n{err}");
         let j = &v["jobs"][0];
         assert_eq!(j["error"], 0, "{who}");

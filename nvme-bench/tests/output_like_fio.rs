@@ -10,16 +10,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{ensure_fio, scratch};
+use common::{ensure_fio, scratch, serial};
 use serde_json::Value;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
-
-/// The timed tests share the machine: one at a time.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 fn run_in(dir: &Path, cmd: &str, args: &[&str]) -> Output {
     Command::new(cmd)
@@ -45,6 +39,14 @@ fn both(tag: &str, job: Option<&str>, args: &[&str]) -> [(Output, PathBuf); 2] {
     }
     let ours = out.pop().unwrap();
     [out.pop().unwrap(), ours]
+}
+
+/// Both tools refuse `args` (no job file), saying `said` on stderr.
+fn both_refuse(tag: &str, args: &[&str], said: &str) {
+    let [(t, _), (o, _)] = both(tag, None, args);
+    assert!(!t.status.success() && !o.status.success());
+    assert!(text(&t.stderr).contains(said), "{}", text(&t.stderr));
+    assert!(text(&o.stderr).contains(said), "{}", text(&o.stderr));
 }
 
 fn text(b: &[u8]) -> String {
@@ -205,22 +207,15 @@ fn terse_versions_2_4_5_and_options_match_fio() {
 
 #[test]
 fn bad_terse_version_is_refused_as_fio() {
-    let [(t, _), (o, _)] = both(
+    both_refuse(
         "terse-bad",
-        None,
         &[
             "--terse-version=7",
             "--name=x",
             "--ioengine=null",
             "--size=4k",
         ],
-    );
-    assert!(!t.status.success() && !o.status.success());
-    assert!(text(&t.stderr).contains("bad terse version format"));
-    assert!(
-        text(&o.stderr).contains("bad terse version format"),
-        "{}",
-        text(&o.stderr)
+        "bad terse version format",
     );
 }
 
@@ -521,22 +516,15 @@ fn eta_newline_keeps_a_status_line_every_period() {
     assert!(nt >= 2, "fio kept {nt}");
     assert!(no >= 2, "nvme-bench kept {no} status lines");
     // Below a millisecond: refused by both.
-    let [(t, _), (o, _)] = both(
+    both_refuse(
         "eta-nl-0",
-        None,
         &[
             "--eta-newline=0",
             "--name=x",
             "--ioengine=null",
             "--size=4k",
         ],
-    );
-    assert!(!t.status.success() && !o.status.success());
-    assert!(text(&t.stderr).contains("eta new line time too short"));
-    assert!(
-        text(&o.stderr).contains("eta new line time too short"),
-        "{}",
-        text(&o.stderr)
+        "eta new line time too short",
     );
     let [(_, _), (o, _)] = both(
         "eta-nl-off",

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{ensure_fio, scratch};
+use common::{ensure_fio, json_in, scratch};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
 
@@ -48,6 +48,26 @@ fn traced(dir: &Path, calls: &str, cmd: &str, args: &[&str]) -> (bool, String, S
         String::from_utf8_lossy(&o.stdout).into_owned(),
         trace,
     )
+}
+
+/// `dir/j.fio` run quietly (`--output=/dev/null`) by fio and by nvme-bench,
+/// each under [`traced`]: [fio's, ours] (success, trace).
+fn traced_both(dir: &Path, calls: &str, fio: &str) -> [(bool, String); 2] {
+    [fio, BENCH].map(|cmd| {
+        let (ok, _, trace) = traced(dir, calls, cmd, &["j.fio", "--output=/dev/null"]);
+        (ok, trace)
+    })
+}
+
+/// `dir/NAME` run quietly (`--output=/dev/null`) by `cmd`, which must
+/// succeed.
+fn run_quiet(dir: &Path, cmd: &str, name: &str) {
+    let o = Command::new(cmd)
+        .args([name, "--output=/dev/null"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{cmd}: {o:?}");
 }
 
 /// The call of a strace line without its pid and result.
@@ -141,8 +161,7 @@ fn numa_like_fio() {
         );
         std::fs::write(dir.join("j.fio"), job).unwrap();
         let calls = "sched_setaffinity,set_mempolicy";
-        let (fok, _, ftrace) = traced(&dir, calls, &fio, &["j.fio", "--output=/dev/null"]);
-        let (ook, _, otrace) = traced(&dir, calls, BENCH, &["j.fio", "--output=/dev/null"]);
+        let [(fok, ftrace), (ook, otrace)] = traced_both(&dir, calls, &fio);
         assert!(fok && ook, "{policy}: fio ok {fok}, ours ok {ook}");
         let (theirs, ours) = (numa_calls(&ftrace), numa_calls(&otrace));
         let mut expect = vec![format!("sched_setaffinity {cpus}")];
@@ -255,8 +274,7 @@ fn sync_opens_like_fio() {
              sync={sync}\ndirect={direct}\n"
         );
         std::fs::write(dir.join("j.fio"), job).unwrap();
-        let (fok, _, ft) = traced(&dir, "openat", &fio, &["j.fio", "--output=/dev/null"]);
-        let (ook, _, ot) = traced(&dir, "openat", BENCH, &["j.fio", "--output=/dev/null"]);
+        let [(fok, ft), (ook, ot)] = traced_both(&dir, "openat", &fio);
         assert!(fok && ook, "sync={sync}");
         let (theirs, ours) = (open_flags(&ft, "sf"), open_flags(&ot, "sf"));
         assert!(
@@ -347,12 +365,7 @@ fn scramble_buffers_like_fio() {
             let job =
                 format!("[j]\nioengine=psync\nrw=write\nbs=4k\nsize=64k\nfilename=wf\n{opts}");
             std::fs::write(dir.join("j.fio"), job).unwrap();
-            let o = Command::new(cmd)
-                .args(["j.fio", "--output=/dev/null"])
-                .current_dir(&dir)
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "{who}: {o:?}");
+            run_quiet(&dir, cmd, "j.fio");
             let data = std::fs::read(dir.join("wf")).unwrap();
             assert_eq!(data.len(), 64 << 10, "{who}");
             if let Err(e) = fill_check(&data, fill) {
@@ -395,12 +408,7 @@ fn offsets_of(dir: &Path, cmd: &str, job: &str) -> Vec<(u64, u64, u64)> {
         format!("{job}write_lat_log=zl\nlog_offset=1\n"),
     )
     .unwrap();
-    let o = Command::new(cmd)
-        .args(["z.fio", "--output=/dev/null"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{cmd}: {o:?}");
+    run_quiet(dir, cmd, "z.fio");
     log_rows(&dir.join("zl_lat.1.log"))
         .into_iter()
         .map(|r| {
@@ -479,12 +487,7 @@ fn log_offset_like_fio() {
                  write_lat_log=l\nwrite_bw_log=l\nwrite_iops_log=l\n{extra}"
             );
             std::fs::write(dir.join("j.fio"), job).unwrap();
-            let o = Command::new(cmd)
-                .args(["j.fio", "--output=/dev/null"])
-                .current_dir(&dir)
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "{cmd}: {o:?}");
+            run_quiet(&dir, cmd, "j.fio");
             let mut shape = Vec::new();
             for log in ["l_lat.1.log", "l_clat.1.log", "l_bw.1.log", "l_iops.1.log"] {
                 let rows = log_rows(&dir.join(log));
@@ -525,13 +528,7 @@ fn json_of(cmd: &str, dir: &Path, args: &[&str]) -> serde_json::Value {
         .current_dir(dir)
         .output()
         .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    let at = out
-        .find("\n{")
-        .map(|i| i + 1)
-        .or_else(|| out.starts_with('{').then_some(0))
-        .unwrap_or_else(|| panic!("{cmd}: no JSON: {out}"));
-    serde_json::from_str(&out[at..]).unwrap_or_else(|e| panic!("{cmd}: {e}: {out}"))
+    json_in(cmd, &String::from_utf8_lossy(&o.stdout))
 }
 
 /// latency_target: fio's depth search. The reported fields
@@ -686,8 +683,7 @@ fn many_files_open_on_demand_like_fio() {
                 "{who} {tag}: {}{out}",
                 String::from_utf8_lossy(&o.stderr)
             );
-            let v: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..])
-                .unwrap_or_else(|e| panic!("{who}: {e}"));
+            let v = json_in(who, &out);
             let j = &v["jobs"][0];
             assert_eq!(j["error"].as_u64(), Some(0), "{who} {tag}");
             assert_eq!(j[dir_name]["total_ios"].as_u64(), Some(5000), "{who} {tag}");

@@ -292,3 +292,333 @@ fn dedupe_blocks_repeat_like_fio() {
         );
     }
 }
+
+/// A job with steady-state detection (steadystate.c): a null job held at
+/// 1000 IOPS (`rate_iops` per job) for up to 30 s, `ss=SS`, `ss_dur=3s`
+/// sampled after `ss_ramp=1s`.
+fn ss_job(ss: &str, extra: &str) -> String {
+    format!(
+        "[ss]\nioengine=null\nsize=1g\nbs=4k\nrw=read\ntime_based\nruntime=30s\n\
+         rate_iops=1000\nss={ss}\nss_dur=3s\nss_ramp=1s\n{extra}"
+    )
+}
+
+/// fio's keys of the `steadystate` object, in its order (stat.c).
+const SS_KEYS: [&str; 7] = [
+    "ss",
+    "duration",
+    "attained",
+    "criterion",
+    "max_deviation",
+    "slope",
+    "data",
+];
+const SS_DATA_KEYS: [&str; 4] = ["bw_mean", "iops_mean", "iops", "bw"];
+
+/// The `steadystate` objects of both tools have fio's keys in fio's order
+/// with the same JSON types (`ss`/`criterion` strings, `duration`/
+/// `attained` integers, `max_deviation`/`slope` floats, `data` with
+/// integer means and `duration` integer samples each).
+fn same_ss_shape(t: &Value, o: &Value, what: &str) {
+    for (who, v) in [("fio", t), ("ours", o)] {
+        // The documents keep their key order (sorted, `ctx` would be first).
+        let first = v["jobs"][0].as_object().unwrap().keys().next().unwrap();
+        assert_eq!(
+            first, "jobname",
+            "{what}: {who}'s keys are not in document order"
+        );
+        let ss = v["jobs"][0]["steadystate"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{what}: {who} has no steadystate object"));
+        let keys: Vec<&str> = ss.keys().map(String::as_str).collect();
+        assert_eq!(keys, SS_KEYS, "{what}: {who}'s steadystate keys");
+        let data = ss["data"].as_object().unwrap();
+        let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+        assert_eq!(keys, SS_DATA_KEYS, "{what}: {who}'s steadystate data keys");
+        let dur = ss["duration"].as_u64().unwrap() as usize;
+        for k in ["iops", "bw"] {
+            let a = data[k].as_array().unwrap();
+            assert_eq!(a.len(), dur, "{what}: {who}'s {k} samples");
+            assert!(a.iter().all(Value::is_u64), "{what}: {who}'s {k}: {a:?}");
+        }
+    }
+    let kinds = |v: &Value| -> Vec<&'static str> {
+        let ss = &v["jobs"][0]["steadystate"];
+        SS_KEYS
+            .iter()
+            .map(|k| common::kind(&ss[*k]))
+            .chain(SS_DATA_KEYS.iter().map(|k| common::kind(&ss["data"][*k])))
+            .collect()
+    };
+    assert_eq!(kinds(o), kinds(t), "{what}: JSON types, ours vs fio's");
+    for k in ["ss", "duration"] {
+        assert_eq!(
+            o["jobs"][0]["steadystate"][k], t["jobs"][0]["steadystate"][k],
+            "{what}: {k}"
+        );
+    }
+}
+
+/// Each job's (attained, job_runtime ms, IOPS samples).
+fn ss_outcome(v: &Value) -> (u64, u64, Vec<u64>) {
+    let j = &v["jobs"][0];
+    let ss = &j["steadystate"];
+    (
+        ss["attained"].as_u64().unwrap(),
+        j["job_runtime"].as_u64().unwrap(),
+        ss["data"]["iops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect(),
+    )
+}
+
+/// `ss=iops:10%` on a steady 1000 IOPS is met as soon as the 3 s window is
+/// full: sampling starts a second after `ss_ramp`, so both tools stop the
+/// 30 s job near 5 s (fio's helper ticks: 2 s of ramp and first tick, 3
+/// samples), attained, with 3 samples of about 1000 IOPS.
+#[test]
+fn steadystate_attained_stops_the_job_like_fio() {
+    let _s = serial();
+    let [(t, _), (o, _)] = both("ss-met", &ss_job("iops:10%", ""), &[]);
+    same_ss_shape(&t, &o, "iops:10%");
+    let (ta, trt, tio) = ss_outcome(&t);
+    let (oa, ort, oio) = ss_outcome(&o);
+    for (who, a, rt, io) in [("fio", ta, trt, &tio), ("ours", oa, ort, &oio)] {
+        assert_eq!(a, 1, "{who}: not attained ({rt} ms, {io:?})");
+        assert!(
+            (4000..6500).contains(&rt),
+            "{who}: stopped after {rt} ms, not near 5 s"
+        );
+        assert!(
+            io.iter().all(|x| (900..1100).contains(x)),
+            "{who}: samples {io:?}"
+        );
+    }
+    assert!(
+        trt.abs_diff(ort) < 700,
+        "job_runtime: fio {trt} ms, ours {ort} ms"
+    );
+}
+
+/// `ss=bw_slope:0` (absolute: |slope| < 0 bytes/s) can never be met: both
+/// tools run the job its whole runtime (6 s here), not attained, the
+/// window full (3 samples of about 4 MB/s, oldest first).
+#[test]
+fn steadystate_not_attained_runs_on_like_fio() {
+    let _s = serial();
+    let job = ss_job("bw_slope:0", "").replace("runtime=30s", "runtime=6s");
+    let [(t, _), (o, _)] = both("ss-unmet", &job, &[]);
+    same_ss_shape(&t, &o, "bw_slope:0");
+    for (who, v) in [("fio", &t), ("ours", &o)] {
+        let (a, rt, io) = ss_outcome(v);
+        assert_eq!(a, 0, "{who}: attained ({rt} ms)");
+        assert!((5800..6500).contains(&rt), "{who}: ran {rt} ms, not 6 s");
+        assert!(
+            io.iter().all(|x| (900..1100).contains(x)),
+            "{who}: samples {io:?}"
+        );
+        let bw: Vec<u64> = v["jobs"][0]["steadystate"]["data"]["bw"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
+        assert!(
+            bw.iter().all(|x| (3_700_000..4_500_000).contains(x)),
+            "{who}: bw samples {bw:?}"
+        );
+        let c = v["jobs"][0]["steadystate"]["criterion"].as_str().unwrap();
+        assert!(!c.ends_with('%'), "{who}: criterion {c}");
+    }
+}
+
+/// With group_reporting the check pools the group: two jobs at 500 IOPS
+/// each make samples of 1000 IOPS (kept by the group's last job), met
+/// together, and both jobs stop (the group's job_runtime is their sum,
+/// near 2 x 5 s).
+#[test]
+fn steadystate_group_reporting_pools_jobs_like_fio() {
+    let _s = serial();
+    let job = ss_job("iops:10%", "numjobs=2\ngroup_reporting\n")
+        .replace("rate_iops=1000", "rate_iops=500");
+    let [(t, _), (o, _)] = both("ss-group", &job, &[]);
+    same_ss_shape(&t, &o, "group");
+    let (ta, trt, tio) = ss_outcome(&t);
+    let (oa, ort, oio) = ss_outcome(&o);
+    for (who, v, a, rt, io) in [("fio", &t, ta, trt, &tio), ("ours", &o, oa, ort, &oio)] {
+        assert_eq!(
+            v["jobs"].as_array().unwrap().len(),
+            1,
+            "{who}: one group entry"
+        );
+        assert_eq!(a, 1, "{who}: not attained ({rt} ms, {io:?})");
+        assert!(
+            (8000..13000).contains(&rt),
+            "{who}: the group ran {rt} ms, not near 2 x 5 s"
+        );
+        assert!(
+            io.iter().all(|x| (900..1100).contains(x)),
+            "{who}: group samples {io:?}"
+        );
+    }
+    assert!(
+        trt.abs_diff(ort) < 1400,
+        "job_runtime: fio {trt} ms, ours {ort} ms"
+    );
+}
+
+/// Run `cmd args` in `dir`: (success, stdout, stderr).
+fn run_in(dir: &std::path::Path, cmd: &str, args: &[&str]) -> (bool, String, String) {
+    let o = std::process::Command::new(cmd)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect(cmd);
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// How both tools read the options (short runs, nothing met): the `ss`
+/// text of each criterion (its limit as fio keeps it: bandwidth in bytes/s
+/// with units, blanks dropped, the default `iops_slope:0.01%` when only
+/// `ss_dur` is set), the window in whole seconds (1500ms is 1), none
+/// without a whole second of it; and the job files both refuse: an
+/// unknown or upper-case criterion, no threshold, a `,` before the `:`,
+/// and jobs of one reporting group with different settings.
+#[test]
+fn steadystate_options_like_fio() {
+    let _s = serial();
+    let specs: &[(&str, Option<(&str, u64)>)] = &[
+        ("ss=iops:10%\nss_dur=2", Some(("iops:10.000000%", 2))),
+        ("ss=bw:10m\nss_dur=2", Some(("bw:10485760.000000", 2))),
+        (
+            "ss=iops_slope:0.3 %\nss_dur=1500ms",
+            Some(("iops_slope:0.300000%", 1)),
+        ),
+        (
+            "ss=bw_slope: 1k\nss_dur=2\nss_ramp=1",
+            Some(("bw_slope:1024.000000", 2)),
+        ),
+        (
+            "steadystate=iops:1e2%\nsteadystate_duration=2",
+            Some(("iops:100.000000%", 2)),
+        ),
+        ("ss_dur=2", Some(("iops_slope:0.010000%", 2))),
+        ("ss=iops:5%\nss_dur=500ms", None),
+        ("ss=iops:5%", None),
+    ];
+    let mut job =
+        String::from("[global]\nioengine=null\nsize=1m\nrw=read\ntime_based\nruntime=300ms\n");
+    for (i, (s, _)) in specs.iter().enumerate() {
+        job.push_str(&format!("[j{i}]\nnew_group\n{s}\n"));
+    }
+    let [(t, _), (o, _)] = both("ss-opts", &job, &[]);
+    for (i, (s, want)) in specs.iter().enumerate() {
+        for (who, v) in [("fio", &t), ("ours", &o)] {
+            let j = &v["jobs"][i];
+            assert_eq!(j["jobname"], format!("j{i}"));
+            let ss = &j["steadystate"];
+            match want {
+                None => assert!(ss.is_null(), "{s:?}: {who} has {ss}"),
+                Some((text, dur)) => {
+                    assert_eq!(ss["ss"].as_str(), Some(*text), "{s:?}: {who}");
+                    assert_eq!(ss["duration"].as_u64(), Some(*dur), "{s:?}: {who}");
+                    assert_eq!(ss["attained"].as_u64(), Some(0), "{s:?}: {who}");
+                    assert_eq!(
+                        ss["data"]["iops"].as_array().map(Vec::len),
+                        Some(*dur as usize),
+                        "{s:?}: {who}"
+                    );
+                }
+            }
+        }
+    }
+    let fio = ensure_fio();
+    let base = "[global]\nioengine=null\nsize=1m\nrw=read\ntime_based\nruntime=100ms\n";
+    for bad in [
+        "[a]\nss=IOPS:10%\nss_dur=2\n",
+        "[a]\nss=iops\nss_dur=2\n",
+        "[a]\nss=iops:\nss_dur=2\n",
+        "[a]\nss=iops_slopes:1%\nss_dur=2\n",
+        "[a]\nss=iops,5\nss_dur=2\n",
+        "[a]\nss_dur=2\n[b]\n",
+        "[a]\nss_dur=2\n[b]\nss_dur=2\nss_ramp=1\n",
+    ] {
+        for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
+            let dir = scratch(&format!("ssd-ss-bad-{who}"));
+            std::fs::write(dir.join("job.fio"), format!("{base}{bad}")).unwrap();
+            let (ok, out, err) = run_in(&dir, cmd, &["--output-format=json", "job.fio"]);
+            assert!(!ok, "{who} ran {bad:?}:\n{out}\n{err}");
+        }
+    }
+}
+
+/// The normal output's `steadystate  :` line (stat.c show_ss_normal), from
+/// a one-second window met at the first sample: the same words, units and
+/// figures' shapes as fio's (`attained=yes, bw=4001KiB/s (4001kB/s),
+/// iops=1000, iops mean dev=0.000%`), after the job's `latency` line.
+#[test]
+fn steadystate_normal_line_like_fio() {
+    let _s = serial();
+    let fio = ensure_fio();
+    let job = ss_job("iops:10%", "")
+        .replace("ss_dur=3s", "ss_dur=1")
+        .replace("ss_ramp=1s", "ss_ramp=0");
+    let mut lines = Vec::new();
+    for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
+        let dir = scratch(&format!("ssd-ss-normal-{who}"));
+        std::fs::write(dir.join("job.fio"), &job).unwrap();
+        let (ok, out, err) = run_in(&dir, cmd, &["--eta=never", "job.fio"]);
+        assert!(ok, "{who}: {out}\n{err}");
+        let all: Vec<&str> = out.lines().collect();
+        let at = all
+            .iter()
+            .position(|l| l.starts_with("  steadystate  : "))
+            .unwrap_or_else(|| panic!("{who}: no steadystate line:\n{out}"));
+        assert!(
+            all[at - 1].starts_with("     latency   : "),
+            "{who}: {:?} before it",
+            all[at - 1]
+        );
+        lines.push(all[at].to_string());
+    }
+    // Figures masked: digits and the decimal point.
+    let shape = |l: &str| -> String {
+        l.chars()
+            .map(|c| {
+                if c.is_ascii_digit() || c == '.' {
+                    '9'
+                } else {
+                    c
+                }
+            })
+            .collect::<String>()
+            .split('9')
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("#")
+    };
+    assert_eq!(
+        shape(&lines[1]),
+        shape(&lines[0]),
+        "\nfio : {}\nours: {}",
+        lines[0],
+        lines[1]
+    );
+    for l in &lines {
+        assert!(
+            l.starts_with("  steadystate  : attained=yes, bw=")
+                && l.contains("KiB/s (")
+                && l.contains("kB/s), iops=")
+                && l.contains(", iops mean dev=")
+                && l.ends_with('%'),
+            "{l}"
+        );
+    }
+}

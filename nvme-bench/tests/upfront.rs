@@ -3,22 +3,18 @@
 //! the run before any file is laid out or written, not after the run with
 //! its results lost.
 
+mod common;
+
 use std::process::Command;
 
-const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
+use common::scratch;
 
-fn scratch(name: &str) -> std::path::PathBuf {
-    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("upfront-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
 
 #[test]
 fn unwritable_output_or_plot_fails_before_any_io() {
     for flag in ["--output", "--plot"] {
-        let d = scratch(flag.trim_start_matches('-'));
+        let d = scratch(&format!("upfront-{}", flag.trim_start_matches('-')));
         let target = d.join("data.bin");
         let bad = d.join("no-such-dir").join("out");
         let o = Command::new(BENCH)
@@ -52,7 +48,7 @@ fn unwritable_output_or_plot_fails_before_any_io() {
 
 #[test]
 fn writable_output_still_gets_the_report() {
-    let d = scratch("ok");
+    let d = scratch("upfront-ok");
     let out = d.join("out.json");
     let o = Command::new(BENCH)
         .arg(format!("--output={}", out.display()))

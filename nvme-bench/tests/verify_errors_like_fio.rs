@@ -16,35 +16,16 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{ensure_fio, scratch};
+use common::{ensure_fio, run_job, scratch};
 use serde_json::Value;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
 
 /// Run `job` (written to `dir/job.fio`) with `cmd`; returns (exit
-/// success, the JSON document, stderr). fio's warnings and error lines
-/// before the JSON on stdout are skipped.
+/// success, the JSON document, stderr).
 fn run(dir: &Path, cmd: &str, job: &str, extra: &[&str]) -> (bool, Value, String) {
     std::fs::write(dir.join("job.fio"), job).unwrap();
-    let mut c = Command::new(cmd);
-    c.current_dir(dir).arg("--output-format=json");
-    if cmd == BENCH {
-        c.arg("--eta=never");
-    }
-    let o = c.args(extra).arg("job.fio").output().expect(cmd);
-    let out = String::from_utf8_lossy(&o.stdout);
-    let at = if out.starts_with('{') {
-        0
-    } else {
-        out.find("\n{").map_or(0, |i| i + 1)
-    };
-    let v: Value =
-        serde_json::from_str(&out[at..]).unwrap_or_else(|e| panic!("{cmd}: no JSON ({e}):\n{out}"));
-    (
-        o.status.success(),
-        v,
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    run_job(dir, cmd, extra)
 }
 
 /// (read ios, write ios, error) of the first job.

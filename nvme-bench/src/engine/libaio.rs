@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::os::fd::AsRawFd;
 
-use super::{AlignedBuf, Done, Engine};
+use super::{AlignedBuf, Done, Engine, Files};
 use crate::error::Result;
 use crate::options::Dir;
 use crate::sys::aio::{Context, Event, Iocb, CMD_PREAD, CMD_PWRITE};
@@ -13,9 +13,8 @@ use crate::sys::aio::{Context, Event, Iocb, CMD_PREAD, CMD_PWRITE};
 pub struct Libaio {
     // Dropped first: io_destroy waits for the I/Os using the buffers.
     ctx: Context,
-    /// The job's files (fio's list); `slot_file` picks one per slot.
-    files: Vec<File>,
-    slot_file: Vec<usize>,
+    /// The job's files (fio's list), and the one of each slot.
+    files: Files,
     bufs: Vec<AlignedBuf>,
     /// One iocb per slot, boxed so their addresses stay put.
     iocbs: Box<[Iocb]>,
@@ -39,15 +38,12 @@ impl Libaio {
         slots: usize,
         buf_len: usize,
     ) -> Result<Self> {
-        let (file, size, lbs) = super::open_file(path, flags, write, want)?;
-        let bufs = (0..slots)
-            .map(|_| AlignedBuf::new(buf_len))
-            .collect::<Result<_>>()?;
+        let (file, size, lbs, bufs) =
+            super::open_with_bufs(path, flags, write, want, slots, buf_len)?;
         let ctx = Context::new(u32::try_from(slots).unwrap_or(u32::MAX))?;
         Ok(Libaio {
             ctx,
-            files: vec![file],
-            slot_file: vec![0; slots],
+            files: Files::new(file, slots),
             bufs,
             iocbs: vec![Iocb::default(); slots].into_boxed_slice(),
             queued: Vec::with_capacity(slots),
@@ -66,7 +62,7 @@ impl Engine for Libaio {
     fn queue(&mut self, slot: usize, dir: Dir, offset: u64, len: usize) -> Result<()> {
         if dir == Dir::Trim {
             // fio's libaio trims synchronously (FIO_ASYNCIO_SYNC_TRIM).
-            let file = &self.files[self.slot_file[slot]];
+            let file = self.files.of_slot(slot);
             self.trims.push(super::trim_now(file, slot, offset, len));
             return Ok(());
         }
@@ -79,7 +75,7 @@ impl Engine for Libaio {
                 // (Trims returned above.)
                 Dir::Write | Dir::Trim => CMD_PWRITE,
             },
-            fildes: self.files[self.slot_file[slot]].as_raw_fd() as u32,
+            fildes: self.files.of_slot(slot).as_raw_fd() as u32,
             buf: buf as u64,
             nbytes: len as u64,
             offset: i64::try_from(offset)
@@ -112,10 +108,8 @@ impl Engine for Libaio {
         Ok(())
     }
     fn reap(&mut self, min: usize, max: usize, out: &mut Vec<Done>) -> Result<()> {
-        if !self.trims.is_empty() {
+        if super::reap_trims(&mut self.trims, max, out) {
             // Trims done in `queue` complete first, without waiting.
-            let n = self.trims.len().min(max.max(1));
-            out.extend(self.trims.drain(..n));
             return Ok(());
         }
         let max = max.clamp(1, self.events.len());
@@ -146,26 +140,20 @@ impl Engine for Libaio {
         self.size
     }
     fn file(&self) -> Option<&File> {
-        self.files.first()
+        self.files.at(0)
     }
     fn add_file(&mut self, file: File) -> Result<()> {
-        self.files.push(file);
+        self.files.add(file);
         Ok(())
     }
     fn replace_file(&mut self, i: usize, file: File) -> Result<()> {
-        match self.files.get_mut(i) {
-            Some(f) => {
-                *f = file;
-                Ok(())
-            }
-            None => Err(crate::error::Error::msg(format!("no file {i} to replace"))),
-        }
+        self.files.replace(i, file)
     }
     fn set_file(&mut self, slot: usize, file: usize) {
-        self.slot_file[slot] = file.min(self.files.len() - 1);
+        self.files.set(slot, file);
     }
     fn file_at(&self, i: usize) -> Option<&File> {
-        self.files.get(i)
+        self.files.at(i)
     }
     fn block_size(&self) -> u64 {
         self.lbs

@@ -257,6 +257,66 @@ pub fn open_file(
     Ok((f, size, lbs))
 }
 
+/// [`open_file`] and a buffer of `buf_len` bytes for each of `slots`: the
+/// opening of the engines that do their I/O on the job's file from their
+/// own buffers (psync, libaio, offload). Returns the file, its size, its
+/// logical block size and the buffers.
+pub(crate) fn open_with_bufs(
+    path: &str,
+    flags: i32,
+    write: bool,
+    want: Option<u64>,
+    slots: usize,
+    buf_len: usize,
+) -> Result<(std::fs::File, u64, u64, Vec<AlignedBuf>)> {
+    let (file, size, lbs) = open_file(path, flags, write, want)?;
+    let bufs = (0..slots)
+        .map(|_| AlignedBuf::new(buf_len))
+        .collect::<Result<_>>()?;
+    Ok((file, size, lbs, bufs))
+}
+
+/// The job's files (fio's list) and the one each slot's I/O goes to: the
+/// file bookkeeping behind [`Engine::add_file`], [`Engine::replace_file`],
+/// [`Engine::set_file`] and [`Engine::file_at`] for the engines that keep
+/// plain files (psync, libaio).
+pub(crate) struct Files {
+    files: Vec<std::fs::File>,
+    slot_file: Vec<usize>,
+}
+
+impl Files {
+    /// `first` for every one of `slots`.
+    pub(crate) fn new(first: std::fs::File, slots: usize) -> Files {
+        Files {
+            files: vec![first],
+            slot_file: vec![0; slots],
+        }
+    }
+    /// The file of `slot`'s I/O.
+    pub(crate) fn of_slot(&self, slot: usize) -> &std::fs::File {
+        &self.files[self.slot_file[slot]]
+    }
+    pub(crate) fn at(&self, i: usize) -> Option<&std::fs::File> {
+        self.files.get(i)
+    }
+    pub(crate) fn add(&mut self, file: std::fs::File) {
+        self.files.push(file);
+    }
+    pub(crate) fn replace(&mut self, i: usize, file: std::fs::File) -> Result<()> {
+        match self.files.get_mut(i) {
+            Some(f) => {
+                *f = file;
+                Ok(())
+            }
+            None => Err(crate::error::Error::msg(format!("no file {i} to replace"))),
+        }
+    }
+    pub(crate) fn set(&mut self, slot: usize, file: usize) {
+        self.slot_file[slot] = file.min(self.files.len() - 1);
+    }
+}
+
 /// `BLKDISCARD`: `_IO(0x12, 119)`, discard a byte range of a block device.
 const BLKDISCARD: libc::c_ulong = 0x1277;
 
@@ -287,6 +347,18 @@ pub fn trim_now(f: &std::fs::File, slot: usize, off: u64, len: usize) -> Done {
             format!("trim at {off}: {e}"),
         ),
     }
+}
+
+/// The trims an engine did synchronously in `queue`, which its `reap`
+/// reports first, without waiting: up to `max` (at least one) of them go to
+/// `out`. False when there are none.
+pub(crate) fn reap_trims(trims: &mut Vec<Done>, max: usize, out: &mut Vec<Done>) -> bool {
+    if trims.is_empty() {
+        return false;
+    }
+    let n = trims.len().min(max.max(1));
+    out.extend(trims.drain(..n));
+    true
 }
 
 /// `BLKFLSBUF`: `_IO(0x12, 97)`, flush a block device's buffer cache.

@@ -184,93 +184,7 @@ impl<H: Hardware> Engine for NvmeEngine<H> {
 
     #[inline]
     fn reap(&mut self, min: usize, max: usize, out: &mut Vec<Done>) -> Result<()> {
-        let start = out.len();
-        let mut got = 0;
-        let mut spins = 0u32;
-        loop {
-            let slots = &mut self.slots;
-            let timed_out = &mut self.timed_out;
-            let timeouts = &mut self.timeouts;
-            let trimming = &mut self.trimming;
-            self.qp.poll(
-                max - got,
-                // Inlined into the driver's completion loop: the Completion
-                // is not copied through a call per command.
-                #[inline(always)]
-                |c| {
-                    let slot = c.tag as usize;
-                    if slot >= slots.len() {
-                        out.push(Done::new(slot, Ok(())));
-                        return;
-                    }
-                    if std::mem::take(&mut trimming[slot]) {
-                        // A deallocate: no buffer to give back; a timeout is
-                        // final (nothing of ours stays with the device).
-                        out.push(match c.status {
-                            Ok(()) => Done::new(slot, Ok(())),
-                            Err(CommandError::TimedOut { after }) => {
-                                *timeouts += 1;
-                                Done::failed(
-                                    slot,
-                                    libc::ETIMEDOUT,
-                                    format!(
-                                        "trim: no completion within {after:?} (nvme_io_timeout)"
-                                    ),
-                                )
-                            }
-                            Err(s) => Done::new(slot, Err(format!("NVMe status: {s}"))),
-                        });
-                        return;
-                    }
-                    if let Err(CommandError::TimedOut { after }) = &c.status {
-                        if c.buf.is_none() {
-                            // Reported at the deadline; the buffer stays with
-                            // the device until the late completion.
-                            timed_out[slot] = true;
-                            *timeouts += 1;
-                            let mut d = Done::failed(
-                                slot,
-                                libc::ETIMEDOUT,
-                                format!("no completion within {after:?} (nvme_io_timeout)"),
-                            );
-                            d.held = true;
-                            out.push(d);
-                            return;
-                        }
-                    }
-                    slots[slot] = c.buf;
-                    if std::mem::take(&mut timed_out[slot]) {
-                        let mut d = Done::new(slot, Ok(()));
-                        d.late = true;
-                        out.push(d);
-                    } else {
-                        out.push(Done::new(
-                            slot,
-                            c.status.map_err(|s| format!("NVMe status: {s}")),
-                        ));
-                    }
-                },
-            );
-            got = out.len() - start;
-            if got >= min || got >= max {
-                return Ok(());
-            }
-            spins += 1;
-            if spins % 1024 == 0 {
-                if let Some(u) = self.until {
-                    if Instant::now() >= u {
-                        return Ok(());
-                    }
-                }
-            }
-            // No `spin_loop()` (PAUSE) here, on purpose: this is a polled-mode
-            // driver's completion wait, which should see a completion as soon
-            // as it lands. PAUSE costs ~100+ cycles per iteration on recent
-            // x86 parts, and under QEMU TCG it leaves the translated-code loop
-            // and takes QEMU's big lock on every iteration, which stalls the
-            // emulated controller: QD1 median clat 39.6 -> 20.6 us in the
-            // demo guest (docs/performance.md, run 8).
-        }
+        crate::runner::FastEngine::reap_each(self, min, max, |d| out.push(d)).map(|_| ())
     }
 
     fn set_deadline(&mut self, until: Option<Instant>) {
@@ -309,5 +223,110 @@ impl<H: Hardware> Engine for NvmeEngine<H> {
             "cq_doorbell_updates": s.cq_doorbell.updates,
             "cq_doorbell_mmio": s.cq_doorbell.mmio_writes,
         })
+    }
+}
+
+impl<H: Hardware> crate::runner::FastEngine for NvmeEngine<H> {
+    /// [`Engine::reap`], handing each completion to `emit` as the driver
+    /// consumes it (inlined into the driver's completion loop; no `Done`
+    /// vector). Returns how many were handed over. Not inlined into the
+    /// job loop: its idle spin stays a small loop of its own.
+    #[inline(never)]
+    fn reap_each(&mut self, min: usize, max: usize, mut emit: impl FnMut(Done)) -> Result<usize> {
+        let mut got = 0;
+        let mut spins = 0u32;
+        loop {
+            let slots = &mut self.slots;
+            let timed_out = &mut self.timed_out;
+            let timeouts = &mut self.timeouts;
+            let trimming = &mut self.trimming;
+            let mut n = 0usize;
+            // Each completion handed over is counted (a split request's
+            // entries are one).
+            macro_rules! out {
+                ($d:expr) => {{
+                    n += 1;
+                    emit($d)
+                }};
+            }
+            self.qp.poll(
+                max - got,
+                // Inlined into the driver's completion loop: the Completion
+                // is not copied through a call per command.
+                #[inline(always)]
+                |c| {
+                    let slot = c.tag as usize;
+                    if slot >= slots.len() {
+                        out!(Done::new(slot, Ok(())));
+                        return;
+                    }
+                    if std::mem::take(&mut trimming[slot]) {
+                        // A deallocate: no buffer to give back; a timeout is
+                        // final (nothing of ours stays with the device).
+                        out!(match c.status {
+                            Ok(()) => Done::new(slot, Ok(())),
+                            Err(CommandError::TimedOut { after }) => {
+                                *timeouts += 1;
+                                Done::failed(
+                                    slot,
+                                    libc::ETIMEDOUT,
+                                    format!(
+                                        "trim: no completion within {after:?} (nvme_io_timeout)"
+                                    ),
+                                )
+                            }
+                            Err(s) => Done::new(slot, Err(format!("NVMe status: {s}"))),
+                        });
+                        return;
+                    }
+                    if let Err(CommandError::TimedOut { after }) = &c.status {
+                        if c.buf.is_none() {
+                            // Reported at the deadline; the buffer stays with
+                            // the device until the late completion.
+                            timed_out[slot] = true;
+                            *timeouts += 1;
+                            let mut d = Done::failed(
+                                slot,
+                                libc::ETIMEDOUT,
+                                format!("no completion within {after:?} (nvme_io_timeout)"),
+                            );
+                            d.held = true;
+                            out!(d);
+                            return;
+                        }
+                    }
+                    slots[slot] = c.buf;
+                    if std::mem::take(&mut timed_out[slot]) {
+                        let mut d = Done::new(slot, Ok(()));
+                        d.late = true;
+                        out!(d);
+                    } else {
+                        out!(Done::new(
+                            slot,
+                            c.status.map_err(|s| format!("NVMe status: {s}")),
+                        ));
+                    }
+                },
+            );
+            got += n;
+            if got >= min || got >= max {
+                return Ok(got);
+            }
+            spins += 1;
+            if spins % 1024 == 0 {
+                if let Some(u) = self.until {
+                    if Instant::now() >= u {
+                        return Ok(got);
+                    }
+                }
+            }
+            // No `spin_loop()` (PAUSE) here, on purpose: this is a polled-mode
+            // driver's completion wait, which should see a completion as soon
+            // as it lands. PAUSE costs ~100+ cycles per iteration on recent
+            // x86 parts, and under QEMU TCG it leaves the translated-code loop
+            // and takes QEMU's big lock on every iteration, which stalls the
+            // emulated controller: QD1 median clat 39.6 -> 20.6 us in the
+            // demo guest (docs/performance.md, run 8).
+        }
     }
 }

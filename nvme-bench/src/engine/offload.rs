@@ -16,7 +16,6 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -70,11 +69,10 @@ impl Offload {
         buf_len: usize,
         workers: usize,
     ) -> Result<Self> {
-        let (file, size, lbs) = super::open_file(path, flags, write, want)?;
+        let (file, size, lbs, bufs) =
+            super::open_with_bufs(path, flags, write, want, slots, buf_len)?;
         let file = Arc::new(file);
-        let bufs = (0..slots)
-            .map(|_| AlignedBuf::new(buf_len).map(Some))
-            .collect::<Result<_>>()?;
+        let bufs = bufs.into_iter().map(Some).collect();
         let queue: Queue = Arc::new((Mutex::new(Some(VecDeque::new())), Condvar::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let mut handles = Vec::new();
@@ -138,28 +136,7 @@ fn worker(q: &Queue, file: &File, tx: &Sender<Finished>) {
             mut buf,
         } = w;
         let issued = Instant::now();
-        let done = if dir == Dir::Trim {
-            super::trim_now(file, slot, offset, len)
-        } else {
-            let b = &mut buf.as_mut_slice()[..len];
-            let r = match dir {
-                Dir::Read => file.read_at(b, offset),
-                Dir::Write | Dir::Trim => file.write_at(b, offset),
-            };
-            match r {
-                Ok(n) if n == len => Done::ok(slot),
-                Ok(n) => Done::failed(
-                    slot,
-                    libc::EIO,
-                    format!("short {dir:?} at {offset}: {n} of {len} bytes"),
-                ),
-                Err(e) => Done::failed(
-                    slot,
-                    e.raw_os_error().unwrap_or(libc::EIO),
-                    format!("{dir:?} at {offset}: {e}"),
-                ),
-            }
-        };
+        let done = super::psync::io_now(file, slot, dir, offset, buf.as_mut_slice(), len);
         let completed = Instant::now();
         let f = Finished {
             done,

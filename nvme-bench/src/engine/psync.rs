@@ -3,14 +3,13 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::{AlignedBuf, Done, Engine};
+use super::{AlignedBuf, Done, Engine, Files};
 use crate::error::Result;
 use crate::options::Dir;
 
 pub struct Psync {
-    /// The job's files (fio's list); `slot_file` picks one per slot.
-    files: Vec<File>,
-    slot_file: Vec<usize>,
+    /// The job's files (fio's list), and the one of each slot.
+    files: Files,
     bufs: Vec<AlignedBuf>,
     done: Vec<Done>,
     size: u64,
@@ -26,13 +25,10 @@ impl Psync {
         slots: usize,
         buf_len: usize,
     ) -> Result<Self> {
-        let (file, size, lbs) = super::open_file(path, flags, write, want)?;
-        let bufs = (0..slots)
-            .map(|_| AlignedBuf::new(buf_len))
-            .collect::<Result<_>>()?;
+        let (file, size, lbs, bufs) =
+            super::open_with_bufs(path, flags, write, want, slots, buf_len)?;
         Ok(Psync {
-            files: vec![file],
-            slot_file: vec![0; slots],
+            files: Files::new(file, slots),
             bufs,
             done: Vec::new(),
             size,
@@ -41,38 +37,50 @@ impl Psync {
     }
 }
 
+/// One I/O done now, in the calling thread: a trim ([`super::trim_now`]),
+/// or a pread/pwrite of `buf[..len]` at `offset`. psync's `queue`, and each
+/// submit worker of `io_submit_mode=offload`.
+pub(crate) fn io_now(
+    file: &File,
+    slot: usize,
+    dir: Dir,
+    offset: u64,
+    buf: &mut [u8],
+    len: usize,
+) -> Done {
+    if dir == Dir::Trim {
+        return super::trim_now(file, slot, offset, len);
+    }
+    let b = &mut buf[..len];
+    let r = match dir {
+        Dir::Read => file.read_at(b, offset),
+        // (Trims returned above.)
+        Dir::Write | Dir::Trim => file.write_at(b, offset),
+    };
+    match r {
+        Ok(n) if n == len => Done::new(slot, Ok(())),
+        // fio: a short transfer that cannot be completed ("full resid")
+        // is EIO.
+        Ok(n) => Done::failed(
+            slot,
+            libc::EIO,
+            format!("short {dir:?} at {offset}: {n} of {len} bytes"),
+        ),
+        Err(e) => Done::failed(
+            slot,
+            e.raw_os_error().unwrap_or(libc::EIO),
+            format!("{dir:?} at {offset}: {e}"),
+        ),
+    }
+}
+
 impl Engine for Psync {
     fn buf_mut(&mut self, slot: usize) -> &mut [u8] {
         self.bufs[slot].as_mut_slice()
     }
     fn queue(&mut self, slot: usize, dir: Dir, offset: u64, len: usize) -> Result<()> {
-        if dir == Dir::Trim {
-            let file = &self.files[self.slot_file[slot]];
-            self.done.push(super::trim_now(file, slot, offset, len));
-            return Ok(());
-        }
-        let b = &mut self.bufs[slot].as_mut_slice()[..len];
-        let file = &self.files[self.slot_file[slot]];
-        let r = match dir {
-            Dir::Read => file.read_at(b, offset),
-            // (Trims returned above.)
-            Dir::Write | Dir::Trim => file.write_at(b, offset),
-        };
-        let done = match r {
-            Ok(n) if n == len => Done::new(slot, Ok(())),
-            // fio: a short transfer that cannot be completed ("full resid")
-            // is EIO.
-            Ok(n) => Done::failed(
-                slot,
-                libc::EIO,
-                format!("short {dir:?} at {offset}: {n} of {len} bytes"),
-            ),
-            Err(e) => Done::failed(
-                slot,
-                e.raw_os_error().unwrap_or(libc::EIO),
-                format!("{dir:?} at {offset}: {e}"),
-            ),
-        };
+        let file = self.files.of_slot(slot);
+        let done = io_now(file, slot, dir, offset, self.bufs[slot].as_mut_slice(), len);
         self.done.push(done);
         Ok(())
     }
@@ -90,26 +98,20 @@ impl Engine for Psync {
         self.size
     }
     fn file(&self) -> Option<&File> {
-        self.files.first()
+        self.files.at(0)
     }
     fn add_file(&mut self, file: File) -> Result<()> {
-        self.files.push(file);
+        self.files.add(file);
         Ok(())
     }
     fn replace_file(&mut self, i: usize, file: File) -> Result<()> {
-        match self.files.get_mut(i) {
-            Some(f) => {
-                *f = file;
-                Ok(())
-            }
-            None => Err(crate::error::Error::msg(format!("no file {i} to replace"))),
-        }
+        self.files.replace(i, file)
     }
     fn set_file(&mut self, slot: usize, file: usize) {
-        self.slot_file[slot] = file.min(self.files.len() - 1);
+        self.files.set(slot, file);
     }
     fn file_at(&self, i: usize) -> Option<&File> {
-        self.files.get(i)
+        self.files.at(i)
     }
     fn block_size(&self) -> u64 {
         self.lbs

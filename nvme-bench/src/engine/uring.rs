@@ -361,9 +361,8 @@ impl<F: Flavor> Engine for Uring<F> {
         Ok(())
     }
     fn reap(&mut self, min: usize, max: usize, out: &mut Vec<Done>) -> Result<()> {
-        if !self.trims.is_empty() {
-            let n = self.trims.len().min(max.max(1));
-            out.extend(self.trims.drain(..n));
+        if super::reap_trims(&mut self.trims, max, out) {
+            // Trims done in `queue` complete first, without waiting.
             return Ok(());
         }
         let mut got = 0;

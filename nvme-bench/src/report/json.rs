@@ -224,7 +224,31 @@ pub fn job_json(u: &Unit, group_bw: [f64; NDIR], plus: bool) -> Value {
         "latency_window".into(),
         json!(job.latency_window.as_micros() as u64),
     );
+    if let Some(r) = &u.steadystate {
+        m.insert("steadystate".into(), steadystate_json(r));
+    }
     m.insert("nvme_bench".into(), Value::Object(extras));
+    Value::Object(m)
+}
+
+/// fio's `steadystate` object (stat.c show_thread_status_json), its keys
+/// in fio's order. fio writes a NaN as `-nan` (not JSON); serde_json
+/// writes null.
+fn steadystate_json(r: &crate::steadystate::Report) -> Value {
+    let (iops, bw) = r.ordered();
+    let mut data = Map::new();
+    data.insert("bw_mean".into(), json!(r.bw_mean()));
+    data.insert("iops_mean".into(), json!(r.iops_mean()));
+    data.insert("iops".into(), json!(iops));
+    data.insert("bw".into(), json!(bw));
+    let mut m = Map::new();
+    m.insert("ss".into(), json!(r.spec_text()));
+    m.insert("duration".into(), json!(r.dur as i32));
+    m.insert("attained".into(), json!(i32::from(r.attained)));
+    m.insert("criterion".into(), json!(r.criterion_text()));
+    m.insert("max_deviation".into(), json!(r.deviation));
+    m.insert("slope".into(), json!(r.slope));
+    m.insert("data".into(), Value::Object(data));
     Value::Object(m)
 }
 

@@ -51,6 +51,9 @@ pub struct Unit {
     /// `unified_rw_reporting=mixed`: `dirs[0]` holds reads and writes
     /// together and is reported as `mixed`.
     pub mixed: bool,
+    /// fio's steady-state report (of a group: its last job's, which keeps
+    /// the group's samples).
+    pub steadystate: Option<crate::steadystate::Report>,
 }
 
 impl Unit {
@@ -81,6 +84,7 @@ impl Unit {
             cpus: r.cpus.clone(),
             lat_depth: r.lat_depth,
             mixed: false,
+            steadystate: r.steadystate.clone(),
         }
     }
     fn merge(&mut self, r: &JobResult) {
@@ -111,6 +115,7 @@ impl Unit {
         }
         self.extras.push(r.extras.clone());
         self.verified += r.verified;
+        self.steadystate = r.steadystate.clone();
     }
     /// Milliseconds of the measured phase, `job_runtime` (at least 1).
     pub fn runtime_ms(&self) -> u64 {
@@ -246,6 +251,58 @@ pub fn emit(
         eprintln!("nvme-bench: plot written to {p}");
     }
     Ok(())
+}
+
+/// fio's `num2str(num, maxlen, base, pow2, units)` (lib/num2str.c): `num`
+/// in units of `base` (1, or kb_base for a number already in KiB/kB),
+/// divided by 1000 (1024 with `pow2`) until it has at most `maxlen` digits,
+/// decimals in the room left, then the prefix (`k`/`Ki`, ...) and `unit`
+/// (`B/s`, or `bit/s`: the number times 8).
+pub fn num2str_units(mut num: u64, maxlen: usize, base: u64, pow2: bool, unit: &str) -> String {
+    const SI: [&str; 7] = ["", "k", "M", "G", "T", "P", "E"];
+    const IEC: [&str; 7] = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    let prefix = if pow2 { IEC } else { SI };
+    let thousand: u64 = if pow2 { 1024 } else { 1000 };
+    let mut post = 0usize;
+    let mut b = base;
+    while b > 1 {
+        b /= thousand;
+        post += 1;
+    }
+    if unit.starts_with("bit") {
+        num = num.wrapping_mul(8);
+    }
+    let mut modulo: Option<u64> = None;
+    let mut carry = false;
+    while post < prefix.len() {
+        if num.to_string().len() <= maxlen {
+            break;
+        }
+        let m = num % thousand;
+        modulo = Some(m);
+        num /= thousand;
+        carry = m >= thousand / 2;
+        post += 1;
+    }
+    if post >= prefix.len() {
+        post = 0;
+    }
+    let Some(m) = modulo else {
+        return format!("{num}{}{unit}", prefix[post]);
+    };
+    let digits = num.to_string().len();
+    if maxlen <= digits + 1 {
+        if carry {
+            num += 1;
+        }
+        return format!("{num}{}{unit}", prefix[post]);
+    }
+    let prec = maxlen - digits - 1;
+    let frac = format!("{:.*}", prec, m as f64 / thousand as f64);
+    if frac.starts_with('1') {
+        num += 1;
+    }
+    format!("{num}.{}{}{unit}", &frac[2..], prefix[post])
 }
 
 /// fio's `num2str(num, maxlen, 1, 0, N2S_NONE)` (lib/num2str.c): an
@@ -415,5 +472,24 @@ mod tests {
         assert_eq!(super::num2str_fixed(12_345_678, 6), "12346k");
         assert_eq!(super::num2str_fixed(1_000_000, 6), "1000.0k");
         assert_eq!(super::num2str_fixed(1_999_999, 6), "2000.0k");
+    }
+
+    #[test]
+    fn num2str_units_like_fio() {
+        use super::num2str_units as n;
+        // fio's steadystate line: bw_mean / kb_base in KiB (and, its
+        // quirk, the same number as kB).
+        assert_eq!(n(4001, 4, 1024, true, "B/s"), "4001KiB/s");
+        assert_eq!(n(4001, 4, 1024, false, "B/s"), "4001kB/s");
+        assert_eq!(n(12_345, 4, 1024, true, "B/s"), "12.1MiB/s");
+        assert_eq!(n(4001, 4, 1000, false, "B/s"), "4001kB/s");
+        assert_eq!(n(4001, 4, 1000, true, "B/s"), "4001KiB/s");
+        assert_eq!(n(4001, 4, 1024, true, "bit/s"), "31.3Mibit/s");
+        assert_eq!(n(1000, 4, 1, false, ""), "1000");
+        assert_eq!(n(2_054_335, 4, 1, false, ""), "2054k");
+        assert_eq!(n(1_876_543, 4, 1, false, ""), "1877k");
+        for x in [621, 338_333, 3_997_512, 12_345_478, 1_999_999] {
+            assert_eq!(n(x, 6, 1, false, ""), super::num2str_fixed(x, 6));
+        }
     }
 }

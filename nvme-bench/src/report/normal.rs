@@ -318,6 +318,26 @@ pub fn unit_block(out: &mut String, u: &Unit, group_bw: [f64; crate::options::ND
         u.job.latency_percentile,
         u.lat_depth
     );
+    if let Some(r) = &u.steadystate {
+        // fio's show_ss_normal: the means of the window, bandwidth from
+        // KiB (kB with kb_base=1000) in fio's 4 significant figures.
+        let kb = u.job.kb_base.max(1);
+        let pow2 = kb.is_power_of_two();
+        let unit = if Units::of(&u.job).bits {
+            "bit/s"
+        } else {
+            "B/s"
+        };
+        let _ = writeln!(
+            out,
+            "  steadystate  : attained={}, bw={} ({}), iops={}, {}",
+            if r.attained { "yes" } else { "no" },
+            super::num2str_units(r.bw_mean() / kb, 4, kb, pow2, unit),
+            super::num2str_units(r.bw_mean() / kb, 4, kb, !pow2, unit),
+            super::num2str_units(r.iops_mean(), 4, 1, false, ""),
+            r.criterion_line()
+        );
+    }
     if u.job.verify != Verify::None {
         let _ = writeln!(out, "     verify    : {} blocks verified", u.verified);
     }

@@ -1,8 +1,11 @@
-//! Shared by the fio cross-check tests: installing Debian's fio, and
-//! comparing the key paths and types of two fio-format JSON documents.
+//! Shared by the fio cross-check tests: installing Debian's fio, running
+//! it and nvme-bench on the same job in scratch directories, reading their
+//! JSON documents, and comparing the key paths and types of two fio-format
+//! JSON documents.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
@@ -73,19 +76,14 @@ pub fn paths(v: &Value, at: String, out: &mut BTreeMap<String, &'static str>) {
     }
 }
 
+/// stdout of `cmd args` (which must succeed), one JSON document.
 pub fn run_json(cmd: &str, args: &[&str]) -> Value {
-    let o = Command::new(cmd).args(args).output().expect(cmd);
-    assert!(
-        o.status.success(),
-        "{cmd} failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = run_stdout(cmd, args);
     // Only JSON on stdout: the whole of it must parse.
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+    serde_json::from_slice(&out).unwrap_or_else(|e| {
         panic!(
             "{cmd}: stdout is not one JSON document ({e}):\n{}",
-            String::from_utf8_lossy(&o.stdout)
+            String::from_utf8_lossy(&out)
         )
     })
 }
@@ -266,4 +264,115 @@ pub fn run_stdout(cmd: &str, args: &[&str]) -> Vec<u8> {
         String::from_utf8_lossy(&o.stderr)
     );
     o.stdout
+}
+
+/// nvme-bench, the binary under test.
+pub const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
+
+/// Tests that time both tools share the machine: one at a time (each test
+/// binary has its own lock).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The JSON document on `cmd`'s stdout `out`: fio prints its warnings and
+/// error lines before it, which are skipped (the document starts the
+/// output or a line).
+pub fn json_in(cmd: &str, out: &str) -> Value {
+    let at = if out.starts_with('{') {
+        0
+    } else {
+        out.find("\n{").map_or(0, |i| i + 1)
+    };
+    serde_json::from_str(&out[at..]).unwrap_or_else(|e| panic!("{cmd}: no JSON ({e}):\n{out}"))
+}
+
+/// Run `dir/job.fio` with `cmd` (and `--eta=never` for nvme-bench), JSON
+/// output, `extra` before the job file, in `dir`; whether or not it
+/// succeeds. Returns (exit success, the JSON document, stderr).
+pub fn run_job(dir: &Path, cmd: &str, extra: &[&str]) -> (bool, Value, String) {
+    let mut c = Command::new(cmd);
+    c.current_dir(dir).arg("--output-format=json");
+    if cmd == BENCH {
+        c.arg("--eta=never");
+    }
+    let o = c.args(extra).arg("job.fio").output().expect(cmd);
+    let v = json_in(cmd, &String::from_utf8_lossy(&o.stdout));
+    (
+        o.status.success(),
+        v,
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The same job file run by fio and by nvme-bench, each in a fresh scratch
+/// directory `{tag}-fio`, `{tag}-ours` (relative file names land there):
+/// `job` is written there as job.fio and run with JSON output, `extra` and
+/// (nvme-bench) `--eta=never`; each run must succeed. Returns [fio's,
+/// ours] documents, stderr and directories.
+pub fn both_json(tag: &str, job: &str, extra: &[&str]) -> [(Value, String, PathBuf); 2] {
+    both_json_after(tag, job, extra, &|_| {})
+}
+
+/// [`both_json`], with `setup` run in each directory before the tool.
+pub fn both_json_after(
+    tag: &str,
+    job: &str,
+    extra: &[&str],
+    setup: &dyn Fn(&Path),
+) -> [(Value, String, PathBuf); 2] {
+    let fio = ensure_fio();
+    let mut out = Vec::new();
+    for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
+        let dir = scratch(&format!("{tag}-{who}"));
+        std::fs::write(dir.join("job.fio"), job).unwrap();
+        setup(&dir);
+        let mut args = vec!["--output-format=json"];
+        if who == "ours" {
+            args.push("--eta=never");
+        }
+        args.extend_from_slice(extra);
+        args.push("job.fio");
+        let (v, err) = run_json_in(&dir, cmd, &args);
+        out.push((v, err, dir));
+    }
+    let ours = out.pop().unwrap();
+    let theirs = out.pop().unwrap();
+    [theirs, ours]
+}
+
+/// Each job's (name, job_runtime ms).
+pub fn runtimes(v: &Value) -> Vec<(String, u64)> {
+    v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["jobname"].as_str().unwrap().to_string(),
+                j["job_runtime"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The job files (`*.fio`) of the package's directory `sub`, sorted.
+pub fn job_files(sub: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(sub);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "fio"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The lines both tools print before a run that describe its jobs.
+pub fn header_lines(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| l.contains(": (g=") || *l == "..." || l.starts_with("Starting "))
+        .map(str::to_string)
+        .collect()
 }
