@@ -17,6 +17,11 @@
 //! * `create_on_open=1` skips all of it: the job's open creates the file.
 //!
 //! Block devices and files already long enough are left alone.
+//!
+//! `fill_device=1` without `size=` ([`size_unset`]): a regular file's job
+//! is sized past the file system's free space and writes until ENOSPC
+//! (fio's size of -1, its ENOSPC cleared by the runner); its file is
+//! unlinked and created as fio's extend_file does, never preallocated.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -27,6 +32,80 @@ use crate::gen::Rng;
 #[cfg(test)]
 use crate::options::EngineKind;
 use crate::options::{Amount, Fallocate, Job};
+
+/// fio's setup_files for a single-file job without `size=` (`files::plan`
+/// does it for several files): a regular file that is missing or empty
+/// fails the job ("you need to specify size=", EINVAL), but with
+/// `fill_device`, where the job's size becomes what the file system can
+/// hold: its free blocks (statvfs `f_bfree`, as root may use the reserved
+/// ones) plus the file's own length when it is kept, rounded up to the
+/// block size, plus one block, so that the writes end at ENOSPC as
+/// fio's (whose size is -1) rather than at the size. A block device is
+/// left to its own size (fio: `fill_device` there writes the device once).
+/// Errors are (message, errno).
+pub fn size_unset(job: &mut Job) -> std::result::Result<(), (String, i32)> {
+    use std::os::unix::ffi::OsStrExt;
+    if !job.ioengine.on_files() || job.size.is_some() || crate::files::multi(job) {
+        return Ok(());
+    }
+    let Some(path) = job.filename.clone() else {
+        return Ok(());
+    };
+    let len = match std::fs::metadata(&path) {
+        Ok(md) if !md.is_file() => return Ok(()),
+        Ok(md) => md.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err((format!("{path}: {e}"), e.raw_os_error().unwrap_or(0))),
+    };
+    if !job.fill_device {
+        if len == 0 {
+            return Err((
+                format!("{}: you need to specify size=", job.name),
+                libc::EINVAL,
+            ));
+        }
+        return Ok(());
+    }
+    // fio's extend_file: a write job (without overwrite/file_append)
+    // unlinks its file before creating it again.
+    let unlink = job.rw.has_write() && !job.overwrite && !job.file_append;
+    if unlink && len > 0 {
+        if let Err(e) = std::fs::remove_file(&path) {
+            return Err((
+                format!("{path}: unlink: {e}"),
+                e.raw_os_error().unwrap_or(0),
+            ));
+        }
+    }
+    let kept = if unlink { 0 } else { len };
+    let dir = match std::path::Path::new(&path).parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| (format!("{path}: NUL in the path"), libc::EINVAL))?;
+    // SAFETY: a zeroed statvfs is a valid value to be overwritten.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a valid statvfs for
+    // the call to fill.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err((
+            format!("statvfs {}: {e}", dir.display()),
+            e.raw_os_error().unwrap_or(0),
+        ));
+    }
+    #[allow(clippy::useless_conversion)] // the field types differ between targets
+    let free = u64::from(st.f_bfree).saturating_mul(u64::from(st.f_frsize));
+    let bs = job.max_bs().max(1);
+    let size = kept
+        .saturating_add(free)
+        .div_ceil(bs)
+        .saturating_mul(bs)
+        .saturating_add(bs);
+    job.size = Some(Amount::Bytes(size));
+    Ok(())
+}
 
 /// Lay out `job`'s file if fio would. Returns the bytes of the file laid
 /// out (fio's "Laying out IO file (1 file / NMiB)"), or `None` when
@@ -58,7 +137,8 @@ pub fn prepare(job: &Job, seed: u64) -> Result<Option<u64>> {
         return Ok(None);
     }
     lay_out(job, path, old_len, needed, seed)?;
-    Ok(Some(needed))
+    // fio's message for fill_device counts its size of -1.
+    Ok(Some(if job.fill_device { u64::MAX } else { needed }))
 }
 
 /// Lay out each of a job's several files that needs it (fio: every file
@@ -132,11 +212,17 @@ fn lay_out(job: &Job, path: &str, old_len: u64, needed: u64, seed: u64) -> Resul
         .mode(0o644)
         .open(path)
         .map_err(|e| err("open", e))?;
-    preallocate(&f, job.fallocate, needed).map_err(|e| err("fallocate", e))?;
+    // fio's fallocate_file: nothing under fill_device.
+    if !job.fill_device {
+        preallocate(&f, job.fallocate, needed).map_err(|e| err("fallocate", e))?;
+    }
     if !new_layout {
         return Ok(());
     }
-    f.set_len(needed).map_err(|e| err("ftruncate", e))?;
+    // fio: fill_device leaves the length to the writes (its size is -1).
+    if !job.fill_device {
+        f.set_len(needed).map_err(|e| err("ftruncate", e))?;
+    }
     let chunk = job.bs_bounds(1).1.clamp(1, 64 << 20).min(needed.max(1)) as usize;
     let mut buf = vec![0u8; chunk];
     let mut rng = Rng::new(seed ^ 0x1a70_0f17);
@@ -147,7 +233,17 @@ fn lay_out(job: &Job, path: &str, old_len: u64, needed: u64, seed: u64) -> Resul
             let v = rng.next_u64().to_le_bytes();
             w.copy_from_slice(&v[..w.len()]);
         }
-        f.write_all(&buf[..n]).map_err(|e| err("write", e))?;
+        match f.write_all(&buf[..n]) {
+            Ok(()) => {}
+            // fio's extend_file: ENOSPC/EDQUOT ends a fill_device layout.
+            Err(e)
+                if job.fill_device
+                    && matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) =>
+            {
+                break;
+            }
+            Err(e) => return Err(err("write", e)),
+        }
         left -= n as u64;
     }
     if job.create_fsync {

@@ -256,6 +256,10 @@ pub enum Verify {
     Pattern,
     /// A cryptographic digest or CRC-32 of the block (`verify=md5`, ...).
     Hash(HashKind),
+    /// `verify=meta` (fio's VERIFY_HDR_ONLY): only the header (magic,
+    /// length, offset, seed, generation and the header's own CRC32C) is
+    /// checked, and the data against `verify_pattern` when one is given.
+    Meta,
 }
 
 /// The digests `verify=` can name besides crc32c (computed in hash.rs).
@@ -598,6 +602,15 @@ pub struct Job {
     /// `verify_dump`: a failed block is written to `FILE.OFFSET.received`
     /// and `.expected` (or `.hdr_fail`), as fio.
     pub verify_dump: bool,
+    /// `verify_interval`: a verify header every this many bytes of a block
+    /// (0: unset, one per block); see [`Job::verify_interval_eff`].
+    pub verify_interval: u64,
+    /// `fill_device` (`fill_fs`): without `size=`, a regular file's job
+    /// writes until the file system is full (ENOSPC ends it, no error).
+    pub fill_device: bool,
+    /// `create_serialize` (default 1): files are laid out before any job
+    /// starts; 0: each job lays out its own when it starts.
+    pub create_serialize: bool,
     /// `offset_increment`: clone N of `numjobs` starts N times this much
     /// past `offset` (fio's `subjob_number * offset_increment`).
     pub offset_increment: u64,
@@ -783,6 +796,9 @@ impl Default for Job {
             verify_backlog: 0,
             verify_backlog_batch: 0,
             verify_dump: false,
+            verify_interval: 0,
+            fill_device: false,
+            create_serialize: true,
             offset_increment: 0,
             group_reporting: false,
             percentile_list: DEFAULT_PERCENTILES.to_vec(),
@@ -852,6 +868,24 @@ impl Job {
         } else {
             0
         }) | self.sync_io
+    }
+    /// The verify interval in effect (fio's fixup_options): a
+    /// `verify_interval` above the write block size is the block size, and
+    /// one that does not divide it (or none) becomes the block size (fio's
+    /// gcd of the smallest and largest write size; verify here needs one
+    /// fixed size).
+    pub fn verify_interval_eff(&self) -> u64 {
+        let bs = self.bs_bounds(1).0.max(1);
+        let mut vi = self.verify_interval;
+        if vi > bs {
+            vi = bs;
+        } else if self.rw.has_read() && vi > self.bs_bounds(0).0 {
+            vi = self.bs_bounds(0).0;
+        }
+        if vi == 0 || bs % vi != 0 {
+            vi = bs;
+        }
+        vi
     }
     /// Largest transfer this job issues.
     pub fn max_bs(&self) -> u64 {
@@ -1689,6 +1723,32 @@ pub fn parse_pattern(s: &str) -> Result<Vec<u8>> {
     )))
 }
 
+/// fio's smallest `verify_interval`: twice its 40-byte verify_header.
+pub const VERIFY_INTERVAL_MIN: u64 = 80;
+
+/// fio's header length for a verify type (verify.c `hdr_size`: its
+/// 40-byte verify_header and the checksum's own header). A verify interval
+/// not above it fails the job in fio ("Blocksize too small"); nvme-bench's
+/// headers are never longer, so the same check is made with fio's sizes.
+pub fn fio_verify_header_len(v: Verify) -> u64 {
+    40 + match v {
+        Verify::None | Verify::Meta | Verify::Pattern => 0,
+        Verify::Crc32c => 4,
+        Verify::Hash(h) => match h {
+            HashKind::Md5 => 16,
+            HashKind::Sha1 => 20,
+            // fio's vhdr_sha256 and vhdr_sha512 hold 64 and 128 bytes.
+            HashKind::Sha256 => 64,
+            HashKind::Sha512 => 128,
+            HashKind::Sha3_224 => 28,
+            HashKind::Sha3_256 => 32,
+            HashKind::Sha3_384 => 48,
+            HashKind::Sha3_512 => 64,
+            HashKind::Crc32 => 4,
+        },
+    }
+}
+
 // ------------------------------------------------------------ option table
 
 /// fio options that nvme-bench knows but does not implement: a clear error.
@@ -1700,9 +1760,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "end_fsync",
     "fsync_on_close",
     "write_barrier",
-    "fill_device",
-    "fill_fs",
-    "verify_interval",
     "verify_offset",
     "verify_async",
     "verify_fatal",
@@ -1713,7 +1770,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "write_iolog",
     "read_iolog",
     "replay_no_stall",
-    "create_serialize",
     "pre_read",
     "refill_buffers",
     "zero_buffers",
@@ -1902,6 +1958,10 @@ pub const SUPPORTED: &[&str] = &[
     "verify_backlog",
     "verify_backlog_batch",
     "verify_dump",
+    "verify_interval",
+    "fill_device",
+    "fill_fs",
+    "create_serialize",
     "offset_increment",
     "group_reporting",
     "percentile_list",
@@ -2519,13 +2579,14 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
                 "0" | "null" => Verify::None,
                 "crc32c" | "crc32c-intel" => Verify::Crc32c,
                 "pattern" => Verify::Pattern,
+                "meta" => Verify::Meta,
                 o => match HashKind::ALL.iter().find(|h| h.name() == o) {
                     Some(h) => Verify::Hash(*h),
                     None => {
                         return Err(Error::msg(format!(
                             "option 'verify={o}' is not supported (crc32c, pattern, md5, sha1, \
                              sha256, sha512, sha3-224, sha3-256, sha3-384, sha3-512, crc32; \
-                             not crc64, crc16, crc7, xxhash, meta)"
+                             meta; not crc64, crc16, crc7, xxhash)"
                         )))
                     }
                 },
@@ -2537,6 +2598,18 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "verify_backlog" => job.verify_backlog = parse_size(need()?).map_err(ctx)?,
         "verify_backlog_batch" => job.verify_backlog_batch = parse_u32(need()?).map_err(ctx)?,
         "verify_dump" => job.verify_dump = parse_bool(v).map_err(ctx)?,
+        "verify_interval" => {
+            let n = parse_size(need()?).map_err(ctx)?;
+            // fio's minval: twice its verify_header (40 bytes).
+            if n < VERIFY_INTERVAL_MIN {
+                return Err(Error::msg(format!(
+                    "verify_interval: min value out of range: {n} ({VERIFY_INTERVAL_MIN} min)"
+                )));
+            }
+            job.verify_interval = n;
+        }
+        "fill_device" | "fill_fs" => job.fill_device = parse_bool(v).map_err(ctx)?,
+        "create_serialize" => job.create_serialize = parse_bool(v).map_err(ctx)?,
         "offset_increment" => {
             job.offset_increment = match parse_amount(need()?).map_err(ctx)? {
                 Amount::Bytes(b) => b,
@@ -3132,6 +3205,17 @@ pub fn validate(job: &Job) -> Result<()> {
     if job.offset_increment > 0 && matches!(job.offset, Amount::Percent(_)) {
         return Err(Error::msg(format!(
             "job '{n}': offset_increment with offset= in percent is not supported"
+        )));
+    }
+    if job.fill_device && !job.rw.has_write() {
+        // fio lays such a file out until ENOSPC, then reads it.
+        return Err(Error::msg(format!(
+            "job '{n}': fill_device on a job that does not write is not supported"
+        )));
+    }
+    if job.fill_device && (job.nrfiles > 1 || job.filesize.is_some()) {
+        return Err(Error::msg(format!(
+            "job '{n}': fill_device with several files or filesize is not supported"
         )));
     }
     if job.verify == Verify::Pattern && job.verify_pattern.is_empty() {

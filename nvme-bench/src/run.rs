@@ -147,43 +147,21 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         println!("{starting}");
     }
     // fio's file layout, before any job runs, one job after the other
-    // (create_serialize): a file a job needs is written out or created.
+    // (create_serialize=1, the default): a file a job needs is sized and
+    // written out or created. A job with create_serialize=0 does it in its
+    // own thread when it starts (fio's thread_main), after the groups
+    // before it ran, alongside the other jobs of its group.
     // Per job: why its setup failed, and fio's error number for it (0: EIO).
     let mut setup_errors: Vec<Vec<Option<(String, i32)>>> = Vec::new();
+    let say_layout = g.formats.normal && g.output.is_none();
     for grp in &mut groups {
         let mut errs = Vec::new();
         for (job, clone) in grp.iter_mut() {
-            let seed = job.randseed.wrapping_add(u64::from(*clone));
-            if g.readonly {
-                // fio's --readonly: no file is written, laid out or extended.
-                errs.push(readonly_layout_refusal(job));
-                continue;
-            }
-            let laid = if crate::files::multi(job) {
-                // Sized once, before layout (the runner keeps these sizes
-                // and offsets, as fio's setup_files).
-                crate::layout::create_work_dirs(&job.files)
-                    .and_then(|()| crate::files::plan(job, seed))
-                    .and_then(|p| {
-                        job.planned = Some((
-                            p.files.iter().map(|f| (f.offset, f.io_size)).collect(),
-                            p.size,
-                        ));
-                        crate::layout::prepare_files(job, &p, seed)
-                    })
+            errs.push(if job.create_serialize {
+                setup_job(job, *clone, g.readonly, say_layout)
             } else {
-                crate::layout::prepare(job, seed).map(|b| b.map(|b| (1, b)))
-            };
-            match laid {
-                Ok(Some((n, bytes))) => {
-                    if g.formats.normal && g.output.is_none() {
-                        println!("{}", crate::layout::message_files(&job.name, n, bytes));
-                    }
-                    errs.push(None);
-                }
-                Ok(None) => errs.push(None),
-                Err(e) => errs.push(Some((e.to_string(), 0))),
-            }
+                None
+            });
         }
         setup_errors.push(errs);
     }
@@ -308,11 +286,17 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                 .name(format!("job-{}", ctx.job.name))
                 .spawn({
                     let finished = finished.clone();
+                    let readonly = g.readonly;
                     let exits = exits.clone();
                     move || {
                         let name = ctx.job.name.clone();
                         let (exit_what, groupid) = (ctx.job.exit_what, ctx.groupid);
                         wait_to_start(&ctx.job, ctx.seed, &finished);
+                        let mut ctx = ctx;
+                        if !ctx.job.create_serialize && ctx.setup_error.is_none() {
+                            ctx.setup_error =
+                                setup_job(&mut ctx.job, ctx.clone, readonly, say_layout);
+                        }
                         let unlink: Vec<String> = match &ctx.target {
                             Target::Path(_) if ctx.job.unlink && crate::files::multi(&ctx.job) => {
                                 ctx.job.files.clone()
@@ -693,6 +677,59 @@ fn status_line(
         rates.join(","),
         iopss.join(",")
     )
+}
+
+/// fio's setup_files for one job (clone): its files sized (`size=` left
+/// out: the files' own, or the file system's with `fill_device`) and laid
+/// out. Returns why it failed and fio's error number for it (0: EIO).
+fn setup_job(
+    job: &mut crate::options::Job,
+    clone: u32,
+    readonly: bool,
+    say_layout: bool,
+) -> Option<(String, i32)> {
+    let seed = job.randseed.wrapping_add(u64::from(clone));
+    if readonly {
+        // fio's --readonly: no file is written, laid out or extended.
+        return readonly_layout_refusal(job);
+    }
+    if job.fill_device && crate::files::multi(job) {
+        return Some((
+            format!(
+                "job '{}': fill_device with several files is not supported",
+                job.name
+            ),
+            libc::EINVAL,
+        ));
+    }
+    if let Err(e) = crate::layout::size_unset(job) {
+        return Some(e);
+    }
+    let laid = if crate::files::multi(job) {
+        // Sized once, before layout (the runner keeps these sizes and
+        // offsets, as fio's setup_files).
+        crate::layout::create_work_dirs(&job.files)
+            .and_then(|()| crate::files::plan(job, seed))
+            .and_then(|p| {
+                job.planned = Some((
+                    p.files.iter().map(|f| (f.offset, f.io_size)).collect(),
+                    p.size,
+                ));
+                crate::layout::prepare_files(job, &p, seed)
+            })
+    } else {
+        crate::layout::prepare(job, seed).map(|b| b.map(|b| (1, b)))
+    };
+    match laid {
+        Ok(Some((n, bytes))) => {
+            if say_layout {
+                println!("{}", crate::layout::message_files(&job.name, n, bytes));
+            }
+            None
+        }
+        Ok(None) => None,
+        Err(e) => Some((e.to_string(), 0)),
+    }
 }
 
 /// fio's `--readonly` in place of the file layout: nothing is written. A

@@ -439,11 +439,28 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let cycling = verifying && writes && job.do_verify && !job.verify_only;
     let mut terminated = false;
     let mut cycles_done = 0u32;
-    let pattern: Option<Vec<u8>> =
-        (job.verify == Verify::Pattern).then(|| job.verify_pattern.clone());
+    let pattern: Option<Vec<u8>> = (job.verify == Verify::Pattern
+        || (job.verify == Verify::Meta && !job.verify_pattern.is_empty()))
+    .then(|| job.verify_pattern.clone());
     let vhash = match job.verify {
         Verify::Hash(h) => Some(h),
         _ => None,
+    };
+    // verify_interval (fio's fixup_options and get_hdr_inc): a header every
+    // `interval` bytes; fio fails a job whose interval cannot hold its
+    // header ("Blocksize too small", EINVAL).
+    let interval = job.verify_interval_eff();
+    if verifying && interval <= crate::options::fio_verify_header_len(job.verify) {
+        res.errno = libc::EINVAL;
+        return Err(Error::msg(format!(
+            "Blocksize too small: verify_interval {interval} cannot hold the verify header"
+        )));
+    }
+    let vspec = verify::Spec {
+        pattern: pattern.as_deref(),
+        hash: vhash,
+        meta: job.verify == Verify::Meta,
+        interval: interval as usize,
     };
     let vseed = ctx.seed;
 
@@ -1143,14 +1160,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                         "internal: verify write at offset {off} outside the job's blocks"
                     )));
                 };
-                verify::fill(
-                    &mut eng.buf_mut(slot)[..len_io],
-                    off,
-                    vseed,
-                    g,
-                    pattern.as_deref(),
-                    vhash,
-                );
+                verify::fill(&mut eng.buf_mut(slot)[..len_io], off, vseed, g, &vspec);
             } else if dir == Dir::Write && scramble {
                 scramble_buffer(&mut eng.buf_mut(slot)[..len_io], off, now0.elapsed());
             }
@@ -1446,7 +1456,21 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             }
             match dn.res {
                 Err(e) => {
-                    if note_io_error(job, res, &si, dn.errno, &e) {
+                    if job.fill_device && matches!(dn.errno, libc::ENOSPC | libc::EDQUOT) {
+                        // fio's io_u error path under fill_device: the
+                        // full file system ends the job (terminated: no
+                        // verify pass follows), the error cleared.
+                        eprintln!(
+                            "nvme-bench: io_u error in job '{}' (#{}): {} of {} bytes at offset {}: {e} (fill_device: the file system is full, the job ends)",
+                            job.name,
+                            res.clone,
+                            dir_name(dir),
+                            si.len,
+                            si.off
+                        );
+                        stop = true;
+                        terminated = true;
+                    } else if note_io_error(job, res, &si, dn.errno, &e) {
                         stop = true;
                     }
                 }
@@ -1456,9 +1480,18 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                     // the verify list, or when the job does not write).
                     if dir == Dir::Read && verifying && (si.vlist || !mixed) {
                         let b = &eng.buf_mut(s)[..si.len];
-                        match verify::check(b, si.off, vseed, si.gen, pattern.as_deref(), vhash) {
-                            Ok(()) => res.verified += 1,
-                            Err(e) => {
+                        let checked = verify::check(b, si.off, vseed, si.gen, &vspec);
+                        for e in &checked.logged {
+                            // fio logs these and lets the block through
+                            // (verify.rs `check`).
+                            eprintln!(
+                                "nvme-bench: job '{}' (#{}): verify failed (not counted: fio decides a block by its last interval): block of {} bytes at offset {}: {e}",
+                                job.name, res.clone, si.len, si.off
+                            );
+                        }
+                        match checked.failed {
+                            None => res.verified += 1,
+                            Some(e) => {
                                 let mut msg = format!(
                                     "verify failed: block of {} bytes at offset {} ({:#x}): {e}",
                                     si.len, si.off, si.off
@@ -1476,8 +1509,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                         si.off,
                                         vseed,
                                         si.gen,
-                                        pattern.as_deref(),
-                                        vhash,
+                                        &vspec,
                                     );
                                 }
                                 if note_error(job, res, cont::VERIFY, libc::EILSEQ, msg) {

@@ -1,8 +1,8 @@
-//! verify=crc32c|pattern|md5|sha*|crc32: every block carries a header
-//! (magic, length, offset, seed, generation) and a checksum over the whole
-//! block, so a block written to the wrong place (misplaced), an older write
-//! (stale), data of another run (foreign seed) and corrupted bytes are each
-//! caught and named.
+//! verify=crc32c|pattern|md5|sha*|crc32|meta: every block carries a
+//! header (magic, length, offset, seed, generation) and a checksum, so a
+//! block written to the wrong place (misplaced), an older write (stale),
+//! data of another run (foreign seed) and corrupted bytes are each caught
+//! and named.
 //!
 //! Layout (little-endian): magic 0..4, length 4..8, offset 8..16, seed
 //! 16..24, generation 24..28. With crc32c (and pattern) bytes 28..32 hold
@@ -10,8 +10,16 @@
 //! a digest (`verify=md5` etc., [`HashKind`]) bytes 28..32 name the digest
 //! (`0x4853_0000 + index`) and the digest follows at 32, taken over bytes
 //! 0..32 and the data after it; the header is then 32 + the digest's
-//! length. Like fio's own headers, this format is ours: fio cannot check
-//! nvme-bench's blocks nor the reverse.
+//! length. With `verify=meta` (fio's VERIFY_HDR_ONLY) bytes 28..32 hold
+//! the CRC32C of bytes 0..28 only: the header is checked, and the data
+//! only against `verify_pattern` when one is given (else it is not
+//! checked, as fio's). Like fio's own headers, this format is ours: fio
+//! cannot check nvme-bench's blocks nor the reverse.
+//!
+//! `verify_interval=N` (fio's get_hdr_inc): a block is N-byte intervals,
+//! each with its own header (length N, offset of the interval) and
+//! checksum over that interval, checked on its own; the pattern runs on
+//! across the intervals from the block's first byte.
 
 use crate::gen::Rng;
 use crate::hash;
@@ -43,24 +51,55 @@ fn block_digest(h: HashKind, buf: &[u8]) -> Vec<u8> {
 /// Any generation is accepted (a read job checking an earlier run's data).
 pub const ANY_GEN: u32 = u32::MAX;
 
-/// Fill a block to be written at `offset`.
-pub fn fill(
-    buf: &mut [u8],
-    offset: u64,
-    seed: u64,
-    generation: u32,
-    pattern: Option<&[u8]>,
-    hash: Option<HashKind>,
-) {
+/// How a job's blocks are made and checked.
+#[derive(Clone, Copy, Default)]
+pub struct Spec<'a> {
+    /// The data after each header (None: random bytes from the seed).
+    pub pattern: Option<&'a [u8]>,
+    /// A digest in place of crc32c.
+    pub hash: Option<HashKind>,
+    /// `verify=meta`: the header's own CRC, the data unchecked but for
+    /// the pattern.
+    pub meta: bool,
+    /// Bytes per header (`verify_interval`; 0: the whole block).
+    pub interval: usize,
+}
+
+impl Spec<'_> {
+    fn pattern(&self) -> Option<&[u8]> {
+        self.pattern.filter(|p| !p.is_empty())
+    }
+    fn step(&self, len: usize) -> usize {
+        if self.interval == 0 || self.interval > len {
+            len.max(1)
+        } else {
+            self.interval
+        }
+    }
+}
+
+/// Fill a block to be written at `offset`: a header every
+/// `spec.interval` bytes.
+pub fn fill(buf: &mut [u8], offset: u64, seed: u64, generation: u32, spec: &Spec) {
+    let step = spec.step(buf.len());
+    for (k, c) in buf.chunks_mut(step).enumerate() {
+        let at = k * step;
+        fill_one(c, offset + at as u64, seed, generation, at, spec);
+    }
+}
+
+/// One interval: `phase` is its place in the block (the pattern's).
+fn fill_one(buf: &mut [u8], offset: u64, seed: u64, generation: u32, phase: usize, spec: &Spec) {
     let len = buf.len();
-    let hl = header_len(hash);
-    match pattern {
-        Some(p) if !p.is_empty() => {
+    let hash = spec.hash;
+    let hl = header_len(hash).min(len);
+    match spec.pattern() {
+        Some(p) => {
             for (i, b) in buf[hl..].iter_mut().enumerate() {
-                *b = p[(hl + i) % p.len()];
+                *b = p[(phase + hl + i) % p.len()];
             }
         }
-        _ => {
+        None => {
             let mut r = Rng::new(seed ^ offset.rotate_left(20) ^ u64::from(generation) << 40);
             for w in buf[hl..].chunks_mut(8) {
                 let v = r.next_u64().to_le_bytes();
@@ -68,12 +107,19 @@ pub fn fill(
             }
         }
     }
+    if len < header_len(hash) {
+        return;
+    }
     buf[0..4].copy_from_slice(&MAGIC.to_le_bytes());
     buf[4..8].copy_from_slice(&(len as u32).to_le_bytes());
     buf[8..16].copy_from_slice(&offset.to_le_bytes());
     buf[16..24].copy_from_slice(&seed.to_le_bytes());
     buf[24..28].copy_from_slice(&generation.to_le_bytes());
     match hash {
+        None if spec.meta => {
+            let crc = crc32c::crc32c(&buf[..28]);
+            buf[28..32].copy_from_slice(&crc.to_le_bytes());
+        }
         None => {
             let crc = block_crc(buf);
             buf[28..32].copy_from_slice(&crc.to_le_bytes());
@@ -117,7 +163,7 @@ fn check_magic(buf: &[u8]) -> Result<(), String> {
     }
 }
 
-/// The header's own fields (the block is at least [`HEADER`] bytes):
+/// The header's own fields (the interval is at least [`HEADER`] bytes):
 /// length, offset, seed and, unless `expect_gen` is [`ANY_GEN`], the
 /// generation must be those this job wrote there. An error names the
 /// first that is not. Shared by [`check`] and [`dump`].
@@ -150,30 +196,94 @@ fn check_fields(buf: &[u8], offset: u64, seed: u64, expect_gen: u32) -> Result<(
     Ok(())
 }
 
+/// What checking a block found: `failed`, the failure that fails the
+/// I/O; `logged`, failures fio reports and lets through (see [`check`]).
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub failed: Option<String>,
+    pub logged: Vec<String>,
+}
+
 /// Check a block read from `offset`. `expect_gen` is the generation this
 /// job last wrote there ([`ANY_GEN`]: unknown).
-pub fn check(
+///
+/// With intervals, each is checked on its own and a failure names the
+/// interval (fio's "at file ... offset O, length N"), as fio's
+/// verify_io_u: a header that fails (magic, length, offset, seed,
+/// generation; with meta its CRC) fails the block at once; a checksum or
+/// pattern that fails is reported, but the next interval's result takes
+/// its place, so only the last interval's data decides (fio 3.33 to 3.42
+/// without `verify_fatal`): a data failure in an earlier interval is
+/// `logged`, not `failed`.
+pub fn check(buf: &[u8], offset: u64, seed: u64, expect_gen: u32, spec: &Spec) -> Checked {
+    let step = spec.step(buf.len());
+    let mut out = Checked::default();
+    for (k, c) in buf.chunks(step).enumerate() {
+        let at = k * step;
+        let name = |e: String| {
+            if step < buf.len() {
+                format!(
+                    "interval {k} (offset {}, length {}): {e}",
+                    offset + at as u64,
+                    c.len()
+                )
+            } else {
+                e
+            }
+        };
+        match check_one(c, offset + at as u64, seed, expect_gen, at, spec) {
+            Ok(()) => out.logged.extend(out.failed.take()),
+            Err((true, e)) => {
+                out.logged.extend(out.failed.take());
+                out.failed = Some(name(e));
+                return out;
+            }
+            Err((false, e)) => {
+                let e = name(e);
+                out.logged.extend(out.failed.replace(e));
+            }
+        }
+    }
+    out
+}
+
+/// One interval; a failure says whether it is the header's (true: fio
+/// returns at once) or the data's.
+fn check_one(
     buf: &[u8],
     offset: u64,
     seed: u64,
     expect_gen: u32,
-    pattern: Option<&[u8]>,
-    hash: Option<HashKind>,
-) -> Result<(), String> {
+    phase: usize,
+    spec: &Spec,
+) -> Result<(), (bool, String)> {
+    let hash = spec.hash;
     let hl = header_len(hash);
+    let hdr = |m: String| Err((true, m));
+    let data = |m: String| Err((false, m));
     if buf.len() < hl {
-        return Err(format!(
+        return hdr(format!(
             "block of {} bytes is too short to verify",
             buf.len()
         ));
     }
-    check_magic(buf)?;
+    check_magic(buf).map_err(|e| (true, e))?;
+    check_fields(buf, offset, seed, expect_gen).map_err(|e| (true, e))?;
     match hash {
+        None if spec.meta => {
+            let crc = u32_at(buf, 28);
+            let want = crc32c::crc32c(&buf[..28]);
+            if crc != want {
+                return hdr(format!(
+                    "corrupted header: crc32c {want:#010x} over the header, header says {crc:#010x}"
+                ));
+            }
+        }
         None => {
             let crc = u32_at(buf, 28);
             let want = block_crc(buf);
             if crc != want {
-                return Err(format!(
+                return data(format!(
                     "corrupted: crc32c {want:#010x} over the block, header says {crc:#010x}"
                 ));
             }
@@ -185,14 +295,14 @@ pub fn check(
                     .iter()
                     .find(|x| hash_code(**x) == code)
                     .map_or("crc32c or another tool's", |x| x.name());
-                return Err(format!(
+                return data(format!(
                     "verify type mismatch: the block was written with verify={other}, this job checks {}",
                     h.name()
                 ));
             }
             let want = block_digest(h, buf);
             if buf[HEADER..hl] != want[..] {
-                return Err(format!(
+                return data(format!(
                     "corrupted: {} {} over the block, header says {}",
                     h.name(),
                     hex(&want),
@@ -201,11 +311,14 @@ pub fn check(
             }
         }
     }
-    check_fields(buf, offset, seed, expect_gen)?;
-    if let Some(p) = pattern.filter(|p| !p.is_empty()) {
+    if let Some(p) = spec.pattern() {
         for (i, b) in buf[hl..].iter().enumerate() {
-            if *b != p[(hl + i) % p.len()] {
-                return Err(format!("pattern mismatch at byte {}", hl + i));
+            let want = p[(phase + hl + i) % p.len()];
+            if *b != want {
+                return data(format!(
+                    "pattern mismatch at byte {}: got {b:#04x}, wanted {want:#04x}",
+                    hl + i
+                ));
             }
         }
     }
@@ -226,15 +339,16 @@ pub fn dump(
     offset: u64,
     seed: u64,
     expect_gen: u32,
-    pattern: Option<&[u8]>,
-    hash: Option<HashKind>,
+    spec: &Spec,
 ) -> String {
     let base = std::path::Path::new(path)
         .file_name()
         .map_or_else(|| path.to_string(), |b| b.to_string_lossy().into_owned());
-    let own = buf.len() >= HEADER
-        && check_magic(buf).is_ok()
-        && check_fields(buf, offset, seed, expect_gen).is_ok();
+    // The first interval's header (the whole block's without intervals).
+    let first = &buf[..spec.step(buf.len()).min(buf.len())];
+    let own = first.len() >= HEADER
+        && check_magic(first).is_ok()
+        && check_fields(first, offset, seed, expect_gen).is_ok();
     let mut files: Vec<(&str, Vec<u8>)> = Vec::new();
     if own {
         let gen = if expect_gen == ANY_GEN {
@@ -243,7 +357,7 @@ pub fn dump(
             expect_gen
         };
         let mut want = vec![0u8; buf.len()];
-        fill(&mut want, offset, seed, gen, pattern, hash);
+        fill(&mut want, offset, seed, gen, spec);
         files.push(("received", buf.to_vec()));
         files.push(("expected", want));
     } else {
@@ -444,32 +558,111 @@ impl Written {
 mod tests {
     use super::*;
 
+    /// The failure of a check, as a Result.
+    fn check(buf: &[u8], offset: u64, seed: u64, g: u32, spec: &Spec) -> Result<(), String> {
+        match super::check(buf, offset, seed, g, spec).failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn sp<'a>(pattern: Option<&'a [u8]>, hash: Option<HashKind>) -> Spec<'a> {
+        Spec {
+            pattern,
+            hash,
+            ..Spec::default()
+        }
+    }
+
+    #[test]
+    fn intervals_and_meta() {
+        let p = [0xaa, 0x55, 0x5a, 0xa5];
+        let meta = Spec {
+            pattern: Some(&p),
+            meta: true,
+            interval: 512,
+            ..Spec::default()
+        };
+        let mut b = vec![0u8; 4096];
+        fill(&mut b, 65536, 7, 1, &meta);
+        assert!(check(&b, 65536, 7, 1, &meta).is_ok());
+        // Each interval has its own header: offset and length of its own.
+        assert_eq!(u64_at(&b, 512 + 8), 65536 + 512);
+        assert_eq!(u32_at(&b, 512 + 4), 512);
+        // The pattern runs on across the intervals (fio's phase).
+        assert_eq!(b[512 + 32], p[(512 + 32) % 4]);
+        // A data byte in the second interval: the pattern catches it, but
+        // as fio's the last interval decides: reported, not failed.
+        let mut c = b.clone();
+        c[700] ^= 1;
+        let r = super::check(&c, 65536, 7, 1, &meta);
+        assert!(r.failed.is_none(), "{r:?}");
+        assert_eq!(r.logged.len(), 1);
+        assert!(
+            r.logged[0].starts_with("interval 1 (offset 66048, length 512): pattern mismatch"),
+            "{r:?}"
+        );
+        // In the last interval it fails the block.
+        c[4000] ^= 1;
+        let r = super::check(&c, 65536, 7, 1, &meta);
+        assert!(r.failed.is_some_and(|e| e.starts_with("interval 7")));
+        assert_eq!(r.logged.len(), 1);
+        // A header byte of the second interval: its CRC catches it, even
+        // without a pattern (meta checks headers only).
+        let nopat = Spec {
+            pattern: None,
+            ..meta
+        };
+        fill(&mut b, 65536, 7, 1, &nopat);
+        let mut c = b.clone();
+        c[700] ^= 1;
+        assert!(check(&c, 65536, 7, 1, &nopat).is_ok());
+        c[512 + 30] ^= 1;
+        let e = check(&c, 65536, 7, 1, &nopat).unwrap_err();
+        assert!(
+            e.contains("interval 1") && e.contains("corrupted header"),
+            "{e}"
+        );
+        // One header per block (no interval): the same change is data.
+        let whole = Spec {
+            interval: 0,
+            ..nopat
+        };
+        fill(&mut b, 65536, 7, 1, &whole);
+        b[512 + 9] ^= 1;
+        assert!(check(&b, 65536, 7, 1, &whole).is_ok());
+        // A block copied to another offset: misplaced.
+        fill(&mut b, 65536, 7, 1, &meta);
+        let e = check(&b, 0, 7, 1, &meta).unwrap_err();
+        assert!(e.contains("misplaced"), "{e}");
+    }
+
     #[test]
     fn catches_each_kind() {
         let mut b = vec![0u8; 4096];
-        fill(&mut b, 8192, 7, 3, None, None);
-        assert!(check(&b, 8192, 7, 3, None, None).is_ok());
-        assert!(check(&b, 8192, 7, ANY_GEN, None, None).is_ok());
-        assert!(check(&b, 4096, 7, 3, None, None)
+        fill(&mut b, 8192, 7, 3, &sp(None, None));
+        assert!(check(&b, 8192, 7, 3, &sp(None, None)).is_ok());
+        assert!(check(&b, 8192, 7, ANY_GEN, &sp(None, None)).is_ok());
+        assert!(check(&b, 4096, 7, 3, &sp(None, None))
             .unwrap_err()
             .contains("misplaced"));
-        assert!(check(&b, 8192, 7, 4, None, None)
+        assert!(check(&b, 8192, 7, 4, &sp(None, None))
             .unwrap_err()
             .contains("stale"));
-        assert!(check(&b, 8192, 8, 3, None, None)
+        assert!(check(&b, 8192, 8, 3, &sp(None, None))
             .unwrap_err()
             .contains("another run"));
         let mut c = b.clone();
         c[1000] ^= 1;
-        assert!(check(&c, 8192, 7, 3, None, None)
+        assert!(check(&c, 8192, 7, 3, &sp(None, None))
             .unwrap_err()
             .contains("corrupted"));
-        assert!(check(&[0u8; 4096], 0, 7, 3, None, None)
+        assert!(check(&[0u8; 4096], 0, 7, 3, &sp(None, None))
             .unwrap_err()
             .contains("no verify header"));
         let p = [0xde, 0xad];
-        fill(&mut b, 0, 7, 1, Some(&p), None);
-        assert!(check(&b, 0, 7, 1, Some(&p), None).is_ok());
+        fill(&mut b, 0, 7, 1, &sp(Some(&p), None));
+        assert!(check(&b, 0, 7, 1, &sp(Some(&p), None)).is_ok());
         assert_eq!(b[100], 0xde);
     }
 
@@ -477,15 +670,15 @@ mod tests {
     fn digests_catch_each_kind() {
         for h in HashKind::ALL {
             let mut b = vec![0u8; 512];
-            fill(&mut b, 4096, 7, 2, None, Some(h));
-            assert!(check(&b, 4096, 7, 2, None, Some(h)).is_ok(), "{h:?}");
-            assert!(check(&b, 0, 7, 2, None, Some(h))
+            fill(&mut b, 4096, 7, 2, &sp(None, Some(h)));
+            assert!(check(&b, 4096, 7, 2, &sp(None, Some(h))).is_ok(), "{h:?}");
+            assert!(check(&b, 0, 7, 2, &sp(None, Some(h)))
                 .unwrap_err()
                 .contains("misplaced"));
             for at in [5, HEADER + 1, 511] {
                 let mut c = b.clone();
                 c[at] ^= 0x10;
-                let e = check(&c, 4096, 7, 2, None, Some(h)).unwrap_err();
+                let e = check(&c, 4096, 7, 2, &sp(None, Some(h))).unwrap_err();
                 assert!(
                     e.contains("corrupted") || e.contains("length"),
                     "{h:?} {at}: {e}"
@@ -496,16 +689,16 @@ mod tests {
             } else {
                 HashKind::Md5
             };
-            let e = check(&b, 4096, 7, 2, None, Some(other)).unwrap_err();
+            let e = check(&b, 4096, 7, 2, &sp(None, Some(other))).unwrap_err();
             assert!(
                 e.contains(&format!("written with verify={}", h.name())),
                 "{e}"
             );
-            let e = check(&b, 4096, 7, 2, None, None).unwrap_err();
+            let e = check(&b, 4096, 7, 2, &sp(None, None)).unwrap_err();
             assert!(e.contains("corrupted: crc32c"), "{e}");
             let p = [1, 2, 3];
-            fill(&mut b, 4096, 7, 2, Some(&p), Some(h));
-            assert!(check(&b, 4096, 7, 2, Some(&p), Some(h)).is_ok());
+            fill(&mut b, 4096, 7, 2, &sp(Some(&p), Some(h)));
+            assert!(check(&b, 4096, 7, 2, &sp(Some(&p), Some(h))).is_ok());
         }
     }
 
