@@ -175,7 +175,7 @@ fn shape(v: &Value) -> Vec<(String, &'static str)> {
         .collect()
 }
 
-fn check_prios(theirs: &Value, ours: &Value, want: &[(u64, u64)]) {
+fn check_prios(theirs: &Value, ours: &Value, want: &[(u64, u64)], lat: &str) {
     for (who, v) in [("fio", theirs), ("ours", ours)] {
         let d = &v["jobs"][0]["read"];
         let keys: Vec<&String> = d.as_object().unwrap().keys().collect();
@@ -192,10 +192,7 @@ fn check_prios(theirs: &Value, ours: &Value, want: &[(u64, u64)]) {
             })
             .collect();
         assert_eq!(classes, want, "{who}: priorities in fio's order");
-        let n: u64 = prios
-            .iter()
-            .map(|p| p["clat_ns"]["N"].as_u64().unwrap())
-            .sum();
+        let n: u64 = prios.iter().map(|p| p[lat]["N"].as_u64().unwrap()).sum();
         assert_eq!(n, d["total_ios"].as_u64().unwrap(), "{who}: N adds up");
     }
     let (t, o) = (
@@ -204,9 +201,9 @@ fn check_prios(theirs: &Value, ours: &Value, want: &[(u64, u64)]) {
     );
     for (a, b) in t.as_array().unwrap().iter().zip(o.as_array().unwrap()) {
         assert_eq!(shape(b), shape(a), "a prios entry");
-        assert_eq!(shape(&b["clat_ns"]), shape(&a["clat_ns"]), "its clat_ns");
+        assert_eq!(shape(&b[lat]), shape(&a[lat]), "its {lat}");
         let pk = |x: &Value| {
-            x["clat_ns"]["percentile"]
+            x[lat]["percentile"]
                 .as_object()
                 .unwrap()
                 .keys()
@@ -225,7 +222,7 @@ fn check_prios(theirs: &Value, ours: &Value, want: &[(u64, u64)]) {
 fn per_priority_json_like_fio() {
     let _g = common::serial();
     let [(theirs, _, d1), (ours, _, d2)] = both_json("cmdprio-json-perc", PERC, &[]);
-    check_prios(&theirs, &ours, &[(3, 0), (1, 0)]);
+    check_prios(&theirs, &ours, &[(3, 0), (1, 0)], "clat_ns");
     // The share of high-priority I/Os is near fio's.
     let share = |v: &Value| {
         let d = &v["jobs"][0]["read"];
@@ -240,9 +237,22 @@ fn per_priority_json_like_fio() {
         let _ = std::fs::remove_dir_all(d);
     }
     let [(theirs, _, d1), (ours, _, d2)] = both_json("cmdprio-json-bss", BSSPLIT, &[]);
-    check_prios(&theirs, &ours, &[(2, 7), (1, 1), (3, 2)]);
+    check_prios(&theirs, &ours, &[(2, 7), (1, 1), (3, 2)], "clat_ns");
     for d in [d1, d2] {
         let _ = std::fs::remove_dir_all(d);
+    }
+    // Two jobs reported as one group: the priorities merged (fio's
+    // sum_thread_stats), and with lat_percentiles total latency, "lat_ns".
+    for (extra, lat) in [
+        ("group_reporting\nnumjobs=2", "clat_ns"),
+        ("lat_percentiles=1", "lat_ns"),
+    ] {
+        let job = PERC.replace("[randread]", &format!("{extra}\n[randread]"));
+        let [(theirs, _, d1), (ours, _, d2)] = both_json("cmdprio-json-grp", &job, &[]);
+        check_prios(&theirs, &ours, &[(3, 0), (1, 0)], lat);
+        for d in [d1, d2] {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 }
 
