@@ -44,6 +44,10 @@ pub struct LogOpts {
     /// `log_offset`: a column with each I/O's offset before the last one
     /// (fio's `time, value, direction, bs, offset, prio`; 0 for windows).
     pub offset: bool,
+    /// `log_prio`: the last column is the I/O's priority (`0x%04x`); without
+    /// it, 1 for an I/O of the real-time class and 0 otherwise (fio's
+    /// flush_samples).
+    pub prio: bool,
 }
 
 impl LogOpts {
@@ -70,6 +74,7 @@ pub struct Logs {
     w: [W; 5],
     slat_on: bool,
     offset: bool,
+    prio: bool,
     win_end: Instant,
     acc: [Acc; NDIR],
     hist: Option<Box<Hist>>,
@@ -191,13 +196,15 @@ impl Logs {
             w,
             slat_on,
             offset: o.offset,
+            prio: o.prio,
             win_end: start + avg.unwrap_or_default(),
             acc: [Acc::default(); NDIR],
             hist,
         }))
     }
 
-    /// One completed I/O.
+    /// One completed I/O (of priority `prio`, fio's io_u->ioprio).
+    #[allow(clippy::too_many_arguments)] // one per column fio logs
     pub fn io(
         &mut self,
         dir: Dir,
@@ -206,6 +213,7 @@ impl Logs {
         prep: Instant,
         issue: Instant,
         done: Instant,
+        prio: u16,
     ) {
         let ns = |d: Duration| d.as_nanos().min(u128::from(u64::MAX)) as u64;
         let (lat, clat, slat) = (ns(done - prep), ns(done - issue), ns(issue - prep));
@@ -219,10 +227,17 @@ impl Logs {
                 let t = (done - self.start).as_millis();
                 let bw = (bs as f64 * 1e9 / lat.max(1) as f64 / 1024.0) as u64;
                 let vals = [lat, clat, slat, bw, 1];
-                let tail = if self.offset {
-                    format!("{bs}, {off}, 0")
+                // fio's flush_samples: the priority with log_prio, else
+                // whether it is of the real-time class.
+                let p = if self.prio {
+                    format!("0x{prio:04x}")
                 } else {
-                    format!("{bs}, 0")
+                    u16::from(prio >> 13 == 1).to_string()
+                };
+                let tail = if self.offset {
+                    format!("{bs}, {off}, {p}")
+                } else {
+                    format!("{bs}, {p}")
                 };
                 for (i, w) in self.w.iter_mut().enumerate() {
                     if i == 2 && !self.slat_on {
@@ -259,7 +274,12 @@ impl Logs {
     /// (over that length); `None` writes only the latencies.
     fn write_window(&mut self, t: u128, rate_win: Option<Duration>) {
         // Block size 0, offset 0 (with log_offset), priority 0.
-        let tail = if self.offset { "0, 0, 0" } else { "0, 0" };
+        let tail = match (self.offset, self.prio) {
+            (true, true) => "0, 0, 0x0000",
+            (true, false) => "0, 0, 0",
+            (false, true) => "0, 0x0000",
+            (false, false) => "0, 0",
+        };
         for d in 0..NDIR {
             let a = std::mem::take(&mut self.acc[d]);
             if a.n == 0 {

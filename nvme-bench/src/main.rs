@@ -28,6 +28,7 @@ mod logs;
 mod minrate;
 mod numa;
 mod options;
+mod prio;
 #[allow(unsafe_code)] // localtime_r/strftime
 mod report;
 mod run;

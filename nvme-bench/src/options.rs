@@ -404,6 +404,123 @@ pub const DEFAULT_PERCENTILES: [f64; 17] = [
     99.99,
 ];
 
+/// fio's `ioprio_value`: class (0 taken as best effort, 2) and level.
+pub fn ioprio_value(class: u32, level: u32) -> u16 {
+    let class = if class == 0 { 2 } else { class.min(3) };
+    ((class << 13) | level.min(7)) as u16
+}
+
+/// One `cmdprio_bssplit` entry: block size, percentage, and the priority
+/// of the advanced format (`bs/perc/class/level`), `None` for the simple.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrioSplit {
+    pub bs: u64,
+    pub perc: u32,
+    pub prio: Option<u16>,
+}
+
+/// fio's cmdprio options (engines/cmdprio.h), per direction (read, write).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CmdPrio {
+    pub percentage: [u32; 2],
+    /// `cmdprio_class`, 0 when not written (fio then takes RT, 1).
+    pub class: [u32; 2],
+    pub level: [u32; 2],
+    /// `cmdprio_bssplit` as written, and its non-zero entries per
+    /// direction sorted by block size (fio's split_parse_prio_ddir).
+    pub bssplit_str: Option<String>,
+    pub bssplit: [Vec<PrioSplit>; 2],
+}
+
+impl CmdPrio {
+    /// Any cmdprio mode is in use (fio's CMDPRIO_MODE_PERC or _BSSPLIT).
+    pub fn on(&self) -> bool {
+        self.percentage.iter().any(|&p| p > 0)
+            || self
+                .bssplit_str
+                .as_deref()
+                .is_some_and(|s| !s.trim().is_empty())
+    }
+}
+
+/// One direction of `cmdprio_bssplit`: `bs/perc[/class/level]:...`.
+fn parse_prio_split(s: &str) -> Result<Vec<PrioSplit>> {
+    let mut out = Vec::new();
+    for e in s.split(':') {
+        if e.is_empty() {
+            break;
+        }
+        let mut f = e.split('/');
+        let bs = parse_size(f.next().unwrap_or(""))
+            .map_err(|_| Error::msg("invalid cmdprio_bssplit format"))?;
+        let num = |x: Option<&str>| -> Result<Option<u32>> {
+            match x.map(str::trim) {
+                None | Some("") => Ok(None),
+                Some(t) => t
+                    .parse::<u32>()
+                    .map(Some)
+                    .map_err(|_| Error::msg("invalid cmdprio_bssplit format")),
+            }
+        };
+        let perc = num(f.next())?.unwrap_or(0).min(100);
+        let class = num(f.next())?;
+        let level = num(f.next())?;
+        if f.next().is_some() {
+            return Err(Error::msg("invalid cmdprio_bssplit format"));
+        }
+        let prio = match (class, level) {
+            (None, None) => None,
+            (Some(c), Some(l)) => Some(ioprio_value(c.min(3), l.min(7))),
+            _ => return Err(Error::msg("invalid cmdprio_bssplit format")),
+        };
+        if perc > 0 {
+            out.push(PrioSplit { bs, perc, prio });
+        }
+    }
+    if out.len() > 64 {
+        return Err(Error::msg("too many cmdprio_bssplit entries"));
+    }
+    out.sort_by_key(|e| e.bs);
+    // fio: the entries of one block size may not add up to more than 100.
+    for g in out.chunk_by(|a, b| a.bs == b.bs) {
+        if g.iter().map(|e| e.perc).sum::<u32>() > 100 {
+            let bs = g.first().map_or(0, |e| e.bs);
+            return Err(Error::msg(format!(
+                "cmdprio_bssplit total percentage for bs: {bs} exceeds 100"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// `cmdprio_bssplit`: `read[,write]` (fio's str_split_parse: one part
+/// applies to both; a trim part is ignored).
+fn parse_cmdprio_bssplit(s: &str) -> Result<[Vec<PrioSplit>; 2]> {
+    let s = s.trim();
+    let mut parts = s.splitn(3, ',');
+    let r = parts.next().unwrap_or("");
+    match parts.next() {
+        None => {
+            let v = parse_prio_split(r)?;
+            Ok([v.clone(), v])
+        }
+        Some(w) => Ok([parse_prio_split(r)?, parse_prio_split(w)?]),
+    }
+}
+
+/// An integer option with fio's minval/maxval.
+fn parse_ranged(s: &str, lo: u32, hi: u32) -> Result<u32> {
+    match s.trim().parse::<u32>() {
+        Ok(v) if (lo..=hi).contains(&v) => Ok(v),
+        Ok(v) if v < lo => Err(Error::msg(format!(
+            "min value out of range: {v} (min={lo})"
+        ))),
+        _ => Err(Error::msg(format!(
+            "'{s}': out of range (min={lo}, max={hi})"
+        ))),
+    }
+}
+
 /// One job, every option resolved to its meaning.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Job {
@@ -491,6 +608,12 @@ pub struct Job {
     pub thinktime_by_issue: bool,
     /// `write_bw_log`, `write_lat_log`, `write_iops_log` and their knobs.
     pub logs: crate::logs::LogOpts,
+    /// `prio` and `prioclass`: the job's default I/O priority (fio's
+    /// `ioprio_set` on the job's thread); `None` when not written.
+    pub ioprio: Option<u32>,
+    pub ioprio_class: Option<u32>,
+    /// `cmdprio_*` (libaio and io_uring): per-I/O priorities.
+    pub cmdprio: CmdPrio,
     /// fio's reporting group: a new one at each `stonewall` or `new_group`
     /// after the first job (computed when the set is built).
     pub groupid: u32,
@@ -738,6 +861,9 @@ impl Default for Job {
                 per_job: true,
                 ..Default::default()
             },
+            ioprio: None,
+            ioprio_class: None,
+            cmdprio: CmdPrio::default(),
             groupid: 0,
             filename: None,
             directory: None,
@@ -1779,8 +1905,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "hugepage-size",
     "lockmem",
     "nice",
-    "prio",
-    "prioclass",
     "cpumask",
     "percentage_random",
     "allrandrepeat",
@@ -1804,10 +1928,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "uncached",
     "nowait",
     "force_async",
-    "cmdprio_percentage",
-    "cmdprio",
-    "cmdprio_class",
-    "cmdprio_bssplit",
     "sqthread_poll_cpu_mask",
     "trim_backlog",
     "trim_verify_zero",
@@ -1840,7 +1960,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "log_compression",
     "log_compression_cpus",
     "log_entries",
-    "log_prio",
     "log_store_compressed",
     "log_unix_epoch",
     "max_latency",
@@ -2031,6 +2150,13 @@ pub const SUPPORTED: &[&str] = &[
     "write_hist_log",
     "log_hist_msec",
     "log_hist_coarseness",
+    "prio",
+    "prioclass",
+    "cmdprio_percentage",
+    "cmdprio",
+    "cmdprio_class",
+    "cmdprio_bssplit",
+    "log_prio",
 ];
 
 /// fio's option aliases (options.c `.alias`): alias -> option name.
@@ -2236,6 +2362,27 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "log_avg_msec" => job.logs.avg_msec = u64::from(parse_u32(need()?).map_err(ctx)?),
         "log_max_value" => job.logs.max_value = parse_bool(v).map_err(ctx)?,
         "log_offset" => job.logs.offset = parse_bool(v).map_err(ctx)?,
+        "log_prio" => job.logs.prio = parse_bool(v).map_err(ctx)?,
+        "prio" => job.ioprio = Some(parse_ranged(need()?, 0, 7).map_err(ctx)?),
+        "prioclass" => job.ioprio_class = Some(parse_ranged(need()?, 0, 3).map_err(ctx)?),
+        "cmdprio_percentage" => {
+            job.cmdprio.percentage =
+                per_dir(need()?, |s| parse_ranged(s, 0, 100), job.cmdprio.percentage)
+                    .map_err(ctx)?
+        }
+        "cmdprio_class" => {
+            job.cmdprio.class =
+                per_dir(need()?, |s| parse_ranged(s, 1, 3), job.cmdprio.class).map_err(ctx)?
+        }
+        "cmdprio" => {
+            job.cmdprio.level =
+                per_dir(need()?, |s| parse_ranged(s, 0, 7), job.cmdprio.level).map_err(ctx)?
+        }
+        "cmdprio_bssplit" => {
+            let s = need()?;
+            job.cmdprio.bssplit = parse_cmdprio_bssplit(s).map_err(ctx)?;
+            job.cmdprio.bssplit_str = Some(s.to_string());
+        }
         "per_job_logs" => job.logs.per_job = parse_bool(v).map_err(ctx)?,
         "write_hist_log" => job.logs.hist = Some(v.to_string()),
         "log_hist_msec" => job.logs.hist_msec = u64::from(parse_u32(need()?).map_err(ctx)?),
@@ -2947,6 +3094,25 @@ pub fn file_for(job: &Job, clone: u32) -> Result<String> {
 /// Checks that need the whole job.
 pub fn validate(job: &Job) -> Result<()> {
     let n = &job.name;
+    // cmdprio_* are options of fio's libaio and io_uring engines.
+    let cp = &job.cmdprio;
+    let cp_written =
+        cp.on() || cp.class != [0, 0] || cp.level != [0, 0] || cp.bssplit_str.is_some();
+    if cp_written && !matches!(job.ioengine, EngineKind::Libaio | EngineKind::IoUring) {
+        return Err(Error::msg(format!(
+            "job '{n}': cmdprio options need ioengine=libaio or io_uring (fio's engine options)"
+        )));
+    }
+    if cp.percentage.iter().any(|&p| p > 0)
+        && cp
+            .bssplit_str
+            .as_deref()
+            .is_some_and(|s| !s.trim().is_empty())
+    {
+        return Err(Error::msg(format!(
+            "{n}: cmdprio_percentage and cmdprio_bssplit options are mutually exclusive"
+        )));
+    }
     // ioengine=null (and nvme-model) without size=: fio accepts the job and
     // fails it when it starts ("you need to specify size="); so does the runner.
     // Block sizes: multiples of 512 but for ioengine=null, which moves no

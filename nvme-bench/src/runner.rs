@@ -166,6 +166,9 @@ pub fn run_job(ctx: RunCtx) -> JobResult {
         d.slat.settle();
         d.clat.settle();
         d.lat.settle();
+        for (_, p) in d.prios.iter_mut() {
+            p.settle();
+        }
     }
     if let Err(e) = r {
         if res.error.is_none() {
@@ -295,6 +298,8 @@ struct SlotIo {
     prep: Instant,
     issue: Instant,
     done: Instant,
+    /// The I/O's priority (fio's io_u->ioprio).
+    prio: u16,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq)]
@@ -322,6 +327,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     } else {
         None
     };
+    // fio: ioprio_set before the engine opens (backend.c).
+    crate::prio::set_thread_prio(job)?;
     let mut eng = open_engine(ctx, depth_cfg, max_bs, plan.as_ref())?;
     // Several files: each opens when fio's file choice first takes it
     // (get_next_file) and closes when done with, so at most `openfiles`
@@ -525,9 +532,23 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             prep: now0,
             issue: now0,
             done: now0,
+            prio: 0,
         };
         depth
     ];
+    // I/O priorities: the job's default and cmdprio's per-I/O choice; the
+    // engine is told each I/O's when either is in use.
+    let def_prio = crate::prio::default_prio(job);
+    let mut cmdprio = crate::prio::CmdPrio::new(job);
+    if let Some(c) = &cmdprio {
+        for (d, order) in c.order.iter().enumerate() {
+            res.dirs[d].prios = order
+                .iter()
+                .map(|&p| (p, crate::stats::LatStat::new()))
+                .collect();
+        }
+    }
+    let prio_io = def_prio != 0 || cmdprio.is_some();
     let mut queued: Vec<usize> = Vec::with_capacity(depth);
     let mut done: Vec<Done> = Vec::with_capacity(depth);
     let mut inflight = 0usize;
@@ -655,6 +676,8 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let mut logs = crate::logs::Logs::open(job, ctx.number, !sync, now0.to_std())?;
     let mut deferred = Deferred::new(depth, itx.is_some());
     deferred.off = [job.disable_slat, job.disable_clat, job.disable_lat];
+    deferred.prio_on = job.cmdprio.on();
+    deferred.prio_lat = job.lat_percentiles;
     let mut ival_base = [(0u64, 0u64); NDIR];
     let mut ival_clat = [LatStat::new(), LatStat::new(), LatStat::new()];
     // What the live counters (the status line) were last given, per
@@ -696,6 +719,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     // The steady state's turns, engine calls inlined (`Fast`), when nothing
     // the job uses needs the general loop.
     let fast_ok = fast_allowed(job, sync, may_busy)
+        && !prio_io
         && !rated
         && flow.is_none()
         && multi.is_none()
@@ -1182,6 +1206,14 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
             si.len = len_io;
             si.gen = gen;
             si.count = state != ST_RAMP;
+            si.prio = def_prio;
+            if prio_io {
+                let pick = cmdprio.as_mut().and_then(|c| c.pick(dir, len_io as u64));
+                if let Some(p) = pick {
+                    si.prio = p;
+                }
+                eng.set_ioprio(slot, def_prio, pick);
+            }
             si.prep = Instant::now();
             if multi.is_some() {
                 if on_files && places.efile[cur_file] == NO_FILE {
@@ -1526,7 +1558,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 // so in IOPS) but moves no bytes and has no latency sample.
                 st.ios += 1;
                 if !failed {
-                    deferred.done.push((dir, si.prep, si.issue, tc));
+                    deferred.done.push((dir, si.prep, si.issue, tc, si.prio));
                     if let (Some(l), false, Mode::Workload) = (&mut lt, job.disable_lat, mode) {
                         // fio's account_io_completion: total latency.
                         if let Err(e) = l.completed(tc.nanos_since(si.prep)) {
@@ -1545,6 +1577,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                             si.prep.to_std(),
                             si.issue.to_std(),
                             tc.to_std(),
+                            si.prio,
                         );
                     }
                     st.bytes += si.len as u64;
@@ -1901,13 +1934,17 @@ struct Deferred {
     /// (direction, prepared, issued): slat.
     slat: Vec<(Dir, Instant, Instant)>,
     /// (direction, prepared, issued, completed): clat and lat.
-    done: Vec<(Dir, Instant, Instant, Instant)>,
+    done: Vec<(Dir, Instant, Instant, Instant, u16)>,
     cap: usize,
     /// An interval log is written: clat also goes to its per-interval series.
     ival_on: bool,
     /// `disable_slat`, `disable_clat`, `disable_lat` (`gtod_reduce`): the
     /// series is not recorded (fio reports it empty).
     off: [bool; 3],
+    /// cmdprio: per-priority statistics are kept (of total latency with
+    /// `lat_percentiles`, fio's add_lat_sample, else of clat).
+    prio_on: bool,
+    prio_lat: bool,
 }
 
 impl Deferred {
@@ -1919,6 +1956,8 @@ impl Deferred {
             cap,
             ival_on,
             off: [false; 3],
+            prio_on: false,
+            prio_lat: false,
         }
     }
 
@@ -1935,14 +1974,21 @@ impl Deferred {
                 res.dirs[d as usize].slat.record_fast(i.nanos_since(p));
             }
         }
-        for (d, p, i, t) in self.done.drain(..) {
+        for (d, p, i, t, prio) in self.done.drain(..) {
             let st = &mut res.dirs[d as usize];
             let clat = t.nanos_since(i);
             if !no_clat {
                 st.clat.record_fast(clat);
+                if self.prio_on && !self.prio_lat {
+                    st.record_prio(prio, clat);
+                }
             }
             if !no_lat {
-                st.lat.record_fast(t.nanos_since(p));
+                let lat = t.nanos_since(p);
+                st.lat.record_fast(lat);
+                if self.prio_on && self.prio_lat {
+                    st.record_prio(prio, lat);
+                }
             }
             if self.ival_on {
                 ival[d as usize].record_fast(clat);
@@ -2112,7 +2158,7 @@ fn on_done(f: &mut Fast<'_>, dn: Done, bad: &mut Option<usize>) {
         st.ios += 1;
         if !failed {
             // (The completion time is filled in after the reap.)
-            f.deferred.done.push((dir, si.prep, si.issue, si.issue));
+            f.deferred.done.push((dir, si.prep, si.issue, si.issue, 0));
             st.bytes += si.len as u64;
         }
     }

@@ -293,13 +293,42 @@ pub struct DirStats {
     /// Bandwidth samples in KiB/s and IOPS samples, one per averaging window.
     pub bw_samples: Vec<f64>,
     pub iops_samples: Vec<f64>,
+    /// fio's clat_prio: completion latency (total latency with
+    /// `lat_percentiles`) per I/O priority, for jobs with cmdprio options;
+    /// the job's default priority first, then each cmdprio priority in the
+    /// order fio's cmdprio.c assigns them. Empty otherwise.
+    pub prios: Vec<(u16, LatStat)>,
 }
 
 impl DirStats {
     pub fn reset(&mut self) {
+        let prios: Vec<(u16, LatStat)> = self
+            .prios
+            .iter()
+            .map(|(p, _)| (*p, LatStat::new()))
+            .collect();
         *self = DirStats::default();
+        self.prios = prios;
+    }
+    /// Record a latency sample of priority `prio` (no-op without cmdprio).
+    #[inline]
+    pub fn record_prio(&mut self, prio: u16, ns: u64) {
+        if let Some((_, s)) = self.prios.iter_mut().find(|(p, _)| *p == prio) {
+            s.record_fast(ns);
+        }
+    }
+    /// The priorities with samples, fio's `get_nr_prios_with_samples`.
+    pub fn prios_with_samples(&self) -> usize {
+        self.prios.iter().filter(|(_, s)| s.n > 0).count()
     }
     pub fn merge(&mut self, o: &DirStats) {
+        // fio's clat_prio_stats_copy / alloc_or_get_clat_prio_index.
+        for (p, st) in &o.prios {
+            match self.prios.iter_mut().find(|(q, _)| q == p) {
+                Some((_, mine)) => mine.merge(st),
+                None => self.prios.push((*p, st.clone())),
+            }
+        }
         self.slat.merge(&o.slat);
         self.clat.merge(&o.clat);
         self.lat.merge(&o.lat);

@@ -22,6 +22,17 @@ pub fn allowed_cpus() -> Vec<usize> {
     }
 }
 
+/// `ioprio_set(IOPRIO_WHO_PROCESS, 0, value)`: the calling thread's I/O
+/// priority.
+pub fn ioprio_set_current(value: u16) -> std::io::Result<()> {
+    // SAFETY: ioprio_set takes three integers and touches no memory.
+    let r = unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, libc::c_int::from(value)) };
+    if r == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Pin the calling thread to `cpus`.
 pub fn pin_current_thread(cpus: &[usize]) -> Result<()> {
     // SAFETY: as above, an empty plain-data set.

@@ -10,6 +10,9 @@ use crate::error::Result;
 use crate::options::Dir;
 use crate::sys::aio::{Context, Event, Iocb, CMD_PREAD, CMD_PWRITE};
 
+/// `IOCB_FLAG_IOPRIO` (linux/aio_abi.h): aio_reqprio holds a priority.
+const IOCB_FLAG_IOPRIO: u32 = 1 << 1;
+
 pub struct Libaio {
     // Dropped first: io_destroy waits for the I/Os using the buffers.
     ctx: Context,
@@ -24,6 +27,9 @@ pub struct Libaio {
     lbs: u64,
     /// Trims done in `queue` (synchronously), reported by the next `reap`.
     trims: Vec<Done>,
+    /// Per slot: the cmdprio priority of its next I/O (fio's libaio sets
+    /// aio_reqprio and IOCB_FLAG_IOPRIO only for those).
+    prio: Vec<Option<u16>>,
 }
 
 // SAFETY: the raw pointers point into `iocbs`, which this value owns.
@@ -51,6 +57,7 @@ impl Libaio {
             size,
             lbs,
             trims: Vec::new(),
+            prio: vec![None; slots],
         })
     }
 }
@@ -82,8 +89,17 @@ impl Engine for Libaio {
                 .map_err(|_| crate::error::Error::msg(format!("offset {offset} too large")))?,
             ..Iocb::default()
         };
+        if let Some(p) = self.prio.get(slot).copied().flatten() {
+            cb.reqprio = p as i16;
+            cb.flags |= IOCB_FLAG_IOPRIO;
+        }
         self.queued.push(cb as *mut Iocb);
         Ok(())
+    }
+    fn set_ioprio(&mut self, slot: usize, _def: u16, cmd: Option<u16>) {
+        if let Some(p) = self.prio.get_mut(slot) {
+            *p = cmd;
+        }
     }
     fn commit(&mut self) -> Result<()> {
         let mut at = 0;

@@ -72,6 +72,10 @@ pub trait Engine {
     fn queue(&mut self, slot: usize, dir: Dir, offset: u64, len: usize) -> Result<()>;
     /// Hand everything queued to the device (one doorbell / one syscall).
     fn commit(&mut self) -> Result<()>;
+    /// The priority of the slot's next I/O (until set again): the job's
+    /// default `def` (fio's td->ioprio), and `cmd` when cmdprio chose one
+    /// for this I/O. Sync engines ignore it (ioprio_set covers them).
+    fn set_ioprio(&mut self, _slot: usize, _def: u16, _cmd: Option<u16>) {}
     /// Collect at least `min` (0: whatever is there) and at most `max` completions.
     fn reap(&mut self, min: usize, max: usize, out: &mut Vec<Done>) -> Result<()>;
     /// The engine takes no more I/O until the next `reap` (fio's

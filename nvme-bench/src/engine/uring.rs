@@ -28,6 +28,8 @@ pub struct Params {
     fixed_bufs: bool,
     nsid: u32,
     lbs: u64,
+    /// The SQE's ioprio (fio sets td->ioprio, or cmdprio's choice).
+    ioprio: u16,
 }
 
 /// What differs between the two rings: how an SQE is made.
@@ -50,16 +52,22 @@ impl Flavor for Plain {
         macro_rules! build {
             ($fd:expr) => {
                 match (dir, p.fixed_bufs) {
-                    (Dir::Read, false) => opcode::Read::new($fd, ptr, len32).offset(off).build(),
-                    (Dir::Write | Dir::Trim, false) => {
-                        opcode::Write::new($fd, ptr, len32).offset(off).build()
-                    }
+                    (Dir::Read, false) => opcode::Read::new($fd, ptr, len32)
+                        .offset(off)
+                        .ioprio(p.ioprio)
+                        .build(),
+                    (Dir::Write | Dir::Trim, false) => opcode::Write::new($fd, ptr, len32)
+                        .offset(off)
+                        .ioprio(p.ioprio)
+                        .build(),
                     (Dir::Read, true) => opcode::ReadFixed::new($fd, ptr, len32, slot as u16)
                         .offset(off)
+                        .ioprio(p.ioprio)
                         .build(),
                     (Dir::Write | Dir::Trim, true) => {
                         opcode::WriteFixed::new($fd, ptr, len32, slot as u16)
                             .offset(off)
+                            .ioprio(p.ioprio)
                             .build()
                     }
                 }
@@ -148,6 +156,10 @@ pub struct Uring<F: Flavor> {
     sqpoll: bool,
     /// Trims done in `queue` (synchronously), reported by the next `reap`.
     trims: Vec<Done>,
+    /// Per slot: the ioprio of its next SQE, once `set_ioprio` was called
+    /// (`prio_on`); 0 otherwise.
+    prio: Vec<u16>,
+    prio_on: bool,
 }
 
 pub type PlainUring = Uring<Plain>;
@@ -223,6 +235,8 @@ impl<F: Flavor> Uring<F> {
             iopoll: job.hipri,
             sqpoll: job.sqthread_poll,
             trims: Vec::new(),
+            prio: vec![0; slots],
+            prio_on: false,
         })
     }
 }
@@ -250,6 +264,7 @@ impl Uring<Plain> {
             fixed_bufs: job.fixedbufs,
             nsid: 0,
             lbs,
+            ioprio: 0,
         };
         Uring::finish(job, file, ring, p, size, "io_uring", slots, buf_len)
     }
@@ -279,6 +294,7 @@ impl Uring<Cmd> {
             fixed_bufs: false,
             nsid: nsid as u32,
             lbs,
+            ioprio: 0,
         };
         Uring::finish(job, file, ring, p, size, "io_uring_cmd", slots, buf_len)
     }
@@ -328,12 +344,19 @@ impl<F: Flavor> Engine for Uring<F> {
         }
         let ptr = self.bufs[slot].as_mut_ptr();
         let fi = self.slot_file[slot];
-        let e = if fi == 0 {
+        let e = if fi == 0 && !self.prio_on {
             F::sqe(&self.p, slot, dir, offset, ptr, len)
+        } else if fi == 0 {
+            let p = Params {
+                ioprio: self.prio.get(slot).copied().unwrap_or(0),
+                ..self.p
+            };
+            F::sqe(&p, slot, dir, offset, ptr, len)
         } else {
             let p = Params {
                 fd: self.files[fi as usize].as_raw_fd(),
                 fixed_idx: fi,
+                ioprio: self.prio.get(slot).copied().unwrap_or(0),
                 ..self.p
             };
             F::sqe(&p, slot, dir, offset, ptr, len)
@@ -353,6 +376,12 @@ impl<F: Flavor> Engine for Uring<F> {
         }
         self.inflight += 1;
         Ok(())
+    }
+    fn set_ioprio(&mut self, slot: usize, def: u16, cmd: Option<u16>) {
+        if let Some(p) = self.prio.get_mut(slot) {
+            *p = cmd.unwrap_or(def);
+            self.prio_on = true;
+        }
     }
     fn commit(&mut self) -> Result<()> {
         self.ring

@@ -55,7 +55,7 @@ fn dir_json(u: &Unit, d: usize, group_bw: f64, plus: bool) -> Value {
     } else {
         0.0
     };
-    json!({
+    let v = json!({
         "io_bytes": st.bytes,
         "io_kbytes": st.bytes / 1024,
         "bw_bytes": bw_bytes as u64,
@@ -79,7 +79,51 @@ fn dir_json(u: &Unit, d: usize, group_bw: f64, plus: bool) -> Value {
         "iops_mean": imean,
         "iops_stddev": idev,
         "iops_samples": st.iops_samples.len() as u64,
-    })
+    });
+    with_prios(v, st, job, plus)
+}
+
+/// fio's per-priority statistics (stat.c add_ddir_status_json): with two or
+/// more priorities that completed I/Os, a "prios" array after "lat_ns",
+/// one object per such priority in fio's order: "prioclass", "prio", and
+/// its latencies under "clat_ns" ("lat_ns" with `lat_percentiles`).
+fn with_prios(
+    v: Value,
+    st: &crate::stats::DirStats,
+    job: &crate::options::Job,
+    plus: bool,
+) -> Value {
+    if st.prios_with_samples() < 2 {
+        return v;
+    }
+    let Value::Object(m) = v else { return v };
+    let pcts = (job.clat_percentiles || job.lat_percentiles).then_some(job.percentiles());
+    let name = if job.lat_percentiles {
+        "lat_ns"
+    } else {
+        "clat_ns"
+    };
+    let arr: Vec<Value> = st
+        .prios
+        .iter()
+        .filter(|(_, s)| s.n > 0)
+        .map(|(p, s)| {
+            let mut o = Map::new();
+            o.insert("prioclass".into(), json!(u64::from(p >> 13)));
+            o.insert("prio".into(), json!(u64::from(p & 7)));
+            o.insert(name.into(), lat_json(s, pcts, plus));
+            Value::Object(o)
+        })
+        .collect();
+    let mut out = Map::new();
+    for (k, val) in m {
+        let after = k == "lat_ns";
+        out.insert(k, val);
+        if after {
+            out.insert("prios".into(), Value::Array(arr.clone()));
+        }
+    }
+    Value::Object(out)
 }
 
 fn pct_map(keys: &[&str], counts: &[u64; 7]) -> Value {

@@ -168,11 +168,36 @@ fn dir_block(out: &mut String, u: &Unit, d: usize, group_bw: f64) {
     lat_line(out, "slat", &st.slat);
     lat_line(out, "clat", &st.clat);
     lat_line(out, "lat", &st.lat);
+    // fio's per-priority lines (stat.c show_ddir_status), with two or more
+    // priorities that completed I/Os.
+    let by_prio = st.prios_with_samples() >= 2;
+    let ptype = if u.job.lat_percentiles { "lat" } else { "clat" };
+    if by_prio {
+        for (p, s) in &st.prios {
+            lat_line(out, &format!("{ptype} prio {}/{}", p >> 13, p & 7), s);
+        }
+    }
     if u.job.clat_percentiles {
         pct_block(out, "clat", &st.clat, u.job.percentiles());
     }
     if u.job.lat_percentiles {
         pct_block(out, "lat", &st.lat, u.job.percentiles());
+    }
+    if by_prio && (u.job.clat_percentiles || u.job.lat_percentiles) {
+        let total = if u.job.lat_percentiles {
+            st.lat.n
+        } else {
+            st.clat.n
+        };
+        for (p, s) in st.prios.iter().filter(|(_, s)| s.n > 0) {
+            let name = format!(
+                "{ptype} prio {}/{} ({:.2}% of IOs)",
+                p >> 13,
+                p & 7,
+                100.0 * s.n as f64 / total.max(1) as f64
+            );
+            pct_block(out, &name, s, u.job.percentiles());
+        }
     }
     if !st.bw_samples.is_empty() {
         let (bmin, bmax, bmean, bdev) = series(&st.bw_samples);
