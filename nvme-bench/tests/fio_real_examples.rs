@@ -46,8 +46,8 @@ const REFUSED: &[(&str, &str)] = &[
         "cmdprio-percentage.fio",
         "log_prio, cmdprio*, prioclass: not yet",
     ),
-    ("enospc-pressure.fio", "ignore_error, error_dump, verify_fatal/verify_dump/verify_backlog/verify_async, verify of rw=randrw: not yet"),
-    ("mtd.fio", "ignore_error, block_error_percentiles: not yet; rw=trimwrite with trim bs 16384 != write bs 512: refused"),
+    ("enospc-pressure.fio", "verify_fatal, verify_async: not yet (ignore_error, error_dump: supported)"),
+    ("mtd.fio", "block_error_percentiles: not yet; rw=trimwrite with trim bs 16384 != write bs 512: refused (ignore_error: supported)"),
 ];
 
 /// Files whose node lists fio checks against the host on a real parse
