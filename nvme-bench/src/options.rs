@@ -1838,8 +1838,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "fsync_on_close",
     "write_barrier",
     "verify_offset",
-    "verify_async",
-    "verify_fatal",
     "verify_state_save",
     "verify_state_load",
     "experimental_verify",
@@ -2067,6 +2065,8 @@ pub const SUPPORTED: &[&str] = &[
     "continue_on_error",
     "ignore_error",
     "error_dump",
+    "verify_fatal",
+    "verify_async",
     "kb_base",
     "unit_base",
     "loops",
@@ -2809,6 +2809,10 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "continue_on_error" => job.continue_on_error = parse_continue_on_error(v)?,
         "ignore_error" => parse_ignore_error(v, job)?,
         "error_dump" => job.error_dump = parse_bool(v)?,
+        "verify_fatal" => job.verify_fatal = parse_bool(v)?,
+        // fio's verify threads: the blocks are verified inline, with the
+        // same outcome (verify_async_cpus stays unsupported).
+        "verify_async" => job.verify_async = parse_u32(v)?,
         // fio adds its tiobench profile's options to every job's option
         // table: `threads=N` sets that profile's thread count (used only
         // under `--profile=tiobench`) and changes nothing in the job, so

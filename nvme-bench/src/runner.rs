@@ -461,6 +461,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         hash: vhash,
         meta: job.verify == Verify::Meta,
         interval: interval as usize,
+        fatal: job.verify_fatal,
     };
     let vseed = ctx.seed;
 
@@ -1512,7 +1513,12 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                         &vspec,
                                     );
                                 }
-                                if note_error(job, res, cont::VERIFY, libc::EILSEQ, msg, true) {
+                                // verify_fatal: fio's fio_mark_td_terminate
+                                // after the failure is noted (counted under
+                                // continue_on_error=verify, not an error).
+                                if note_error(job, res, cont::VERIFY, libc::EILSEQ, msg, true)
+                                    || job.verify_fatal
+                                {
                                     stop = true;
                                 }
                             }

@@ -46,7 +46,6 @@ const REFUSED: &[(&str, &str)] = &[
         "cmdprio-percentage.fio",
         "log_prio, cmdprio*, prioclass: not yet",
     ),
-    ("enospc-pressure.fio", "verify_fatal, verify_async: not yet (ignore_error, error_dump: supported)"),
     ("mtd.fio", "block_error_percentiles: not yet; rw=trimwrite with trim bs 16384 != write bs 512: refused (ignore_error: supported)"),
 ];
 

@@ -7,7 +7,8 @@
 //! is still counted since write is now in `continue_on_error`. Bad names
 //! (EILSEQ is not in fio's str2error table), and a fourth list, are
 //! refused like fio. `error_dump=0` (fio's default) prints no per-error
-//! line, `error_dump=1` one per error.
+//! line, `error_dump=1` one per error. `verify_fatal` and `verify_async`
+//! are compared on a `verify_only` pass over two corrupted blocks.
 
 mod common;
 
@@ -151,4 +152,108 @@ fn error_dump_like_fio() {
         assert_eq!(n(&ferr), lines, "fio {dump:?}: {ferr}");
         assert_eq!(n(&err), n(&ferr), "{dump:?}: ours {err}");
     }
+}
+
+/// Each tool writes its own 64 KiB md5-verified file (`do_verify=0`), two
+/// blocks are corrupted (5 and 9; with `intervals`, the data of the first
+/// 512-byte interval of block 5 only), then a `verify_only` pass with
+/// `extra` runs: (exit status, error, total_err, first_error, read io_bytes,
+/// read total_ios).
+fn verify_run(tool: &str, tag: &str, intervals: bool, extra: &[&str]) -> Vec<Value> {
+    let d = common::scratch(tag);
+    let mut base = vec![
+        "--name=j",
+        "--ioengine=psync",
+        "--filename=f",
+        "--size=64k",
+        "--bs=4k",
+        "--rw=write",
+        "--verify=md5",
+        "--output-format=json",
+    ];
+    if intervals {
+        base.push("--verify_interval=512");
+    }
+    let run = |args: &[&str]| {
+        let o = Command::new(tool)
+            .current_dir(&d)
+            .args(&base)
+            .args(args)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let j: Value = match out.find('{') {
+            Some(i) => serde_json::from_str(&out[i..]).unwrap_or(Value::Null),
+            None => Value::Null,
+        };
+        (o.status.code().unwrap_or(-1), j["jobs"][0].clone())
+    };
+    let (c, _) = run(&["--do_verify=0"]);
+    assert_eq!(c, 0, "{tool}: write pass");
+    let mut b = std::fs::read(d.join("f")).unwrap();
+    if intervals {
+        b[5 * 4096 + 300] ^= 1;
+    } else {
+        b[5 * 4096 + 2000] ^= 1;
+        b[9 * 4096 + 3000] ^= 1;
+    }
+    std::fs::write(d.join("f"), &b).unwrap();
+    let mut args = vec!["--verify_only=1"];
+    args.extend(extra);
+    let (c, j) = run(&args);
+    vec![
+        Value::from(c),
+        j["error"].clone(),
+        j["total_err"].clone(),
+        j["first_error"].clone(),
+        j["read"]["io_bytes"].clone(),
+        j["read"]["total_ios"].clone(),
+    ]
+}
+
+#[test]
+fn verify_fatal_like_fio() {
+    let fio = common::ensure_fio();
+    let cases: &[(bool, &[&str])] = &[
+        (false, &["--continue_on_error=verify"]),
+        (false, &["--continue_on_error=verify", "--verify_fatal=1"]),
+        (false, &["--verify_fatal=1"]),
+        (false, &[]),
+        // An early interval's data: reported but the last interval decides
+        // (the block passes), unless verify_fatal.
+        (true, &["--continue_on_error=verify"]),
+        (true, &["--continue_on_error=verify", "--verify_fatal=1"]),
+    ];
+    for (intervals, extra) in cases {
+        let f = verify_run(&fio, "vfatal-fio", *intervals, extra);
+        let o = verify_run(BENCH, "vfatal-ours", *intervals, extra);
+        assert_eq!(o, f, "{extra:?} intervals {intervals}: [status, error, total_err, first_error, io_bytes, total_ios]");
+    }
+    // With verify_fatal the pass stops at block 5 (6 reads), error counted.
+    let o = verify_run(
+        BENCH,
+        "vfatal-ours",
+        false,
+        &["--continue_on_error=verify", "--verify_fatal=1"],
+    );
+    assert_eq!(o, [0, 84, 1, 84, 24576, 6].map(Value::from).to_vec());
+}
+
+/// fio 3.33 with verify_async and a fatal verify error may hang or read one
+/// block more (its verify threads race the submitter); with
+/// continue_on_error=verify every block is read and the outcome is inline
+/// verify's, which is what nvme-bench does.
+#[test]
+fn verify_async_like_fio() {
+    let fio = common::ensure_fio();
+    let extra = ["--continue_on_error=verify", "--verify_async=2"];
+    let f = verify_run(&fio, "vasync-fio", false, &extra);
+    let o = verify_run(BENCH, "vasync-ours", false, &extra);
+    let inline = verify_run(BENCH, "vasync-inline", false, &extra[..1]);
+    assert_eq!(
+        o, f,
+        "[status, error, total_err, first_error, io_bytes, total_ios]"
+    );
+    assert_eq!(o, inline);
+    assert_eq!(o, [0, 84, 2, 84, 65536, 16].map(Value::from).to_vec());
 }
