@@ -382,6 +382,70 @@ pub fn parse_continue_on_error(v: &str) -> Result<u8> {
     })
 }
 
+/// fio's str2error (options.c): the error names `ignore_error` takes, errno
+/// 1 to 34 in order (EILSEQ and the rest are given by number).
+const ERROR_NAMES: [&str; 34] = [
+    "EPERM", "ENOENT", "ESRCH", "EINTR", "EIO", "ENXIO", "E2BIG", "ENOEXEC", "EBADF", "ECHILD",
+    "EAGAIN", "ENOMEM", "EACCES", "EFAULT", "ENOTBLK", "EBUSY", "EEXIST", "EXDEV", "ENODEV",
+    "ENOTDIR", "EISDIR", "EINVAL", "ENFILE", "EMFILE", "ENOTTY", "ETXTBSY", "EFBIG", "ENOSPC",
+    "ESPIPE", "EROFS", "EMLINK", "EPIPE", "EDOM", "ERANGE",
+];
+
+/// fio's str_ignore_error_cb and ignore_error_type: `read,write,verify`
+/// lists separated by commas, entries by colons, each a name fio's
+/// str2error knows (E...) or a number (atoi, sign dropped); an empty entry
+/// ends its list. A non-empty list replaces fio's default (EIO, EILSEQ)
+/// for its type and sets that type in `continue_on_error`.
+pub fn parse_ignore_error(v: &str, job: &mut Job) -> Result<()> {
+    for (t, list) in v.trim().split(',').enumerate() {
+        if t >= 3 {
+            return Err(Error::msg(format!(
+                "option 'ignore_error={v}': Illegal error type"
+            )));
+        }
+        let mut errs = Vec::new();
+        for name in list.split(':') {
+            if name.is_empty() {
+                break;
+            }
+            let n = if name.starts_with('E') {
+                ERROR_NAMES
+                    .iter()
+                    .position(|e| *e == name)
+                    .map_or(0, |i| i as i32 + 1)
+            } else {
+                atoi(name).saturating_abs()
+            };
+            if n == 0 {
+                return Err(Error::msg(format!(
+                    "option 'ignore_error={v}': Unknown error {name}, please use number value"
+                )));
+            }
+            errs.push(n);
+        }
+        if !errs.is_empty() {
+            job.continue_on_error |= 1 << t;
+            job.ignore_error[t] = Some(errs);
+        }
+    }
+    Ok(())
+}
+
+/// C's atoi: leading blanks, a sign, then the digits there are (0 if none).
+fn atoi(s: &str) -> i32 {
+    let s = s.trim_start();
+    let (neg, digits) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let mut n: i64 = 0;
+    for b in digits.bytes().take_while(u8::is_ascii_digit) {
+        n = (n * 10 + i64::from(b - b'0')).min(i64::from(i32::MAX));
+    }
+    (if neg { -n } else { n }) as i32
+}
+
 /// A size that may be a percentage of the file or device.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub enum Amount {
@@ -774,6 +838,15 @@ pub struct Job {
     /// `continue_on_error`: `cont::*` bits of the error types that are
     /// counted instead of ending the job (0: the first error ends it).
     pub continue_on_error: u8,
+    /// `ignore_error`: per type (read, write, verify) the error numbers
+    /// that type continues on, instead of fio's default EIO and EILSEQ.
+    pub ignore_error: [Option<Vec<i32>>; 3],
+    /// `error_dump`: print each error continued on (fio's default: no).
+    pub error_dump: bool,
+    /// `verify_fatal`: the first verify failure ends the job.
+    pub verify_fatal: bool,
+    /// `verify_async`: fio's verify threads (the outcome is inline verify's).
+    pub verify_async: u32,
     pub exec_prerun: Option<String>,
     pub exec_postrun: Option<String>,
     pub description: Option<String>,
@@ -950,6 +1023,10 @@ impl Default for Job {
             nvme_io_timeout: None,
             nvme_timeout_policy: None,
             continue_on_error: 0,
+            ignore_error: [None, None, None],
+            error_dump: false,
+            verify_fatal: false,
+            verify_async: 0,
             exec_prerun: None,
             exec_postrun: None,
             description: None,
@@ -1887,8 +1964,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "fsync_on_close",
     "write_barrier",
     "verify_offset",
-    "verify_async",
-    "verify_fatal",
     "verify_state_save",
     "verify_state_load",
     "experimental_verify",
@@ -1950,9 +2025,7 @@ pub const UNSUPPORTED: &[&str] = &[
     "cgroup_weight",
     "create_only",
     "disk_util",
-    "error_dump",
     "gtod_cpu",
-    "ignore_error",
     "iopsavgtime",
     "lockfile",
     "log_alternate_epoch",
@@ -2109,6 +2182,10 @@ pub const SUPPORTED: &[&str] = &[
     "nvme_io_timeout",
     "nvme_timeout_policy",
     "continue_on_error",
+    "ignore_error",
+    "error_dump",
+    "verify_fatal",
+    "verify_async",
     "kb_base",
     "unit_base",
     "loops",
@@ -2877,6 +2954,12 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
             })
         }
         "continue_on_error" => job.continue_on_error = parse_continue_on_error(v)?,
+        "ignore_error" => parse_ignore_error(v, job)?,
+        "error_dump" => job.error_dump = parse_bool(v)?,
+        "verify_fatal" => job.verify_fatal = parse_bool(v)?,
+        // fio's verify threads: the blocks are verified inline, with the
+        // same outcome (verify_async_cpus stays unsupported).
+        "verify_async" => job.verify_async = parse_u32(v)?,
         // fio adds its tiobench profile's options to every job's option
         // table: `threads=N` sets that profile's thread count (used only
         // under `--profile=tiobench`) and changes nothing in the job, so

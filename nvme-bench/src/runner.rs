@@ -468,6 +468,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         hash: vhash,
         meta: job.verify == Verify::Meta,
         interval: interval as usize,
+        fatal: job.verify_fatal,
     };
     let vseed = ctx.seed;
 
@@ -1544,7 +1545,12 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                         &vspec,
                                     );
                                 }
-                                if note_error(job, res, cont::VERIFY, libc::EILSEQ, msg) {
+                                // verify_fatal: fio's fio_mark_td_terminate
+                                // after the failure is noted (counted under
+                                // continue_on_error=verify, not an error).
+                                if note_error(job, res, cont::VERIFY, libc::EILSEQ, msg, true)
+                                    || job.verify_fatal
+                                {
                                     stop = true;
                                 }
                             }
@@ -1828,8 +1834,10 @@ const ERRORS_SHOWN: u64 = 20;
 #[cold]
 fn note_io_error(job: &Job, res: &mut JobResult, si: &SlotIo, errno: i32, e: &str) -> bool {
     let kind = match si.dir {
+        // fio's td_error_type: EILSEQ is a verify error whatever the
+        // direction, anything else not a read a write error.
+        _ if errno == libc::EILSEQ => cont::VERIFY,
         Dir::Read => cont::READ,
-        // fio's td_error_type: anything but a read is a write error.
         Dir::Write | Dir::Trim => cont::WRITE,
     };
     let msg = format!(
@@ -1838,23 +1846,49 @@ fn note_io_error(job: &Job, res: &mut JobResult, si: &SlotIo, errno: i32, e: &st
         si.len,
         si.off
     );
-    note_error(job, res, kind, errno, msg)
+    note_error(job, res, kind, errno, msg, false)
+}
+
+/// fio's td_non_fatal_error: the error type is in `continue_on_error` and
+/// the error in that type's `ignore_error` list (default EIO and EILSEQ;
+/// ETIMEDOUT too, fio has no deadline of its own).
+fn non_fatal(job: &Job, kind: u8, errno: i32) -> bool {
+    if job.continue_on_error & kind == 0 {
+        return false;
+    }
+    let t = kind.trailing_zeros() as usize;
+    match job.ignore_error.get(t).and_then(Option::as_ref) {
+        Some(list) => list.contains(&errno),
+        None => matches!(errno, libc::EIO | libc::EILSEQ | libc::ETIMEDOUT),
+    }
 }
 
 /// One failed I/O (or verify), fio's `io_completed` + `td_non_fatal_error`:
-/// with its type in `continue_on_error` and the error one fio continues on
-/// (EIO, EILSEQ; ETIMEDOUT too, fio has no deadline of its own) it is
-/// counted (`total_err`, `first_error`) and the job goes on; otherwise it
-/// ends the job with its error number. Returns true when the job must stop.
-fn note_error(job: &Job, res: &mut JobResult, kind: u8, errno: i32, msg: String) -> bool {
-    let non_fatal = job.continue_on_error & kind != 0
-        && matches!(errno, libc::EIO | libc::EILSEQ | libc::ETIMEDOUT);
-    if non_fatal {
+/// a non-fatal error ([`non_fatal`]) is counted (`total_err`,
+/// `first_error`), printed only with `error_dump` unless it is a verify
+/// failure (`verify_failure`, which fio always reports), and the job goes on;
+/// otherwise it ends the job with its error number (and, as fio's
+/// io_queue_event, is counted too when its type is in `continue_on_error`).
+/// Returns true when the job must stop.
+fn note_error(
+    job: &Job,
+    res: &mut JobResult,
+    kind: u8,
+    errno: i32,
+    msg: String,
+    verify_failure: bool,
+) -> bool {
+    let counted = job.continue_on_error & kind != 0;
+    if counted {
         res.total_err += 1;
         if res.first_error == 0 {
             res.first_error = errno;
         }
-        if res.total_err <= ERRORS_SHOWN {
+    }
+    if non_fatal(job, kind, errno) {
+        // fio's verify.c reports a failed block whatever error_dump says;
+        // __io_u_log_error prints a failed I/O only with error_dump.
+        if (job.error_dump || verify_failure) && res.total_err <= ERRORS_SHOWN {
             eprintln!(
                 "nvme-bench: io_u error in job '{}' (#{}): {msg}{}",
                 job.name,

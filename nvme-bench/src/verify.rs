@@ -63,6 +63,9 @@ pub struct Spec<'a> {
     pub meta: bool,
     /// Bytes per header (`verify_interval`; 0: the whole block).
     pub interval: usize,
+    /// `verify_fatal`: as fio's verify_io_u, the first interval that
+    /// fails decides the block (no later interval is checked).
+    pub fatal: bool,
 }
 
 impl Spec<'_> {
@@ -214,7 +217,7 @@ pub struct Checked {
 /// pattern that fails is reported, but the next interval's result takes
 /// its place, so only the last interval's data decides (fio 3.33 to 3.42
 /// without `verify_fatal`): a data failure in an earlier interval is
-/// `logged`, not `failed`.
+/// `logged`, not `failed`. With `verify_fatal` the first failure decides.
 pub fn check(buf: &[u8], offset: u64, seed: u64, expect_gen: u32, spec: &Spec) -> Checked {
     let step = spec.step(buf.len());
     let mut out = Checked::default();
@@ -241,6 +244,9 @@ pub fn check(buf: &[u8], offset: u64, seed: u64, expect_gen: u32, spec: &Spec) -
             Err((false, e)) => {
                 let e = name(e);
                 out.logged.extend(out.failed.replace(e));
+                if spec.fatal {
+                    return out;
+                }
             }
         }
     }

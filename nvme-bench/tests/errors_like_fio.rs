@@ -88,7 +88,10 @@ fn continue_on_error_counts_errors() {
     let (c, j, _, err) = run(BENCH, &d, &["--continue_on_error=read"]);
     let o = &j["jobs"][0];
     assert_eq!(c, 0, "{err}");
-    assert_eq!(o["error"], 0, "{o}");
+    // fio's sum_thread_stats reports first_error as the job's error when
+    // continue_on_error is set (measured with fio 3.33 on ENOSPC in
+    // tests/ignore_error_like_fio.rs); the exit status stays 0.
+    assert_eq!(o["error"], 5, "{o}");
     // 4 blocks in the file, 12 past its end.
     assert_eq!(o["total_err"], 12, "{o}");
     assert_eq!(o["first_error"], 5, "{o}");

@@ -74,7 +74,7 @@ impl Unit {
             majf: r.usage.majf,
             minf: r.usage.minf,
             depth: r.depth.clone(),
-            errno: r.errno,
+            errno: shown_errno(r),
             error: r.error.clone(),
             total_err: r.total_err,
             first_error: r.first_error,
@@ -106,7 +106,7 @@ impl Unit {
         self.depth.merge(&r.depth);
         self.lat_depth = r.lat_depth;
         if self.errno == 0 {
-            self.errno = r.errno;
+            self.errno = shown_errno(r);
             self.error = r.error.clone();
         }
         self.total_err += r.total_err;
@@ -450,6 +450,16 @@ pub fn ctime(t: SystemTime) -> String {
 }
 
 /// `strerror(3)` text without Rust's " (os error N)" suffix, as fio prints it.
+/// fio's sum_thread_stats: a job with `continue_on_error` that no error
+/// ended reports its `first_error` as its error (`"error"`, `err=`).
+fn shown_errno(r: &JobResult) -> i32 {
+    if r.errno == 0 && r.job.continue_on_error != 0 {
+        r.first_error
+    } else {
+        r.errno
+    }
+}
+
 pub fn strerror(errno: i32) -> String {
     if errno == 0 {
         return "Success".into();
