@@ -10,25 +10,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use common::{both_json, ensure_fio, header_lines, scratch, BENCH};
+use common::{both_json, ensure_fio, ensure_strace, header_lines, scratch, BENCH};
 use serde_json::Value;
-
-fn ensure_strace() -> String {
-    let ok = || {
-        Command::new("strace")
-            .arg("-V")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !ok() {
-        let _ = Command::new("apt-get")
-            .args(["install", "-y", "-q", "strace"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
-    }
-    assert!(ok(), "strace is needed (apt-get install strace)");
-    "strace".into()
-}
 
 /// fio's cmdprio-percentage.fio on a scratch file, smaller.
 const PERC: &str = "[global]

@@ -9,26 +9,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{ensure_fio, json_in, scratch};
+use common::{ensure_fio, ensure_strace, json_in, scratch};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
-
-fn ensure_strace() -> String {
-    let ok = || {
-        Command::new("strace")
-            .arg("-V")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !ok() {
-        let _ = Command::new("apt-get")
-            .args(["install", "-y", "-q", "strace"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
-    }
-    assert!(ok(), "strace is needed (apt-get install strace)");
-    "strace".into()
-}
 
 /// Run `cmd args` in `dir` under `strace -f -e trace=CALLS`; returns
 /// (success, stdout, the trace).

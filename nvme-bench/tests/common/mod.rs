@@ -376,3 +376,22 @@ pub fn header_lines(out: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// strace, installed with apt-get when missing (for tests that compare
+/// the system calls both tools make).
+pub fn ensure_strace() -> String {
+    let ok = || {
+        Command::new("strace")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !ok() {
+        let _ = Command::new("apt-get")
+            .args(["install", "-y", "-q", "strace"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+    }
+    assert!(ok(), "strace is needed (apt-get install strace)");
+    "strace".into()
+}
