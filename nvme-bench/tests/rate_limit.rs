@@ -28,6 +28,9 @@ fn run(file: &str, rw: &str, extra: &[&str]) -> Value {
 
 #[test]
 fn rate_iops_holds_each_direction_to_its_rate() {
+    // Paced jobs measure their own timing: one at a time, so the two
+    // CPUs are not shared with another paced test.
+    let _s = common::serial();
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("rate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -76,6 +79,9 @@ fn gaps(log: &std::path::Path) -> (usize, f64, f64) {
 /// job and each one's per-I/O log is measured the same way.
 #[test]
 fn rate_process_poisson_spaces_ios_like_fio() {
+    // Paced jobs measure their own timing: one at a time, so the two
+    // CPUs are not shared with another paced test.
+    let _s = common::serial();
     let fio = common::ensure_fio();
     let dir = common::scratch("poisson");
     for process in ["linear", "poisson"] {
@@ -126,6 +132,9 @@ fn rate_process_poisson_spaces_ios_like_fio() {
 /// the read behind it, so both directions ran at 25 IOPS.
 #[test]
 fn a_rate_on_writes_leaves_reads_free_like_fio() {
+    // Paced jobs measure their own timing: one at a time, so the two
+    // CPUs are not shared with another paced test.
+    let _s = common::serial();
     let fio = common::ensure_fio();
     for (who, cmd) in [("fio", fio.as_str()), ("ours", BENCH)] {
         let o = std::process::Command::new(cmd)
