@@ -151,6 +151,9 @@ pub fn init(want: Option<Source>) -> Chosen {
 pub struct Instant(u64);
 
 impl Instant {
+    /// The clock's origin: no reading is earlier.
+    pub const ORIGIN: Instant = Instant(0);
+
     #[inline(always)]
     pub fn now() -> Instant {
         match SOURCE.load(Ordering::Relaxed) {

@@ -799,8 +799,10 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 trim_counts: !job.rw.has_write(),
                 stop,
                 fresh,
+                next_publish: Instant::ORIGIN,
             };
             let r = eng.run_fast(&mut f);
+            publish_progress(f.progress, f.res, f.published, f.shown);
             (inflight, held, stop, fresh) = (f.inflight, f.held, f.stop, f.fresh);
             (issued_bytes, issued_dir_bytes, issued_ios) =
                 (f.issued_bytes, f.issued_dir_bytes, f.issued_ios);
@@ -1599,20 +1601,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 think_count += 1;
             }
         }
-        for d in 0..NDIR {
-            let st = &res.dirs[d];
-            let (i0, b0) = published[d];
-            if st.ios != i0 {
-                // Only this thread writes its job's counters: a plain store
-                // of the running total (no locked read-modify-write, ~20
-                // cycles each, twice per reaped batch).
-                shown[d].0 += st.ios - i0;
-                shown[d].1 += st.bytes - b0;
-                ctx.progress.ios[d].store(shown[d].0, Ordering::Relaxed);
-                ctx.progress.bytes[d].store(shown[d].1, Ordering::Relaxed);
-                published[d] = (st.ios, st.bytes);
-            }
-        }
+        publish_progress(&ctx.progress, res, &mut published, &mut shown);
     }
     let end = Instant::now();
     if left_outstanding {
@@ -2145,6 +2134,36 @@ pub struct Fast<'a> {
     trim_counts: bool,
     stop: bool,
     fresh: Option<Instant>,
+    /// When the live counters are next published.
+    next_publish: Instant,
+}
+
+/// How often the fast path publishes the live counters.
+const PUBLISH_NS: u64 = 1_000_000;
+
+/// Publish the job's counts to its live counters (read by the ETA line and
+/// status output) where they moved since `published`.
+#[inline(always)]
+fn publish_progress(
+    progress: &Progress,
+    res: &JobResult,
+    published: &mut [(u64, u64); NDIR],
+    shown: &mut [(u64, u64); NDIR],
+) {
+    for d in 0..NDIR {
+        let st = &res.dirs[d];
+        let (i0, b0) = published[d];
+        if st.ios != i0 {
+            // Only this thread writes its job's counters: a plain store
+            // of the running total (no locked read-modify-write, ~20
+            // cycles each, twice per reaped batch).
+            shown[d].0 += st.ios - i0;
+            shown[d].1 += st.bytes - b0;
+            progress.ios[d].store(shown[d].0, Ordering::Relaxed);
+            progress.bytes[d].store(shown[d].1, Ordering::Relaxed);
+            published[d] = (st.ios, st.bytes);
+        }
+    }
 }
 
 /// Whether the job's configuration lets its measured phase use [`Fast`].
@@ -2333,16 +2352,11 @@ pub fn fast_turns<E: FastEngine>(eng: &mut E, f: &mut Fast<'_>) -> Result<()> {
         for e in &mut f.deferred.done[mark..] {
             e.3 = t;
         }
-        for d in 0..NDIR {
-            let st = &f.res.dirs[d];
-            let (i0, b0) = f.published[d];
-            if st.ios != i0 {
-                f.shown[d].0 += st.ios - i0;
-                f.shown[d].1 += st.bytes - b0;
-                f.progress.ios[d].store(f.shown[d].0, Ordering::Relaxed);
-                f.progress.bytes[d].store(f.shown[d].1, Ordering::Relaxed);
-                f.published[d] = (st.ios, st.bytes);
-            }
+        // The live counters (ETA line, status) at most once a millisecond
+        // here, not per reaped batch; and when the fast path hands back.
+        if t >= f.next_publish {
+            f.next_publish = t.add_nanos(PUBLISH_NS);
+            publish_progress(f.progress, f.res, f.published, f.shown);
         }
         if f.stop || f.held > 0 {
             return Ok(());

@@ -229,94 +229,119 @@ impl<H: Hardware> Engine for NvmeEngine<H> {
 impl<H: Hardware> crate::runner::FastEngine for NvmeEngine<H> {
     /// [`Engine::reap`], handing each completion to `emit` as the driver
     /// consumes it (inlined into the driver's completion loop; no `Done`
-    /// vector). Returns how many were handed over. Not inlined into the
-    /// job loop: its idle spin stays a small loop of its own.
-    #[inline(never)]
+    /// vector). Returns how many were handed over. The first poll is
+    /// inlined into the caller (a reap that finds completions waiting, the
+    /// common case, costs no call); the wait for more is not: its idle
+    /// spin stays a small loop of its own.
+    #[inline(always)]
     fn reap_each(&mut self, min: usize, max: usize, mut emit: impl FnMut(Done)) -> Result<usize> {
-        let mut got = 0;
-        let mut spins = 0u32;
-        loop {
-            let slots = &mut self.slots;
-            let timed_out = &mut self.timed_out;
-            let timeouts = &mut self.timeouts;
-            let trimming = &mut self.trimming;
-            let mut n = 0usize;
-            // Each completion handed over is counted (a split request's
-            // entries are one).
-            macro_rules! out {
-                ($d:expr) => {{
-                    n += 1;
-                    emit($d)
-                }};
-            }
-            self.qp.poll(
-                max - got,
-                // Inlined into the driver's completion loop: the Completion
-                // is not copied through a call per command.
-                #[inline(always)]
-                |c| {
-                    let slot = c.tag as usize;
-                    if slot >= slots.len() {
-                        out!(Done::new(slot, Ok(())));
-                        return;
-                    }
-                    if std::mem::take(&mut trimming[slot]) {
-                        // A deallocate: no buffer to give back; a timeout is
-                        // final (nothing of ours stays with the device).
-                        out!(match c.status {
-                            Ok(()) => Done::new(slot, Ok(())),
-                            Err(CommandError::TimedOut { after }) => {
-                                *timeouts += 1;
-                                Done::failed(
-                                    slot,
-                                    libc::ETIMEDOUT,
-                                    format!(
-                                        "trim: no completion within {after:?} (nvme_io_timeout)"
-                                    ),
-                                )
-                            }
-                            Err(s) => Done::new(slot, Err(format!("NVMe status: {s}"))),
-                        });
-                        return;
-                    }
-                    if let Err(CommandError::TimedOut { after }) = &c.status {
-                        if c.buf.is_none() {
-                            // Reported at the deadline; the buffer stays with
-                            // the device until the late completion.
-                            timed_out[slot] = true;
+        let got = self.poll_once(max, &mut emit);
+        if got >= min || got >= max {
+            return Ok(got);
+        }
+        Ok(self.spin(min, max, got, &mut emit))
+    }
+}
+
+impl<H: Hardware> NvmeEngine<H> {
+    /// One poll of the queue pair for up to `max` completions, each handed
+    /// to `emit`; returns how many.
+    #[inline(always)]
+    fn poll_once(&mut self, max: usize, emit: &mut impl FnMut(Done)) -> usize {
+        let slots = &mut self.slots;
+        let timed_out = &mut self.timed_out;
+        let timeouts = &mut self.timeouts;
+        let trimming = &mut self.trimming;
+        let mut n = 0usize;
+        // Each completion handed over is counted (a split request's
+        // entries are one).
+        macro_rules! out {
+            ($d:expr) => {{
+                n += 1;
+                emit($d)
+            }};
+        }
+        self.qp.poll(
+            max,
+            // Inlined into the driver's completion loop: the Completion
+            // is not copied through a call per command.
+            #[inline(always)]
+            |c| {
+                let slot = c.tag as usize;
+                if slot >= slots.len() {
+                    out!(Done::new(slot, Ok(())));
+                    return;
+                }
+                if std::mem::take(&mut trimming[slot]) {
+                    // A deallocate: no buffer to give back; a timeout is
+                    // final (nothing of ours stays with the device).
+                    out!(match c.status {
+                        Ok(()) => Done::new(slot, Ok(())),
+                        Err(CommandError::TimedOut { after }) => {
                             *timeouts += 1;
-                            let mut d = Done::failed(
+                            Done::failed(
                                 slot,
                                 libc::ETIMEDOUT,
-                                format!("no completion within {after:?} (nvme_io_timeout)"),
-                            );
-                            d.held = true;
-                            out!(d);
-                            return;
+                                format!("trim: no completion within {after:?} (nvme_io_timeout)"),
+                            )
                         }
-                    }
-                    slots[slot] = c.buf;
-                    if std::mem::take(&mut timed_out[slot]) {
-                        let mut d = Done::new(slot, Ok(()));
-                        d.late = true;
-                        out!(d);
-                    } else {
-                        out!(Done::new(
+                        Err(s) => Done::new(slot, Err(format!("NVMe status: {s}"))),
+                    });
+                    return;
+                }
+                if let Err(CommandError::TimedOut { after }) = &c.status {
+                    if c.buf.is_none() {
+                        // Reported at the deadline; the buffer stays with
+                        // the device until the late completion.
+                        timed_out[slot] = true;
+                        *timeouts += 1;
+                        let mut d = Done::failed(
                             slot,
-                            c.status.map_err(|s| format!("NVMe status: {s}")),
-                        ));
+                            libc::ETIMEDOUT,
+                            format!("no completion within {after:?} (nvme_io_timeout)"),
+                        );
+                        d.held = true;
+                        out!(d);
+                        return;
                     }
-                },
-            );
-            got += n;
+                }
+                slots[slot] = c.buf;
+                if std::mem::take(&mut timed_out[slot]) {
+                    let mut d = Done::new(slot, Ok(()));
+                    d.late = true;
+                    out!(d);
+                } else {
+                    out!(Done::new(
+                        slot,
+                        c.status.map_err(|s| format!("NVMe status: {s}")),
+                    ));
+                }
+            },
+        );
+        n
+    }
+
+    /// Poll until `min` completions (counting the `got` already handed
+    /// over) or `max`, or the reap deadline passes.
+    #[inline(never)]
+    fn spin(
+        &mut self,
+        min: usize,
+        max: usize,
+        mut got: usize,
+        emit: &mut impl FnMut(Done),
+    ) -> usize {
+        let mut spins = 0u32;
+        loop {
+            got += self.poll_once(max - got, emit);
             if got >= min || got >= max {
-                return Ok(got);
+                return got;
             }
             spins += 1;
             if spins % 1024 == 0 {
                 if let Some(u) = self.until {
                     if Instant::now() >= u {
-                        return Ok(got);
+                        return got;
                     }
                 }
             }

@@ -261,7 +261,7 @@ impl<H: Hardware> IoQueuePair<H> {
     /// since at most SQ-entries − 1 commands are ever outstanding, the
     /// controller always has room to post, and one doorbell write covers
     /// many polls (every poll, if the controller allowed no larger CQ).
-    #[inline]
+    #[inline(always)]
     pub fn poll(&mut self, max: usize, mut f: impl FnMut(Completion<H::Dma>)) -> usize {
         // One relaxed load of a read-mostly word: has the controller been
         // reset since these queues were created?
