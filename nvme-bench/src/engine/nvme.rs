@@ -40,6 +40,9 @@ pub struct NvmeEngine<H: Hardware> {
     until: Option<Instant>,
     /// I/Os reported at their deadline.
     timeouts: u64,
+    /// Polls that found no completion while a reap waited for one (how
+    /// much of the run was spent spinning on the device).
+    empty_polls: u64,
     /// `ioengine` and controller for the `nvme_bench` JSON key.
     engine: &'static str,
     controller: String,
@@ -111,6 +114,7 @@ impl<H: Hardware> NvmeEngine<H> {
             trimming: vec![false; slots],
             until: None,
             timeouts: 0,
+            empty_polls: 0,
             engine,
             controller,
             ctrl: ctrl.clone(),
@@ -216,6 +220,7 @@ impl<H: Hardware> Engine for NvmeEngine<H> {
             "io_timeout_ms": self.qp.io_timeout().map_or(0, |t| t.as_millis() as u64),
             "timeout_policy": format!("{:?}", self.qp.timeout_policy()).to_lowercase(),
             "timeouts": self.timeouts,
+            "empty_polls": self.empty_polls,
             "commands": s.commands,
             "completions": s.completions,
             "sq_doorbell_updates": s.sq_doorbell.updates,
@@ -332,15 +337,20 @@ impl<H: Hardware> NvmeEngine<H> {
         emit: &mut impl FnMut(Done),
     ) -> usize {
         let mut spins = 0u32;
+        let mut empty = u64::from(got == 0);
         loop {
-            got += self.poll_once(max - got, emit);
+            let n = self.poll_once(max - got, emit);
+            got += n;
+            empty += u64::from(n == 0);
             if got >= min || got >= max {
+                self.empty_polls += empty;
                 return got;
             }
             spins += 1;
             if spins % 1024 == 0 {
                 if let Some(u) = self.until {
                     if Instant::now() >= u {
+                        self.empty_polls += empty;
                         return got;
                     }
                 }
