@@ -24,9 +24,18 @@ pub fn ensure_fio() -> String {
         .status()
         .expect("apt-get");
     if !st.success() {
-        let _ = Command::new("apt-get").args(["-o", "DPkg::Lock::Timeout=600", "update", "-q"]).status();
+        let _ = Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=600", "update", "-q"])
+            .status();
         let st = Command::new("apt-get")
-            .args(["-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q", "fio"])
+            .args([
+                "-o",
+                "DPkg::Lock::Timeout=600",
+                "install",
+                "-y",
+                "-q",
+                "fio",
+            ])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .expect("apt-get");
@@ -388,7 +397,14 @@ pub fn ensure_strace() -> String {
     };
     if !ok() {
         let _ = Command::new("apt-get")
-            .args(["-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q", "strace"])
+            .args([
+                "-o",
+                "DPkg::Lock::Timeout=600",
+                "install",
+                "-y",
+                "-q",
+                "strace",
+            ])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status();
     }
