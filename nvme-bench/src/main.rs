@@ -193,8 +193,10 @@ fn fio_main(args: &[String]) -> ExitCode {
     let (g, mut set) = match options::parse_command_line(args) {
         Ok(x) => x,
         Err(e) => {
+            // fio's status for a job it refuses (bad option or value,
+            // missing job file, unknown switch): 1.
             eprintln!("nvme-bench: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(1);
         }
     };
     if g.readonly {

@@ -820,3 +820,60 @@ fn job_options_use_fios_names_for_aliases() {
         }
     }
 }
+
+/// A job file or command line fio refuses (an unknown option, a bad value,
+/// a missing job file, an unknown command-line switch) ends with fio's exit
+/// status, 1, in both tools, with or without `--parse-only`.
+#[test]
+fn refused_jobs_exit_like_fio() {
+    let bad_opt = "[j]\nfilename=scratch.dat\nsize=1m\nfoo_bar=1\n";
+    let bad_val = "[j]\nfilename=scratch.dat\nsize=1m\nrw=bogus\n";
+    let cases: [(&str, Option<&str>, &[&str]); 8] = [
+        ("exit-opt", Some(bad_opt), &[]),
+        ("exit-opt-p", Some(bad_opt), &["--parse-only"]),
+        ("exit-val", Some(bad_val), &[]),
+        (
+            "exit-missing",
+            None,
+            &["--parse-only", "no-such-job-file.fio"],
+        ),
+        (
+            "exit-cl-opt",
+            None,
+            &[
+                "--parse-only",
+                "--name=x",
+                "--size=1m",
+                "--filename=s.dat",
+                "--foo_bar=1",
+            ],
+        ),
+        (
+            "exit-cl-bs",
+            None,
+            &[
+                "--parse-only",
+                "--name=x",
+                "--size=1m",
+                "--filename=s.dat",
+                "--bs=abc",
+            ],
+        ),
+        (
+            "exit-cl-rw",
+            None,
+            &["--name=x", "--size=1m", "--filename=s.dat", "--rw=bogus"],
+        ),
+        ("exit-switch", None, &["--zzz"]),
+    ];
+    for (tag, job, args) in cases {
+        let [(t, _), (o, _)] = both(tag, job, args);
+        assert_eq!(t.status.code(), Some(1), "fio {tag}: {}", text(&t.stderr));
+        assert_eq!(
+            o.status.code(),
+            t.status.code(),
+            "ours {tag}: {}",
+            text(&o.stderr)
+        );
+    }
+}
