@@ -16,6 +16,18 @@ use crate::runner::{self, JobResult, Progress, RunCtx, Target};
 use crate::sys;
 
 /// Run everything; returns the results and whether every job succeeded.
+/// fio's genesis: when the first job threads start (after the jobs' serial
+/// file set-up). JSON's `elapsed` counts from it.
+static GENESIS: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// fio's `elapsed` (eta.c): whole seconds since genesis, rounded up, as
+/// of now; `None` before any job started.
+pub fn elapsed_since_genesis() -> Option<u64> {
+    GENESIS
+        .get()
+        .map(|g| (g.elapsed().as_millis() as u64).div_ceil(1000))
+}
+
 pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
     let started = SystemTime::now();
     // The job loop's clock (fio's `clocksource`, process-wide: the last job
@@ -253,6 +265,7 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
         let mut progs = Vec::new();
         // fio's steady-state check (steadystate.rs), its ticks from the
         // group's start; each job's stop flag, to end it when attained.
+        GENESIS.get_or_init(Instant::now);
         let mut ss = crate::steadystate::Checker::new(
             &targets.iter().map(|t| &t.0).collect::<Vec<_>>(),
             Instant::now(),

@@ -877,3 +877,26 @@ fn refused_jobs_exit_like_fio() {
         );
     }
 }
+
+/// JSON `elapsed` is fio's: seconds since the jobs started (its genesis),
+/// rounded up, when the report is written, the same in every job — two
+/// stonewalled 1 s groups give 3 in both jobs (a job's own runtime gave 1).
+#[test]
+fn elapsed_counts_from_the_start_like_fio() {
+    let job = "[global]\nfilename=scratch.dat\nsize=8m\nrw=read\nioengine=psync\n\
+               runtime=1\ntime_based=1\n[a]\n[b]\nstonewall\n";
+    let [(t, _), (o, _)] = both("elapsed", Some(job), &["--output-format=json"]);
+    let el = |out: &Output, who: &str| -> Vec<u64> {
+        let v: Value = serde_json::from_str(&ok(out, who)).unwrap();
+        v["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["elapsed"].as_u64().unwrap())
+            .collect()
+    };
+    let (t, o) = (el(&t, "fio"), el(&o, "ours"));
+    assert_eq!(t.len(), 2);
+    assert!(t[0] == t[1] && t[0] >= 2, "fio: {t:?}");
+    assert_eq!(o, t, "ours {o:?}, fio {t:?}");
+}

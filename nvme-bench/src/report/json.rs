@@ -221,7 +221,11 @@ pub fn job_json(u: &Unit, group_bw: [f64; NDIR], plus: bool) -> Value {
     m.insert("groupid".into(), json!(u.groupid));
     m.insert("error".into(), json!(u.errno));
     m.insert("eta".into(), json!(0));
-    m.insert("elapsed".into(), json!(u.elapsed.as_secs().max(1)));
+    // fio: seconds since its genesis (the jobs' start), rounded up, when
+    // the report is written; the same for every job.
+    let elapsed = crate::run::elapsed_since_genesis()
+        .unwrap_or_else(|| (u.elapsed.as_millis() as u64).div_ceil(1000));
+    m.insert("elapsed".into(), json!(elapsed));
     m.insert("job options".into(), job_options(u));
     if u.mixed {
         // fio: `mixed` in place of read, write, trim and sync.
