@@ -32,34 +32,7 @@ fn ensure_fio_plot() -> PathBuf {
     };
     if !mk() {
         // Debian splits venv (ensurepip) into its own package.
-        let st = Command::new("apt-get")
-            .args([
-                "-o",
-                "DPkg::Lock::Timeout=600",
-                "install",
-                "-y",
-                "-q",
-                "python3-venv",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .expect("apt-get");
-        if !st.success() {
-            let _ = Command::new("apt-get")
-                .args(["-o", "DPkg::Lock::Timeout=600", "update", "-q"])
-                .status();
-            let _ = Command::new("apt-get")
-                .args([
-                    "-o",
-                    "DPkg::Lock::Timeout=600",
-                    "install",
-                    "-y",
-                    "-q",
-                    "python3-venv",
-                ])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status();
-        }
+        common::apt_install("python3-venv");
         let _ = std::fs::remove_dir_all(&venv);
         assert!(mk(), "python3 -m venv failed");
     }

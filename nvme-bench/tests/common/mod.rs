@@ -18,30 +18,23 @@ pub fn ensure_fio() -> String {
     {
         return "fio".into();
     }
-    let st = Command::new("apt-get")
-        .args(["install", "-y", "-q", "fio"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .expect("apt-get");
-    if !st.success() {
-        let _ = Command::new("apt-get")
-            .args(["-o", "DPkg::Lock::Timeout=600", "update", "-q"])
-            .status();
-        let st = Command::new("apt-get")
-            .args([
-                "-o",
-                "DPkg::Lock::Timeout=600",
-                "install",
-                "-y",
-                "-q",
-                "fio",
-            ])
+    assert!(apt_install("fio"), "apt-get install fio failed");
+    "fio".into()
+}
+
+/// `apt-get install PKG` (waiting up to 10 minutes for another apt run's
+/// lock), once more after `apt-get update` if it fails; whether it worked.
+pub fn apt_install(pkg: &str) -> bool {
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=600"])
+            .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
-            .expect("apt-get");
-        assert!(st.success(), "apt-get install fio failed");
-    }
-    "fio".into()
+            .is_ok_and(|s| s.success())
+    };
+    apt(&["install", "-y", "-q", pkg])
+        || (apt(&["update", "-q"]) && apt(&["install", "-y", "-q", pkg]))
 }
 
 pub fn kind(v: &Value) -> &'static str {
@@ -396,17 +389,7 @@ pub fn ensure_strace() -> String {
             .is_ok_and(|o| o.status.success())
     };
     if !ok() {
-        let _ = Command::new("apt-get")
-            .args([
-                "-o",
-                "DPkg::Lock::Timeout=600",
-                "install",
-                "-y",
-                "-q",
-                "strace",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
+        apt_install("strace");
     }
     assert!(ok(), "strace is needed (apt-get install strace)");
     "strace".into()
