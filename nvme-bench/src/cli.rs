@@ -141,6 +141,10 @@ const NVME_OPTS: &[(&str, &str)] = &[
     ),
     ("nvme_shadow_doorbells", "Use Doorbell Buffer Config"),
     ("nvme_pin", "Pin each job's thread to its own CPU"),
+    (
+        "nvme_delay_submit",
+        "Write the SQ doorbell when polling for completions, not at each commit",
+    ),
     ("nvme_io_timeout", "Per-command deadline"),
     (
         "nvme_timeout_policy",

@@ -830,6 +830,10 @@ pub struct Job {
     pub nvme_cmb_queues: Option<bool>,
     pub nvme_shadow_doorbells: Option<bool>,
     pub nvme_pin: bool,
+    /// `nvme_delay_submit`: a submission only writes its SQ entry; the SQ
+    /// doorbell is written when the engine next polls for completions (as
+    /// SPDK's fio engine, `delay_cmd_submit`). Off: at each commit.
+    pub nvme_delay_submit: bool,
     /// `nvme_io_timeout`: the driver's per-command deadline (`Some(0)`:
     /// none; `None`: the driver's default, 30 s).
     pub nvme_io_timeout: Option<Duration>,
@@ -1020,6 +1024,7 @@ impl Default for Job {
             nvme_cmb_queues: None,
             nvme_shadow_doorbells: None,
             nvme_pin: true,
+            nvme_delay_submit: true,
             nvme_io_timeout: None,
             nvme_timeout_policy: None,
             continue_on_error: 0,
@@ -2179,6 +2184,7 @@ pub const SUPPORTED: &[&str] = &[
     "nvme_cmb_queues",
     "nvme_shadow_doorbells",
     "nvme_pin",
+    "nvme_delay_submit",
     "nvme_io_timeout",
     "nvme_timeout_policy",
     "continue_on_error",
@@ -2939,6 +2945,7 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "nvme_cmb_queues" => job.nvme_cmb_queues = Some(parse_bool(v).map_err(ctx)?),
         "nvme_shadow_doorbells" => job.nvme_shadow_doorbells = Some(parse_bool(v).map_err(ctx)?),
         "nvme_pin" => job.nvme_pin = parse_bool(v).map_err(ctx)?,
+        "nvme_delay_submit" => job.nvme_delay_submit = parse_bool(v).map_err(ctx)?,
         "nvme_io_timeout" => {
             job.nvme_io_timeout = Some(parse_time(need()?, Duration::from_secs(1)).map_err(ctx)?)
         }

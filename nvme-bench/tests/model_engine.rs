@@ -228,3 +228,63 @@ fn fast_path_takes_the_general_loops_turns() {
         assert_ne!(n("commands="), "commands=0", "{args:?}");
     }
 }
+
+/// `nvme_delay_submit` (default on, SPDK's fio engine's `delay_cmd_submit`):
+/// with fio's default `iodepth_batch_submit=1` a submission only writes its
+/// SQ entry and the next reap's poll writes the doorbell once for all the
+/// entries since, so at QD32 there is one SQ doorbell update per reap, not
+/// per I/O; at QD1 every reap publishes the one I/O. `nvme_delay_submit=0`
+/// writes it at each commit (one per I/O). Counts and bytes are the same
+/// either way, and the general loop (`NVME_BENCH_NO_FAST=1`) does the same.
+#[test]
+fn delayed_submission_rings_once_per_reap() {
+    let doorbells = |args: &[&str], no_fast: bool| {
+        let mut a = vec![
+            "--name=m",
+            "--ioengine=nvme-model",
+            "--output-format=json",
+            "--eta=never",
+            "--size=64m",
+            "--bs=4k",
+            "--rw=randread",
+            "--number_ios=4000",
+        ];
+        a.extend_from_slice(args);
+        let o = Command::new(BENCH)
+            .args(&a)
+            .env("NVME_BENCH_NO_FAST", if no_fast { "1" } else { "0" })
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let j = &v["jobs"][0];
+        assert_eq!(j["read"]["total_ios"], 4000, "{args:?}");
+        assert_eq!(j["read"]["io_bytes"], 4000 * 4096, "{args:?}");
+        let e = &j["nvme_bench"]["engine"];
+        assert_eq!(e["commands"], 4000, "{args:?}");
+        let complete_batches = j["iodepth_complete"].clone();
+        (
+            e["sq_doorbell_updates"].as_u64().unwrap(),
+            e["delay_submit"].as_bool().unwrap(),
+            complete_batches,
+        )
+    };
+    for no_fast in [false, true] {
+        let (n, delayed, batches) = doorbells(&["--iodepth=32"], no_fast);
+        assert!(delayed);
+        // The model completes at the doorbell: reaps of 32, one doorbell
+        // each (plus the first fill's).
+        assert!(
+            n <= 4000 / 32 + 2,
+            "no_fast={no_fast}: {n} doorbells, {batches}"
+        );
+        let (n, delayed, _) = doorbells(&["--iodepth=32", "--nvme_delay_submit=0"], no_fast);
+        assert!(!delayed);
+        assert_eq!(n, 4000, "no_fast={no_fast}: one doorbell per commit");
+        let (n, _, _) = doorbells(&["--iodepth=1"], no_fast);
+        assert_eq!(
+            n, 4000,
+            "no_fast={no_fast}: QD1, each reap publishes its I/O"
+        );
+    }
+}
