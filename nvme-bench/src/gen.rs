@@ -198,6 +198,26 @@ impl Zipf {
     }
 }
 
+/// fio 3.33's sequential `trimwrite` when the trim size (`bs`'s third
+/// value) differs from the write size (io_u.c `set_rw_ddir`,
+/// `get_next_seq_offset`): trims and writes each walk the region on their
+/// own, in their own block size (fio's `last_pos[ddir]`), and the next
+/// I/O is a trim exactly when the last write started where the last trim
+/// did (`last_start[DDIR_WRITE] == last_start[DDIR_TRIM]`), else a write.
+/// With 16 KiB trims and 512 B writes (fio's mtd.fio) that is: trim 0,
+/// write 0, trim 16k, writes 512..16k (32 of them), trim 32k, writes to
+/// 32k, ..., until the next trim would start at the region's end; with
+/// larger writes than trims: trim 0, write 0, trim 512, then writes to
+/// the end. Checked against `fio --debug=io` (tests/mtd_like_fio.rs).
+#[derive(Clone, Debug, Default)]
+struct Split {
+    /// Next offset (region-relative) of trims `[0]` and writes `[1]`.
+    pos: [u64; 2],
+    /// Where the last trim and the last write started (fio's
+    /// `last_start`, -1 as `None` at a pass's start).
+    last: [Option<u64>; 2],
+}
+
 /// Next-I/O generator of one job.
 #[derive(Clone)]
 pub struct Gen {
@@ -210,6 +230,8 @@ pub struct Gen {
     /// `trimwrite`/`randtrimwrite`: the offset just trimmed, to be written
     /// next (fio's `last_start[DDIR_TRIM]`).
     trimmed: Option<u64>,
+    /// Sequential `trimwrite` with a trim size other than the write size.
+    split: Option<Split>,
     /// Region start and length in bytes.
     pub base: u64,
     pub len: u64,
@@ -400,6 +422,7 @@ impl Gen {
             bs: job.bs,
             bs_trim: job.bs_trim,
             trimmed: None,
+            split: (job.rw == Rw::TrimWrite && job.bs_trim != job.bs[1]).then(Split::default),
             bssplit: job.bssplit.clone(),
             bsrange: job.bsrange,
             base,
@@ -424,6 +447,15 @@ impl Gen {
     }
 
     pub fn pick_dir(&mut self) -> Dir {
+        if let Some(sp) = &self.split {
+            // fio's set_rw_ddir: a trim when the last write began where
+            // the last trim did (and at the start, both unset).
+            return if sp.last[0] == sp.last[1] {
+                Dir::Trim
+            } else {
+                Dir::Write
+            };
+        }
         match self.rw {
             Rw::Trim | Rw::RandTrim => Dir::Trim,
             // fio's set_rw_ddir: a trim, then a write of the same block.
@@ -627,8 +659,39 @@ impl Gen {
         }
     }
 
+    /// Whether this is a sequential `trimwrite` with a trim size other
+    /// than the write size: its I/Os come from [`Gen::pick_split`].
+    pub fn is_split(&self) -> bool {
+        self.split.is_some()
+    }
+
+    /// The next I/O of a split `trimwrite` (see [`Split`]), `None` once
+    /// the pass is over: its direction's next block starts at or runs
+    /// past the region's end (fio's get_next_offset fails, and the loop
+    /// ends). [`Gen::restart`] begins the next pass.
+    pub fn pick_split(&mut self, d: Dir, bs: u64) -> Option<(u64, u64)> {
+        let sp = self.split.as_mut()?;
+        let i = usize::from(d != Dir::Trim);
+        let off = sp.pos[i];
+        if off >= self.len || off.checked_add(bs)? > self.len {
+            return None;
+        }
+        sp.pos[i] = off + bs;
+        sp.last[i] = Some(off);
+        self.drawn += 1;
+        Some((self.base + off, bs))
+    }
+
+    /// Whether this pass of a split `trimwrite` placed an I/O.
+    pub fn split_moved(&self) -> bool {
+        self.drawn > 0
+    }
+
     /// Start a new pass over the region (fio's `fio_file_reset`).
     pub fn restart(&mut self) {
+        if let Some(sp) = &mut self.split {
+            *sp = Split::default();
+        }
         self.seq_pos = 0;
         self.drawn = 0;
         self.pass_at = self.blocks;

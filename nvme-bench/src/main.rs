@@ -255,6 +255,15 @@ fn fio_main(args: &[String]) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    // fio's fixup_options (a real parse only): the block histogram
+    // needs one file per job; nothing is printed before the message.
+    if let Some((_, n)) = options::block_hist_conflict(&set.jobs) {
+        eprintln!(
+            "nvme-bench: block error histogram only available with a single file per job, \
+             but {n} files provided"
+        );
+        return ExitCode::FAILURE;
+    }
     match run::run(&g, &set) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

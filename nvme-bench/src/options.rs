@@ -789,6 +789,11 @@ pub struct Job {
     /// `verify_dump`: a failed block is written to `FILE.OFFSET.received`
     /// and `.expected` (or `.hdr_fail`), as fio.
     pub verify_dump: bool,
+    /// `block_error_percentiles`: per trim block (`bs`'s trim size) of the
+    /// job's file, count its trims and keep its state; reported as fio's
+    /// `block lifetime percentiles` (stat.c `show_block_infos`) and the
+    /// JSON's `block` object.
+    pub block_error_percentiles: bool,
     /// `verify_interval`: a verify header every this many bytes of a block
     /// (0: unset, one per block); see [`Job::verify_interval_eff`].
     pub verify_interval: u64,
@@ -999,6 +1004,7 @@ impl Default for Job {
             verify_backlog: 0,
             verify_backlog_batch: 0,
             verify_dump: false,
+            block_error_percentiles: false,
             verify_interval: 0,
             fill_device: false,
             create_serialize: true,
@@ -2024,7 +2030,6 @@ pub const UNSUPPORTED: &[&str] = &[
     // above: a job naming one is refused as unsupported, not unknown.
     "allow_file_create",
     "allow_mounted_write",
-    "block_error_percentiles",
     "bwavgtime",
     "cgroup_nodelete",
     "cgroup_weight",
@@ -2070,6 +2075,7 @@ pub const UNSUPPORTED: &[&str] = &[
 /// Every option this tool implements, for `--cmdhelp`-like listings and docs.
 pub const SUPPORTED: &[&str] = &[
     "name",
+    "block_error_percentiles",
     "io_submit_mode",
     "rate_min",
     "rate_iops_min",
@@ -2828,6 +2834,9 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "verify_backlog" => job.verify_backlog = parse_size(need()?).map_err(ctx)?,
         "verify_backlog_batch" => job.verify_backlog_batch = parse_u32(need()?).map_err(ctx)?,
         "verify_dump" => job.verify_dump = parse_bool(v).map_err(ctx)?,
+        "block_error_percentiles" => {
+            job.block_error_percentiles = parse_bool(v).map_err(ctx)?
+        }
         "verify_interval" => {
             let n = parse_size(need()?).map_err(ctx)?;
             // fio's minval: twice its verify_header (40 bytes).
@@ -3081,6 +3090,41 @@ pub fn fixup(job: &mut Job) {
 /// fio's file list (options.c `get_next_str`): `a:b` names two files,
 /// `\:` is a colon in a name, empty names are skipped. Returns the
 /// names, unescaped.
+/// fio's fixup_options check on a real parse (not `--parse-only`): a job
+/// with `block_error_percentiles` on several files. Returns the job's
+/// index and its file count.
+pub fn block_hist_conflict(jobs: &[Job]) -> Option<(usize, u64)> {
+    jobs.iter().enumerate().find_map(|(i, job)| {
+        if !job.block_error_percentiles {
+            return None;
+        }
+        let n = job_file_count(job);
+        (n != 1).then_some((i, n))
+    })
+}
+
+/// The files a job names (`filename`'s list), else `nrfiles`.
+fn job_file_count(job: &Job) -> u64 {
+    match job.filename.as_deref() {
+        Some(f) if job.ioengine != EngineKind::NvmeVfio => {
+            split_files(f).map_or(1, |v| v.len() as u64)
+        }
+        _ => u64::from(job.nrfiles),
+    }
+}
+
+/// Least common multiple (0 if either is 0 or it overflows).
+fn lcm(a: u64, b: u64) -> u64 {
+    let (mut x, mut y) = (a, b);
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    if x == 0 {
+        return 0;
+    }
+    (a / x).checked_mul(b).unwrap_or(0)
+}
+
 pub fn split_files(s: &str) -> Result<Vec<String>> {
     let mut parts = vec![String::new()];
     let mut it = s.chars().peekable();
@@ -3526,12 +3570,45 @@ pub fn validate(job: &Job) -> Result<()> {
             )));
         }
         if job.rw.has_write() && job.bs_trim != job.bs[1] {
-            return Err(Error::msg(format!(
-                "job '{n}': rw={} needs the same trim and write block size (bs={},{})",
-                job.rw.name(),
-                job.bs[1],
-                job.bs_trim
-            )));
+            // fio's sequential trimwrite with two sizes (io_u.c
+            // set_rw_ddir; gen.rs `Split`) is supported on its own: the
+            // settings that would change where its passes end are not.
+            let why = if job.rw == Rw::RandTrimWrite {
+                Some("rw=randtrimwrite")
+            } else if job_file_count(job) > 1
+                || job.nrfiles > 1
+                || job.files.len() > 1
+                || job.filesize.is_some()
+                || job.file_append
+            {
+                Some("several files, filesize or file_append")
+            } else if job.time_based {
+                Some("time_based")
+            } else if job.number_ios > 0 {
+                Some("number_ios")
+            } else if job.io_size.is_some() {
+                Some("io_size")
+            } else if job.rw_modifier > 0 || job.rw_back > 0 {
+                Some("an rw=trimwrite:N modifier")
+            } else if let Some(Amount::Bytes(b)) = job.size {
+                let lcm = lcm(job.bs_trim, job.bs[1]);
+                // fio issues a pass's last I/O past `size` (up to the
+                // file's end) when it does not divide: not done here.
+                (lcm == 0 || b % lcm != 0).then_some("a size that is not a multiple of both")
+            } else if matches!(job.size, Some(Amount::Percent(_))) {
+                Some("size in percent")
+            } else {
+                None
+            };
+            if let Some(w) = why {
+                return Err(Error::msg(format!(
+                    "job '{n}': rw={} with a trim block size other than the write's (bs={},{}) \
+                     and {w} is not supported",
+                    job.rw.name(),
+                    job.bs[1],
+                    job.bs_trim
+                )));
+            }
         }
     }
     if job.ioengine == EngineKind::Psync && job.iodepth > 1 {
@@ -4192,13 +4269,29 @@ mod tests {
             ),
             ("rw=trim\nrate=1m\n", "rate/rate_iops with rw=trim"),
             (
-                "rw=trimwrite\nbs=4k,4k,8k\n",
-                "same trim and write block size",
+                "rw=randtrimwrite\nbs=4k,4k,8k\n",
+                "and rw=randtrimwrite is not supported",
             ),
+            (
+                "rw=trimwrite\nbs=4k,4k,8k\ntime_based\nruntime=1\n",
+                "and time_based",
+            ),
+            (
+                "rw=trimwrite\nbs=4k,4k,8k\nsize=12k\n",
+                "not a multiple of both",
+            ),
+            ("rw=trimwrite\nbs=4k,4k,8k\nnrfiles=2\n", "several files"),
+            ("rw=trimwrite\nbs=4k,4k,8k\nfilename=a:b\n", "several files"),
         ] {
             let e = j(t).unwrap_err().to_string();
             assert!(e.contains(want), "{t}: {e}");
         }
+        // fio's sequential trimwrite with two sizes (mtd.fio).
+        let a = j("rw=trimwrite\nbs=512,512,16k\nsize=64k\nblock_error_percentiles=1\n").unwrap();
+        assert_eq!(
+            (a.bs[1], a.bs_trim, a.block_error_percentiles),
+            (512, 16384, true)
+        );
         assert!(j("rw=trim\nbs=4k,4k,bogus\n").is_err());
     }
 

@@ -121,6 +121,9 @@ pub struct JobResult {
     pub lat_depth: u32,
     /// fio's steady-state report (set by the run once the job is joined).
     pub steadystate: Option<crate::steadystate::Report>,
+    /// `block_error_percentiles`: fio's `ts.block_infos`, one word per
+    /// trim block of the region (state and trim count, stats.rs).
+    pub block_infos: Option<Vec<u32>>,
 }
 
 impl JobResult {
@@ -145,6 +148,7 @@ impl JobResult {
             cpus: ctx.cpus.clone(),
             pid: std::process::id(),
             steadystate: None,
+            block_infos: None,
         }
     }
 }
@@ -387,6 +391,19 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     }
     if job.time_based && job.runtime.is_none() {
         return Err(Error::msg("time_based needs a runtime"));
+    }
+    // block_error_percentiles: fio's ts.block_infos (filesetup.c), one
+    // per trim block of the file's region, at most 8192.
+    if job.block_error_percentiles {
+        let n = len / job.bs_trim.max(1);
+        if n == 0 || n > crate::stats::MAX_BLOCK_INFOS as u64 {
+            res.errno = libc::EINVAL;
+            return Err(Error::msg(format!(
+                "cannot calculate block histogram with {n} trim blocks, maximum {}",
+                crate::stats::MAX_BLOCK_INFOS
+            )));
+        }
+        res.block_infos = Some(vec![0; n as usize]);
     }
     // zonemode=strided: the generator draws within one zone's range.
     let zones = if plan.is_none() {
@@ -738,7 +755,11 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         && lt.is_none()
         // (steady-state detection samples the live counters once a second
         // and stops the job through `exitall`: the general loop.)
-        && job.ss_secs() == 0;
+        && job.ss_secs() == 0
+        // (split trimwrite passes and per-block trim counts: the general
+        // loop.)
+        && !gen.is_split()
+        && res.block_infos.is_none();
     // Steady-state detection: the epoch and the live counters then.
     let publish_epoch = |at: Instant, shown: &[(u64, u64); NDIR], reset: bool| {
         if job.ss_secs() > 0 {
@@ -1049,6 +1070,23 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                             }
                             let bs = gen.pick_bs(d);
                             let (off, bs) = match &mut multi {
+                                None if gen.is_split() => match gen.pick_split(d, bs) {
+                                    Some(x) => x,
+                                    None => {
+                                        // A split trimwrite's pass ends when its
+                                        // next I/O starts at or past the region's
+                                        // end (fio's get_next_offset fails): the
+                                        // next loop starts over, if any is left.
+                                        // (A pass that placed no I/O ends the job.)
+                                        passes += 1;
+                                        if passes < job.loops && gen.split_moved() {
+                                            gen.restart();
+                                            continue;
+                                        }
+                                        stop = true;
+                                        break;
+                                    }
+                                },
                                 None => match &mut strided {
                                     None => gen.pick_io(bs),
                                     Some(z) => match z.pick(&mut gen, d, bs) {
@@ -1566,6 +1604,16 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                 // so in IOPS) but moves no bytes and has no latency sample.
                 st.ios += 1;
                 if !failed {
+                    if dir == Dir::Trim {
+                        if let Some(b) = &mut res.block_infos {
+                            // fio's trim_block_info (io_u.c), from
+                            // account_io_completion: out of ramp only.
+                            crate::stats::trim_block(
+                                b,
+                                si.off.saturating_sub(base) / job.bs_trim.max(1),
+                            );
+                        }
+                    }
                     deferred.done.push((dir, si.prep, si.issue, tc, si.prio));
                     if let (Some(l), false, Mode::Workload) = (&mut lt, job.disable_lat, mode) {
                         // fio's account_io_completion: total latency.

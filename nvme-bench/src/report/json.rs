@@ -273,6 +273,26 @@ pub fn job_json(u: &Unit, group_bw: [f64; NDIR], plus: bool) -> Value {
         "latency_window".into(),
         json!(job.latency_window.as_micros() as u64),
     );
+    // block_error_percentiles: fio's `block` object (stat.c
+    // show_thread_status_json), only when some block is not unwritten.
+    if let Some((pcts, states)) = u
+        .block_infos
+        .as_ref()
+        .and_then(|b| crate::stats::block_percentiles(b, job.percentiles()))
+    {
+        let mut p = Map::new();
+        for (k, v) in pcts {
+            p.insert(format!("{k:.6}"), json!(v));
+        }
+        let mut st = Map::new();
+        for (name, n) in crate::stats::BLOCK_STATES.iter().zip(states) {
+            st.insert((*name).into(), json!(n));
+        }
+        m.insert(
+            "block".into(),
+            json!({ "percentiles": Value::Object(p), "states": Value::Object(st) }),
+        );
+    }
     if let Some(r) = &u.steadystate {
         m.insert("steadystate".into(), steadystate_json(r));
     }

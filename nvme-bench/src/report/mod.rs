@@ -54,6 +54,9 @@ pub struct Unit {
     /// fio's steady-state report (of a group: its last job's, which keeps
     /// the group's samples).
     pub steadystate: Option<crate::steadystate::Report>,
+    /// `block_error_percentiles`' per-block words (of a group: its last
+    /// job's, as fio's `__show_run_stats` copies each job's in turn).
+    pub block_infos: Option<Vec<u32>>,
 }
 
 impl Unit {
@@ -85,6 +88,7 @@ impl Unit {
             lat_depth: r.lat_depth,
             mixed: false,
             steadystate: r.steadystate.clone(),
+            block_infos: r.block_infos.clone(),
         }
     }
     fn merge(&mut self, r: &JobResult) {
@@ -116,6 +120,7 @@ impl Unit {
         self.extras.push(r.extras.clone());
         self.verified += r.verified;
         self.steadystate = r.steadystate.clone();
+        self.block_infos = r.block_infos.clone();
     }
     /// Milliseconds of the measured phase, `job_runtime` (at least 1).
     pub fn runtime_ms(&self) -> u64 {

@@ -40,13 +40,19 @@ pub fn start_lines(set: &crate::options::JobSet) -> Vec<String> {
 }
 
 pub fn job_header(j: &Job, gid: usize) -> String {
-    // Sizes as fio prints them (4096B, 16.0KiB); trim takes the last
-    // value given, which is the write one.
+    // Sizes as fio prints them (4096B, 16.0KiB); trim takes its own
+    // (`bs=r,w,t`), else the last value given, which is the write one
+    // (as `bsrange`/`bssplit` here, which take no trim value).
     let b =
         |(lo, hi): (u64, u64)| format!("{}-{}", fmt_bytes_iec(lo as f64), fmt_bytes_iec(hi as f64));
     let (r, w) = (b(j.bs_bounds(0)), b(j.bs_bounds(1)));
+    let t = if j.bssplit[1].is_empty() && j.bsrange[1].is_none() {
+        b((j.bs_trim, j.bs_trim))
+    } else {
+        w.clone()
+    };
     format!(
-        "{}: (g={gid}): rw={}, bs=(R) {r}, (W) {w}, (T) {w}, ioengine={}, iodepth={}",
+        "{}: (g={gid}): rw={}, bs=(R) {r}, (W) {w}, (T) {t}, ioengine={}, iodepth={}",
         j.name,
         j.rw.name(),
         j.ioengine_name,
@@ -343,6 +349,9 @@ pub fn unit_block(out: &mut String, u: &Unit, group_bw: [f64; crate::options::ND
         u.job.latency_percentile,
         u.lat_depth
     );
+    if let Some(b) = &u.block_infos {
+        block_infos(out, b, u.job.percentiles());
+    }
     if let Some(r) = &u.steadystate {
         // fio's show_ss_normal: the means of the window, bandwidth from
         // KiB (kB with kb_base=1000) in fio's 4 significant figures.
@@ -430,4 +439,32 @@ pub fn render(us: &[Unit], to_file: bool) -> String {
         }
     }
     out
+}
+
+/// fio's `show_block_infos` (stat.c): the trim-count percentiles, wrapped
+/// as fio wraps them (a new `   |` line when an entry would pass 75
+/// columns), then the block states. With every block unwritten fio prints
+/// the heading, an empty `   |` and its states line on the same line; its
+/// counts there are uninitialised memory in fio 3.33 (zeros in practice):
+/// zeros here.
+fn block_infos(out: &mut String, infos: &[u32], list: &[f64]) {
+    let calc = crate::stats::block_percentiles(infos, list);
+    out.push_str("  block lifetime percentiles :\n   |");
+    let mut pos = 0;
+    let (pcts, states) = calc.unwrap_or_default();
+    for (i, (p, v)) in pcts.iter().enumerate() {
+        let end = if i + 1 == pcts.len() { '\n' } else { ',' };
+        let s = format!(" {p:3.2}th={v}{end}");
+        if pos + s.len() > 75 {
+            pos = 0;
+            out.push_str("\n   |");
+        }
+        out.push_str(&s);
+        pos += s.len();
+    }
+    out.push_str("        states               :");
+    for (i, (name, n)) in crate::stats::BLOCK_STATES.iter().zip(states).enumerate() {
+        let end = if i + 1 == states.len() { '\n' } else { ',' };
+        out.push_str(&format!(" {name}={n}{end}"));
+    }
 }
