@@ -11,63 +11,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{ensure_fio, run_job, scratch};
+use common::{ensure_fio, run_job, scratch, Loop};
 use serde_json::Value;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_nvme-bench");
-
-/// A loop device over a sparse file, detached on drop.
-struct Loop {
-    dev: String,
-    backing: PathBuf,
-}
-
-impl Loop {
-    fn new(dir: &Path, size: u64) -> Option<Loop> {
-        let backing = dir.join("loop.img");
-        let f = std::fs::File::create(&backing).ok()?;
-        f.set_len(size).ok()?;
-        let o = Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(&backing)
-            .output()
-            .ok()?;
-        if !o.status.success() {
-            eprintln!(
-                "losetup failed (not root?): {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            return None;
-        }
-        let dev = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        Some(Loop { dev, backing })
-    }
-    /// 512-byte blocks the backing file has allocated.
-    fn allocated(&self) -> u64 {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(&self.backing).unwrap().blocks()
-    }
-    /// Fill the device (so a discard has something to free).
-    fn fill(&self) {
-        let st = Command::new("dd")
-            .args(["if=/dev/urandom", "bs=1M", "oflag=direct", "status=none"])
-            .arg(format!("of={}", self.dev))
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        // dd stops at the device's end with "No space left": fine.
-        let _ = st;
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
-}
 
 fn dirs(j: &Value) -> Vec<(String, Value, Value)> {
     ["read", "write", "trim"]

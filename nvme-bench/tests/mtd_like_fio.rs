@@ -25,48 +25,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{ensure_fio, json_in, order_mismatches, ordered, scratch, BENCH};
+use common::{ensure_fio, json_in, order_mismatches, ordered, scratch, Loop, BENCH};
 use serde_json::Value;
-
-/// A loop device over a sparse file, detached on drop.
-struct Loop {
-    dev: String,
-    _backing: PathBuf,
-}
-
-impl Loop {
-    fn new(dir: &Path, size: u64) -> Option<Loop> {
-        let backing = dir.join("loop.img");
-        let f = std::fs::File::create(&backing).ok()?;
-        f.set_len(size).ok()?;
-        let o = Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(&backing)
-            .output()
-            .ok()?;
-        if !o.status.success() {
-            eprintln!(
-                "losetup failed (not root?): {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            return None;
-        }
-        let dev = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        Some(Loop {
-            dev,
-            _backing: backing,
-        })
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
-}
 
 /// Run `cmd` on `dir/job.fio` with `args`; (success, stdout, stderr).
 fn run(dir: &Path, cmd: &str, args: &[&str]) -> (bool, String, String) {
