@@ -193,6 +193,23 @@ pub fn create_work_dirs(paths: &[String]) -> Result<()> {
 
 /// Write out or create one file of `needed` bytes (`old_len` now).
 fn lay_out(job: &Job, path: &str, old_len: u64, needed: u64, seed: u64) -> Result<()> {
+    // Not fio's: a missing (or regular) file directly in /dev is a device
+    // node that is not there, e.g. a namespace whose driver is not bound
+    // yet. fio would create a regular file in devtmpfs and write gigabytes
+    // into RAM; nvme-bench refuses. (Directories under /dev, such as
+    // /dev/shm, are file systems like any other.)
+    if std::path::Path::new(path).parent() == Some(std::path::Path::new("/dev")) {
+        return Err(Error::msg(format!(
+            "{path} is not a device node ({}): not creating or writing a regular file in /dev; \
+             bind the device's kernel driver first, or, when an exec_prerun does that, set \
+             create_serialize=0 so the job's files are set up after it runs",
+            if old_len == 0 && std::fs::metadata(path).is_err() {
+                "it does not exist"
+            } else {
+                "a regular file is there"
+            }
+        )));
+    }
     // fio's extend_file: `file_append` keeps a write job's file (no
     // unlink, no rewrite).
     let new_layout = job.rw.has_read() || (job.rw.has_write() && job.overwrite && !job.file_append);

@@ -492,3 +492,39 @@ fn random_map_with_varying_sizes_covers_each_file_like_fio() {
     assert_eq!(t.amounts[0].1, 2 << 20);
     assert_eq!(o.amounts[0].1, t.amounts[0].1);
 }
+
+/// Not fio's: a job file naming a device node that is not there (e.g.
+/// `/dev/nvme0n1` before the namespace's driver is bound) is refused with
+/// what to do; fio would create a regular file in /dev (devtmpfs, RAM) and
+/// lay out the whole size into it. Nothing is left in /dev, reads and
+/// writes alike, with fio's default create_serialize and without it.
+#[test]
+fn a_missing_device_node_is_not_created_in_dev() {
+    let name = format!("/dev/nvme-bench-test-{}", std::process::id());
+    for extra in [
+        &["--rw=read"][..],
+        &["--rw=randwrite"][..],
+        &["--rw=read", "--create_serialize=0"][..],
+    ] {
+        let mut args = vec![
+            "--name=x".to_string(),
+            format!("--filename={name}"),
+            "--size=1m".to_string(),
+            "--output-format=json".to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let o = std::process::Command::new(common::BENCH)
+            .args(&args)
+            .output()
+            .unwrap();
+        let created = std::path::Path::new(&name).exists();
+        let _ = std::fs::remove_file(&name);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!created, "{extra:?}: {name} was created: {err}");
+        assert!(!o.status.success(), "{extra:?}: the job ran: {err}");
+        assert!(
+            err.contains("is not a device node") && err.contains("create_serialize=0"),
+            "{extra:?}: {err}"
+        );
+    }
+}
