@@ -15,7 +15,6 @@ use crate::report;
 use crate::runner::{self, JobResult, Progress, RunCtx, Target};
 use crate::sys;
 
-/// Run everything; returns the results and whether every job succeeded.
 /// fio's genesis: when the first job threads start (after the jobs' serial
 /// file set-up). JSON's `elapsed` counts from it.
 static GENESIS: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -28,6 +27,7 @@ pub fn elapsed_since_genesis() -> Option<u64> {
         .map(|g| (g.elapsed().as_millis() as u64).div_ceil(1000))
 }
 
+/// Run everything; returns the results and whether every job succeeded.
 pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
     let started = SystemTime::now();
     // The job loop's clock (fio's `clocksource`, process-wide: the last job

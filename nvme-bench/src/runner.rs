@@ -2204,7 +2204,7 @@ fn publish_progress(
         if st.ios != i0 {
             // Only this thread writes its job's counters: a plain store
             // of the running total (no locked read-modify-write, ~20
-            // cycles each, twice per reaped batch).
+            // cycles each).
             shown[d].0 += st.ios - i0;
             shown[d].1 += st.bytes - b0;
             progress.ios[d].store(shown[d].0, Ordering::Relaxed);
