@@ -363,6 +363,22 @@ pub unsafe trait Hardware: Send + Sync + 'static {
         Err(HwError::msg("this platform cannot reset the PCI function"))
     }
 
+    /// Allow (`true`) or forbid (`false`) the device to start DMA: the PCI
+    /// command register's Bus Master Enable. A reset forbids it before it
+    /// clears CC.EN and allows it again before the controller is enabled,
+    /// as the kernel's PCI core does around every function reset: a
+    /// controller that fetches a command the host queued just before the
+    /// reset then cannot start it (QEMU 7.2 does exactly that while it
+    /// drains for CC.EN = 0 and completes the write after freeing its
+    /// queue). The default: not possible on this platform (the reset goes
+    /// on without it).
+    fn set_bus_master(&self, enable: bool) -> Result<(), HwError> {
+        let _ = enable;
+        Err(HwError::msg(
+            "this platform cannot switch the device's bus mastering",
+        ))
+    }
+
     /// Call `on_removal` (once, from any thread) when the platform learns
     /// that the device is going away: hot-unplug, or the kernel asking for
     /// it back (VFIO's request interrupt). By the time it is called the

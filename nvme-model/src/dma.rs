@@ -49,6 +49,8 @@ pub enum DmaFaultKind {
     Unmapped,
     /// The address belongs to a region that was freed.
     UseAfterFree,
+    /// Bus Master Enable was off: the device may not start DMA at all.
+    BusMasterDisabled,
 }
 
 /// One DMA access the model's IOMMU refused.
@@ -78,6 +80,9 @@ pub(crate) struct DmaTable {
     pub faults: Vec<DmaFault>,
     pub errors: u64,
     pub use_after_free: u64,
+    /// Bus Master Enable (the PCI command register's bit 2): while off,
+    /// every access faults (`BusMasterDisabled`).
+    pub bus_master: bool,
 }
 
 impl DmaTable {
@@ -89,6 +94,7 @@ impl DmaTable {
             faults: Vec::new(),
             errors: 0,
             use_after_free: 0,
+            bus_master: true,
         }
     }
 
@@ -111,6 +117,20 @@ impl DmaTable {
 
     /// Host pointer for `[iova, iova + len)`, which must lie in one live region.
     fn translate(&mut self, iova: u64, len: usize, write: bool) -> Result<*mut u8, DmaFault> {
+        if !self.bus_master {
+            let fault = DmaFault {
+                iova: Iova(iova),
+                len,
+                write,
+                kind: DmaFaultKind::BusMasterDisabled,
+            };
+            self.errors += 1;
+            if self.faults.len() < FAULT_LOG_MAX {
+                self.faults.push(fault);
+            }
+            tracing::debug!(?fault, "model: DMA with bus mastering off");
+            return Err(fault);
+        }
         if let Some((&start, m)) = self.live.range(..=iova).next_back() {
             let off = (iova - start) as usize;
             if off.checked_add(len).is_some_and(|end| end <= m.len) {

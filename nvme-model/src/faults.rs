@@ -191,6 +191,9 @@ pub struct ModelStats {
     pub delay_us_total: u64,
     /// Shadow doorbell values read (Doorbell Buffer Config on).
     pub shadow_reads: u64,
+    /// Times CC.EN was cleared while I/O queues existed and the device
+    /// could still master the bus (a reset that did not first forbid DMA).
+    pub disables_while_mastering: u64,
     /// Asynchronous events delivered (AER completions).
     pub events_delivered: u64,
     /// Events dropped because the host had not enabled them (Set Features

@@ -733,6 +733,15 @@ unsafe impl Hardware for ModelController {
         Ok(dma)
     }
 
+    fn set_bus_master(&self, enable: bool) -> Result<(), HwError> {
+        let mut s = self.lock();
+        if s.faults.device_gone {
+            return Err(HwError::msg("model: the device is gone"));
+        }
+        s.dma.bus_master = enable;
+        Ok(())
+    }
+
     fn watch_removal(&self, on_removal: Box<dyn Fn() + Send + Sync + 'static>) {
         *self
             .shared

@@ -335,6 +335,9 @@ impl Inner {
             }
             self.enable();
         } else if was_en && !en {
+            if self.dma.bus_master && self.sqs.keys().any(|&q| q != 0) {
+                self.stats.disables_while_mastering += 1;
+            }
             if self.faults.ignore_disable {
                 tracing::debug!("model: ignoring CC.EN=0 (fault injection)");
             } else {

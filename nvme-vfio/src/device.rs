@@ -176,6 +176,31 @@ impl DeviceInner {
     /// The last bring-up step: enable Memory Space and Bus Master in the PCI
     /// command register. On failure the caller drops `self`, whose `Drop`
     /// clears Bus Master again.
+    /// Bus Master Enable on or off, the rest of the command register as
+    /// it is (read back: a write the config space dropped is an error).
+    pub(crate) fn set_bus_master(&self, on: bool) -> Result<(), VfioError> {
+        let cmd = self.device.config_read_u16(PCI_COMMAND)?;
+        let want = if on {
+            cmd | PCI_COMMAND_MASTER
+        } else {
+            cmd & !PCI_COMMAND_MASTER
+        };
+        if want != cmd {
+            self.device.config_write_u16(PCI_COMMAND, want)?;
+        }
+        let now = self.device.config_read_u16(PCI_COMMAND)?;
+        if now & PCI_COMMAND_MASTER == want & PCI_COMMAND_MASTER {
+            Ok(())
+        } else {
+            Err(VfioError::Access {
+                what: "config space",
+                offset: PCI_COMMAND,
+                len: 2,
+                reason: format!("the command register reads {now:#06x} after writing {want:#06x}"),
+            })
+        }
+    }
+
     pub(crate) fn enable_bus_master(&self) -> Result<(), VfioError> {
         let cmd = self.device.config_read_u16(PCI_COMMAND)?;
         self.device
@@ -698,6 +723,22 @@ unsafe impl Hardware for VfioDevice {
                     self.info.inner.address
                 ))
             })
+    }
+    fn set_bus_master(&self, enable: bool) -> Result<(), HwError> {
+        let inner = &self.info.inner;
+        if inner.is_removed() {
+            return Err(HwError::msg(format!(
+                "{}: the device was removed",
+                inner.address
+            )));
+        }
+        inner.set_bus_master(enable).map_err(|e| {
+            HwError::msg(format!(
+                "{}: switching Bus Master Enable {} failed: {e}",
+                inner.address,
+                if enable { "on" } else { "off" }
+            ))
+        })
     }
     fn info(&self) -> VfioDeviceInfo {
         self.info.clone()

@@ -4,6 +4,11 @@
 //! back. Every write is either acknowledged and then reads back through the
 //! kernel's nvme driver, or handed back "aborted by controller reset" and
 //! written again; I/O resumes after every reset.
+//!
+//! Ten API resets: QEMU 7.2 segfaulted (use after free in
+//! `nvme_rw_complete_cb`) in about one API reset in ten until the reset
+//! forbade bus mastering before clearing CC.EN (docs/reliability.md), so
+//! this test kills QEMU in most runs without that step.
 
 mod common;
 use common::*;
@@ -19,7 +24,7 @@ fn reset_under_load_in_qemu() {
     let mut g = Guest::boot(cfg).expect("boot");
     let a = g.nvme_bdf(0).to_string();
     run_ok(&mut g, &format!("bind-vfio {a}"));
-    for (mode, resets) in [("api", 3), ("sysfs", 2)] {
+    for (mode, resets) in [("api", 10), ("sysfs", 2)] {
         let so = run_ok(
             &mut g,
             &format!(

@@ -463,12 +463,18 @@ impl<H: Hardware> Shared<H> {
     /// Reset the controller and bring it up again, keeping this handle and
     /// every queue pair usable:
     /// 1. take the admin lock (no admin command or queue creation runs);
-    /// 2. stop the controller: CC.EN = 0 and CSTS.RDY = 0 within CAP.TO,
+    /// 2. forbid the device to start DMA (Bus Master Enable off, where the
+    ///    platform can: see [`Hardware::set_bus_master`]), so a command
+    ///    the other threads queued just before cannot be started by the
+    ///    controller while it stops;
+    /// 3. stop the controller: CC.EN = 0 and CSTS.RDY = 0 within CAP.TO,
     ///    else a function reset and the same check; if it cannot be shown
-    ///    stopped, it is dead (nothing it used may be freed) and this fails;
-    /// 3. bring it up with the steps of `init` (admin queue, Number of
-    ///    Queues, shadow doorbells, the CMB's base address again);
-    /// 4. bump the epoch. Each queue pair notices at its next poll, hands
+    ///    stopped, it is dead (nothing it used may be freed, and it stays
+    ///    unable to master the bus) and this fails;
+    /// 4. allow DMA again and bring it up with the steps of `init` (admin
+    ///    queue, Number of Queues, shadow doorbells, the CMB's base address
+    ///    again);
+    /// 5. bump the epoch. Each queue pair notices at its next poll, hands
     ///    every command it had in flight back to its owner with
     ///    [`CommandError::ControllerReset`](crate::CommandError) and its
     ///    buffer (the controller was stopped: it can no longer touch them),
@@ -489,6 +495,7 @@ impl<H: Hardware> Shared<H> {
             return Ok(());
         }
         tracing::warn!("resetting the controller");
+        let dma_forbidden = self.forbid_dma();
         let stopped = disable(&self.hw, self.cap).is_ok() || {
             match self.hw.function_reset() {
                 Ok(()) => disable(&self.hw, self.cap).is_ok(),
@@ -505,6 +512,13 @@ impl<H: Hardware> Shared<H> {
         // Stopped: its old admin queue and shadow pages are no longer used.
         state.queue = None;
         state.dbbuf = None;
+        if dma_forbidden {
+            if let Err(e) = self.hw.set_bus_master(true) {
+                tracing::error!("cannot allow the device's DMA again after the reset: {e}");
+                self.mark_dead();
+                return Err(Error::Hardware(e));
+            }
+        }
         let mut up = BringUp::resume(&self.hw, &self.opts, self.cap, self.version);
         let result = up
             .reprogram_cmb(self.cmb.as_ref().and(self.cmb_layout))
@@ -540,7 +554,22 @@ impl<H: Hardware> Shared<H> {
     /// the controller confirmed (CSTS.RDY = 0).
     pub(crate) fn emergency_disable(&self) -> bool {
         self.mark_dead();
+        // A dead controller has no business touching memory: its bus
+        // mastering stays off until a reset brings it back.
+        self.forbid_dma();
         disable(&self.hw, self.cap).is_ok()
+    }
+
+    /// Bus Master Enable off (see [`Hardware::set_bus_master`]); false if
+    /// the platform cannot (logged: the caller goes on without it).
+    fn forbid_dma(&self) -> bool {
+        match self.hw.set_bus_master(false) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!("DMA stays allowed while the controller stops: {e}");
+                false
+            }
+        }
     }
 
     /// Normal shutdown, then disable; frees nothing itself.
