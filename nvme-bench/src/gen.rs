@@ -632,6 +632,28 @@ impl FioRand {
     }
 }
 
+/// [`Gen::pick_io`] on fio's streams: absolute offset and length, a
+/// length of 0 where fio's `fill_io_u` fails. Out of line, so that the
+/// permutation's path through `pick_io` stays as it was.
+#[inline(never)]
+fn fio_pick(
+    f: &mut FioRand,
+    map: &mut BlockMap,
+    base: u64,
+    len: u64,
+    new_pass: &mut bool,
+) -> (u64, u64) {
+    match f.fill(map, len, new_pass) {
+        Some((d, o, n)) => {
+            if f.trace.is_some() {
+                f.trace(d, base + o, n);
+            }
+            (base + o, n)
+        }
+        None => (base, 0),
+    }
+}
+
 /// Zipf over `n` items (Gray et al., as fio's lib/zipf.c), rank 0 hottest.
 #[derive(Clone, Debug)]
 pub(crate) struct Zipf {
@@ -1040,6 +1062,26 @@ impl Gen {
         Some((off, n))
     }
 
+    /// [`Gen::pick_dir`], or fio's direction for a mixed job on fio's
+    /// streams (io_u.c `get_rw_ddir`). Only the general loop takes such a
+    /// job ([`Gen::needs_general_loop`]): `pick_dir`, inlined in the fast
+    /// path, stays as it was.
+    pub fn next_dir(&mut self) -> Dir {
+        if let Some(f) = self.fio.as_deref_mut() {
+            if f.mixed {
+                return f.rw_dir();
+            }
+        }
+        self.pick_dir()
+    }
+
+    /// A job the fast path must leave to the general loop: its I/O may
+    /// not be placed ([`Gen::may_end`]), or its directions are fio's
+    /// ([`Gen::next_dir`]).
+    pub fn needs_general_loop(&self) -> bool {
+        self.may_end() || self.fio.as_ref().is_some_and(|f| f.mixed)
+    }
+
     pub fn pick_dir(&mut self) -> Dir {
         if let Some(sp) = &self.split {
             // fio's set_rw_ddir: a trim when the last write began where
@@ -1063,9 +1105,6 @@ impl Gen {
             Rw::Read | Rw::RandRead => Dir::Read,
             Rw::Write | Rw::RandWrite => Dir::Write,
             Rw::Rw | Rw::RandRw => {
-                if let Some(f) = self.fio.as_deref_mut() {
-                    return f.rw_dir();
-                }
                 if self.rng.below(100) < u64::from(self.rwmixread) {
                     Dir::Read
                 } else {
@@ -1127,15 +1166,7 @@ impl Gen {
             if let Some(map) = &mut self.map {
                 if let Some(f) = self.fio.as_deref_mut() {
                     self.drawn += 1;
-                    return match f.fill(map, self.len, &mut self.new_pass) {
-                        Some((d, o, n)) => {
-                            if f.trace.is_some() {
-                                f.trace(d, self.base + o, n);
-                            }
-                            (self.base + o, n)
-                        }
-                        None => (self.base, 0),
-                    };
+                    return fio_pick(f, map, self.base, self.len, &mut self.new_pass);
                 }
                 if map.free == 0 {
                     // Every block was moved once: a new pass (fio resets

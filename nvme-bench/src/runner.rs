@@ -780,8 +780,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         // (split trimwrite passes and per-block trim counts: the general
         // loop.)
         && !gen.is_split()
-        // (a job whose I/O may not be placed ends in the general loop.)
-        && !gen.may_end()
+        // (fio's random choices for a mixed job, or an I/O that may not be
+        // placed: the general loop.)
+        && !gen.needs_general_loop()
         && res.block_infos.is_none();
     // Steady-state detection: the epoch and the live counters then.
     let publish_epoch = |at: Instant, shown: &[(u64, u64); NDIR], reset: bool| {
@@ -1050,7 +1051,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                     break;
                                 }
                             }
-                            let mut d = gen.pick_dir();
+                            let mut d = gen.next_dir();
                             // fio's rate_ddir: a mixed job whose drawn
                             // direction is ahead of its rate takes the other
                             // one if that is not (a direction without a rate
