@@ -382,9 +382,10 @@ struct FioRand {
     rwmix_dir: Dir,
     rwmix_issues: u64,
     issues: [u64; 2],
-    /// The next I/O's direction, and the last one's.
+    /// The next I/O's direction.
     dir: Dir,
-    last_dir: Dir,
+    /// The last I/O could not be placed and another loop follows.
+    again: bool,
     /// Per direction (read, write): fio's `min_bs`, `max_bs` (also its
     /// `ba`: the unit its offsets are drawn in and marked in), and the
     /// `bssplit` sorted by percentage as fio sorts it (`bs_cmp`).
@@ -444,6 +445,7 @@ impl FioRand {
     /// io_u.c `get_rw_ddir` for a mixed job: a new draw once this
     /// direction's issues reach `rwmix_issues` (`get_rand_ddir`); on a
     /// switch, `set_rwmix_bytes` with the old direction still current.
+    #[inline(never)]
     fn rw_dir(&mut self) -> Dir {
         let cur = self.rwmix_dir as usize;
         if self.issues[cur] >= self.rwmix_issues {
@@ -521,26 +523,23 @@ impl FioRand {
     }
 
     /// The next I/O on a region of `len` bytes: [`FioRand::try_fill`];
-    /// where that fails, fio's loop ends (the file is done), and the next
-    /// loop, if there is one, tries again with a new direction. `None`:
-    /// the job is done. `new_pass`: the map started over.
+    /// where that fails, fio's loop ends (the file is done) and `None`;
+    /// `again` says whether another loop follows, whose first I/O is
+    /// picked anew (its direction too). `new_pass`: the map started over.
     fn fill(
         &mut self,
         map: &mut BlockMap,
         len: u64,
         new_pass: &mut bool,
     ) -> Option<(Dir, u64, u64)> {
-        let mut io = self.try_fill(map, len, new_pass);
-        if io.is_none() && (self.time_based || self.loops_left > 0) {
-            self.end_loop(map, new_pass);
-            if self.mixed {
-                self.rw_dir();
+        let Some((off, n)) = self.try_fill(map, len, new_pass) else {
+            self.again = self.time_based || self.loops_left > 0;
+            if self.again {
+                self.end_loop(map, new_pass);
             }
-            io = self.try_fill(map, len, new_pass);
-        }
-        let (off, n) = io?;
+            return None;
+        };
         let d = self.dir;
-        self.last_dir = d;
         self.issues[(d as usize).min(1)] += 1;
         self.loop_bytes += n;
         if !self.time_based {
@@ -1008,7 +1007,7 @@ impl Gen {
             } else {
                 Dir::Read
             },
-            last_dir: Dir::Read,
+            again: false,
             min_bs: [r.0, w.0],
             max_bs: [r.1, w.1],
             split: [sorted(0), sorted(1)],
@@ -1026,7 +1025,8 @@ impl Gen {
     }
 
     /// Whether fio's `fill_io_u` can fail before the region is moved
-    /// (then [`Gen::next_io`] ends the loop, or the job): following fio, a direction
+    /// (then [`Gen::pick_io`] gives no I/O and the loop, or the job, ends):
+    /// following fio, a direction
     /// whose smallest size is larger than the map's unit draws and marks
     /// its offsets in its own unit, and may land past the region.
     pub fn may_end(&self) -> bool {
@@ -1047,32 +1047,24 @@ impl Gen {
         }
     }
 
-    /// [`Gen::pick_io`] for an I/O of direction `d`, or `None` where
-    /// fio's `fill_io_u` fails and the job ends (see [`Gen::may_end`]).
-    /// Where it fails and a next loop begins, that loop's I/O may go the
-    /// other way: `d` is the I/O's direction.
-    pub fn next_io(&mut self, d: &mut Dir, bs: u64) -> Option<(u64, u64)> {
-        let (off, n) = self.pick_io(bs);
-        if let Some(f) = &self.fio {
-            if n == 0 {
-                return None;
-            }
-            *d = f.last_dir;
-        }
-        Some((off, n))
+    /// After [`Gen::pick_io`] gave no I/O (length 0, where fio's
+    /// `fill_io_u` fails; see [`Gen::may_end`]): whether another loop
+    /// follows, whose first I/O is to be picked anew, direction first.
+    /// Else the job is done.
+    pub fn take_next_loop(&mut self) -> bool {
+        self.fio
+            .as_deref_mut()
+            .is_some_and(|f| std::mem::take(&mut f.again))
     }
 
     /// [`Gen::pick_dir`], or fio's direction for a mixed job on fio's
-    /// streams (io_u.c `get_rw_ddir`). Only the general loop takes such a
-    /// job ([`Gen::needs_general_loop`]): `pick_dir`, inlined in the fast
-    /// path, stays as it was.
+    /// streams (io_u.c `get_rw_ddir`), for the general loop. Only that
+    /// takes such a job ([`Gen::needs_general_loop`]): `pick_dir`, inlined
+    /// in the fast path, stays as it was; and so does this for a job
+    /// that is not mixed (the check is in the mixed arm alone).
+    #[inline(never)]
     pub fn next_dir(&mut self) -> Dir {
-        if let Some(f) = self.fio.as_deref_mut() {
-            if f.mixed {
-                return f.rw_dir();
-            }
-        }
-        self.pick_dir()
+        self.dir::<true>()
     }
 
     /// A job the fast path must leave to the general loop: its I/O may
@@ -1083,6 +1075,13 @@ impl Gen {
     }
 
     pub fn pick_dir(&mut self) -> Dir {
+        self.dir::<false>()
+    }
+
+    /// [`Gen::pick_dir`]; `FIO`: a mixed job on fio's streams takes fio's
+    /// direction ([`Gen::next_dir`]).
+    #[inline(always)]
+    fn dir<const FIO: bool>(&mut self) -> Dir {
         if let Some(sp) = &self.split {
             // fio's set_rw_ddir: a trim when the last write began where
             // the last trim did (and at the start, both unset).
@@ -1105,6 +1104,11 @@ impl Gen {
             Rw::Read | Rw::RandRead => Dir::Read,
             Rw::Write | Rw::RandWrite => Dir::Write,
             Rw::Rw | Rw::RandRw => {
+                if FIO {
+                    if let Some(f) = self.fio.as_deref_mut() {
+                        return f.rw_dir();
+                    }
+                }
                 if self.rng.below(100) < u64::from(self.rwmixread) {
                     Dir::Read
                 } else {

@@ -1113,14 +1113,17 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                     }
                                 },
                                 None => match &mut strided {
-                                    None => match gen.next_io(&mut d, bs) {
-                                        Some(x) => x,
-                                        None => {
-                                            // fio's fill_io_u failed: the
-                                            // file, so the job, is done.
+                                    None => match gen.pick_io(bs) {
+                                        // fio's fill_io_u failed (only on
+                                        // fio's streams: Gen::may_end): the
+                                        // loop is over (the file is done);
+                                        // the next one picks anew.
+                                        (_, 0) if gen.take_next_loop() => continue,
+                                        (_, 0) => {
                                             stop = true;
                                             break;
                                         }
+                                        x => x,
                                     },
                                     Some(z) => match z.pick(&mut gen, d, bs) {
                                         Some(x) => x,
