@@ -281,12 +281,13 @@ impl Taus {
             }
         }
     }
-    /// lib/rand.h `rand_max` + 1.0, as fio divides by it.
+    /// fio's `r / (rand_max + 1.0)` for a draw `r` of this generator (a
+    /// 32-bit draw converts exactly, and more cheaply, from a u32).
     #[inline]
-    fn span(&self) -> f64 {
+    fn frac(&self, r: u64) -> f64 {
         match self {
-            Taus::T88(_) => 4_294_967_296.0,
-            Taus::T258(_) => 18_446_744_073_709_551_616.0,
+            Taus::T88(_) => f64::from(r as u32) / 4_294_967_296.0,
+            Taus::T258(_) => r as f64 / 18_446_744_073_709_551_616.0,
         }
     }
     /// lib/rand.h `rand_max`.
@@ -469,7 +470,7 @@ impl FioRand {
     /// `None` when the map is full.
     fn rand_block(&mut self, map: &BlockMap, lastb: u64) -> Option<u64> {
         let r = self.random.next();
-        let b = (lastb as f64 * (r as f64 / self.random.span())) as u64;
+        let b = (lastb as f64 * self.random.frac(r)) as u64;
         if !map.isset(b) {
             return Some(b);
         }
@@ -495,7 +496,7 @@ impl FioRand {
             let r = st.next();
             let mut b = 0u64;
             if self.split[i].is_empty() {
-                b = min + (max as f64 * (r as f64 / st.span())) as u64;
+                b = min + (max as f64 * st.frac(r)) as u64;
             } else {
                 let mut perc = 0u64;
                 for &(bs, p) in &self.split[i] {
@@ -1126,7 +1127,8 @@ impl Gen {
         if split.is_empty() {
             if let Some((lo, hi)) = self.bsrange[d as usize] {
                 if self.fio.is_some() {
-                    // fio draws the size after the offset (pick_io).
+                    // fio draws the size after the offset (pick_io); the
+                    // size returned here is not used.
                     return hi;
                 }
                 // A multiple of min (as fio aligns them), uniformly among
@@ -1136,12 +1138,9 @@ impl Gen {
             return self.bs[d as usize];
         }
         if self.fio.is_some() {
-            // fio draws the size after the offset (pick_io).
-            return split
-                .iter()
-                .map(|x| x.0)
-                .max()
-                .unwrap_or(self.bs[d as usize]);
+            // fio draws the size after the offset (pick_io); the size
+            // returned here is not used.
+            return self.bs[d as usize];
         }
         let r = self.rng.below(100) as u32;
         let mut acc = 0;
