@@ -156,6 +156,502 @@ impl BlockMap {
         self.bits.iter_mut().for_each(|w| *w = 0);
         self.free = self.n;
     }
+    /// lib/axmap.c `axmap_isset`: a block past the map is not set.
+    #[inline]
+    fn isset(&self, b: u64) -> bool {
+        self.bits
+            .get((b / 64) as usize)
+            .is_some_and(|w| w & (1 << (b % 64)) != 0)
+    }
+    /// lib/axmap.c `axmap_set_nr`: set up to `nr` blocks from `b`, one
+    /// 64-block word at a time, stopping at the first one already set;
+    /// returns how many were set. As fio's, a run is cut by a set block
+    /// but not by the map's end inside its last word (fio's
+    /// `__axmap_set` computes that cut and does not use it).
+    fn set_nr(&mut self, mut b: u64, mut nr: u64) -> u64 {
+        let mut set = 0;
+        while nr > 0 {
+            let bit = b % 64;
+            let want = nr.min(64 - bit);
+            let got = match self.bits.get_mut((b / 64) as usize) {
+                Some(w) if b <= self.n => {
+                    // axmap_set_fn: the free run from `bit`, up to `want`.
+                    let mask = if want == 64 {
+                        !0
+                    } else {
+                        ((1u64 << want) - 1) << bit
+                    };
+                    let overlap = *w & mask;
+                    let run = if overlap == 0 {
+                        want
+                    } else {
+                        u64::from(overlap.trailing_zeros()) - bit
+                    };
+                    if run > 0 {
+                        let m = if run == 64 {
+                            !0
+                        } else {
+                            ((1u64 << run) - 1) << bit
+                        };
+                        *w |= m;
+                        // (Blocks past the map's end are not counted.)
+                        self.free -= run.min(self.n.saturating_sub(b));
+                    }
+                    run
+                }
+                _ => 0,
+            };
+            set += got;
+            if got != want {
+                break;
+            }
+            nr -= got;
+            b += got;
+        }
+        set
+    }
+}
+
+/// fio's tausworthe generators (lib/rand.h `__rand32`, `__rand64`;
+/// lib/rand.c `__init_rand32`, `__init_rand64`), for the streams of a job
+/// that follows fio's random map (see [`FioRand`]).
+#[derive(Clone, Debug)]
+enum Taus {
+    /// taus88, fio's `random_generator=tausworthe` (the default).
+    T88([u32; 3]),
+    /// taus258, `random_generator=tausworthe64`.
+    T258([u64; 5]),
+}
+
+impl Taus {
+    /// lib/rand.c `init_rand_seed`: the 32-bit generator takes the seed's
+    /// low 32 bits.
+    fn new(seed: u64, use64: bool) -> Taus {
+        // `(2^31) + (2^17) + (2^7)` in fio's C is 29 + 19 + 5 (`^` is xor).
+        const X0: u64 = 53;
+        let mut t = if use64 {
+            let lcg = |x: u64| x.wrapping_mul(6_906_969_069) ^ seed;
+            let at_least = |x: u64, m: u64| if x < m { x + m } else { x };
+            let s1 = at_least(lcg(X0), 1);
+            let s2 = at_least(lcg(s1), 7);
+            let s3 = at_least(lcg(s2), 15);
+            let s4 = at_least(lcg(s3), 33);
+            let s5 = at_least(lcg(s4), 49);
+            Taus::T258([s1, s2, s3, s4, s5])
+        } else {
+            let seed = seed as u32;
+            let lcg = |x: u32| x.wrapping_mul(69069) ^ seed;
+            let at_least = |x: u32, m: u32| if x < m { x + m } else { x };
+            let s1 = at_least(lcg(X0 as u32), 1);
+            let s2 = at_least(lcg(s1), 7);
+            let s3 = at_least(lcg(s2), 15);
+            Taus::T88([s1, s2, s3])
+        };
+        for _ in 0..6 {
+            t.next();
+        }
+        t
+    }
+    /// lib/rand.h `__rand`.
+    #[inline]
+    fn next(&mut self) -> u64 {
+        match self {
+            Taus::T88(s) => {
+                #[inline(always)]
+                fn step(s: u32, a: u32, b: u32, c: u32, d: u32) -> u32 {
+                    ((s & c) << d) ^ (((s << a) ^ s) >> b)
+                }
+                s[0] = step(s[0], 13, 19, 4_294_967_294, 12);
+                s[1] = step(s[1], 2, 25, 4_294_967_288, 4);
+                s[2] = step(s[2], 3, 11, 4_294_967_280, 17);
+                u64::from(s[0] ^ s[1] ^ s[2])
+            }
+            Taus::T258(s) => {
+                let x = ((s[0] << 1) ^ s[0]) >> 53;
+                s[0] = ((s[0] & 18_446_744_073_709_551_614) << 10) ^ x;
+                let x = ((s[1] << 24) ^ s[1]) >> 50;
+                s[1] = ((s[1] & 18_446_744_073_709_551_104) << 5) ^ x;
+                let x = ((s[2] << 3) ^ s[2]) >> 23;
+                s[2] = ((s[2] & 18_446_744_073_709_547_520) << 29) ^ x;
+                let x = ((s[3] << 5) ^ s[3]) >> 24;
+                s[3] = ((s[3] & 18_446_744_073_709_420_544) << 23) ^ x;
+                let x = ((s[4] << 3) ^ s[4]) >> 33;
+                s[4] = ((s[4] & 18_446_744_073_701_163_008) << 8) ^ x;
+                s[0] ^ s[1] ^ s[2] ^ s[3] ^ s[4]
+            }
+        }
+    }
+    /// fio's `r / (rand_max + 1.0)` for a draw `r` of this generator (a
+    /// 32-bit draw converts exactly, and more cheaply, from a u32).
+    #[inline]
+    fn frac(&self, r: u64) -> f64 {
+        match self {
+            Taus::T88(_) => f64::from(r as u32) / 4_294_967_296.0,
+            Taus::T258(_) => r as f64 / 18_446_744_073_709_551_616.0,
+        }
+    }
+    /// lib/rand.h `rand_max`.
+    #[inline]
+    fn max(&self) -> u64 {
+        match self {
+            Taus::T88(_) => u64::from(u32::MAX),
+            Taus::T258(_) => u64::MAX,
+        }
+    }
+    /// lib/rand.h `rand_between`: `start..=end`.
+    fn between(&mut self, start: u64, end: u64) -> u64 {
+        let r = self.next();
+        let n = (end - start + 1) as f64;
+        match self {
+            Taus::T88(_) => start + u64::from((n * (r as f64 / 4_294_967_296.0)) as u32),
+            Taus::T258(_) => start + (n * (r as f64 / 18_446_744_073_709_551_616.0)) as u64,
+        }
+    }
+}
+
+/// How fio seeds a job's generators (init.c `setup_random_seeds`,
+/// `td_fill_rand_seeds`).
+#[derive(Clone, Copy, Debug)]
+pub struct FioSeed {
+    /// `randseed` (fio's default 0x89).
+    pub randseed: u64,
+    /// `randrepeat` as written (fio's `rand_repeatable` when it seeds, in
+    /// `setup_random_seeds`, before `fixup_options` clears it for a
+    /// `randseed`): the offsets are seeded from the thread number alone.
+    pub repeatable: bool,
+    /// fio's `rand_repeatable` after `fixup_options` (`randrepeat` without
+    /// `randseed`): every loop starts the streams over (`clear_io_state`),
+    /// the offsets again from the thread number alone.
+    pub reseed: bool,
+    /// fio's `td->thread_number`: 1-based over the run, clones counted.
+    pub thread: u32,
+    /// `random_generator=tausworthe64`.
+    pub taus64: bool,
+}
+
+impl FioSeed {
+    /// fio's `rand_seeds[]` (init.c `setup_random_seeds`): the seed is
+    /// multiplied by 0x9e370001 four times, then seed `i` is
+    /// `seed * thread_number + i`, the seed multiplied again after each.
+    fn seeds(&self) -> [u64; 7] {
+        let mut seed = self.randseed;
+        for _ in 0..4 {
+            seed = seed.wrapping_mul(0x9e37_0001);
+        }
+        let mut out = [0u64; 7];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = seed
+                .wrapping_mul(u64::from(self.thread))
+                .wrapping_add(i as u64);
+            seed = seed.wrapping_mul(0x9e37_0001);
+        }
+        out
+    }
+}
+
+/// fio.h's seed indices.
+const FIO_RAND_BS_OFF: usize = 0;
+const FIO_RAND_BS1_OFF: usize = 1;
+const FIO_RAND_MIX_OFF: usize = 4;
+const FIO_RAND_BLOCK_OFF: usize = 6;
+/// init.c `FIO_RANDSEED`: a repeatable job's offset seed, times its
+/// thread number.
+const FIO_RANDSEED: u64 = 0xb189_9bed;
+
+/// fio's own random choices for a job on fio's random map with varying
+/// block sizes (`rw=randread`/`randwrite`/`randrw` with `bssplit`,
+/// `bsrange` or different read and write sizes): its generators
+/// (`random_state` for offsets, `bsrange_state[ddir]` for sizes,
+/// `rwmix_state` for directions), seeded as fio seeds them, and drawn in
+/// fio's order (io_u.c `fill_io_u`: direction, offset, size, then the
+/// mark in the map). So the job issues fio 3.33's sequence of offsets and
+/// lengths, and so its number of I/Os. One block size keeps the cheap
+/// permutation ([`Perm`]), whose totals are fio's already.
+#[derive(Clone, Debug)]
+struct FioRand {
+    seed: FioSeed,
+    /// `verify` is set: writes draw their sizes from the read seed
+    /// (init.c `td_fill_rand_seeds_internal`).
+    verify: bool,
+    random: Taus,
+    bsrange: [Taus; 2],
+    rwmix: Taus,
+    /// io_u.c `get_rw_ddir` for `randrw`: fio's `rwmix_ddir`,
+    /// `rwmix_issues`, `io_issues[]`, and `rwmix[]` (read, write %).
+    mixed: bool,
+    mix_pct: [u64; 2],
+    rwmix_dir: Dir,
+    rwmix_issues: u64,
+    issues: [u64; 2],
+    /// The next I/O's direction.
+    dir: Dir,
+    /// The last I/O could not be placed and another loop follows.
+    again: bool,
+    /// Per direction (read, write): fio's `min_bs`, `max_bs` (also its
+    /// `ba`: the unit its offsets are drawn in and marked in), and the
+    /// `bssplit` sorted by percentage as fio sorts it (`bs_cmp`).
+    min_bs: [u64; 2],
+    max_bs: [u64; 2],
+    split: [Vec<(u64, u32)>; 2],
+    /// fio's `rw_min_bs`: the map's unit.
+    unit: u64,
+    /// io_u.c `last_block` per direction: the region's length in its unit.
+    lastb: [u64; 2],
+    /// fio's `real_file_size` less the region's start.
+    file_end: u64,
+    time_based: bool,
+    /// The engine completes each I/O as it is queued (fio's
+    /// FIO_Q_COMPLETED: then do_io counts no bytes issued, and a loop
+    /// ends only when fill_io_u fails).
+    sync: bool,
+    /// Loops after this one (`loops`), and the bytes of this one.
+    loops_left: u32,
+    loop_bytes: u64,
+    /// `NVME_BENCH_TRACE_IO`: each I/O's direction, offset and length.
+    trace: Option<std::sync::Arc<std::sync::Mutex<std::io::BufWriter<std::fs::File>>>>,
+}
+
+impl FioRand {
+    /// init.c `td_fill_rand_seeds` (and its `_internal`), the streams a
+    /// random map job uses.
+    fn seed_streams(&mut self) {
+        let seeds = self.seed.seeds();
+        let use64 = self.seed.taus64;
+        let read = seeds[FIO_RAND_BS_OFF];
+        let write = if self.verify {
+            read
+        } else {
+            seeds[FIO_RAND_BS1_OFF]
+        };
+        self.bsrange = [Taus::new(read, use64), Taus::new(write, use64)];
+        self.rwmix = Taus::new(seeds[FIO_RAND_MIX_OFF], false);
+        let block = if self.seed.repeatable {
+            FIO_RANDSEED.wrapping_mul(u64::from(self.seed.thread))
+        } else {
+            seeds[FIO_RAND_BLOCK_OFF]
+        };
+        self.random = Taus::new(block, use64);
+    }
+
+    /// A new loop (libfio.c `clear_io_state`): a repeatable job's streams
+    /// start over; `rwmix_issues` is cleared (`reset_io_counters`).
+    fn new_loop(&mut self) {
+        if self.seed.reseed {
+            self.seed_streams();
+        }
+        self.rwmix_issues = 0;
+        self.loop_bytes = 0;
+    }
+
+    /// io_u.c `get_rw_ddir` for a mixed job: a new draw once this
+    /// direction's issues reach `rwmix_issues` (`get_rand_ddir`); on a
+    /// switch, `set_rwmix_bytes` with the old direction still current.
+    #[inline(never)]
+    fn rw_dir(&mut self) -> Dir {
+        let cur = self.rwmix_dir as usize;
+        if self.issues[cur] >= self.rwmix_issues {
+            let v = self.rwmix.between(1, 100);
+            let d = if v <= self.mix_pct[0] {
+                Dir::Read
+            } else {
+                Dir::Write
+            };
+            if d != self.rwmix_dir {
+                self.rwmix_issues = self.issues[cur] * self.mix_pct[cur ^ 1] / 100;
+            }
+            self.rwmix_dir = d;
+        }
+        self.dir = self.rwmix_dir;
+        self.dir
+    }
+
+    /// io_u.c `__get_next_rand_offset` (random_distribution=random): a
+    /// block in `0..lastb`, or the map's next free one after it (wrapping);
+    /// `None` when the map is full.
+    fn rand_block(&mut self, map: &BlockMap, lastb: u64) -> Option<u64> {
+        let r = self.random.next();
+        let b = (lastb as f64 * self.random.frac(r)) as u64;
+        if !map.isset(b) {
+            return Some(b);
+        }
+        map.next_free(b)
+    }
+
+    /// io_u.c `get_next_buflen` for a drawn offset `off` in a region of
+    /// `len` bytes (`io_u_fits`); `None`: not even the smallest fits.
+    fn buflen(&mut self, i: usize, off: u64, len: u64) -> Option<u64> {
+        let (min, max) = (self.min_bs[i], self.max_bs[i]);
+        if min == max {
+            return Some(min);
+        }
+        let fits = |l: u64| off.checked_add(l).is_some_and(|e| e <= len);
+        if !fits(min) {
+            return None;
+        }
+        let st = &mut self.bsrange[i];
+        let cut = st.max() / 100;
+        // fio draws until one fits; a size that never does (a bssplit
+        // whose only fitting size has 0%) would spin for ever there.
+        for _ in 0..100_000 {
+            let r = st.next();
+            let mut b = 0u64;
+            if self.split[i].is_empty() {
+                b = min + (max as f64 * st.frac(r)) as u64;
+            } else {
+                let mut perc = 0u64;
+                for &(bs, p) in &self.split[i] {
+                    if p == 0 {
+                        continue;
+                    }
+                    b = bs;
+                    perc += u64::from(p);
+                    if r / perc <= cut && fits(b) {
+                        break;
+                    }
+                }
+            }
+            if min.is_power_of_two() {
+                b &= !(min - 1);
+            } else {
+                b -= b % min;
+            }
+            b = b.min(max);
+            if fits(b) {
+                return (b > 0).then_some(b);
+            }
+        }
+        Some(min)
+    }
+
+    /// The next I/O on a region of `len` bytes: [`FioRand::try_fill`];
+    /// where that fails, fio's loop ends (the file is done) and `None`;
+    /// `again` says whether another loop follows, whose first I/O is
+    /// picked anew (its direction too). `new_pass`: the map started over.
+    fn fill(
+        &mut self,
+        map: &mut BlockMap,
+        len: u64,
+        new_pass: &mut bool,
+    ) -> Option<(Dir, u64, u64)> {
+        let Some((off, n)) = self.try_fill(map, len, new_pass) else {
+            self.again = self.time_based || self.loops_left > 0;
+            if self.again {
+                self.end_loop(map, new_pass);
+            }
+            return None;
+        };
+        let d = self.dir;
+        self.issues[(d as usize).min(1)] += 1;
+        self.loop_bytes += n;
+        if !self.time_based {
+            if !self.sync && self.loop_bytes >= len {
+                // fio's do_io: a loop ends once the bytes queued reach the
+                // size (counted only for I/O the engine queues).
+                self.end_loop(map, new_pass);
+            } else if self.sync && map.free == 0 {
+                // On a sync engine the loop goes on to the next
+                // fill_io_u, which draws a direction and an offset,
+                // finds the map full and fails: the file is done.
+                if self.mixed {
+                    self.rw_dir();
+                }
+                self.random.next();
+                self.end_loop(map, new_pass);
+            }
+        }
+        Some((d, off, n))
+    }
+
+    /// The end of a loop over the region (backend.c `thread_main`'s next
+    /// turn: `clear_io_state`, and the file reopened resets its map).
+    fn end_loop(&mut self, map: &mut BlockMap, new_pass: &mut bool) {
+        if !self.time_based {
+            self.loops_left = self.loops_left.saturating_sub(1);
+        }
+        self.new_loop();
+        map.reset();
+        *new_pass = true;
+    }
+
+    /// io_u.c `fill_io_u` for this I/O's direction, on a region of `len`
+    /// bytes: the offset (`get_next_offset`), its size
+    /// (`get_next_buflen`), and the mark in the map that may cut it
+    /// (`mark_random_map`). Region-relative offset and length; `None`
+    /// where fio's `fill_io_u` fails.
+    fn try_fill(
+        &mut self,
+        map: &mut BlockMap,
+        len: u64,
+        new_pass: &mut bool,
+    ) -> Option<(u64, u64)> {
+        let i = (self.dir as usize).min(1);
+        let unit = self.min_bs[i];
+        // last_block: the region in this direction's unit.
+        let lastb = self.lastb[i];
+        if lastb == 0 {
+            return None;
+        }
+        let b = match self.rand_block(map, lastb) {
+            Some(b) => b,
+            // get_next_rand_block: a time-based job starts the map over.
+            None if self.time_based => {
+                map.reset();
+                *new_pass = true;
+                self.rand_block(map, lastb)?
+            }
+            None => return None,
+        };
+        // get_next_offset: the map's next free block may lie past the
+        // region in a direction whose unit is larger than the map's.
+        let off = b.checked_mul(unit)?;
+        if off >= len || off >= self.file_end {
+            return None;
+        }
+        let mut n = self.buflen(i, off, len)?;
+        if off + n > self.file_end {
+            return None;
+        }
+        // mark_random_map, in this direction's unit.
+        let got = map.set_nr(off / unit, n.div_ceil(unit));
+        if got > 0 && got * unit < n {
+            n = got * unit;
+        }
+        Some((off, n))
+    }
+
+    /// `NVME_BENCH_TRACE_IO`: write the I/O (absolute offset).
+    #[cold]
+    fn trace(&self, d: Dir, off: u64, n: u64) {
+        if let Some(t) = &self.trace {
+            use std::io::Write;
+            let name = if d == Dir::Read { "read" } else { "write" };
+            if let Ok(mut w) = t.lock() {
+                let _ = writeln!(w, "{name} {off} {n}");
+            }
+        }
+    }
+}
+
+/// [`Gen::pick_io`] on fio's streams: absolute offset and length, a
+/// length of 0 where fio's `fill_io_u` fails. Out of line, so that the
+/// permutation's path through `pick_io` stays as it was.
+#[inline(never)]
+fn fio_pick(
+    f: &mut FioRand,
+    map: &mut BlockMap,
+    base: u64,
+    len: u64,
+    new_pass: &mut bool,
+) -> (u64, u64) {
+    match f.fill(map, len, new_pass) {
+        Some((d, o, n)) => {
+            if f.trace.is_some() {
+                f.trace(d, base + o, n);
+            }
+            (base + o, n)
+        }
+        None => (base, 0),
+    }
 }
 
 /// Zipf over `n` items (Gray et al., as fio's lib/zipf.c), rank 0 hottest.
@@ -242,6 +738,9 @@ pub struct Gen {
     perm: Option<Perm>,
     /// fio's random map, when block sizes vary (then `perm` is `None`).
     map: Option<BlockMap>,
+    /// fio's own generators for the map's offsets, sizes and directions
+    /// ([`Gen::follow_fio`]).
+    fio: Option<Box<FioRand>>,
     zipf: Option<Zipf>,
     scatter: u64,
     /// Offsets handed out (to tell where a new pass over the region starts).
@@ -433,6 +932,7 @@ impl Gen {
             rng: Rng::new(seed),
             perm,
             map,
+            fio: None,
             zipf,
             scatter: seed | 1,
             drawn: 0,
@@ -446,7 +946,143 @@ impl Gen {
         }
     }
 
+    /// Draw offsets, sizes and directions as fio 3.33 does ([`FioRand`]),
+    /// if this job is on fio's random map with varying block sizes
+    /// (`rw=randread`/`randwrite`/`randrw`, `random_distribution=random`)
+    /// and its only region is this one. `file_end`: how far the target
+    /// goes past the region's start (fio's `real_file_size`).
+    pub fn follow_fio(&mut self, job: &Job, seed: FioSeed, file_end: u64, sync: bool) {
+        if self.map.is_none()
+            || !matches!(self.rw, Rw::RandRead | Rw::RandWrite | Rw::RandRw)
+            || self.modifier > 1
+            || !matches!(job.random_distribution, Distribution::Random)
+        {
+            return;
+        }
+        let (r, w) = (job.bs_bounds(0), job.bs_bounds(1));
+        // fio's rw_min_bs, over the three directions: the map's unit. A
+        // trim takes the write's split or range, else its own size.
+        let trim = if !job.bssplit[1].is_empty() || job.bsrange[1].is_some() {
+            w.0
+        } else {
+            job.bs_trim
+        };
+        let unit = r.0.min(w.0).min(trim).max(1);
+        let n = self.len / unit;
+        if n == 0 || n > BlockMap::MAX_BLOCKS || r.0 == 0 || w.0 == 0 {
+            return;
+        }
+        if self.map.as_ref().is_some_and(|m| m.n != n) {
+            self.map = Some(BlockMap::new(n));
+        }
+        let sorted = |d: usize| {
+            let mut v = job.bssplit[d].clone();
+            // fio's qsort by percentage (bs_cmp; glibc's is stable).
+            v.sort_by_key(|x| x.1);
+            v
+        };
+        let trace = std::env::var_os("NVME_BENCH_TRACE_IO")
+            .filter(|p| !p.is_empty())
+            .and_then(|p| {
+                let mut p = std::path::PathBuf::from(p).into_os_string();
+                p.push(format!(".{}", seed.thread));
+                std::fs::File::create(p).ok()
+            })
+            .map(|f| std::sync::Arc::new(std::sync::Mutex::new(std::io::BufWriter::new(f))));
+        let mut f = FioRand {
+            seed,
+            verify: job.verify != crate::options::Verify::None,
+            random: Taus::new(0, false),
+            bsrange: [Taus::new(0, false), Taus::new(0, false)],
+            rwmix: Taus::new(0, false),
+            mixed: self.rw == Rw::RandRw,
+            mix_pct: [
+                u64::from(job.rwmixread.min(100)),
+                u64::from(100 - job.rwmixread.min(100)),
+            ],
+            rwmix_dir: Dir::Read,
+            rwmix_issues: 0,
+            issues: [0; 2],
+            dir: if self.rw == Rw::RandWrite {
+                Dir::Write
+            } else {
+                Dir::Read
+            },
+            again: false,
+            min_bs: [r.0, w.0],
+            max_bs: [r.1, w.1],
+            split: [sorted(0), sorted(1)],
+            unit,
+            lastb: [self.len / r.0, self.len / w.0],
+            file_end,
+            time_based: job.time_based,
+            sync,
+            loops_left: job.loops.saturating_sub(1),
+            loop_bytes: 0,
+            trace,
+        };
+        f.seed_streams();
+        self.fio = Some(Box::new(f));
+    }
+
+    /// Whether fio's `fill_io_u` can fail before the region is moved
+    /// (then [`Gen::pick_io`] gives no I/O and the loop, or the job, ends):
+    /// following fio, a direction
+    /// whose smallest size is larger than the map's unit draws and marks
+    /// its offsets in its own unit, and may land past the region.
+    pub fn may_end(&self) -> bool {
+        self.fio.as_ref().is_some_and(|f| {
+            let uses = [self.rw != Rw::RandWrite, self.rw != Rw::RandRead];
+            (0..2).any(|i| uses[i] && f.min_bs[i] != f.unit)
+        })
+    }
+
+    /// The direction drawn was changed (fio's `rate_ddir`): it is the one
+    /// of the next I/O, and fio's current mix direction.
+    pub fn set_dir(&mut self, d: Dir) {
+        if let Some(f) = self.fio.as_deref_mut() {
+            f.dir = d;
+            if f.mixed {
+                f.rwmix_dir = d;
+            }
+        }
+    }
+
+    /// After [`Gen::pick_io`] gave no I/O (length 0, where fio's
+    /// `fill_io_u` fails; see [`Gen::may_end`]): whether another loop
+    /// follows, whose first I/O is to be picked anew, direction first.
+    /// Else the job is done.
+    pub fn take_next_loop(&mut self) -> bool {
+        self.fio
+            .as_deref_mut()
+            .is_some_and(|f| std::mem::take(&mut f.again))
+    }
+
+    /// [`Gen::pick_dir`], or fio's direction for a mixed job on fio's
+    /// streams (io_u.c `get_rw_ddir`), for the general loop. Only that
+    /// takes such a job ([`Gen::needs_general_loop`]): `pick_dir`, inlined
+    /// in the fast path, stays as it was; and so does this for a job
+    /// that is not mixed (the check is in the mixed arm alone).
+    #[inline(never)]
+    pub fn next_dir(&mut self) -> Dir {
+        self.dir::<true>()
+    }
+
+    /// A job the fast path must leave to the general loop: its I/O may
+    /// not be placed ([`Gen::may_end`]), or its directions are fio's
+    /// ([`Gen::next_dir`]).
+    pub fn needs_general_loop(&self) -> bool {
+        self.may_end() || self.fio.as_ref().is_some_and(|f| f.mixed)
+    }
+
     pub fn pick_dir(&mut self) -> Dir {
+        self.dir::<false>()
+    }
+
+    /// [`Gen::pick_dir`]; `FIO`: a mixed job on fio's streams takes fio's
+    /// direction ([`Gen::next_dir`]).
+    #[inline(always)]
+    fn dir<const FIO: bool>(&mut self) -> Dir {
         if let Some(sp) = &self.split {
             // fio's set_rw_ddir: a trim when the last write began where
             // the last trim did (and at the start, both unset).
@@ -469,6 +1105,11 @@ impl Gen {
             Rw::Read | Rw::RandRead => Dir::Read,
             Rw::Write | Rw::RandWrite => Dir::Write,
             Rw::Rw | Rw::RandRw => {
+                if FIO {
+                    if let Some(f) = self.fio.as_deref_mut() {
+                        return f.rw_dir();
+                    }
+                }
                 if self.rng.below(100) < u64::from(self.rwmixread) {
                     Dir::Read
                 } else {
@@ -485,10 +1126,20 @@ impl Gen {
         let split = &self.bssplit[d as usize];
         if split.is_empty() {
             if let Some((lo, hi)) = self.bsrange[d as usize] {
+                if self.fio.is_some() {
+                    // fio draws the size after the offset (pick_io); the
+                    // size returned here is not used.
+                    return hi;
+                }
                 // A multiple of min (as fio aligns them), uniformly among
                 // those in [min, max].
                 return lo * (1 + self.rng.below(hi / lo));
             }
+            return self.bs[d as usize];
+        }
+        if self.fio.is_some() {
+            // fio draws the size after the offset (pick_io); the size
+            // returned here is not used.
             return self.bs[d as usize];
         }
         let r = self.rng.below(100) as u32;
@@ -516,6 +1167,10 @@ impl Gen {
     pub fn pick_io(&mut self, bs: u64) -> (u64, u64) {
         if self.rw.random() && self.modifier <= 1 {
             if let Some(map) = &mut self.map {
+                if let Some(f) = self.fio.as_deref_mut() {
+                    self.drawn += 1;
+                    return fio_pick(f, map, self.base, self.len, &mut self.new_pass);
+                }
                 if map.free == 0 {
                     // Every block was moved once: a new pass (fio resets
                     // the map of a time-based job; a sized one has stopped
@@ -700,6 +1355,9 @@ impl Gen {
         if let Some(m) = &mut self.map {
             m.reset();
         }
+        if let Some(f) = self.fio.as_deref_mut() {
+            f.new_loop();
+        }
     }
 
     /// fio's offset and length for one file of several (io_u.c
@@ -831,6 +1489,68 @@ mod tests {
         // restart (following I/O 3 * blocks + 1) counting begins again.
         let r = 3 * blocks + 2;
         assert_eq!(marks, vec![blocks, 2 * blocks, 3 * blocks, r + blocks]);
+    }
+
+    /// fio's streams and seeds (lib/rand.c, init.c, io_u.c): the first
+    /// I/Os of `rw=randread size=32m bssplit=4k/50:16k/30:64k/20`, job 1,
+    /// fio's default seeds, as fio 3.33 issues them (its `write_iolog`).
+    #[test]
+    fn fio_streams_issue_fios_first_ios() {
+        let job =
+            crate::options::parse_str("[j]\nrw=randread\nbssplit=4k/50:16k/30:64k/20\nsize=32m\n")
+                .unwrap()
+                .jobs
+                .remove(0);
+        let len = 32 << 20;
+        let mut g = Gen::new(&job, 0, len, 7);
+        let seed = FioSeed {
+            randseed: 0x89,
+            repeatable: true,
+            reseed: true,
+            thread: 1,
+            taus64: false,
+        };
+        g.follow_fio(&job, seed, len, true);
+        assert!(g.fio.is_some() && !g.may_end());
+        let v: Vec<(u64, u64)> = (0..5)
+            .map(|_| {
+                let bs = g.pick_bs(Dir::Read);
+                g.pick_io(bs)
+            })
+            .collect();
+        assert_eq!(
+            v,
+            [
+                (2_023_424, 65536),
+                (24_838_144, 4096),
+                (28_291_072, 4096),
+                (15_769_600, 16384),
+                (13_484_032, 4096)
+            ]
+        );
+        // One block size keeps the permutation.
+        let job = crate::options::parse_str("[j]\nrw=randread\nbs=4k\nsize=32m\n")
+            .unwrap()
+            .jobs
+            .remove(0);
+        let mut g = Gen::new(&job, 0, len, 7);
+        g.follow_fio(&job, seed, len, true);
+        assert!(g.fio.is_none() && g.perm.is_some());
+    }
+
+    /// lib/axmap.c `axmap_set_nr`: a run up to the first block set, word
+    /// by word; inside the last word it runs past the map's end as fio's.
+    #[test]
+    fn set_nr_like_axmap() {
+        let mut m = BlockMap::new(100);
+        assert_eq!(m.set_nr(62, 3), 3);
+        assert_eq!(m.set_nr(63, 4), 0);
+        assert_eq!(m.set_nr(60, 4), 2);
+        assert_eq!(m.free, 95);
+        assert!(m.isset(64) && !m.isset(65) && !m.isset(1000));
+        assert_eq!(m.set_nr(98, 4), 4);
+        assert_eq!(m.free, 93);
+        assert_eq!(m.next_free(99), Some(0));
     }
 
     #[test]

@@ -762,9 +762,15 @@ pub struct Job {
     /// `random_generator=lfsr`: random offsets visit every block exactly
     /// once per pass even with `norandommap` (fio's LFSR needs no map).
     pub lfsr: bool,
+    /// `random_generator=tausworthe64`: fio's 64-bit generator (taus258)
+    /// for the streams that follow `random_generator` (gen.rs `FioRand`).
+    pub taus64: bool,
     pub norandommap: bool,
     pub randrepeat: bool,
     pub randseed: u64,
+    /// `randseed` was given: fio then turns `randrepeat` off (init.c
+    /// `fixup_options`) and seeds the offsets from it too.
+    pub randseed_set: bool,
     pub random_distribution: Distribution,
     pub rate_iops: [Option<u64>; 2],
     /// `rate_min`/`rate_iops_min`/`rate_cycle` (ms): see minrate.rs.
@@ -990,9 +996,11 @@ impl Default for Job {
             latency_percentile: 100.0,
             latency_run: false,
             lfsr: false,
+            taus64: false,
             norandommap: false,
             randrepeat: true,
             randseed: 0x89,
+            randseed_set: false,
             random_distribution: Distribution::Random,
             rate_iops: [None, None],
             rate_poisson: false,
@@ -2697,9 +2705,10 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         }
         "latency_run" => job.latency_run = parse_bool(v).map_err(ctx)?,
         "random_generator" => {
-            job.lfsr = match need()?.trim() {
-                "tausworthe" | "tausworthe64" => false,
-                "lfsr" => true,
+            (job.lfsr, job.taus64) = match need()?.trim() {
+                "tausworthe" => (false, false),
+                "tausworthe64" => (false, true),
+                "lfsr" => (true, false),
                 o => {
                     return Err(Error::msg(format!(
                         "option 'random_generator={o}': tausworthe, lfsr or tausworthe64"
@@ -2710,8 +2719,11 @@ pub fn apply(job: &mut Job, key: &str, val: Option<&str>) -> Result<()> {
         "norandommap" => job.norandommap = parse_bool(v).map_err(ctx)?,
         "randrepeat" => job.randrepeat = parse_bool(v).map_err(ctx)?,
         "randseed" => {
+            // (fio: a randseed makes the run repeatable whatever
+            // randrepeat says; `randrepeat` keeps what was written, which
+            // fio's seeding reads before it turns it off.)
             job.randseed = parse_size(need()?).map_err(ctx)?;
-            job.randrepeat = true;
+            job.randseed_set = true;
         }
         "random_distribution" => {
             let s = need()?;

@@ -248,7 +248,7 @@ pub fn run(g: &Globals, set: &JobSet) -> Result<bool> {
                 }
                 None => None,
             };
-            let seed = if job.randrepeat {
+            let seed = if job.randrepeat || job.randseed_set {
                 job.randseed
                     .wrapping_add(u64::from(*clone).wrapping_mul(0x9e37_79b9))
             } else {

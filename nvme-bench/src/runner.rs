@@ -414,6 +414,27 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
     let mut strided = zones.map(|z| crate::gen::Strided::new(z, base, dev, len, job.time_based));
     let gen_len = zones.map_or(len, |(_, range, _)| range);
     let mut gen = Gen::new(job, base, gen_len.max(1), ctx.seed);
+    if plan.is_none() && strided.is_none() {
+        // fio's own random choices on its random map with varying sizes
+        // (gen.rs FioRand), seeded as fio seeds this job.
+        let deterministic = job.randrepeat || job.randseed_set;
+        gen.follow_fio(
+            job,
+            crate::gen::FioSeed {
+                randseed: if deterministic {
+                    job.randseed
+                } else {
+                    ctx.seed
+                },
+                repeatable: job.randrepeat,
+                reseed: job.randrepeat && !job.randseed_set,
+                thread: ctx.number,
+                taus64: job.taus64,
+            },
+            dev.saturating_sub(base),
+            sync,
+        );
+    }
     let regions: Vec<(u64, u64)> = plan
         .iter()
         .flat_map(|p| p.files.iter().map(|f| (f.offset, f.io_size)))
@@ -759,6 +780,9 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
         // (split trimwrite passes and per-block trim counts: the general
         // loop.)
         && !gen.is_split()
+        // (fio's random choices for a mixed job, or an I/O that may not be
+        // placed: the general loop.)
+        && !gen.needs_general_loop()
         && res.block_infos.is_none();
     // Steady-state detection: the epoch and the live counters then.
     let publish_epoch = |at: Instant, shown: &[(u64, u64); NDIR], reset: bool| {
@@ -1027,7 +1051,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                     break;
                                 }
                             }
-                            let mut d = gen.pick_dir();
+                            let mut d = gen.next_dir();
                             // fio's rate_ddir: a mixed job whose drawn
                             // direction is ahead of its rate takes the other
                             // one if that is not (a direction without a rate
@@ -1066,6 +1090,7 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                 };
                                 if other != d && share > 0 && ahead(d) && !ahead(other) {
                                     d = other;
+                                    gen.set_dir(d);
                                 }
                             }
                             let bs = gen.pick_bs(d);
@@ -1088,7 +1113,18 @@ fn run_inner(ctx: &RunCtx, res: &mut JobResult) -> Result<()> {
                                     }
                                 },
                                 None => match &mut strided {
-                                    None => gen.pick_io(bs),
+                                    None => match gen.pick_io(bs) {
+                                        // fio's fill_io_u failed (only on
+                                        // fio's streams: Gen::may_end): the
+                                        // loop is over (the file is done);
+                                        // the next one picks anew.
+                                        (_, 0) if gen.take_next_loop() => continue,
+                                        (_, 0) => {
+                                            stop = true;
+                                            break;
+                                        }
+                                        x => x,
+                                    },
                                     Some(z) => match z.pick(&mut gen, d, bs) {
                                         Some(x) => x,
                                         None => {

@@ -472,31 +472,247 @@ fn kb_base_and_unit_base_text_like_fio() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Each job's read and write (total_ios, io_bytes), in job order.
+fn ios_and_bytes(v: &Value) -> Vec<[u64; 4]> {
+    jobs(v)
+        .iter()
+        .map(|j| {
+            let n = |d: &str, k: &str| j[d][k].as_u64().unwrap();
+            [
+                n("read", "total_ios"),
+                n("read", "io_bytes"),
+                n("write", "total_ios"),
+                n("write", "io_bytes"),
+            ]
+        })
+        .collect()
+}
+
 /// `bssplit` under fio's random map (the default for random jobs): a sized
 /// job moves exactly its size, every block once, and I/Os that would run
 /// into blocks already moved are cut short (io_u.c `mark_random_map`), so
 /// there are more of them than the split's mean size gives. nvme-bench
 /// used to overlap them instead: it moved more than the size (33,611,776
-/// bytes for 32 MiB) in fewer I/Os (1,717 against fio's 2,714).
+/// bytes for 32 MiB) in fewer I/Os (1,717 against fio's 2,714); then cut
+/// them as fio does but drew its own random numbers (3,027 I/Os). Now it
+/// draws fio's (gen.rs `FioRand`): fio's 2,714 I/Os exactly, as fio's
+/// default seeds (randrepeat, randseed 0x89) always give.
 #[test]
 fn bssplit_random_map_like_fio() {
     let _g = serial();
     let job = "[j]\nioengine=psync\nfilename=data\nsize=32m\n\
                bssplit=4k/50:16k/30:64k/20\nrw=randread\n";
-    let [(fio, _, _), (ours, _, _)] = both("bssplit", job, &[]);
-    let (f, o) = (&jobs(&fio)[0]["read"], &jobs(&ours)[0]["read"]);
-    assert_eq!(f["io_bytes"], 32u64 << 20, "fio");
-    assert_eq!(o["io_bytes"], 32u64 << 20, "ours");
-    let (fi, oi) = (
-        f["total_ios"].as_f64().unwrap(),
-        o["total_ios"].as_f64().unwrap(),
-    );
-    // Without cuts: 32 MiB / 19.6 KiB mean = 1672 I/Os. fio gives
-    // 2714..3020 over seeds 0..3; a cut-free run would be far below.
+    let [(fio, _, fd), (ours, _, od)] = both("bssplit", job, &[]);
+    assert_eq!(ios_and_bytes(&fio), [[2714, 32 << 20, 0, 0]], "fio");
+    assert_eq!(ios_and_bytes(&ours), ios_and_bytes(&fio), "ours vs fio");
+    let _ = std::fs::remove_dir_all(fd);
+    let _ = std::fs::remove_dir_all(od);
+}
+
+/// fio's random choices for jobs on its random map with varying block
+/// sizes (gen.rs `FioRand`): each job's I/Os and bytes per direction are
+/// fio's exactly, over seeds, generators, size choices, mixes, thread
+/// numbers, engines and loops. (fio's figures are deterministic: its
+/// default randrepeat, or a randseed, seeds every stream.)
+#[test]
+fn random_map_choices_like_fio() {
+    let _g = serial();
+    let split = "bssplit=4k/50:16k/30:64k/20";
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "seed1",
+            format!("size=32m\n{split}\nrw=randread\nrandseed=1"),
+        ),
+        (
+            "seed2",
+            format!("size=32m\n{split}\nrw=randread\nrandseed=2"),
+        ),
+        (
+            "seed3",
+            format!("size=32m\n{split}\nrw=randread\nrandseed=3"),
+        ),
+        ("bsrange", "size=32m\nbsrange=4k-64k\nrw=randread".into()),
+        // bsrange per direction, a seed, and randrw.
+        (
+            "bsrange-rw",
+            "size=16m\nbsrange=4k-16k,8k-64k\nrw=randrw\nrandseed=99".into(),
+        ),
+        // A size that is no multiple of the largest size (64k).
+        ("odd-size", format!("size=10260k\n{split}\nrw=randread")),
+        ("randwrite", format!("size=16m\n{split}\nrw=randwrite")),
+        (
+            "rwmix70",
+            format!("size=32m\n{split}\nrw=randrw\nrwmixread=70"),
+        ),
+        // Different read and write sizes: fio draws and marks each
+        // direction's offsets in its own unit, and ends the job early
+        // (at 15 MiB of 32) when a write's next free block lies past the
+        // end.
+        ("bs-4k-16k", "size=32m\nbs=4k,16k\nrw=randrw".into()),
+        // Seeds from the thread number.
+        (
+            "numjobs2",
+            format!("size=16m\n{split}\nrw=randrw\nnumjobs=2"),
+        ),
+        // Sizes split per direction, sorted by percentage as fio sorts
+        // them (equal ones kept in order).
+        (
+            "split-rw",
+            "size=16m\nbssplit=4k/50:64k/50,8k/10:32k/90\nrw=randrw".into(),
+        ),
+        (
+            "split-ties",
+            "size=16m\nbssplit=4k/25:8k/25:16k/25:64k/25\nrw=randrw\nrwmixread=30".into(),
+        ),
+        // A minimum that is no power of two.
+        (
+            "bsrange-6k",
+            "size=15m\nbsrange=6k-30k\nrw=randwrite".into(),
+        ),
+        (
+            "tausworthe64",
+            format!("size=16m\n{split}\nrw=randread\nrandom_generator=tausworthe64"),
+        ),
+        // Loops: with randrepeat each starts the streams over; with a
+        // randseed they run on; on a sync engine each loop ends with a
+        // failed draw on the full map.
+        ("loops", format!("size=8m\n{split}\nrw=randrw\nloops=3")),
+        (
+            "loops-seed",
+            format!("size=8m\n{split}\nrw=randrw\nloops=2\nrandseed=7"),
+        ),
+        (
+            "loops-4k-16k",
+            "size=32m\nbs=4k,16k\nrw=randrw\nloops=2".into(),
+        ),
+        (
+            "libaio",
+            format!("size=8m\n{split}\nrw=randrw\nloops=2\nrandseed=7\nioengine=libaio\niodepth=4"),
+        ),
+        (
+            "offset",
+            format!("size=8m\noffset=4m\n{split}\nrw=randread"),
+        ),
+    ];
+    let mut bad = Vec::new();
+    for (tag, body) in &cases {
+        let job = format!("[j]\nioengine=psync\nfilename=data\n{body}\n");
+        let [(fio, _, fd), (ours, _, od)] = both(&format!("map-{tag}"), &job, &[]);
+        let (f, o) = (ios_and_bytes(&fio), ios_and_bytes(&ours));
+        if f != o || f.iter().any(|j| j[0] + j[2] == 0) {
+            bad.push(format!("{tag}: fio {f:?}, ours {o:?}"));
+        }
+        let _ = std::fs::remove_dir_all(fd);
+        let _ = std::fs::remove_dir_all(od);
+    }
     assert!(
-        (0.85..=1.18).contains(&(oi / fi)),
-        "total_ios: fio {fi}, ours {oi}"
+        bad.is_empty(),
+        "[read ios, bytes, write ios, bytes] per job:\n{bad:#?}"
     );
+}
+
+/// The same sequence of I/Os as fio, not only the same count: fio's
+/// `write_iolog` against nvme-bench's `NVME_BENCH_TRACE_IO=PATH` (a
+/// testing hook of gen.rs `FioRand`: each I/O's direction, offset and
+/// length to `PATH.<thread number>`), every I/O of each job compared.
+/// Covers a mix over two loops (the streams start over), different read
+/// and write sizes (fio's early end), two jobs (seeds from the thread
+/// number), and a time-based job whose map fills and starts over many
+/// times (its first I/Os, as many as the shorter run has).
+#[test]
+fn random_map_sequence_like_fio() {
+    let _g = serial();
+    let fio = ensure_fio();
+    let iolog = |p: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .lines()
+            .filter_map(|l| {
+                // fio 3: "<ms> <file> <action> <offset> <length>".
+                let w: Vec<&str> = l.split_whitespace().collect();
+                (w.len() == 5 && (w[2] == "read" || w[2] == "write"))
+                    .then(|| format!("{} {} {}", w[2], w[3], w[4]))
+            })
+            .collect()
+    };
+    let cases = [
+        (
+            "mix-loops",
+            "[j]\nfilename=data\nsize=8m\nbssplit=4k/50:16k/30:64k/20\nrw=randrw\n\
+             rwmixread=70\nloops=2\n",
+            false,
+        ),
+        (
+            "4k-16k",
+            "[j]\nfilename=data\nsize=32m\nbs=4k,16k\nrw=randrw\n",
+            false,
+        ),
+        (
+            "two-jobs",
+            "[global]\nsize=8m\nbsrange=4k-64k\nrw=randrw\n[a]\nfilename=d1\n[b]\nfilename=d2\n",
+            false,
+        ),
+        (
+            "time-based",
+            "[j]\nfilename=data\nsize=1m\nbssplit=4k/50:16k/30:64k/20\nrw=randrw\n\
+             time_based\nruntime=300ms\n",
+            true,
+        ),
+    ];
+    for (tag, job, prefix) in cases {
+        let job = format!("[global]\nioengine=psync\n{job}");
+        let fd = scratch(&format!("seq-{tag}-fio"));
+        let od = scratch(&format!("seq-{tag}-ours"));
+        // fio logs each job to its own file: job k (1-based) to io.k.
+        let mut k = 0;
+        let fio_job: String = job
+            .lines()
+            .map(|l| {
+                if l.starts_with("filename=") {
+                    k += 1;
+                    format!("{l}\nwrite_iolog=io.{k}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(fd.join("job.fio"), fio_job).unwrap();
+        std::fs::write(od.join("job.fio"), &job).unwrap();
+        run_json_in(&fd, &fio, &["--output-format=json", "job.fio"]);
+        let out = std::process::Command::new(BENCH)
+            .args(["--output-format=json", "--eta=never", "job.fio"])
+            .current_dir(&od)
+            .env("NVME_BENCH_TRACE_IO", od.join("trace"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{tag}: {out:?}");
+        for n in 1..=k {
+            let f = iolog(&fd.join(format!("io.{n}")));
+            let o: Vec<String> = std::fs::read_to_string(od.join(format!("trace.{n}")))
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect();
+            assert!(f.len() > 300, "{tag} job {n}: fio logged {} I/Os", f.len());
+            let m = if prefix {
+                f.len().min(o.len())
+            } else {
+                f.len().max(o.len())
+            };
+            let first = (0..m).find(|&i| f.get(i) != o.get(i));
+            assert!(
+                first.is_none(),
+                "{tag} job {n}: I/O {} differs: fio {:?}, ours {:?} ({} and {} I/Os)",
+                first.unwrap_or(0),
+                first.and_then(|i| f.get(i)),
+                first.and_then(|i| o.get(i)),
+                f.len(),
+                o.len()
+            );
+        }
+        let _ = std::fs::remove_dir_all(fd);
+        let _ = std::fs::remove_dir_all(od);
+    }
 }
 
 /// Bandwidth and IOPS samples are whole 500 ms windows, as fio's helper
