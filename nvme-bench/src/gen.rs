@@ -1417,6 +1417,11 @@ impl Gen {
 mod tests {
     use super::*;
 
+    /// The first job of a job file given as text.
+    fn one_job(text: &str) -> crate::options::Job {
+        crate::options::parse_str(text).unwrap().jobs.remove(0)
+    }
+
     #[test]
     fn random_map_covers_every_block_once() {
         let mut p = Perm::new(1000, 42);
@@ -1433,11 +1438,7 @@ mod tests {
     /// the region exactly once, cutting I/Os at blocks already moved.
     #[test]
     fn block_map_moves_every_byte_once_per_pass() {
-        let job =
-            crate::options::parse_str("[j]\nrw=randread\nbssplit=4k/50:16k/30:64k/20\nsize=8m\n")
-                .unwrap()
-                .jobs
-                .remove(0);
+        let job = one_job("[j]\nrw=randread\nbssplit=4k/50:16k/30:64k/20\nsize=8m\n");
         let len = 8 << 20;
         let mut g = Gen::new(&job, 0, len, 7);
         assert!(g.map.is_some());
@@ -1468,10 +1469,7 @@ mod tests {
     /// `restart`.
     #[test]
     fn permutation_marks_each_pass() {
-        let job = crate::options::parse_str("[p]\nrw=randread\nbs=4k\n")
-            .unwrap()
-            .jobs
-            .remove(0);
+        let job = one_job("[p]\nrw=randread\nbs=4k\n");
         let blocks = 37u64;
         let mut g = Gen::new(&job, 0, blocks * 4096, 3);
         assert!(g.perm.is_some() && g.map.is_none());
@@ -1496,11 +1494,7 @@ mod tests {
     /// fio's default seeds, as fio 3.33 issues them (its `write_iolog`).
     #[test]
     fn fio_streams_issue_fios_first_ios() {
-        let job =
-            crate::options::parse_str("[j]\nrw=randread\nbssplit=4k/50:16k/30:64k/20\nsize=32m\n")
-                .unwrap()
-                .jobs
-                .remove(0);
+        let job = one_job("[j]\nrw=randread\nbssplit=4k/50:16k/30:64k/20\nsize=32m\n");
         let len = 32 << 20;
         let mut g = Gen::new(&job, 0, len, 7);
         let seed = FioSeed {
@@ -1529,10 +1523,7 @@ mod tests {
             ]
         );
         // One block size keeps the permutation.
-        let job = crate::options::parse_str("[j]\nrw=randread\nbs=4k\nsize=32m\n")
-            .unwrap()
-            .jobs
-            .remove(0);
+        let job = one_job("[j]\nrw=randread\nbs=4k\nsize=32m\n");
         let mut g = Gen::new(&job, 0, len, 7);
         g.follow_fio(&job, seed, len, true);
         assert!(g.fio.is_none() && g.perm.is_some());
@@ -1569,10 +1560,7 @@ mod tests {
 
     #[test]
     fn bsrange_sizes_are_uniform_multiples_of_the_minimum() {
-        let job = crate::options::parse_str("[j]\nfilename=x\nrw=randrw\nbsrange=4k-16k,8k-8k\n")
-            .unwrap()
-            .jobs
-            .remove(0);
+        let job = one_job("[j]\nfilename=x\nrw=randrw\nbsrange=4k-16k,8k-8k\n");
         assert_eq!(job.bsrange, [Some((4096, 16384)), Some((8192, 8192))]);
         assert_eq!((job.min_bs(), job.max_bs()), (4096, 16384));
         let mut g = Gen::new(&job, 0, 64 << 20, 3);
@@ -1594,10 +1582,7 @@ mod tests {
 
     #[test]
     fn offsets_stay_in_region_and_aligned() {
-        let job = crate::options::parse_str("[j]\nfilename=x\nrw=randrw\nbssplit=4k/50:64k/50\n")
-            .unwrap()
-            .jobs
-            .remove(0);
+        let job = one_job("[j]\nfilename=x\nrw=randrw\nbssplit=4k/50:64k/50\n");
         let mut g = Gen::new(&job, 1 << 20, 10 << 20, 7);
         for _ in 0..10_000 {
             let d = g.pick_dir();
@@ -1606,10 +1591,7 @@ mod tests {
             assert!(off >= 1 << 20 && off + bs <= 11 << 20);
             assert_eq!(off % 4096, 0);
         }
-        let job = crate::options::parse_str("[j]\nfilename=x\nrw=write\nbs=4k\n")
-            .unwrap()
-            .jobs
-            .remove(0);
+        let job = one_job("[j]\nfilename=x\nrw=write\nbs=4k\n");
         let mut g = Gen::new(&job, 0, 16384, 7);
         let v: Vec<(u64, bool)> = (0..6)
             .map(|_| (g.pick_offset(4096), g.take_new_pass()))
@@ -1626,10 +1608,7 @@ mod tests {
             ]
         );
         // The random map: a new pass every `blocks` offsets.
-        let job = crate::options::parse_str("[j]\nfilename=x\nrw=randread\nbs=4k\n")
-            .unwrap()
-            .jobs
-            .remove(0);
+        let job = one_job("[j]\nfilename=x\nrw=randread\nbs=4k\n");
         let mut g = Gen::new(&job, 0, 8 * 4096, 7);
         let passes: Vec<bool> = (0..17)
             .map(|_| {
@@ -1646,10 +1625,7 @@ mod tests {
     /// backwards from 8k before the end; 60k is never read.
     #[test]
     fn backwards_like_fio() {
-        let job = crate::options::parse_str("[j]\nfilename=x\nrw=read:-8k\nbs=4k\n")
-            .unwrap()
-            .jobs
-            .remove(0);
+        let job = one_job("[j]\nfilename=x\nrw=read:-8k\nbs=4k\n");
         let mut g = Gen::new(&job, 0, 65536, 7);
         let v: Vec<u64> = (0..17).map(|_| g.pick_offset(4096) / 1024).collect();
         assert_eq!(
